@@ -1,0 +1,479 @@
+"""Camera model: pinhole with OpenCV distortion (k1 k2 p1 p2 [k3 [k4 k5 k6]]) or equidistant fisheye.
+
+Conventions (DESIGN.md): extrinsics are world-to-camera, ``x_cam = R @ X + t``; metres; pixels for image
+coordinates; a missing value is NaN and passes through every function here. All functions are vectorized
+over any leading shape.
+
+The math is kept in pure functions (``distort_normalized``, ``undistort_normalized``, ...) so the bundle
+adjustment and the triangulation can use it on raw parameter arrays; :class:`Camera` and
+:class:`CameraRig` only hold state and look cameras up by name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from .rotations import rotmat_to_rotvec, rotvec_to_rotmat, skew
+
+CameraModel = Literal["pinhole", "fisheye"]
+PINHOLE_DIST_LENGTHS = (0, 4, 5, 8)
+FISHEYE_DIST_LENGTHS = (0, 4)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders ``cam_2`` before ``cam_10`` (natural order, not string order)."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
+
+
+def _points(arr: np.ndarray, dim: int, name: str) -> np.ndarray:
+    arr = np.asarray(arr, dtype=float)
+    if arr.ndim == 0 or arr.shape[-1] != dim:
+        raise ValueError(f"{name} must have shape (..., {dim}), got {np.shape(arr)}")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure distortion math on normalized image coordinates (x/z, y/z)
+# --------------------------------------------------------------------------------------------------
+def _pinhole_coeffs(dist: np.ndarray) -> np.ndarray:
+    out = np.zeros(8)
+    out[: len(dist)] = dist
+    return out
+
+
+def distort_normalized(xy: np.ndarray, dist: np.ndarray, model: CameraModel = "pinhole") -> np.ndarray:
+    """Apply lens distortion to normalized coordinates. ``xy`` (..., 2) -> (..., 2).
+
+    For ``fisheye``, ``xy`` are pinhole-normalized coordinates (tan of the angle), as in OpenCV's fisheye
+    module; use :func:`fisheye_distort_angle` for rays beyond 90 degrees.
+    """
+    xy = _points(xy, 2, "xy")
+    dist = np.asarray(dist, dtype=float).ravel()
+    x, y = xy[..., 0], xy[..., 1]
+    if model == "fisheye":
+        r = np.hypot(x, y)
+        return _fisheye_from_theta(np.arctan(r), x, y, r, dist)
+    k1, k2, p1, p2, k3, k4, k5, k6 = _pinhole_coeffs(dist)
+    r2 = x * x + y * y
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return np.stack([xd, yd], axis=-1)
+
+
+def _fisheye_theta_d(theta: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    k = np.zeros(4)
+    k[: len(dist)] = dist
+    t2 = theta * theta
+    return theta * (1 + t2 * (k[0] + t2 * (k[1] + t2 * (k[2] + t2 * k[3]))))
+
+
+def _fisheye_from_theta(theta, x, y, r, dist):
+    theta_d = _fisheye_theta_d(theta, dist)
+    scale = np.where(r > 1e-12, theta_d / np.where(r > 1e-12, r, 1.0), 1.0)
+    return np.stack([x * scale, y * scale], axis=-1)
+
+
+def _pinhole_jacobian(x, y, dist):
+    k1, k2, p1, p2, k3, k4, k5, k6 = _pinhole_coeffs(dist)
+    r2 = x * x + y * y
+    a = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    b = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
+    da = k1 + r2 * (2 * k2 + 3 * k3 * r2)
+    db = k4 + r2 * (2 * k5 + 3 * k6 * r2)
+    radial = a / b
+    d_radial = (da * b - a * db) / (b * b)  # d radial / d r2
+    j00 = radial + 2 * x * x * d_radial + 2 * p1 * y + 6 * p2 * x
+    j01 = 2 * x * y * d_radial + 2 * p1 * x + 2 * p2 * y
+    j10 = 2 * x * y * d_radial + 2 * p1 * x + 2 * p2 * y
+    j11 = radial + 2 * y * y * d_radial + 6 * p1 * y + 2 * p2 * x
+    return j00, j01, j10, j11
+
+
+def undistort_normalized(
+    xy_distorted: np.ndarray, dist: np.ndarray, model: CameraModel = "pinhole", iterations: int = 30
+) -> np.ndarray:
+    """Invert :func:`distort_normalized` by Newton's method. (..., 2) -> (..., 2); NaN passes through.
+
+    Converges to better than 1e-12 in normalized units over the valid image for ordinary lenses.
+    """
+    xy_distorted = _points(xy_distorted, 2, "xy_distorted")
+    dist = np.asarray(dist, dtype=float).ravel()
+    if not np.any(dist):
+        return xy_distorted.copy()
+    if model == "fisheye":
+        theta = fisheye_undistort_angle(np.hypot(xy_distorted[..., 0], xy_distorted[..., 1]), dist)
+        rd = np.hypot(xy_distorted[..., 0], xy_distorted[..., 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = np.where(rd > 1e-12, np.tan(theta) / np.where(rd > 1e-12, rd, 1.0), 1.0)
+            scale = np.where(theta >= np.pi / 2, np.nan, scale)
+        return xy_distorted * scale[..., None]
+    xy = xy_distorted.copy()
+    for _ in range(iterations):
+        x, y = xy[..., 0], xy[..., 1]
+        residual = distort_normalized(xy, dist) - xy_distorted
+        j00, j01, j10, j11 = _pinhole_jacobian(x, y, dist)
+        det = j00 * j11 - j01 * j10
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dx = (j11 * residual[..., 0] - j01 * residual[..., 1]) / det
+            dy = (-j10 * residual[..., 0] + j00 * residual[..., 1]) / det
+        xy = xy - np.stack([dx, dy], axis=-1)
+        if np.nanmax(np.abs(residual), initial=0.0) < 1e-15:
+            break
+    return xy
+
+
+def fisheye_undistort_angle(theta_d: np.ndarray, dist: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """Solve ``theta_d = theta (1 + k1 theta^2 + ...)`` for the incidence angle ``theta`` (radians)."""
+    theta_d = np.asarray(theta_d, dtype=float)
+    k = np.zeros(4)
+    k[: len(dist)] = dist
+    theta = theta_d.copy()
+    for _ in range(iterations):
+        t2 = theta * theta
+        f = _fisheye_theta_d(theta, dist) - theta_d
+        df = 1 + t2 * (3 * k[0] + t2 * (5 * k[1] + t2 * (7 * k[2] + t2 * 9 * k[3])))
+        theta = theta - f / df
+        if np.nanmax(np.abs(f), initial=0.0) < 1e-15:
+            break
+    return theta
+
+
+def project_camera_points(
+    points_cam: np.ndarray, K: np.ndarray, dist: np.ndarray, model: CameraModel = "pinhole"
+) -> np.ndarray:
+    """Project points in camera coordinates (..., 3) to pixels (..., 2). No visibility test."""
+    points_cam = _points(points_cam, 3, "points_cam")
+    z = points_cam[..., 2]
+    if model == "fisheye":
+        r = np.hypot(points_cam[..., 0], points_cam[..., 1])
+        theta = np.arctan2(r, z)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xy = _fisheye_from_theta(theta, points_cam[..., 0], points_cam[..., 1], r, dist)
+            # _fisheye_from_theta scales by theta_d / r with r measured at z; rescale to unit depth
+            xy = np.where((r > 1e-12)[..., None], xy, points_cam[..., :2] / z[..., None])
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xy = distort_normalized(points_cam[..., :2] / z[..., None], dist)
+    u = K[0, 0] * xy[..., 0] + K[0, 1] * xy[..., 1] + K[0, 2]
+    v = K[1, 1] * xy[..., 1] + K[1, 2]
+    return np.stack([u, v], axis=-1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Camera and rig
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Camera:
+    """One calibrated camera.
+
+    name: unique within a rig. size: (width, height) in pixels. K: (3, 3) intrinsic matrix.
+    dist: distortion, OpenCV order: pinhole (k1, k2, p1, p2[, k3[, k4, k5, k6]]); fisheye (k1..k4).
+    R: (3, 3) world-to-camera rotation. t: (3,) world-to-camera translation in metres.
+    model: "pinhole" or "fisheye" (equidistant, OpenCV's fisheye module).
+    """
+
+    name: str
+    size: tuple[int, int]
+    K: np.ndarray
+    dist: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    R: np.ndarray = field(default_factory=lambda: np.eye(3))
+    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    model: CameraModel = "pinhole"
+
+    def __post_init__(self) -> None:
+        K = np.asarray(self.K, dtype=float)
+        R = np.asarray(self.R, dtype=float)
+        t = np.asarray(self.t, dtype=float).reshape(-1)
+        dist = np.asarray(self.dist, dtype=float).reshape(-1)
+        where = f"camera {self.name!r}"
+        if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(f"{where}: K must be a finite 3x3 matrix with positive focal lengths, got {K.tolist()}")
+        if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
+            raise ValueError(f"{where}: R must be a 3x3 rotation matrix (orthonormal, det +1)")
+        if t.shape != (3,) or not np.all(np.isfinite(t)):
+            raise ValueError(f"{where}: t must have 3 finite values, got {t.tolist()}")
+        if self.model not in ("pinhole", "fisheye"):
+            raise ValueError(f"{where}: model must be 'pinhole' or 'fisheye', got {self.model!r}")
+        allowed = PINHOLE_DIST_LENGTHS if self.model == "pinhole" else FISHEYE_DIST_LENGTHS
+        if len(dist) not in allowed:
+            raise ValueError(f"{where}: a {self.model} camera takes {allowed} distortion coefficients, got {len(dist)}")
+        size = tuple(int(s) for s in self.size)
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f"{where}: size must be (width, height) in pixels, got {self.size}")
+        for name, value in (("K", K), ("R", R), ("t", t), ("dist", dist)):
+            value.setflags(write=False)
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "size", size)
+
+    # --- construction helpers
+    @classmethod
+    def from_rotvec(cls, name: str, size, K, dist, rotvec, t, model: CameraModel = "pinhole") -> Camera:
+        return cls(name, tuple(size), K, dist, rotvec_to_rotmat(np.asarray(rotvec, float)), t, model)
+
+    def replace(self, **changes) -> Camera:
+        return replace(self, **changes)
+
+    # --- pose
+    @property
+    def rotvec(self) -> np.ndarray:
+        return rotmat_to_rotvec(self.R)
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates (3,)."""
+        return -self.R.T @ self.t
+
+    @property
+    def world_from_camera(self) -> np.ndarray:
+        """(4, 4) camera-to-world transform."""
+        m = np.eye(4)
+        m[:3, :3] = self.R.T
+        m[:3, 3] = self.center
+        return m
+
+    @property
+    def camera_from_world(self) -> np.ndarray:
+        """(4, 4) world-to-camera transform."""
+        m = np.eye(4)
+        m[:3, :3] = self.R
+        m[:3, 3] = self.t
+        return m
+
+    @property
+    def projection_matrix(self) -> np.ndarray:
+        """(3, 4) ``K [R | t]`` for undistorted pixel coordinates."""
+        return self.K @ np.hstack([self.R, self.t[:, None]])
+
+    def to_camera(self, points_world: np.ndarray) -> np.ndarray:
+        """World (..., 3) -> camera coordinates (..., 3)."""
+        return _points(points_world, 3, "points_world") @ self.R.T + self.t
+
+    def to_world(self, points_cam: np.ndarray) -> np.ndarray:
+        """Camera (..., 3) -> world coordinates (..., 3)."""
+        return (_points(points_cam, 3, "points_cam") - self.t) @ self.R
+
+    # --- projection
+    def project(self, points_world: np.ndarray) -> np.ndarray:
+        """World points (..., 3) -> pixels (..., 2). NaN in, NaN out; points behind the camera give NaN."""
+        cam = self.to_camera(points_world)
+        uv = project_camera_points(cam, self.K, self.dist, self.model)
+        in_front = cam[..., 2] > 1e-9 if self.model == "pinhole" else np.linalg.norm(cam, axis=-1) > 1e-9
+        return np.where(in_front[..., None], uv, np.nan)
+
+    def pixels_to_normalized(self, uv: np.ndarray) -> np.ndarray:
+        """Distorted pixels (..., 2) -> distorted normalized coordinates (..., 2) (inverse of K only)."""
+        uv = _points(uv, 2, "uv")
+        K = self.K
+        y = (uv[..., 1] - K[1, 2]) / K[1, 1]
+        x = (uv[..., 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+        return np.stack([x, y], axis=-1)
+
+    def normalized_to_pixels(self, xy: np.ndarray) -> np.ndarray:
+        """Normalized coordinates (..., 2) -> pixels (..., 2) through K only."""
+        xy = _points(xy, 2, "xy")
+        K = self.K
+        return np.stack([K[0, 0] * xy[..., 0] + K[0, 1] * xy[..., 1] + K[0, 2], K[1, 1] * xy[..., 1] + K[1, 2]], -1)
+
+    def distort(self, uv_ideal: np.ndarray) -> np.ndarray:
+        """Ideal (undistorted) pixels (..., 2) -> observed (distorted) pixels (..., 2)."""
+        xy = self.pixels_to_normalized(uv_ideal)
+        return self.normalized_to_pixels(distort_normalized(xy, self.dist, self.model))
+
+    def undistort_points(self, uv: np.ndarray) -> np.ndarray:
+        """Observed pixels (..., 2) -> undistorted normalized coordinates (..., 2) (x/z, y/z)."""
+        return undistort_normalized(self.pixels_to_normalized(uv), self.dist, self.model)
+
+    def undistort_pixels(self, uv: np.ndarray) -> np.ndarray:
+        """Observed pixels (..., 2) -> ideal pinhole pixels with the same K (..., 2)."""
+        return self.normalized_to_pixels(self.undistort_points(uv))
+
+    def rays(self, uv: np.ndarray) -> np.ndarray:
+        """Observed pixels (..., 2) -> unit ray directions in world coordinates (..., 3).
+
+        Rays start at :attr:`center`. Fisheye rays beyond 90 degrees are handled.
+        """
+        xy_d = self.pixels_to_normalized(uv)
+        if self.model == "fisheye":
+            rd = np.hypot(xy_d[..., 0], xy_d[..., 1])
+            theta = fisheye_undistort_angle(rd, self.dist)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s = np.where(rd > 1e-12, np.sin(theta) / np.where(rd > 1e-12, rd, 1.0), 1.0)
+            d_cam = np.stack([xy_d[..., 0] * s, xy_d[..., 1] * s, np.cos(theta)], -1)
+        else:
+            xy = undistort_normalized(xy_d, self.dist)
+            d_cam = np.concatenate([xy, np.ones_like(xy[..., :1])], -1)
+        d_cam = d_cam / np.linalg.norm(d_cam, axis=-1, keepdims=True)
+        return d_cam @ self.R
+
+    def undistort_image(self, image: np.ndarray, K_new: np.ndarray | None = None) -> np.ndarray:
+        """Remove lens distortion from an image (H, W[, 3]); the result uses ``K_new`` (default K)."""
+        import cv2
+
+        h, w = image.shape[:2]
+        if (w, h) != self.size:
+            raise ValueError(f"camera {self.name!r}: image is {w}x{h} but the camera is {self.size[0]}x{self.size[1]}")
+        K_new = self.K if K_new is None else np.asarray(K_new, float)
+        if self.model == "fisheye":
+            map1, map2 = cv2.fisheye.initUndistortRectifyMap(
+                self.K, self.dist, np.eye(3), K_new, (w, h), cv2.CV_32FC1
+            )
+        else:
+            map1, map2 = cv2.initUndistortRectifyMap(self.K, self.dist, None, K_new, (w, h), cv2.CV_32FC1)
+        return cv2.remap(image, map1, map2, cv2.INTER_LINEAR)
+
+    def in_image(self, uv: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Whether pixels (..., 2) fall inside the image (False for NaN)."""
+        uv = _points(uv, 2, "uv")
+        w, h = self.size
+        with np.errstate(invalid="ignore"):
+            return (uv[..., 0] >= -margin) & (uv[..., 0] <= w - 1 + margin) & (uv[..., 1] >= -margin) & (
+                uv[..., 1] <= h - 1 + margin
+            )
+
+
+def relative_pose(cam_a: Camera, cam_b: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """Pose of camera b relative to camera a: ``x_b = R_ba @ x_a + t_ba``. Returns (R_ba (3, 3), t_ba (3,))."""
+    R_ba = cam_b.R @ cam_a.R.T
+    return R_ba, cam_b.t - R_ba @ cam_a.t
+
+
+def essential_matrix(cam_a: Camera, cam_b: Camera) -> np.ndarray:
+    """(3, 3) essential matrix with ``x_b^T E x_a = 0`` for normalized undistorted coordinates."""
+    R_ba, t_ba = relative_pose(cam_a, cam_b)
+    return skew(t_ba) @ R_ba
+
+
+def fundamental_matrix(cam_a: Camera, cam_b: Camera) -> np.ndarray:
+    """(3, 3) fundamental matrix with ``u_b^T F u_a = 0`` for undistorted (ideal) pixels."""
+    F = np.linalg.inv(cam_b.K).T @ essential_matrix(cam_a, cam_b) @ np.linalg.inv(cam_a.K)
+    return F / np.linalg.norm(F)
+
+
+def epipolar_lines(cam_a: Camera, cam_b: Camera, uv_a: np.ndarray) -> np.ndarray:
+    """Epipolar lines in b's ideal pixels for observed pixels ``uv_a`` (..., 2): (..., 3) as (a, b, c), a^2+b^2=1."""
+    ideal = cam_a.undistort_pixels(uv_a)
+    homog = np.concatenate([ideal, np.ones_like(ideal[..., :1])], -1)
+    lines = homog @ fundamental_matrix(cam_a, cam_b).T
+    return lines / np.linalg.norm(lines[..., :2], axis=-1, keepdims=True)
+
+
+def epipolar_distance(cam_a: Camera, cam_b: Camera, uv_a: np.ndarray, uv_b: np.ndarray) -> np.ndarray:
+    """Symmetric point-to-epipolar-line distance in ideal pixels for observed pairs (..., 2) -> (...)."""
+    ideal_b = cam_b.undistort_pixels(uv_b)
+    ideal_a = cam_a.undistort_pixels(uv_a)
+    line_b = epipolar_lines(cam_a, cam_b, uv_a)
+    line_a = epipolar_lines(cam_b, cam_a, uv_b)
+    d_b = np.abs(np.sum(line_b[..., :2] * ideal_b, -1) + line_b[..., 2])
+    d_a = np.abs(np.sum(line_a[..., :2] * ideal_a, -1) + line_a[..., 2])
+    return 0.5 * (d_a + d_b)
+
+
+@dataclass(frozen=True, eq=False)
+class CameraRig:
+    """Cameras looked up by name, in a fixed order that every (C, ...) array follows."""
+
+    cameras: tuple[Camera, ...]
+
+    def __post_init__(self) -> None:
+        cams = tuple(self.cameras)
+        names = [c.name for c in cams]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"camera names must be unique in a rig; repeated: {dupes}")
+        if not cams:
+            raise ValueError("a camera rig needs at least one camera")
+        object.__setattr__(self, "cameras", cams)
+
+    @classmethod
+    def from_cameras(cls, cameras: Iterable[Camera], natural_order: bool = True) -> CameraRig:
+        cams = list(cameras)
+        if natural_order:
+            cams.sort(key=lambda c: natural_key(c.name))
+        return cls(tuple(cams))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cameras)
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def __iter__(self) -> Iterator[Camera]:
+        return iter(self.cameras)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> Camera:
+        if not isinstance(name, str):
+            raise TypeError(f"cameras are looked up by name, not {type(name).__name__}; use rig.cameras[i]")
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        raise KeyError(f"camera {name!r} is not in the rig (cameras: {', '.join(self.names)})")
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"camera {name!r} is not in the rig (cameras: {', '.join(self.names)})") from None
+
+    def subset(self, names: Sequence[str]) -> CameraRig:
+        """A rig with the named cameras, in the order given."""
+        return CameraRig(tuple(self[n] for n in names))
+
+    def replace_camera(self, camera: Camera) -> CameraRig:
+        self.index(camera.name)
+        return CameraRig(tuple(camera if c.name == camera.name else c for c in self.cameras))
+
+    @property
+    def centers(self) -> np.ndarray:
+        """(C, 3) camera centres in world coordinates."""
+        return np.stack([c.center for c in self.cameras])
+
+    @property
+    def projection_matrices(self) -> np.ndarray:
+        """(C, 3, 4) ``K [R | t]`` per camera."""
+        return np.stack([c.projection_matrix for c in self.cameras])
+
+    def project(self, points_world: np.ndarray) -> np.ndarray:
+        """World points (..., 3) -> pixels in every camera (C, ..., 2), NaN where behind a camera."""
+        return np.stack([c.project(points_world) for c in self.cameras])
+
+    def undistort_points(self, uv: np.ndarray) -> np.ndarray:
+        """Observed pixels (C, ..., 2) -> undistorted normalized coordinates (C, ..., 2)."""
+        uv = np.asarray(uv, float)
+        if uv.shape[0] != len(self):
+            raise ValueError(f"uv must have the camera axis first with {len(self)} cameras, got shape {uv.shape}")
+        return np.stack([c.undistort_points(u) for c, u in zip(self.cameras, uv, strict=True)])
+
+    def transformed(self, rotation: np.ndarray, translation: np.ndarray, scale: float = 1.0) -> CameraRig:
+        """The same rig in a new world frame where ``X_new = scale * rotation @ X_old + translation``."""
+        rotation = np.asarray(rotation, float)
+        translation = np.asarray(translation, float)
+        cams = []
+        for c in self.cameras:
+            R_new = c.R @ rotation.T
+            cams.append(c.replace(R=R_new, t=scale * c.t - R_new @ translation))
+        return CameraRig(tuple(cams))
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera (R (3, 3), t (3,)) for a camera at ``eye`` looking at ``target`` (OpenCV axes:
+    x right, y down, z forward)."""
+    eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
+    z = target - eye
+    z = z / np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("look_at: the viewing direction is parallel to 'up'; choose another up vector")
+    x = x / np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return R, -R @ eye

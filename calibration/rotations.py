@@ -1,0 +1,122 @@
+"""Rotation conversions, vectorized over any leading shape.
+
+Forms are named as in DESIGN.md: ``rotvec`` (axis times angle, radians), ``rotmat`` (3x3),
+``quat_wxyz``. This is the one implementation every stage uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_last(arr: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    arr = np.asarray(arr, dtype=float)
+    if arr.shape[arr.ndim - len(shape):] != shape:
+        raise ValueError(f"{name} must have shape (..., {', '.join(map(str, shape))}), got {arr.shape}")
+    return arr
+
+
+def rotvec_to_rotmat(rotvec: np.ndarray) -> np.ndarray:
+    """Rodrigues' formula. ``rotvec`` (..., 3) radians -> ``rotmat`` (..., 3, 3)."""
+    rotvec = _check_last(rotvec, (3,), "rotvec")
+    theta = np.linalg.norm(rotvec, axis=-1)[..., None, None]
+    small = theta < 1e-6
+    safe = np.where(small, 1.0, theta)
+    k = skew(rotvec)
+    # sin(t)/t and (1-cos(t))/t^2, with their series near zero so the map stays smooth
+    a = np.where(small, 1.0 - theta**2 / 6.0, np.sin(safe) / safe)
+    b = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(safe)) / safe**2)
+    return np.eye(3) + a * k + b * (k @ k)
+
+
+def rotmat_to_rotvec(rotmat: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rotvec_to_rotmat`: ``rotmat`` (..., 3, 3) -> ``rotvec`` (..., 3), angle in [0, pi]."""
+    rotmat = _check_last(rotmat, (3, 3), "rotmat")
+    return quat_wxyz_to_rotvec(rotmat_to_quat_wxyz(rotmat))
+
+
+def rotmat_to_quat_wxyz(rotmat: np.ndarray) -> np.ndarray:
+    """``rotmat`` (..., 3, 3) -> unit quaternion (..., 4) as w, x, y, z with w >= 0 (Shepperd's method)."""
+    m = _check_last(rotmat, (3, 3), "rotmat")
+    tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    cands = np.stack(
+        [
+            np.stack([1 + tr, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - tr, m[..., 0, 1] + m[..., 1, 0],
+                      m[..., 0, 2] + m[..., 2, 0]], -1),
+            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - tr,
+                      m[..., 1, 2] + m[..., 2, 1]], -1),
+            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
+                      1 + 2 * m[..., 2, 2] - tr], -1),
+        ],
+        -2,
+    )  # (..., 4, 4): row i is 4*q_i*q scaled
+    diag = np.stack([1 + tr, 1 + 2 * m[..., 0, 0] - tr, 1 + 2 * m[..., 1, 1] - tr, 1 + 2 * m[..., 2, 2] - tr], -1)
+    best = np.argmax(diag, axis=-1)
+    q = np.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
+def quat_wxyz_to_rotmat(quat_wxyz: np.ndarray) -> np.ndarray:
+    """Quaternion (..., 4) w, x, y, z (need not be unit) -> ``rotmat`` (..., 3, 3)."""
+    q = _check_last(quat_wxyz, (4,), "quat_wxyz")
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+def quat_wxyz_to_rotvec(quat_wxyz: np.ndarray) -> np.ndarray:
+    """Quaternion (..., 4) w, x, y, z -> ``rotvec`` (..., 3) with angle in [0, pi]."""
+    q = _check_last(quat_wxyz, (4,), "quat_wxyz")
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    q = np.where(q[..., :1] < 0, -q, q)
+    vnorm = np.linalg.norm(q[..., 1:], axis=-1)
+    angle = 2 * np.arctan2(vnorm, q[..., 0])
+    scale = np.where(vnorm < 1e-12, 2.0 / np.maximum(q[..., 0], 1e-12), angle / np.maximum(vnorm, 1e-300))
+    return q[..., 1:] * scale[..., None]
+
+
+def rotvec_to_quat_wxyz(rotvec: np.ndarray) -> np.ndarray:
+    """``rotvec`` (..., 3) -> unit quaternion (..., 4) w, x, y, z."""
+    rotvec = _check_last(rotvec, (3,), "rotvec")
+    angle = np.linalg.norm(rotvec, axis=-1)
+    half = 0.5 * angle
+    # sin(half)/angle, with its limit 0.5 - angle^2/48 near zero
+    k = np.where(angle < 1e-6, 0.5 - angle**2 / 48.0, np.sin(half) / np.where(angle < 1e-6, 1.0, angle))
+    return np.concatenate([np.cos(half)[..., None], rotvec * k[..., None]], axis=-1)
+
+
+def rotation_angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> np.ndarray:
+    """Geodesic angle between rotation matrices (..., 3, 3) in degrees."""
+    rel = np.swapaxes(np.asarray(rot_a), -1, -2) @ np.asarray(rot_b)
+    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1) / 2
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def average_rotations(rotmats: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Chordal L2 mean of rotations (N, 3, 3) -> (3, 3): the nearest rotation to the weighted sum."""
+    rotmats = _check_last(rotmats, (3, 3), "rotmats")
+    w = np.ones(len(rotmats)) if weights is None else np.asarray(weights, float)
+    m = np.einsum("n,nij->ij", w, rotmats)
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    """Cross-product matrix: (..., 3) -> (..., 3, 3) with skew(a) @ b == cross(a, b)."""
+    v = _check_last(v, (3,), "v")
+    z = np.zeros_like(v[..., 0])
+    return np.stack(
+        [np.stack([z, -v[..., 2], v[..., 1]], -1), np.stack([v[..., 2], z, -v[..., 0]], -1),
+         np.stack([-v[..., 1], v[..., 0], z], -1)],
+        -2,
+    )

@@ -1,0 +1,1 @@
+"""Rigs, boards, skeleton formats, retarget maps and pipeline defaults, kept as data."""

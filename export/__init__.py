@@ -1,0 +1,1 @@
+"""Export: skeletons, retargeting, and BVH / FBX / glTF / USD / mesh / biomechanics writers."""

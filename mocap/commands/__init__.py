@@ -1,0 +1,6 @@
+"""One module per subcommand; each exposes ``register(subparsers)`` and sets ``func`` on its parser.
+
+Only commands that work are listed in ``COMMANDS``.
+"""
+
+COMMANDS: list[str] = []

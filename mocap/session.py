@@ -1,0 +1,223 @@
+"""The session folder: the one class that knows every path of a take.
+
+Layout (DESIGN.md)::
+
+    session.toml                what the take is (SessionConfig) plus one table per stage's config
+    videos/<camera>.<ext>       or images/<camera>/...   the performance
+    calibration/<camera>.<ext>  or calibration/<camera>/...   the board recordings
+    calibration.toml            the camera rig (aniposelib/Pose2Sim TOML)
+    sync.json, keypoints2d.npz, keypoints3d.npz, body.npz
+    export/                     exported files
+    report/<stage>.json         each stage's report; report/index.html the take report
+
+Stages never look for files themselves: they ask this class. A stage records the fingerprint of its inputs
+and settings in its report, so a re-run with unchanged inputs is skipped (an interrupted run resumes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from calibration.camera import natural_key
+from capture.config import ConfigError, config_from_mapping, load_toml
+from capture.fileio import fingerprint, write_json_atomic
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """The ``[session]`` table of ``session.toml``."""
+
+    name: str = ""
+    """A label for the take (defaults to the folder name)."""
+    board: str = "charuco_5x7_dict4x4_100"
+    """The calibration board: a name from configs/boards/ or a path to a board TOML (relative to the session)."""
+    cameras: tuple[str, ...] = ()
+    """Cameras to use, by name; empty means every camera found in videos/ or images/ and calibration/."""
+    frame_rate: float = 0.0
+    """Nominal frame rate of the performance in frames per second; 0 means read it from the videos."""
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What a stage did: written to ``report/<stage>.json``."""
+
+    stage: str
+    inputs_fingerprint: str
+    outputs: tuple[str, ...]
+    figures: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+class Session:
+    """A take's folder. Every path of a take comes from here."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"Session({str(self.root)!r})"
+
+    # ---- fixed paths
+    @property
+    def config_path(self) -> Path:
+        return self.root / "session.toml"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def calibration_recordings_dir(self) -> Path:
+        return self.root / "calibration"
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.root / "calibration.toml"
+
+    @property
+    def sync_path(self) -> Path:
+        return self.root / "sync.json"
+
+    @property
+    def keypoints2d_path(self) -> Path:
+        return self.root / "keypoints2d.npz"
+
+    @property
+    def keypoints3d_path(self) -> Path:
+        return self.root / "keypoints3d.npz"
+
+    @property
+    def body_path(self) -> Path:
+        return self.root / "body.npz"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def stage_report_path(self, stage: str) -> Path:
+        return self.report_dir / f"{stage}.json"
+
+    def stage_asset_dir(self, stage: str) -> Path:
+        """Pictures and side files of one stage's report (``report/<stage>/``)."""
+        return self.report_dir / stage
+
+    # ---- configuration
+    def raw_config(self) -> dict[str, Any]:
+        if not self.config_path.exists():
+            return {}
+        return load_toml(self.config_path)
+
+    def config(self) -> SessionConfig:
+        raw = self.raw_config().get("session", {})
+        cfg = config_from_mapping(SessionConfig, raw, f"{self.config_path} [session]")
+        return cfg if cfg.name else SessionConfig(**{**cfg.__dict__, "name": self.root.name})
+
+    def stage_config(self, stage: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
+        """The stage's config: its table in session.toml, then ``overrides`` (e.g. from the command line)."""
+        raw = dict(self.raw_config().get(stage, {}))
+        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return config_from_mapping(cls, raw, f"{self.config_path} [{stage}]")
+
+    def board_path(self) -> Path | str:
+        """The board definition named in session.toml: a path if it names a file, else a preset name."""
+        board = self.config().board
+        candidate = self.root / board
+        return candidate if candidate.suffix == ".toml" or candidate.exists() else board
+
+    # ---- recordings, found by camera name
+    def _sources(self, folder: Path) -> dict[str, Path]:
+        """Camera name -> video file or image folder directly under ``folder``, in natural order."""
+        found: dict[str, Path] = {}
+        if not folder.is_dir():
+            return found
+        for p in folder.iterdir():
+            if p.name.startswith("."):
+                continue
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+                name = p.stem
+            elif p.is_dir() and any(q.suffix.lower() in IMAGE_EXTENSIONS for q in p.iterdir()):
+                name = p.name
+            else:
+                continue
+            if name in found:
+                raise ConfigError(
+                    f"{folder}: camera {name!r} has two recordings ({found[name].name} and {p.name}); keep one"
+                )
+            found[name] = p
+        selected = self.config().cameras
+        if selected:
+            missing = [c for c in selected if c not in found]
+            if missing:
+                raise FileNotFoundError(
+                    f"{folder}: no recording for camera(s) {missing} listed in {self.config_path}; "
+                    f"found {sorted(found, key=natural_key)}"
+                )
+            found = {c: found[c] for c in selected}
+        return {k: found[k] for k in sorted(found, key=natural_key)}
+
+    def performance_sources(self) -> dict[str, Path]:
+        """Camera name -> the performance recording (``videos/<camera>.<ext>`` or ``images/<camera>/``)."""
+        sources = self._sources(self.videos_dir)
+        for name, path in self._sources(self.images_dir).items():
+            if name in sources:
+                raise ConfigError(f"camera {name!r} has both {sources[name]} and {path}; keep one")
+            sources[name] = path
+        return {k: sources[k] for k in sorted(sources, key=natural_key)}
+
+    def calibration_sources(self) -> dict[str, Path]:
+        """Camera name -> board recording (``calibration/<camera>.<ext>`` or ``calibration/<camera>/``)."""
+        return self._sources(self.calibration_recordings_dir)
+
+    # ---- stage bookkeeping
+    def inputs_fingerprint(self, inputs: list[Path], settings: Any) -> str:
+        files: list[Path] = []
+        for p in inputs:
+            files.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+        settings_text = json.dumps(settings, sort_keys=True, default=str)
+        settings_digest = hashlib.sha256(settings_text.encode()).hexdigest()[:16]
+        return fingerprint(files, root=self.root) + ":" + settings_digest
+
+    def is_up_to_date(self, stage: str, inputs_fingerprint: str, outputs: list[Path]) -> bool:
+        """True when the stage's last report has the same inputs and all its outputs exist."""
+        path = self.stage_report_path(stage)
+        if not path.exists() or not all(p.exists() for p in outputs):
+            return False
+        try:
+            previous = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return False
+        return previous.get("inputs_fingerprint") == inputs_fingerprint
+
+    def write_stage_report(self, report: StageReport) -> Path:
+        data = {
+            "stage": report.stage,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "inputs_fingerprint": report.inputs_fingerprint,
+            "outputs": [str(Path(o).relative_to(self.root)) if Path(o).is_absolute() else str(o) for o in report.outputs],
+            "seconds": round(report.seconds, 3),
+            "figures": report.figures,
+            "warnings": list(report.warnings),
+        }
+        return write_json_atomic(self.stage_report_path(report.stage), data)
+
+    def read_stage_report(self, stage: str) -> dict[str, Any] | None:
+        path = self.stage_report_path(stage)
+        return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,1 @@
+"""Reconstruction: 2D keypoints, triangulation, filtering, body models, fitting, measurements."""
