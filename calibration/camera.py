@@ -40,20 +40,23 @@ def _points(arr: np.ndarray, dim: int, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # Pure distortion math on normalized image coordinates (x/z, y/z)
 # --------------------------------------------------------------------------------------------------
-def _pinhole_coeffs(dist: np.ndarray) -> np.ndarray:
-    out = np.zeros(8)
-    out[: len(dist)] = dist
-    return out
+def _pinhole_coeffs(dist: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(..., n) coefficients -> eight arrays of shape (...) (k1 k2 p1 p2 k3 k4 k5 k6), zero-padded."""
+    dist = np.asarray(dist, dtype=float)
+    padded = np.zeros(dist.shape[:-1] + (8,))
+    padded[..., : dist.shape[-1]] = dist
+    return tuple(padded[..., i] for i in range(8))
 
 
 def distort_normalized(xy: np.ndarray, dist: np.ndarray, model: CameraModel = "pinhole") -> np.ndarray:
     """Apply lens distortion to normalized coordinates. ``xy`` (..., 2) -> (..., 2).
 
-    For ``fisheye``, ``xy`` are pinhole-normalized coordinates (tan of the angle), as in OpenCV's fisheye
-    module; use :func:`fisheye_distort_angle` for rays beyond 90 degrees.
+    ``dist`` is (n,) for one camera or (..., n) broadcasting with ``xy``'s leading shape (one set of
+    coefficients per point, as the bundle adjustment uses). For ``fisheye``, ``xy`` are pinhole-normalized
+    coordinates (tan of the angle), as in OpenCV's fisheye module.
     """
     xy = _points(xy, 2, "xy")
-    dist = np.asarray(dist, dtype=float).ravel()
+    dist = np.asarray(dist, dtype=float)
     x, y = xy[..., 0], xy[..., 1]
     if model == "fisheye":
         r = np.hypot(x, y)
@@ -67,10 +70,11 @@ def distort_normalized(xy: np.ndarray, dist: np.ndarray, model: CameraModel = "p
 
 
 def _fisheye_theta_d(theta: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    k = np.zeros(4)
-    k[: len(dist)] = dist
+    dist = np.asarray(dist, dtype=float)
+    k = np.zeros(dist.shape[:-1] + (4,))
+    k[..., : dist.shape[-1]] = dist
     t2 = theta * theta
-    return theta * (1 + t2 * (k[0] + t2 * (k[1] + t2 * (k[2] + t2 * k[3]))))
+    return theta * (1 + t2 * (k[..., 0] + t2 * (k[..., 1] + t2 * (k[..., 2] + t2 * k[..., 3]))))
 
 
 def _fisheye_from_theta(theta, x, y, r, dist):
@@ -132,7 +136,7 @@ def fisheye_undistort_angle(theta_d: np.ndarray, dist: np.ndarray, iterations: i
     """Solve ``theta_d = theta (1 + k1 theta^2 + ...)`` for the incidence angle ``theta`` (radians)."""
     theta_d = np.asarray(theta_d, dtype=float)
     k = np.zeros(4)
-    k[: len(dist)] = dist
+    k[: len(dist)] = np.asarray(dist, dtype=float).ravel()
     theta = theta_d.copy()
     for _ in range(iterations):
         t2 = theta * theta
@@ -144,22 +148,27 @@ def fisheye_undistort_angle(theta_d: np.ndarray, dist: np.ndarray, iterations: i
     return theta
 
 
+def distort_camera_points(points_cam: np.ndarray, dist: np.ndarray, model: CameraModel = "pinhole") -> np.ndarray:
+    """Points in camera coordinates (..., 3) -> distorted normalized image coordinates (..., 2).
+
+    ``dist`` is (n,) or (..., n) per point. No visibility test (points behind a pinhole camera still map).
+    """
+    points_cam = _points(points_cam, 3, "points_cam")
+    x, y, z = points_cam[..., 0], points_cam[..., 1], points_cam[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if model == "fisheye":
+            # theta from atan2 keeps rays beyond 90 degrees; theta_d / r is scale-free in r
+            r = np.hypot(x, y)
+            xy = _fisheye_from_theta(np.arctan2(r, z), x, y, r, dist)
+            return np.where((r > 1e-12)[..., None], xy, points_cam[..., :2] / z[..., None])
+        return distort_normalized(points_cam[..., :2] / z[..., None], dist)
+
+
 def project_camera_points(
     points_cam: np.ndarray, K: np.ndarray, dist: np.ndarray, model: CameraModel = "pinhole"
 ) -> np.ndarray:
     """Project points in camera coordinates (..., 3) to pixels (..., 2). No visibility test."""
-    points_cam = _points(points_cam, 3, "points_cam")
-    z = points_cam[..., 2]
-    if model == "fisheye":
-        r = np.hypot(points_cam[..., 0], points_cam[..., 1])
-        theta = np.arctan2(r, z)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            xy = _fisheye_from_theta(theta, points_cam[..., 0], points_cam[..., 1], r, dist)
-            # _fisheye_from_theta scales by theta_d / r with r measured at z; rescale to unit depth
-            xy = np.where((r > 1e-12)[..., None], xy, points_cam[..., :2] / z[..., None])
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            xy = distort_normalized(points_cam[..., :2] / z[..., None], dist)
+    xy = distort_camera_points(points_cam, dist, model)
     u = K[0, 0] * xy[..., 0] + K[0, 1] * xy[..., 1] + K[0, 2]
     v = K[1, 1] * xy[..., 1] + K[1, 2]
     return np.stack([u, v], axis=-1)
