@@ -120,3 +120,62 @@ def skew(v: np.ndarray) -> np.ndarray:
          np.stack([-v[..., 1], v[..., 0], z], -1)],
         -2,
     )
+
+
+_AXIS_INDEX = {"X": 0, "Y": 1, "Z": 2}
+
+
+def _check_order(order: str, allow_partial: bool = False) -> str:
+    order = order.upper()
+    ok = all(c in _AXIS_INDEX for c in order) and len(set(order)) == len(order)
+    if not ok or (len(order) != 3 and not allow_partial) or len(order) > 3:
+        raise ValueError(f"order must be distinct axes from 'XYZ' (e.g. 'ZXY'), got {order!r}")
+    return order
+
+
+def axis_rotmat(axis: str, angle: np.ndarray) -> np.ndarray:
+    """Rotation about one coordinate axis ('X', 'Y' or 'Z'): ``angle`` (...) radians -> (..., 3, 3)."""
+    i = _AXIS_INDEX[axis.upper()]
+    j, k = (i + 1) % 3, (i + 2) % 3
+    angle = np.asarray(angle, dtype=float)
+    c, s = np.cos(angle), np.sin(angle)
+    out = np.zeros(angle.shape + (3, 3))
+    out[..., i, i] = 1.0
+    out[..., j, j] = c
+    out[..., k, k] = c
+    out[..., k, j] = s
+    out[..., j, k] = -s
+    return out
+
+
+def euler_to_rotmat(angles: np.ndarray, order: str) -> np.ndarray:
+    """Intrinsic Euler angles -> ``rotmat``: ``angles`` (..., N) radians, ``order`` N distinct axes (N <= 3).
+
+    ``order='ZXY'`` means R = Rz(angles[..., 0]) @ Rx(angles[..., 1]) @ Ry(angles[..., 2]), the BVH channel
+    convention (channels listed left to right are applied as matrices left to right). N = 0 gives identity.
+    """
+    order = _check_order(order, allow_partial=True)
+    angles = _check_last(angles, (len(order),), "angles")
+    out = np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
+    for n, axis in enumerate(order):
+        out = out @ axis_rotmat(axis, angles[..., n])
+    return out
+
+
+def rotmat_to_euler(rotmat: np.ndarray, order: str) -> np.ndarray:
+    """Inverse of :func:`euler_to_rotmat` for three distinct axes: (..., 3, 3) -> (..., 3) radians.
+
+    The middle angle lies in [-pi/2, pi/2], the others in (-pi, pi]. At gimbal lock the last angle is 0.
+    """
+    order = _check_order(order)
+    m = _check_last(rotmat, (3, 3), "rotmat")
+    i, j, k = (_AXIS_INDEX[c] for c in order)
+    parity = 1.0 if (j - i) % 3 == 1 else -1.0
+    sin_b = np.clip(parity * m[..., i, k], -1.0, 1.0)
+    b = np.arcsin(sin_b)
+    cos_b = np.sqrt(np.maximum(0.0, 1.0 - sin_b**2))
+    locked = cos_b < 1e-9
+    a = np.where(locked, np.arctan2(parity * m[..., k, j], m[..., j, j]),
+                 np.arctan2(-parity * m[..., j, k], m[..., k, k]))
+    c = np.where(locked, 0.0, np.arctan2(-parity * m[..., i, j], m[..., i, i]))
+    return np.stack([a, b, c], axis=-1)
