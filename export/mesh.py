@@ -1,0 +1,232 @@
+"""Skinned meshes: the type the writers share, linear blend skinning, and OBJ / PLY mesh files.
+
+A :class:`SkinnedMesh` is the rest-pose mesh of a :class:`~export.motion.Motion`'s skeleton: vertices in
+world coordinates (metres, Z up) with the skeleton in its rest pose (all local rotations identity), and up to
+K joint influences per vertex. A body model's mesh and skinning weights become one of these; the synthetic
+:func:`capsule_mesh` stands in for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from capture.fileio import atomic_path
+
+from .motion import Motion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class SkinnedMesh:
+    """A triangle mesh bound to a skeleton. V vertices, F triangles, K influences per vertex."""
+
+    vertices_m: np.ndarray
+    """(V, 3) rest-pose vertex positions, metres, world frame of the motion (Z up)."""
+    faces: np.ndarray
+    """(F, 3) int vertex indices, counter-clockwise seen from outside."""
+    joint_indices: np.ndarray
+    """(V, K) int joints influencing each vertex (indices into the motion's joints)."""
+    joint_weights: np.ndarray
+    """(V, K) weights, non-negative, summing to 1 per vertex (unused slots weight 0)."""
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vertices_m, dtype=float)
+        if v.ndim != 2 or v.shape[1] != 3:
+            raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
+        f = np.asarray(self.faces, dtype=np.int64)
+        if f.ndim != 2 or f.shape[1] != 3:
+            raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+        if f.size and (f.min() < 0 or f.max() >= len(v)):
+            raise ValueError(f"faces index vertices 0..{len(v) - 1}, found {f.min()}..{f.max()}")
+        ji = np.asarray(self.joint_indices, dtype=np.int64)
+        jw = np.asarray(self.joint_weights, dtype=float)
+        if ji.ndim != 2 or ji.shape[0] != len(v) or jw.shape != ji.shape:
+            raise ValueError(
+                f"joint_indices and joint_weights must both have shape (V={len(v)}, K), got {ji.shape} and "
+                f"{jw.shape}"
+            )
+        if np.any(jw < 0) or not np.allclose(jw.sum(1), 1.0, atol=1e-6):
+            raise ValueError("joint_weights must be non-negative and sum to 1 for every vertex")
+        for name, arr in (("vertices_m", v), ("faces", f), ("joint_indices", ji), ("joint_weights", jw)):
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+    @property
+    def num_vertices(self) -> int:
+        return len(self.vertices_m)
+
+    def check_skeleton(self, motion: Motion) -> None:
+        """Raise ValueError when the mesh refers to joints the motion does not have."""
+        if self.joint_indices.size and self.joint_indices.max() >= motion.num_joints:
+            raise ValueError(
+                f"mesh is skinned to joint index {self.joint_indices.max()} but the motion has "
+                f"{motion.num_joints} joints; the mesh belongs to another skeleton"
+            )
+
+    def top_k(self, k: int = 4) -> SkinnedMesh:
+        """The same mesh with at most ``k`` influences per vertex (largest kept, renormalized)."""
+        if self.joint_indices.shape[1] <= k:
+            pad = k - self.joint_indices.shape[1]
+            return SkinnedMesh(
+                self.vertices_m,
+                self.faces,
+                np.pad(self.joint_indices, ((0, 0), (0, pad))),
+                np.pad(self.joint_weights, ((0, 0), (0, pad))),
+            )
+        order = np.argsort(-self.joint_weights, axis=1)[:, :k]
+        w = np.take_along_axis(self.joint_weights, order, 1)
+        return SkinnedMesh(
+            self.vertices_m,
+            self.faces,
+            np.take_along_axis(self.joint_indices, order, 1),
+            w / w.sum(1, keepdims=True),
+        )
+
+    def dense_weights(self, num_joints: int) -> np.ndarray:
+        """(V, J) weight of every joint on every vertex."""
+        dense = np.zeros((self.num_vertices, num_joints))
+        np.add.at(dense, (np.arange(self.num_vertices)[:, None], self.joint_indices), self.joint_weights)
+        return dense
+
+
+def skin(mesh: SkinnedMesh, motion: Motion, frames: np.ndarray | slice | None = None) -> np.ndarray:
+    """Linear blend skinning: posed vertices (T, V, 3) in metres for the motion's frames (all by default)."""
+    mesh.check_skeleton(motion)
+    rot, pos = motion.world_transforms()
+    sel = slice(None) if frames is None else frames
+    rot, pos = rot[sel], pos[sel]
+    rest = motion.rest_positions_m()
+    # vertex relative to each influencing joint at rest (rest world rotations are identity)
+    rel = mesh.vertices_m[:, None, :] - rest[mesh.joint_indices]  # (V, K, 3)
+    out = np.zeros((rot.shape[0], mesh.num_vertices, 3))
+    for k in range(mesh.joint_indices.shape[1]):
+        j = mesh.joint_indices[:, k]
+        w = mesh.joint_weights[:, k]
+        moved = np.einsum("tvab,vb->tva", rot[:, j], rel[:, k]) + pos[:, j]
+        out += w[None, :, None] * moved
+    return out
+
+
+def capsule_mesh(motion: Motion, radius_m: float = 0.04, sides: int = 8, rings: int = 4) -> SkinnedMesh:
+    """A synthetic skinned body: a closed tube around each bone (parent -> child), weighted to the parent
+    joint and blended half-and-half with the child's at the child end. Rest pose, metres, Z up."""
+    rest = motion.rest_positions_m()
+    verts, faces, idx, wts = [], [], [], []
+    angles = 2 * np.pi * np.arange(sides) / sides
+    for j in range(1, motion.num_joints):
+        p = int(motion.parents[j])
+        a, b = rest[p], rest[j]
+        axis = b - a
+        length = np.linalg.norm(axis)
+        if length < 1e-6:
+            continue
+        axis = axis / length
+        helper = np.array([1.0, 0, 0]) if abs(axis[0]) < 0.9 else np.array([0, 1.0, 0])
+        u = np.cross(axis, helper)
+        u /= np.linalg.norm(u)
+        w_ = np.cross(axis, u)
+        base = sum(len(v) for v in verts)
+        ring_pts, ring_idx, ring_w = [], [], []
+        for r in range(rings + 1):
+            s = r / rings
+            centre = a + s * (b - a)
+            rad = radius_m * (1.0 - 0.3 * s)
+            ring = centre + rad * (np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * w_)
+            child_w = 0.5 * max(0.0, (s - 0.5) / 0.5)
+            ring_pts.append(ring)
+            ring_idx.append(np.tile([p, j], (sides, 1)))
+            ring_w.append(np.tile([1.0 - child_w, child_w], (sides, 1)))
+        caps = np.array([a, b])
+        pts = np.concatenate(ring_pts + [caps])
+        verts.append(pts)
+        idx.append(np.concatenate(ring_idx + [np.array([[p, j], [p, j]])]))
+        wts.append(np.concatenate(ring_w + [np.array([[1.0, 0.0], [0.5, 0.5]])]))
+        for r in range(rings):
+            for s in range(sides):
+                v00 = base + r * sides + s
+                v01 = base + r * sides + (s + 1) % sides
+                v10 = v00 + sides
+                v11 = v01 + sides
+                faces += [(v00, v01, v11), (v00, v11, v10)]
+        cap_a, cap_b = base + (rings + 1) * sides, base + (rings + 1) * sides + 1
+        last = base + rings * sides
+        for s in range(sides):
+            faces.append((cap_a, base + (s + 1) % sides, base + s))
+            faces.append((cap_b, last + s, last + (s + 1) % sides))
+    if not verts:
+        raise ValueError("the motion's skeleton has no bones with length; nothing to build a mesh around")
+    return SkinnedMesh(np.concatenate(verts), np.array(faces), np.concatenate(idx), np.concatenate(wts))
+
+
+def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray, decimals: int = 6) -> Path:
+    """Wavefront OBJ of one mesh: ``vertices_m`` (V, 3) metres, ``faces`` (F, 3) zero-based. Axes as given
+    (a comment in the file says Z up, metres; pass Y-up vertices for tools that expect them)."""
+    v = np.asarray(vertices_m, float)
+    f = np.asarray(faces, np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{path}: vertices contain NaN; nothing written")
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"# mocap-studio mesh: {len(v)} vertices, {len(f)} triangles; units metres, Z up\n")
+        np.savetxt(fh, v, fmt=f"v %.{decimals}f %.{decimals}f %.{decimals}f")
+        np.savetxt(fh, f + 1, fmt="f %d %d %d")
+    return path
+
+
+def write_ply(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray) -> Path:
+    """Binary little-endian PLY (float32 vertices, int32 triangle indices), with a comment on units/axes."""
+    v = np.asarray(vertices_m, float)
+    f = np.asarray(faces, np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{path}: vertices contain NaN; nothing written")
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment mocap-studio mesh; units metres, Z up\n"
+        f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
+        f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    face_rec = np.zeros(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    face_rec["n"] = 3
+    face_rec["i"] = f
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(header.encode("ascii"))
+            fh.write(v.astype("<f4").tobytes())
+            fh.write(face_rec.tobytes())
+    return path
+
+
+def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read back a PLY written by :func:`write_ply`: vertices (V, 3) float32, faces (F, 3)."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    n_v = int(next(h for h in header if h.startswith("element vertex")).split()[-1])
+    n_f = int(next(h for h in header if h.startswith("element face")).split()[-1])
+    v = np.frombuffer(data, "<f4", n_v * 3, end).reshape(n_v, 3)
+    rec = np.frombuffer(data, [("n", "u1"), ("i", "<i4", (3,))], n_f, end + n_v * 12)
+    return v, rec["i"].astype(np.int64)
+
+
+def is_watertight(faces: np.ndarray) -> bool:
+    """True when every edge is shared by exactly two triangles with opposite directions."""
+    f = np.asarray(faces, np.int64)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    fwd = {tuple(e) for e in edges.tolist()}
+    if len(fwd) != len(edges):
+        return False
+    return all((b, a) in fwd for a, b in fwd)
