@@ -1,0 +1,133 @@
+"""Triangulation: exactness on clean data, robustness to outliers against the inlier-only DLT, swaps,
+gaps, camera matching by name, and errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconstruction.keypoints import Keypoints2D
+from reconstruction.synthetic import make_scene, ring_rig
+from reconstruction.triangulate import (
+    TriangulationConfig,
+    fill_gaps,
+    triangulate,
+    triangulate_with_diagnostics,
+    weighted_dlt,
+)
+
+
+def _extrinsics(rig):
+    return np.stack([np.hstack([c.R, c.t[:, None]]) for c in rig.cameras])
+
+
+def _mpjpe_mm(xyz, truth):
+    return float(np.nanmean(np.linalg.norm(xyz - truth, axis=-1)) * 1000)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(num_frames=40, seed=3)
+
+
+def test_weighted_dlt_exact_on_clean_projections():
+    rig = ring_rig(4, seed=1)
+    pts = np.random.default_rng(0).uniform([-1, -1, 0], [1, 1, 2], (50, 3))
+    xy = rig.undistort_points(rig.project(pts))
+    X = weighted_dlt(_extrinsics(rig), xy, np.ones(xy.shape[:2]))
+    np.testing.assert_allclose(X, pts, atol=1e-9)
+    xy[1:, 0] = np.nan  # only one view of point 0 left
+    X = weighted_dlt(_extrinsics(rig), xy, np.ones(xy.shape[:2]))
+    assert np.isnan(X[0]).all() and np.isfinite(X[1:]).all()
+    with pytest.raises(ValueError, match="xy must have shape"):
+        weighted_dlt(_extrinsics(rig), xy[..., :1], np.ones(xy.shape[:2]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.5, 3.0))
+def test_project_then_triangulate_returns_points(seed, spread):
+    rig = ring_rig(5, seed=2)
+    half = spread / 2
+    pts = np.random.default_rng(seed).uniform([-half, -half, 0], [half, half, 2], (17, 3))
+    uv = rig.project(pts[None])  # (C, 1, 17, 2)
+    k3 = triangulate(rig, Keypoints2D(uv, np.ones(uv.shape[:3]), rig.names, "coco17"))
+    np.testing.assert_allclose(k3.xyz[0], pts, atol=1e-6)
+    assert np.nanmax(k3.error) < 1e-3
+    uv[:, 0, 4] = np.nan  # NaN passes through
+    k3 = triangulate(rig, Keypoints2D(uv, np.ones(uv.shape[:3]), rig.names, "coco17"))
+    assert np.isnan(k3.xyz[0, 4]).all() and not k3.cameras_used[0, 4].any()
+
+
+def test_robust_within_bound_of_inlier_only_dlt(scene):
+    """Acceptance: 8 cameras, 2 px noise, 10 % outliers: MPJPE <= 1.2x the inlier-only weighted DLT."""
+    rig, kp = scene.rig, scene.keypoints
+    C, T, J = kp.confidence.shape
+    xy = rig.undistort_points(kp.xy).reshape(C, -1, 2)
+    inlier_only = weighted_dlt(
+        _extrinsics(rig), xy, np.where(scene.inliers, kp.confidence, 0).reshape(C, -1)
+    ).reshape(T, J, 3)
+    naive = weighted_dlt(_extrinsics(rig), xy, kp.confidence.reshape(C, -1)).reshape(T, J, 3)
+    k3, diag = triangulate_with_diagnostics(rig, kp)
+    ours, ref = _mpjpe_mm(k3.xyz, scene.truth), _mpjpe_mm(inlier_only, scene.truth)
+    assert ours <= 1.2 * ref, (ours, ref)
+    assert ours < 12.0 and _mpjpe_mm(naive, scene.truth) > 100  # the outliers matter
+    assert np.isfinite(k3.xyz).all()
+    # the views used are nearly exactly the true inliers, the noise estimate is close to 2 px
+    assert (k3.cameras_used.transpose(2, 0, 1) == scene.inliers).mean() > 0.97
+    assert 1.5 < diag.noise_px < 2.5
+    assert np.nanmedian(k3.error) < 3.0
+
+
+def test_whole_view_left_right_swap_is_fixed(scene):
+    rig, kp = scene.rig, scene.keypoints
+    flip = kp.format.flip_permutation
+    xy = np.array(kp.xy)
+    xy[2, 5:15] = xy[2, 5:15][:, flip]  # camera 3 labels sides the wrong way round for 10 frames
+    swapped = Keypoints2D(xy, kp.confidence, kp.camera_names, kp.skeleton, kp.frame_times)
+    k3, diag = triangulate_with_diagnostics(rig, swapped)
+    limbs = [kp.format.index(n) for n in ("left_knee", "left_ankle", "left_wrist", "left_elbow", "left_hip")]
+    # a pair can be exchanged when both its observations are true detections (not synthetic outliers)
+    clean = scene.inliers[2, 5:15][:, limbs] & scene.inliers[2, 5:15][:, flip[limbs]]
+    assert diag.swapped[2, 5:15][:, limbs][clean].mean() > 0.9
+    assert diag.swapped[:, :5].mean() < 0.01
+    assert _mpjpe_mm(k3.xyz, scene.truth) < 12.0
+
+
+def test_cameras_matched_by_name_and_missing_camera_named(scene):
+    rig, kp = scene.rig, scene.keypoints
+    order = list(reversed(kp.camera_names))
+    k_rev = kp.select_cameras(order)
+    a = triangulate(rig, kp, TriangulationConfig(refine=False))
+    b = triangulate(rig, k_rev, TriangulationConfig(refine=False))
+    np.testing.assert_allclose(a.xyz, b.xyz, atol=1e-9)
+    assert b.camera_names == tuple(order)
+    bad = Keypoints2D(kp.xy, kp.confidence, kp.camera_names[:-1] + ("cam_99",), kp.skeleton)
+    with pytest.raises(KeyError, match="cam_99"):
+        triangulate(rig, bad)
+
+
+def test_min_cameras_and_all_nan_frames(scene):
+    rig, kp = scene.rig, scene.keypoints
+    xy = np.array(kp.xy)
+    xy[:, 3] = np.nan  # a frame nobody saw
+    xy[2:, 7, 0] = np.nan  # the nose of frame 7 seen by two cameras only
+    kp2 = Keypoints2D(xy, kp.confidence, kp.camera_names, kp.skeleton)
+    k3 = triangulate(rig, kp2, TriangulationConfig(min_cameras=3, max_gap_frames=0))
+    assert np.isnan(k3.xyz[3]).all() and np.isnan(k3.xyz[7, 0]).all()
+    assert (k3.cameras_used[k3.valid].sum(-1) >= 3).all()
+    k3 = triangulate(rig, kp2, TriangulationConfig(max_gap_frames=2))
+    assert np.isfinite(k3.xyz[3]).all() and k3.interpolated[3].all()
+    with pytest.raises(ValueError, match="min_cameras"):
+        TriangulationConfig(min_cameras=1)
+
+
+def test_fill_gaps_short_and_long():
+    T = 30
+    xyz = np.repeat(np.linspace(0, 1, T)[:, None, None], 3, -1).repeat(2, 1)
+    xyz[5:8, 0] = np.nan  # short
+    xyz[10:25, 1] = np.nan  # long
+    xyz[:2, 0] = np.nan  # at the start: never filled
+    out, interp, gaps = fill_gaps(xyz, 5)
+    np.testing.assert_allclose(out[5:8, 0, 0], np.linspace(0, 1, T)[5:8])
+    assert interp[5:8, 0].all() and not interp[10:25, 1].any()
+    assert (1, 10, 15) in gaps and (0, 0, 2) in gaps
