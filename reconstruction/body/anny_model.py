@@ -1,0 +1,168 @@
+"""Anny, the open default body model (code Apache-2.0, MakeHuman data CC0), behind :class:`BodyModel`.
+
+Shape: Anny's 6 phenotype parameters (gender, age, muscle, weight, height, proportions), each in
+[0, 1]. Pose: one local rotation per bone (104 bones) in SMPL's convention (see ``lbs.py``); Anny's own
+bone orientations only set its rig's parameterisation, so they are not needed to skin. Native axes:
+Z up, facing -Y, left +X, metres; the root bone sits at the pelvis.
+
+The first construction builds Anny's data cache (about 35 s, ~790 MB) in the project cache folder;
+later ones load it in well under a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import anny_cache_dir, configure_anny_environment, file_lock, progress_while
+from .model import SkinnedBodyModel
+from .regressors import ANNY_LANDMARKS_PATH, LandmarkSet
+
+logger = logging.getLogger(__name__)
+
+# Anny bone -> SMPL-24 joint name (the shared joint vocabulary).
+ANNY_SEMANTIC_BONES: dict[str, str] = {
+    "pelvis": "root",
+    "left_hip": "upperleg01.L",
+    "right_hip": "upperleg01.R",
+    "spine1": "spine04",
+    "left_knee": "lowerleg01.L",
+    "right_knee": "lowerleg01.R",
+    "spine2": "spine03",
+    "left_ankle": "foot.L",
+    "right_ankle": "foot.R",
+    "spine3": "spine01",
+    "left_foot": "toe2-1.L",
+    "right_foot": "toe2-1.R",
+    "neck": "neck01",
+    "left_collar": "clavicle.L",
+    "right_collar": "clavicle.R",
+    "head": "head",
+    "left_shoulder": "upperarm01.L",
+    "right_shoulder": "upperarm01.R",
+    "left_elbow": "lowerarm01.L",
+    "right_elbow": "lowerarm01.R",
+    "left_wrist": "wrist.L",
+    "right_wrist": "wrist.R",
+    "left_hand": "finger3-1.L",
+    "right_hand": "finger3-1.R",
+}
+
+# Bones that fitting moves; every other bone keeps its rest orientation relative to its parent.
+ANNY_FREE_BONES: tuple[str, ...] = (
+    "root", "spine04", "spine03", "spine02", "spine01", "neck01", "head",
+    "clavicle.L", "upperarm01.L", "lowerarm01.L", "wrist.L",
+    "clavicle.R", "upperarm01.R", "lowerarm01.R", "wrist.R",
+    "upperleg01.L", "lowerleg01.L", "foot.L",
+    "upperleg01.R", "lowerleg01.R", "foot.R",
+)  # fmt: skip
+
+_BUILD_LOCK = threading.Lock()
+_ANNY_CORE: object | None = None
+
+
+def anny_cache_ready() -> bool:
+    """True when Anny's built data is already in the project cache."""
+    return any(anny_cache_dir().glob("v*/build_compact_model_data_*.safetensors"))
+
+
+def load_anny_core():
+    """The ``anny.Anny`` module (default rig and topology, 6 phenotypes), built once per process and
+    cached on disk in the project cache folder."""
+    global _ANNY_CORE
+    with _BUILD_LOCK:
+        if _ANNY_CORE is not None:
+            return _ANNY_CORE
+        configure_anny_environment()
+        with file_lock("anny"):
+            import anny
+
+            if anny_cache_ready():
+                core = anny.Anny()
+            else:
+                with progress_while(
+                    f"Building the Anny body model cache in {anny_cache_dir()} "
+                    "(first run only: about 35-60 s and ~790 MB)",
+                    expected_s=45.0,
+                ):
+                    core = anny.Anny()
+        core.requires_grad_(False)
+        _ANNY_CORE = core
+        return core
+
+
+class AnnyBody(SkinnedBodyModel):
+    """Anny as a :class:`BodyModel` (see the module docstring)."""
+
+    def __init__(
+        self, landmarks_path: str | Path | None = ANNY_LANDMARKS_PATH, dtype: torch.dtype = torch.float32
+    ):
+        core = load_anny_core()
+        self._core = core
+        self.dtype = dtype
+        self.name = "anny"
+        self.joint_names = tuple(core.bone_labels)
+        self.parents = np.asarray(core.bone_parents, dtype=np.int64)
+        self.faces = core.faces.detach().cpu().numpy().astype(np.int64)
+        self.shape_names = tuple(core.phenotype_labels)
+        self.model_to_world_rest = np.eye(3)
+        index = {n: i for i, n in enumerate(self.joint_names)}
+        self.semantic_joints = {sem: index[bone] for sem, bone in ANNY_SEMANTIC_BONES.items()}
+        self.free_joints = tuple(index[b] for b in ANNY_FREE_BONES)
+        # buffers as plain tensors in the fitting dtype
+        self._template = core.template_vertices.detach().to(dtype)
+        self._blendshapes = core.blendshapes.detach().to(dtype)  # (C, V, 3)
+        self._bone_heads = core.template_bone_heads.detach().to(dtype)  # (J, 3)
+        self._bone_head_shapes = core.bone_heads_blendshapes.detach().to(dtype)  # (C, J, 3)
+        V, J = self._template.shape[0], len(self.joint_names)
+        weights = torch.zeros(V, J, dtype=torch.float64)
+        weights.scatter_add_(1, core.vertex_bone_indices.long(), core.vertex_bone_weights.double())
+        self._weights = (weights / weights.sum(1, keepdim=True)).to(dtype)
+        # None: geometry only (used while making the landmark file itself)
+        self.landmarks = LandmarkSet.load(landmarks_path) if landmarks_path is not None else None  # type: ignore[assignment]
+        self._finish_init()
+
+    # ---- shape
+    def default_shape(self) -> np.ndarray:
+        return np.full(self.num_shape, 0.5)
+
+    def random_shape(self, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
+        """Adults: each phenotype uniform in 0.5 +- 0.3 * spread (age 0.5 +- 0.15 * spread)."""
+        half = np.full(self.num_shape, 0.3 * spread)
+        if "age" in self.shape_names:
+            half[self.shape_names.index("age")] = 0.15 * spread
+        return 0.5 + rng.uniform(-1.0, 1.0, self.num_shape) * half
+
+    def shape_from_free(self, free: torch.Tensor) -> torch.Tensor:
+        return 0.5 + 0.5 * torch.tanh(free)
+
+    def free_from_shape(self, shape: np.ndarray) -> np.ndarray:
+        s = np.clip(np.asarray(shape, dtype=float), 1e-4, 1 - 1e-4)
+        return np.arctanh(2 * s - 1)
+
+    def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
+        # a broad prior: one standard deviation is 0.25 on each phenotype
+        return (((shape - 0.5) / 0.25) ** 2).sum() * 0.5
+
+    def _coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        pheno = shape.to(self._core.dtype)[None]
+        empty = pheno.new_zeros((1, 0))
+        return self._core._get_phenotype_blendshape_coefficients(pheno, empty, empty)[0].to(self.dtype)
+
+    def rest_vertices_torch(
+        self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        coeffs = self._coefficients(shape)
+        if vertex_ids is None:
+            return self._template + torch.einsum("c,cvd->vd", coeffs, self._blendshapes)
+        return self._template[vertex_ids] + torch.einsum(
+            "c,cvd->vd", coeffs, self._blendshapes[:, vertex_ids]
+        )
+
+    def rest_joints_torch(self, shape: torch.Tensor) -> torch.Tensor:
+        coeffs = self._coefficients(shape)
+        return self._bone_heads + torch.einsum("c,cjd->jd", coeffs, self._bone_head_shapes)
