@@ -3,4 +3,4 @@
 Only commands that work are listed in ``COMMANDS``.
 """
 
-COMMANDS: list[str] = []
+COMMANDS: list[str] = ["board"]

@@ -1,0 +1,203 @@
+"""Streaming frame reader: a video file (decoded with PyAV), an image folder, or a single image.
+
+Frames are decoded one at a time and never collected, so a long recording costs the memory of one frame.
+Times come from each frame's presentation timestamp (pts x time_base), not from index / fps, so variable
+frame rate recordings and dropped frames keep their true times.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class FrameSourceError(ValueError):
+    """A frame source that cannot be read: the message names the file and what to do."""
+
+
+class Frame(NamedTuple):
+    """One decoded frame: its index in the source (counting every frame, also skipped ones), its time in
+    seconds (NaN for an image folder read without ``fps``), and the image, (H, W, 3) BGR uint8."""
+
+    index: int
+    time_s: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What :func:`probe` finds without decoding the frames."""
+
+    path: Path
+    kind: str
+    """"video", "images" or "image"."""
+    frame_count: int
+    """Number of frames (for a video: from the container, counted from packets when it does not say)."""
+    fps: float
+    """Average frame rate (NaN for images)."""
+    size: tuple[int, int]
+    """(width, height) in pixels."""
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps if self.fps > 0 else math.nan
+
+
+def _natural_key(name: str) -> tuple:
+    # Local copy of natural ordering: capture/ is the ground floor and imports no other stage.
+    return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise FrameSourceError(
+            f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}); "
+            "put the frames of one camera in this folder, or give a video file"
+        )
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _kind(path: Path) -> str:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return "images"
+    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+
+
+def _video_error(path: Path, e: Exception) -> FrameSourceError:
+    return FrameSourceError(
+        f"{path}: cannot read this video ({type(e).__name__}: {e}). The file may be truncated or not a "
+        "video: copy it again from the camera, or re-encode it (ffmpeg -i in.mp4 -c:v libx264 out.mp4)"
+    )
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise _video_error(path, e) from e
+    if not container.streams.video:
+        container.close()
+        raise FrameSourceError(f"{path}: the file has no video stream (audio only?); give the camera's video")
+    return container
+
+
+def probe(path: str | Path) -> SourceInfo:
+    """Frame count, frame rate and size of a video file, image folder or image, without decoding frames."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind != "video":
+        files = _image_files(path) if kind == "images" else [path]
+        first = _read_image(files[0])
+        return SourceInfo(path, kind, len(files), math.nan, (first.shape[1], first.shape[0]))
+    container = _open_container(path)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else math.nan
+        count = int(stream.frames or 0)
+        if count <= 0:
+            # Some containers (mkv, raw streams) do not store a frame count: count packets, no decoding.
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+        width, height = stream.codec_context.width, stream.codec_context.height
+    except av.FFmpegError as e:
+        raise _video_error(path, e) from e
+    finally:
+        container.close()
+    if width <= 0 or height <= 0:
+        raise FrameSourceError(f"{path}: the video stream has no frame size; the file is probably damaged")
+    return SourceInfo(path, kind, count, fps, (width, height))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FrameSourceError(
+            f"{path}: cannot read this image (damaged or not an image); remove or replace it"
+        )
+    return image
+
+
+def open_frames(
+    path: str | Path, step: int = 1, max_frames: int | None = None, fps: float | None = None
+) -> Iterator[Frame]:
+    """Iterate :class:`Frame` (index, time_s, BGR image (H, W, 3) uint8) from a video, folder or image.
+
+    step: yield every ``step``-th frame (indices 0, step, 2 step, ...); a video is still decoded in full,
+    because inter-coded frames need their predecessors, but skipped frames are never converted.
+    max_frames: stop after yielding this many frames. fps: frame rate of an image folder (its times are
+    NaN without it); ignored for videos, whose frames carry their own timestamps.
+    Image folders are read in natural file-name order (``frame_2`` before ``frame_10``).
+    """
+    if isinstance(step, bool) or int(step) != step or step < 1:
+        raise ValueError(f"step must be an integer >= 1, got {step!r}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames!r}")
+    path = Path(path)
+    kind = _kind(path)
+    if kind == "video":
+        # Opened here, not inside the generator, so a damaged file fails at the call, not at first use.
+        return _video_frames(path, _open_container(path), int(step), max_frames)
+    files = _image_files(path) if kind == "images" else [path]
+    return _image_frames(files, int(step), max_frames, fps)
+
+
+def _image_frames(files: list[Path], step: int, max_frames: int | None, fps: float | None) -> Iterator[Frame]:
+    yielded = 0
+    for index in range(0, len(files), step):
+        if max_frames is not None and yielded >= max_frames:
+            return
+        time_s = index / fps if fps else math.nan
+        yield Frame(index, time_s, _read_image(files[index]))
+        yielded += 1
+
+
+def _video_frames(
+    path: Path, container: av.container.InputContainer, step: int, max_frames: int | None
+) -> Iterator[Frame]:
+    try:
+        stream = container.streams.video[0]
+        # Frame threading decodes several frames in parallel without changing their order or content.
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        yielded = 0
+        index = -1
+        decoded = container.decode(stream)
+        while max_frames is None or yielded < max_frames:
+            try:
+                frame = next(decoded)
+            except StopIteration:
+                break
+            except av.FFmpegError as e:
+                raise FrameSourceError(
+                    f"{path}: decoding failed after frame {index} ({type(e).__name__}: {e}); the file is "
+                    "damaged there: re-copy it, or cut the recording before that frame"
+                ) from e
+            index += 1
+            if index % step:
+                continue
+            if frame.pts is not None and frame.time_base is not None:
+                time_s = float(frame.pts * frame.time_base)
+            else:
+                time_s = index / float(rate) if rate else math.nan
+            yield Frame(index, time_s, frame.to_ndarray(format="bgr24"))
+            yielded += 1
+        if index < 0:
+            raise FrameSourceError(f"{path}: the video holds no decodable frame; re-copy or re-record it")
+    finally:
+        container.close()
