@@ -69,7 +69,8 @@ class DetectionConfig:
     subpixel_window: int = 0
     """Extra ``cornerSubPix`` refinement with this half-window in pixels after OpenCV's own (0 = none). A
     window reaching past the neighbouring corners biases them; OpenCV's ChArUco refinement already sizes
-    its window from the marker spacing."""
+    its window from the marker spacing. Rendered views with 29 px squares: median error 0.05 px with 0,
+    0.40 px with the 11 px half-window caliscope uses."""
     checkerboard_method: str = "sb"
     """Checkerboards: "sb" (``findChessboardCornersSB``, accurate, robust to blur) or "classic"
     (``findChessboardCorners`` + ``cornerSubPix``, faster on large images)."""
