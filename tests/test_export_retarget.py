@@ -1,0 +1,115 @@
+"""Retargeting onto the preset rigs: target bone lengths, no flipped bones, feet on the floor at contact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.rotations import rotation_angle_deg
+from export.bvh import read_bvh, write_bvh
+from export.retarget import (
+    PRESETS,
+    Rig,
+    contact_frames,
+    foot_points,
+    load_rig,
+    retarget,
+    rig_from_bvh,
+)
+from export.synthetic import synthetic_walk
+
+BVH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap_files" / "bvh"
+
+
+@pytest.fixture(scope="module")
+def walk():
+    return synthetic_walk(180)
+
+
+def _direction_error_deg(src, src_rig, out, tgt, a: str, b: str) -> float:
+    def unit(motion, rig):
+        p = motion.world_positions_m()
+        v = p[:, motion.joint_index(rig.bones[b])] - p[:, motion.joint_index(rig.bones[a])]
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    cos = np.sum(unit(src, src_rig) * unit(out, tgt), axis=-1)
+    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max())
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_retarget_onto_presets(walk, name: str) -> None:
+    src_rig, tgt = load_rig("smpl24"), load_rig(name)
+    out = retarget(walk, src_rig, tgt)
+    assert out.joint_names == tgt.joints
+    # the target's own bone lengths
+    rest = tgt.rest_positions_m
+    expect = np.linalg.norm(rest[1:] - rest[tgt.parents[1:]], axis=1)
+    assert np.allclose(out.bone_lengths_m()[1:], expect, atol=1e-12)
+    assert np.allclose(out.rest_positions_m(), rest, atol=1e-12)
+    # no flipped bones: per-frame local rotation changes stay as small as the source's world changes
+    src_rot, _ = walk.world_transforms()
+    src_jump = rotation_angle_deg(src_rot[1:], src_rot[:-1]).max()
+    assert rotation_angle_deg(out.local_rotmat[1:], out.local_rotmat[:-1]).max() <= 2 * src_jump + 1.0
+    # limbs point where the source's do, whatever the rest pose (T or A)
+    for a, b in (
+        ("left_shoulder", "left_elbow"),
+        ("right_elbow", "right_wrist"),
+        ("left_hip", "left_knee"),
+        ("right_knee", "right_ankle"),
+    ):
+        assert _direction_error_deg(walk, src_rig, out, tgt, a, b) < 1e-4
+    # feet on the floor at contact
+    contacts = contact_frames(walk, src_rig)
+    feet = foot_points(out, tgt)
+    for side, c in contacts.items():
+        assert c.any()
+        assert np.abs(feet[side][c][..., 2].min(axis=1)).max() < 0.01
+
+
+def test_retargeted_clip_writes_and_reads_as_bvh(tmp_path: Path, walk) -> None:
+    out = retarget(walk, load_rig("smpl24"), load_rig("mixamo"))
+    back = read_bvh(write_bvh(tmp_path / "mixamo.bvh", out))
+    order = [back.joint_index(n) for n in out.joint_names]
+    assert np.abs(back.world_positions_m()[:, order] - out.world_positions_m()).max() < 1e-6
+
+
+def test_missing_required_bone_is_named(walk) -> None:
+    mixamo = load_rig("mixamo")
+    bones = {k: v for k, v in mixamo.bones.items() if k != "left_knee"}
+    broken = Rig(mixamo.name, mixamo.joints, mixamo.parents, mixamo.rest_positions_m, bones, source="test")
+    with pytest.raises(ValueError, match=r"target rig 'mixamo'.*left_knee"):
+        retarget(walk, load_rig("smpl24"), broken)
+    with pytest.raises(FileNotFoundError, match="presets are"):
+        load_rig("no_such_rig")
+
+
+def test_retarget_refuses_nan_frames(walk) -> None:
+    rot = walk.local_rotmat.copy()
+    rot[7, 2] = np.nan
+    with pytest.raises(ValueError, match="frames 7"):
+        retarget(walk.with_rotations(rot), load_rig("smpl24"), load_rig("ue5_mannequin"))
+
+
+@pytest.mark.skipif(
+    not BVH_DIR.is_dir(), reason=f"real BVH files not present ({BVH_DIR}); ../shared is absent"
+)
+def test_real_cmu_walk_onto_mixamo_and_ue5() -> None:
+    """A real CMU walk (frame 0 is the T-pose calibration frame, dropped) onto Mixamo and the UE5 mannequin."""
+    path = BVH_DIR / "cmu_12_01_walk.bvh"
+    unit = 0.0254 * 2.2  # the cgspeed CMU conversion's unit, giving a 1.7 m performer
+    src = read_bvh(path, unit_m=unit).slice_frames(1)
+    src_rig = rig_from_bvh(path, "cmu_bvh", unit_m=unit)
+    src_rot, _ = src.world_transforms()
+    src_jump = rotation_angle_deg(src_rot[1:], src_rot[:-1]).max()
+    contacts = contact_frames(src, src_rig)
+    for name in ("mixamo", "ue5_mannequin"):
+        tgt = load_rig(name)
+        out = retarget(src, src_rig, tgt)
+        assert rotation_angle_deg(out.local_rotmat[1:], out.local_rotmat[:-1]).max() <= 2 * src_jump + 1.0
+        feet = foot_points(out, tgt)
+        lowest = np.min([feet[s][..., 2].min(axis=1) for s in feet], axis=0)
+        planted = contacts["left"] | contacts["right"]
+        assert planted.sum() > 100
+        assert np.abs(lowest[planted]).max() < 0.01
