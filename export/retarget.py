@@ -41,7 +41,8 @@ RIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "retarget"
 PRESETS = ("mixamo", "ue5_mannequin", "unity_humanoid", "cmu_bvh", "smpl24")
 REQUIRED = (
     "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "spine1",
-    "neck", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "neck", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+    "right_wrist",
 )  # fmt: skip
 """Canonical joints every source and target rig must map."""
 DIRECTION_CHILD = {
@@ -94,7 +95,8 @@ class Rig:
         missing = [c for c in REQUIRED if c not in self.bones]
         if missing:
             raise ValueError(
-                f"{role} rig {self.name!r} ({self.source or 'given in code'}) lacks required bone(s) {missing}; "
+                f"{role} rig {self.name!r} ({self.source or 'given in code'}) lacks required bone(s) "
+                f"{missing}; "
                 f"add them to its [bones] table (canonical name = rig bone name)"
             )
 

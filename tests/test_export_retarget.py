@@ -96,7 +96,7 @@ def test_retarget_refuses_nan_frames(walk) -> None:
     not BVH_DIR.is_dir(), reason=f"real BVH files not present ({BVH_DIR}); ../shared is absent"
 )
 def test_real_cmu_walk_onto_mixamo_and_ue5() -> None:
-    """A real CMU walk (frame 0 is the T-pose calibration frame, dropped) onto Mixamo and the UE5 mannequin."""
+    """A real CMU walk (frame 0, the T-pose calibration frame, dropped) onto Mixamo and the UE5 mannequin."""
     path = BVH_DIR / "cmu_12_01_walk.bvh"
     unit = 0.0254 * 2.2  # the cgspeed CMU conversion's unit, giving a 1.7 m performer
     src = read_bvh(path, unit_m=unit).slice_frames(1)
