@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean-venv
+.PHONY: test demo lint bench bench-setup clean-venv
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PY=/path/to/python3.11)"; exit 1; }
@@ -26,9 +26,25 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/bench_calibration.py
 
+# make bench-setup: the peer tools for benchmarks (aniposelib 0.8.0, Pose2Sim 0.10.49) in .venv without
+# touching our OpenCV, numpy or torch. aniposelib comes with the `bench` extra (its requirements ask for
+# opencv-contrib-python, numba, pandas, jax); Pose2Sim goes in with --no-deps because its requirements pull
+# plain opencv-python (through rtmlib), opensim, openvino and PySide6; the extra lists what its triangulation
+# needs. numpy and opencv-contrib are named on the command line so the resolver cannot move them.
+# Then check_peers.py refuses an unsafe environment and runs each peer function we benchmark.
+bench-setup: $(STAMP)
+	$(BIN)/pip install --quiet "numpy>=2.2,<2.5" "opencv-contrib-python==5.1.0.95" "torch==2.13.0" -e ".[bench]"
+	$(BIN)/pip install --quiet --no-deps "pose2sim==0.10.49"
+	$(BIN)/python benchmarks/check_peers.py
+
 demo:
 	@echo "make demo: the whole-take pipeline (mocap demo) has not landed yet; see README.md for what works today." >&2
 	@exit 2
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Blender 5.3 (bpy, Python 3.13, ~1 GB venv in .cache/blender-venv) imports our BVH/FBX/GLB and compares every
+# joint on every frame. Opt-in because of its size; once the venv exists, make test runs it too.
+blender-check: $(STAMP)
+	MOCAP_BLENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_export_blender.py

@@ -194,6 +194,16 @@ class FbxAxes:
         raise ValueError(f"up must be 'Y' or 'Z', got {self.up!r}")
 
 
+# the class written after an object's name where it differs from the node name (readers check it)
+_NAME_CLASS = {
+    ("AnimationStack", ""): "AnimStack",
+    ("AnimationLayer", ""): "AnimLayer",
+    ("AnimationCurveNode", ""): "AnimCurveNode",
+    ("AnimationCurve", ""): "AnimCurve",
+    ("Deformer", "Cluster"): "SubDeformer",
+}
+
+
 class _Ids:
     def __init__(self) -> None:
         self.next = 1_000_000
@@ -235,7 +245,7 @@ def build_fbx(
 
     def obj(cls: str, obj_id: int, name: str, sub: str) -> Node:
         counts[cls] = counts.get(cls, 0) + 1
-        return objects.add(cls, L(obj_id), f"{name}\x00\x01{cls}", sub)
+        return objects.add(cls, L(obj_id), f"{name}\x00\x01{_NAME_CLASS.get((cls, sub), cls)}", sub)
 
     # armature (a Null) and bones
     arm_id, arm_attr = ids(), ids()
