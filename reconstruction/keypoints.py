@@ -17,7 +17,14 @@ from capture.fileio import save_npz_atomic
 
 from .skeletons import SkeletonFormat, get_format
 
-__all__ = ["Keypoints2D", "Keypoints3D", "KeypointFileError", "load_keypoints2d", "load_keypoints3d"]
+__all__ = [
+    "Keypoints2D",
+    "Detections2D",
+    "Keypoints3D",
+    "KeypointFileError",
+    "load_keypoints2d",
+    "load_keypoints3d",
+]
 
 FILE_VERSION = 1
 
@@ -153,6 +160,58 @@ class Keypoints2D:
             return kp if cameras is None else kp.select_cameras(cameras)
         except KeyError as e:
             raise KeyError(f"{path}: {e.args[0]}") from e
+
+
+@dataclass(frozen=True, eq=False)
+class Detections2D:
+    """Every detected person in every camera, before choosing the performer.
+
+    xy: (C, T, P, J, 2) pixels, NaN where a person slot is empty or a joint was not detected.
+    confidence: (C, T, P, J); 0 where missing. People are slots per camera and frame: slot p in one camera
+    has nothing to do with slot p in another (association decides who is who).
+    """
+
+    xy: np.ndarray
+    confidence: np.ndarray
+    camera_names: tuple[str, ...]
+    skeleton: str
+    frame_times: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        fmt = get_format(self.skeleton)
+        xy = np.asarray(self.xy, dtype=float)
+        if xy.ndim != 5 or xy.shape[-1] != 2:
+            raise ValueError(f"Detections2D: xy must have shape (C, T, P, J, 2), got {xy.shape}")
+        C, T, P, J, _ = xy.shape
+        if J != fmt.num_joints:
+            raise ValueError(f"Detections2D: skeleton {fmt.name} has {fmt.num_joints} joints but xy has {J}")
+        conf = np.asarray(self.confidence, dtype=float)
+        if conf.shape != (C, T, P, J):
+            raise ValueError(f"Detections2D: confidence must be ({C}, {T}, {P}, {J}), got {conf.shape}")
+        missing = np.isnan(xy).any(-1) | np.isnan(conf)
+        object.__setattr__(self, "xy", _frozen(np.where(missing[..., None], np.nan, xy)))
+        object.__setattr__(self, "confidence", _frozen(np.where(missing, 0.0, np.clip(conf, 0.0, 1.0))))
+        object.__setattr__(self, "camera_names", _camera_names(self.camera_names, C, "Detections2D"))
+        object.__setattr__(self, "skeleton", fmt.name)
+        object.__setattr__(self, "frame_times", _frozen(_frame_times(self.frame_times, T, "Detections2D")))
+
+    @property
+    def num_people(self) -> int:
+        return self.xy.shape[2]
+
+    @property
+    def format(self) -> SkeletonFormat:
+        return get_format(self.skeleton)
+
+    def person(self, slots: np.ndarray | int = 0) -> Keypoints2D:
+        """The chosen person per camera and frame: ``slots`` an int or (C, T) ints, -1 for nobody."""
+        C, T = self.xy.shape[:2]
+        slots = np.broadcast_to(np.asarray(slots, dtype=int), (C, T))
+        take = np.clip(slots, 0, self.num_people - 1)[..., None, None]
+        xy = np.take_along_axis(self.xy, take[..., None], axis=2)[:, :, 0]
+        conf = np.take_along_axis(self.confidence, take, axis=2)[:, :, 0]
+        xy = np.where((slots < 0)[..., None, None], np.nan, xy)
+        return Keypoints2D(xy, conf, self.camera_names, self.skeleton, self.frame_times)
 
 
 @dataclass(frozen=True, eq=False)

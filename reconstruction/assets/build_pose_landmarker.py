@@ -1,0 +1,144 @@
+"""Build ``pose_landmarker_full.task`` from the Apache-2.0 BlazePose models inside the mediapipe 0.10.21 wheel.
+
+mediapipe 1.2.x ships no pose model; its ``PoseLandmarker`` needs a ``.task`` bundle whose two TFLite
+models carry input-normalization metadata. The 0.10.21 wheel holds the same networks without that
+metadata (the legacy ``solutions`` graph normalized inputs itself). This script:
+
+1. takes the wheel (``--wheel``) or downloads it with ``pip download mediapipe==0.10.21 --no-deps``;
+2. extracts ``mediapipe/modules/pose_detection/pose_detection.tflite`` and
+   ``mediapipe/modules/pose_landmark/pose_landmark_full.tflite``;
+3. adds image-input metadata with mediapipe's own metadata writer: detector mean 127.5, std 127.5
+   (pixels to [-1, 1]); landmarks mean 0, std 255 (pixels to [0, 1]);
+4. bundles them as ``pose_detector.tflite`` and ``pose_landmarks_detector.tflite`` into the .task (an
+   aligned zip, as mediapipe's ``create_model_asset_bundle`` writes it), and writes ``ORIGIN.txt`` with
+   the sources' and the result's SHA-256.
+
+Run: ``.venv/bin/python reconstruction/assets/build_pose_landmarker.py [--wheel PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+WHEEL_VERSION = "0.10.21"
+MEMBERS = {
+    "pose_detector.tflite": ("mediapipe/modules/pose_detection/pose_detection.tflite", 127.5, 127.5),
+    "pose_landmarks_detector.tflite": ("mediapipe/modules/pose_landmark/pose_landmark_full.tflite", 0.0, 255.0),
+}
+TASK_NAME = "pose_landmarker_full.task"
+
+
+def download_wheel(folder: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", f"mediapipe=={WHEEL_VERSION}", "--no-deps",
+           "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
+           "-d", str(folder)]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    wheels = sorted(folder.glob(f"mediapipe-{WHEEL_VERSION}-*.whl"))
+    if not wheels:
+        raise FileNotFoundError(f"pip download left no mediapipe {WHEEL_VERSION} wheel in {folder}")
+    return wheels[0]
+
+
+def with_metadata(model: bytes, name: str, mean: float, std: float) -> bytes:
+    """The TFLite model with a TFLITE_METADATA buffer describing an RGB image input normalized as
+    ``(pixel - mean) / std``.
+
+    mediapipe 1.2.x keeps the flatbuffer schemas (pure Python) but dropped the compiled helper that its
+    ``MetadataWriter`` calls, so the metadata is assembled here with the schemas' object API.
+    """
+    import flatbuffers
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as md
+    from mediapipe.tasks.metadata import schema_py_generated as tfl
+
+    tflite = tfl.ModelT.InitFromObj(tfl.Model.GetRootAsModel(model, 0))
+    if len(tflite.subgraphs) != 1 or len(tflite.subgraphs[0].inputs) != 1:
+        raise ValueError(f"{name}: expected one subgraph with one image input")
+    image = md.TensorMetadataT(name="image", description="RGB image")
+    image.content = md.ContentT()
+    image.content.contentPropertiesType = md.ContentProperties.ImageProperties
+    image.content.contentProperties = md.ImagePropertiesT()
+    image.content.contentProperties.colorSpace = md.ColorSpaceType.RGB
+    norm = md.ProcessUnitT()
+    norm.optionsType = md.ProcessUnitOptions.NormalizationOptions
+    norm.options = md.NormalizationOptionsT()
+    norm.options.mean, norm.options.std = [mean], [std]
+    image.processUnits = [norm]
+    image.stats = md.StatsT()
+    image.stats.max, image.stats.min = [(255.0 - mean) / std], [(0.0 - mean) / std]
+    outputs = [md.TensorMetadataT(name=f"output_{i}") for i in range(len(tflite.subgraphs[0].outputs))]
+    subgraph = md.SubGraphMetadataT()
+    subgraph.inputTensorMetadata, subgraph.outputTensorMetadata = [image], outputs
+    meta = md.ModelMetadataT()
+    meta.name, meta.description = name, "BlazePose GHUM 3D (MediaPipe), Apache-2.0"
+    meta.subgraphMetadata = [subgraph]
+    meta.minParserVersion = "1.0.0"  # normalization and image properties date from the first schema
+    builder = flatbuffers.Builder(0)
+    builder.Finish(meta.Pack(builder), b"M001")
+    meta_bytes = bytes(builder.Output())
+
+    buffer = tfl.BufferT()
+    buffer.data = np.frombuffer(meta_bytes, dtype=np.uint8)
+    tflite.buffers.append(buffer)
+    entry = tfl.MetadataT()
+    entry.name, entry.buffer = "TFLITE_METADATA", len(tflite.buffers) - 1
+    tflite.metadata = [m for m in (tflite.metadata or []) if m.name != "TFLITE_METADATA"] + [entry]
+    builder = flatbuffers.Builder(len(model) + len(meta_bytes) + 1024)
+    builder.Finish(tflite.Pack(builder), b"TFL3")
+    return bytes(builder.Output())
+
+
+def build(wheel: Path, out_dir: Path) -> Path:
+    from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
+        create_model_asset_bundle,
+    )
+
+    models: dict[str, bytes] = {}
+    lines = [f"Built by reconstruction/assets/build_pose_landmarker.py from {wheel.name}",
+             f"(PyPI: mediapipe=={WHEEL_VERSION}, wheel SHA-256 {sha256(wheel.read_bytes())}).",
+             "Licence: Apache License 2.0 (the mediapipe wheel's LICENSE, copied beside this file).",
+             "Models: BlazePose GHUM 3D, 'full' variant (Google, model card: https://developers.google.com/"
+             "mediapipe/solutions/vision/pose_landmarker).", "", "Members:"]  # fmt: skip
+    with zipfile.ZipFile(wheel) as zf:
+        licence = zf.read(f"mediapipe-{WHEEL_VERSION}.dist-info/LICENSE")
+        for member, (source, mean, std) in MEMBERS.items():
+            raw = zf.read(source)
+            models[member] = with_metadata(raw, member.removesuffix(".tflite"), mean, std)
+            lines.append(f"  {member} <- {source} (SHA-256 {sha256(raw)}), input normalization mean {mean} std {std}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = out_dir / TASK_NAME
+    tmp = out_dir / (TASK_NAME + ".tmp")
+    create_model_asset_bundle(models, str(tmp))
+    tmp.replace(task)
+    lines += ["", f"{TASK_NAME} SHA-256 {sha256(task.read_bytes())}, {task.stat().st_size} bytes"]
+    (out_dir / "ORIGIN.txt").write_text("\n".join(lines) + "\n")
+    (out_dir / "LICENSE-mediapipe.txt").write_bytes(licence)
+    return task
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheel", type=Path, help=f"a mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = args.wheel or download_wheel(Path(tmp))
+        task = build(wheel, args.out)
+    print(f"wrote {task} ({task.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""2D body keypoints with MediaPipe's pose landmarker (BlazePose, 33 keypoints), per camera and frame chunk.
+
+The model asset (``assets/pose_landmarker_full.task``) is built by ``assets/build_pose_landmarker.py`` from
+the Apache-2.0 models in the mediapipe 0.10.21 wheel; see ``assets/ORIGIN.txt``. The landmarker runs in
+video mode, so within a chunk it tracks the person from frame to frame instead of re-detecting.
+
+Work is split into jobs (one camera, a run of frames) and handed to an :class:`Executor`: in this process
+(:class:`SerialExecutor`) or in worker processes (:class:`ProcessExecutor`); another engine (ray, a
+cluster) only needs a ``map``. Landmark visibility times presence becomes the confidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from capture.frames import open_frames, probe
+
+from .keypoints import Detections2D
+from .skeletons import BLAZEPOSE_33
+
+log = logging.getLogger(__name__)
+
+ASSET_PATH = Path(__file__).resolve().parent / "assets" / "pose_landmarker_full.task"
+
+__all__ = [
+    "DetectionConfig",
+    "Executor",
+    "SerialExecutor",
+    "ProcessExecutor",
+    "DetectionJob",
+    "ChunkResult",
+    "PoseLandmarker",
+    "detect_chunk",
+    "plan_jobs",
+    "detect_sources",
+]
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Settings of the ``detect`` stage (the ``[detect]`` table of session.toml)."""
+
+    model_path: str = ""
+    """The pose landmarker .task file; empty means the asset shipped with the package."""
+    num_poses: int = 1
+    """People to detect per frame (more than one when bystanders may be in view; association picks one)."""
+    min_detection_confidence: float = 0.5
+    """MediaPipe's threshold for the person detector."""
+    min_presence_confidence: float = 0.5
+    """MediaPipe's threshold for a pose to count as present."""
+    min_tracking_confidence: float = 0.5
+    """Below this tracking score the landmarker re-runs the person detector."""
+    workers: int = 0
+    """Worker processes; 0 means one per CPU core (at most the number of jobs), 1 runs in this process."""
+    chunk_frames: int = 600
+    """Frames per job. Tracking restarts at each chunk boundary; smaller chunks spread work more evenly."""
+    frame_rate: float = 0.0
+    """Frame rate for image folders (videos carry their own timestamps); 0 means 30."""
+
+    def __post_init__(self) -> None:
+        if self.num_poses < 1 or self.chunk_frames < 1 or self.workers < 0:
+            raise ValueError("num_poses and chunk_frames must be >= 1 and workers >= 0")
+
+
+def model_path(config: DetectionConfig) -> Path:
+    path = Path(config.model_path) if config.model_path else ASSET_PATH
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: pose landmarker model not found; build it with "
+            "`python reconstruction/assets/build_pose_landmarker.py`"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------------------
+class Executor(Protocol):
+    """Runs a function over items, yielding results in the order of the items."""
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]: ...
+
+
+class SerialExecutor:
+    """Runs every job in this process."""
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        return map(fn, items)
+
+
+class ProcessExecutor:
+    """Runs jobs in ``workers`` processes (spawned, so no state leaks in from this process)."""
+
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn")) as pool:
+            yield from pool.map(fn, items)
+
+
+def default_executor(workers: int, jobs: int) -> Executor:
+    workers = workers or (os.cpu_count() or 1)
+    workers = min(workers, max(jobs, 1))
+    return SerialExecutor() if workers <= 1 else ProcessExecutor(workers)
+
+
+# --------------------------------------------------------------------------------------------------
+# The landmarker
+# --------------------------------------------------------------------------------------------------
+class PoseLandmarker:
+    """MediaPipe's pose landmarker in video mode. Use as a context manager (mediapipe 1.2 needs close())."""
+
+    def __init__(self, config: DetectionConfig, video: bool = True):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path(config))),
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+            num_poses=config.num_poses,
+            min_pose_detection_confidence=config.min_detection_confidence,
+            min_pose_presence_confidence=config.min_presence_confidence,
+            min_tracking_confidence=config.min_tracking_confidence,
+        )
+        self._video = video
+        self._num_poses = config.num_poses
+        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+        self._last_ms = -1
+
+    def __enter__(self) -> PoseLandmarker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
+    def detect(self, image_bgr: np.ndarray, time_s: float = math.nan) -> tuple[np.ndarray, np.ndarray]:
+        """One frame (H, W, 3) BGR uint8 -> xy (P, 33, 2) pixels and confidence (P, 33), NaN/0 for
+        empty person slots. ``time_s`` must increase from call to call in video mode."""
+        import mediapipe as mp
+
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(f"image_bgr must have shape (H, W, 3), got {image_bgr.shape}")
+        h, w = image_bgr.shape[:2]
+        rgb = np.ascontiguousarray(image_bgr[..., ::-1])
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        if self._video:
+            # mediapipe wants strictly increasing integer milliseconds
+            ms = int(round(time_s * 1000)) if math.isfinite(time_s) else self._last_ms + 33
+            ms = max(ms, self._last_ms + 1)
+            self._last_ms = ms
+            result = self._landmarker.detect_for_video(image, ms)
+        else:
+            result = self._landmarker.detect(image)
+        xy = np.full((self._num_poses, 33, 2), np.nan)
+        conf = np.zeros((self._num_poses, 33))
+        for p, landmarks in enumerate(result.pose_landmarks[: self._num_poses]):
+            arr = np.array([(lm.x, lm.y, lm.visibility or 0.0, lm.presence or 0.0) for lm in landmarks])
+            xy[p] = arr[:, :2] * (w, h)
+            conf[p] = np.clip(arr[:, 2] * arr[:, 3], 0.0, 1.0)
+        return xy, conf
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DetectionJob:
+    """Frames [start, stop) of one camera's recording."""
+
+    camera: str
+    source: str
+    start: int
+    stop: int
+    fps: float
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """xy (n, P, 33, 2), confidence (n, P, 33) and times (n,) of the frames a job read, plus its speed."""
+
+    camera: str
+    start: int
+    xy: np.ndarray
+    confidence: np.ndarray
+    times: np.ndarray
+    seconds: float
+
+
+def detect_chunk(job: DetectionJob) -> ChunkResult:
+    """Run the landmarker over one job's frames (top-level, so worker processes can run it)."""
+    config = DetectionConfig(**job.config)
+    xs, cs, ts = [], [], []
+    t0 = time.perf_counter()
+    with PoseLandmarker(config, video=True) as landmarker:
+        for frame in open_frames(job.source, fps=job.fps, max_frames=job.stop):
+            if frame.index < job.start:
+                continue
+            if frame.index >= job.stop:
+                break
+            time_s = frame.time_s if math.isfinite(frame.time_s) else frame.index / job.fps
+            xy, conf = landmarker.detect(frame.image, time_s)
+            xs.append(xy)
+            cs.append(conf)
+            ts.append(time_s)
+    P = config.num_poses
+    xy = np.stack(xs) if xs else np.zeros((0, P, 33, 2))
+    conf = np.stack(cs) if cs else np.zeros((0, P, 33))
+    return ChunkResult(job.camera, job.start, xy, conf, np.array(ts), time.perf_counter() - t0)
+
+
+def plan_jobs(
+    sources: dict[str, Path], config: DetectionConfig
+) -> tuple[list[DetectionJob], dict[str, int], float]:
+    """Split every camera's recording into chunks. Returns (jobs, frames per camera, frame rate)."""
+    counts: dict[str, int] = {}
+    rates = []
+    jobs: list[DetectionJob] = []
+    for camera, source in sources.items():
+        info = probe(source)
+        counts[camera] = info.frame_count
+        fps = info.fps if math.isfinite(info.fps) and info.fps > 0 else (config.frame_rate or 30.0)
+        rates.append(fps)
+        for start in range(0, info.frame_count, config.chunk_frames):
+            stop = min(info.frame_count, start + config.chunk_frames)
+            jobs.append(DetectionJob(camera, str(source), start, stop, fps, asdict(config)))
+    if rates and max(rates) - min(rates) > 1e-3 * max(rates):
+        log.warning("cameras have different frame rates %s; frame times follow the first camera", rates)
+    return jobs, counts, rates[0] if rates else (config.frame_rate or 30.0)
+
+
+def detect_sources(
+    sources: dict[str, Path],
+    config: DetectionConfig | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> Detections2D:
+    """Detect BlazePose-33 keypoints in every camera's recording (video file or image folder).
+
+    sources: camera name -> recording. Returns :class:`Detections2D` (C, T, P, 33) with T the longest
+    recording (shorter ones padded with NaN). ``progress(done_jobs, total_jobs, frames_per_second)`` is
+    called after each job.
+    """
+    config = config or DetectionConfig()
+    model_path(config)  # fail before spawning workers
+    jobs, counts, fps = plan_jobs(sources, config)
+    cameras = list(sources)
+    T = max(counts.values(), default=0)
+    P = config.num_poses
+    xy = np.full((len(cameras), T, P, 33, 2), np.nan)
+    conf = np.zeros((len(cameras), T, P, 33))
+    executor = executor or default_executor(config.workers, len(jobs))
+    t0 = time.perf_counter()
+    frames = 0
+    for done, result in enumerate(executor.map(detect_chunk, jobs), start=1):
+        c = cameras.index(result.camera)
+        n = len(result.xy)
+        xy[c, result.start : result.start + n] = result.xy
+        conf[c, result.start : result.start + n] = result.confidence
+        frames += n
+        if progress:
+            progress(done, len(jobs), frames / max(time.perf_counter() - t0, 1e-9))
+    short = {cam: n for cam, n in counts.items() if n < T}
+    if short:
+        log.warning("recordings shorter than %d frames (padded with missing detections): %s", T, short)
+    return Detections2D(xy, conf, tuple(cameras), BLAZEPOSE_33.name, np.arange(T) / fps)
+
+
+def iter_results(executor: Executor, jobs: Iterable[DetectionJob]) -> Iterator[ChunkResult]:
+    """Run jobs through an executor (for callers that want results as they come)."""
+    return executor.map(detect_chunk, list(jobs))

@@ -1,0 +1,87 @@
+"""MediaPipe detection on a real photograph (matplotlib's sample portrait of Grace Hopper), video and
+image-folder sources, the worker pool, and undecodable input."""
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+
+from capture.frames import FrameSourceError
+from reconstruction.detect2d import (
+    ASSET_PATH,
+    DetectionConfig,
+    PoseLandmarker,
+    ProcessExecutor,
+    SerialExecutor,
+    detect_sources,
+)
+from reconstruction.skeletons import BLAZEPOSE_33
+
+PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="pose landmarker asset not built")
+
+
+@pytest.fixture(scope="module")
+def portrait():
+    image = cv2.imread(str(PORTRAIT))
+    assert image is not None, PORTRAIT
+    return image
+
+
+def _video(path: Path, image: np.ndarray, frames: int) -> Path:
+    h, w = image.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for i in range(frames):
+        writer.write(np.roll(image, 2 * i, axis=1))  # the person drifts right by 2 px a frame
+    writer.release()
+    return path
+
+
+def test_asset_origin_recorded():
+    origin = (ASSET_PATH.parent / "ORIGIN.txt").read_text()
+    assert "mediapipe==0.10.21" in origin and "Apache" in origin
+    assert (ASSET_PATH.parent / "LICENSE-mediapipe.txt").exists()
+    assert ASSET_PATH.stat().st_size < 12e6
+
+
+def test_landmarker_finds_the_face_and_shoulders(portrait):
+    with PoseLandmarker(DetectionConfig(), video=False) as lm:
+        xy, conf = lm.detect(portrait)
+    assert xy.shape == (1, 33, 2) and conf.shape == (1, 33)
+    idx = BLAZEPOSE_33.index
+    nose, left_eye, right_eye = xy[0, idx("nose")], xy[0, idx("left_eye")], xy[0, idx("right_eye")]
+    # hand-checked on the photograph: nose near (273, 229), eyes above it, her left eye on the image right
+    assert np.linalg.norm(nose - (273, 229)) < 25
+    assert left_eye[1] < nose[1] and right_eye[1] < nose[1] and left_eye[0] > right_eye[0]
+    assert xy[0, idx("left_shoulder"), 0] > xy[0, idx("right_shoulder"), 0]
+    assert conf[0, idx("nose")] > 0.8
+
+
+def test_video_and_image_folder_sources_in_worker_processes(tmp_path, portrait):
+    video = _video(tmp_path / "cam_1.mp4", portrait, 6)
+    folder = tmp_path / "cam_2"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"frame_{i}.png"), portrait)
+    sources = {"cam_1": video, "cam_2": folder}
+    config = DetectionConfig(chunk_frames=3, frame_rate=30.0)
+    calls = []
+    det = detect_sources(sources, config, ProcessExecutor(2), progress=lambda *a: calls.append(a))
+    assert det.xy.shape == (2, 6, 1, 33, 2) and det.camera_names == ("cam_1", "cam_2")
+    assert len(calls) == 4 and calls[-1][:2] == (4, 4)
+    nose = det.xy[:, :, 0, 0]
+    assert np.isfinite(nose).all()
+    # the drifting video moves the nose about 2 px a frame; the still folder keeps it in place
+    assert 5 < nose[0, 5, 0] - nose[0, 0, 0] < 15
+    assert np.abs(nose[1] - nose[1, 0]).max() < 3
+    serial = detect_sources({"cam_2": folder}, config, SerialExecutor())
+    np.testing.assert_allclose(serial.xy[0], det.xy[1], atol=1e-3)
+
+
+def test_undecodable_video_is_named(tmp_path):
+    bad = tmp_path / "cam_1.mp4"
+    bad.write_bytes(b"\x00not a video" * 100)
+    with pytest.raises(FrameSourceError, match="cam_1.mp4"):
+        detect_sources({"cam_1": bad}, DetectionConfig(workers=1))
