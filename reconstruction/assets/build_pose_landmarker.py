@@ -1,4 +1,4 @@
-"""Build ``pose_landmarker_full.task`` from the Apache-2.0 BlazePose models inside the mediapipe 0.10.21 wheel.
+"""Build ``pose_landmarker_full.task`` from the Apache-2.0 BlazePose models in the mediapipe 0.10.21 wheel.
 
 mediapipe 1.2.x ships no pose model; its ``PoseLandmarker`` needs a ``.task`` bundle whose two TFLite
 models carry input-normalization metadata. The 0.10.21 wheel holds the same networks without that
@@ -30,9 +30,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 WHEEL_VERSION = "0.10.21"
+# bundle member -> (path in the wheel, normalization mean, std)
 MEMBERS = {
     "pose_detector.tflite": ("mediapipe/modules/pose_detection/pose_detection.tflite", 127.5, 127.5),
-    "pose_landmarks_detector.tflite": ("mediapipe/modules/pose_landmark/pose_landmark_full.tflite", 0.0, 255.0),
+    "pose_landmarks_detector.tflite": (
+        "mediapipe/modules/pose_landmark/pose_landmark_full.tflite", 0.0, 255.0
+    ),
 }
 TASK_NAME = "pose_landmarker_full.task"
 
@@ -98,7 +101,7 @@ def with_metadata(model: bytes, name: str, mean: float, std: float) -> bytes:
 
 def build(wheel: Path, out_dir: Path) -> Path:
     from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
-        create_model_asset_bundle,
+        AlignZipFile,
     )
 
     models: dict[str, bytes] = {}
@@ -112,11 +115,16 @@ def build(wheel: Path, out_dir: Path) -> Path:
         for member, (source, mean, std) in MEMBERS.items():
             raw = zf.read(source)
             models[member] = with_metadata(raw, member.removesuffix(".tflite"), mean, std)
-            lines.append(f"  {member} <- {source} (SHA-256 {sha256(raw)}), input normalization mean {mean} std {std}")
+            lines.append(f"  {member} <- {source} (SHA-256 {sha256(raw)}),")
+            lines.append(f"    input normalization mean {mean} std {std}")
     out_dir.mkdir(parents=True, exist_ok=True)
     task = out_dir / TASK_NAME
     tmp = out_dir / (TASK_NAME + ".tmp")
-    create_model_asset_bundle(models, str(tmp))
+    # as mediapipe's create_model_asset_bundle (members aligned for memory mapping), with a fixed time
+    # stamp so that the same inputs give the same bytes
+    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
+        for name, content in models.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
     tmp.replace(task)
     lines += ["", f"{TASK_NAME} SHA-256 {sha256(task.read_bytes())}, {task.stat().st_size} bytes"]
     (out_dir / "ORIGIN.txt").write_text("\n".join(lines) + "\n")
@@ -130,7 +138,7 @@ def sha256(data: bytes) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, help=f"a mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
+    parser.add_argument("--wheel", type=Path, help=f"mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
