@@ -107,7 +107,7 @@ def read_openpose(folder: Path, skeleton: str | None = None) -> tuple[_Frames, s
                 if joints not in _OPENPOSE_SKELETONS:
                     raise KeypointFileError(f"{path}: {joints} joints is not an OpenPose body skeleton")
                 skeleton = _OPENPOSE_SKELETONS[joints]
-                log.info("%s: %d joints, read as %s (pass --skeleton body25b for BODY_25B)", folder, joints, skeleton)
+                log.info("%s: %d joints, read as %s (BODY_25B: pass it)", folder, joints, skeleton)
             people.append(_clean(xy, conf))
         frames[_frame_number(path, i)] = people
     return frames, skeleton or "body25"

@@ -87,7 +87,7 @@ def test_easymocap(tmp_path, scene):
         folder = tmp_path / "annots" / cam
         folder.mkdir(parents=True)
         for t in range(xy.shape[1]):
-            rows = [np.concatenate([np.nan_to_num(p[c, t]), conf[c, t][:, None]], 1).tolist() for p in (other, xy)]
+            rows = [np.c_[np.nan_to_num(p[c, t]), conf[c, t]].tolist() for p in (other, xy)]
             annots = [{"personID": 1, "keypoints": rows[0]}, {"personID": 0, "keypoints": rows[1]}]
             (folder / f"{t:06d}.json").write_text(json.dumps({"filename": f"{t}.jpg", "annots": annots}))
         sources[cam] = folder
