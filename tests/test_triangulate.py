@@ -131,3 +131,29 @@ def test_fill_gaps_short_and_long():
     np.testing.assert_allclose(out[5:8, 0, 0], np.linspace(0, 1, T)[5:8])
     assert interp[5:8, 0].all() and not interp[10:25, 1].any()
     assert (1, 10, 15) in gaps and (0, 0, 2) in gaps
+
+
+def test_association_picks_the_performer_among_bystanders():
+    from reconstruction.associate import associate
+    from reconstruction.keypoints import Detections2D
+    from reconstruction.synthetic import walking_skeleton
+
+    scene = make_scene(num_frames=30, num_cameras=6, outlier_fraction=0.0, seed=5)
+    rig, kp = scene.rig, scene.keypoints
+    rng = np.random.default_rng(0)
+    others = [walking_skeleton(30, radius_m=r, seed=s, phase=s) for r, s in ((2.4, 11), (0.3, 12))]
+    people = np.stack([kp.xy] + [rig.project(o) + rng.normal(0, 2, kp.xy.shape) for o in others], 2)
+    C, T, P = people.shape[:3]
+    order = np.argsort(rng.random((C, T, P)), axis=-1)  # detectors list people in any order
+    xy = np.take_along_axis(people, order[..., None, None], axis=2)
+    conf = np.ones(xy.shape[:4])
+    xy[1, 10:14, np.argmax(order[1, 10:14] == 0, axis=-1)] = np.nan  # the performer missed in camera 2
+    det = Detections2D(xy, conf, kp.camera_names, kp.skeleton, kp.frame_times)
+    chosen, slots = associate(rig, det)
+    truth_slot = np.argmax(order == 0, axis=-1)  # where the performer went
+    seen = np.ones((C, T), bool)
+    seen[1, 10:14] = False
+    assert (slots[seen] == truth_slot[seen]).mean() > 0.97
+    assert (slots[~seen] == -1).all()
+    k3 = triangulate(rig, chosen)
+    assert _mpjpe_mm(k3.xyz, scene.truth) < 10
