@@ -115,3 +115,72 @@ def test_bad_files_named(tmp_path):
         import_keypoints({"cam_1": folder}, "openpose")
     with pytest.raises(ValueError, match="unknown keypoint format"):
         import_keypoints({"cam_1": folder}, "alphapose")
+
+
+def _session_with_calibration(tmp_path, scene):
+    from calibration.formats import write_calibration
+
+    root = tmp_path / "take"
+    root.mkdir()
+    write_calibration(scene.rig, root / "calibration.toml")
+    (root / "session.toml").write_text("[session]\nframe_rate = 30.0\n")
+    return root
+
+
+def test_import_then_triangulate_through_the_cli(tmp_path):
+    """End to end on a session folder: OpenPose files with a bystander -> keypoints2d -> keypoints3d."""
+    from mocap.cli import main
+    from mocap.session import Session
+    from reconstruction.keypoints import Keypoints3D
+
+    scene = make_scene(num_frames=20, num_cameras=4, outlier_fraction=0.0, seed=4)
+    root = _session_with_calibration(tmp_path, scene)
+    sources, *_ = _write_openpose(tmp_path / "openpose", scene, "body25")
+    assert main(["import-keypoints", str(root), str(tmp_path / "openpose"), "--format", "openpose"]) == 0
+    assert main(["triangulate", str(root)]) == 0
+    session = Session(root)
+    k3 = Keypoints3D.load(session.keypoints3d_path)
+    assert k3.skeleton == "body25" and k3.camera_names == scene.keypoints.camera_names
+    truth = convert(scene.truth, "blazepose33", "body25")
+    have = np.isfinite(truth).all(-1) & k3.valid
+    # BODY_25's mid_hip and neck are midpoints here too, so the body joints compare directly (frame 2 of
+    # camera 2 had nobody: three views remain)
+    err = np.linalg.norm(k3.xyz - truth, axis=-1)[have] * 1000
+    assert np.mean(err) < 6.0
+    report = session.read_stage_report("triangulate")
+    figures = report["figures"]
+    assert figures["fraction_triangulated"] > 0.8 and set(figures["per_camera"]) == set(k3.camera_names)
+    assert figures["mean_reprojection_error_px"] < 4.0 and "left_knee-left_ankle" in figures["bones"]
+    assert session.read_stage_report("import-keypoints")["figures"]["people_slots"] == 2
+    # unchanged inputs: skipped, output untouched
+    mtime = session.keypoints3d_path.stat().st_mtime_ns
+    assert main(["triangulate", str(root)]) == 0
+    assert session.keypoints3d_path.stat().st_mtime_ns == mtime
+
+
+def test_bad_session_inputs_keep_good_outputs(tmp_path):
+    from calibration.formats import write_calibration
+    from mocap.cli import main
+    from mocap.session import Session
+    from mocap.stages_keypoints import run_triangulate
+    from reconstruction.keypoints import Keypoints2D
+
+    scene = make_scene(num_frames=10, num_cameras=3, outlier_fraction=0.0, seed=6)
+    root = _session_with_calibration(tmp_path, scene)
+    session = Session(root)
+    scene.keypoints.save(session.keypoints2d_path)
+    run_triangulate(session)
+    good = session.keypoints3d_path.read_bytes()
+    # a camera the calibration lacks: named, and the good result stays
+    write_calibration(scene.rig.subset(["cam_1", "cam_2"]), session.calibration_path)
+    with pytest.raises(KeyError, match="cam_3"):
+        run_triangulate(session)
+    assert session.keypoints3d_path.read_bytes() == good
+    assert main(["triangulate", str(root)]) == 1  # the CLI prints the message and fails
+    # every frame empty
+    write_calibration(scene.rig, session.calibration_path)
+    kp = scene.keypoints
+    Keypoints2D(np.full(kp.xy.shape, np.nan), kp.confidence, kp.camera_names, kp.skeleton).save(session.keypoints2d_path)
+    with pytest.raises(RuntimeError, match="no joint could be triangulated"):
+        run_triangulate(session, overwrite=True)
+    assert session.keypoints3d_path.read_bytes() == good

@@ -1,0 +1,38 @@
+"""``mocap detect SESSION``: 2D keypoints in every camera's recording -> keypoints2d.npz."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from mocap.session import Session
+from mocap.stages_keypoints import run_detect
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "detect",
+        help="detect 2D body keypoints (MediaPipe BlazePose) in every camera -> keypoints2d.npz",
+        description="Run the pose landmarker over videos/<camera>.* or images/<camera>/ in worker processes, "
+        "choose the performer among bystanders, and write keypoints2d.npz and report/detect.json. "
+        "Settings: the [detect] and [associate] tables of session.toml; options here override them.",
+    )
+    parser.add_argument("session", type=Path, help="the take's folder")
+    parser.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    parser.add_argument("--num-poses", type=int, help="people to detect per frame (default 1)")
+    parser.add_argument("--chunk-frames", type=int, help="frames per job (default 600)")
+    parser.add_argument("--overwrite", action="store_true", help="run even if the inputs have not changed")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"workers": args.workers, "num_poses": args.num_poses, "chunk_frames": args.chunk_frames}
+
+    def progress(done: int, total: int, fps: float) -> None:
+        log.info("detect: %d/%d jobs, %.1f frames/s", done, total, fps)
+
+    run_detect(Session(args.session), overrides, args.overwrite, progress)
+    return 0

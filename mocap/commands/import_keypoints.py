@@ -1,0 +1,34 @@
+"""``mocap import-keypoints SESSION SOURCE --format F``: another detector's 2D keypoints -> keypoints2d.npz."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mocap.session import Session
+from mocap.stages_keypoints import run_import_keypoints
+from reconstruction.importers import FORMATS
+from reconstruction.skeletons import FORMATS as SKELETONS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "import-keypoints",
+        help="import 2D keypoints from OpenPose, MMPose/RTMPose, EasyMocap or npz -> keypoints2d.npz",
+        description="SOURCE holds one folder (or .json file) per camera, named by camera: OpenPose JSON "
+        "folders, MMPose prediction files, EasyMocap annots/<camera> folders; for npz, SOURCE is the file. "
+        "With several people per frame the performer is chosen by cross-view consistency (needs "
+        "calibration.toml).",
+    )
+    parser.add_argument("session", type=Path, help="the take's folder")
+    parser.add_argument("source", type=Path, help="folder with one entry per camera, or an npz file")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="the detector's file format")
+    parser.add_argument("--skeleton", choices=sorted(SKELETONS), help="skeleton of the files (default: by count)")
+    parser.add_argument("--camera", action="append", dest="cameras", help="import only these cameras (repeat)")
+    parser.add_argument("--overwrite", action="store_true", help="run even if the inputs have not changed")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_import_keypoints(Session(args.session), args.source, args.format, args.skeleton, args.cameras, args.overwrite)
+    return 0

@@ -1,0 +1,295 @@
+"""Stage runners for 2D keypoints and triangulation: read the session, call the pure functions in
+``reconstruction/``, write the outputs atomically and a report. Outputs are written only once everything
+succeeded, so a failed run never replaces a good result.
+
+Stages: ``detect`` (videos -> keypoints2d.npz), ``import-keypoints`` (another detector's files ->
+keypoints2d.npz), ``triangulate`` (keypoints2d.npz + calibration.toml -> keypoints3d.npz).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration.camera import CameraRig, natural_key
+from capture.config import config_to_mapping
+from capture.fileio import fingerprint as fingerprint_files
+from reconstruction.associate import AssociationConfig, associate
+from reconstruction.detect2d import DetectionConfig, detect_sources
+from reconstruction.filtering import FilterConfig, smooth
+from reconstruction.importers import import_keypoints
+from reconstruction.keypoints import Detections2D, Keypoints2D, Keypoints3D
+from reconstruction.triangulate import TriangulationConfig, triangulate_with_diagnostics
+
+from .session import Session, StageReport
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_detect", "run_import_keypoints", "run_triangulate", "keypoints2d_figures", "keypoints3d_figures"]
+
+
+def _read_rig(session: Session) -> CameraRig:
+    from calibration.formats import read_toml
+
+    if not session.calibration_path.exists():
+        raise FileNotFoundError(f"{session.calibration_path}: no calibration; run `mocap calibrate` first")
+    return read_toml(session.calibration_path)
+
+
+def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], overwrite: bool) -> dict | None:
+    if not overwrite and session.is_up_to_date(stage, fingerprint, outputs):
+        log.info("%s: inputs unchanged since the last run; skipping (use --overwrite to redo)", stage)
+        return session.read_stage_report(stage)
+    return None
+
+
+def _choose_performer(session: Session, detections: Detections2D, warnings: list[str]) -> Keypoints2D:
+    if detections.num_people == 1:
+        return detections.person(0)
+    if not session.calibration_path.exists():
+        warnings.append("several people per frame but no calibration to tell them apart: took the first")
+        return detections.person(0)
+    config = session.stage_config("associate", AssociationConfig)
+    chosen, slots = associate(_read_rig(session), detections, config)
+    found = (slots >= 0).mean(axis=1)
+    for name, fraction in zip(detections.camera_names, found, strict=True):
+        if fraction < 0.5:
+            warnings.append(f"camera {name}: the performer was found in only {100 * fraction:.0f} % of frames")
+    return chosen
+
+
+def keypoints2d_figures(kp: Keypoints2D) -> dict[str, Any]:
+    """Per camera: fraction of frames with a detection, mean confidence of detected joints."""
+    seen = kp.confidence > 0
+    out: dict[str, Any] = {"frames": kp.num_frames, "joints": kp.num_joints, "skeleton": kp.skeleton}
+    per_camera = {}
+    for c, name in enumerate(kp.camera_names):
+        detected = seen[c].any(-1)
+        conf = kp.confidence[c][seen[c]]
+        per_camera[name] = {
+            "frames_detected": float(detected.mean()) if kp.num_frames else 0.0,
+            "mean_confidence": float(conf.mean()) if conf.size else float("nan"),
+        }
+    out["per_camera"] = per_camera
+    return out
+
+
+def _write_keypoints2d(session: Session, stage: str, kp: Keypoints2D, fingerprint: str, t0: float,
+                       warnings: list[str], extra: dict[str, Any]) -> StageReport:  # fmt: skip
+    empty = [n for n, f in keypoints2d_figures(kp)["per_camera"].items() if f["frames_detected"] == 0]
+    if len(empty) == kp.num_cameras:
+        raise RuntimeError(f"{stage}: no person detected in any camera; {session.keypoints2d_path} left as it was")
+    warnings += [f"camera {n}: no detection in any frame" for n in empty]
+    kp.save(session.keypoints2d_path)
+    report = StageReport(stage, fingerprint, (str(session.keypoints2d_path),),
+                         {**keypoints2d_figures(kp), **extra}, tuple(warnings), time.perf_counter() - t0)  # fmt: skip
+    session.write_stage_report(report)
+    for w in warnings:
+        log.warning("%s", w)
+    return report
+
+
+def run_detect(
+    session: Session,
+    overrides: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict | StageReport:
+    """Detect keypoints in every camera's recording and choose the performer -> keypoints2d.npz."""
+    t0 = time.perf_counter()
+    config = session.stage_config("detect", DetectionConfig, overrides)
+    if not config.frame_rate and session.config().frame_rate:
+        config = DetectionConfig(**{**config_to_mapping(config), "frame_rate": session.config().frame_rate})
+    sources = session.performance_sources()
+    if not sources:
+        raise FileNotFoundError(f"{session.videos_dir} or {session.images_dir}: no recordings found")
+    inputs = list(sources.values()) + [session.calibration_path]
+    fingerprint = session.inputs_fingerprint(inputs, config_to_mapping(config))
+    skipped = _skip(session, "detect", fingerprint, [session.keypoints2d_path], overwrite)
+    if skipped is not None:
+        return skipped
+    detections = detect_sources(sources, config, progress=progress)
+    seconds = time.perf_counter() - t0
+    warnings: list[str] = []
+    kp = _choose_performer(session, detections, warnings)
+    frames = detections.xy.shape[0] * detections.xy.shape[1]
+    extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people}
+    return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
+
+
+def import_sources(source: Path, cameras: list[str] | None, fmt: str) -> dict[str, Path]:
+    """Camera name -> file or folder under ``source`` (a folder per camera, or ``<camera>.json``); for npz,
+    ``source`` is the file and ``cameras`` its cameras to take (all when empty)."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: not found")
+    if fmt == "npz":
+        if not cameras:
+            with np.load(source, allow_pickle=False) as npz:
+                cameras = [str(c) for c in npz["camera_names"]] if "camera_names" in npz.files else []
+        return {c: source for c in cameras}
+    found = {
+        p.stem if p.is_file() else p.name: p
+        for p in source.iterdir()
+        if not p.name.startswith(".") and (p.is_dir() or p.suffix == ".json")
+    }
+    if cameras:
+        missing = [c for c in cameras if c not in found]
+        if missing:
+            raise FileNotFoundError(f"{source}: nothing for camera(s) {missing}; found {sorted(found)}")
+        found = {c: found[c] for c in cameras}
+    if not found:
+        raise FileNotFoundError(f"{source}: expected one folder or .json file per camera, named by camera")
+    return {k: found[k] for k in sorted(found, key=natural_key)}
+
+
+def run_import_keypoints(
+    session: Session,
+    source: Path,
+    fmt: str,
+    skeleton: str | None = None,
+    cameras: list[str] | None = None,
+    overwrite: bool = False,
+) -> dict | StageReport:
+    """Read another detector's output -> keypoints2d.npz (choosing the performer among several people)."""
+    t0 = time.perf_counter()
+    cameras = cameras or list(session.config().cameras) or None
+    sources = import_sources(source, cameras, fmt)
+    settings = {"format": fmt, "skeleton": skeleton, "cameras": list(sources)}
+    # the source usually lies outside the session: fingerprint its files by absolute path
+    files = sorted({q for p in sources.values() for q in (p.rglob("*") if p.is_dir() else [p]) if q.is_file()})
+    fingerprint = fingerprint_files(files) + ":" + session.inputs_fingerprint([session.calibration_path], settings)
+    skipped = _skip(session, "import-keypoints", fingerprint, [session.keypoints2d_path], overwrite)
+    if skipped is not None:
+        return skipped
+    frame_rate = session.config().frame_rate or 30.0
+    detections = import_keypoints(sources, fmt, skeleton, frame_rate)
+    warnings: list[str] = []
+    kp = _choose_performer(session, detections, warnings)
+    extra = {"format": fmt, "source": str(source), "people_slots": detections.num_people}
+    return _write_keypoints2d(session, "import-keypoints", kp, fingerprint, t0, warnings, extra)
+
+
+def keypoints3d_figures(
+    k3: Keypoints3D, residual_px: np.ndarray, frame_rate: float
+) -> dict[str, Any]:
+    """Quality figures: reprojection error per camera and joint, fraction triangulated, cameras used,
+    bone-length variation, jitter. residual_px (C, T, J)."""
+    fmt = k3.format
+    valid = k3.valid
+    with np.errstate(invalid="ignore"):
+        per_camera = {
+            name: {
+                "mean_reprojection_error_px": _nanmean(residual_px[c]),
+                "used_fraction": float(k3.cameras_used[..., c][valid].mean()) if valid.any() else 0.0,
+            }
+            for c, name in enumerate(k3.camera_names)
+        }
+        per_joint = {
+            name: {
+                "triangulated": float(valid[:, j].mean()),
+                "mean_reprojection_error_px": _nanmean(k3.error[:, j]),
+                "interpolated": float(k3.interpolated[:, j].mean()),
+            }
+            for j, name in enumerate(fmt.joints)
+        }
+        seg = np.array(fmt.rigid_segments, dtype=int).reshape(-1, 2)
+        lengths = np.linalg.norm(k3.xyz[:, seg[:, 1]] - k3.xyz[:, seg[:, 0]], axis=-1)
+        bones = {
+            f"{fmt.joints[a]}-{fmt.joints[b]}": {
+                "median_m": _nanmedian(lengths[:, i]),
+                "variation": _nanstd(lengths[:, i]) / max(_nanmedian(lengths[:, i]), 1e-9),
+            }
+            for i, (a, b) in enumerate(seg)
+        }
+        accel = np.linalg.norm(np.diff(k3.xyz, 2, axis=0), axis=-1) * frame_rate**2
+    return {
+        "frames": k3.num_frames,
+        "fraction_triangulated": float(valid.mean()),
+        "fraction_interpolated": float(k3.interpolated.mean()),
+        "mean_reprojection_error_px": _nanmean(k3.error),
+        "median_reprojection_error_px": _nanmedian(k3.error),
+        "mean_cameras_used": float(k3.cameras_used.sum(-1)[valid].mean()) if valid.any() else 0.0,
+        "mean_bone_length_variation": float(np.mean([b["variation"] for b in bones.values()])) if bones else None,
+        "jitter_mean_acceleration_m_s2": _nanmean(accel),
+        "per_camera": per_camera,
+        "per_joint": per_joint,
+        "bones": bones,
+    }
+
+
+def _nanmean(a: np.ndarray) -> float | None:
+    a = np.asarray(a, float)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else None
+
+
+def _nanmedian(a: np.ndarray) -> float:
+    a = np.asarray(a, float)
+    return float(np.nanmedian(a)) if np.isfinite(a).any() else float("nan")
+
+
+def _nanstd(a: np.ndarray) -> float:
+    a = np.asarray(a, float)
+    return float(np.nanstd(a)) if np.isfinite(a).any() else float("nan")
+
+
+def run_triangulate(
+    session: Session, overrides: dict[str, Any] | None = None, overwrite: bool = False,
+    filter_overrides: dict[str, Any] | None = None,
+) -> dict | StageReport:  # fmt: skip
+    """keypoints2d.npz + calibration.toml -> keypoints3d.npz (robust triangulation, then the filter)."""
+    t0 = time.perf_counter()
+    config = session.stage_config("triangulate", TriangulationConfig, overrides)
+    filter_config = session.stage_config("filter", FilterConfig, filter_overrides)
+    if not session.keypoints2d_path.exists():
+        raise FileNotFoundError(
+            f"{session.keypoints2d_path}: no 2D keypoints; run `mocap detect` or `mocap import-keypoints` first"
+        )
+    settings = {"triangulate": config_to_mapping(config), "filter": config_to_mapping(filter_config)}
+    fingerprint = session.inputs_fingerprint([session.keypoints2d_path, session.calibration_path], settings)
+    skipped = _skip(session, "triangulate", fingerprint, [session.keypoints3d_path], overwrite)
+    if skipped is not None:
+        return skipped
+    selected = list(session.config().cameras) or None
+    kp = Keypoints2D.load(session.keypoints2d_path, cameras=selected)
+    rig = _read_rig(session)
+    try:
+        k3, diag = triangulate_with_diagnostics(rig, kp, config)
+    except KeyError as e:
+        raise KeyError(f"{session.keypoints2d_path} vs {session.calibration_path}: {e.args[0]}") from e
+    if not k3.valid.any():
+        raise RuntimeError(
+            f"no joint could be triangulated from {session.keypoints2d_path} (every frame empty or inconsistent "
+            f"across cameras); {session.keypoints3d_path} left as it was. Check the calibration and detections."
+        )
+    times = k3.frame_times
+    frame_rate = session.config().frame_rate or (1.0 / np.median(np.diff(times)) if len(times) > 1 else 30.0)
+    filtered = k3.with_xyz(smooth(k3.xyz, frame_rate, k3.skeleton, filter_config))
+    warnings = [f"joint {j}: {n} frames missing from frame {s} (gap too long to fill)" for j, s, n in diag.long_gaps]
+    empty_frames = int((~k3.valid).all(-1).sum())
+    if empty_frames:
+        warnings.insert(0, f"{empty_frames} frame(s) with no joint triangulated")
+    figures = keypoints3d_figures(filtered, diag.residual_px, frame_rate)
+    figures["raw_jitter_mean_acceleration_m_s2"] = keypoints3d_figures(k3, diag.residual_px, frame_rate)[
+        "jitter_mean_acceleration_m_s2"
+    ]
+    figures.update(
+        noise_estimate_px=diag.noise_px, inlier_threshold_px=diag.threshold_px,
+        left_right_swaps_fixed=int(diag.swapped.sum() // 2), filter=filter_config.method,
+        long_gaps=[{"joint": j, "first_frame": s, "frames": n} for j, s, n in diag.long_gaps],
+    )  # fmt: skip
+    filtered.save(session.keypoints3d_path)
+    report = StageReport("triangulate", fingerprint, (str(session.keypoints3d_path),), figures,
+                         tuple(warnings[:50]), time.perf_counter() - t0)  # fmt: skip
+    session.write_stage_report(report)
+    log.info(
+        "triangulated %.1f %% of joints, mean reprojection error %.2f px, %s filter",
+        100 * figures["fraction_triangulated"], figures["mean_reprojection_error_px"] or float("nan"),
+        filter_config.method,
+    )  # fmt: skip
+    return report
