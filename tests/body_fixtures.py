@@ -95,9 +95,7 @@ def make_synthetic_smpl_arrays(anny_body, seed: int = 0) -> dict:
     with torch.no_grad():
         shapes = [torch.as_tensor(anny_body.random_shape(rng, 1.2), dtype=dt) for _ in range(40)]
         samples = np.stack([anny_body.rest_vertices_torch(s).double().numpy() for s in shapes])
-        joints_mean = (
-            anny_body.rest_joints_torch(torch.as_tensor(anny_body.default_shape(), dtype=dt)).double().numpy()
-        )
+        joints_mean = anny_body.rest_joints_torch(torch.as_tensor(anny_body.default_shape(), dtype=dt)).double().numpy()
     to_smpl = Y_UP_TO_Z_UP.T  # world/Anny axes (Z up, facing -Y) -> SMPL axes (Y up, facing +Z)
     samples = samples @ to_smpl.T
     joints_mean = joints_mean @ to_smpl.T
@@ -163,3 +161,97 @@ def write_synthetic_smpl(path: Path, arrays: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(py2_pickle_dumps(obj))
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# synthetic motion with known truth
+
+
+def _canon_rotvecs(model, names_angles: dict[str, np.ndarray], T: int) -> np.ndarray:
+    """(T, J, 3) model-axes rotvecs from {semantic joint: (T, 3) canonical-frame rotvec}."""
+    M = model.model_to_world_rest
+    pose = np.zeros((T, model.num_joints, 3))
+    for sem, rv in names_angles.items():
+        pose[:, model.semantic_joints[sem]] += rv @ M  # canonical -> model axes: M^T r
+    return pose
+
+
+def plausible_motion(model, shape: np.ndarray, T: int = 200, fps: float = 60.0, seed: int = 0):
+    """A squat, arm swings, a torso twist, a nod and a step with the right foot; the left foot stays
+    planted (its heel on the floor at Z = 0). Returns (pose (T, J, 3), trans (T, 3), sole (T, 2, 3)):
+    sole is each foot's lowest rest vertex, posed (for contact truth)."""
+    from calibration.rotations import rotmat_to_rotvec, rotvec_to_rotmat
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) / fps
+    dur = T / fps
+    ph = rng.uniform(0, 2 * np.pi, 6)
+    x = np.array([1.0, 0, 0])
+    z = np.array([0, 0, 1.0])
+    y = np.array([0, 1.0, 0])
+    squat = 0.35 * (1 - np.cos(2 * np.pi * t / dur)) / 2
+    step = np.clip(np.sin(np.pi * (t - 0.35 * dur) / (0.3 * dur)), 0, None) * ((t > 0.35 * dur) & (t < 0.65 * dur))
+    ang = {
+        "left_hip": -squat[:, None] * x,
+        "left_knee": 2 * squat[:, None] * x,
+        "left_ankle": -squat[:, None] * x,
+        "right_hip": -(squat + 0.7 * step)[:, None] * x,
+        "right_knee": (2 * squat + 1.1 * step)[:, None] * x,
+        "right_ankle": -(squat + 0.3 * step)[:, None] * x,
+        "left_shoulder": (-0.6 * np.sin(2 * np.pi * 0.7 * t + ph[0]))[:, None] * x - 0.3 * y[None].repeat(T, 0),
+        "right_shoulder": (0.6 * np.sin(2 * np.pi * 0.7 * t + ph[0]))[:, None] * x + 0.3 * y[None].repeat(T, 0),
+        "left_elbow": -(0.4 + 0.5 * (1 + np.sin(2 * np.pi * 0.9 * t + ph[1])) / 2)[:, None] * x,
+        "right_elbow": -(0.4 + 0.5 * (1 + np.sin(2 * np.pi * 0.9 * t + ph[2])) / 2)[:, None] * x,
+        "spine2": (0.25 * np.sin(2 * np.pi * 0.4 * t + ph[3]))[:, None] * z + (0.1 * squat)[:, None] * -x,
+        "spine3": (0.15 * np.sin(2 * np.pi * 0.4 * t + ph[3]))[:, None] * z,
+        "neck": (0.2 * np.sin(2 * np.pi * 0.6 * t + ph[4]))[:, None] * x,
+        "head": (0.3 * np.sin(2 * np.pi * 0.3 * t + ph[5]))[:, None] * z,
+    }
+    pose = _canon_rotvecs(model, ang, T)
+    yaw = rng.uniform(-np.pi, np.pi)
+    root = rotvec_to_rotmat(np.array([0, 0, yaw])) @ model.model_to_world_rest
+    pose[:, 0] = rotmat_to_rotvec(root)
+    # soles: lowest rest vertex of each foot (heel region)
+    rest = model.rest_mesh(shape)
+    w = model.skinning_weights()
+    soles = []
+    for side in ("left", "right"):
+        foot_joints = [model.semantic_joints[f"{side}_ankle"], model.semantic_joints[f"{side}_foot"]]
+        foot = np.flatnonzero(w[:, foot_joints].sum(1) > 0.5)
+        soles.append(foot[np.argmin(rest[foot, 2] + 1e-3 * -rest[foot, 1])])
+    out = model.evaluate(shape, pose, np.zeros((T, 3)))
+    left = out.vertices[:, soles[0]]
+    trans = np.array([0.3, -0.2, 0.0]) - left  # left heel fixed at (0.3, -0.2, 0)
+    sole_pos = out.vertices[:, soles] + trans[:, None]
+    return pose, trans, sole_pos
+
+
+def noisy_keypoints(
+    clean: np.ndarray,
+    seed: int = 0,
+    noise_m: float = 0.01,
+    outliers: float = 0.05,
+    missing: float = 0.03,
+    skeleton: str = "blazepose33",
+    fps: float = 60.0,
+):
+    """Keypoints3D from clean (T, K, 3): Gaussian noise per axis, outliers (0.1-0.5 m off, with errors
+    overlapping the inliers'), missing points and a joint lost for 20 frames."""
+    from reconstruction.keypoints import Keypoints3D
+
+    rng = np.random.default_rng(seed)
+    T, K, _ = clean.shape
+    xyz = clean + rng.normal(0, noise_m, clean.shape)
+    err = np.abs(rng.normal(2.0, 1.0, (T, K)))
+    bad = rng.random((T, K)) < outliers
+    d = rng.normal(size=(T, K, 3))
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    xyz[bad] += d[bad] * rng.uniform(0.1, 0.5, (bad.sum(), 1))
+    err[bad] = rng.uniform(2.0, 10.0, bad.sum())
+    gone = rng.random((T, K)) < missing
+    if T > 40:
+        gone[T // 2 : T // 2 + 20, K // 2] = True
+    xyz[gone] = np.nan
+    err[gone] = np.nan
+    used = np.ones((T, K, 4), bool) & ~gone[..., None]
+    return Keypoints3D(xyz, err, used, ("c1", "c2", "c3", "c4"), skeleton, np.arange(T) / fps)

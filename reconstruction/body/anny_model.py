@@ -61,6 +61,7 @@ ANNY_FREE_BONES: tuple[str, ...] = (
     "upperleg01.R", "lowerleg01.R", "foot.R",
 )  # fmt: skip
 
+ADULT_AGE = 0.75
 _BUILD_LOCK = threading.Lock()
 _ANNY_CORE: object | None = None
 
@@ -85,8 +86,7 @@ def load_anny_core():
                 core = anny.Anny()
             else:
                 with progress_while(
-                    f"Building the Anny body model cache in {anny_cache_dir()} "
-                    "(first run only: about 35-60 s and ~790 MB)",
+                    f"Building the Anny body model cache in {anny_cache_dir()} (first run only: about 35-60 s and ~790 MB)",
                     expected_s=45.0,
                 ):
                     core = anny.Anny()
@@ -98,9 +98,7 @@ def load_anny_core():
 class AnnyBody(SkinnedBodyModel):
     """Anny as a :class:`BodyModel` (see the module docstring)."""
 
-    def __init__(
-        self, landmarks_path: str | Path | None = ANNY_LANDMARKS_PATH, dtype: torch.dtype = torch.float32
-    ):
+    def __init__(self, landmarks_path: str | Path | None = ANNY_LANDMARKS_PATH, dtype: torch.dtype = torch.float32):
         core = load_anny_core()
         self._core = core
         self.dtype = dtype
@@ -128,14 +126,19 @@ class AnnyBody(SkinnedBodyModel):
 
     # ---- shape
     def default_shape(self) -> np.ndarray:
-        return np.full(self.num_shape, 0.5)
+        """0.5 on every phenotype but age, 0.75: an adult (Anny's age 0.5 lies between child and young
+        adult)."""
+        shape = np.full(self.num_shape, 0.5)
+        if "age" in self.shape_names:
+            shape[self.shape_names.index("age")] = ADULT_AGE
+        return shape
 
     def random_shape(self, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
-        """Adults: each phenotype uniform in 0.5 +- 0.3 * spread (age 0.5 +- 0.15 * spread)."""
+        """Adults: each phenotype uniform in default +- 0.3 * spread (age +- 0.12 * spread)."""
         half = np.full(self.num_shape, 0.3 * spread)
         if "age" in self.shape_names:
-            half[self.shape_names.index("age")] = 0.15 * spread
-        return 0.5 + rng.uniform(-1.0, 1.0, self.num_shape) * half
+            half[self.shape_names.index("age")] = 0.12 * spread
+        return np.clip(self.default_shape() + rng.uniform(-1.0, 1.0, self.num_shape) * half, 0.0, 1.0)
 
     def shape_from_free(self, free: torch.Tensor) -> torch.Tensor:
         return 0.5 + 0.5 * torch.tanh(free)
@@ -145,23 +148,20 @@ class AnnyBody(SkinnedBodyModel):
         return np.arctanh(2 * s - 1)
 
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
-        # a broad prior: one standard deviation is 0.25 on each phenotype
-        return (((shape - 0.5) / 0.25) ** 2).sum() * 0.5
+        # a broad prior around the default adult: one standard deviation is 0.25 on each phenotype
+        centre = torch.as_tensor(self.default_shape(), dtype=shape.dtype)
+        return (((shape - centre) / 0.25) ** 2).sum() * 0.5
 
     def _coefficients(self, shape: torch.Tensor) -> torch.Tensor:
         pheno = shape.to(self._core.dtype)[None]
         empty = pheno.new_zeros((1, 0))
         return self._core._get_phenotype_blendshape_coefficients(pheno, empty, empty)[0].to(self.dtype)
 
-    def rest_vertices_torch(
-        self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         coeffs = self._coefficients(shape)
         if vertex_ids is None:
             return self._template + torch.einsum("c,cvd->vd", coeffs, self._blendshapes)
-        return self._template[vertex_ids] + torch.einsum(
-            "c,cvd->vd", coeffs, self._blendshapes[:, vertex_ids]
-        )
+        return self._template[vertex_ids] + torch.einsum("c,cvd->vd", coeffs, self._blendshapes[:, vertex_ids])
 
     def rest_joints_torch(self, shape: torch.Tensor) -> torch.Tensor:
         coeffs = self._coefficients(shape)
