@@ -52,14 +52,10 @@ def tree_levels(parents: Sequence[int]) -> TreeLevels:
         levels.append((start, start + n))
         start += n
     parent_pos = [int(inverse[parents[j]]) if parents[j] >= 0 else -1 for j in order]
-    return TreeLevels(
-        torch.as_tensor(order), torch.as_tensor(inverse), tuple(levels), torch.as_tensor(parent_pos)
-    )
+    return TreeLevels(torch.as_tensor(order), torch.as_tensor(inverse), tuple(levels), torch.as_tensor(parent_pos))
 
 
-def forward_kinematics(
-    rotmats: torch.Tensor, rest_joints: torch.Tensor, levels: TreeLevels
-) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_kinematics(rotmats: torch.Tensor, rest_joints: torch.Tensor, levels: TreeLevels) -> tuple[torch.Tensor, torch.Tensor]:
     """Global joint rotations and positions.
 
     rotmats: (B, J, 3, 3) local rotations; rest_joints: (J, 3) or (B, J, 3) rest positions.
@@ -69,17 +65,13 @@ def forward_kinematics(
         raise ValueError(f"rotmats must have shape (B, J, 3, 3), got {tuple(rotmats.shape)}")
     B, J = rotmats.shape[:2]
     if rest_joints.shape[-2:] != (J, 3):
-        raise ValueError(
-            f"rest_joints must have shape (J={J}, 3) or (B, J, 3), got {tuple(rest_joints.shape)}"
-        )
+        raise ValueError(f"rest_joints must have shape (J={J}, 3) or (B, J, 3), got {tuple(rest_joints.shape)}")
     rest = rest_joints.expand(B, J, 3) if rest_joints.ndim == 2 else rest_joints
     rot_o = rotmats[:, levels.order]
     rest_o = rest[:, levels.order]
     parent_pos = levels.parent_pos
     # offsets from the parent in the rest pose (roots: their own position)
-    par_rest = torch.where(
-        (parent_pos >= 0)[None, :, None], rest_o[:, parent_pos.clamp_min(0)], torch.zeros_like(rest_o)
-    )
+    par_rest = torch.where((parent_pos >= 0)[None, :, None], rest_o[:, parent_pos.clamp_min(0)], torch.zeros_like(rest_o))
     offsets = rest_o - par_rest
     rg_parts: list[torch.Tensor] = []
     tg_parts: list[torch.Tensor] = []

@@ -101,8 +101,7 @@ def build_anny_landmarks() -> LandmarkSet:
     names = tuple(rows)
     anchors = tuple(_anchor_for(n) for n in names)
     kinds = tuple(
-        "joint" if any(n == f"{s}_{j}" for s in ("left", "right") for j in JOINT_LANDMARKS) else "surface"
-        for n in names
+        "joint" if any(n == f"{s}_{j}" for s in ("left", "right") for j in JOINT_LANDMARKS) else "surface" for n in names
     )
     offsets = np.array([(pos(n) - semantic[a]) / height for n, a in zip(names, anchors, strict=True)])
     return LandmarkSet(names, tuple(rows[n] for n in names), anchors, offsets, kinds, height)

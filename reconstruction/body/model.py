@@ -91,9 +91,7 @@ class BodyModel(Protocol):
 
     def keypoint_regressor(self, skeleton: str) -> KeypointRegressor: ...
 
-    def keypoints(
-        self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str
-    ) -> np.ndarray: ...
+    def keypoints(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str) -> np.ndarray: ...
 
 
 class SkinnedBodyModel:
@@ -158,9 +156,7 @@ class SkinnedBodyModel:
         """Negative log prior of shape parameters (S,), scalar, 0 at the default shape."""
         raise NotImplementedError
 
-    def rest_vertices_torch(
-        self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(V', 3) rest vertices (all, or ``vertex_ids``) in the model's axes for shape (S,)."""
         raise NotImplementedError
 
@@ -168,9 +164,7 @@ class SkinnedBodyModel:
         """(J, 3) rest joint positions for shape (S,)."""
         raise NotImplementedError
 
-    def pose_correctives_torch(
-        self, rotmats: torch.Tensor, vertex_ids: torch.Tensor | None = None
-    ) -> torch.Tensor | None:
+    def pose_correctives_torch(self, rotmats: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor | None:
         """(B, V', 3) pose-dependent vertex offsets, or None for models without them."""
         return None
 
@@ -179,9 +173,7 @@ class SkinnedBodyModel:
         if shape.shape != (self.num_shape,):
             raise ValueError(f"shape must have shape ({self.num_shape},), got {tuple(shape.shape)}")
         if pose_rotvec.ndim != 3 or pose_rotvec.shape[1:] != (self.num_joints, 3):
-            raise ValueError(
-                f"pose_rotvec must have shape (T, {self.num_joints}, 3), got {tuple(pose_rotvec.shape)}"
-            )
+            raise ValueError(f"pose_rotvec must have shape (T, {self.num_joints}, 3), got {tuple(pose_rotvec.shape)}")
         if trans.shape != (pose_rotvec.shape[0], 3):
             raise ValueError(f"trans must have shape ({pose_rotvec.shape[0]}, 3), got {tuple(trans.shape)}")
 
@@ -212,9 +204,7 @@ class SkinnedBodyModel:
     def _tensor(self, arr: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(arr, dtype=float), dtype=self.dtype)
 
-    def evaluate(
-        self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, batch: int = 256
-    ) -> BodyOutput:
+    def evaluate(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, batch: int = 256) -> BodyOutput:
         """Numpy wrapper of :meth:`forward_torch` over all vertices, in batches of frames.
 
         shape (S,), pose_rotvec (T, J, 3), trans (T, 3) -> vertices (T, V, 3), joints (T, J, 3).
@@ -263,16 +253,12 @@ class SkinnedBodyModel:
             self._regressors[skeleton] = format_regressor(self.landmarks, skeleton)
         return self._regressors[skeleton]
 
-    def keypoints(
-        self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str
-    ) -> np.ndarray:
+    def keypoints(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str) -> np.ndarray:
         """(T, K, 3) keypoints of ``skeleton``; NaN for joints this model has no definition of."""
         reg = self.keypoint_regressor(skeleton)
         with torch.no_grad():
             ids = torch.as_tensor(reg.vertex_ids)
-            v, _ = self.forward_torch(
-                self._tensor(shape), self._tensor(pose_rotvec), self._tensor(trans), vertex_ids=ids
-            )
+            v, _ = self.forward_torch(self._tensor(shape), self._tensor(pose_rotvec), self._tensor(trans), vertex_ids=ids)
         kp = np.einsum("kn,tnd->tkd", reg.matrix, v.double().numpy())
         kp[:, ~reg.supported] = np.nan
         return kp

@@ -84,16 +84,13 @@ class LandmarkSet:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(
-                f"{path}: landmark regressor file missing; regenerate it with "
-                "`python -m reconstruction.body.make_regressors`"
+                f"{path}: landmark regressor file missing; regenerate it with `python -m reconstruction.body.make_regressors`"
             )
         with np.load(path, allow_pickle=False) as data:
             names = tuple(str(n) for n in data["names"])
             ptr = data["row_ptr"]
             ids, w = data["vertex_ids"], data["weights"]
-            rows = tuple(
-                (ids[ptr[i] : ptr[i + 1]].copy(), w[ptr[i] : ptr[i + 1]].copy()) for i in range(len(names))
-            )
+            rows = tuple((ids[ptr[i] : ptr[i + 1]].copy(), w[ptr[i] : ptr[i + 1]].copy()) for i in range(len(names)))
             return cls(
                 names,
                 rows,

@@ -96,9 +96,7 @@ def smpl_model_path(model_dir: str | Path, kind: str = "smpl", gender: str = "ne
     model_dir = Path(model_dir).expanduser()
     folders = [model_dir / kind, model_dir]
     stems = [f"{kind.upper()}_{gender.upper()}"]
-    names = [f"{s}.{e}" for s in stems for e in ("pkl", "npz")] + list(
-        _OFFICIAL_NAMES.get((kind, gender), ())
-    )
+    names = [f"{s}.{e}" for s in stems for e in ("pkl", "npz")] + list(_OFFICIAL_NAMES.get((kind, gender), ()))
     for folder in folders:
         if not folder.is_dir():
             continue
@@ -108,11 +106,7 @@ def smpl_model_path(model_dir: str | Path, kind: str = "smpl", gender: str = "ne
                 return by_lower[name.lower()]
     expected = model_dir / kind / expected_file_name(kind, gender)
     found = sorted(
-        str(p.relative_to(model_dir))
-        for f in folders
-        if f.is_dir()
-        for p in f.iterdir()
-        if p.suffix in (".pkl", ".npz")
+        str(p.relative_to(model_dir)) for f in folders if f.is_dir() for p in f.iterdir() if p.suffix in (".pkl", ".npz")
     )
     where, licence = SOURCES[kind]
     raise ModelFileMissing(
@@ -142,9 +136,7 @@ class SmplBody(SkinnedBodyModel):
     ):
         missing = [k for k in REQUIRED_KEYS if k not in data]
         if missing:
-            raise ValueError(
-                f"{source or 'SMPL data'}: not an {kind.upper()} model file (missing keys {missing})"
-            )
+            raise ValueError(f"{source or 'SMPL data'}: not an {kind.upper()} model file (missing keys {missing})")
         self.dtype = dtype
         self.name = kind
         self.gender = gender
@@ -194,9 +186,7 @@ class SmplBody(SkinnedBodyModel):
         shape = self.default_shape()
         rest = self.rest_mesh_model_axes(shape) @ self.model_to_world_rest.T
         tree = self.kinematic_tree(shape)
-        semantic = {
-            n: tree.rest_positions[j] @ self.model_to_world_rest.T for n, j in self.semantic_joints.items()
-        }
+        semantic = {n: tree.rest_positions[j] @ self.model_to_world_rest.T for n, j in self.semantic_joints.items()}
         joint_rows = {}
         for side in ("left", "right"):
             for j in _JOINT_LANDMARKS:
@@ -217,9 +207,7 @@ class SmplBody(SkinnedBodyModel):
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
         return 0.5 * (shape**2).sum()
 
-    def rest_vertices_torch(
-        self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         if vertex_ids is None:
             return self._v_template + torch.einsum("vds,s->vd", self._shapedirs, shape)
         return self._v_template[vertex_ids] + torch.einsum("vds,s->vd", self._shapedirs[vertex_ids], shape)
@@ -227,9 +215,7 @@ class SmplBody(SkinnedBodyModel):
     def rest_joints_torch(self, shape: torch.Tensor) -> torch.Tensor:
         return self._j_template + torch.einsum("jds,s->jd", self._j_shapedirs, shape)
 
-    def pose_correctives_torch(
-        self, rotmats: torch.Tensor, vertex_ids: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def pose_correctives_torch(self, rotmats: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         feat = pose_feature(rotmats)  # (B, P)
         dirs = self._posedirs if vertex_ids is None else self._posedirs[:, vertex_ids]
         return torch.einsum("bp,pvd->bvd", feat, dirs)
@@ -256,9 +242,7 @@ class SmplBody(SkinnedBodyModel):
         )
 
 
-def load_smpl(
-    model_dir: str | Path, kind: str = "smpl", gender: str = "neutral", num_betas: int = 10
-) -> SmplBody:
+def load_smpl(model_dir: str | Path, kind: str = "smpl", gender: str = "neutral", num_betas: int = 10) -> SmplBody:
     """Find, safely read and wrap a user's SMPL-family model file (see :func:`smpl_model_path`)."""
     path = smpl_model_path(model_dir, kind, gender)
     logger.info("loading %s %s model from %s", kind.upper(), gender, path)

@@ -130,9 +130,7 @@ def _plain(obj: Any, where: str) -> Any:
             return _sparse_from_record(obj, where)
         state = getattr(obj, "_state", {})
         if "x" not in state:
-            raise ValueError(
-                f"{where}: chumpy object {obj._source} has no value array; re-export the model without chumpy"
-            )
+            raise ValueError(f"{where}: chumpy object {obj._source} has no value array; re-export the model without chumpy")
         return np.asarray(_plain(state["x"], where))
     if isinstance(obj, dict):
         return {k: _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}

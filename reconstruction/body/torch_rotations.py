@@ -36,9 +36,7 @@ def skew(v: torch.Tensor) -> torch.Tensor:
     _check_last(v, (3,), "v")
     z = torch.zeros_like(v[..., 0])
     x, y, w = v[..., 0], v[..., 1], v[..., 2]
-    return torch.stack(
-        [torch.stack([z, -w, y], -1), torch.stack([w, z, -x], -1), torch.stack([-y, x, z], -1)], -2
-    )
+    return torch.stack([torch.stack([z, -w, y], -1), torch.stack([w, z, -x], -1), torch.stack([-y, x, z], -1)], -2)
 
 
 def rotmat_to_rotvec(rotmat: torch.Tensor) -> torch.Tensor:
@@ -47,9 +45,7 @@ def rotmat_to_rotvec(rotmat: torch.Tensor) -> torch.Tensor:
     _check_last(rotmat, (3, 3), "rotmat")
     m = rotmat
     tr = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    diag = torch.stack(
-        [1 + tr, 1 + 2 * m[..., 0, 0] - tr, 1 + 2 * m[..., 1, 1] - tr, 1 + 2 * m[..., 2, 2] - tr], -1
-    )
+    diag = torch.stack([1 + tr, 1 + 2 * m[..., 0, 0] - tr, 1 + 2 * m[..., 1, 1] - tr, 1 + 2 * m[..., 2, 2] - tr], -1)
     cands = torch.stack(
         [
             torch.stack(

@@ -1,0 +1,26 @@
+"""``mocap fit SESSION``: fit the body model to the take's 3D keypoints."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit", help="fit a body model (Anny, or SMPL/SMPL+H/SMPL-X from your files) to the take")
+    p.add_argument("session", help="session folder")
+    p.add_argument("--model", choices=("anny", "smpl", "smplh", "smplx"), help="body model (default anny)")
+    p.add_argument("--gender", choices=("neutral", "female", "male"), help="SMPL-family model file's gender")
+    p.add_argument("--model-dir", dest="model_dir", help="folder of SMPL-family model files")
+    p.add_argument("--meshes", action="store_true", help="also write one OBJ per frame under export/meshes/")
+    p.add_argument("--force", action="store_true", help="refit even if the inputs have not changed")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mocap.session import Session
+    from mocap.stages_body import run_fit
+
+    overrides = {"model": args.model, "gender": args.gender, "model_dir": args.model_dir}
+    path = run_fit(Session(args.session), overrides, force=args.force, meshes=args.meshes)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,66 @@
+"""The body stage runner: read keypoints3d.npz, fit the body, write body.npz, the rest mesh, measurements
+and the stage report. Thin: the work is in ``reconstruction.body``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from capture.fileio import write_json_atomic
+from reconstruction.body.cache import project_cache_dir
+from reconstruction.body.fitting import FitConfig, fit_sequence
+from reconstruction.body.io import save_body_npz, write_obj, write_ply
+from reconstruction.body.measurements import measure_body
+from reconstruction.keypoints import load_keypoints3d
+
+from .session import Session, StageReport
+
+logger = logging.getLogger(__name__)
+STAGE = "fit"
+
+
+def load_body_model(cfg: FitConfig):  # noqa: ANN201
+    if cfg.model == "anny":
+        from reconstruction.body.anny_model import AnnyBody
+
+        return AnnyBody()
+    from reconstruction.body.smpl_model import load_smpl
+
+    model_dir = Path(cfg.model_dir) if cfg.model_dir else project_cache_dir() / "body_models"
+    return load_smpl(model_dir, cfg.model, cfg.gender, cfg.num_betas)
+
+
+def run_fit(session: Session, overrides: dict | None = None, force: bool = False, meshes: bool = False) -> Path:
+    """Fit the body for ``session``; returns the body.npz path."""
+    cfg = session.stage_config(STAGE, FitConfig, overrides)
+    outputs = [session.body_path, session.root / "body_rest.obj", session.root / "body_rest.ply",
+               session.root / "measurements.json"]  # fmt: skip
+    if not session.keypoints3d_path.exists():
+        raise FileNotFoundError(f"{session.keypoints3d_path}: no 3D keypoints; run triangulation first")
+    fp = session.inputs_fingerprint([session.keypoints3d_path], {**asdict(cfg), "meshes": meshes})
+    if not force and session.is_up_to_date(STAGE, fp, outputs):
+        logger.info("fit: up to date (use --force to redo)")
+        return session.body_path
+    start = time.monotonic()
+    model = load_body_model(cfg)
+    kp = load_keypoints3d(session.keypoints3d_path)
+    rate = session.config().frame_rate or None
+    motion = fit_sequence(model, kp, cfg, frame_rate=rate)
+    rest = model.rest_mesh(motion.shape)
+    meas = measure_body(model, motion.shape)
+    # everything computed before anything is written: no partial outputs on failure
+    save_body_npz(session.body_path, motion, model.joint_names, model.parents, model.shape_names)
+    write_obj(outputs[1], rest, model.faces)
+    write_ply(outputs[2], rest, model.faces)
+    write_json_atomic(outputs[3], meas.to_json())
+    if meshes:
+        out = model.evaluate(motion.shape, motion.pose_rotvec, motion.trans)
+        for i, v in enumerate(out.vertices):
+            write_obj(session.export_dir / "meshes" / f"frame_{i:06d}.obj", v, model.faces)
+    session.write_stage_report(StageReport(
+        STAGE, fp, tuple(str(o) for o in outputs), {**motion.figures, "measurements": meas.to_json()},
+        seconds=time.monotonic() - start,
+    ))  # fmt: skip
+    return session.body_path
