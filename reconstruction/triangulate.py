@@ -470,6 +470,43 @@ def _fix_swaps(extrinsics, focal, xy, conf, X, pairs, threshold):
     return xy, conf, swapped
 
 
+COLLAPSE_M = 0.05  # a left and right joint closer than this (and usually far apart) have collapsed
+
+
+def _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, threshold, config) -> None:
+    """Re-triangulate left/right joints that landed on the same 3D point, without the ambiguous views.
+
+    A detector that puts both labels on one limb (the other hidden) in several views makes both joints
+    triangulate to that limb. Where a pair that is normally apart (median separation over the take above
+    0.15 m) comes closer than COLLAPSE_M, each side is triangulated again from the views where its two
+    labels are distinct. Views where they coincide are left out; if too few views remain (hands really
+    together, seen alike from everywhere) the point stays as it was. Updates X, inl, res in place.
+    """
+    if not pairs:
+        return
+    left, right = np.array(pairs).T
+    sep = np.linalg.norm(X[:, left] - X[:, right], axis=-1)  # (T, K)
+    finite = np.isfinite(sep)
+    typical = np.array([np.median(sep[finite[:, k], k]) if finite[:, k].any() else 0.0 for k in range(len(left))])
+    with np.errstate(invalid="ignore"):
+        collapsed = (sep < COLLAPSE_M) & (typical > 3 * COLLAPSE_M)[None]
+    if not collapsed.any():
+        return
+    t_idx, k_idx = np.nonzero(collapsed)
+    gap_px = np.linalg.norm(xy[:, t_idx, left[k_idx]] - xy[:, t_idx, right[k_idx]], axis=-1) * focal[:, None]
+    with np.errstate(invalid="ignore"):
+        distinct = gap_px >= threshold  # (C, n): views that tell the two sides apart
+    for side in (left, right):
+        j_idx = side[k_idx]
+        c = np.where(distinct, conf[:, t_idx, j_idx], 0.0)
+        Xs, ins, rs = triangulate_normalized(extrinsics, focal, xy[:, t_idx, j_idx], c, config, threshold)
+        ok = np.isfinite(Xs).all(-1)
+        X[t_idx[ok], j_idx[ok]] = Xs[ok]
+        inl[:, t_idx[ok], j_idx[ok]] = ins[:, ok]
+        res[:, t_idx[ok], j_idx[ok]] = rs[:, ok]
+    log.info("re-triangulated %d left/right pair(s) that had collapsed onto one limb", len(t_idx))
+
+
 def fill_gaps(
     xyz: np.ndarray, max_gap_frames: int
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
@@ -544,6 +581,7 @@ def triangulate_with_diagnostics(
                 extrinsics, focal, xy[:, t_idx, j_idx], conf[:, t_idx, j_idx], config, threshold
             )
             X[t_idx, j_idx], inl[:, t_idx, j_idx], res[:, t_idx, j_idx] = Xr, ir, rr
+        _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, threshold, config)
 
     # report errors in real pixels (with distortion) against the original observations
     observed = np.where(swapped[..., None], np.nan, keypoints.xy)
