@@ -11,9 +11,10 @@ from calibration.rotations import rotation_angle_deg
 from export.bvh import read_bvh, write_bvh
 from export.retarget import (
     PRESETS,
+    RetargetConfig,
     Rig,
     contact_frames,
-    foot_points,
+    feet_above_floor_m,
     load_rig,
     retarget,
     rig_from_bvh,
@@ -52,20 +53,22 @@ def test_retarget_onto_presets(walk, name: str) -> None:
     src_rot, _ = walk.world_transforms()
     src_jump = rotation_angle_deg(src_rot[1:], src_rot[:-1]).max()
     assert rotation_angle_deg(out.local_rotmat[1:], out.local_rotmat[:-1]).max() <= 2 * src_jump + 1.0
-    # limbs point where the source's do, whatever the rest pose (T or A)
-    for a, b in (
-        ("left_shoulder", "left_elbow"),
-        ("right_elbow", "right_wrist"),
-        ("left_hip", "left_knee"),
-        ("right_knee", "right_ankle"),
-    ):
+    # limbs point where the source's do, whatever the rest pose (T or A); legs up to what the leg IK
+    # changes to plant the feet (exactly without it; this synthetic walk has near-straight knees, which
+    # turn most for a given change of reach)
+    plain = retarget(walk, src_rig, tgt, RetargetConfig(leg_ik=False))
+    for a, b in (("left_shoulder", "left_elbow"), ("right_elbow", "right_wrist")):
         assert _direction_error_deg(walk, src_rig, out, tgt, a, b) < 1e-4
-    # feet on the floor at contact
+    for a, b in (("left_hip", "left_knee"), ("right_knee", "right_ankle")):
+        assert _direction_error_deg(walk, src_rig, plain, tgt, a, b) < 1e-4
+        assert _direction_error_deg(walk, src_rig, out, tgt, a, b) < 15.0
+    # each foot on the floor at its contacts, and never through it
     contacts = contact_frames(walk, src_rig)
-    feet = foot_points(out, tgt)
+    height = feet_above_floor_m(out, tgt)
     for side, c in contacts.items():
         assert c.any()
-        assert np.abs(feet[side][c][..., 2].min(axis=1)).max() < 0.01
+        assert np.abs(height[side][c]).max() < 0.01
+        assert height[side].min() > -0.01  # near contacts, where planting fades in
 
 
 def test_retargeted_clip_writes_and_reads_as_bvh(tmp_path: Path, walk) -> None:
@@ -92,9 +95,7 @@ def test_retarget_refuses_nan_frames(walk) -> None:
         retarget(walk.with_rotations(rot), load_rig("smpl24"), load_rig("ue5_mannequin"))
 
 
-@pytest.mark.skipif(
-    not BVH_DIR.is_dir(), reason=f"real BVH files not present ({BVH_DIR}); ../shared is absent"
-)
+@pytest.mark.skipif(not BVH_DIR.is_dir(), reason=f"real BVH files not present ({BVH_DIR}); ../shared is absent")
 def test_real_cmu_walk_onto_mixamo_and_ue5() -> None:
     """A real CMU walk (frame 0, the T-pose calibration frame, dropped) onto Mixamo and the UE5 mannequin."""
     path = BVH_DIR / "cmu_12_01_walk.bvh"
@@ -104,12 +105,30 @@ def test_real_cmu_walk_onto_mixamo_and_ue5() -> None:
     src_rot, _ = src.world_transforms()
     src_jump = rotation_angle_deg(src_rot[1:], src_rot[:-1]).max()
     contacts = contact_frames(src, src_rig)
+    assert (contacts["left"] & contacts["right"]).sum() >= 10  # double support
     for name in ("mixamo", "ue5_mannequin"):
         tgt = load_rig(name)
         out = retarget(src, src_rig, tgt)
         assert rotation_angle_deg(out.local_rotmat[1:], out.local_rotmat[:-1]).max() <= 2 * src_jump + 1.0
-        feet = foot_points(out, tgt)
-        lowest = np.min([feet[s][..., 2].min(axis=1) for s in feet], axis=0)
-        planted = contacts["left"] | contacts["right"]
-        assert planted.sum() > 100
-        assert np.abs(lowest[planted]).max() < 0.01
+        height = feet_above_floor_m(out, tgt)
+        for side, planted in contacts.items():
+            assert planted.sum() > 100
+            err = np.abs(height[side][planted]).max()
+            assert err < 0.01, f"{name}: {side} foot {100 * err:.1f} cm off the floor at contact"
+            assert height[side].min() > -1e-6, f"{name}: {side} foot through the floor"
+        # knees keep bending forwards: the knee stays in front of the hip-ankle line
+        pos = out.world_positions_m()
+        fwd = out.world_transforms()[0][:, out.joint_index(tgt.bones["pelvis"])] @ [0.0, -1.0, 0.0]
+        for side in ("left", "right"):
+            hip, knee, ankle = (pos[:, out.joint_index(tgt.bones[f"{side}_{c}"])] for c in ("hip", "knee", "ankle"))
+            assert np.mean(np.sum((knee - 0.5 * (hip + ankle)) * fwd, axis=1) > -0.005) > 0.99
+        # without leg IK one foot floats in double support (what the IK is for)
+        plain = feet_above_floor_m(retarget(src, src_rig, tgt, RetargetConfig(leg_ik=False)), tgt)
+        assert max(np.abs(plain[s][contacts[s]]).max() for s in plain) > 0.01
+    # the UE5 root bone stays under the pelvis, near the floor
+    ue5 = load_rig("ue5_mannequin")
+    out = retarget(src, src_rig, ue5)
+    pos = out.world_positions_m()
+    pelvis = pos[:, out.joint_index("pelvis")]
+    assert np.allclose(pos[:, 0, :2], pelvis[:, :2], atol=0.02)
+    assert np.abs(pos[:, 0, 2]).max() < 0.10
