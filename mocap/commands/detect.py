@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from mocap.session import Session
@@ -31,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {"workers": args.workers, "num_poses": args.num_poses, "chunk_frames": args.chunk_frames}
 
+    started = time.perf_counter()
+
     def progress(done: int, total: int, fps: float) -> None:
-        log.info("detect: %d/%d jobs, %.1f frames/s", done, total, fps)
+        left = (time.perf_counter() - started) / done * (total - done)
+        log.info("detect: %d/%d jobs, %.1f frames/s, about %.0f s left", done, total, fps, left)
 
     run_detect(Session(args.session), overrides, args.overwrite, progress)
     return 0
