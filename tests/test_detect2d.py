@@ -85,3 +85,25 @@ def test_undecodable_video_is_named(tmp_path):
     bad.write_bytes(b"\x00not a video" * 100)
     with pytest.raises(FrameSourceError, match="cam_1.mp4"):
         detect_sources({"cam_1": bad}, DetectionConfig(workers=1))
+
+
+def test_detect_stage_on_a_session(tmp_path, portrait):
+    from mocap.cli import main
+    from mocap.session import Session
+    from reconstruction.keypoints import Keypoints2D
+
+    root = tmp_path / "take"
+    (root / "videos").mkdir(parents=True)
+    _video(root / "videos" / "cam_1.mp4", portrait, 4)
+    _video(root / "videos" / "cam_2.mp4", portrait, 4)
+    assert main(["detect", str(root), "--workers", "1"]) == 0
+    session = Session(root)
+    kp = Keypoints2D.load(session.keypoints2d_path)
+    assert kp.camera_names == ("cam_1", "cam_2") and kp.skeleton == "blazepose33" and kp.num_frames == 4
+    figures = session.read_stage_report("detect")["figures"]
+    assert figures["per_camera"]["cam_1"]["frames_detected"] == 1.0 and figures["detection_frames_per_second"] > 0
+    # a damaged recording: the command fails with the file's name and the good keypoints stay
+    good = session.keypoints2d_path.read_bytes()
+    (root / "videos" / "cam_2.mp4").write_bytes(b"\x00broken" * 50)
+    assert main(["detect", str(root), "--workers", "1"]) == 1
+    assert session.keypoints2d_path.read_bytes() == good
