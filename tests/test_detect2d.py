@@ -107,3 +107,64 @@ def test_detect_stage_on_a_session(tmp_path, portrait):
     (root / "videos" / "cam_2.mp4").write_bytes(b"\x00broken" * 50)
     assert main(["detect", str(root), "--workers", "1"]) == 1
     assert session.keypoints2d_path.read_bytes() == good
+
+
+def _render(camera, vertices, faces):
+    """A shaded body (painter's algorithm, faces far to near) on a grey background, (720, 1280, 3) BGR.
+    Stands in for the virtual studio until it lands."""
+    w, h = camera.size
+    image = np.full((h, w, 3), (90, 100, 110), np.uint8)
+    uv = camera.project(vertices)
+    depth = camera.to_camera(vertices)[:, 2]
+    tri = vertices[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
+    view = camera.center - tri.mean(1)
+    view /= np.linalg.norm(view, axis=1, keepdims=True)
+    shade = np.abs((normal * view).sum(1)) * 0.75 + 0.25
+    points = np.round(uv[faces] * 16).astype(np.int32)
+    for f in np.argsort(-depth[faces].mean(1)):
+        colour = tuple(int(v) for v in np.array([120.0, 150.0, 200.0]) * shade[f])
+        cv2.fillConvexPoly(image, points[f], colour, lineType=cv2.LINE_AA, shift=4)
+    return image
+
+
+def test_rendered_body_detected_and_triangulated_within_30_mm():
+    """Acceptance stand-in: the open body model rendered by 4 cameras at 1280x720, MediaPipe detections,
+    triangulation: body joints within 30 mm of the model's own BlazePose landmarks."""
+    anny = pytest.importorskip("reconstruction.body.anny_model")
+    if not anny.anny_cache_ready():
+        pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
+    from calibration.camera import Camera, CameraRig, look_at
+    from reconstruction.keypoints import Keypoints2D
+    from reconstruction.triangulate import triangulate
+
+    body = anny.AnnyBody()
+    shape = body.default_shape()
+    T, J = 3, len(body.joint_names)
+    pose = np.zeros((T, J, 3))
+    legs = [i for i, n in enumerate(body.joint_names) if n in ("upperleg01.L", "upperleg01.R")]
+    pose[:, legs, 0] = np.array([[0.0, 0.0], [0.3, -0.2], [-0.2, 0.3]])  # stepping
+    trans = np.zeros((T, 3))
+    vertices = body.evaluate(shape, pose, trans).vertices
+    truth = body.keypoints(shape, pose, trans, "blazepose33")
+    K = np.array([[900.0, 0, 640], [0, 900, 360], [0, 0, 1]])
+    cams = []
+    for c in range(4):
+        a = 2 * np.pi * c / 4 + 0.4
+        R, t = look_at(np.array([3.2 * np.cos(a), 3.2 * np.sin(a), 0.6]), np.zeros(3))
+        cams.append(Camera(f"cam_{c + 1}", (1280, 720), K, np.zeros(5), R, t))
+    rig = CameraRig(tuple(cams))
+    xy = np.full((4, T, 33, 2), np.nan)
+    conf = np.zeros((4, T, 33))
+    with PoseLandmarker(DetectionConfig(), video=False) as landmarker:
+        for c, cam in enumerate(rig.cameras):
+            for t in range(T):
+                found_xy, found_conf = landmarker.detect(_render(cam, vertices[t], body.faces))
+                xy[c, t], conf[c, t] = found_xy[0], found_conf[0]
+    k3 = triangulate(rig, Keypoints2D(xy, conf, rig.names, "blazepose33"))
+    body_joints = [BLAZEPOSE_33.index(f"{s}_{j}") for s in ("left", "right")
+                   for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]  # fmt: skip
+    err = np.linalg.norm(k3.xyz - truth, axis=-1)[:, body_joints] * 1000
+    assert np.isfinite(err).all()
+    assert err.mean() < 30.0, err.mean(0)
