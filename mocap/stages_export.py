@@ -1,0 +1,185 @@
+"""The export stage runner: read the session's body motion and 3D keypoints, call the exporters, write
+``export/<take>.<ext>`` and ``report/export.json``.
+
+From ``body.npz`` (AMASS-style keys, see :mod:`export.amass`): BVH, FBX, GLB, USDZ of the body retargeted
+onto a rig (``rig``, default Mixamo; ``"body"`` keeps the body model's own skeleton with its skinned mesh),
+OBJ/PLY of the rest mesh, and the AMASS npz itself for SMPL bodies. From ``keypoints3d.npz``: TRC and C3D.
+A format whose input is missing is skipped with a warning in the report; asking only for such formats is
+an error that says which file is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from export.amass import (
+    motion_from_body,
+    read_amass,
+    skinned_mesh_from_body,
+    write_amass,
+)
+from export.bvh import write_bvh
+from export.c3d import write_c3d_keypoints
+from export.fbx import write_fbx
+from export.gltf import write_glb
+from export.mesh import write_obj, write_ply
+from export.motion import Motion
+from export.retarget import RetargetConfig, load_rig, retarget, rig_from_motion
+from export.trc import keypoints_frame_rate, write_trc_keypoints
+from export.usd import write_usd
+from reconstruction.keypoints import Keypoints3D
+
+from .session import Session, StageReport
+
+log = logging.getLogger(__name__)
+
+STAGE = "export"
+BODY_FORMATS = ("bvh", "fbx", "glb", "usdz", "usd", "obj", "ply", "amass")
+KEYPOINT_FORMATS = ("trc", "c3d")
+FORMATS = BODY_FORMATS + KEYPOINT_FORMATS
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The ``[export]`` table of session.toml."""
+
+    formats: tuple[str, ...] = ("bvh", "fbx", "glb", "usdz", "obj", "trc")
+    """Which files to write: any of bvh, fbx, glb, usdz, usd, obj, ply, amass (from body.npz), trc, c3d
+    (from keypoints3d.npz)."""
+    rig: str = "mixamo"
+    """Target rig for the animation: a preset in configs/retarget, a rig TOML, or "body" for the body
+    model's own skeleton with its skinned mesh."""
+    smpl_model_dir: str = ""
+    """Folder holding the user's SMPL model files (needed to export an SMPL body.npz)."""
+    trc_axes: str = "opensim"
+    """TRC axes: "opensim" (Y up, X forward) or "zup" (the capture world)."""
+    frame_rate: float = 0.0
+    """Frame rate of the keypoints; 0 takes the session's, else the keypoints' frame times."""
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+
+
+ModelLoader = Callable[[str, str, ExportConfig], object]
+
+
+def load_body_model(name: str, gender: str, config: ExportConfig) -> object:
+    """The body model a body.npz names: "anny" (built in), or an SMPL-family model from ``smpl_model_dir``."""
+    if name == "anny":
+        from reconstruction.body.anny_model import AnnyBody
+
+        return AnnyBody()
+    if name in ("smpl", "smplh", "smplx"):
+        if not config.smpl_model_dir:
+            raise FileNotFoundError(
+                f"body.npz holds an {name.upper()} body: set smpl_model_dir in session.toml [export] to the "
+                "folder with your SMPL model files (they cannot be shipped)"
+            )
+        from reconstruction.body.smpl_model import load_smpl
+
+        return load_smpl(config.smpl_model_dir, kind=name, gender=gender)
+    raise ValueError(f"body.npz names an unknown body model {name!r}; expected anny, smpl, smplh or smplx")
+
+
+def _body_outputs(
+    session: Session, config: ExportConfig, stem: str, formats: list[str], loader: ModelLoader
+) -> tuple[list[Path], dict]:
+    body = read_amass(session.body_path)
+    model = loader(body.model, body.gender, config)
+    n_joints = len(model.joint_names)  # type: ignore[attr-defined]
+    pose = body.pose_rotvec[:, :n_joints]
+    shape = body.betas[: len(model.default_shape())]  # type: ignore[attr-defined]
+    motion = motion_from_body(model, shape, pose, body.trans, body.frame_rate, name=stem)  # type: ignore[arg-type]
+    mesh = skinned_mesh_from_body(model, shape)  # type: ignore[arg-type]
+    figures: dict = {"frames": motion.num_frames, "frame_rate": motion.frame_rate, "body_model": body.model}
+    anim: Motion = motion
+    anim_mesh = mesh
+    if config.rig != "body":
+        semantic = getattr(model, "semantic_joints", None) or {n: i for i, n in enumerate(model.joint_names)}  # type: ignore[attr-defined]
+        bones = {canon: model.joint_names[j] for canon, j in semantic.items()}  # type: ignore[attr-defined]
+        target = load_rig(config.rig)
+        anim = retarget(motion, rig_from_motion(motion, bones, name=body.model), target, RetargetConfig())
+        anim_mesh = None  # the body mesh is bound to the body's skeleton, not the rig's
+        figures["rig"] = target.name
+    out: list[Path] = []
+    folder = session.export_dir
+    for fmt in formats:
+        path = folder / f"{stem}.{fmt if fmt != 'amass' else 'amass.npz'}"
+        if fmt == "bvh":
+            out.append(write_bvh(path, anim))
+        elif fmt == "fbx":
+            out.append(write_fbx(path, anim, anim_mesh))
+        elif fmt == "glb":
+            out.append(write_glb(path, anim, anim_mesh))
+        elif fmt in ("usdz", "usd"):
+            out.append(write_usd(path, anim, anim_mesh))
+        elif fmt == "obj":
+            out.append(write_obj(path, mesh.vertices_m, mesh.faces))
+        elif fmt == "ply":
+            out.append(write_ply(path, mesh.vertices_m, mesh.faces))
+        elif fmt == "amass":
+            out.append(write_amass(path, body.pose_rotvec, body.trans, body.betas, body.frame_rate, body.gender, body.model))
+    return out, figures
+
+
+def run_export(
+    session: Session,
+    config: ExportConfig | None = None,
+    overwrite: bool = False,
+    model_loader: ModelLoader = load_body_model,
+) -> StageReport:
+    """Export the take. Returns the stage report (also written to ``report/export.json``)."""
+    config = config or session.stage_config(STAGE, ExportConfig)
+    start = time.perf_counter()
+    stem = session.config().name or session.root.name
+    wanted = list(dict.fromkeys(config.formats))
+    body_fmts = [f for f in wanted if f in BODY_FORMATS]
+    kp_fmts = [f for f in wanted if f in KEYPOINT_FORMATS]
+    have_body, have_kp = session.body_path.exists(), session.keypoints3d_path.exists()
+    warnings: list[str] = []
+    if body_fmts and not have_body:
+        warnings.append(f"{session.body_path} is missing: skipped {body_fmts} (run the body fit first)")
+        body_fmts = []
+    if kp_fmts and not have_kp:
+        warnings.append(f"{session.keypoints3d_path} is missing: skipped {kp_fmts} (triangulate first)")
+        kp_fmts = []
+    if not body_fmts and not kp_fmts:
+        raise FileNotFoundError("nothing to export: " + "; ".join(warnings))
+    inputs = [p for p, used in ((session.body_path, body_fmts), (session.keypoints3d_path, kp_fmts)) if used]
+    fp = session.inputs_fingerprint(inputs, asdict(config))
+    planned = [session.export_dir / f"{stem}.{f if f != 'amass' else 'amass.npz'}" for f in body_fmts + kp_fmts]
+    if not overwrite and session.is_up_to_date(STAGE, fp, planned):
+        log.info("export: inputs unchanged, outputs present; skipped (use --overwrite to redo)")
+        previous = session.read_stage_report(STAGE) or {}
+        return StageReport(STAGE, fp, tuple(previous.get("outputs", ())), previous.get("figures", {}))
+    session.export_dir.mkdir(parents=True, exist_ok=True)
+    outputs: list[Path] = []
+    figures: dict = {}
+    if body_fmts:
+        paths, figures = _body_outputs(session, config, stem, body_fmts, model_loader)
+        outputs += paths
+    if kp_fmts:
+        kp = Keypoints3D.load(session.keypoints3d_path)
+        rate = config.frame_rate or session.config().frame_rate or keypoints_frame_rate(kp)
+        for fmt in kp_fmts:
+            path = session.export_dir / f"{stem}.{fmt}"
+            if fmt == "trc":
+                outputs.append(write_trc_keypoints(path, kp, rate, axes=config.trc_axes))
+            else:
+                outputs.append(write_c3d_keypoints(path, kp, rate))
+        figures["keypoints"] = {"frames": kp.num_frames, "joints": kp.num_joints, "frame_rate": rate}
+    figures["bytes"] = {p.name: p.stat().st_size for p in outputs}
+    for w in warnings:
+        log.warning("%s", w)
+    report = StageReport(STAGE, fp, tuple(outputs), figures, tuple(warnings), time.perf_counter() - start)
+    session.write_stage_report(report)
+    return report
+
+
+__all__ = ["ExportConfig", "FORMATS", "load_body_model", "run_export"]
