@@ -13,6 +13,7 @@ import numpy as np
 from .align import align_to_camera, align_to_floor_board, transform_poses
 from .bundle import BundleConfig, BundleResult, bundle_adjust_board
 from .camera import Camera, CameraRig
+from .detect import DetectionConfig
 from .extrinsics import initial_extrinsics
 from .intrinsics import IntrinsicsConfig, IntrinsicsReport, calibrate_intrinsics
 from .observations import BoardObservations
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 class CalibrationConfig:
     """Settings of the ``calibrate`` stage (``[calibrate]`` in session.toml)."""
 
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    """Board detection in the calibration recordings (frame step, quality gates)."""
     intrinsics: IntrinsicsConfig = field(default_factory=IntrinsicsConfig)
     """Per-camera intrinsic calibration (used for cameras without known intrinsics)."""
     bundle: BundleConfig = field(default_factory=BundleConfig)

@@ -176,24 +176,3 @@ def calibrate_intrinsics(
         )
     report = IntrinsicsReport(name, len(views), n_available, float(rms), coverage, grid, tuple(warnings))
     return camera, report
-
-
-def coverage_picture(report: IntrinsicsReport, obs: BoardObservations, c: int, path) -> None:
-    """Save a picture of where the board's corners fell in camera ``c``'s image (and the coverage grid)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    w, h = obs.image_sizes[c]
-    uv = obs.uv[obs.camera_rows(c)]
-    fig, ax = plt.subplots(figsize=(6, 6 * h / w + 0.6), dpi=100)
-    ax.imshow(report.coverage_grid > 0, extent=(0, w, h, 0), cmap="Greens", alpha=0.35, vmin=0, vmax=1.5)
-    ax.scatter(uv[:, 0], uv[:, 1], s=1, c="tab:blue")
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_aspect("equal")
-    ax.set_title(f"{report.camera}: {report.views_used} views, RMS {report.rms_px:.2f} px, coverage {report.coverage:.0%}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

@@ -1,0 +1,102 @@
+"""``mocap calibrate``: calibrate the cameras of a session, or from a board and one recording per camera."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from calibration.camera import natural_key
+
+from ..session import Session
+from ..stages_calibration import load_stage_config, run_explicit, run_session
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate the cameras (intrinsics, extrinsics, bundle adjustment, floor alignment)",
+        description="Calibrate from board recordings. With SESSION: reads SESSION/calibration/<camera>.<ext> (or "
+        "<camera>/ image folders) and the board named in session.toml, writes SESSION/calibration.toml and "
+        "report/calibrate.json. Without: give --board, --camera NAME=PATH for every camera, and --out.",
+    )
+    p.add_argument("session", nargs="?", type=Path, help="the take's folder")
+    p.add_argument("--board", help="board preset name or TOML (explicit mode; a session names its own)")
+    p.add_argument("--camera", action="append", default=[], metavar="NAME=PATH",
+                   help="a camera's board recording: a video file or an image folder (repeat per camera)")
+    p.add_argument("--out", type=Path, help="where to write the calibration TOML (explicit mode)")
+    p.add_argument("--config", type=Path, help="a TOML file with a [calibrate] table (explicit mode)")
+    p.add_argument("--intrinsics", type=Path,
+                   help="a calibration file whose intrinsics to use instead of calibrating them")
+    p.add_argument("--frame-step", type=int, help="examine every N-th frame of the recordings")
+    p.add_argument("--align", choices=["floor", "camera", "none"], help="world frame (default: floor board)")
+    p.add_argument("--floor-frame", type=int, help="frame index where the board lies on the floor (default: last)")
+    p.add_argument("--force", action="store_true", help="redo even if up to date; replace a calibration not made here")
+    p.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out: dict = {}
+    if args.align:
+        out["align"] = args.align
+    if args.floor_frame is not None:
+        out["floor_frame"] = args.floor_frame
+    if args.frame_step:
+        out["detection"] = {"frame_step": args.frame_step}
+    return out
+
+
+def _parse_cameras(items: list[str]) -> dict[str, Path]:
+    cams: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--camera {item!r}: expected NAME=PATH, e.g. --camera cam_0=board/cam_0.mp4")
+        if name in cams:
+            raise ValueError(f"--camera {name!r} given twice")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--camera {name}={path}: no such file or folder")
+        cams[name] = Path(path)
+    return {k: cams[k] for k in sorted(cams, key=natural_key)}
+
+
+def run(args: argparse.Namespace) -> int:
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeRemainingColumn(), transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        if args.session is not None:
+            if args.camera or args.board or args.out:
+                raise ValueError("give either a SESSION or --board/--camera/--out, not both")
+            outcome = run_session(Session(args.session), force=args.force, overrides=_overrides(args),
+                                  intrinsics_file=args.intrinsics, progress=progress)
+        else:
+            if not (args.board and args.camera and args.out):
+                raise ValueError("without a SESSION, give --board, --camera NAME=PATH (per camera) and --out FILE")
+            overrides = _overrides(args)
+            config = load_stage_config(args.config, overrides)
+            outcome = run_explicit(_parse_cameras(args.camera), args.board, args.out, args.force, config,
+                                   args.intrinsics, progress)
+    if outcome.skipped:
+        print(f"up to date: {outcome.calibration_path}")
+        return 0
+    result = outcome.result
+    print(f"calibration: {outcome.calibration_path}")
+    print(f"report:      {outcome.report_path}")
+    print(f"reprojection RMS {result.bundle.rms_px:.3f} px over {int(result.bundle.inliers.sum())} corners")
+    for name in result.rig.names:
+        c = result.rig[name]
+        print(f"  {name:>12}: RMS {result.per_camera_rms_px[name]:.3f} px, f = {c.K[0, 0]:.1f} px, "
+              f"centre ({c.center[0]:+.3f}, {c.center[1]:+.3f}, {c.center[2]:+.3f}) m")
+    for w in result.warnings:
+        log.warning("%s", w)
+    return 0

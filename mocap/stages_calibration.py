@@ -1,0 +1,223 @@
+"""The calibrate stage: read the board recordings of a session (or explicit inputs), detect the board,
+calibrate, and write ``calibration.toml``, the stage report and its pictures."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from calibration.boards import Board, load_board
+from calibration.calibrate import CalibrationConfig, CalibrationResult, calibrate_rig
+from calibration.camera import Camera
+from calibration.detect import CameraDetections, detect_board_in_source
+from calibration.formats import read_calibration, write_calibration
+from calibration.observations import BoardObservations, observations_from_detections
+from calibration.plots import coverage_picture, residuals_picture, rig_picture
+from capture.config import config_from_mapping, config_to_mapping, load_toml
+from capture.fileio import fingerprint, write_json_atomic
+
+from .session import Session, StageReport
+
+log = logging.getLogger(__name__)
+STAGE = "calibrate"
+
+Progress = Callable[[str, int, int | None], None]
+"""progress(task, done, total): a task label (e.g. the camera), work done, and the total if known."""
+
+
+@dataclass(frozen=True)
+class CalibrateOutcome:
+    calibration_path: Path
+    report_path: Path
+    result: CalibrationResult | None
+    skipped: bool
+
+
+class OverwriteRefused(RuntimeError):
+    """The output exists and was not made by this stage from these inputs."""
+
+
+def detect_all(sources: Mapping[str, Path], board: Board, config: CalibrationConfig,
+               progress: Progress | None = None) -> list[CameraDetections]:
+    """Detect the board in every camera's recording (camera name -> video or image folder)."""
+    out = []
+    for name, path in sources.items():
+        def tick(done: int, total: int | None, name=name) -> None:
+            if progress:
+                progress(f"board in {name}", done, total)
+
+        out.append(detect_board_in_source(name, path, board, config.detection, tick))
+        log.info("%s: board in %d views", name, len(out[-1].detections))
+    return out
+
+
+def calibrate_sources(
+    sources: Mapping[str, Path],
+    board: Board,
+    out_path: Path,
+    report_dir: Path,
+    config: CalibrationConfig | None = None,
+    known_intrinsics: Mapping[str, Camera] | None = None,
+    progress: Progress | None = None,
+) -> tuple[CalibrationResult, dict]:
+    """Detect, calibrate, and write ``out_path`` plus pictures in ``report_dir``. Returns the result and the
+    report's figures."""
+    config = config or CalibrationConfig()
+    if not sources:
+        raise FileNotFoundError("no calibration recordings given: one video or image folder per camera is needed")
+    start = time.perf_counter()
+    detections = detect_all(sources, board, config, progress)
+    obs = observations_from_detections(detections, board.object_points)
+    detect_s = time.perf_counter() - start
+    if progress:
+        progress("calibrating", 0, None)
+    result = calibrate_rig(obs, board.object_points, config, known_intrinsics,
+                           progress=lambda msg: log.info("%s", msg))
+    write_calibration(result.rig, out_path, metadata={
+        "board": board.name,
+        "rms_px": round(result.bundle.rms_px, 4),
+        "cameras_not_calibrated": list(result.unconnected),
+    })
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pictures = _pictures(obs, result, board, report_dir)
+    figures = _figures(detections, obs, result, detect_s, pictures, report_dir)
+    return result, figures
+
+
+def _pictures(obs: BoardObservations, result: CalibrationResult, board: Board, report_dir: Path) -> dict[str, str]:
+    pics: dict[str, str] = {}
+    for c, name in enumerate(obs.camera_names):
+        if np.any(obs.cam == c):
+            path = coverage_picture(obs, c, report_dir / f"coverage_{name}.png")
+            pics[f"coverage_{name}"] = path.name
+    linked = obs.for_cameras(list(result.rig.names))
+    linked = linked.select(np.flatnonzero(np.isin(np.arange(linked.n_views), np.unique(linked.view))[linked.view]))
+    if len(linked.cam) == len(result.bundle.residuals_px):
+        pics["residuals"] = residuals_picture(linked, result.bundle.residuals_px, result.bundle.inliers,
+                                              report_dir / "residuals.png").name
+    seen = np.unique(linked.view)
+    pics["rig"] = rig_picture(result.rig, result.board_poses[seen], report_dir / "rig.png", board.size_m).name
+    return pics
+
+
+def _figures(detections, obs, result: CalibrationResult, detect_s: float, pictures, report_dir: Path) -> dict:
+    per_camera = {}
+    intr = {r.camera: r for r in result.intrinsics}
+    for d in detections:
+        entry = {
+            "frames_read": d.frames_read,
+            "board_views": len(d.detections),
+            "rejected": dict(d.rejected),
+        }
+        if d.camera in result.per_camera_rms_px:
+            cam = result.rig[d.camera]
+            entry.update({
+                "reprojection_rms_px": round(result.per_camera_rms_px[d.camera], 4),
+                "corners_used": result.per_camera_observations[d.camera],
+                "focal_px": [round(cam.K[0, 0], 3), round(cam.K[1, 1], 3)],
+                "principal_point_px": [round(cam.K[0, 2], 3), round(cam.K[1, 2], 3)],
+                "distortion": [round(float(x), 6) for x in cam.dist],
+                "centre_m": [round(float(x), 5) for x in cam.center],
+            })
+        if d.camera in intr:
+            r = intr[d.camera]
+            entry["intrinsics"] = {"rms_px": round(r.rms_px, 4), "views_used": r.views_used,
+                                   "coverage": round(r.coverage, 3)}
+        per_camera[d.camera] = entry
+    return {
+        "cameras": per_camera,
+        "reprojection_rms_px": round(result.bundle.rms_px, 4),
+        "corners": int(len(result.bundle.inliers)),
+        "corners_rejected": int((~result.bundle.inliers).sum()),
+        "board_views": int(obs.n_views),
+        "cameras_not_calibrated": list(result.unconnected),
+        "seconds": {"detection": round(detect_s, 2), **{k: round(v, 2) for k, v in result.seconds.items()}},
+        "pictures": {k: str(Path(report_dir.name) / v) for k, v in pictures.items()},
+    }
+
+
+def _check_overwrite(path: Path, session: Session | None, force: bool) -> None:
+    """Refuse to replace a calibration this stage did not write, unless forced (then keep a backup)."""
+    if not path.exists():
+        return
+    previous = session.read_stage_report(STAGE) if session else None
+    ours = previous is not None and path.name in [Path(o).name for o in previous.get("outputs", [])]
+    if ours:
+        return
+    if not force:
+        raise OverwriteRefused(
+            f"{path} exists and was not written by 'mocap calibrate' for this session; it may be a calibration "
+            "you made elsewhere. Move it away, or pass --force (it will be kept as a .bak copy)."
+        )
+    backup = path.with_name(path.name + time.strftime(".%Y%m%d-%H%M%S.bak"))
+    shutil.copy2(path, backup)
+    log.warning("kept the previous %s as %s", path.name, backup.name)
+
+
+def load_stage_config(path: Path | None, overrides: Mapping | None = None, raw: Mapping | None = None) -> CalibrationConfig:
+    """The stage config from a mapping (session.toml's [calibrate] table) or a TOML file, then overrides."""
+    data = dict(raw or {})
+    if path is not None:
+        data.update(load_toml(path).get(STAGE, load_toml(path)))
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return config_from_mapping(CalibrationConfig, data, str(path or "calibrate config"))
+
+
+def run_session(session: Session, force: bool = False, overrides: Mapping | None = None,
+                intrinsics_file: Path | None = None, progress: Progress | None = None) -> CalibrateOutcome:
+    """Calibrate a session from ``calibration/<camera>.*``; skipped when inputs and settings are unchanged."""
+    sources = session.calibration_sources()
+    if not sources:
+        raise FileNotFoundError(
+            f"{session.calibration_recordings_dir}: no board recordings; put one video (<camera>.mp4) or image "
+            "folder (<camera>/) per camera there, or use 'mocap calibrate --board ... --camera NAME=PATH'"
+        )
+    config = session.stage_config(STAGE, CalibrationConfig, dict(overrides or {}))
+    board_ref = session.board_path()
+    board = load_board(board_ref)
+    settings = {"config": config_to_mapping(config), "board": dataclasses.asdict(board) | {"source": None}}
+    inputs = list(sources.values()) + ([Path(board_ref)] if isinstance(board_ref, Path) else [])
+    if intrinsics_file:
+        inputs.append(Path(intrinsics_file))
+    key = session.inputs_fingerprint(inputs, settings)
+    out = session.calibration_path
+    if not force and session.is_up_to_date(STAGE, key, [out]):
+        log.info("calibration is up to date (%s); use --force to redo it", out)
+        return CalibrateOutcome(out, session.stage_report_path(STAGE), None, True)
+    _check_overwrite(out, session, force)
+    start = time.perf_counter()
+    known = {c.name: c for c in read_calibration(intrinsics_file)} if intrinsics_file else None
+    result, figures = calibrate_sources(sources, board, out, session.stage_asset_dir(STAGE), config, known, progress)
+    report = StageReport(STAGE, key, (str(out),), figures, result.warnings, time.perf_counter() - start)
+    path = session.write_stage_report(report)
+    return CalibrateOutcome(out, path, result, False)
+
+
+def run_explicit(sources: Mapping[str, Path], board_ref: str, out: Path, force: bool = False,
+                 config: CalibrationConfig | None = None, intrinsics_file: Path | None = None,
+                 progress: Progress | None = None) -> CalibrateOutcome:
+    """Calibrate from a board and one recording per camera, outside any session; writes ``out`` and a
+    report folder ``<out stem>_report/`` beside it."""
+    board = load_board(board_ref)
+    if out.exists() and not force:
+        raise OverwriteRefused(f"{out} exists; choose another --out or pass --force (the old file is kept as .bak)")
+    if out.exists():
+        backup = out.with_name(out.name + time.strftime(".%Y%m%d-%H%M%S.bak"))
+        shutil.copy2(out, backup)
+    report_dir = out.with_name(out.stem + "_report")
+    start = time.perf_counter()
+    known = {c.name: c for c in read_calibration(intrinsics_file)} if intrinsics_file else None
+    result, figures = calibrate_sources(sources, board, out, report_dir, config, known, progress)
+    files = [f for p in sources.values() for f in (sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])]
+    key = fingerprint(files)
+    data = {"stage": STAGE, "inputs_fingerprint": key, "outputs": [str(out)],
+            "seconds": round(time.perf_counter() - start, 3), "figures": figures, "warnings": list(result.warnings)}
+    report_path = write_json_atomic(report_dir / "report.json", data)
+    return CalibrateOutcome(out, report_path, result, False)
