@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from .camera import Camera, distort_camera_points
 from .observations import BoardObservations
@@ -128,6 +129,18 @@ def _robust(sq: np.ndarray, loss: str, scale: float) -> tuple[np.ndarray, np.nda
     return rho * scale**2, d
 
 
+def _segment_sum(index: np.ndarray, n: int):
+    """A sparse (n, M) one-hot matrix: ``S @ X`` sums rows of X (M, ...) by ``index`` (much faster than
+    ``np.add.at``)."""
+    m = len(index)
+    return csr_matrix((np.ones(m), (index, np.arange(m))), shape=(n, m))
+
+
+def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row a^T b for (M, 2, i) and (M, 2, j) -> (M, i, j)."""
+    return np.matmul(a.transpose(0, 2, 1), b)
+
+
 def _levenberg_marquardt(
     residual: Callable[[np.ndarray, np.ndarray], np.ndarray],
     cam_params: np.ndarray,
@@ -144,9 +157,13 @@ def _levenberg_marquardt(
     entity ent_idx[m]. The Jacobian is taken by central differences, perturbing one parameter column of
     every camera (or entity) at once, which is exact because rows of different cameras are disjoint.
     The camera block of the normal equations is dense (cameras are few); entities are eliminated.
+    Only parameter columns free for some camera take part; block sums use sparse one-hot products.
     """
-    n_c, kc = cam_params.shape
+    n_c = cam_params.shape[0]
     n_e, ke = ent_params.shape
+    cols = np.flatnonzero(cam_free.any(axis=0))
+    kc = len(cols)
+    free_c = cam_free[:, cols]
     m = len(cam_idx)
     evaluations = 0
 
@@ -158,37 +175,39 @@ def _levenberg_marquardt(
     r, cost, w = cost_of(cam_params, ent_params)
     evaluations += 1
     lam = 1e-3
-    # pairs (camera, entity) for the off-diagonal blocks
+    # (camera, entity) pairs carry the off-diagonal blocks B
     pair_key = cam_idx * n_e + ent_idx
     pairs, pair_of_row = np.unique(pair_key, return_inverse=True)
     pair_cam, pair_ent = pairs // n_e, pairs % n_e
-    # for each entity, every ordered pair of its (camera, entity) pairs -> contributions to S[c1, c2]
+    # every ordered pair of pairs sharing an entity contributes B_p1 D^-1 B_p2^T to S[c1, c2]
     order = np.argsort(pair_ent, kind="stable")
-    ent_sorted = pair_ent[order]
-    starts = np.searchsorted(ent_sorted, np.arange(n_e))
+    starts = np.searchsorted(pair_ent[order], np.arange(n_e))
     counts = np.bincount(pair_ent, minlength=n_e)
     i1_list, i2_list = [], []
     for n in np.unique(counts[counts > 0]):
         ents = np.flatnonzero(counts == n)
-        base = starts[ents][:, None] + np.arange(n)[None]  # (k, n) indices into order
-        members = order[base]
+        members = order[starts[ents][:, None] + np.arange(n)[None]]  # (k, n)
         i1_list.append(np.repeat(members, n, axis=1).ravel())
         i2_list.append(np.tile(members, (1, n)).ravel())
     comb1, comb2 = np.concatenate(i1_list), np.concatenate(i2_list)
-    cam_fixed_cols = ~cam_free
-    ent_fixed_cols = ~ent_free
+    sum_cam = _segment_sum(cam_idx, n_c)
+    sum_ent = _segment_sum(ent_idx, n_e)
+    sum_pair = _segment_sum(pair_of_row, len(pairs))
+    sum_block = _segment_sum(pair_cam[comb1] * n_c + pair_cam[comb2], n_c * n_c)
+    sum_pair_cam = _segment_sum(pair_cam, n_c)
+    sum_pair_ent = _segment_sum(pair_ent, n_e)
+    eye_c, eye_e = np.eye(kc), np.eye(ke)
+    rel = 0.0
     for _ in range(config.max_evaluations):
         # --- Jacobian by central differences, one column of all cameras / entities at a time
         Jc = np.zeros((m, 2, kc))
         Je = np.zeros((m, 2, ke))
-        for k in range(kc):
-            if not cam_free[:, k].any():
-                continue
+        for j, k in enumerate(cols):
             h = 1e-6 * np.maximum(1.0, np.abs(cam_params[:, k]))
             cp1, cp2 = cam_params.copy(), cam_params.copy()
             cp1[:, k] += h
             cp2[:, k] -= h
-            Jc[:, :, k] = (residual(cp1, ent_params) - residual(cp2, ent_params)) / (2 * h[cam_idx])[:, None]
+            Jc[:, :, j] = (residual(cp1, ent_params) - residual(cp2, ent_params)) / (2 * h[cam_idx])[:, None]
             evaluations += 2
         for k in range(ke):
             if not ent_free[:, k].any():
@@ -199,49 +218,39 @@ def _levenberg_marquardt(
             ep2[:, k] -= h
             Je[:, :, k] = (residual(cam_params, ep1) - residual(cam_params, ep2)) / (2 * h[ent_idx])[:, None]
             evaluations += 2
-        Jc *= cam_free[cam_idx][:, None, :]
-        Je *= ent_free[ent_idx][:, None, :]
         sw = np.sqrt(w)[:, None, None]
-        Jc_w, Je_w, r_w = Jc * sw, Je * sw, r * sw[:, :, 0]
+        Jc_w = Jc * free_c[cam_idx][:, None, :] * sw
+        Je_w = Je * ent_free[ent_idx][:, None, :] * sw
+        r_w = r * sw[:, :, 0]
         # --- normal equation blocks
-        A = np.zeros((n_c, kc, kc))
-        np.add.at(A, cam_idx, np.einsum("mri,mrj->mij", Jc_w, Jc_w))
-        D = np.zeros((n_e, ke, ke))
-        np.add.at(D, ent_idx, np.einsum("mri,mrj->mij", Je_w, Je_w))
-        B = np.zeros((len(pairs), kc, ke))
-        np.add.at(B, pair_of_row, np.einsum("mri,mrj->mij", Jc_w, Je_w))
-        gc = np.zeros((n_c, kc))
-        np.add.at(gc, cam_idx, np.einsum("mri,mr->mi", Jc_w, r_w))
-        ge = np.zeros((n_e, ke))
-        np.add.at(ge, ent_idx, np.einsum("mri,mr->mi", Je_w, r_w))
+        A = (sum_cam @ _gram(Jc_w, Jc_w).reshape(m, -1)).reshape(n_c, kc, kc)
+        D = (sum_ent @ _gram(Je_w, Je_w).reshape(m, -1)).reshape(n_e, ke, ke)
+        B = (sum_pair @ _gram(Jc_w, Je_w).reshape(m, -1)).reshape(len(pairs), kc, ke)
+        gc = sum_cam @ np.matmul(r_w[:, None, :], Jc_w)[:, 0]
+        ge = sum_ent @ np.matmul(r_w[:, None, :], Je_w)[:, 0]
         improved = False
         for _attempt in range(12):
-            A_d = A + lam * np.einsum("cii->ci", A)[:, :, None] * np.eye(kc) + np.eye(kc) * cam_fixed_cols[:, :, None]
-            D_d = D + lam * np.einsum("eii->ei", D)[:, :, None] * np.eye(ke) + np.eye(ke) * ent_fixed_cols[:, :, None]
-            D_d += 1e-12 * np.eye(ke)
-            D_inv = np.linalg.inv(D_d)
-            # Schur complement over the dense camera block
-            S = np.zeros((n_c * kc, n_c * kc))
+            A_d = A + lam * np.einsum("cii->ci", A)[:, :, None] * eye_c + eye_c * (~free_c)[:, :, None]
+            D_d = D + lam * np.einsum("eii->ei", D)[:, :, None] * eye_e + eye_e * (~ent_free)[:, :, None]
+            D_inv = np.linalg.inv(D_d + 1e-12 * eye_e)
+            BDi = np.matmul(B, D_inv[pair_ent])  # (P, kc, ke)
+            contrib = np.matmul(BDi[comb1], B[comb2].transpose(0, 2, 1))  # (Q, kc, kc)
+            blocks = (sum_block @ contrib.reshape(len(comb1), -1)).reshape(n_c, n_c, kc, kc)
+            S = -blocks.transpose(0, 2, 1, 3).reshape(n_c * kc, n_c * kc)
             for c in range(n_c):
-                S[c * kc:(c + 1) * kc, c * kc:(c + 1) * kc] = A_d[c]
-            BDi = np.einsum("pij,pjk->pik", B, D_inv[pair_ent])  # (P, kc, ke)
-            contrib = np.einsum("qij,qkj->qik", BDi[comb1], B[comb2])  # (Q, kc, kc)
-            S4 = S.reshape(n_c, kc, n_c, kc)
-            np.add.at(S4, (pair_cam[comb1], slice(None), pair_cam[comb2]), -contrib)
-            rhs = -gc.copy()
-            np.add.at(rhs, pair_cam, np.einsum("pij,pj->pi", BDi, ge[pair_ent]))
+                S[c * kc:(c + 1) * kc, c * kc:(c + 1) * kc] += A_d[c]
+            rhs = -gc + sum_pair_cam @ np.matmul(BDi, ge[pair_ent][:, :, None])[:, :, 0]
             try:
                 dc = np.linalg.solve(S, rhs.ravel()).reshape(n_c, kc)
             except np.linalg.LinAlgError:
                 lam *= 10
                 continue
             # back-substitute the entities: D de = -ge - B^T dc
-            bt_dc = np.zeros((n_e, ke))
-            np.add.at(bt_dc, pair_ent, np.einsum("pij,pi->pj", B, dc[pair_cam]))
-            de = np.einsum("eij,ej->ei", D_inv, -ge - bt_dc)
-            dc *= cam_free
-            de *= ent_free
-            new_c, new_e = cam_params + dc, ent_params + de
+            bt_dc = sum_pair_ent @ np.matmul(B.transpose(0, 2, 1), dc[pair_cam][:, :, None])[:, :, 0]
+            de = np.matmul(D_inv, (-ge - bt_dc)[:, :, None])[:, :, 0]
+            new_c = cam_params.copy()
+            new_c[:, cols] += dc * free_c
+            new_e = ent_params + de * ent_free
             r_new, cost_new, w_new = cost_of(new_c, new_e)
             evaluations += 1
             if np.isfinite(cost_new) and cost_new < cost:
@@ -253,8 +262,6 @@ def _levenberg_marquardt(
                 break
             lam *= 4
         if not improved or rel < config.tolerance:
-            break
-        if evaluations > 60 * config.max_evaluations:
             break
     return cam_params, ent_params, evaluations
 

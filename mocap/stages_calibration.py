@@ -221,3 +221,57 @@ def run_explicit(sources: Mapping[str, Path], board_ref: str, out: Path, force: 
             "seconds": round(time.perf_counter() - start, 3), "figures": figures, "warnings": list(result.warnings)}
     report_path = write_json_atomic(report_dir / "report.json", data)
     return CalibrateOutcome(out, report_path, result, False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Refinement from the performer's keypoints
+# --------------------------------------------------------------------------------------------------
+def dlt_triangulator(rig, uv: np.ndarray) -> np.ndarray:
+    """Triangulate observed pixels (C, N, 2) with the rig (the reconstruction stage's weighted DLT)."""
+    from reconstruction.triangulate import weighted_dlt
+
+    xy = rig.undistort_points(uv)
+    extrinsics = np.stack([np.hstack([c.R, c.t[:, None]]) for c in rig])
+    return weighted_dlt(extrinsics, xy, np.isfinite(xy).all(-1).astype(float))
+
+
+def load_points_2d(path: Path, rig) -> np.ndarray:
+    """2D correspondences (C, N, 2) in the rig's camera order from ``keypoints2d.npz`` (our format: cameras
+    matched by name, frames x joints flattened, low-confidence points dropped) or a plain npz holding a
+    (C, N, 2) array ``p2d`` (aniposelib's order: the calibration file's camera order)."""
+    with np.load(path, allow_pickle=False) as data:
+        keys = set(data.files)
+        if "p2d" in keys and "camera_names" not in keys:
+            uv = np.asarray(data["p2d"], float)
+            if uv.ndim != 3 or uv.shape[0] != len(rig) or uv.shape[2] != 2:
+                raise ValueError(f"{path}: p2d must have shape ({len(rig)}, N, 2) for the {len(rig)} cameras of the "
+                                 f"calibration, got {uv.shape}")
+            return uv
+    from reconstruction.keypoints import load_keypoints2d
+
+    kp = load_keypoints2d(path, cameras=list(rig.names))
+    xy = np.where((kp.confidence >= 0.5)[..., None], kp.xy, np.nan)
+    return xy.reshape(len(rig), -1, 2)
+
+
+def refine_calibration(calibration: Path, points: Path, out: Path, force: bool = False,
+                       config=None) -> tuple[Path, object]:
+    """Refine a calibration file from 2D correspondences; writes ``out`` (a backup of ``out`` is kept
+    when it already exists and --force is given). Returns (path, RefineResult)."""
+    from calibration.refine import RefineConfig, refine_with_keypoints
+
+    rig = read_calibration(calibration)
+    uv = load_points_2d(points, rig)
+    if out.exists() and out != calibration and not force:
+        raise OverwriteRefused(f"{out} exists; choose another --out or pass --force")
+    if out.exists():
+        backup = out.with_name(out.stem + time.strftime("_before_refine_%Y%m%d-%H%M%S") + out.suffix)
+        shutil.copy2(out, backup)
+        log.info("kept the calibration before refinement as %s", backup.name)
+    result = refine_with_keypoints(rig, uv, dlt_triangulator, config or RefineConfig())
+    write_calibration(result.rig, out, metadata={
+        "refined_from_keypoints": str(points.name),
+        "median_reprojection_before_px": round(result.median_error_before_px, 3),
+        "median_reprojection_after_px": round(result.median_error_after_px, 3),
+    })
+    return out, result

@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-step", type=int, help="examine every N-th frame of the recordings")
     p.add_argument("--align", choices=["floor", "camera", "none"], help="world frame (default: floor board)")
     p.add_argument("--floor-frame", type=int, help="frame index where the board lies on the floor (default: last)")
+    p.add_argument("--refine", type=Path, metavar="POINTS_NPZ",
+                   help="refine the calibration from 2D keypoint correspondences of a moving subject instead of "
+                   "calibrating from a board: SESSION's keypoints2d.npz with --refine SESSION/keypoints2d.npz, or "
+                   "any (C, N, 2) 'p2d' npz with --intrinsics CALIBRATION.toml --out REFINED.toml")
+    p.add_argument("--max-points", type=int, default=20000, help="points per refinement round (default 20000)")
     p.add_argument("--force", action="store_true", help="redo even if up to date; replace a calibration not made here")
     p.set_defaults(func=run)
 
@@ -64,7 +69,32 @@ def _parse_cameras(items: list[str]) -> dict[str, Path]:
     return {k: cams[k] for k in sorted(cams, key=natural_key)}
 
 
+def _run_refine(args: argparse.Namespace) -> int:
+    from calibration.refine import RefineConfig
+
+    from ..stages_calibration import refine_calibration
+
+    if args.session is not None:
+        calibration = Session(args.session).calibration_path
+        out = args.out or calibration
+    else:
+        if not (args.intrinsics and args.out):
+            raise ValueError("--refine without a SESSION needs --intrinsics CALIBRATION.toml (the rig to refine) and --out")
+        calibration, out = args.intrinsics, args.out
+    path, result = refine_calibration(calibration, args.refine, out, force=args.force or out == calibration,
+                                      config=RefineConfig(max_points=args.max_points))
+    print(f"refined calibration: {path}")
+    print(f"median reprojection error {result.median_error_before_px:.2f} px -> {result.median_error_after_px:.2f} px "
+          f"({result.points_used} points, {result.seconds:.1f} s)")
+    for name in result.rig.names:
+        print(f"  {name:>12}: {result.per_camera_median_before_px[name]:8.2f} px -> "
+              f"{result.per_camera_median_after_px[name]:6.2f} px")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.refine is not None:
+        return _run_refine(args)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), transient=True) as bar:
         tasks: dict[str, int] = {}
