@@ -16,7 +16,7 @@ import numpy as np
 from calibration.boards import Board, load_board
 from calibration.calibrate import CalibrationConfig, CalibrationResult, calibrate_rig
 from calibration.camera import Camera
-from calibration.detect import CameraDetections, detect_board_in_source
+from calibration.detect import BoardNotFoundError, CameraDetections, detect_board_in_source
 from calibration.formats import read_calibration, write_calibration
 from calibration.observations import BoardObservations, observations_from_detections
 from calibration.plots import coverage_picture, residuals_picture, rig_picture
@@ -45,17 +45,31 @@ class OverwriteRefused(RuntimeError):
 
 
 def detect_all(sources: Mapping[str, Path], board: Board, config: CalibrationConfig,
-               progress: Progress | None = None) -> list[CameraDetections]:
-    """Detect the board in every camera's recording (camera name -> video or image folder)."""
-    out = []
+               progress: Progress | None = None) -> tuple[list[CameraDetections], list[str]]:
+    """Detect the board in every camera's recording (camera name -> video or image folder).
+
+    A camera whose recording never shows the board is left out with its diagnosis in the returned
+    warnings; when fewer than two cameras see the board, the diagnoses are raised together.
+    """
+    out, problems = [], []
     for name, path in sources.items():
         def tick(done: int, total: int | None, name=name) -> None:
             if progress:
                 progress(f"board in {name}", done, total)
 
-        out.append(detect_board_in_source(name, path, board, config.detection, tick))
+        try:
+            out.append(detect_board_in_source(name, path, board, config.detection, tick))
+        except BoardNotFoundError as e:
+            problems.append(str(e))
+            log.warning("%s", e)
+            continue
         log.info("%s: board in %d views", name, len(out[-1].detections))
-    return out
+    if len(out) < 2:
+        raise BoardNotFoundError(
+            f"the board ({board.name}) was found in {len(out)} of {len(sources)} cameras' recordings; calibration "
+            "needs at least two.\n" + "\n".join(problems)
+        )
+    return out, problems
 
 
 def calibrate_sources(
@@ -73,13 +87,16 @@ def calibrate_sources(
     if not sources:
         raise FileNotFoundError("no calibration recordings given: one video or image folder per camera is needed")
     start = time.perf_counter()
-    detections = detect_all(sources, board, config, progress)
+    detections, problems = detect_all(sources, board, config, progress)
     obs = observations_from_detections(detections, board.object_points)
     detect_s = time.perf_counter() - start
     if progress:
         progress("calibrating", 0, None)
     result = calibrate_rig(obs, board.object_points, config, known_intrinsics,
                            progress=lambda msg: log.info("%s", msg))
+    missing = tuple(n for n in sources if n not in obs.camera_names)
+    result = dataclasses.replace(result, unconnected=missing + result.unconnected,
+                                 warnings=tuple(problems) + result.warnings)
     write_calibration(result.rig, out_path, metadata={
         "board": board.name,
         "rms_px": round(result.bundle.rms_px, 4),

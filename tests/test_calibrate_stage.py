@@ -104,3 +104,46 @@ def test_bad_inputs_get_clear_messages(tmp_path, capsys):
     cv2.imwrite(str(empty / "calibration" / "cam_0" / "a.png"), np.zeros((10, 10), np.uint8))
     assert main(["calibrate", str(empty)]) == 1
     assert "alighn" in capsys.readouterr().err
+
+
+def test_a_camera_that_never_sees_the_board_is_named_and_the_rest_calibrate(rendered_session, tmp_path, capsys):
+    root, sim = rendered_session
+    take = tmp_path / "take"
+    shutil.copytree(root / "calibration", take / "calibration")
+    shutil.copy(root / "session.toml", take / "session.toml")
+    blank = take / "calibration" / "cam_9"
+    blank.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(blank / f"f{i}.png"), np.full((450, 800), 90, np.uint8))
+    assert main(["calibrate", str(take)]) == 0
+    report = json.loads((take / "report" / "calibrate.json").read_text())
+    assert "cam_9" in report["figures"]["cameras_not_calibrated"]
+    assert any("cam_9" in w for w in report["warnings"])
+    assert "cam_9" not in read_calibration(take / "calibration.toml")
+
+
+def test_wrong_board_definition_is_diagnosed_and_nothing_is_written(rendered_session, tmp_path, capsys):
+    root, _ = rendered_session
+    take = tmp_path / "take"
+    shutil.copytree(root / "calibration", take / "calibration")
+    # the printed board uses DICT_4X4_100; the session claims a 5x5 dictionary
+    (take / "wrong.toml").write_text(
+        'name = "wrong"\nkind = "charuco"\nsquares_x = 5\nsquares_y = 7\nsquare_size_m = 0.12\n'
+        'marker_size_m = 0.09\ndictionary = "DICT_5X5_100"\ninverted = false\nlegacy_pattern = false\n')
+    (take / "session.toml").write_text('[session]\nboard = "wrong.toml"\n[calibrate.detection]\nmax_frames = 12\n')
+    assert main(["calibrate", str(take)]) == 1
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "DICT_4X4" in err and "cam_0" in err
+    assert not (take / "calibration.toml").exists()
+    assert not list(take.glob("**/.calibration*"))  # no temporary file left behind
+
+
+def test_unreadable_video_names_the_file(tmp_path, capsys):
+    take = tmp_path / "take"
+    (take / "calibration").mkdir(parents=True)
+    (take / "calibration" / "cam_0.mp4").write_bytes(b"\x00not a video" * 100)
+    (take / "calibration" / "cam_1.mp4").write_bytes(b"\x00not a video" * 100)
+    assert main(["calibrate", str(take)]) == 1
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "cam_0.mp4" in err
+    assert not (take / "calibration.toml").exists()
