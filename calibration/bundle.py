@@ -73,6 +73,8 @@ def params_to_cameras(params: np.ndarray, templates: Sequence[Camera]) -> list[C
         dist[: len(row) - DIST_START] = row[DIST_START:]
         if len(cam.dist) > len(row) - DIST_START:
             dist[len(row) - DIST_START:] = cam.dist[len(row) - DIST_START:]
+        if cam.model == "fisheye":
+            dist = dist[:4]
         out.append(Camera(cam.name, cam.size, K, dist, rotvec_to_rotmat(row[0:3]), row[3:6], cam.model))
     return out
 

@@ -6,7 +6,9 @@ import pytest
 from calibration.align import align_to_floor_board, floor_transform
 from calibration.bundle import BundleConfig, bundle_adjust_board
 from calibration.calibrate import CalibrationConfig, calibrate_rig
+from calibration.camera import CameraRig
 from calibration.compare import compare_rigs
+from calibration.intrinsics import IntrinsicsConfig
 from calibration.observations import BoardObservations
 from calibration.rotations import rotation_angle_deg
 from calibration.simulate import (
@@ -149,3 +151,17 @@ def test_bundle_rejects_wrong_shapes():
         bundle_adjust_board(list(rig), obs, BOARD, np.zeros((2, 4, 4)))
     with pytest.raises(ValueError, match="object_points must have shape"):
         calibrate_rig(obs, BOARD[:, :2])
+
+
+def test_fisheye_cameras_calibrate():
+    base = ring_rig(4, seed=6, distortion=False)
+    fish = [c.replace(model="fisheye", dist=np.array([0.03, -0.01, 0.002, 0.0]),
+                      K=np.array([[450.0, 0, 640], [0, 450.0, 360], [0, 0, 1]])) for c in base]
+    rig = CameraRig(tuple(fish))
+    sim = simulate_calibration(BOARD, EXTENT, rig=rig, n_views=80, noise_px=0.2, seed=6, close_ups_per_camera=10)
+    result = calibrate_rig(sim.observations, BOARD, CalibrationConfig(intrinsics=IntrinsicsConfig(fisheye=True)))
+    assert all(c.model == "fisheye" for c in result.rig)
+    assert result.bundle.rms_px < 0.3
+    cmp = compare_rigs(result.rig, sim.rig)
+    assert cmp.centre_error_m.max() < 0.005, cmp.summary()
+    assert np.abs(cmp.focal_error_rel).max() < 0.005, cmp.summary()
