@@ -27,7 +27,9 @@ FISHEYE_DIST_LENGTHS = (0, 4)
 
 def natural_key(name: str) -> tuple:
     """Sort key that orders ``cam_2`` before ``cam_10`` (natural order, not string order)."""
-    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
+    # ASCII digits only: str.isdigit() accepts characters such as "²" that int() rejects
+    parts = re.split(r"([0-9]+)", name)
+    return tuple((0, int(p), "") if i % 2 else (1, 0, p.lower()) for i, p in enumerate(parts))
 
 
 def _points(arr: np.ndarray, dim: int, name: str) -> np.ndarray:
