@@ -4,6 +4,8 @@ calibrate, and write ``calibration.toml``, the stage report and its pictures."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -16,12 +18,12 @@ import numpy as np
 from calibration.boards import Board, load_board
 from calibration.calibrate import CalibrationConfig, CalibrationResult, calibrate_rig
 from calibration.camera import Camera
-from calibration.detect import BoardNotFoundError, CameraDetections, detect_board_in_source
+from calibration.detect import BoardDetection, BoardNotFoundError, CameraDetections, detect_board_in_source
 from calibration.formats import read_calibration, write_calibration
 from calibration.observations import BoardObservations, observations_from_detections
 from calibration.plots import coverage_picture, residuals_picture, rig_picture
 from capture.config import config_from_mapping, config_to_mapping, load_toml
-from capture.fileio import fingerprint, write_json_atomic
+from capture.fileio import fingerprint, save_npz_atomic, write_json_atomic
 
 from .session import Session, StageReport
 
@@ -44,21 +46,72 @@ class OverwriteRefused(RuntimeError):
     """The output exists and was not made by this stage from these inputs."""
 
 
+def _save_detections(path: Path, key: str, d: CameraDetections) -> None:
+    """Cache one camera's detections (so an interrupted calibration resumes after the cameras it finished)."""
+    dets = d.detections
+    save_npz_atomic(
+        path, key=np.array(key), camera=np.array(d.camera), image_size=np.array(d.image_size),
+        frames_read=np.array(d.frames_read), rejected=np.array(json.dumps(d.rejected)),
+        frame=np.array([x.frame for x in dets], dtype=np.int64), time_s=np.array([x.time_s for x in dets]),
+        sharpness=np.array([x.sharpness for x in dets]), area=np.array([x.area_fraction for x in dets]),
+        counts=np.array([len(x.ids) for x in dets], dtype=np.int64),
+        ids=np.concatenate([x.ids for x in dets]) if dets else np.zeros(0, np.int64),
+        corners=np.concatenate([x.corners for x in dets]) if dets else np.zeros((0, 2)),
+    )
+
+
+def _load_detections(path: Path, key: str, source: Path) -> CameraDetections | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            splits = np.cumsum(z["counts"])[:-1]
+            dets = tuple(
+                BoardDetection(int(f), float(t), i, c, float(s), float(a))
+                for f, t, i, c, s, a in zip(z["frame"], z["time_s"], np.split(z["ids"], splits),
+                                            np.split(z["corners"], splits), z["sharpness"], z["area"], strict=True)
+            )
+            return CameraDetections(str(z["camera"]), source, tuple(int(v) for v in z["image_size"]), dets,
+                                    int(z["frames_read"]), json.loads(str(z["rejected"])))
+    except (OSError, KeyError, ValueError) as e:  # a damaged cache is recomputed, never trusted
+        log.debug("ignoring detection cache %s: %s", path, e)
+        return None
+
+
 def detect_all(sources: Mapping[str, Path], board: Board, config: CalibrationConfig,
-               progress: Progress | None = None) -> tuple[list[CameraDetections], list[str]]:
+               progress: Progress | None = None, cache_dir: Path | None = None,
+               ) -> tuple[list[CameraDetections], list[str]]:
     """Detect the board in every camera's recording (camera name -> video or image folder).
 
     A camera whose recording never shows the board is left out with its diagnosis in the returned
-    warnings; when fewer than two cameras see the board, the diagnoses are raised together.
+    warnings; when fewer than two cameras see the board, the diagnoses are raised together. With
+    ``cache_dir``, each camera's detections are kept there, keyed by its recording, the board and the
+    detection settings, so a run interrupted midway redoes only the cameras it had not finished.
     """
     out, problems = [], []
+    settings = json.dumps([dataclasses.asdict(board) | {"source": None}, config_to_mapping(config.detection)],
+                          sort_keys=True, default=str)
     for name, path in sources.items():
         def tick(done: int, total: int | None, name=name) -> None:
             if progress:
                 progress(f"board in {name}", done, total)
 
+        cache = cache_dir / f"{name}.npz" if cache_dir else None
+        key = ""
+        if cache is not None:
+            files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+            key = fingerprint(files) + hashlib.sha256(settings.encode()).hexdigest()[:16]
+            cached = _load_detections(cache, key, path)
+            if cached is not None:
+                log.info("%s: board detections reused from %s", name, cache)
+                out.append(cached)
+                continue
         try:
             out.append(detect_board_in_source(name, path, board, config.detection, tick))
+            if cache is not None:
+                _save_detections(cache, key, out[-1])
         except BoardNotFoundError as e:
             problems.append(str(e))
             log.warning("%s", e)
@@ -87,7 +140,7 @@ def calibrate_sources(
     if not sources:
         raise FileNotFoundError("no calibration recordings given: one video or image folder per camera is needed")
     start = time.perf_counter()
-    detections, problems = detect_all(sources, board, config, progress)
+    detections, problems = detect_all(sources, board, config, progress, cache_dir=report_dir / "detections")
     obs = observations_from_detections(detections, board.object_points)
     detect_s = time.perf_counter() - start
     if progress:

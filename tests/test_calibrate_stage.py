@@ -147,3 +147,29 @@ def test_unreadable_video_names_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.replace("\n", " ")
     assert "cam_0.mp4" in err
     assert not (take / "calibration.toml").exists()
+
+
+def test_an_interrupted_calibration_resumes_after_the_finished_cameras(rendered_session, tmp_path, monkeypatch,
+                                                                       caplog):
+    import mocap.stages_calibration as stage
+
+    root, _ = rendered_session
+    take = tmp_path / "take"
+    shutil.copytree(root / "calibration", take / "calibration")
+    shutil.copy(root / "session.toml", take / "session.toml")
+    real = stage.detect_board_in_source
+    seen = []
+
+    def interrupted(camera, *args, **kwargs):
+        seen.append(camera)
+        if camera == "cam_2" and seen.count("cam_2") == 1 and len(seen) == 3:
+            raise KeyboardInterrupt
+        return real(camera, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "detect_board_in_source", interrupted)
+    assert main(["calibrate", str(take)]) == 130  # Ctrl-C during the third camera
+    assert not (take / "calibration.toml").exists()
+    seen.clear()
+    assert main(["calibrate", str(take)]) == 0
+    assert seen == ["cam_2", "cam_3"]  # cam_0 and cam_1 came from the cache
+    assert (take / "calibration.toml").exists()
