@@ -1,8 +1,9 @@
 """Blender 5.3 (bpy, isolated Python 3.13 venv) imports our BVH, FBX and GLB: every joint on every frame
 matches the Motion within 0.1 mm, and the FBX/GLB meshes are skinned to the armature.
 
-Opt-in (the venv is ~1 GB): ``make blender-check`` creates ``.cache/blender-venv`` and runs this file; once
-the venv exists, ``make test`` runs it too. Skips with the reason when Python 3.13 or bpy is unavailable.
+``make test`` and ``make blender-check`` set MOCAP_BLENDER_CHECK=1: the first run creates
+``.cache/blender-venv`` (~1 GB, about 45 s); a bare ``pytest`` runs it only once that venv exists. Skips with
+the reason when Python 3.13 or bpy is unavailable.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from export.mesh import capsule_mesh
 from export.synthetic import synthetic_walk
 
 ENABLED = os.environ.get("MOCAP_BLENDER_CHECK") == "1" or (CACHE / "blender-venv" / ".installed").exists()
-pytestmark = pytest.mark.skipif(not ENABLED, reason="Blender check is opt-in: run `make blender-check`")
+pytestmark = pytest.mark.skipif(not ENABLED, reason="Blender check: run `make test` or `make blender-check` (sets MOCAP_BLENDER_CHECK=1)")
 
 
 @pytest.fixture(scope="module")
