@@ -1,8 +1,9 @@
-"""Streaming frame reader: a video file (decoded with PyAV), an image folder, or a single image.
+"""Frame sources: a video file (decoded with PyAV), an image folder, a single image, or a live camera.
 
 Frames are decoded one at a time and never collected, so a long recording costs the memory of one frame.
 Times come from each frame's presentation timestamp (pts x time_base), not from index / fps, so variable
-frame rate recordings and dropped frames keep their true times.
+frame rate recordings and dropped frames keep their true times. Live cameras (:class:`CameraSource`, OpenCV:
+USB index or RTSP/HTTP URL) stamp each frame with the host clock; the recorder takes any :class:`LiveSource`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import av
 import cv2
@@ -201,3 +203,79 @@ def _video_frames(
             raise FrameSourceError(f"{path}: the video holds no decodable frame; re-copy or re-record it")
     finally:
         container.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Live cameras
+# ------------------------------------------------------------------------------------------------
+class LiveSource(Protocol):
+    """What the recorder needs from a live camera (an OpenCV device, or a stand-in in tests).
+
+    ``read()`` blocks until the next frame and returns it with ``time_s`` = the host's monotonic clock
+    (seconds, one clock shared by every camera on the machine), or None when the stream has ended.
+    """
+
+    name: str
+    nominal_fps: float
+    """The rate the camera says it delivers (0 when it does not say)."""
+
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+def parse_device(spec: str | int) -> int | str:
+    """A camera device from the command line: ``0`` -> USB index 0; ``rtsp://...``/``http://...`` -> URL."""
+    if isinstance(spec, int):
+        return spec
+    text = str(spec).strip()
+    if text.isdigit():
+        return int(text)
+    if "://" in text or Path(text).exists():
+        return text
+    raise ValueError(f"camera device {text!r}: give a USB index (0, 1, ...) or a stream URL (rtsp://..., http://...)")
+
+
+class CameraSource:
+    """A live camera through OpenCV ``VideoCapture`` (USB index, RTSP/HTTP URL, or a file for testing).
+
+    Each frame is stamped with the host clock (``time.monotonic()``) right after it is grabbed, so every
+    camera on one machine shares a clock; ``index`` counts frames delivered.
+    """
+
+    def __init__(self, device: int | str, name: str = "", size: tuple[int, int] | None = None, fps: float = 0.0):
+        self.device = parse_device(device)
+        self.name = name or f"cam_{device}"
+        self._cap = cv2.VideoCapture(self.device)
+        if not self._cap.isOpened():
+            raise FrameSourceError(
+                f"camera {self.name}: cannot open device {self.device!r}; check that it is plugged in (USB) or "
+                "that the URL plays in a media player (RTSP/HTTP), and that no other program holds it"
+            )
+        if size:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+        if fps:
+            self._cap.set(cv2.CAP_PROP_FPS, fps)
+        reported = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.nominal_fps = fps or (reported if 0 < reported < 1000 else 0.0)
+        self._index = -1
+
+    def read(self) -> Frame | None:
+        if not self._cap.grab():
+            return None
+        host = time.monotonic()
+        ok, image = self._cap.retrieve()
+        if not ok or image is None:
+            return None
+        self._index += 1
+        return Frame(self._index, host, image)
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> CameraSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
