@@ -92,6 +92,14 @@ class Session:
     def sync_path(self) -> Path:
         return self.root / "sync.json"
 
+    def timestamps_path(self, camera: str) -> Path:
+        """Host timestamps of a recorded camera (``videos/<camera>.timestamps.csv``, from ``mocap record``)."""
+        return self.videos_dir / f"{camera}.timestamps.csv"
+
+    def audio_path(self, camera: str) -> Path:
+        """A separate sound recording of a camera (``videos/<camera>.wav``), used when its video has none."""
+        return self.videos_dir / f"{camera}.wav"
+
     @property
     def keypoints2d_path(self) -> Path:
         return self.root / "keypoints2d.npz"

@@ -279,3 +279,55 @@ def test_timestamps_and_sync_file(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SyncError, match="bad.json"):
         read_sync(tmp_path / "bad.json")
+
+
+# ---------------------------------------------------------------------------------------------- mocap sync
+def _video_with_audio(path: Path, samples: np.ndarray | None, seconds: float = 6.0) -> Path:
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=RATE, layout="mono") if samples is not None else None
+        for k in range(int(seconds * 10)):
+            img = np.full((32, 32, 3), k % 200, np.uint8)
+            for p in video.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+                container.mux(p)
+        for p in video.encode():
+            container.mux(p)
+        if audio is not None:
+            pcm = (np.clip(samples, -1, 1) * 32000).astype(np.int16)
+            for start in range(0, len(pcm), 4000):
+                frame = av.AudioFrame.from_ndarray(pcm[None, start : start + 4000], format="s16", layout="mono")
+                frame.sample_rate, frame.pts = RATE, start
+                for p in audio.encode(frame):
+                    container.mux(p)
+            for p in audio.encode():
+                container.mux(p)
+    return path
+
+
+def test_mocap_sync_on_a_session_folder(tmp_path):
+    from mocap.cli import main
+    from mocap.session import Session
+    from mocap.stages_capture import run_sync
+
+    offsets = {"cam_1": 0.0, "cam_2": 0.3172, "cam_3": -0.2519}
+    audio = _take_audio(offsets)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _video_with_audio(videos / "cam_1.mp4", audio["cam_1"][0])
+    _video_with_audio(videos / "cam_2.mp4", audio["cam_2"][0])
+    _video_with_audio(videos / "cam_3.mp4", None)  # no sound in the video: a WAV beside it
+    _write_wav(videos / "cam_3.wav", audio["cam_3"][0])
+    session = Session(tmp_path)
+    figures = run_sync(session)
+    for c, o in offsets.items():
+        assert abs(figures[c]["offset_s"] - o) < 1e-3 and figures[c]["method"] == "audio"
+    assert read_sync(session.sync_path)["cam_2"].offset_s == pytest.approx(figures["cam_2"]["offset_s"])
+    assert main(["sync", str(tmp_path)]) == 0  # unchanged inputs: skipped
+    # a camera without audio and no keypoints: the message names the camera and what to do
+    (videos / "cam_3.wav").unlink()
+    with pytest.raises(SyncError, match=r"camera cam_3.*no audio track(.|\n)*mocap detect"):
+        run_sync(session, overwrite=True)
+    (videos / "cam_3.mp4").write_bytes(b"\x00" * 400)  # a corrupt video
+    with pytest.raises(SyncError, match="camera cam_3.*cam_3.mp4"):
+        run_sync(session, overwrite=True)

@@ -3,4 +3,4 @@
 Only commands that work are listed in ``COMMANDS``.
 """
 
-COMMANDS: list[str] = ["board", "calibrate", "detect", "import_keypoints", "triangulate", "fit", "export"]
+COMMANDS: list[str] = ["record", "sync", "board", "calibrate", "detect", "import_keypoints", "triangulate", "fit", "export"]

@@ -1,0 +1,36 @@
+"""``mocap sync SESSION``: per-camera time offsets -> sync.json."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from capture.sync import METHODS
+from mocap.session import Session
+from mocap.stages_capture import run_sync
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "sync",
+        help="estimate each camera's time offset (audio, flash, keypoint motion or timestamps) -> sync.json",
+        description="Find each camera's offset against the reference camera (sub-frame) and write sync.json "
+        "(offset, confidence, method per camera; common_time = camera_time + offset_s) and report/sync.json. "
+        "By default audio is tried first (the video's sound, or videos/<camera>.wav), then the motion of "
+        "the 2D keypoints in keypoints2d.npz. Settings: the [sync] table of session.toml.",
+    )
+    parser.add_argument("session", type=Path, help="the take's folder")
+    parser.add_argument("--method", action="append", choices=METHODS, help="method(s) to try, in order")
+    parser.add_argument("--max-offset", type=float, dest="max_offset", help="search window in seconds (default 1)")
+    parser.add_argument("--reference", help="camera whose clock is the common timeline (default: the first)")
+    parser.add_argument("--overwrite", action="store_true", help="run even if the inputs have not changed")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"methods": tuple(args.method) if args.method else None, "max_offset_s": args.max_offset,
+                 "reference": args.reference}  # fmt: skip
+    figures = run_sync(Session(args.session), overrides, args.overwrite)
+    for name, f in figures.items():
+        print(f"{name}: {f['offset_s']:+.4f} s  confidence {f['confidence']:.2f}  ({f['method']})")
+    return 0
