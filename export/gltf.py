@@ -17,7 +17,7 @@ import pygltflib as gl
 
 from capture.fileio import atomic_path
 
-from .mesh import SkinnedMesh
+from .mesh import SkinnedMesh, checked_mesh
 from .motion import Z_UP_TO_Y_UP, Motion
 
 log = logging.getLogger(__name__)
@@ -173,14 +173,7 @@ def write_glb(path: str | os.PathLike, motion: Motion, mesh: SkinnedMesh | None 
 
 def write_mesh_glb(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray) -> Path:
     """A static mesh as GLB: ``vertices_m`` (V, 3) metres in the Z-up world, ``faces`` (F, 3)."""
-    v = np.asarray(vertices_m, float)
-    f = np.asarray(faces, np.int64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError(f"{path}: vertices contain NaN; nothing written")
+    v, f = checked_mesh(vertices_m, faces, path)
     doc = gl.GLTF2(asset=gl.Asset(version="2.0", generator="mocap-studio"))
     doc.asset.extras = {"up_axis": "Y", "units": "metres"}
     buf = _Buffer(doc)

@@ -164,9 +164,8 @@ def capsule_mesh(motion: Motion, radius_m: float = 0.04, sides: int = 8, rings: 
     return SkinnedMesh(np.concatenate(verts), np.array(faces), np.concatenate(idx), np.concatenate(wts))
 
 
-def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray, decimals: int = 6) -> Path:
-    """Wavefront OBJ of one mesh: ``vertices_m`` (V, 3) metres, ``faces`` (F, 3) zero-based. Axes as given
-    (a comment in the file says Z up, metres; pass Y-up vertices for tools that expect them)."""
+def checked_mesh(vertices_m: np.ndarray, faces: np.ndarray, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) float and faces (F, 3) int64 for a mesh writer, checked before anything is written."""
     v = np.asarray(vertices_m, float)
     f = np.asarray(faces, np.int64)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -175,6 +174,13 @@ def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray
         raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
     if not np.isfinite(v).all():
         raise ValueError(f"{path}: vertices contain NaN; nothing written")
+    return v, f
+
+
+def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray, decimals: int = 6) -> Path:
+    """Wavefront OBJ of one mesh: ``vertices_m`` (V, 3) metres, ``faces`` (F, 3) zero-based. Axes as given
+    (a comment in the file says Z up, metres; pass Y-up vertices for tools that expect them)."""
+    v, f = checked_mesh(vertices_m, faces, path)
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(f"# mocap-studio mesh: {len(v)} vertices, {len(f)} triangles; units metres, Z up\n")
@@ -185,14 +191,7 @@ def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray
 
 def write_ply(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray) -> Path:
     """Binary little-endian PLY (float32 vertices, int32 triangle indices), with a comment on units/axes."""
-    v = np.asarray(vertices_m, float)
-    f = np.asarray(faces, np.int64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError(f"{path}: vertices contain NaN; nothing written")
+    v, f = checked_mesh(vertices_m, faces, path)
     header = (
         "ply\nformat binary_little_endian 1.0\ncomment mocap-studio mesh; units metres, Z up\n"
         f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
