@@ -4,11 +4,13 @@ Layout (DESIGN.md)::
 
     session.toml                what the take is (SessionConfig) plus one table per stage's config
     videos/<camera>.<ext>       or images/<camera>/...   the performance
+    videos/<camera>.wav         the camera's sound, when recorded beside the video (the virtual studio does)
     calibration/<camera>.<ext>  or calibration/<camera>/...   the board recordings
     calibration.toml            the camera rig (aniposelib/Pose2Sim TOML)
     sync.json, keypoints2d.npz, keypoints3d.npz, body.npz
     export/                     exported files
     report/<stage>.json         each stage's report; report/index.html the take report
+    truth/                      a synthetic take's known truth (``mocap synth``); no stage reads it
 
 Stages never look for files themselves: they ask this class. A stage records the fingerprint of its inputs
 and settings in its report, so a re-run with unchanged inputs is skipped (an interrupted run resumes).
@@ -75,6 +77,15 @@ class Session:
     @property
     def videos_dir(self) -> Path:
         return self.root / "videos"
+
+    def audio_path(self, camera: str) -> Path:
+        """A camera's sound recorded beside its video (``videos/<camera>.wav``)."""
+        return self.videos_dir / f"{camera}.wav"
+
+    @property
+    def truth_dir(self) -> Path:
+        """A synthetic take's truth (``truth/``): the virtual studio writes it, no stage reads it."""
+        return self.root / "truth"
 
     @property
     def images_dir(self) -> Path:

@@ -1,0 +1,252 @@
+"""The virtual performer: the open body model (Anny) driven by built-in exercises or a BVH file.
+
+Exercises are generated procedurally as local joint rotations on the SMPL-24 skeleton (the canonical
+humanoid of ``configs/retarget/smpl24.toml``: T-pose, Z up, facing -Y, the character's left towards +X),
+with the root placed so the feet stay on the floor. Exercises and BVH clips alike are retargeted onto the
+body model's own skeleton with :func:`export.retarget.retarget`, one path for both. The result is sampled at
+any common time (rotations interpolated by slerp), so each camera sees the body at its own time stamps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from export.motion import Motion
+from export.retarget import Rig, load_rig, retarget, rig_from_bvh
+
+log = logging.getLogger(__name__)
+
+MASTER_RATE_HZ = 120.0
+"""Exercises are generated at this rate before retargeting; cameras sample between frames by slerp."""
+
+
+class PerformerError(ValueError):
+    """A motion that cannot be performed: the message says which input and what to do."""
+
+
+# ------------------------------------------------------------------------------------------------
+# procedural exercises on SMPL-24 (local rotvecs in world-aligned rest frames)
+# ------------------------------------------------------------------------------------------------
+def _arms_down(rot: np.ndarray, idx: dict[str, int], angle: float | np.ndarray = 1.3) -> None:
+    """Turn T-pose arms down by ``angle`` radians (about the forward axis)."""
+    rot[:, idx["left_shoulder"], 1] += angle
+    rot[:, idx["right_shoulder"], 1] -= angle
+    rot[:, idx["left_elbow"], 2] += 0.25
+    rot[:, idx["right_elbow"], 2] -= 0.25
+
+
+def _squat(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
+    s = 0.5 - 0.5 * np.cos(2 * np.pi * t / 2.4)  # 0 standing .. 1 deep, 2.4 s per squat
+    for side in ("left", "right"):
+        rot[:, idx[f"{side}_hip"], 0] -= 1.3 * s  # thigh forward
+        rot[:, idx[f"{side}_knee"], 0] += 1.9 * s  # shank back
+        rot[:, idx[f"{side}_ankle"], 0] -= 0.6 * s  # foot flat
+    rot[:, idx["spine1"], 0] -= 0.35 * s  # lean forward
+    # arms reach forward for balance
+    _arms_down(rot, idx, 1.3 * (1 - s))
+    rot[:, idx["left_shoulder"], 2] -= 1.2 * s
+    rot[:, idx["right_shoulder"], 2] += 1.2 * s
+
+
+def _jumping_jack(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
+    s = 0.5 - 0.5 * np.cos(2 * np.pi * t / 1.2)  # 0 closed .. 1 open
+    rot[:, idx["left_hip"], 1] -= 0.3 * s
+    rot[:, idx["right_hip"], 1] += 0.3 * s
+    rot[:, idx["left_ankle"], 1] += 0.3 * s
+    rot[:, idx["right_ankle"], 1] -= 0.3 * s
+    _arms_down(rot, idx, 1.35 - 2.6 * s)  # down at the sides .. up overhead
+
+
+def _lunge(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
+    phase = 2 * np.pi * t / 2.0
+    s = np.abs(np.sin(phase / 2))  # one lunge per 2 s, alternating legs
+    front_left = (np.sin(phase / 2) >= 0).astype(float)
+    for side, front in (("left", front_left), ("right", 1 - front_left)):
+        back = 1 - front
+        rot[:, idx[f"{side}_hip"], 0] += s * (-1.1 * front + 0.45 * back)
+        rot[:, idx[f"{side}_knee"], 0] += s * (1.4 * front + 1.5 * back)
+        rot[:, idx[f"{side}_ankle"], 0] += s * (-0.3 * front - 0.4 * back)
+    _arms_down(rot, idx, 1.35)
+
+
+def _arm_circles(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
+    w = 2 * np.pi * t / 1.0  # one circle per second, arms held out sideways
+    rot[:, idx["left_shoulder"], 0] += 0.45 * np.cos(w)
+    rot[:, idx["left_shoulder"], 2] += 0.45 * np.sin(w)
+    rot[:, idx["right_shoulder"], 0] += 0.45 * np.cos(w)
+    rot[:, idx["right_shoulder"], 2] -= 0.45 * np.sin(w)
+    rot[:, idx["left_shoulder"], 1] += 0.15
+    rot[:, idx["right_shoulder"], 1] -= 0.15
+
+
+def _walk_on_the_spot(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
+    phase = 2 * np.pi * t / 1.1
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        lift = np.clip(sign * np.sin(phase), 0.0, None)
+        rot[:, idx[f"{side}_hip"], 0] -= 1.0 * lift  # knee up
+        rot[:, idx[f"{side}_knee"], 0] += 1.5 * lift
+        rot[:, idx[f"{side}_ankle"], 0] += 0.3 * lift
+        rot[:, idx[f"{side}_shoulder"], 0] += 0.5 * sign * np.sin(phase)  # arms swing against the legs
+    _arms_down(rot, idx, 1.3)
+    rot[:, idx["left_elbow"], 2] += 0.5
+    rot[:, idx["right_elbow"], 2] -= 0.5
+
+
+EXERCISES: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, int]], None]] = {
+    "squat": _squat,
+    "jumping_jack": _jumping_jack,
+    "lunge": _lunge,
+    "arm_circles": _arm_circles,
+    "walk_on_the_spot": _walk_on_the_spot,
+}
+"""Built-in exercises: name -> f(times (T,), rotvec (T, 24, 3) to add to, joint index)."""
+
+
+def _check_exercises(names: Sequence[str]) -> None:
+    if not names:
+        raise PerformerError(f"no exercise given; choose from {sorted(EXERCISES)}")
+    unknown = [n for n in names if n not in EXERCISES]
+    if unknown:
+        raise PerformerError(f"unknown exercise(s) {unknown}; choose from {sorted(EXERCISES)}, or give a BVH file")
+
+
+def exercise_motion(names: Sequence[str], duration_s: float, seed: int = 0, rate_hz: float = MASTER_RATE_HZ) -> Motion:
+    """The exercises ``names`` one after another, sharing ``duration_s`` equally, on the SMPL-24 rig.
+
+    Returns a Motion (T = duration_s * rate_hz + 1 frames) with the feet on the floor (Z = 0), the
+    performer near the origin facing -Y. Deterministic per ``seed`` (small personal variations).
+    """
+    _check_exercises(names)
+    if duration_s <= 0:
+        raise PerformerError(f"duration must be positive, got {duration_s} s")
+    rig = load_rig("smpl24")
+    idx = {n: i for i, n in enumerate(rig.joints)}
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * rate_hz)) + 1
+    t = np.arange(n) / rate_hz
+    rot = np.zeros((n, len(rig.joints), 3))
+    segment = duration_s / len(names)
+    blend_s = min(0.4, segment / 4)
+    for k, name in enumerate(names):
+        part = np.zeros_like(rot)
+        EXERCISES[name]((t - k * segment) * rng.uniform(0.92, 1.08), part, idx)
+        # weight: 1 inside the exercise's segment, cross-fading over blend_s at the joins
+        lo, hi = k * segment, (k + 1) * segment
+        w = np.clip(np.minimum(t - lo, hi - t) / blend_s + 0.5, 0.0, 1.0)
+        if k == 0:
+            w[t < lo + blend_s] = 1.0
+        if k == len(names) - 1:
+            w[t > hi - blend_s] = 1.0
+        rot += part * w[:, None, None]
+    rot += rng.normal(0.0, 0.01, rot.shape)  # a little life everywhere
+    rest = rig.rest_positions_m
+    motion = Motion.from_rest_positions(rig.joints, rig.parents, rest, rot, np.broadcast_to(rest[0], (n, 3)).copy(),
+                                        rate_hz, name="+".join(names))
+    # the root carries the body so the lowest foot touches the floor and the feet stay centred
+    pos = motion.world_positions_m()
+    feet = pos[:, [idx["left_ankle"], idx["right_ankle"], idx["left_foot"], idx["right_foot"]]]
+    root = motion.root_translation_m.copy()
+    root[:, :2] -= feet[:, :, :2].mean(1) - feet[0, :, :2].mean(0)
+    root[:, 2] -= feet[:, :, 2].min(1) - (rest[idx["left_foot"], 2] - 0.0)
+    return Motion(motion.joint_names, motion.parents, motion.rest_offsets_m, motion.local_rotmat, root, rate_hz,
+                  name=motion.name)
+
+
+# ------------------------------------------------------------------------------------------------
+# retargeting onto the body model and sampling at any time
+# ------------------------------------------------------------------------------------------------
+def body_rig(body, shape: np.ndarray) -> Rig:  # noqa: ANN001 - a BodyModel with ``semantic_joints``
+    """The body model's skeleton for ``shape`` as a retarget :class:`Rig` (canonical SMPL-24 bone map)."""
+    tree = body.kinematic_tree(shape)
+    rest = tree.rest_positions @ np.asarray(body.model_to_world_rest, float).T
+    rest = rest - np.array([0.0, 0.0, _rest_sole_height(body, shape)])  # soles on the floor at rest
+    bones = {sem: body.joint_names[j] for sem, j in body.semantic_joints.items()}
+    return Rig(body.name, tuple(tree.joint_names), np.asarray(tree.parents), rest, bones, description="virtual studio")
+
+
+def _rest_sole_height(body, shape: np.ndarray) -> float:  # noqa: ANN001
+    """Height of the rest mesh's lowest point in the model's own axes (Anny: about -0.8 m)."""
+    with_origin = body.evaluate(shape, np.zeros((1, body.num_joints, 3)), np.zeros((1, 3))).vertices[0]
+    return float(with_origin[:, 2].min())
+
+
+def load_bvh_motion(path: str | Path) -> tuple[Motion, Rig]:
+    """A BVH clip and its rig (bone map guessed from the retarget presets). PerformerError when unreadable."""
+    from export.bvh import read_bvh
+
+    path = Path(path)
+    if not path.is_file():
+        raise PerformerError(f"{path}: no such BVH file")
+    try:
+        motion = read_bvh(path)
+        rig = rig_from_bvh(path)
+        rig.check_required("source")
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise PerformerError(f"{path}: cannot use this BVH file ({e}); give a readable humanoid BVH") from e
+    return motion, rig
+
+
+def place_on_floor(motion: Motion) -> Motion:
+    """``motion`` with its root moved so the lowest joint over the clip is on the floor and the first frame's
+    root is over the origin."""
+    pos = motion.world_positions_m()
+    root = motion.root_translation_m.copy()
+    root[:, :2] -= root[0, :2]
+    root[:, 2] -= np.nanmin(pos[..., 2])
+    return Motion(motion.joint_names, motion.parents, motion.rest_offsets_m, motion.local_rotmat, root,
+                  motion.frame_rate, name=motion.name)
+
+
+@dataclass(frozen=True)
+class Performance:
+    """Body pose over time, on the body model's skeleton.
+
+    shape: (S,); pose_rotvec: (T, J, 3) local rotations; trans: (T, 3) metres; times_s: (T,) common time
+    of each frame, increasing; the body is evaluated as ``body.evaluate(shape, pose, trans)``.
+    """
+
+    model: str
+    shape: np.ndarray
+    pose_rotvec: np.ndarray
+    trans: np.ndarray
+    times_s: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        T = len(self.times_s)
+        if self.pose_rotvec.ndim != 3 or self.pose_rotvec.shape[0] != T or self.pose_rotvec.shape[2] != 3:
+            raise ValueError(f"pose_rotvec must have shape ({T}, J, 3), got {self.pose_rotvec.shape}")
+        if self.trans.shape != (T, 3):
+            raise ValueError(f"trans must have shape ({T}, 3), got {self.trans.shape}")
+
+    def sample(self, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pose (N, J, 3) rotvec and trans (N, 3) at common times ``times_s`` (N,): slerp between frames,
+        held at the ends."""
+        times_s = np.clip(np.asarray(times_s, float), self.times_s[0], self.times_s[-1])
+        T, J, _ = self.pose_rotvec.shape
+        rots = Rotation.from_rotvec(self.pose_rotvec.transpose(1, 0, 2).reshape(-1, 3))
+        pose = np.empty((len(times_s), J, 3))
+        for j in range(J):
+            pose[:, j] = Slerp(self.times_s, rots[j * T:(j + 1) * T])(times_s).as_rotvec()
+        trans = np.stack([np.interp(times_s, self.times_s, self.trans[:, k]) for k in range(3)], -1)
+        return pose, trans
+
+
+def perform(body, shape: np.ndarray, source: Motion, source_rig: Rig, start_s: float = 0.0) -> Performance:  # noqa: ANN001
+    """Retarget ``source`` onto the body's skeleton; frame k is at common time ``start_s + k / rate``."""
+    target = body_rig(body, shape)
+    moved = retarget(source, source_rig, target)
+    moved.check_finite("retargeted performance")
+    if moved.joint_names != tuple(body.joint_names):
+        raise PerformerError("retargeting did not keep the body's joint order")
+    pose = Rotation.from_matrix(moved.local_rotmat.reshape(-1, 3, 3)).as_rotvec().reshape(moved.num_frames, -1, 3)
+    rest_root = body.kinematic_tree(shape).rest_positions[0]
+    trans = moved.root_translation_m - rest_root
+    times = start_s + np.arange(moved.num_frames) / moved.frame_rate
+    return Performance(body.name, np.asarray(shape, float), pose, trans, times, source.name)
