@@ -78,10 +78,6 @@ class Session:
     def videos_dir(self) -> Path:
         return self.root / "videos"
 
-    def audio_path(self, camera: str) -> Path:
-        """A camera's sound recorded beside its video (``videos/<camera>.wav``)."""
-        return self.videos_dir / f"{camera}.wav"
-
     @property
     def truth_dir(self) -> Path:
         """A synthetic take's truth (``truth/``): the virtual studio writes it, no stage reads it."""

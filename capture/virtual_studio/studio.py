@@ -378,4 +378,4 @@ def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), t
 
 
 __all__ = ["StudioConfig", "StudioError", "PerformerError", "Take", "synthesize", "make_performance", "clap_audio",
-           "clap_times", "Sequence"]
+           "clap_times"]
