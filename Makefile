@@ -5,13 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench bench-setup clean-venv blender-check
+.PHONY: test demo lint bench bench-setup clean-venv blender-check system-deps
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PY=/path/to/python3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# open3d (the virtual studio's renderer) needs libusb-1.0 to import; installed only when missing
+system-deps:
+	@ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || { \
+		echo "installing libusb-1.0-0 (needed by open3d)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q libusb-1.0-0; }
+
+$(STAMP): pyproject.toml | $(BIN)/python system-deps
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -e ".[test]"
 	@touch $(STAMP)
