@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from capture.config import config_to_mapping
 from capture.frames import CameraSource, FrameSourceError, probe
 from capture.record import RecordConfig, read_timestamps, record
@@ -92,12 +90,14 @@ def _try_audio(session: Session, sources: dict[str, Path], config: SyncConfig) -
 def _try_keypoints(session: Session, sources: dict[str, Path], config: SyncConfig) -> dict[str, CameraOffset]:
     from reconstruction.keypoints import load_keypoints2d
 
+    from .stages_keypoints import camera_frame_times
+
     if not session.keypoints2d_path.exists():
         raise SyncError(f"{session.keypoints2d_path}: no 2D keypoints to synchronize by motion; run `mocap detect` first")
     kp = load_keypoints2d(session.keypoints2d_path, list(sources))
-    xy = {c: kp.xy[i] for i, c in enumerate(kp.camera_names)}
-    conf = {c: kp.confidence[i] for i, c in enumerate(kp.camera_names)}
-    times = dict.fromkeys(kp.camera_names, np.asarray(kp.frame_times, float))
+    times = camera_frame_times(session, kp)  # each camera at its own rate (30 and 60 fps in one take)
+    xy = {c: kp.xy[i, : len(times[c])] for i, c in enumerate(kp.camera_names)}
+    conf = {c: kp.confidence[i, : len(times[c])] for i, c in enumerate(kp.camera_names)}
     return keypoint_offsets(xy, times, conf, config)
 
 

@@ -3,7 +3,12 @@
 succeeded, so a failed run never replaces a good result.
 
 Stages: ``detect`` (videos -> keypoints2d.npz), ``import-keypoints`` (another detector's files ->
-keypoints2d.npz), ``triangulate`` (keypoints2d.npz + calibration.toml -> keypoints3d.npz).
+keypoints2d.npz), ``triangulate`` (keypoints2d.npz + calibration.toml [+ sync.json] -> keypoints3d.npz).
+
+Before triangulating, every camera's keypoints are put on one timeline: each camera's frame times (its own
+rate, read from its recording) are shifted by its offset from sync.json (common_time = camera_time +
+offset_s, matched by camera name) and resampled with :func:`capture.sync.resample_series`, so cameras at 30
+and 60 fps, or with sub-frame offsets, triangulate together.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import numpy as np
 from calibration.camera import CameraRig, natural_key
 from capture.config import config_to_mapping
 from capture.fileio import fingerprint as fingerprint_files
+from capture.frames import FrameSourceError, probe
+from capture.sync import SyncError, common_timeline, read_sync, resample_series
 from reconstruction.associate import AssociationConfig, associate
 from reconstruction.detect2d import DetectionConfig, detect_sources
 from reconstruction.filtering import FilterConfig, smooth
@@ -30,7 +37,10 @@ from .session import Session, StageReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_detect", "run_import_keypoints", "run_triangulate", "keypoints2d_figures", "keypoints3d_figures"]
+__all__ = [
+    "run_detect", "run_import_keypoints", "run_triangulate", "keypoints2d_figures", "keypoints3d_figures",
+    "camera_frame_times", "synchronize_keypoints",
+]  # fmt: skip
 
 
 def _read_rig(session: Session) -> CameraRig:
@@ -238,6 +248,132 @@ def _nanstd(a: np.ndarray) -> float:
     return float(np.nanstd(a)) if np.isfinite(a).any() else float("nan")
 
 
+# ------------------------------------------------------------------------------------------------
+# One timeline for every camera (sync.json applied)
+# ------------------------------------------------------------------------------------------------
+def _rate(times: np.ndarray) -> float:
+    return 1.0 / float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
+
+
+def _snap(timeline: np.ndarray, frames: np.ndarray, tolerance_s: float = 1e-6) -> np.ndarray:
+    """timeline (N,) with instants within ``tolerance_s`` of a frame time in ``frames`` (T,) set to it."""
+    if len(frames) == 0:
+        return timeline
+    hi = np.clip(np.searchsorted(frames, timeline), 0, len(frames) - 1)
+    lo = np.maximum(hi - 1, 0)
+    nearest = np.where(np.abs(frames[lo] - timeline) <= np.abs(frames[hi] - timeline), lo, hi)
+    near = np.abs(frames[nearest] - timeline) <= tolerance_s
+    return np.where(near, frames[nearest], timeline)
+
+
+def camera_frame_times(session: Session, kp: Keypoints2D) -> dict[str, np.ndarray]:
+    """Each camera's own frame times, by name: camera -> (T_c,) seconds on that camera's clock.
+
+    keypoints2d.npz has one frame-time axis (T,) whose row k is every camera's k-th frame; its times follow
+    one rate (the first camera's, for ``mocap detect``). A camera whose recording runs at another rate (a
+    60 fps camera beside 30 fps ones) has its frame k at ``frame_times[0] + k / fps``; rows past the end of
+    its recording (padding) are dropped. Without a readable recording the file's times are kept.
+    """
+    try:
+        sources = session.performance_sources()
+    except (FileNotFoundError, ValueError) as e:
+        log.debug("no recordings to read frame rates from (%s); using keypoints2d.npz's frame times", e)
+        sources = {}
+    file_times = np.asarray(kp.frame_times, float)
+    file_rate = _rate(file_times)
+    out: dict[str, np.ndarray] = {}
+    for name in kp.camera_names:
+        fps, count = float("nan"), kp.num_frames
+        source = sources.get(name)
+        if source is not None and source.is_file():
+            try:
+                info = probe(source)
+            except FrameSourceError as e:
+                log.warning("camera %s: cannot read the frame rate of %s (%s); using keypoints2d.npz's times",
+                            name, source, e)  # fmt: skip
+            else:
+                fps = info.fps if np.isfinite(info.fps) and info.fps > 0 else fps
+                count = min(count, info.frame_count) if info.frame_count > 0 else count
+        if np.isfinite(fps) and np.isfinite(file_rate) and abs(fps - file_rate) > 1e-3 * file_rate:
+            out[name] = file_times[0] + np.arange(count) / fps
+        else:
+            out[name] = file_times[:count]
+    return out
+
+
+def synchronize_keypoints(
+    session: Session, kp: Keypoints2D, camera_times: dict[str, np.ndarray], warnings: list[str]
+) -> tuple[Keypoints2D, dict[str, Any]]:
+    """Put every camera's keypoints on one timeline. ``camera_times`` from :func:`camera_frame_times`.
+
+    With sync.json: each camera's times are shifted by its offset (by name) and xy (C, T, J, 2) and
+    confidence (C, T, J) are resampled onto the common timeline (frames covered by every camera, at the
+    session frame rate or else the fastest camera's). Without it: the keypoints are returned as they are
+    when every camera shares the file's frame times; otherwise the cameras are resampled assuming they
+    started together, with a warning. Returns the keypoints and a description for the stage report.
+    """
+    names = list(kp.camera_names)
+    if set(camera_times) != set(names):
+        raise ValueError(f"camera_times must name the cameras {names}, got {sorted(camera_times)}")
+    rates = {c: _rate(camera_times[c]) for c in names}
+    agree = all(
+        len(camera_times[c]) == kp.num_frames and np.allclose(camera_times[c], kp.frame_times, rtol=0, atol=1e-9)
+        for c in names
+    )
+    info: dict[str, Any] = {"applied": False, "sync_file": None}
+    if session.sync_path.exists():
+        found = read_sync(session.sync_path)
+        missing = [c for c in names if c not in found]
+        if missing:
+            raise SyncError(
+                f"{session.sync_path}: no offset for camera(s) {missing} (it has {sorted(found, key=natural_key)}); "
+                f"run `mocap sync {session.root} --overwrite` to synchronize every camera"
+            )
+        offsets = {c: found[c].offset_s for c in names}
+        info.update(applied=True, sync_file=str(session.sync_path.relative_to(session.root)),
+                    reference=next((c for c in names if offsets[c] == 0.0), None))  # fmt: skip
+        per_camera = {c: {"offset_s": offsets[c], "method": found[c].method, "confidence": found[c].confidence}
+                      for c in names}  # fmt: skip
+    elif agree:
+        info["per_camera"] = {c: {"fps": rates[c]} for c in names}
+        return kp, info
+    else:
+        offsets = dict.fromkeys(names, 0.0)
+        per_camera = {c: {"offset_s": 0.0, "method": "none"} for c in names}
+        rate_text = ", ".join(f"{c} {rates[c]:.3g} fps" for c in names)
+        warnings.append(
+            f"no {session.sync_path.name} but the cameras' frame times disagree ({rate_text}): resampled onto one "
+            f"timeline assuming every camera started at the same instant; run `mocap sync {session.root}` first"
+        )
+        log.warning("%s", warnings[-1])
+    fps = session.config().frame_rate or max(r for r in rates.values() if np.isfinite(r))
+    try:
+        timeline = common_timeline(camera_times, offsets, fps)
+    except SyncError as e:
+        raise SyncError(f"{session.keypoints2d_path} with {session.sync_path.name}: {e}") from e
+    xy = {c: kp.xy[i, : len(camera_times[c])] for i, c in enumerate(names)}
+    # a missing point has no confidence, so interpolation never bridges it
+    conf = {c: np.where(np.isfinite(xy[c]).all(-1), kp.confidence[i, : len(camera_times[c])], np.nan)
+            for i, c in enumerate(names)}  # fmt: skip
+    # per camera, timeline instants within a microsecond of one of its frames take that frame exactly, so a
+    # frame beside a gap in its detections is kept rather than lost to rounding
+    xy_rows, conf_rows = [], []
+    for c in names:
+        grid = _snap(timeline, camera_times[c] + offsets[c])
+        xy_rows.append(resample_series({c: xy[c]}, camera_times, offsets, grid)[0])  # (N, J, 2)
+        conf_rows.append(resample_series({c: conf[c]}, camera_times, offsets, grid)[0])  # (N, J)
+    xy_common, conf_common = np.stack(xy_rows), np.stack(conf_rows)  # (C, N, J, 2), (C, N, J)
+    for c in names:
+        per_camera[c]["fps"] = rates[c]
+    info.update(
+        timeline_fps=float(fps), timeline_frames=len(timeline), timeline_start_s=float(timeline[0]),
+        per_camera=per_camera,
+    )  # fmt: skip
+    log.info("keypoints of %d cameras resampled onto %d frames at %.3g fps (%s)", len(names), len(timeline), fps,
+             f"offsets from {session.sync_path.name}" if info["applied"] else "no sync")  # fmt: skip
+    return Keypoints2D(xy_common, conf_common, kp.camera_names, kp.skeleton, timeline), info
+
+
 def run_triangulate(
     session: Session, overrides: dict[str, Any] | None = None, overwrite: bool = False,
     filter_overrides: dict[str, Any] | None = None,
@@ -250,13 +386,18 @@ def run_triangulate(
         raise FileNotFoundError(
             f"{session.keypoints2d_path}: no 2D keypoints; run `mocap detect` or `mocap import-keypoints` first"
         )
-    settings = {"triangulate": config_to_mapping(config), "filter": config_to_mapping(filter_config)}
-    fingerprint = session.inputs_fingerprint([session.keypoints2d_path, session.calibration_path], settings)
+    selected = list(session.config().cameras) or None
+    kp = Keypoints2D.load(session.keypoints2d_path, cameras=selected)
+    camera_times = camera_frame_times(session, kp)
+    settings = {"triangulate": config_to_mapping(config), "filter": config_to_mapping(filter_config),
+                "camera_frames": {c: [len(t), _rate(t)] for c, t in camera_times.items()}}  # fmt: skip
+    inputs = [session.keypoints2d_path, session.calibration_path, session.sync_path]  # a new sync re-runs
+    fingerprint = session.inputs_fingerprint(inputs, settings)
     skipped = _skip(session, "triangulate", fingerprint, [session.keypoints3d_path], overwrite)
     if skipped is not None:
         return skipped
-    selected = list(session.config().cameras) or None
-    kp = Keypoints2D.load(session.keypoints2d_path, cameras=selected)
+    warnings: list[str] = []
+    kp, sync_info = synchronize_keypoints(session, kp, camera_times, warnings)
     rig = _read_rig(session)
     try:
         k3, diag = triangulate_with_diagnostics(rig, kp, config)
@@ -270,7 +411,7 @@ def run_triangulate(
     times = k3.frame_times
     frame_rate = session.config().frame_rate or (1.0 / np.median(np.diff(times)) if len(times) > 1 else 30.0)
     filtered = k3.with_xyz(smooth(k3.xyz, frame_rate, k3.skeleton, filter_config))
-    warnings = [f"joint {j}: {n} frames missing from frame {s} (gap too long to fill)" for j, s, n in diag.long_gaps]
+    warnings += [f"joint {j}: {n} frames missing from frame {s} (gap too long to fill)" for j, s, n in diag.long_gaps]
     empty_frames = int((~k3.valid).all(-1).sum())
     if empty_frames:
         warnings.insert(0, f"{empty_frames} frame(s) with no joint triangulated")
@@ -281,7 +422,7 @@ def run_triangulate(
     figures.update(
         noise_estimate_px=diag.noise_px, inlier_threshold_px=diag.threshold_px,
         left_right_swaps_fixed=int(diag.swapped.sum() // 2), filter=filter_config.method,
-        long_gaps=[{"joint": j, "first_frame": s, "frames": n} for j, s, n in diag.long_gaps],
+        long_gaps=[{"joint": j, "first_frame": s, "frames": n} for j, s, n in diag.long_gaps], sync=sync_info,
     )  # fmt: skip
     filtered.save(session.keypoints3d_path)
     report = StageReport("triangulate", fingerprint, (str(session.keypoints3d_path),), figures,
