@@ -1,0 +1,32 @@
+"""Stage runner for ``mocap synth``: synthesize a take into a session folder and write its report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from capture.virtual_studio import StudioConfig, StudioError, Take, synthesize
+from capture.virtual_studio.studio import ProgressFn
+
+from .session import Session, StageReport
+
+
+def run_synth(out: str | Path, config: StudioConfig, force: bool = False, progress: ProgressFn | None = None) -> Take:
+    """Write a synthetic take to ``out`` (session folder with ``truth/``) and ``report/synth.json``.
+
+    A folder that already holds recordings is refused unless ``force``: nothing of a real take is overwritten.
+    """
+    session = Session(out)
+    if not force and (session.performance_sources() or session.calibration_sources()):
+        raise StudioError(f"{session.root} already holds recordings; choose another folder or pass --force")
+    start = time.perf_counter()
+    take = synthesize(session.root, config, progress=progress)
+    outputs = [session.config_path, session.videos_dir, session.calibration_recordings_dir, session.truth_dir]
+    session.write_stage_report(StageReport(
+        stage="synth", inputs_fingerprint=session.inputs_fingerprint([], asdict(config)),
+        outputs=tuple(str(p) for p in outputs),
+        figures={"render_frames_per_second": round(take.render_frames_per_second, 2), "cameras": list(take.rig.names),
+                 "offsets_s": take.rig.offsets_s(), "claps_s": take.claps_s.tolist()},
+        seconds=time.perf_counter() - start))
+    return take

@@ -1,0 +1,178 @@
+"""The virtual studio: rig presets, exercises, bad inputs, and one small synthesized take checked against
+its own truth (silhouette, timestamps, claps, calibration back to the true rig, determinism)."""
+
+import json
+import wave
+
+import av
+import numpy as np
+import pytest
+
+from capture.config import ConfigError
+from capture.virtual_studio import PerformerError, StudioConfig, exercise_motion, load_bvh_motion, load_rig_preset
+from capture.virtual_studio.rigs import rig_presets
+from mocap.cli import main
+
+
+def test_rig_presets_load_with_offsets_and_drops():
+    assert {"ring4", "ring8", "phones3"} <= set(rig_presets())
+    ring8 = load_rig_preset("ring8")
+    assert len(ring8.cameras) == 8 and ring8.cameras[0].offset_s == 0.0
+    phones = load_rig_preset("phones3")
+    assert sorted({c.frame_rate for c in phones.cameras}) == [30.0, 60.0]
+    cam = phones["phone_2"]
+    idx, times = cam.frame_schedule(3.0)
+    assert len(idx) == 180 - 3 and 70 not in idx and np.allclose(times, idx / 60.0)
+    # every camera looks at the volume: the origin's vertical line projects inside the image
+    for c in ring8.rig:
+        assert c.in_image(c.project(np.array([[0.0, 0.0, 1.0]])))[0]
+
+
+def test_bad_rig_inputs_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="no rig preset named 'ring5'.*ring4"):
+        load_rig_preset("ring5")
+    bad = tmp_path / "rig.toml"
+    bad.write_text('[layout]\nkind = "ring"\n[defaults]\nsize = [64, 48]\nframe_rate = 30.0\nfocal_px = 50.0\n'
+                   '[[cameras]]\nname = "a"\nofset_s = 0.1\n')
+    with pytest.raises(ConfigError, match=r"rig.toml \[\[cameras\]\] #1: unknown key\(s\) \['ofset_s'\]"):
+        load_rig_preset(bad)
+
+
+def test_exercises_keep_the_feet_on_the_floor():
+    motion = exercise_motion(["squat", "jumping_jack", "lunge", "arm_circles", "walk_on_the_spot"], 5.0, seed=1)
+    pos = motion.world_positions_m()
+    assert motion.num_frames == 601 and np.isfinite(pos).all()
+    feet = [motion.joint_index(n) for n in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
+    assert np.allclose(pos[:, feet, 2].min(1), pos[0, feet, 2].min(), atol=1e-6)
+    assert np.ptp(pos[:, 0, 2]) > 0.2  # the squat moves the hips down
+    again = exercise_motion(["squat", "jumping_jack", "lunge", "arm_circles", "walk_on_the_spot"], 5.0, seed=1)
+    assert np.array_equal(again.local_rotmat, motion.local_rotmat)
+    with pytest.raises(PerformerError, match=r"unknown exercise\(s\) \['burpee'\]; choose from"):
+        exercise_motion(["squat", "burpee"], 2.0)
+
+
+def test_unreadable_bvh_is_named(tmp_path):
+    bad = tmp_path / "broken.bvh"
+    bad.write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0\n")
+    with pytest.raises(PerformerError, match="broken.bvh: cannot use this BVH file"):
+        load_bvh_motion(bad)
+    with pytest.raises(PerformerError, match="missing.bvh: no such BVH file"):
+        load_bvh_motion(tmp_path / "missing.bvh")
+
+
+def test_synth_command_rejects_bad_inputs(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "a"), "--rig", "ring5"]) == 1
+    assert "no rig preset named 'ring5'" in capsys.readouterr().err.replace("\n", " ")
+    assert main(["synth", str(tmp_path / "b"), "--motion", "squat,moonwalk"]) == 1
+    assert "unknown exercise(s) ['moonwalk']" in capsys.readouterr().err.replace("\n", " ")
+    assert main(["synth", str(tmp_path / "c"), "--bvh", str(tmp_path / "none.bvh")]) == 1
+    assert "no such BVH file" in capsys.readouterr().err.replace("\n", " ")
+    assert not (tmp_path / "a").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# one small take (the body model's cache is needed)
+# ---------------------------------------------------------------------------------------------------
+CONFIG = StudioConfig(rig="ring4", motions=("squat", "jumping_jack"), seconds=1.5, seed=3, scale=0.625,
+                      calibration_views=80, close_ups_per_camera=6, claps=2)
+
+
+@pytest.fixture(scope="module")
+def take(tmp_path_factory):
+    anny = pytest.importorskip("reconstruction.body.anny_model")
+    pytest.importorskip("open3d")
+    if not anny.anny_cache_ready():
+        pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
+    from mocap.stages_synth import run_synth
+
+    root = tmp_path_factory.mktemp("synth") / "take"
+    return run_synth(root, CONFIG)
+
+
+def _decode(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [(float(f.pts * f.time_base), f.to_ndarray(format="bgr24")) for f in container.decode(stream)]
+
+
+def test_session_folder_is_complete_and_timestamps_match_the_truth(take):
+    from mocap.session import Session
+
+    session = Session(take.session_dir)
+    assert list(session.performance_sources()) == list(take.rig.names)
+    assert list(session.calibration_sources()) == list(take.rig.names)
+    assert session.config().board == CONFIG.board
+    timing = json.loads((take.truth_dir / "timing.json").read_text())
+    for sc in take.rig.cameras:
+        truth = timing["cameras"][sc.name]
+        assert truth["offset_s"] == sc.offset_s and truth["dropped_frames"] == list(sc.dropped_frames)
+        times = [t for t, _ in _decode(session.videos_dir / f"{sc.name}.mp4")]
+        expected = np.array(truth["frame_times_s"])
+        assert len(times) == len(expected) == int(CONFIG.seconds * sc.frame_rate) - len(
+            [d for d in sc.dropped_frames if d < CONFIG.seconds * sc.frame_rate])
+        assert np.allclose(times, expected, atol=1e-4)
+    for name in ("smpl24", "blazepose33", "coco17", "halpe26", "body25"):
+        assert (take.truth_dir / f"keypoints3d_{name}.npz").exists()
+    assert (take.truth_dir / "calibration.toml").exists() and (take.truth_dir / "body.npz").exists()
+
+
+def test_claps_arrive_delayed_by_each_cameras_offset(take):
+    from mocap.session import Session
+
+    session = Session(take.session_dir)
+    for sc in take.rig.cameras:
+        with wave.open(str(session.audio_path(sc.name))) as w:
+            rate = w.getframerate()
+            samples = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32767
+        loud = np.abs(samples) > 0.05
+        first = np.flatnonzero(loud)[0] / rate
+        expected = take.claps_s[0] - sc.offset_s  # common = camera + offset
+        assert abs(first - expected) < 1e-3, (sc.name, first, expected)
+
+
+def test_truth_joints_land_on_the_rendered_body(take):
+    """Silhouette check: every camera's frames; SMPL-24 body joints projected with the true camera fall on
+    pixels that differ from the empty studio (the rendered body)."""
+    from capture.virtual_studio.render import BodyRenderer
+    from capture.virtual_studio.studio import make_performance
+    from reconstruction.body.anny_model import AnnyBody
+    from reconstruction.keypoints import load_keypoints3d
+    from reconstruction.skeletons import SMPL_24
+
+    body = AnnyBody()
+    perf = make_performance(body, take.performance.shape, CONFIG, take.rig)
+    assert np.array_equal(perf.pose_rotvec, take.performance.pose_rotvec)  # deterministic from the seed
+    # the truth file is the performance at the reference camera's frame times
+    truth = load_keypoints3d(take.truth_dir / "keypoints3d_smpl24.npz")
+    pose, trans = perf.sample(truth.frame_times)
+    joints = body.evaluate(perf.shape, pose, trans).joints[:, [body.semantic_joints[j] for j in SMPL_24.joints]]
+    assert np.abs(joints - truth.xyz).max() < 1e-5
+    hits = []
+    for sc in take.rig.cameras:
+        empty = BodyRenderer(sc.camera, body.faces, np.zeros((body.num_vertices, 3)), seed=CONFIG.seed).background
+        empty_bgr = np.clip(empty[..., ::-1] * 255 + 0.5, 0, 255)
+        frames = _decode(take.session_dir / "videos" / f"{sc.name}.mp4")[::4]
+        times = np.array([t for t, _ in frames]) + sc.offset_s
+        pose, trans = perf.sample(times)
+        xyz = body.evaluate(perf.shape, pose, trans).joints[:, [body.semantic_joints[j] for j in SMPL_24.joints]]
+        uv = np.round(sc.camera.project(xyz)).astype(int)
+        for (_, image), points in zip(frames, uv, strict=True):
+            mask = np.abs(image.astype(float) - empty_bgr).max(-1) > 25
+            import cv2
+
+            mask = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            hits.extend(mask[points[:, 1], points[:, 0]])
+    assert np.mean(hits) > 0.97, np.mean(hits)
+
+
+def test_board_recording_calibrates_back_to_the_true_rig(take):
+    from calibration.compare import compare_rigs
+    from calibration.formats import read_calibration
+    from mocap.session import Session
+
+    session = Session(take.session_dir)
+    assert main(["calibrate", str(take.session_dir)]) == 0
+    cmp = compare_rigs(read_calibration(session.calibration_path), read_calibration(take.truth_dir / "calibration.toml"))
+    # 800x450 H.264 images and 110 board views; full-size takes do better (README)
+    assert cmp.centre_error_m.max() < 0.04, cmp.summary()
+    assert cmp.rotation_error_deg.max() < 1.0, cmp.summary()
