@@ -1,44 +1,160 @@
-"""Sequence fitting on synthetic takes with known truth (short takes; long runs are in the benchmark)."""
+"""Sequence fitting on synthetic takes with known truth (200 frames, 60 fps, 10 mm noise, 5 % outliers,
+missing points), both models, bad inputs, and ``mocap fit`` end to end.
+
+Acceptance numbers of issue 3 that the fitter does not reach yet are kept as strict xfail tests, so that
+they flip to failures (and get promoted) the day they pass.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from body_fixtures import noisy_keypoints, plausible_motion
+import torch
+from body_fixtures import make_synthetic_smpl_arrays, noisy_keypoints, plausible_motion, write_synthetic_smpl
+from scipy.signal import butter, filtfilt
 
 from reconstruction.body.anny_model import AnnyBody
-from reconstruction.body.fitting import FitConfig, FitError, fit_sequence
+from reconstruction.body.fitting import FitConfig, FitError, _fill_nan, fit_sequence, foot_sliding_mm_s
+from reconstruction.body.measurements import measure_body
 from reconstruction.keypoints import Keypoints3D
+
+FPS = 60.0
 
 
 @pytest.fixture(scope="module")
 def anny() -> AnnyBody:
+    torch.set_num_threads(2)
     return AnnyBody()
 
 
-def test_fit_anny_recovers_truth(anny):
-    rng = np.random.default_rng(3)
-    shape = anny.random_shape(rng)
-    pose, trans, _ = plausible_motion(anny, shape, 200, 60.0, 3)
-    clean = anny.keypoints(shape, pose, trans, "blazepose33")
-    kp = noisy_keypoints(clean, 3)
-    res = fit_sequence(anny, kp, FitConfig(), frame_rate=60.0)
-    fit = anny.keypoints(res.shape, res.pose_rotvec, res.trans, "blazepose33")
-    mpjpe = np.linalg.norm(fit - clean, axis=-1).mean() * 1000
-    height_err = abs(np.ptp(anny.rest_mesh(shape)[:, 2]) - np.ptp(anny.rest_mesh(res.shape)[:, 2])) * 1000
-    # 200 frames measured ~12 mm MPJPE and ~7 mm height error (acceptance: 15 mm and 5 mm)
-    assert mpjpe < 20, mpjpe
-    assert height_err < 20, height_err
+def _take(model, seed: int = 3, noise: float = 0.01, outliers: float = 0.05):  # noqa: ANN001, ANN202
+    rng = np.random.default_rng(seed)
+    shape = model.random_shape(rng)
+    pose, trans, sole = plausible_motion(model, shape, 200, FPS, seed)
+    clean = model.keypoints(shape, pose, trans, "blazepose33")
+    kp = noisy_keypoints(clean, seed, noise_m=noise, outliers=outliers, missing=0.03 if noise else 0.0)
+    return shape, pose, trans, clean, kp
 
 
-def _kp(xyz):
+def _scores(model, take, res) -> dict:  # noqa: ANN001
+    shape, pose, trans, clean, kp = take
+    fit = model.keypoints(res.shape, res.pose_rotvec, res.trans, "blazepose33")
+    vt = model.evaluate(shape, pose, trans).vertices
+    vf = model.evaluate(res.shape, res.pose_rotvec, res.trans).vertices
+    mt, mf = measure_body(model, shape), measure_body(model, res.shape)
+    girths = ("chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
+              "neck_circumference")  # fmt: skip
+
+    def acc(x: np.ndarray) -> np.ndarray:
+        return x[2:] - 2 * x[1:-1] + x[:-2]
+
+    b, a = butter(4, 6.0 / (FPS / 2))
+    filtered = filtfilt(b, a, _fill_nan(kp.xyz), axis=0)
+    # the left foot is planted for the whole take (heel and toe keypoints)
+    feet = [kp.format.joints.index(n) for n in ("left_heel", "left_foot_index")]
+    return {
+        "mpjpe_mm": np.linalg.norm(fit - clean, axis=-1).mean() * 1000,
+        "pve_mm": np.linalg.norm(vt - vf, axis=-1).mean() * 1000,
+        "height_mm": abs(mf.height - mt.height) * 1000,
+        "girth_mm": max(abs(getattr(mf, g) - getattr(mt, g)) for g in girths) * 1000,
+        "jitter_fit": np.linalg.norm(acc(fit) - acc(clean), axis=-1).mean() * FPS**2,
+        "jitter_butterworth": np.linalg.norm(acc(filtered) - acc(clean), axis=-1).mean() * FPS**2,
+        "sliding_mm_s": foot_sliding_mm_s(fit[:, feet], np.ones((len(fit), 2), bool), FPS),
+        "sliding_truth_mm_s": foot_sliding_mm_s(clean[:, feet], np.ones((len(fit), 2), bool), FPS),
+    }
+
+
+@pytest.fixture(scope="module")
+def anny_scores(anny) -> dict:
+    take = _take(anny)
+    return _scores(anny, take, fit_sequence(anny, take[4], FitConfig(), frame_rate=FPS))
+
+
+@pytest.fixture(scope="module")
+def smpl_model(anny, tmp_path_factory):  # noqa: ANN001, ANN201
+    from reconstruction.body.smpl_model import load_smpl
+
+    root = tmp_path_factory.mktemp("models")
+    write_synthetic_smpl(root / "smpl" / "SMPL_NEUTRAL.pkl", make_synthetic_smpl_arrays(anny))
+    return load_smpl(root)
+
+
+def test_anny_fit_pose_accuracy(anny_scores):
+    # measured 8.7 mm MPJPE, 17 mm per vertex (acceptance 15 and 20)
+    assert anny_scores["mpjpe_mm"] <= 15.0, anny_scores
+    assert anny_scores["pve_mm"] <= 20.0, anny_scores
+
+
+@pytest.mark.xfail(strict=True, reason="shape not yet recovered to 5 mm height / 10 mm girths (measured ~30 / ~160 mm)")
+def test_anny_fit_shape_acceptance(anny_scores):
+    assert anny_scores["height_mm"] <= 5.0 and anny_scores["girth_mm"] <= 10.0, anny_scores
+
+
+@pytest.mark.xfail(strict=True, reason="isolated per-frame flips leave the fit jitterier than the filtered input")
+def test_anny_fit_jitter_and_sliding_acceptance(anny_scores):
+    assert anny_scores["jitter_fit"] <= anny_scores["jitter_butterworth"], anny_scores
+    assert anny_scores["sliding_mm_s"] <= 5.0 + anny_scores["sliding_truth_mm_s"], anny_scores
+
+
+def test_smpl_fit_pose_accuracy(smpl_model):
+    take = _take(smpl_model)
+    res = fit_sequence(smpl_model, take[4], FitConfig(model="smpl"), frame_rate=FPS)
+    s = _scores(smpl_model, take, res)
+    assert res.model == "smpl" and res.pose_rotvec.shape == (200, 24, 3)
+    assert s["mpjpe_mm"] <= 15.0, s
+
+
+def test_foot_sliding_measure():
+    pts = np.zeros((61, 1, 3))
+    pts[:, 0, 0] = np.arange(61) * 0.001  # 1 mm per frame at 60 fps: 60 mm/s
+    assert foot_sliding_mm_s(pts, np.ones((61, 1), bool), 60.0) == pytest.approx(60.0)
+    assert foot_sliding_mm_s(pts, np.zeros((61, 1), bool), 60.0) == 0.0
+    with pytest.raises(ValueError, match="contact"):
+        foot_sliding_mm_s(pts, np.ones((5, 1), bool), 60.0)
+
+
+def _kp(xyz: np.ndarray) -> Keypoints3D:
     T, K, _ = xyz.shape
-    return Keypoints3D(xyz, np.ones((T, K)), np.ones((T, K, 2), bool), ("a", "b"), "blazepose33", np.arange(T) / 60)
+    return Keypoints3D(xyz, np.ones((T, K)), np.ones((T, K, 2), bool), ("a", "b"), "blazepose33", np.arange(T) / FPS)
 
 
 def test_bad_inputs(anny):
     with pytest.raises(FitError, match="no frame"):
-        fit_sequence(anny, _kp(np.full((10, 33, 3), np.nan)), frame_rate=60.0)
+        fit_sequence(anny, _kp(np.full((10, 33, 3), np.nan)), frame_rate=FPS)
     smpl24 = Keypoints3D(np.zeros((5, 24, 3)), np.ones((5, 24)), np.ones((5, 24, 1), bool), ("a",), "smpl24")
     with pytest.raises(FitError, match="skeleton"):
-        fit_sequence(anny, smpl24, frame_rate=60.0)
+        fit_sequence(anny, smpl24, frame_rate=FPS)
+    with pytest.raises(TypeError, match="Keypoints3D"):
+        fit_sequence(anny, np.zeros((5, 33, 3)), frame_rate=FPS)  # type: ignore[arg-type]
+
+
+def _session(tmp_path: Path, xyz: np.ndarray) -> Path:
+    root = tmp_path / "take"
+    root.mkdir()
+    (root / "session.toml").write_text("[session]\nframe_rate = 60.0\n")
+    _kp(xyz).save(root / "keypoints3d.npz")
+    return root
+
+
+def test_fit_command_end_to_end(anny, tmp_path):
+    from mocap.cli import main
+
+    take = _take(anny, seed=5)
+    root = _session(tmp_path, take[4].xyz[:80])
+    assert main(["fit", str(root)]) == 0
+    for name in ("body.npz", "body_rest.obj", "body_rest.ply", "measurements.json"):
+        assert (root / name).exists(), name
+    with np.load(root / "body.npz") as d:
+        assert d["pose_rotvec"].shape == (80, anny.num_joints, 3) and str(d["model"]) == "anny"
+
+
+def test_fit_command_bad_inputs_leave_no_outputs(tmp_path):
+    from mocap.cli import main
+
+    root = _session(tmp_path, np.full((20, 33, 3), np.nan))
+    assert main(["fit", str(root)]) != 0
+    assert not (root / "body.npz").exists() and not (root / "measurements.json").exists()
+    assert main(["fit", str(root), "--model", "smpl", "--model-dir", str(tmp_path / "none")]) != 0
+    assert not (root / "body.npz").exists()

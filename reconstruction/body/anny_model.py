@@ -157,6 +157,12 @@ class AnnyBody(SkinnedBodyModel):
         empty = pheno.new_zeros((1, 0))
         return self._core._get_phenotype_blendshape_coefficients(pheno, empty, empty)[0].to(self.dtype)
 
+    def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        return self._coefficients(shape)
+
+    def blend_basis(self, vertex_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self._template[vertex_ids], self._blendshapes[:, vertex_ids], self._bone_heads, self._bone_head_shapes
+
     def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         coeffs = self._coefficients(shape)
         if vertex_ids is None:

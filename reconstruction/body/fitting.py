@@ -3,20 +3,31 @@
 Input: :class:`~reconstruction.keypoints.Keypoints3D` (metres, Z-up world, floor at Z = 0), optionally
 2D keypoints and the camera rig for reprojection terms. Output: :class:`BodyMotion`.
 
-How (all on the CPU, in torch):
+How (all on the CPU, in torch, float64):
 1. Initialise analytically: the root orientation and translation from the hips and shoulders, then each
    hip, knee, shoulder and elbow from the direction of its bone (a swing that turns the model's bone onto
    the observed one).
-2. Fit the shape (with poses) on a subset of frames spread over the take.
-3. With the shape fixed, fit poses and translations window by window (overlapping windows, cross-faded),
-   so memory stays bounded on long takes. Terms: a robust (Geman-McClure) keypoint loss weighted by
-   each point's triangulation error, an acceleration penalty on the keypoints and joint rotations, a
-   pose prior, the shape prior, a foot-contact term (a still foot stays still and on the floor), and
-   optional robust confidence-weighted 2D reprojection terms.
+2. Pose every frame with the average shape (robust Gauss-Newton, batched over frames), then fit the shape
+   jointly with the poses of a subset of frames spread over the take (the shape eliminated by a Schur
+   complement), robustly, with a shape prior that keeps weakly observed shape parameters near the mean.
+3. With the shape fixed: pose every frame against the raw keypoints, drop keypoints farther than
+   ``outlier_sigmas`` from the fit, low-pass the remaining keypoints over time (zero-phase Butterworth),
+   and pose every frame against them (this is the temporal smoothness: the fit is as smooth as its
+   targets, and the body's rigid bones remove more noise).
+4. Foot contact: a sole point (heel and ball of each foot) that is low and still is in contact; each
+   contact is anchored where the fit puts it on average, on the floor (Z = 0 plus the point's rest
+   clearance) when it is within ``floor_tolerance_m`` of it, and a last pose pass pulls the soles to their
+   anchors (weights ramped in and out, so no jerk at touch-down or lift-off).
+
+Every per-frame pass is a Levenberg-Marquardt with analytic Jacobians (the derivative of a posed point with
+respect to a joint's rotation is a cross product with the point's offset from the joint), batched over
+frames in windows of ``window`` frames, so memory stays bounded on long takes.
 
 Only the model's ``free_joints`` are posed; the other joints stay at rest relative to their parents, so
 the fitting skeleton is the tree of free joints with the skinning weights of fixed joints merged into
-their nearest free ancestor (exact for linear blend skinning).
+their nearest free ancestor (exact for linear blend skinning). The rest state is affine in the model's
+blend coefficients, so it is folded through the keypoint regressor once per model and skeleton
+(:class:`_Basis`); a new shape then costs one small contraction.
 """
 
 from __future__ import annotations
@@ -29,13 +40,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.ndimage import median_filter
 
-from calibration.rotations import rotmat_to_rotvec
+from calibration.rotations import rotvec_to_rotmat as np_rotvec_to_rotmat
 from reconstruction.keypoints import Keypoints3D
 
-from .lbs import forward_kinematics, pose_feature, tree_levels
+from .lbs import TreeLevels, forward_kinematics, pose_feature, tree_levels
 from .model import SkinnedBodyModel
+from .torch_rotations import rotmat_to_rotvec as torch_rotmat_to_rotvec
 from .torch_rotations import rotvec_to_rotmat
 
 if TYPE_CHECKING:
@@ -43,6 +54,7 @@ if TYPE_CHECKING:
     from reconstruction.keypoints import Keypoints2D
 
 logger = logging.getLogger(__name__)
+DT = torch.float64
 
 
 @dataclass(frozen=True)
@@ -57,41 +69,51 @@ class FitConfig:
     """Folder of SMPL-family model files; empty means ``<repo>/.cache/body_models``."""
     num_betas: int = 10
     """Shape coefficients of SMPL-family models."""
-    window: int = 200
-    """Frames per optimisation window."""
-    overlap: int = 20
-    """Frames shared by consecutive windows (cross-faded)."""
-    shape_frames: int = 40
+    window: int = 500
+    """Frames solved together in one batch of per-frame solves (bounds memory on long takes)."""
+    shape_frames: int = 100
     """Frames (spread over the take) used to fit the shape."""
-    shape_iterations: int = 15
+    shape_iterations: int = 12
     """Levenberg-Marquardt iterations of the shape stage."""
-    pose_iterations: int = 0
-    """L-BFGS iterations of the smoothing/contact pass per window; 0 skips it (as of now it costs accuracy:
-    ~16 mm MPJPE with it against ~12 mm without on the synthetic take)."""
+    shape_starts: int = 6
+    """Starting shapes tried (the average body and random ones) before the shape fit."""
+    shape_start_frames: int = 20
+    """Frames used to rank the starting shapes."""
+    shape_start_iterations: int = 10
+    """Levenberg-Marquardt iterations from each starting shape."""
+    shape_step_limit: float = 0.3
+    """Largest change of an (unconstrained) shape variable in one shape iteration."""
+    frame_iterations: int = 4
+    """Levenberg-Marquardt iterations of each per-frame pass (the first pass does twice as many)."""
     outlier_sigmas: float = 5.0
-    """After the first frame-by-frame pass, keypoints farther than this many sigmas are dropped."""
+    """Keypoints farther than this many ``keypoint_sigma_m`` from the fit are dropped before smoothing."""
     cutoff_hz: float = 6.0
-    """Low-pass cut-off applied to the keypoints before the second frame-by-frame pass."""
+    """Low-pass cut-off applied to the keypoints before the last passes (0: no smoothing)."""
     keypoint_sigma_m: float = 0.015
     """Expected keypoint noise in metres (scales the keypoint term)."""
     robust_scale: float = 4.0
     """Geman-McClure scale in units of ``keypoint_sigma_m``: residuals beyond it stop pulling."""
     error_scale_px: float = 4.0
     """A keypoint with this triangulation (reprojection) error gets half the weight of a perfect one."""
-    acceleration_m_s2: float = 12.0
-    """Typical keypoint acceleration in m/s^2: the smoothness term's scale (smaller is smoother)."""
-    rotation_smoothness: float = 0.3
-    """Weight of the angular acceleration penalty (relative)."""
     pose_prior_weight: float = 0.02
-    """Weight of the pose prior (local rotations near rest)."""
+    """Weight of the pose prior (local rotations near rest, per radian squared)."""
     shape_prior_weight: float = 1.0
-    """Weight of the shape prior."""
-    contact_weight: float = 1.0
-    """Weight of the foot-contact term (0 turns it off)."""
-    contact_speed_m_s: float = 0.12
-    """A foot slower than this (and low enough) is in contact."""
-    contact_height_m: float = 0.15
-    """A foot whose lowest keypoint is below this height (above Z = 0) may be in contact."""
+    """Weight of the shape prior (keeps weakly observed shape parameters near the average body)."""
+    contact: bool = True
+    """Detect foot contacts and keep a still foot still and on the floor."""
+    contact_sigma_m: float = 0.002
+    """How closely a sole point in contact is held to its anchor (metres)."""
+    contact_speed_m_s: float = 0.15
+    """A sole point slower than this (and low enough) is in contact."""
+    contact_height_m: float = 0.06
+    """A sole point more than this above its rest clearance over the floor is not in contact."""
+    contact_min_s: float = 0.1
+    """Contacts shorter than this are ignored."""
+    contact_ramp_s: float = 0.08
+    """The contact term fades in and out over this long at each end of a contact."""
+    floor_tolerance_m: float = 0.03
+    """A contact whose sole lies within this of the floor (Z = 0) is put on the floor; otherwise it is
+    held where it is (the floor is not where session.toml says)."""
     reprojection_weight: float = 1.0
     """Weight of the 2D reprojection term when 2D keypoints and cameras are given."""
     reprojection_sigma_px: float = 3.0
@@ -102,8 +124,12 @@ class FitConfig:
     """torch threads; 0 keeps torch's default."""
 
     def __post_init__(self) -> None:
-        if self.window < 10 or self.overlap < 0 or self.overlap >= self.window // 2:
-            raise ValueError(f"window must be >= 10 and overlap in [0, window/2), got {self.window}, {self.overlap}")
+        if self.window < 10:
+            raise ValueError(f"window must be >= 10 frames, got {self.window}")
+        if self.shape_frames < 1 or self.shape_iterations < 0 or self.frame_iterations < 1:
+            raise ValueError("shape_frames and frame_iterations must be >= 1, shape_iterations >= 0")
+        if self.keypoint_sigma_m <= 0 or self.contact_sigma_m <= 0 or self.reprojection_sigma_px <= 0:
+            raise ValueError("keypoint_sigma_m, contact_sigma_m and reprojection_sigma_px must be > 0")
 
 
 @dataclass(frozen=True)
@@ -131,19 +157,55 @@ class FitError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------------
-# the fitting skeleton
+# the fitting skeleton and its rest state
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Reduced:
-    free: torch.Tensor  # (Jf,) model joint index of each free joint
-    levels: object
-    parent_f: np.ndarray  # (Jf,)
-    vertex_ids: torch.Tensor  # (N,) vertices needed
-    weights: torch.Tensor  # (N, Jf)
-    kp_matrix: torch.Tensor  # (K + 4, N) keypoints, then the 4 sole vertices, from the needed vertices
-    sole: torch.Tensor  # (4,) rows of the sole points: left heel, left ball, right heel, right ball
-    sem: dict[str, int]  # semantic name -> free-joint position
+    """The tree of free joints and what posing it needs.
+
+    free: (Jf,) model joint index of each free joint; parent_f: (Jf,) parent position (-1: root);
+    desc: (Jf, Jf) 1 where column i is row j or below it; anc: (Jf, Jf) 1 where column i is row j or above
+    it; vertex_ids: (N,) vertices needed; weights: (N, Jf) merged skinning weights; kp_matrix: (K + 4, N)
+    the format's keypoints, then the 4 sole vertices (left heel, left ball, right heel, right ball);
+    sole_ids: (4,) those vertices; sem: SMPL-24 name -> free-joint position.
+    """
+
+    free: torch.Tensor
+    levels: TreeLevels
+    parent_f: np.ndarray
+    desc: torch.Tensor
+    anc: torch.Tensor
+    vertex_ids: torch.Tensor
+    weights: torch.Tensor
+    kp_matrix: torch.Tensor
+    sole_ids: np.ndarray
+    sem: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """The rest state folded through the regressor, affine in the blend coefficients c (C,):
+    posed point k = sum_j R_g[j] @ P[k, j] + S[k, j] * b[j] (+ correctives), P = P0 + c . Pc,
+    joints = J0 + c . Jc. P0 (K', Jf, 3), Pc (C, K', Jf, 3), J0 (Jf, 3), Jc (C, Jf, 3), S (K', Jf),
+    Q (pose features, K', Jf, 3) or None."""
+
+    P0: torch.Tensor
+    Pc: torch.Tensor
+    J0: torch.Tensor
+    Jc: torch.Tensor
+    S: torch.Tensor
+    Q: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class _Rest:
+    """Rest state for one shape: joints (Jf, 3), P (K', Jf, 3), S (K', Jf), Q as in :class:`_Basis`."""
+
+    joints: torch.Tensor
+    P: torch.Tensor
+    S: torch.Tensor
+    Q: torch.Tensor | None
 
 
 def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
@@ -156,99 +218,393 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
             a = int(model.parents[a])
         owner[j] = pos[a]
     parent_f = np.array([-1 if model.parents[j] < 0 else owner[model.parents[j]] for j in free])
+    jf = len(free)
+    anc = np.eye(jf)
+    for j in range(jf):
+        p = parent_f[j]
+        while p >= 0:
+            anc[j, p] = 1.0
+            p = parent_f[p]
     reg = model.keypoint_regressor(skeleton)
-    full_w = model.skinning_weights()
-    merged = np.zeros((model.num_vertices, len(free)))
-    np.add.at(merged.T, owner, full_w.T)
+    merged = np.zeros((model.num_vertices, jf))
+    np.add.at(merged.T, owner, model.skinning_weights().T)
     sole_ids = _sole_vertices(model, merged, pos)
-    ids = np.unique(np.concatenate([reg.vertex_ids, sole_ids.ravel()]))
+    ids = np.unique(np.concatenate([reg.vertex_ids, sole_ids]))
     col = {int(v): i for i, v in enumerate(ids)}
     K = len(reg.joint_names)
     mat = np.zeros((K + 4, len(ids)))
     for n, v in enumerate(reg.vertex_ids):
         mat[:K, col[int(v)]] = reg.matrix[:, n]
-    for r, v in enumerate(sole_ids.ravel()):
+    for r, v in enumerate(sole_ids):
         mat[K + r, col[int(v)]] = 1.0
-    sole = torch.arange(K, K + 4)
-    t = lambda a, dt=model.dtype: torch.as_tensor(a, dtype=dt)  # noqa: E731
     sem = {n: pos[j] for n, j in model.semantic_joints.items() if j in pos}
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
     return _Reduced(
-        torch.as_tensor(free), tree_levels(parent_f), parent_f, torch.as_tensor(ids), t(merged[ids]), t(mat),
-        sole, sem,
+        torch.as_tensor(free), tree_levels(parent_f), parent_f, t(anc.T), t(anc), torch.as_tensor(ids),
+        t(merged[ids]), t(mat), sole_ids, sem,
     )  # fmt: skip
 
 
 def _sole_vertices(model: SkinnedBodyModel, merged: np.ndarray, pos: dict[int, int]) -> np.ndarray:
-    """(2, 2) vertex ids: for the left and right foot, the lowest vertex at the heel and at the ball."""
+    """(4,) vertex ids: left heel, left ball, right heel, right ball (the lowest foot vertices at the back
+    and at the front)."""
     rest = model.rest_mesh(model.default_shape())
     out = []
     for side in ("left", "right"):
         ankle = pos[model.semantic_joints[f"{side}_ankle"]]
         foot = np.flatnonzero(merged[:, ankle] > 0.5)
         low = foot[rest[foot, 2] < rest[foot, 2].min() + 0.012]
-        out.append([low[np.argmax(rest[low, 1])], low[np.argmin(rest[low, 1])]])  # facing -Y: heel is +Y
+        out += [low[np.argmax(rest[low, 1])], low[np.argmin(rest[low, 1])]]  # facing -Y: the heel is at +Y
     return np.array(out)
-
-
-# ---------------------------------------------------------------------------------------------------
-# posing on the fitting skeleton
-
-
-@dataclass
-class _Rest:
-    """Rest quantities for a fixed shape, folded through the keypoint regressor so that posing costs
-    K x Jf instead of vertices x Jf: keypoint k = sum_j R_g[j] @ P[k, j] + S[k, j] * b[j] (+ correctives).
-
-    joints: (Jf, 3); P: (K', Jf, 3); S: (K', Jf); Q: (pose features, K', Jf, 3) or None. K' = the
-    format's keypoints followed by the 4 sole vertices (left heel, left ball, right heel, right ball).
-    """
-
-    joints: torch.Tensor
-    P: torch.Tensor
-    S: torch.Tensor
-    Q: torch.Tensor | None
 
 
 def _has_correctives(model: SkinnedBodyModel) -> bool:
     return type(model).pose_correctives_torch is not SkinnedBodyModel.pose_correctives_torch
 
 
-def _rest(model: SkinnedBodyModel, red: _Reduced, shape: torch.Tensor) -> _Rest:
-    joints = model.rest_joints_torch(shape)[red.free]
-    verts = model.rest_vertices_torch(shape, red.vertex_ids)  # (N, 3)
+def _basis(model: SkinnedBodyModel, red: _Reduced) -> _Basis:
+    v0, vdirs, j0, jdirs = (x.to(DT) for x in model.blend_basis(red.vertex_ids))
     mw = red.kp_matrix[:, :, None] * red.weights[None]  # (K', N, Jf)
-    P = torch.einsum("knj,nd->kjd", mw, verts)
-    S = mw.sum(1)
     Q = None
     if _has_correctives(model):
-        dirs = model._posedirs[:, red.vertex_ids]  # type: ignore[attr-defined]  # (P, N, 3)
+        dirs = model._posedirs[:, red.vertex_ids].to(DT)  # type: ignore[attr-defined]  # (P, N, 3)
         Q = torch.einsum("knj,pnd->pkjd", mw, dirs)
-    return _Rest(joints, P, S, Q)
+    return _Basis(
+        torch.einsum("knj,nd->kjd", mw, v0), torch.einsum("knj,cnd->ckjd", mw, vdirs),
+        j0[red.free], jdirs[:, red.free], mw.sum(1), Q,
+    )  # fmt: skip
 
 
-def _pose(
-    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, pose_f: torch.Tensor, trans: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """pose_f (T, Jf, 3), trans (T, 3) -> points (T, K', 3) (keypoints then soles), joint rotations
-    (T, Jf, 3, 3), joint positions (T, Jf, 3)."""
-    rot = rotvec_to_rotmat(pose_f)
-    rg, tg = forward_kinematics(rot, rest.joints, red.levels)  # type: ignore[arg-type]
-    b = tg - (rg @ rest.joints[..., None])[..., 0]
-    pts = torch.einsum("tjab,kjb->tka", rg, rest.P) + torch.einsum("kj,tja->tka", rest.S, b)
-    if rest.Q is not None:
-        full = torch.zeros(pose_f.shape[0], model.num_joints, 3, dtype=pose_f.dtype)
-        full = full.index_copy(1, red.free, pose_f)
-        feat = pose_feature(rotvec_to_rotmat(full))  # (T, P)
-        pts = pts + torch.einsum("tjab,tkjb->tka", rg, torch.einsum("tp,pkjb->tkjb", feat, rest.Q))
-    return pts + trans[:, None], rg, tg + trans[:, None]
+def _fit_setup(model: SkinnedBodyModel, skeleton: str) -> tuple[_Reduced, _Basis]:
+    """The reduced skeleton and rest basis of ``model`` for ``skeleton``, cached on the model."""
+    cache = model.__dict__.setdefault("_fit_setup_cache", {})
+    if skeleton not in cache:
+        with torch.no_grad():
+            red = _reduce(model, skeleton)
+            cache[skeleton] = (red, _basis(model, red))
+    return cache[skeleton]
+
+
+def _coefficients(model: SkinnedBodyModel, shape_free: torch.Tensor) -> torch.Tensor:
+    """(C,) blend coefficients of the unconstrained shape variables (S,)."""
+    return model.blend_coefficients(model.shape_from_free(shape_free.to(model.dtype))).to(DT)
+
+
+def _rest(basis: _Basis, coeffs: torch.Tensor) -> _Rest:
+    P = basis.P0 + torch.einsum("c,ckjd->kjd", coeffs, basis.Pc)
+    J = basis.J0 + torch.einsum("c,cjd->jd", coeffs, basis.Jc)
+    return _Rest(J, P, basis.S, basis.Q)
 
 
 # ---------------------------------------------------------------------------------------------------
-# input checks and weights
+# posing, with analytic derivatives
+
+
+@dataclass(frozen=True)
+class _Posed:
+    """pts (T, K', 3) keypoints then soles; rg (T, Jf, 3, 3) and tg (T, Jf, 3) global joint rotations
+    and positions (no translation); contrib (T, K', Jf, 3) each joint's share of each point."""
+
+    pts: torch.Tensor
+    rg: torch.Tensor
+    tg: torch.Tensor
+    contrib: torch.Tensor
+
+
+def _forward(model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor) -> _Posed:
+    """rot (T, Jf, 3, 3) local rotations, trans (T, 3) -> :class:`_Posed`."""
+    rg, tg = forward_kinematics(rot, rest.joints, red.levels)
+    b = tg - (rg @ rest.joints[..., None])[..., 0]
+    contrib = torch.einsum("tjab,kjb->tkja", rg, rest.P) + rest.S[None, :, :, None] * b[:, None]
+    if rest.Q is not None:
+        full = torch.eye(3, dtype=DT).expand(rot.shape[0], model.num_joints, 3, 3).clone()
+        full[:, red.free] = rot
+        feat = pose_feature(full)  # (T, P)
+        contrib = contrib + torch.einsum("tjab,tkjb->tkja", rg, torch.einsum("tp,pkjb->tkjb", feat, rest.Q))
+    return _Posed(contrib.sum(2) + trans[:, None], rg, tg, contrib)
+
+
+def _pose_jacobian(red: _Reduced, rest: _Rest, posed: _Posed) -> torch.Tensor:
+    """(T, K', 3, Jf * 3 + 3): derivative of each posed point with respect to a rotation increment of each
+    joint in its own frame (R_j <- R_j exp(d_j)) and to the translation (pose correctives held)."""
+    T = posed.pts.shape[0]
+    sub = torch.einsum("ji,tkia->tkja", red.desc, posed.contrib)
+    sub_s = torch.einsum("ji,ki->kj", red.desc, rest.S)
+    arm = sub - sub_s[None, :, :, None] * posed.tg[:, None]  # (T, K', Jf, 3) subtree's points about joint j
+    axes = posed.rg.transpose(-1, -2)  # (T, Jf, m, 3): world direction of each increment axis
+    jac = torch.linalg.cross(axes[:, None].expand(-1, arm.shape[1], -1, -1, -1), arm[:, :, :, None].expand(-1, -1, -1, 3, -1))
+    jac = jac.permute(0, 1, 4, 2, 3).reshape(T, arm.shape[1], 3, -1)
+    eye = torch.eye(3, dtype=DT).expand(T, arm.shape[1], 3, 3)
+    return torch.cat([jac, eye], -1)
+
+
+def _shape_jacobian(red: _Reduced, rest: _Rest, posed: _Posed, dP: torch.Tensor, dJ: torch.Tensor) -> torch.Tensor:
+    """(T, K', 3, S): derivative of the posed points with respect to the shape variables, given the rest
+    state's derivatives dP (S, K', Jf, 3) and dJ (S, Jf, 3). Posed points are linear in (P, joints) for
+    fixed rotations."""
+    rg = posed.rg
+    par = torch.as_tensor(red.parent_f)
+    off = dJ - torch.where((par >= 0)[None, :, None], dJ[:, par.clamp_min(0)], torch.zeros_like(dJ))
+    rpar = torch.where((par >= 0)[None, :, None, None], rg[:, par.clamp_min(0)], torch.eye(3, dtype=DT))
+    rot_off = torch.einsum("tjab,sjb->tsja", rpar, off)
+    tg = torch.einsum("ji,tsia->tsja", red.anc, rot_off)
+    b = tg - torch.einsum("tjab,sjb->tsja", rg, dJ)
+    d = torch.einsum("tjab,skjb->tska", rg, dP) + torch.einsum("kj,tsja->tska", rest.S, b)
+    return d.permute(0, 2, 3, 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the per-frame least-squares problem
+
+
+@dataclass
+class _Targets:
+    """Per-frame data of one batch of frames: target (T, K, 3) keypoints (0 where missing), weight (T, K),
+    anchors (T, 4, 3) and anchor weights (T, 4) of the sole points (0: no contact term), and optional 2D
+    terms: proj (C, 3, 4), uv (C, T, K, 2), conf (C, T, K)."""
+
+    target: torch.Tensor
+    weight: torch.Tensor
+    anchor: torch.Tensor | None = None
+    anchor_weight: torch.Tensor | None = None
+    proj: torch.Tensor | None = None
+    uv: torch.Tensor | None = None
+    conf: torch.Tensor | None = None
+
+    def rows(self, sl: slice) -> _Targets:
+        return _Targets(
+            self.target[sl], self.weight[sl],
+            None if self.anchor is None else self.anchor[sl],
+            None if self.anchor_weight is None else self.anchor_weight[sl],
+            self.proj, None if self.uv is None else self.uv[:, sl], None if self.conf is None else self.conf[:, sl],
+        )  # fmt: skip
+
+
+def _irls(sq: torch.Tensor, weight: torch.Tensor, c2: float) -> torch.Tensor:
+    """Square roots of the Geman-McClure IRLS weights for squared residuals ``sq`` (sigma units)."""
+    return torch.sqrt(weight * c2 * c2 / (sq + c2) ** 2)
+
+
+def _residual_blocks(
+    pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None, cfg: FitConfig
+) -> list[torch.Tensor]:
+    """Residuals per frame, as blocks (T, R_b): keypoints, sole anchors, 2D terms, the pose prior."""
+    K = tg.target.shape[1]
+    T = pts.shape[0]
+    out = [((pts[:, :K] - tg.target) * (sw / cfg.keypoint_sigma_m)[..., None]).reshape(T, -1)]
+    if tg.anchor is not None and tg.anchor_weight is not None:
+        out.append(((pts[:, K:] - tg.anchor) * (tg.anchor_weight / cfg.contact_sigma_m)[..., None]).reshape(T, -1))
+    if tg.proj is not None and sw2 is not None:
+        uv = _project(tg.proj, pts[:, :K])[0]
+        out.append(((uv - tg.uv) * (sw2 / cfg.reprojection_sigma_px)[..., None]).permute(1, 0, 2, 3).reshape(T, -1))
+    out.append(torch_rotmat_to_rotvec(rot[:, 1:]).reshape(T, -1) * math.sqrt(cfg.pose_prior_weight))
+    return out
+
+
+def _project(proj: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """proj (C, 3, 4), pts (T, K, 3) -> pixels (C, T, K, 2) and their derivative (C, T, K, 2, 3)."""
+    cam = torch.einsum("cij,tkj->ctki", proj[:, :, :3], pts) + proj[:, None, None, :, 3]
+    z = cam[..., 2:].clamp_min(1e-6)
+    uv = cam[..., :2] / z
+    duv = (proj[:, None, None, :2, :3] - uv[..., None] * proj[:, None, None, 2:3, :3]) / z[..., None]
+    return uv, duv
+
+
+def _normal_equations(
+    jp: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
+    cfg: FitConfig, extra: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+    """Gauss-Newton blocks per frame: H (T, n, n), g (T, n), and with ``extra`` (T, K', 3, S) (shape
+    derivatives) also H_fs (T, n, S) and the per-frame H_ss (T, S, S) and g_s (T, S)."""
+    K = tg.target.shape[1]
+    T, n = jp.shape[0], jp.shape[-1]
+    full = jp if extra is None else torch.cat([jp, extra], -1)
+    blocks = _residual_blocks(pts, rot, tg, sw, sw2, cfg)
+    jacs = [(full[:, :K] * (sw / cfg.keypoint_sigma_m)[..., None, None]).reshape(T, K * 3, -1)]
+    if tg.anchor is not None and tg.anchor_weight is not None:
+        jacs.append((full[:, K:] * (tg.anchor_weight / cfg.contact_sigma_m)[..., None, None]).reshape(T, -1, full.shape[-1]))
+    if tg.proj is not None and sw2 is not None:
+        duv = _project(tg.proj, pts[:, :K])[1]  # (C, T, K, 2, 3)
+        j2 = torch.einsum("ctkab,tkbn->ctkan", duv, full[:, :K]) * (sw2 / cfg.reprojection_sigma_px)[..., None, None]
+        jacs.append(j2.permute(1, 0, 2, 3, 4).reshape(T, -1, full.shape[-1]))
+    m = (rot.shape[1] - 1) * 3
+    prior = torch.zeros(m, full.shape[-1], dtype=DT)
+    prior[:, 3 : 3 + m] = math.sqrt(cfg.pose_prior_weight) * torch.eye(m, dtype=DT)
+    jacs.append(prior.expand(T, m, -1))
+    jm = torch.cat(jacs, 1)  # (T, R, n [+ S])
+    r = torch.cat(blocks, 1)  # (T, R)
+    H = jm.transpose(1, 2) @ jm
+    g = (jm.transpose(1, 2) @ r[..., None])[..., 0]
+    if extra is None:
+        return H, g, None, None
+    return H[:, :n, :n], g[:, :n], H[:, :n, n:], torch.cat([H[:, n:, n:].reshape(T, -1), g[:, n:]], 1)
+
+
+def _cost(
+    pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None, cfg: FitConfig
+) -> torch.Tensor:
+    """(T,) sum of squared residuals per frame."""
+    return sum((b**2).sum(1) for b in _residual_blocks(pts, rot, tg, sw, sw2, cfg))  # type: ignore[return-value]
+
+
+def _robust_weights(pts: torch.Tensor, tg: _Targets, c2: float, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+    K = tg.target.shape[1]
+    sq = ((pts[:, :K] - tg.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
+    sw = _irls(sq, tg.weight, c2)
+    sw2 = None
+    if tg.proj is not None and tg.uv is not None and tg.conf is not None:
+        uv = _project(tg.proj, pts[:, :K])[0]
+        sq2 = ((uv - tg.uv) ** 2).sum(-1) / cfg.reprojection_sigma_px**2
+        sw2 = _irls(sq2, tg.conf * cfg.reprojection_weight, c2)
+    return sw, sw2
+
+
+def _increment(rot: torch.Tensor, trans: torch.Tensor, step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    jf = rot.shape[1]
+    return rot @ rotvec_to_rotmat(step[:, : jf * 3].reshape(-1, jf, 3)), trans + step[:, jf * 3 :]
+
+
+def _gnc(it: int, cfg: FitConfig, start: float = 8.0) -> float:
+    """Graduated non-convexity: nearly quadratic at first (the start may be far off), then robust."""
+    return max(cfg.robust_scale, start * 0.5**it) ** 2
+
+
+def _solve_frames(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
+    cfg: FitConfig, iterations: int, gnc_start: float = 32.0,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Robust Levenberg-Marquardt per frame, batched: rot (T, Jf, 3, 3), trans (T, 3) -> refined."""
+    T = rot.shape[0]
+    n = rot.shape[1] * 3 + 3
+    eye = torch.eye(n, dtype=DT)
+    lam = torch.full((T,), 1e-3, dtype=DT)
+    for it in range(iterations):
+        posed = _forward(model, red, rest, rot, trans)
+        sw, sw2 = _robust_weights(posed.pts, tg, _gnc(it, cfg, gnc_start), cfg)
+        H, g, _, _ = _normal_equations(_pose_jacobian(red, rest, posed), posed.pts, rot, tg, sw, sw2, cfg)
+        base = _cost(posed.pts, rot, tg, sw, sw2, cfg)
+        diag = torch.diagonal(H, dim1=1, dim2=2)[..., None] * eye + 1e-9 * eye
+        for _try in range(3):
+            step = -torch.linalg.solve(H + lam[:, None, None] * diag, g)
+            r_try, t_try = _increment(rot, trans, step)
+            better = _cost(_forward(model, red, rest, r_try, t_try).pts, r_try, tg, sw, sw2, cfg) < base
+            rot = torch.where(better[:, None, None, None], r_try, rot)
+            trans = torch.where(better[:, None], t_try, trans)
+            lam = torch.where(better, lam * 0.2, lam * 10).clamp(1e-9, 1e9)
+            if bool(better.all()):
+                break
+    return rot, trans
+
+
+def _solve_shape(
+    model: SkinnedBodyModel, red: _Reduced, basis: _Basis, shape_free: torch.Tensor, rot: torch.Tensor,
+    trans: torch.Tensor, tg: _Targets, cfg: FitConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Shape and the poses of a subset of frames together by Levenberg-Marquardt; the shared shape is
+    eliminated by a Schur complement (the normal equations are block-diagonal in the frames plus one
+    shape block). shape_free (S,) unconstrained, rot (T, Jf, 3, 3), trans (T, 3)."""
+    from torch.func import hessian, jacfwd
+
+    n = rot.shape[1] * 3 + 3
+    S = shape_free.shape[0]
+    eye_n, eye_s = torch.eye(n, dtype=DT), torch.eye(S, dtype=DT)
+    sfree = shape_free.to(DT).clone()
+    w_prior = cfg.shape_prior_weight
+
+    def prior(sf: torch.Tensor) -> torch.Tensor:
+        return w_prior * model.shape_prior(model.shape_from_free(sf.to(model.dtype))).to(DT)
+
+    def total(r: torch.Tensor, t: torch.Tensor, sf: torch.Tensor, sw: torch.Tensor, sw2: torch.Tensor | None) -> float:
+        rest = _rest(basis, _coefficients(model, sf))
+        pts = _forward(model, red, rest, r, t).pts
+        return float(_cost(pts, r, tg, sw, sw2, cfg).sum() + 2 * prior(sf))
+
+    lam = 1e-3
+    for it in range(cfg.shape_iterations):
+        coeffs = _coefficients(model, sfree)
+        dcoeff = jacfwd(lambda sf: _coefficients(model, sf))(sfree)  # (C, S)
+        rest = _rest(basis, coeffs)
+        dP = torch.einsum("cs,ckjd->skjd", dcoeff, basis.Pc)
+        dJ = torch.einsum("cs,cjd->sjd", dcoeff, basis.Jc)
+        posed = _forward(model, red, rest, rot, trans)
+        sw, sw2 = _robust_weights(posed.pts, tg, _gnc(it, cfg), cfg)
+        jp = _pose_jacobian(red, rest, posed)
+        js = _shape_jacobian(red, rest, posed, dP, dJ)
+        h_ff, g_f, h_fs, rest_s = _normal_equations(jp, posed.pts, rot, tg, sw, sw2, cfg, js)
+        h_ss = rest_s[:, : S * S].reshape(-1, S, S).sum(0) + hessian(prior)(sfree)
+        g_s = rest_s[:, S * S :].sum(0) + jacfwd(prior)(sfree)
+        base = total(rot, trans, sfree, sw, sw2)
+        for _try in range(5):
+            a_ff = h_ff + lam * (torch.diagonal(h_ff, dim1=1, dim2=2)[..., None] * eye_n + 1e-9 * eye_n)
+            inv_g = torch.linalg.solve(a_ff, g_f)
+            inv_fs = torch.linalg.solve(a_ff, h_fs)
+            schur = h_ss + lam * (torch.diag(torch.diagonal(h_ss)) + 1e-9 * eye_s)
+            schur = schur - (h_fs.transpose(1, 2) @ inv_fs).sum(0)
+            rhs = g_s - (h_fs.transpose(1, 2) @ inv_g[..., None])[..., 0].sum(0)
+            ds = -torch.linalg.solve(schur, rhs)
+            big = float(ds.abs().max())
+            if big > cfg.shape_step_limit:  # a trust region: weakly observed directions can jump to the bounds
+                ds = ds * (cfg.shape_step_limit / big)
+            dp = -(inv_g + (inv_fs @ ds[:, None])[..., 0])
+            r_try, t_try = _increment(rot, trans, dp)
+            new = total(r_try, t_try, sfree + ds, sw, sw2)
+            logger.debug("shape it %d try %d: cost %.4g -> %.4g, lam %.1e, |ds| %.3f", it, _try, base, new, lam, big)
+            if new < base:
+                rot, trans, sfree, lam = r_try, t_try, sfree + ds, max(lam * 0.2, 1e-9)
+                break
+            lam = min(lam * 10, 1e9)
+    return sfree, rot, trans
+
+
+def _robust_cost(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, sfree: torch.Tensor, rot: torch.Tensor,
+                 trans: torch.Tensor, tg: _Targets, cfg: FitConfig) -> float:  # fmt: skip
+    """Geman-McClure keypoint cost plus the shape prior: what the shape starts are ranked by."""
+    rest = _rest(basis, _coefficients(model, sfree))
+    pts = _forward(model, red, rest, rot, trans).pts[:, : tg.target.shape[1]]
+    sq = ((pts - tg.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
+    c2 = cfg.robust_scale**2
+    prior = cfg.shape_prior_weight * model.shape_prior(model.shape_from_free(sfree.to(model.dtype)))
+    return float((tg.weight * c2 * sq / (sq + c2)).sum() + 2 * prior)
+
+
+def _shape_start(
+    model: SkinnedBodyModel, red: _Reduced, basis: _Basis, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
+    observed: np.ndarray, cfg: FitConfig,
+) -> torch.Tensor:  # fmt: skip
+    """The best of several short shape fits from different starting shapes, on a few frames.
+
+    A body model's blend coefficients may be piecewise in its shape parameters (Anny's phenotypes
+    interpolate between anchor bodies), so a single descent can stall at a kink short of the optimum;
+    starts on different sides of the kinks avoid that. Returns the unconstrained shape (S,).
+    """
+    few = torch.as_tensor(
+        np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_start_frames, len(observed))).round().astype(int)])
+    )
+    sub = tg.rows(few)  # type: ignore[arg-type]
+    starts = [model.default_shape()] + [model.random_shape(np.random.default_rng(i), 0.8) for i in range(cfg.shape_starts - 1)]
+    short = FitConfig(**{**cfg.__dict__, "shape_iterations": cfg.shape_start_iterations})
+    best, best_cost = None, math.inf
+    for s0 in starts:
+        sf, r, t = _solve_shape(
+            model, red, basis, torch.as_tensor(model.free_from_shape(s0), dtype=DT), rot[few], trans[few], sub, short
+        )
+        c = _robust_cost(model, red, basis, sf, r, t, sub, cfg)
+        logger.debug(
+            "shape start %s -> %s, cost %.4g", np.round(s0, 2), np.round(model.shape_from_free(sf.to(model.dtype)).numpy(), 3), c
+        )
+        if c < best_cost:
+            best, best_cost = sf, c
+    assert best is not None
+    return best
+
+
+# ---------------------------------------------------------------------------------------------------
+# input checks
 
 
 def _check_input(model: SkinnedBodyModel, kp: Keypoints3D, cfg: FitConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Targets (T, K, 3) with NaN filled by 0 and weights (T, K); raises FitError on unusable input."""
+    """Targets (T, K, 3) with missing points set to 0 and weights (T, K) (0: missing); raises FitError on
+    unusable input."""
     reg = model.keypoint_regressor(kp.skeleton)
     if reg.supported.sum() < 8 or reg.supported.mean() < 0.8:
         raise FitError(
@@ -261,7 +617,7 @@ def _check_input(model: SkinnedBodyModel, kp: Keypoints3D, cfg: FitConfig) -> tu
                 raise FitError(f"skeleton {kp.skeleton!r} has no {side}_{j}; fit needs hips and shoulders")
     xyz = np.asarray(kp.xyz, dtype=float)
     valid = np.isfinite(xyz).all(-1) & reg.supported[None]
-    err = np.nan_to_num(np.asarray(kp.error, dtype=float), nan=0.0)
+    err = np.nan_to_num(np.asarray(kp.error, dtype=float), nan=0.0, posinf=1e6)
     w = valid / (1.0 + (err / cfg.error_scale_px) ** 2)
     observed = valid.sum(1) >= cfg.min_joints
     if not observed.any():
@@ -273,47 +629,127 @@ def _check_input(model: SkinnedBodyModel, kp: Keypoints3D, cfg: FitConfig) -> tu
     return np.where(valid[..., None], xyz, 0.0), w
 
 
+def _drop_temporal_outliers(target: np.ndarray, weight: np.ndarray, fps: float, cfg: FitConfig) -> np.ndarray:
+    """Weights (T, K) with 0 for keypoints farther than ``outlier_sigmas`` keypoint sigmas from their
+    running median over about 0.1 s (isolated gross errors, before any fitting can be pulled by them).
+
+    target (T, K, 3), weight (T, K) (0: missing)."""
+    from scipy.ndimage import median_filter
+
+    if len(target) < 5:
+        return weight
+    width = max(5, int(round(fps / 10)) | 1)
+    xyz = _fill_nan(np.where(weight[..., None] > 0, target, np.nan))
+    med = median_filter(np.nan_to_num(xyz), size=(width, 1, 1), mode="nearest")
+    far = np.linalg.norm(target - med, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
+    return np.where(far, 0.0, weight)
+
+
 def _fill_nan(xyz: np.ndarray) -> np.ndarray:
     """(T, K, 3) -> the same with NaN runs linearly interpolated over time (held at the ends)."""
     out = xyz.copy()
     t = np.arange(len(xyz))
     for k in range(xyz.shape[1]):
         ok = np.isfinite(xyz[:, k]).all(-1)
-        if ok.sum() == 0:
+        if ok.sum() == 0 or ok.all():
             continue
         for d in range(3):
             out[:, k, d] = np.interp(t, t[ok], xyz[ok, k, d])
     return out
 
 
-def detect_contacts(xyz: np.ndarray, names: tuple[str, ...], fps: float, cfg: FitConfig) -> np.ndarray:
-    """(T, 2) bool: left and right foot still and near the floor, from the foot keypoints (T, K, 3)."""
-    filled = _fill_nan(xyz)
-    out = np.zeros((len(xyz), 2), dtype=bool)
-    for i, side in enumerate(("left", "right")):
-        cols = [names.index(n) for n in (f"{side}_heel", f"{side}_foot_index", f"{side}_big_toe", f"{side}_ankle")
-                if n in names]  # fmt: skip
-        if not cols or len(xyz) < 8:
-            continue
-        # median over ~0.2 s (robust to noise and outliers), then speed over ~0.2 s
-        width = max(3, int(round(fps / 5)) | 1)
-        pts = median_filter(filled[:, cols], size=(width, 1, 1), mode="nearest")
-        k = max(1, int(round(fps / 10)))
-        vel = np.zeros(len(pts))
-        vel[k:-k] = np.linalg.norm(pts[2 * k :] - pts[: -2 * k], axis=-1).mean(-1) * fps / (2 * k)
-        vel[:k], vel[-k:] = vel[k], vel[-k - 1]
-        low = pts[..., 2].min(-1) < cfg.contact_height_m
-        still = vel < cfg.contact_speed_m_s
-        c = low & still
-        # drop blips shorter than ~0.1 s
-        run_start = 0
-        for t in range(1, len(c) + 1):
-            if t == len(c) or c[t] != c[run_start]:
-                if c[run_start] and t - run_start < max(3, k * 2):
-                    c[run_start:t] = False
-                run_start = t
-        out[:, i] = c
+def lowpass(xyz: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
+    """(T, K, 3) with NaN -> gaps filled by linear interpolation, then a zero-phase 4th-order Butterworth
+    low-pass along time (the reference filter of the jitter figures). Joints never seen stay 0."""
+    from scipy.signal import butter, filtfilt
+
+    filled = np.nan_to_num(_fill_nan(np.asarray(xyz, dtype=float)), nan=0.0)
+    if len(xyz) < 16 or cutoff_hz <= 0 or cutoff_hz >= fps / 2:
+        return filled
+    b, a = butter(4, cutoff_hz / (fps / 2))
+    return np.ascontiguousarray(filtfilt(b, a, filled, axis=0, padlen=min(len(xyz) - 1, 3 * max(len(a), len(b)))))
+
+
+def _frame_rate(times: np.ndarray) -> float:
+    d = np.diff(np.asarray(times, dtype=float))
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size == 0:
+        raise FitError("cannot tell the frame rate from the keypoints' frame times; pass frame_rate")
+    return float(1.0 / np.median(d))
+
+
+# ---------------------------------------------------------------------------------------------------
+# foot contact
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a (T,) bool array."""
+    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: FitConfig) -> np.ndarray:
+    """(T, P) bool: sole point p is low (within ``contact_height_m`` of its rest clearance over the floor)
+    and still (slower than ``contact_speed_m_s``) for at least ``contact_min_s``.
+
+    soles: (T, P, 3) fitted sole points (metres); clearance: (P,) their heights above the floor at rest.
+    """
+    if soles.ndim != 3 or soles.shape[2] != 3 or clearance.shape != (soles.shape[1],):
+        raise ValueError(f"soles must be (T, P, 3) and clearance (P,), got {soles.shape} and {clearance.shape}")
+    T = len(soles)
+    out = np.zeros(soles.shape[:2], dtype=bool)
+    if T < 3:
+        return out
+    k = max(1, int(round(fps / 30)))
+    speed = np.zeros(soles.shape[:2])
+    if T > 2 * k:
+        speed[k:-k] = np.linalg.norm(soles[2 * k :] - soles[: -2 * k], axis=-1) * fps / (2 * k)
+        speed[:k], speed[-k:] = speed[k], speed[-k - 1]
+    c = (soles[..., 2] - clearance < cfg.contact_height_m) & (speed < cfg.contact_speed_m_s)
+    shortest = max(2, int(round(cfg.contact_min_s * fps)))
+    for p in range(c.shape[1]):
+        for a, b in _runs(c[:, p]):
+            out[a:b, p] = b - a >= shortest
     return out
+
+
+def contact_anchors(
+    soles: np.ndarray, clearance: np.ndarray, contact: np.ndarray, fps: float, cfg: FitConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where each sole point in contact is held: anchors (T, P, 3) and weights (T, P) in [0, 1].
+
+    A contact's anchor is the point's median position over the contact; its height is the point's rest
+    clearance (on the floor) when within ``floor_tolerance_m`` of it. Weights ramp in and out over
+    ``contact_ramp_s``.
+    """
+    anchors = np.zeros(soles.shape)
+    weights = np.zeros(contact.shape)
+    ramp = max(1, int(round(cfg.contact_ramp_s * fps)))
+    for p in range(contact.shape[1]):
+        for a, b in _runs(contact[:, p]):
+            pos = np.median(soles[a:b, p], axis=0)
+            if abs(pos[2] - clearance[p]) < cfg.floor_tolerance_m:
+                pos[2] = clearance[p]
+            anchors[a:b, p] = pos
+            r = min(ramp, (b - a) // 2)
+            w = np.ones(b - a)
+            if r > 0:
+                up = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, r + 1) / (r + 1))
+                w[:r], w[len(w) - r :] = up, up[::-1]
+            weights[a:b, p] = w
+    return anchors, weights
+
+
+def foot_sliding_mm_s(points: np.ndarray, contact: np.ndarray, fps: float) -> float:
+    """Foot sliding: the mean horizontal speed (mm/s) of points (T, P, 3) over the frames where they are
+    in contact (T, P) bool (both ends of a frame step in contact); 0 without contact."""
+    if points.ndim != 3 or points.shape[2] != 3 or contact.shape != points.shape[:2]:
+        raise ValueError(f"points must be (T, P, 3) and contact (T, P), got {points.shape} and {contact.shape}")
+    both = contact[1:] & contact[:-1]
+    if not both.any():
+        return 0.0
+    step = np.linalg.norm(points[1:, :, :2] - points[:-1, :, :2], axis=-1)
+    return float(step[both].sum() * 1000.0 / (both.sum() / fps))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -339,8 +775,8 @@ def _unwrap_rotvec(r: np.ndarray) -> np.ndarray:
         if ang < 1e-9:
             continue
         axis = out[t] / ang
-        cands = [out[t], axis * (ang - 2 * np.pi), axis * (ang + 2 * np.pi)]
-        out[t] = min(cands, key=lambda c: np.linalg.norm(c - out[t - 1]))
+        cands = axis[None] * (ang + np.array([0.0, -2 * np.pi, 2 * np.pi]))[:, None]
+        out[t] = cands[np.argmin(np.linalg.norm(cands - out[t - 1], axis=1))]
     return out
 
 
@@ -349,13 +785,9 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     v = np.cross(a, b)
-    c = (a * b).sum(-1)
     s = np.linalg.norm(v, axis=-1)
-    ang = np.arctan2(s, c)
-    axis = v / np.maximum(s, 1e-12)[..., None]
-    from calibration.rotations import rotvec_to_rotmat as np_rotvec_to_rotmat
-
-    return np_rotvec_to_rotmat(axis * ang[..., None])
+    ang = np.arctan2(s, (a * b).sum(-1))
+    return np_rotvec_to_rotmat(v / np.maximum(s, 1e-12)[..., None] * ang[..., None])
 
 
 _BONE_INIT = (  # (semantic joint, keypoint at the joint, keypoint at the bone's end)
@@ -363,271 +795,56 @@ _BONE_INIT = (  # (semantic joint, keypoint at the joint, keypoint at the bone's
     ("left_knee", "left_knee", "left_ankle"), ("right_knee", "right_knee", "right_ankle"),
     ("left_shoulder", "left_shoulder", "left_elbow"), ("right_shoulder", "right_shoulder", "right_elbow"),
     ("left_elbow", "left_elbow", "left_wrist"), ("right_elbow", "right_elbow", "right_wrist"),
+    ("left_ankle", "left_heel", "left_foot_index"), ("right_ankle", "right_heel", "right_foot_index"),
+    ("left_ankle", "left_heel", "left_big_toe"), ("right_ankle", "right_heel", "right_big_toe"),
+    ("left_wrist", "left_wrist", "left_index"), ("right_wrist", "right_wrist", "right_index"),
 )  # fmt: skip
 
 
 def initialise(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, xyz: np.ndarray, names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Analytic pose (T, Jf, 3) and translation (T, 3) from keypoints (T, K, 3) (NaN allowed)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Analytic local rotations (T, Jf, 3, 3) and translation (T, 3) from keypoints (T, K, 3) (NaN
+    allowed): the torso from the hips and shoulders, then each limb bone turned onto its observed
+    direction."""
     T = len(xyz)
     obs = _fill_nan(xyz)
     idx = {n: i for i, n in enumerate(names)}
-    dt = model.dtype
-    zero = torch.zeros(1, len(red.free), 3, dtype=dt)
+    jf = len(red.free)
     with torch.no_grad():
-        kp_rest = _pose(model, red, rest, zero, torch.zeros(1, 3, dtype=dt))[0][0].double().numpy()
-        root_rest = rest.joints[0].double().numpy()
+        kp_rest = _forward(model, red, rest, torch.eye(3, dtype=DT).expand(1, jf, 3, 3), torch.zeros(1, 3, dtype=DT))
+        kp_rest_np = kp_rest.pts[0].numpy()
+        root_rest = rest.joints[0].numpy()
     quad = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
-    f_rest = _torso_frame(*(kp_rest[idx[n]] for n in quad))
+    f_rest = _torso_frame(*(kp_rest_np[idx[n]] for n in quad))
     f_obs = _torso_frame(*(obs[:, idx[n]] for n in quad))
     r_root = f_obs @ f_rest.T
-    mid_rest = 0.5 * (kp_rest[idx["left_hip"]] + kp_rest[idx["right_hip"]])
+    mid_rest = 0.5 * (kp_rest_np[idx["left_hip"]] + kp_rest_np[idx["right_hip"]])
     mid_obs = 0.5 * (obs[:, idx["left_hip"]] + obs[:, idx["right_hip"]])
     trans = mid_obs - (r_root @ (mid_rest - root_rest)[:, None])[..., 0] - root_rest
-    pose = np.zeros((T, len(red.free), 3))
-    pose[:, 0] = _unwrap_rotvec(rotmat_to_rotvec(r_root))
-    rot = rotvec_to_rotmat(torch.as_tensor(pose)).numpy()
+    rot = np.tile(np.eye(3), (T, jf, 1, 1))
+    rot[:, 0] = r_root
+    tt = torch.as_tensor(trans, dtype=DT)
     for sem, a, b in _BONE_INIT:
         if sem not in red.sem or a not in idx or b not in idx:
             continue
         j = red.sem[sem]
         with torch.no_grad():
-            pts, rg, _ = _pose(model, red, rest, torch.as_tensor(pose, dtype=dt), torch.as_tensor(trans, dtype=dt))
-            kp = pts.double().numpy()
-        rg = rg.double().numpy()
-        d_cur = kp[:, idx[b]] - kp[:, idx[a]]
-        d_obs = obs[:, idx[b]] - obs[:, idx[a]]
-        swing = _swing(d_cur, d_obs)
-        p = red.parent_f[j]
-        g_par = rg[:, p]
+            posed = _forward(model, red, rest, torch.as_tensor(rot, dtype=DT), tt)
+        kp = posed.pts.numpy()
+        g_par = posed.rg[:, red.parent_f[j]].numpy()
+        swing = _swing(kp[:, idx[b]] - kp[:, idx[a]], obs[:, idx[b]] - obs[:, idx[a]])
         rot[:, j] = np.swapaxes(g_par, -1, -2) @ swing @ g_par @ rot[:, j]
-        pose[:, j] = rotmat_to_rotvec(rot[:, j])
-    return pose, trans
-
-
-# ---------------------------------------------------------------------------------------------------
-# the objective
-
-
-def _gm(sq: torch.Tensor, c: float) -> torch.Tensor:
-    """Geman-McClure of squared residuals (in sigma units): ~sq near 0, -> c^2 far away."""
-    return c * c * sq / (sq + c * c)
-
-
-@dataclass
-class _Terms:
-    target: torch.Tensor  # (T, K, 3)
-    weight: torch.Tensor  # (T, K)
-    contact: torch.Tensor  # (T, 2) float
-    fps: float
-    proj: torch.Tensor | None = None  # (C, 3, 4) ideal pinhole projection matrices
-    uv: torch.Tensor | None = None  # (C, T, K, 2) undistorted pixels, 0 where missing
-    conf: torch.Tensor | None = None  # (C, T, K)
-
-
-def _objective(
-    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, shape: torch.Tensor | None, pose_f: torch.Tensor,
-    trans: torch.Tensor, terms: _Terms, cfg: FitConfig, smooth: bool = True,
-) -> torch.Tensor:  # fmt: skip
-    pts, _, _ = _pose(model, red, rest, pose_f, trans)
-    K = terms.target.shape[1]
-    kp = pts[:, :K]
-    T = pose_f.shape[0]
-    sq = ((kp - terms.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
-    loss = (terms.weight * _gm(sq, cfg.robust_scale)).sum()
-    if terms.proj is not None and terms.uv is not None and terms.conf is not None:
-        hom = torch.cat([kp, torch.ones_like(kp[..., :1])], -1)
-        cam = torch.einsum("cij,tkj->ctki", terms.proj, hom)
-        uv = cam[..., :2] / cam[..., 2:].clamp_min(1e-6)
-        sq2 = ((uv - terms.uv) ** 2).sum(-1) / cfg.reprojection_sigma_px**2
-        loss = loss + cfg.reprojection_weight * (terms.conf * _gm(sq2, cfg.robust_scale)).sum()
-    prior = (pose_f[:, 1:] ** 2).sum()
-    loss = loss + cfg.pose_prior_weight * prior
-    if smooth and T >= 3:
-        sigma_acc = cfg.acceleration_m_s2 / terms.fps**2
-        acc = kp[2:] - 2 * kp[1:-1] + kp[:-2]
-        loss = loss + (acc**2).sum() / sigma_acc**2
-        racc = pose_f[2:] - 2 * pose_f[1:-1] + pose_f[:-2]
-        loss = loss + cfg.rotation_smoothness * (racc**2).sum() / (sigma_acc * 10) ** 2
-        if cfg.contact_weight > 0:
-            sole = pts[:, K:].reshape(T, 2, 2, 3)  # (T, foot, point, xyz)
-            c = terms.contact
-            both = (c[1:] * c[:-1])[..., None, None]
-            slide = ((sole[1:] - sole[:-1]) ** 2 * both).sum() / (0.002**2)
-            floor = ((sole[..., 2] ** 2) * c[..., None]).sum() / (0.01**2)
-            loss = loss + cfg.contact_weight * (slide + floor)
-    if shape is not None:
-        loss = loss + cfg.shape_prior_weight * model.shape_prior(shape) * max(T, 1) / 10
-    return loss
-
-
-def _lbfgs(params: list[torch.Tensor], closure_fn, iterations: int) -> float:  # noqa: ANN001
-    opt = torch.optim.LBFGS(
-        params, lr=1.0, max_iter=iterations, history_size=20, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-7, tolerance_change=1e-10,
-    )  # fmt: skip
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = closure_fn()
-        loss.backward()
-        return loss
-
-    return float(opt.step(closure).detach())
-
-
-def _frame_residuals(
-    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, params: torch.Tensor, target: torch.Tensor,
-    sqrt_w: torch.Tensor, cfg: FitConfig,
-) -> torch.Tensor:  # fmt: skip
-    """Per-frame residuals (T, K * 3 + (Jf - 1) * 3) of params (T, Jf * 3 + 3): weighted keypoint errors in
-    sigma units, then the pose prior."""
-    T = params.shape[0]
-    jf = len(red.free)
-    pose_f = params[:, : jf * 3].reshape(T, jf, 3)
-    trans = params[:, jf * 3 :]
-    pts, _, _ = _pose(model, red, rest, pose_f, trans)
-    K = target.shape[1]
-    data = (pts[:, :K] - target) / cfg.keypoint_sigma_m * sqrt_w[..., None]
-    prior = pose_f[:, 1:] * math.sqrt(cfg.pose_prior_weight)
-    return torch.cat([data.reshape(T, -1), prior.reshape(T, -1)], 1)
-
-
-def _solve_frames(
-    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, pose: np.ndarray, trans: np.ndarray,
-    target: np.ndarray, weight: np.ndarray, cfg: FitConfig, iterations: int = 10,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Frame-by-frame robust Levenberg-Marquardt (batched over frames, IRLS for Geman-McClure).
-
-    pose (T, Jf, 3), trans (T, 3), target (T, K, 3), weight (T, K) -> refined pose and trans.
-    """
-    from torch.func import jvp, vmap
-
-    dt = model.dtype
-    T, jf = pose.shape[:2]
-    n = jf * 3 + 3
-    params = torch.as_tensor(np.concatenate([pose.reshape(T, -1), trans], 1), dtype=dt)
-    tgt = torch.as_tensor(target, dtype=dt)
-    w = torch.as_tensor(weight, dtype=dt)
-    lam = torch.full((T,), 1e-2, dtype=dt)
-    eye = torch.eye(n, dtype=dt)
-    basis = eye[:, None, :].expand(n, T, n)
-
-    def cost(p: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
-        return (_frame_residuals(model, red, rest, p, tgt, sw, cfg) ** 2).sum(1)
-
-    for it in range(iterations):
-        # graduated non-convexity: start nearly quadratic (the start may be 10 cm off), end at the robust scale
-        c2 = max(cfg.robust_scale, 32.0 * 0.5**it) ** 2
-        with torch.no_grad():
-            pts = _pose(model, red, rest, params[:, : jf * 3].reshape(T, jf, 3), params[:, jf * 3 :])[0]
-            sq = ((pts[:, : tgt.shape[1]] - tgt) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
-            sw = torch.sqrt(w * c2 * c2 / (sq + c2) ** 2)  # IRLS weights of Geman-McClure
-
-        def f(p: torch.Tensor, sw: torch.Tensor = sw) -> torch.Tensor:
-            return _frame_residuals(model, red, rest, p, tgt, sw, cfg)
-
-        with torch.no_grad():
-            r = f(params)
-            jac = vmap(lambda v: jvp(f, (params,), (v,))[1])(basis)  # (n, T, R)
-            jt = jac.permute(1, 0, 2)  # (T, n, R)
-            H = jt @ jt.transpose(1, 2)
-            g = (jt @ r[..., None])[..., 0]
-            base = cost(params, sw)
-            for _try in range(3):
-                A = H + lam[:, None, None] * (torch.diagonal(H, dim1=1, dim2=2)[..., None] * eye + 1e-6 * eye)
-                step = -torch.linalg.solve(A, g)
-                trial = params + step
-                better = cost(trial, sw) < base
-                params = torch.where(better[:, None], trial, params)
-                lam = torch.where(better, lam * 0.3, lam * 10).clamp(1e-7, 1e7)
-                if bool(better.all()):
-                    break
-    p = params.double().numpy()
-    return p[:, : jf * 3].reshape(T, jf, 3), p[:, jf * 3 :]
-
-
-def _solve_shape(
-    model: SkinnedBodyModel, red: _Reduced, shape_free: torch.Tensor, pose: np.ndarray, trans: np.ndarray,
-    target: np.ndarray, weight: np.ndarray, cfg: FitConfig, iterations: int = 15,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:  # fmt: skip
-    """Shape and per-frame poses together by Levenberg-Marquardt, the shared shape eliminated by a Schur
-    complement (the normal equations are block-diagonal in the frames plus one shape block).
-
-    shape_free (S,) unconstrained, pose (T, Jf, 3), trans (T, 3), target (T, K, 3), weight (T, K).
-    """
-    from torch.func import jvp, vmap
-
-    dt = model.dtype
-    T, jf = pose.shape[:2]
-    n = jf * 3 + 3
-    S = shape_free.shape[0]
-    params = torch.as_tensor(np.concatenate([pose.reshape(T, -1), trans], 1), dtype=dt)
-    sfree = shape_free.detach().clone()
-    tgt = torch.as_tensor(target, dtype=dt)
-    w = torch.as_tensor(weight, dtype=dt)
-    lam = 1e-2
-    eye_n, eye_s = torch.eye(n, dtype=dt), torch.eye(S, dtype=dt)
-    basis = eye_n[:, None, :].expand(n, T, n)
-    prior_w = cfg.shape_prior_weight
-
-    def residuals(p: torch.Tensor, sf: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
-        rest = _rest(model, red, model.shape_from_free(sf))
-        return _frame_residuals(model, red, rest, p, tgt, sw, cfg)
-
-    def total(p: torch.Tensor, sf: torch.Tensor, sw: torch.Tensor) -> float:
-        r = residuals(p, sf, sw)
-        return float((r**2).sum() + 2 * prior_w * model.shape_prior(model.shape_from_free(sf)))
-
-    for it in range(iterations):
-        c2 = max(cfg.robust_scale, 32.0 * 0.5**it) ** 2
-        with torch.no_grad():
-            rest = _rest(model, red, model.shape_from_free(sfree))
-            pts = _pose(model, red, rest, params[:, : jf * 3].reshape(T, jf, 3), params[:, jf * 3 :])[0]
-            sq = ((pts[:, : tgt.shape[1]] - tgt) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
-            sw = torch.sqrt(w * c2 * c2 / (sq + c2) ** 2)
-            r = residuals(params, sfree, sw)  # (T, R)
-            jp = vmap(lambda v: jvp(lambda p: residuals(p, sfree, sw), (params,), (v,))[1])(basis)  # (n, T, R)
-            js = torch.stack([jvp(lambda sf: residuals(params, sf, sw), (sfree,), (eye_s[i],))[1] for i in range(S)])
-        sf_req = sfree.clone().requires_grad_(True)
-        prior = prior_w * model.shape_prior(model.shape_from_free(sf_req))
-        g_prior = torch.autograd.grad(prior, sf_req, create_graph=True)[0]
-        h_prior = torch.stack([torch.autograd.grad(g_prior[i], sf_req, retain_graph=True)[0] for i in range(S)])
-        with torch.no_grad():
-            jpt = jp.permute(1, 0, 2)  # (T, n, R)
-            jst = js.permute(1, 0, 2)  # (T, S, R)
-            h_ff = jpt @ jpt.transpose(1, 2)
-            h_fs = jpt @ jst.transpose(1, 2)  # (T, n, S)
-            h_ss = (jst @ jst.transpose(1, 2)).sum(0) + h_prior.detach()
-            g_f = (jpt @ r[..., None])[..., 0]
-            g_s = (jst @ r[..., None])[..., 0].sum(0) + g_prior.detach()
-            base = total(params, sfree, sw)
-            for _try in range(4):
-                a_ff = h_ff + lam * (torch.diagonal(h_ff, dim1=1, dim2=2)[..., None] * eye_n + 1e-6 * eye_n)
-                inv_g = torch.linalg.solve(a_ff, g_f)
-                inv_fs = torch.linalg.solve(a_ff, h_fs)
-                schur = h_ss + lam * (torch.diag(torch.diagonal(h_ss)) + 1e-6 * eye_s)
-                schur = schur - (h_fs.transpose(1, 2) @ inv_fs).sum(0)
-                rhs = g_s - (h_fs.transpose(1, 2) @ inv_g[..., None])[..., 0].sum(0)
-                ds = -torch.linalg.solve(schur, rhs)
-                dp = -(inv_g + (inv_fs @ ds[:, None])[..., 0])
-                trial_p, trial_s = params + dp, sfree + ds
-                if total(trial_p, trial_s, sw) < base:
-                    params, sfree, lam = trial_p, trial_s, max(lam * 0.3, 1e-7)
-                    break
-                lam = min(lam * 10, 1e7)
-    p = params.double().numpy()
-    return sfree, p[:, : jf * 3].reshape(T, jf, 3), p[:, jf * 3 :]
+    return torch.as_tensor(rot, dtype=DT), tt
 
 
 # ---------------------------------------------------------------------------------------------------
 # the driver
 
 
-def _projection_terms(
-    rig: CameraRig, kp2d: Keypoints2D, T: int, K: int, dt: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _projection_terms(rig: CameraRig, kp2d: Keypoints2D, T: int, K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ideal pinhole matrices (C, 3, 4), undistorted pixels (C, T, K, 2) (0 where missing) and
+    confidences (C, T, K) (0 where missing) of the 2D keypoints' cameras found in the rig, by name."""
     if kp2d.num_frames != T or kp2d.num_joints != K:
         raise FitError(f"2D keypoints have {kp2d.num_frames} frames x {kp2d.num_joints} joints; expected {T} x {K}")
     mats, uvs, confs = [], [], []
@@ -639,11 +856,37 @@ def _projection_terms(
         ok = np.isfinite(kp2d.xy[ci]).all(-1) & np.isfinite(uv).all(-1)
         mats.append(cam.K @ np.hstack([cam.R, cam.t[:, None]]))
         uvs.append(np.where(ok[..., None], uv, 0.0))
-        confs.append(np.where(ok, kp2d.confidence[ci], 0.0))
+        confs.append(np.where(ok, np.nan_to_num(kp2d.confidence[ci], nan=0.0), 0.0))
     if not mats:
         raise FitError(f"none of the 2D keypoints' cameras {list(kp2d.camera_names)} is in the rig")
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
     return t(mats), t(uvs), t(confs)
+
+
+def _windowed(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
+    cfg: FitConfig, iterations: int, gnc_start: float, progress: str = "",
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Per-frame solves over the take, ``cfg.window`` frames at a time (bounded memory)."""
+    T = rot.shape[0]
+    rot, trans = rot.clone(), trans.clone()
+    start = time.monotonic()
+    for a in range(0, T, cfg.window):
+        sl = slice(a, min(a + cfg.window, T))
+        rot[sl], trans[sl] = _solve_frames(model, red, rest, rot[sl], trans[sl], tg.rows(sl), cfg, iterations, gnc_start)
+        if progress:
+            rate = sl.stop / max(time.monotonic() - start, 1e-9)
+            logger.info("%s: frame %d/%d, %.0f frames/s, about %.0f s left", progress, sl.stop, T, rate, (T - sl.stop) / rate)
+    return rot, trans
+
+
+def _points(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, window: int
+) -> np.ndarray:
+    """(T, K', 3) posed keypoints then sole points."""
+    return np.concatenate(
+        [_forward(model, red, rest, rot[a : a + window], trans[a : a + window]).pts.numpy() for a in range(0, len(rot), window)]
+    )
 
 
 def fit_sequence(
@@ -656,8 +899,9 @@ def fit_sequence(
 ) -> BodyMotion:
     """Fit ``model`` to a take's 3D keypoints (and optionally 2D keypoints seen by ``rig``).
 
-    keypoints: (T, K, 3) in a detector skeleton the model supports; frame_rate defaults to the keypoints'
-    frame times. Returns a :class:`BodyMotion` with shape (S,), pose_rotvec (T, J, 3), trans (T, 3).
+    keypoints: (T, K, 3) in a detector skeleton the model supports (NaN: missing); frame_rate defaults to
+    the keypoints' frame times; keypoints2d: (C, T, K, 2) of the same skeleton, cameras matched to ``rig``
+    by name. Returns a :class:`BodyMotion` with shape (S,), pose_rotvec (T, J, 3), trans (T, 3).
     Raises :class:`FitError` for unusable input (no valid frame, unsupported skeleton).
     """
     cfg = config or FitConfig()
@@ -665,130 +909,86 @@ def fit_sequence(
         raise TypeError(f"keypoints must be a Keypoints3D, got {type(keypoints).__name__}")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    with torch.no_grad():
+        return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d)
+
+
+def _fit(
+    model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
+    rig: CameraRig | None, keypoints2d: Keypoints2D | None,
+) -> BodyMotion:  # fmt: skip
     start = time.monotonic()
     T = keypoints.num_frames
     fps = float(frame_rate) if frame_rate else _frame_rate(keypoints.frame_times)
     names = keypoints.format.joints
+    K = len(names)
     target_np, weight_np = _check_input(model, keypoints, cfg)
-    red = _reduce(model, keypoints.skeleton)
-    dt = model.dtype
-    xyz = np.where(weight_np[..., None] > 0, keypoints.xyz, np.nan)
-    contact = detect_contacts(xyz, names, fps, cfg)
+    red, basis = _fit_setup(model, keypoints.skeleton)
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
     proj = uv = conf = None
     if rig is not None and keypoints2d is not None:
-        proj, uv, conf = _projection_terms(rig, keypoints2d, T, len(names), dt)
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dt)  # noqa: E731
+        proj, uv, conf = _projection_terms(rig, keypoints2d, T, K)
+    weight_np = _drop_temporal_outliers(target_np, weight_np, fps, cfg)
+    raw = _Targets(t(target_np), t(weight_np), proj=proj, uv=uv, conf=conf)
 
-    # 1. initial shape and poses
-    shape_free = t(model.free_from_shape(model.default_shape()))
-    rest = _rest(model, red, model.shape_from_free(shape_free))
-    pose0, trans0 = initialise(model, red, rest, xyz, names)
+    # 1. the average body posed in every frame
+    sfree = t(model.free_from_shape(model.default_shape()))
+    rest = _rest(basis, _coefficients(model, sfree))
+    rot, trans = initialise(model, red, rest, np.where(weight_np[..., None] > 0, target_np, np.nan), names)
+    rot, trans = _windowed(model, red, rest, rot, trans, raw, cfg, 2 * cfg.frame_iterations, 8.0)
 
-    # 2. shape (with poses) on a subset of the best-observed frames spread over the take
+    # 2. the shape, with the poses of frames spread over the take
     observed = np.flatnonzero(weight_np.sum(1) > 0)
-    pick = observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)]
-    pick = np.unique(pick)
-    shape_var, _, _ = _solve_shape(
-        model, red, shape_free, pose0[pick], trans0[pick], target_np[pick], weight_np[pick], cfg, cfg.shape_iterations
-    )
-    with torch.no_grad():
-        shape = model.shape_from_free(shape_var.detach())
-        rest = _rest(model, red, shape)
-    logger.info("shape fitted on %d frames: %s", len(pick), np.round(shape.double().numpy(), 3).tolist())
+    pick = np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)])
+    pick_t = torch.as_tensor(pick)
+    sfree = _shape_start(model, red, basis, rot, trans, raw, observed, cfg)
+    sfree, rot_p, trans_p = _solve_shape(model, red, basis, sfree, rot[pick_t], trans[pick_t], raw.rows(pick_t), cfg)  # type: ignore[arg-type]
+    rot[pick_t], trans[pick_t] = rot_p, trans_p
+    shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
+    rest = _rest(basis, _coefficients(model, sfree))
+    logger.info("shape fitted on %d frames: %s", len(pick), np.round(shape, 3).tolist())
 
-    # 3. poses frame by frame; outliers dropped; targets low-pass filtered; frame by frame again; then
-    # smoothed (with foot contact) window by window
-    pose0, trans0 = initialise(model, red, rest, xyz, names)
-    for a, b in _windows(T, cfg.window, 0):
-        pose0[a:b], trans0[a:b] = _solve_frames(model, red, rest, pose0[a:b], trans0[a:b], target_np[a:b], weight_np[a:b], cfg, 6)
-        with torch.no_grad():
-            pts = _pose(model, red, rest, t(pose0[a:b]), t(trans0[a:b]))[0][:, : len(names)].double().numpy()
-        far = np.linalg.norm(pts - target_np[a:b], axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
-        weight_np[a:b][far] = 0.0
-    target_np = _lowpass(np.where(weight_np[..., None] > 0, target_np, np.nan), fps, cfg.cutoff_hz)
-    for a, b in _windows(T, cfg.window, 0):
-        pose0[a:b], trans0[a:b] = _solve_frames(model, red, rest, pose0[a:b], trans0[a:b], target_np[a:b], weight_np[a:b], cfg, 3)
-    pose = pose0.copy()
-    trans = trans0.copy()
-    windows = _windows(T, cfg.window, cfg.overlap)
-    done_until = 0
-    for wi, (a, b) in enumerate(windows):
-        sl = slice(a, b)
-        if a < done_until:  # start the overlap from the previous window's solution
-            pose0[a:done_until], trans0[a:done_until] = pose[a:done_until], trans[a:done_until]
-        terms = _Terms(
-            t(target_np[sl]), t(weight_np[sl]), t(contact[sl]), fps,
-            None if proj is None else proj, None if uv is None else uv[:, sl], None if conf is None else conf[:, sl],
-        )  # fmt: skip
-        pv = t(pose0[sl]).requires_grad_(True)
-        tv = t(trans0[sl]).requires_grad_(True)
-        if cfg.pose_iterations > 0:
-            _lbfgs([pv, tv], lambda pv=pv, tv=tv, terms=terms: _objective(
-                model, red, rest, None, pv, tv, terms, cfg), cfg.pose_iterations)  # fmt: skip
-        new_pose, new_trans = pv.detach().double().numpy(), tv.detach().double().numpy()
-        if a < done_until:
-            n = done_until - a
-            ramp = ((np.arange(n) + 1) / (n + 1))[:, None]
-            new_pose[:n] = (1 - ramp[..., None]) * pose[a:done_until] + ramp[..., None] * new_pose[:n]
-            new_trans[:n] = (1 - ramp) * trans[a:done_until] + ramp * new_trans[:n]
-        pose[sl], trans[sl] = new_pose, new_trans
-        done_until = b
-        elapsed = time.monotonic() - start
-        rate = b / max(elapsed, 1e-9)
-        logger.info(
-            "fit window %d/%d: frames %d-%d, %.1f frames/s, about %.0f s left",
-            wi + 1, len(windows), a, b, rate, (T - b) / max(rate, 1e-9),
-        )  # fmt: skip
+    # 3. outliers out, keypoints low-passed, every frame posed against them
+    rot, trans = _windowed(model, red, rest, rot, trans, raw, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
+    pts = _points(model, red, rest, rot, trans, cfg.window)
+    far = np.linalg.norm(pts[:, :K] - target_np, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
+    weight_np = np.where(far, 0.0, weight_np)
+    smooth = lowpass(np.where(weight_np[..., None] > 0, target_np, np.nan), fps, cfg.cutoff_hz)
+    filtered = _Targets(t(smooth), t(weight_np), proj=proj, uv=uv, conf=conf)
+    rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, cfg.frame_iterations, cfg.robust_scale, "fit")
 
+    # 4. feet in contact held still, on the floor
+    pts = _points(model, red, rest, rot, trans, cfg.window)
+    clearance = model.rest_mesh(shape)[red.sole_ids, 2]
+    contact = np.zeros((T, 4), dtype=bool)
+    if cfg.contact:
+        contact = detect_contacts(pts[:, K:], clearance, fps, cfg)
+        if contact.any():
+            anchors, aw = contact_anchors(pts[:, K:], clearance, contact, fps, cfg)
+            held = _Targets(t(smooth), t(weight_np), t(anchors), t(aw), proj, uv, conf)
+            rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, cfg.frame_iterations, cfg.robust_scale, "contact")
+            pts = _points(model, red, rest, rot, trans, cfg.window)
+
+    pose_f = torch_rotmat_to_rotvec(rot).numpy()
+    pose_f[:, 0] = _unwrap_rotvec(pose_f[:, 0])
     full = np.zeros((T, model.num_joints, 3))
-    full[:, red.free.numpy()] = pose
-    with torch.no_grad():
-        kp = _pose(model, red, rest, t(pose), t(trans))[0][:, : len(names)].double().numpy()
+    full[:, red.free.numpy()] = pose_f
     valid = weight_np > 0
-    resid = np.linalg.norm(kp - keypoints.xyz, axis=-1)[valid]
+    resid = np.linalg.norm(pts[:, :K] - target_np, axis=-1)[valid]
     seconds = time.monotonic() - start
     figures = {
         "frames": T,
-        "frames_observed": int((weight_np.sum(1) > 0).sum()),
+        "frames_observed": int(len(observed)),
+        "keypoints_dropped_as_outliers": int(far.sum()),
         "keypoint_residual_median_mm": float(np.median(resid) * 1000) if resid.size else math.nan,
         "keypoint_residual_p95_mm": float(np.percentile(resid, 95) * 1000) if resid.size else math.nan,
-        "contact_fraction": contact.mean(0).tolist(),
+        "contact_fraction": contact.reshape(T, 2, 2).any(-1).mean(0).tolist(),
+        "foot_sliding_mm_s": foot_sliding_mm_s(pts[:, K:], contact, fps),
         "seconds": seconds,
         "frames_per_second": T / max(seconds, 1e-9),
     }
+    logger.info("fitted %d frames in %.1f s (%.0f frames/s)", T, seconds, figures["frames_per_second"])
     return BodyMotion(
-        model.name, shape.double().numpy(), full, trans, fps, np.asarray(keypoints.frame_times, dtype=float),
-        getattr(model, "gender", "neutral"), contact, figures,
+        model.name, shape, full, trans.numpy(), fps, np.asarray(keypoints.frame_times, dtype=float),
+        getattr(model, "gender", "neutral"), contact.reshape(T, 2, 2).any(-1), figures,
     )  # fmt: skip
-
-
-def _lowpass(xyz: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
-    """(T, K, 3) with NaN -> gaps filled, then a zero-phase 4th-order Butterworth low-pass along time."""
-    from scipy.signal import butter, filtfilt
-
-    filled = _fill_nan(xyz)
-    filled = np.nan_to_num(filled, nan=0.0)
-    if len(xyz) < 16 or cutoff_hz <= 0 or cutoff_hz >= fps / 2:
-        return filled
-    b, a = butter(4, cutoff_hz / (fps / 2))
-    return np.ascontiguousarray(filtfilt(b, a, filled, axis=0, padlen=min(len(xyz) - 1, 3 * max(len(a), len(b)))))
-
-
-def _frame_rate(times: np.ndarray) -> float:
-    d = np.diff(np.asarray(times, dtype=float))
-    d = d[np.isfinite(d) & (d > 0)]
-    if d.size == 0:
-        raise FitError("cannot tell the frame rate from the keypoints' frame times; pass frame_rate")
-    return float(1.0 / np.median(d))
-
-
-def _windows(T: int, size: int, overlap: int) -> list[tuple[int, int]]:
-    if T <= size:
-        return [(0, T)]
-    out, a = [], 0
-    while True:
-        b = min(a + size, T)
-        out.append((a, b))
-        if b == T:
-            return out
-        a = b - overlap

@@ -164,6 +164,19 @@ class SkinnedBodyModel:
         """(J, 3) rest joint positions for shape (S,)."""
         raise NotImplementedError
 
+    def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """(C,) coefficients of the rest-state blend basis for shape (S,): the rest vertices and joints are
+        affine in them (see :meth:`blend_basis`). Differentiable."""
+        raise NotImplementedError
+
+    def blend_basis(self, vertex_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rest state as an affine function of :meth:`blend_coefficients` c (C,):
+        vertices[ids] = v0 + sum_c c_c vdirs[c], joints = j0 + sum_c c_c jdirs[c].
+
+        vertex_ids (N,) -> v0 (N, 3), vdirs (C, N, 3), j0 (J, 3), jdirs (C, J, 3), in the model's dtype.
+        """
+        raise NotImplementedError
+
     def pose_correctives_torch(self, rotmats: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor | None:
         """(B, V', 3) pose-dependent vertex offsets, or None for models without them."""
         return None

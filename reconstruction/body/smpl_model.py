@@ -207,6 +207,13 @@ class SmplBody(SkinnedBodyModel):
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
         return 0.5 * (shape**2).sum()
 
+    def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        return shape
+
+    def blend_basis(self, vertex_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        vdirs = self._shapedirs[vertex_ids].permute(2, 0, 1)  # (S, N, 3)
+        return self._v_template[vertex_ids], vdirs, self._j_template, self._j_shapedirs.permute(2, 0, 1)
+
     def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
         if vertex_ids is None:
             return self._v_template + torch.einsum("vds,s->vd", self._shapedirs, shape)
