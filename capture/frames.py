@@ -110,7 +110,8 @@ def probe(path: str | Path) -> SourceInfo:
     container = _open_container(path)
     try:
         stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
+        # the nominal rate: a dropped frame lowers the average rate (frames / duration) but not this one
+        rate = stream.guessed_rate or stream.base_rate or stream.average_rate
         fps = float(rate) if rate else math.nan
         count = int(stream.frames or 0)
         if count <= 0:
@@ -176,7 +177,8 @@ def _video_frames(
         stream = container.streams.video[0]
         # Frame threading decodes several frames in parallel without changing their order or content.
         stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
+        # the nominal rate: a dropped frame lowers the average rate (frames / duration) but not this one
+        rate = stream.guessed_rate or stream.base_rate or stream.average_rate
         yielded = 0
         index = -1
         decoded = container.decode(stream)

@@ -272,7 +272,7 @@ def camera_frame_times(session: Session, kp: Keypoints2D) -> dict[str, np.ndarra
     keypoints2d.npz has one frame-time axis (T,) whose row k is every camera's k-th frame; its times follow
     one rate (the first camera's, for ``mocap detect``). A camera whose recording runs at another rate (a
     60 fps camera beside 30 fps ones) has its frame k at ``frame_times[0] + k / fps``; rows past the end of
-    its recording (padding) are dropped. Without a readable recording the file's times are kept.
+    its last detection (padding) are dropped. Without a readable recording the file's times are kept.
     """
     try:
         sources = session.performance_sources()
@@ -282,8 +282,10 @@ def camera_frame_times(session: Session, kp: Keypoints2D) -> dict[str, np.ndarra
     file_times = np.asarray(kp.frame_times, float)
     file_rate = _rate(file_times)
     out: dict[str, np.ndarray] = {}
-    for name in kp.camera_names:
-        fps, count = float("nan"), kp.num_frames
+    for c, name in enumerate(kp.camera_names):
+        # rows after a camera's last detection are padding; a dropped frame inside is a missing row
+        seen = np.flatnonzero(np.isfinite(kp.xy[c]).any(axis=(1, 2)))
+        fps, count = float("nan"), int(seen[-1]) + 1 if len(seen) else kp.num_frames
         source = sources.get(name)
         if source is not None and source.is_file():
             try:
@@ -293,7 +295,6 @@ def camera_frame_times(session: Session, kp: Keypoints2D) -> dict[str, np.ndarra
                             name, source, e)  # fmt: skip
             else:
                 fps = info.fps if np.isfinite(info.fps) and info.fps > 0 else fps
-                count = min(count, info.frame_count) if info.frame_count > 0 else count
         if np.isfinite(fps) and np.isfinite(file_rate) and abs(fps - file_rate) > 1e-3 * file_rate:
             out[name] = file_times[0] + np.arange(count) / fps
         else:

@@ -262,23 +262,43 @@ def detect_sources(
     config = config or DetectionConfig()
     model_path(config)  # fail before spawning workers
     jobs, counts, fps = plan_jobs(sources, config)
+    camera_fps = {job.camera: job.fps for job in jobs}
     cameras = list(sources)
-    T = max(counts.values(), default=0)
     P = config.num_poses
-    xy = np.full((len(cameras), T, P, 33, 2), np.nan)
-    conf = np.zeros((len(cameras), T, P, 33))
     executor = executor or default_executor(config.workers, len(jobs))
     t0 = time.perf_counter()
     frames = 0
+    results = []
     for done, result in enumerate(executor.map(detect_chunk, jobs), start=1):
-        c = cameras.index(result.camera)
-        n = len(result.xy)
-        xy[c, result.start : result.start + n] = result.xy
-        conf[c, result.start : result.start + n] = result.confidence
-        frames += n
+        results.append(result)
+        frames += len(result.xy)
         if progress:
             progress(done, len(jobs), frames / max(time.perf_counter() - t0, 1e-9))
-    short = {cam: n for cam, n in counts.items() if n < T}
+    # Each frame goes to the row of its own time stamp at its camera's nominal rate, so a dropped frame
+    # leaves a missing row instead of shifting every later frame one frame early.
+    placed = []
+    for result in results:
+        rate = camera_fps[result.camera]
+        rows = np.rint(np.asarray(result.times, float) * rate).astype(np.int64)
+        fallback = result.start + np.arange(len(result.xy))
+        rows = np.where(np.isfinite(result.times), rows, fallback)
+        placed.append((result, np.maximum(rows, 0)))
+    T = max([counts.get(c, 0) for c in cameras] + [int(r.max()) + 1 for _, r in placed if len(r)])
+    xy = np.full((len(cameras), T, P, 33, 2), np.nan)
+    conf = np.zeros((len(cameras), T, P, 33))
+    gaps: dict[str, int] = {}
+    for result, rows in placed:
+        c = cameras.index(result.camera)
+        xy[c, rows] = result.xy
+        conf[c, rows] = result.confidence
+    for cam in cameras:
+        # rows spanned beyond the frames decoded are frames the camera dropped
+        rows = np.concatenate([r for res, r in placed if res.camera == cam] or [np.zeros(0, np.int64)])
+        if len(rows) and int(rows.max() - rows.min()) + 1 > len(rows):
+            gaps[cam] = int(rows.max() - rows.min()) + 1 - len(rows)
+    if gaps:
+        log.warning("frames missing from the recordings (dropped by the camera; left as missing rows): %s", gaps)
+    short = {cam: n for cam, n in counts.items() if n < T and cam not in gaps}
     if short:
         log.warning("recordings shorter than %d frames (padded with missing detections): %s", T, short)
     return Detections2D(xy, conf, tuple(cameras), BLAZEPOSE_33.name, np.arange(T) / fps)
