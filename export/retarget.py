@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ DIRECTION_CHILD = {
         ("elbow", "wrist"), ("wrist", "hand"))},
 }  # fmt: skip
 """The canonical child whose direction a joint's rotation aims (the bone the joint moves)."""
-FALLBACK_CHILD = {"spine1": ("spine3", "neck"), "spine2": ("neck",), "spine3": ("head",)}
+FALLBACK_CHILD = {"spine1": ("spine3", "neck", "head"), "spine2": ("neck",), "spine3": ("head",)}
 FEET = {"left": ("left_ankle", "left_foot"), "right": ("right_ankle", "right_foot")}
 REST_RELATIVE = frozenset(("left_ankle", "right_ankle", "left_foot", "right_foot"))
 """Joints turned as the source's turn from its rest, not aimed along the source's bone: every rig stands
@@ -178,21 +179,162 @@ def rig_from_motion(motion: Motion, bones: dict[str, str], name: str = "") -> Ri
 
 def rig_from_bvh(path: str | os.PathLike, bones: dict[str, str] | str | None = None, unit_m: float = 0.01) -> Rig:
     """A user skeleton from a BVH file. ``bones`` maps canonical names to its joints, or names a preset
-    whose [bones] table fits (e.g. 'mixamo', 'cmu_bvh'); None tries every preset and keeps the best match."""
+    whose [bones] table fits (e.g. 'mixamo', 'cmu_bvh'); None uses a preset whose whole skeleton the file
+    has, else maps the skeleton automatically (:func:`auto_bones`). ValueError names the file and the
+    required bones that could not be found."""
     from .bvh import read_bvh
 
     motion = read_bvh(path, unit_m=unit_m)
     if isinstance(bones, str):
         bones = load_rig(bones).bones
     if bones is None:
-        best: dict[str, str] = {}
-        for preset in PRESETS:
-            cand = {k: v for k, v in load_rig(preset).bones.items() if v in motion.joint_names}
-            if len(cand) > len(best):
-                best = cand
-        bones = best
+        bones = _preset_bones(motion.joint_names)
+        if bones is None:
+            bones = auto_bones(motion)
+            missing = [c for c in REQUIRED if c not in bones]
+            if missing:
+                raise ValueError(
+                    f"{path}: no humanoid bone found for {missing} (looked for names such as Hips/Pelvis, "
+                    f"Spine/Chest, Neck, Head, Left/Right + UpLeg/Thigh/Hip, Leg/Knee, Foot/Ankle, Arm/Shoulder, "
+                    f"ForeArm/Elbow, Hand/Wrist, and the chains between them); the file's joints are "
+                    f"{list(motion.joint_names)}; pass a bone map (canonical name -> joint) instead"
+                )
+            log.info("%s: bones mapped automatically: %s", Path(path).name, bones)
     bones = {k: v for k, v in bones.items() if v in motion.joint_names}
     return rig_from_motion(motion, bones, name=Path(path).stem)
+
+
+def _preset_bones(joint_names: tuple[str, ...]) -> dict[str, str] | None:
+    """The [bones] table of a preset whose every joint the skeleton has (the very rig), or None."""
+    names = set(joint_names)
+    for preset in PRESETS:
+        rig = load_rig(preset)
+        if set(rig.joints) <= names and all(c in rig.bones for c in REQUIRED):
+            return dict(rig.bones)
+    return None
+
+
+_SIDE_PATTERNS = (
+    (re.compile(r"^(?:(?i:left)|L(?=[A-Z0-9_.\s-])|l[_.\s-])"), "left"),
+    (re.compile(r"^(?:(?i:right)|R(?=[A-Z0-9_.\s-])|r[_.\s-])"), "right"),
+    (re.compile(r"(?:(?i:left)|[_.\s-][lL])$"), "left"),
+    (re.compile(r"(?:(?i:right)|[_.\s-][rR])$"), "right"),
+)
+"""Where a joint name says its side: 'Left...', 'LHipJoint', 'l_hip', '...Left', 'thigh_l', 'Foot.L'."""
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "wrist": ("hand", "wrist"),
+    "ankle": ("foot", "ankle"),
+    "head": ("head",),
+    "pelvis": ("hips", "hip", "pelvis"),
+}
+"""Name aliases (lower case, side and namespace removed) of the joints found by name; the others follow
+from these by the skeleton's topology."""
+_SKIP = ("twist", "roll")
+"""Helper bones (twist/roll) between limb joints: skipped when walking up a limb."""
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    """(side or None, base name in lower case without separators) of a joint name such as
+    'mixamorig:LeftUpLeg', 'LHipJoint', 'upperarm_l', 'Bip01 L Foot'."""
+    base = re.split(r"[:|]", name)[-1]
+    base = re.sub(r"^bip\d*[_\s]*", "", base, flags=re.IGNORECASE)
+    for pattern, side in _SIDE_PATTERNS:
+        m = pattern.search(base)
+        if m:
+            rest = base[: m.start()] + base[m.end():]
+            return side, re.sub(r"[^a-z0-9]", "", rest.lower())
+    return None, re.sub(r"[^a-z0-9]", "", base.lower())
+
+
+def auto_bones(motion: Motion) -> dict[str, str]:
+    """Map a skeleton's joints to the canonical humanoid joints by names (common aliases) and topology.
+
+    Hands/wrists, feet/ankles and the head are found by name; elbow, shoulder and collar are the wrist's
+    ancestors (twist bones skipped), knee and hip the ankle's; the pelvis is where the legs meet; the spine
+    is the chain from the pelvis to the head (neck = the first 'neck' joint on it, else the joint under the
+    head; spine3 = where the arms attach). Joints that cannot be found are left out (the caller checks
+    :data:`REQUIRED`)."""
+    names = motion.joint_names
+    parents = np.asarray(motion.parents)
+    split = [_split_name(n) for n in names]
+    children: list[list[int]] = [[] for _ in names]
+    for j, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(j)
+
+    def find(side: str | None, aliases: tuple[str, ...]) -> int | None:
+        for alias in aliases:  # alias order first, then the shallowest joint
+            hits = [j for j, (s, b) in enumerate(split) if s == side and b == alias]
+            if hits:
+                return hits[0]
+        return None
+
+    def up(j: int) -> int:
+        p = int(parents[j])
+        while p >= 0 and any(k in split[p][1] for k in _SKIP):
+            p = int(parents[p])
+        return p
+
+    def chain(j: int) -> list[int]:
+        out = [j]
+        while parents[out[-1]] >= 0:
+            out.append(int(parents[out[-1]]))
+        return out
+
+    out: dict[str, int] = {}
+    for side in ("left", "right"):
+        wrist = find(side, _ALIASES["wrist"])
+        if wrist is not None:
+            out[f"{side}_wrist"] = wrist
+            kids = children[wrist]
+            if kids:
+                middle = [k for k in kids if "middle" in split[k][1]]
+                out[f"{side}_hand"] = (middle or kids)[0]
+            elbow = up(wrist)
+            shoulder = up(elbow) if elbow >= 0 else -1
+            if elbow >= 0 and shoulder >= 0 and split[elbow][0] == side and split[shoulder][0] == side:
+                out[f"{side}_elbow"], out[f"{side}_shoulder"] = elbow, shoulder
+                collar = up(shoulder)
+                if collar >= 0 and split[collar][0] == side:
+                    out[f"{side}_collar"] = collar
+        ankle = find(side, _ALIASES["ankle"])
+        if ankle is not None:
+            out[f"{side}_ankle"] = ankle
+            kids = children[ankle]
+            if kids:
+                toes = [k for k in kids if "toe" in split[k][1]]
+                out[f"{side}_foot"] = (toes or kids)[0]
+            knee = up(ankle)
+            hip = up(knee) if knee >= 0 else -1
+            if knee >= 0 and hip >= 0 and split[knee][0] == side and split[hip][0] == side:
+                out[f"{side}_knee"], out[f"{side}_hip"] = knee, hip
+    if "left_hip" in out and "right_hip" in out:  # the pelvis: where the legs meet
+        left = chain(out["left_hip"])[1:]
+        common = [j for j in chain(out["right_hip"])[1:] if j in left]
+        if common:
+            out["pelvis"] = common[0]
+    elif (pelvis := find(None, _ALIASES["pelvis"])) is not None:
+        out["pelvis"] = pelvis
+    head = find(None, _ALIASES["head"])
+    if head is not None and "pelvis" in out and out["pelvis"] in chain(head):
+        out["head"] = head
+        path = chain(head)[1:]
+        spine = path[: path.index(out["pelvis"])][::-1]  # pelvis (excluded) .. under the head
+        necks = [j for j in spine if "neck" in split[j][1]]
+        if spine:
+            neck = necks[0] if necks else spine[-1]
+            out["neck"] = neck
+            body = spine[: spine.index(neck)] or [neck]
+            tops = [out.get(f"{side}_collar", out.get(f"{side}_shoulder")) for side in ("left", "right")]
+            arms = [up(t) for t in tops if t is not None]  # where each arm attaches
+            chest = next((a for a in arms if a in body), body[-1])
+            out["spine1"] = body[0]
+            if chest != body[0]:
+                out["spine3"] = chest
+                mid = body[1: body.index(chest)] if chest in body else []
+                if mid:
+                    out["spine2"] = mid[len(mid) // 2]
+    return {c: names[j] for c, j in out.items()}
 
 
 def _min_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

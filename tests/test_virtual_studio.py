@@ -3,6 +3,7 @@ its own truth (silhouette, timestamps, claps, calibration back to the true rig, 
 
 import json
 import wave
+from pathlib import Path
 
 import av
 import numpy as np
@@ -176,3 +177,133 @@ def test_board_recording_calibrates_back_to_the_true_rig(take):
     # 800x450 H.264 images and 110 board views; full-size takes do better (README)
     assert cmp.centre_error_m.max() < 0.04, cmp.summary()
     assert cmp.rotation_error_deg.max() < 1.0, cmp.summary()
+
+
+# ---------------------------------------------------------------------------------------------------
+# BVH skeletons of every kind perform, soles on the floor, and the rigs' cameras see the performer
+# ---------------------------------------------------------------------------------------------------
+SHARED_BVH = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap_files" / "bvh"
+SHARED_FILES = ("AV_8Walk_Meredith_HVHA_Rep1.bvh", "cmu_12_01_walk.bvh", "diem-a_anger_bvh_example.bvh",
+                "mixamo_rig_test_freebvh.bvh", "mocapbank_test.bvh")
+
+
+def _write_bvh(path, joints):
+    """A 3-frame BVH: ``joints`` is [(name, parent index, (x, y, z) offset in cm, Y up)], the root first."""
+    lines = ["HIERARCHY"]
+    depth = {}
+
+    def block(j):
+        name, _, off = joints[j]
+        pad = "  " * depth[j]
+        head = "ROOT" if j == 0 else "JOINT"
+        chans = "6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" if j == 0 else "3 Zrotation Xrotation Yrotation"
+        lines.extend([f"{pad}{head} {name}", pad + "{", f"{pad}  OFFSET {off[0]} {off[1]} {off[2]}", f"{pad}  CHANNELS {chans}"])
+        kids = [k for k, (_, p, _) in enumerate(joints) if p == j]
+        for k in kids:
+            depth[k] = depth[j] + 1
+            block(k)
+        if not kids:
+            lines.extend([f"{pad}  End Site", pad + "  {", f"{pad}    OFFSET 0 5 0", pad + "  }"])
+        lines.append(pad + "}")
+
+    depth[0] = 0
+    block(0)
+    channels = 6 + 3 * (len(joints) - 1)
+    lines += ["MOTION", "Frames: 3", "Frame Time: 0.0333333"]
+    lines += [" ".join(["0", "95", "0"] + ["0"] * (channels - 3))] * 3
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+UE_LIKE = [  # Unreal-style names (thigh_l, calf_l, upperarm_l, ...), no preset has them
+    ("pelvis", -1, (0, 0, 0)), ("spine_01", 0, (0, 10, 0)), ("spine_02", 1, (0, 15, 0)), ("spine_03", 2, (0, 15, 0)),
+    ("neck_01", 3, (0, 15, 0)), ("head", 4, (0, 10, 0)),
+    ("clavicle_l", 3, (5, 12, 0)), ("upperarm_l", 6, (12, 0, 0)), ("lowerarm_l", 7, (28, 0, 0)), ("hand_l", 8, (25, 0, 0)),
+    ("clavicle_r", 3, (-5, 12, 0)), ("upperarm_r", 10, (-12, 0, 0)), ("lowerarm_r", 11, (-28, 0, 0)),
+    ("hand_r", 12, (-25, 0, 0)),
+    ("thigh_l", 0, (9, -5, 0)), ("calf_l", 14, (0, -42, 0)), ("foot_l", 15, (0, -40, 0)), ("ball_l", 16, (0, -7, 12)),
+    ("thigh_r", 0, (-9, -5, 0)), ("calf_r", 18, (0, -42, 0)), ("foot_r", 19, (0, -40, 0)), ("ball_r", 20, (0, -7, 12)),
+]  # fmt: skip
+
+
+def test_unknown_bvh_naming_is_mapped_by_aliases_and_topology(tmp_path):
+    from export.retarget import REQUIRED
+
+    motion, rig = load_bvh_motion(_write_bvh(tmp_path / "ue_like.bvh", UE_LIKE))
+    assert set(REQUIRED) <= set(rig.bones)
+    assert rig.bones["left_collar"] == "clavicle_l" and rig.bones["left_shoulder"] == "upperarm_l"
+    assert rig.bones["right_hip"] == "thigh_r" and rig.bones["right_foot"] == "ball_r"
+    assert rig.bones["neck"] == "neck_01" and rig.bones["spine3"] == "spine_03" and rig.bones["pelvis"] == "pelvis"
+    # centimetres guessed from the leg length; the rest pose stands along +Z
+    rest = motion.rest_positions_m()
+    assert rest[motion.joint_index("head"), 2] - rest[motion.joint_index("foot_l"), 2] == pytest.approx(1.52, abs=0.01)
+
+
+def test_bvh_without_legs_is_refused_naming_the_bones_and_the_file(tmp_path):
+    legless = [j for j in UE_LIKE if not j[0].startswith(("thigh", "calf", "foot", "ball"))]
+    with pytest.raises(PerformerError, match=r"legless.bvh: .*no humanoid bone found for \['left_hip', 'right_hip', "
+                                             r"'left_knee', 'right_knee', 'left_ankle', 'right_ankle'\]"):
+        load_bvh_motion(_write_bvh(tmp_path / "legless.bvh", legless))
+
+
+@pytest.fixture(scope="module")
+def anny():
+    anny_model = pytest.importorskip("reconstruction.body.anny_model")
+    if not anny_model.anny_cache_ready():
+        pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
+    body = anny_model.AnnyBody()
+    return body, body.default_shape()
+
+
+@pytest.mark.parametrize("name", SHARED_FILES)
+def test_every_shared_bvh_performs_with_the_soles_on_the_floor(anny, name):
+    """Every BVH in ../shared performs (CMU, Mixamo, no neck, Z up, 'LeftShoulder' as the upper arm); the
+    lowest sole vertex of the posed mesh touches Z = 0 at the source's foot contacts and never goes below."""
+    from capture.virtual_studio.performer import perform, place_on_floor, sole_heights
+    from export.retarget import contact_frames
+
+    path = SHARED_BVH / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared data folder is not mounted next to the repository)")
+    body, shape = anny
+    source, source_rig = load_bvh_motion(path)
+    source = place_on_floor(source.slice_frames(0, min(source.num_frames, int(2 * source.frame_rate))))
+    perf = perform(body, shape, source, source_rig)
+    assert np.isfinite(perf.pose_rotvec).all() and np.isfinite(perf.trans).all()
+    heights = sole_heights(body, shape, perf.pose_rotvec, perf.trans)
+    contact = contact_frames(source, source_rig)
+    contact = contact["left"] | contact["right"]
+    assert contact.mean() > 0.5, name
+    assert np.abs(heights[contact]).max() < 0.01, (name, heights[contact].min(), heights[contact].max())
+    assert heights.min() > -0.003, (name, heights.min())
+    # upright: the head well above the pelvis, the pelvis above the ankles, over the whole clip
+    joints = body.evaluate(shape, perf.pose_rotvec[::10], perf.trans[::10]).joints
+    head, pelvis, ankle = (joints[:, body.semantic_joints[j], 2] for j in ("head", "pelvis", "left_ankle"))
+    assert (head - pelvis > 0.4).all() and (pelvis - ankle > 0.5).all(), name
+
+
+@pytest.mark.parametrize("preset", ["ring8", "phones3"])
+def test_rig_cameras_see_the_performer(anny, preset):
+    """One tiny render per camera of the ring8 and phones3 presets: every body joint of an exercise projects
+    into the image onto rendered body pixels."""
+    pytest.importorskip("open3d")
+    from capture.virtual_studio.performer import perform
+    from capture.virtual_studio.render import BodyRenderer, region_colours
+    from export.retarget import load_rig
+
+    body, shape = anny
+    perf = perform(body, shape, exercise_motion(["jumping_jack"], 0.5, rate_hz=30.0), load_rig("smpl24"))
+    out = body.evaluate(shape, perf.pose_rotvec[-1:], perf.trans[-1:])
+    joints = out.joints[0, [body.semantic_joints[j] for j in ("head", "pelvis", "left_wrist", "right_wrist",
+                                                               "left_ankle", "right_ankle")]]
+    colours = region_colours(body.joint_names, body.skinning_weights(), body.rest_mesh(shape))
+    rig = load_rig_preset(preset).scaled(0.2)
+    for sc in rig.cameras:
+        _, mask = BodyRenderer(sc.camera, body.faces, colours).render(out.vertices[0])
+        uv = np.round(sc.camera.project(joints)).astype(int)
+        assert sc.camera.in_image(uv).all(), (preset, sc.name, uv)
+        import cv2
+
+        mask = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert mask[uv[:, 1], uv[:, 0]].mean() >= 5 / 6, (preset, sc.name)
+        assert mask.mean() > 0.01, (preset, sc.name, mask.mean())

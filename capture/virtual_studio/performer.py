@@ -18,7 +18,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from export.motion import Motion
-from export.retarget import Rig, load_rig, retarget, rig_from_bvh
+from export.retarget import Rig, contact_frames, load_rig, retarget, rig_from_bvh, rig_from_motion
 
 log = logging.getLogger(__name__)
 
@@ -176,28 +176,72 @@ def _rest_sole_height(body, shape: np.ndarray) -> float:  # noqa: ANN001
     return float(with_origin[:, 2].min())
 
 
+BVH_UNITS_M = {"millimetres": 0.001, "centimetres": 0.01, "inches": 0.0254, "CMU units": 0.0254 / 0.45,
+               "metres": 1.0}
+"""Units a BVH file may be written in (the format cannot say); the one giving a plausible leg is used."""
+LEG_LENGTH_M = 0.85
+"""A typical adult's thigh + shin length, the yardstick for guessing a BVH file's unit."""
+
+
+def _up_basis(motion: Motion, rig: Rig) -> np.ndarray:
+    """(3, 3) rotation turning the clip's up direction (ankles -> head over the clip, snapped to the
+    nearest axis; BVH files are Y up by convention, some are Z up) onto +Z."""
+    pos = motion.world_positions_m()
+    head = pos[:, motion.joint_index(rig.bones["head"])]
+    ankles = pos[:, [motion.joint_index(rig.bones[f"{s}_ankle"]) for s in ("left", "right")]].mean(1)
+    up = (head - ankles).mean(0)
+    axis = np.zeros(3)
+    k = int(np.argmax(np.abs(up)))
+    axis[k] = np.sign(up[k]) or 1.0
+    if axis[2] > 0:
+        return np.eye(3)
+    rot, _ = Rotation.align_vectors([[0.0, 0.0, 1.0]], [axis])
+    return rot.as_matrix()
+
+
+def _leg_length(motion: Motion, rig: Rig) -> float:
+    rest = motion.rest_positions_m()
+    total = 0.0
+    for side in ("left", "right"):
+        hip, knee, ankle = (rest[motion.joint_index(rig.bones[f"{side}_{c}"])] for c in ("hip", "knee", "ankle"))
+        total += float(np.linalg.norm(knee - hip) + np.linalg.norm(ankle - knee))
+    return total / 2
+
+
 def load_bvh_motion(path: str | Path) -> tuple[Motion, Rig]:
-    """A BVH clip and its rig (bone map guessed from the retarget presets). PerformerError when unreadable."""
+    """A BVH clip and its rig, in metres with Z up. The bone map is a retarget preset's where the file has
+    that preset's whole skeleton, else found from the joint names and the skeleton's topology; the unit
+    (the format cannot say) is the one of :data:`BVH_UNITS_M` giving the most plausible leg length, and a
+    Z-up file is turned Y-up first. PerformerError when unreadable or when a required limb is missing."""
     from export.bvh import read_bvh
 
     path = Path(path)
     if not path.is_file():
         raise PerformerError(f"{path}: no such BVH file")
     try:
-        motion = read_bvh(path)
-        rig = rig_from_bvh(path)
+        motion = read_bvh(path, unit_m=1.0)
+        rig = rig_from_bvh(path, unit_m=1.0)
         rig.check_required("source")
     except (ValueError, OSError, UnicodeDecodeError) as e:
         raise PerformerError(f"{path}: cannot use this BVH file ({e}); give a readable humanoid BVH") from e
-    return motion, rig
+    leg = _leg_length(motion, rig)
+    if not leg > 0:
+        raise PerformerError(f"{path}: the legs of this BVH skeleton have no length; give a humanoid BVH")
+    unit_name, unit = min(BVH_UNITS_M.items(), key=lambda kv: abs(np.log(leg * kv[1] / LEG_LENGTH_M)))
+    basis = _up_basis(motion, rig)
+    motion = motion.transformed(basis, unit)
+    if not np.allclose(basis, np.eye(3)):
+        log.info("%s: the skeleton stands along another axis than Z (after BVH's Y-up); turned upright", path.name)
+    log.info("%s: read in %s (leg %.2f m)", path.name, unit_name, leg * unit)
+    return motion, rig_from_motion(motion, rig.bones, name=path.stem)
 
 
 def place_on_floor(motion: Motion) -> Motion:
-    """``motion`` with its root moved so the lowest joint over the clip is on the floor and the first frame's
-    root is over the origin."""
+    """``motion`` with its root moved so the lowest joint over the clip is on the floor and the root's
+    horizontal path is centred over the origin (a walk stays in the cameras' volume as long as it can)."""
     pos = motion.world_positions_m()
     root = motion.root_translation_m.copy()
-    root[:, :2] -= root[0, :2]
+    root[:, :2] -= (root[:, :2].min(0) + root[:, :2].max(0)) / 2
     root[:, 2] -= np.nanmin(pos[..., 2])
     return Motion(motion.joint_names, motion.parents, motion.rest_offsets_m, motion.local_rotmat, root,
                   motion.frame_rate, name=motion.name)
@@ -248,5 +292,54 @@ def perform(body, shape: np.ndarray, source: Motion, source_rig: Rig, start_s: f
     pose = Rotation.from_matrix(moved.local_rotmat.reshape(-1, 3, 3)).as_rotvec().reshape(moved.num_frames, -1, 3)
     rest_root = body.kinematic_tree(shape).rest_positions[0]
     trans = moved.root_translation_m - rest_root
+    contacts = contact_frames(source, source_rig)
+    trans[:, 2] += _floor_lift(sole_heights(body, shape, pose, trans), contacts["left"] | contacts["right"])
     times = start_s + np.arange(moved.num_frames) / moved.frame_rate
     return Performance(body.name, np.asarray(shape, float), pose, trans, times, source.name)
+
+
+SOLE_BAND_M = 0.12
+"""Vertices this close above the rest mesh's lowest point count as the feet's (soles, heels, toes)."""
+
+
+def sole_vertex_ids(body, shape: np.ndarray) -> np.ndarray:  # noqa: ANN001 - a BodyModel
+    """(N,) the body's foot vertices: within :data:`SOLE_BAND_M` of the lowest point of the rest mesh."""
+    rest = body.evaluate(shape, np.zeros((1, body.num_joints, 3)), np.zeros((1, 3))).vertices[0]
+    return np.flatnonzero(rest[:, 2] < rest[:, 2].min() + SOLE_BAND_M)
+
+
+def sole_heights(body, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray,  # noqa: ANN001
+                 batch: int = 256) -> np.ndarray:
+    """(T,) height above Z = 0 of the lowest foot vertex of the posed mesh, per frame.
+
+    shape (S,), pose_rotvec (T, J, 3), trans (T, 3) as for ``body.evaluate``."""
+    import torch
+
+    pose_rotvec = np.asarray(pose_rotvec, float)
+    trans = np.asarray(trans, float)
+    if pose_rotvec.ndim != 3 or trans.shape != (len(pose_rotvec), 3):
+        raise ValueError(f"pose_rotvec (T, J, 3) and trans (T, 3) expected, got {pose_rotvec.shape}, {trans.shape}")
+    ids = torch.as_tensor(sole_vertex_ids(body, shape))
+    out = np.empty(len(pose_rotvec))
+    with torch.no_grad():
+        s = torch.as_tensor(np.asarray(shape, float), dtype=body.dtype)
+        for a in range(0, len(pose_rotvec), batch):
+            verts, _ = body.forward_torch(s, torch.as_tensor(pose_rotvec[a:a + batch], dtype=body.dtype),
+                                          torch.as_tensor(trans[a:a + batch], dtype=body.dtype), vertex_ids=ids)
+            out[a:a + batch] = verts[..., 2].amin(dim=1).double().numpy()
+    return out
+
+
+def _floor_lift(heights: np.ndarray, contact: np.ndarray) -> np.ndarray:
+    """(T,) vertical shift putting the lowest sole vertex on the floor at every contact frame, interpolated
+    between contacts, and never leaving a sole below the floor. heights, contact: (T,)."""
+    if heights.shape != contact.shape:
+        raise ValueError(f"heights {heights.shape} and contact {contact.shape} must match")
+    frames = np.arange(len(heights))
+    known = np.flatnonzero(contact)
+    if known.size == 0:
+        log.info("no foot contact found in the source; the performer only stays above the floor")
+        lift = np.zeros_like(heights)
+    else:
+        lift = np.interp(frames, known, -heights[known])
+    return np.maximum(lift, -heights)
