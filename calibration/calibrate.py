@@ -17,6 +17,7 @@ from .detect import DetectionConfig
 from .extrinsics import initial_extrinsics
 from .intrinsics import IntrinsicsConfig, IntrinsicsReport, calibrate_intrinsics
 from .observations import BoardObservations
+from .rotations import average_rotations, rotation_angle_deg
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,21 @@ class CalibrationConfig:
     """Frame index of the board lying on the floor; -1: the last frame in which the board was seen."""
     min_shared_views: int = 2
     """Two cameras are linked when they saw at least this many board views together."""
+
+
+def _steady_pose(poses: np.ndarray, views: np.ndarray, chosen: int, centre: np.ndarray,
+                 max_move_m: float = 0.01, max_turn_deg: float = 1.0) -> np.ndarray:
+    """The board pose of view ``chosen``, averaged with every other view in which the board lay in the same
+    place (a board left on the floor for a few seconds gives many such views, and their mean is steadier)."""
+    ref = poses[chosen]
+    ref_centre = ref[:3, :3] @ centre + ref[:3, 3]
+    same = [v for v in views
+            if np.linalg.norm(poses[v][:3, :3] @ centre + poses[v][:3, 3] - ref_centre) < max_move_m
+            and rotation_angle_deg(poses[v][:3, :3], ref[:3, :3]) < max_turn_deg]
+    out = np.eye(4)
+    out[:3, :3] = average_rotations(poses[same][:, :3, :3])
+    out[:3, 3] = np.mean(poses[same][:, :3, 3], axis=0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,8 @@ def calibrate_rig(
         else:
             floor_view = int(seen_views[np.argmax(sub.view_frames[seen_views])])
         centre = object_points.mean(axis=0)
-        rig, R, t = align_to_floor_board(rig, poses[floor_view], centre)
+        floor_pose = _steady_pose(poses, seen_views, floor_view, centre)
+        rig, R, t = align_to_floor_board(rig, floor_pose, centre)
         poses = transform_poses(poses, R, t)
         world_from_previous[:3, :3], world_from_previous[:3, 3] = R, t
     elif config.align == "camera":
