@@ -934,7 +934,9 @@ def _fit(
     # 1. the average body posed in every frame
     sfree = t(model.free_from_shape(model.default_shape()))
     rest = _rest(basis, _coefficients(model, sfree))
-    rot, trans = initialise(model, red, rest, np.where(weight_np[..., None] > 0, target_np, np.nan), names)
+    obs = np.where(weight_np[..., None] > 0, target_np, np.nan)
+    parts = [initialise(model, red, rest, obs[a : a + cfg.window], names) for a in range(0, T, cfg.window)]
+    rot, trans = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     rot, trans = _windowed(model, red, rest, rot, trans, raw, cfg, 2 * cfg.frame_iterations, 8.0)
 
     # 2. the shape, with the poses of frames spread over the take
