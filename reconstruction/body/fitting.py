@@ -659,15 +659,14 @@ def _fill_nan(xyz: np.ndarray) -> np.ndarray:
 
 
 def lowpass(xyz: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
-    """(T, K, 3) with NaN -> gaps filled by linear interpolation, then a zero-phase 4th-order Butterworth
-    low-pass along time (the reference filter of the jitter figures). Joints never seen stay 0."""
-    from scipy.signal import butter, filtfilt
+    """(T, K, 3) with NaN -> gaps filled by linear interpolation, then the zero-phase Butterworth low-pass of
+    reconstruction.filtering (the reference filter of the jitter figures). Joints never seen stay 0."""
+    from reconstruction.filtering import butterworth
 
     filled = np.nan_to_num(_fill_nan(np.asarray(xyz, dtype=float)), nan=0.0)
     if len(xyz) < 16 or cutoff_hz <= 0 or cutoff_hz >= fps / 2:
         return filled
-    b, a = butter(4, cutoff_hz / (fps / 2))
-    return np.ascontiguousarray(filtfilt(b, a, filled, axis=0, padlen=min(len(xyz) - 1, 3 * max(len(a), len(b)))))
+    return np.ascontiguousarray(butterworth(filled, fps, cutoff_hz, order=4))
 
 
 def _frame_rate(times: np.ndarray) -> float:
