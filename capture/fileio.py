@@ -109,3 +109,21 @@ def fingerprint(paths: Iterable[str | os.PathLike], root: str | os.PathLike | No
                     fh.seek(offset)
                     digest.update(fh.read(chunk))
     return digest.hexdigest()
+
+
+def load_npz(path: str | os.PathLike, required: Iterable[str] = (), error: type[Exception] = ValueError,
+             hint: str = "") -> dict[str, np.ndarray]:
+    """Every array of an npz file (no pickles), checked: FileNotFoundError when absent, ``error`` naming the
+    file when it is unreadable or lacks one of ``required`` (``hint`` is appended to that message)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as e:
+        raise error(f"{path}: not a readable npz file ({e})") from e
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise error(f"{path}: missing array(s) {missing}{hint}")
+    return data

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from calibration.rotations import rotvec_to_rotmat
-from capture.fileio import save_npz_atomic
+from capture.fileio import load_npz, save_npz_atomic
 
 from .mesh import SkinnedMesh
 from .motion import Motion
@@ -129,16 +129,8 @@ def read_amass(path: str | os.PathLike, num_joints: int | None = None) -> AmassM
     """Read an AMASS-style npz (ours or the AMASS archive's). ``num_joints`` keeps the first joints of
     ``poses`` (e.g. 24 of SMPL-H's 52 for an SMPL body); default: all."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-        raise AmassError(f"{path}: not a readable npz file ({e})") from e
-    missing = [k for k in ("poses", "trans", "betas", "mocap_framerate") if k not in data]
-    if missing:
-        raise AmassError(f"{path}: missing array(s) {missing}; is it an AMASS-style file?")
+    data = load_npz(path, ("poses", "trans", "betas", "mocap_framerate"), AmassError,
+                    "; is it an AMASS-style file?")
     poses = data["poses"].astype(float)
     if poses.ndim != 2 or poses.shape[1] % 3:
         raise AmassError(f"{path}: poses must have shape (T, 3 * J), got {poses.shape}")

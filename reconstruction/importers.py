@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from capture.fileio import load_npz
+
 from .keypoints import Detections2D, KeypointFileError
 from .skeletons import get_format
 
@@ -172,14 +174,7 @@ def read_easymocap(folder: Path, skeleton: str | None = None) -> tuple[_Frames, 
 def read_npz(path: Path, cameras: Sequence[str] | None = None) -> Detections2D:
     """A plain npz (see module docstring) -> Detections2D, cameras picked by name when given."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-        raise KeypointFileError(f"{path}: not a readable npz file ({e})") from e
-    missing = [k for k in ("xy", "confidence", "camera_names", "skeleton") if k not in data]
-    if missing:
-        raise KeypointFileError(f"{path}: missing array(s) {missing}")
+    data = load_npz(path, ("xy", "confidence", "camera_names", "skeleton"), KeypointFileError)
     xy, conf = data["xy"].astype(float), data["confidence"].astype(float)
     if xy.ndim == 4:
         xy, conf = xy[:, :, None], conf[:, :, None]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capture.fileio import save_npz_atomic
+from capture.fileio import load_npz, save_npz_atomic
 
 from .skeletons import SkeletonFormat, get_format
 
@@ -328,14 +328,7 @@ class Keypoints3D:
 
 
 def _read_npz(path: str | Path, kind: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-        raise KeypointFileError(f"{path}: not a readable npz file ({e})") from e
+    data = load_npz(path, (), KeypointFileError)
     if "kind" in data and str(data["kind"]) != kind:
         raise KeypointFileError(f"{path}: holds {data['kind']}, not {kind}")
     missing = [k for k in keys if k not in data]
