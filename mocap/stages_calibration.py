@@ -168,7 +168,6 @@ def _pictures(obs: BoardObservations, result: CalibrationResult, board: Board, r
             path = coverage_picture(obs, c, report_dir / f"coverage_{name}.png")
             pics[f"coverage_{name}"] = path.name
     linked = obs.for_cameras(list(result.rig.names))
-    linked = linked.select(np.flatnonzero(np.isin(np.arange(linked.n_views), np.unique(linked.view))[linked.view]))
     if len(linked.cam) == len(result.bundle.residuals_px):
         pics["residuals"] = residuals_picture(linked, result.bundle.residuals_px, result.bundle.inliers,
                                               report_dir / "residuals.png").name
@@ -226,16 +225,24 @@ def _check_overwrite(path: Path, session: Session | None, force: bool) -> None:
             f"{path} exists and was not written by 'mocap calibrate' for this session; it may be a calibration "
             "you made elsewhere. Move it away, or pass --force (it will be kept as a .bak copy)."
         )
-    backup = path.with_name(path.name + time.strftime(".%Y%m%d-%H%M%S.bak"))
+    _keep_copy(path, "{name}.%Y%m%d-%H%M%S.bak")
+
+
+def _keep_copy(path: Path, pattern: str) -> Path:
+    """Copy ``path`` beside itself before it is replaced; ``pattern`` names the copy from {name}, {stem},
+    {suffix} and strftime fields."""
+    backup = path.with_name(time.strftime(pattern).format(name=path.name, stem=path.stem, suffix=path.suffix))
     shutil.copy2(path, backup)
     log.warning("kept the previous %s as %s", path.name, backup.name)
+    return backup
 
 
 def load_stage_config(path: Path | None, overrides: Mapping | None = None, raw: Mapping | None = None) -> CalibrationConfig:
     """The stage config from a mapping (session.toml's [calibrate] table) or a TOML file, then overrides."""
     data = dict(raw or {})
     if path is not None:
-        data.update(load_toml(path).get(STAGE, load_toml(path)))
+        doc = load_toml(path)
+        data.update(doc.get(STAGE, doc))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return config_from_mapping(CalibrationConfig, data, str(path or "calibrate config"))
 
@@ -279,8 +286,7 @@ def run_explicit(sources: Mapping[str, Path], board_ref: str, out: Path, force: 
     if out.exists() and not force:
         raise OverwriteRefused(f"{out} exists; choose another --out or pass --force (the old file is kept as .bak)")
     if out.exists():
-        backup = out.with_name(out.name + time.strftime(".%Y%m%d-%H%M%S.bak"))
-        shutil.copy2(out, backup)
+        _keep_copy(out, "{name}.%Y%m%d-%H%M%S.bak")
     report_dir = out.with_name(out.stem + "_report")
     start = time.perf_counter()
     known = {c.name: c for c in read_calibration(intrinsics_file)} if intrinsics_file else None
@@ -335,9 +341,7 @@ def refine_calibration(calibration: Path, points: Path, out: Path, force: bool =
     if out.exists() and out != calibration and not force:
         raise OverwriteRefused(f"{out} exists; choose another --out or pass --force")
     if out.exists():
-        backup = out.with_name(out.stem + time.strftime("_before_refine_%Y%m%d-%H%M%S") + out.suffix)
-        shutil.copy2(out, backup)
-        log.info("kept the calibration before refinement as %s", backup.name)
+        _keep_copy(out, "{stem}_before_refine_%Y%m%d-%H%M%S{suffix}")
     result = refine_with_keypoints(rig, uv, dlt_triangulator, config or RefineConfig())
     write_calibration(result.rig, out, metadata={
         "refined_from_keypoints": str(points.name),
