@@ -1,5 +1,6 @@
 # make test: create .venv, install the project with its test extras, run the tests.
-# make demo: not available yet: the whole-take pipeline lands with a later issue.
+# make demo: set up as for make test, then `mocap demo` (renders the demo take once into .cache/demo, runs every
+# stage on it and prints the errors against the truth; the take report is .cache/demo/take/report/index.html).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,12 +12,17 @@ $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PY=/path/to/python3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 
-# open3d (the virtual studio's renderer) needs libusb-1.0 to import; installed only when missing
+# System packages, installed only when missing: libusb-1.0 (open3d, the virtual studio's renderer, needs it to
+# import) and Debian's chromium (the take report's test loads the page headless and takes a screenshot).
 system-deps:
-	@ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || { \
-		echo "installing libusb-1.0-0 (needed by open3d)"; \
+	@missing=""; \
+	ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing="$$missing libusb-1.0-0"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q libusb-1.0-0; }
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 $(STAMP): pyproject.toml | $(BIN)/python system-deps
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
@@ -49,9 +55,8 @@ bench-setup: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps "pose2sim==0.10.49"
 	$(BIN)/python benchmarks/check_peers.py
 
-demo:
-	@echo "make demo: the whole-take pipeline (mocap demo) has not landed yet; see README.md for what works today." >&2
-	@exit 2
+demo: $(STAMP)
+	$(BIN)/mocap demo
 
 clean-venv:
 	rm -rf $(VENV)

@@ -35,6 +35,9 @@ class RigComparison:
     rotation_error_deg: np.ndarray
     focal_error_rel: np.ndarray
     scale: float
+    rotation: np.ndarray
+    """(3, 3) with ``translation`` (3,) and ``scale``: reference-world point = scale * rotation @ estimate + t."""
+    translation: np.ndarray
 
     def summary(self) -> dict[str, float]:
         return {
@@ -61,4 +64,4 @@ def compare_rigs(estimate: CameraRig, reference: CameraRig, with_scale: bool = F
     centre = np.linalg.norm(aligned.centers - ref.centers, axis=1)
     rot = np.array([rotation_angle_deg(a.R, b.R) for a, b in zip(aligned, ref, strict=True)])
     focal = np.array([a.K[0, 0] / b.K[0, 0] - 1 for a, b in zip(aligned, ref, strict=True)])
-    return RigComparison(names, centre, rot, focal, s)
+    return RigComparison(names, centre, rot, focal, s, R, t)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
         if args.verbose:
             raise
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
         return 1
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from export.amass import (
+    AmassMotion,
     motion_from_body,
     read_amass,
     skinned_mesh_from_body,
@@ -87,10 +91,26 @@ def load_body_model(name: str, gender: str, config: ExportConfig) -> object:
     raise ValueError(f"body.npz names an unknown body model {name!r}; expected anny, smpl, smplh or smplx")
 
 
+def read_body(path: Path) -> AmassMotion:
+    """``body.npz`` as ``mocap fit`` writes it (any model: Anny's has no AMASS keys), or an AMASS-style file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            ours = {"model", "shape", "pose_rotvec", "trans", "mocap_framerate"} <= set(npz.files)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable body file ({e}); run `mocap fit --force` to write it again") from e
+    if not ours:
+        return read_amass(path)
+    from reconstruction.body.io import load_body_npz
+
+    fitted = load_body_npz(path)
+    return AmassMotion(pose_rotvec=fitted.pose_rotvec, trans=fitted.trans, betas=np.asarray(fitted.shape, float),
+                       gender=fitted.gender, frame_rate=fitted.frame_rate, model=fitted.model)
+
+
 def _body_outputs(
     session: Session, config: ExportConfig, stem: str, formats: list[str], loader: ModelLoader
 ) -> tuple[list[Path], dict]:
-    body = read_amass(session.body_path)
+    body = read_body(session.body_path)
     model = loader(body.model, body.gender, config)
     n_joints = len(model.joint_names)  # type: ignore[attr-defined]
     pose = body.pose_rotvec[:, :n_joints]

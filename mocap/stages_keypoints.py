@@ -93,7 +93,9 @@ def _write_keypoints2d(session: Session, stage: str, kp: Keypoints2D, fingerprin
                        warnings: list[str], extra: dict[str, Any]) -> StageReport:  # fmt: skip
     empty = [n for n, f in keypoints2d_figures(kp)["per_camera"].items() if f["frames_detected"] == 0]
     if len(empty) == kp.num_cameras:
-        raise RuntimeError(f"{stage}: no person detected in any camera; {session.keypoints2d_path} left as it was")
+        raise RuntimeError(
+            f"{stage}: nobody was detected in any camera ({', '.join(kp.camera_names)}); check that the performer "
+            f"is in view and lit, and that the recordings are the take's; {session.keypoints2d_path} left as it was")
     warnings += [f"camera {n}: no detection in any frame" for n in empty]
     kp.save(session.keypoints2d_path)
     report = StageReport(stage, fingerprint, (str(session.keypoints2d_path),),
@@ -102,6 +104,32 @@ def _write_keypoints2d(session: Session, stage: str, kp: Keypoints2D, fingerprin
     for w in warnings:
         log.warning("%s", w)
     return report
+
+
+def recording_warnings(session: Session, sources: dict[str, Path]) -> list[str]:
+    """What is odd about the recordings before detecting: a calibrated camera with no recording, one that is
+    clearly shorter than the others (more than a second or 10 %), mixed frame rates. Unreadable files raise."""
+    warnings: list[str] = []
+    if session.calibration_path.exists():
+        missing = [c for c in _read_rig(session).names if c not in sources]
+        if missing:
+            warnings.append(f"camera(s) {missing} are in {session.calibration_path.name} but have no recording in "
+                            f"{session.videos_dir.name}/ or {session.images_dir.name}/; the take uses the other "
+                            f"{len(sources)} camera(s)")
+    infos = {}
+    for name, path in sources.items():
+        try:
+            infos[name] = probe(path)
+        except FrameSourceError as e:
+            raise FrameSourceError(f"camera {name}: {e}") from e
+    durations = {c: i.duration_s for c, i in infos.items() if np.isfinite(i.duration_s)}
+    if durations:
+        longest = max(durations.values())
+        for c, d in durations.items():
+            if longest - d > max(1.0, 0.1 * longest):
+                warnings.append(f"camera {c}: its recording is {longest - d:.1f} s shorter than the longest "
+                                f"({d:.1f} s against {longest:.1f} s); frames outside it are seen by fewer cameras")
+    return warnings
 
 
 def run_detect(
@@ -123,9 +151,11 @@ def run_detect(
     skipped = _skip(session, "detect", fingerprint, [session.keypoints2d_path], overwrite)
     if skipped is not None:
         return skipped
+    warnings: list[str] = recording_warnings(session, sources)
+    for w in warnings:
+        log.warning("%s", w)
     detections = detect_sources(sources, config, progress=progress)
     seconds = time.perf_counter() - t0
-    warnings: list[str] = []
     kp = _choose_performer(session, detections, warnings)
     frames = detections.xy.shape[0] * detections.xy.shape[1]
     extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people}

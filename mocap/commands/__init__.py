@@ -4,5 +4,6 @@ Only commands that work are listed in ``COMMANDS``.
 """
 
 COMMANDS: list[str] = [
-    "record", "sync", "board", "calibrate", "detect", "import_keypoints", "triangulate", "fit", "export", "synth",
+    "record", "sync", "board", "calibrate", "detect", "import_keypoints", "triangulate", "fit", "export", "synth", "report",
+    "run", "demo",
 ]
