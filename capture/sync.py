@@ -638,19 +638,27 @@ def interpolate_gaps(times: np.ndarray, values: np.ndarray, new_times: np.ndarra
     return res
 
 
-def common_timeline(times: Mapping[str, np.ndarray], offsets: Mapping[str, float], fps: float | None = None) -> np.ndarray:
-    """Frame times (N,) on the common clock covered by every camera, at ``fps`` (default: the fastest)."""
-    starts, ends, steps = [], [], []
+def common_timeline(times: Mapping[str, np.ndarray], offsets: Mapping[str, float], fps: float | None = None,
+                    min_cameras: int = 2) -> np.ndarray:
+    """Frame times (N,) on the common clock while at least ``min_cameras`` cameras record (all of them when
+    there are fewer), at ``fps`` (default: the fastest camera's rate).
+
+    The instants lie on the frames of a camera at that rate (the reference camera, offset 0, when it is one),
+    so that camera's frames are used as they are and the output frames line up with its video."""
+    starts, ends, steps = {}, {}, {}
     for c, t in times.items():
         t = np.asarray(t, float) + offsets[c]
-        starts.append(t[0])
-        ends.append(t[-1])
-        steps.append(float(np.median(np.diff(t))) if len(t) > 1 else math.inf)
-    step = 1.0 / fps if fps else min(steps)
-    start, end = max(starts), min(ends)
+        starts[c], ends[c] = t[0], t[-1]
+        steps[c] = float(np.median(np.diff(t))) if len(t) > 1 else math.inf
+    step = 1.0 / fps if fps else min(steps.values())
+    need = max(1, min(min_cameras, len(times)))
+    start, end = sorted(starts.values())[need - 1], sorted(ends.values(), reverse=True)[need - 1]
     if not math.isfinite(step) or end < start:
         raise SyncError("the cameras' recordings do not overlap in time after applying the offsets")
-    return start + step * np.arange(int(math.floor((end - start) / step + 1e-9)) + 1)
+    on_grid = [c for c in times if abs(steps[c] - step) <= 1e-6 * step] or list(times)
+    anchor = min(on_grid, key=lambda c: (offsets[c] != 0.0, list(times).index(c)))
+    first = starts[anchor] + step * math.ceil((start - starts[anchor]) / step - 1e-6)
+    return first + step * np.arange(int(math.floor((end - first) / step + 1e-6)) + 1)
 
 
 def resample_series(

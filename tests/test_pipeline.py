@@ -223,3 +223,17 @@ def test_empty_scene_missing_and_short_recordings(tmp_path, capsys, caplog):
     assert "camera cam_2: its recording is 1.3 s shorter" in caplog.text
     assert "stage 'detect' failed" in err and "nobody was detected in any camera" in err
     assert not session.keypoints2d_path.exists()
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    """Atomic writes go through a private temporary file; the result must not stay private (0600)."""
+    import os
+
+    from capture.fileio import write_text_atomic
+
+    mask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "out.txt", "x")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
