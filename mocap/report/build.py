@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ def section_calibration(take: Take) -> H.Section:
         fmt = take.kp3d.format
         hips = [fmt.index(j) for j in ("left_hip", "right_hip") if j in fmt.joints]
         if hips:
-            path_xy = np.nanmean(take.kp3d.xyz[:, hips, :2], axis=1) if len(hips) == 2 else take.kp3d.xyz[:, hips[0], :2]
+            path_xy = take.kp3d.xyz[:, hips, :2].mean(axis=1)  # NaN where a hip is missing
     png = plots.camera_layout(list(take.rig.names), take.rig.centers, forward, path_xy)
     s.add(H.image(png, "camera layout from above", "plot-camera-layout"))
     report = take.stage_reports.get("calibrate")
@@ -198,7 +199,8 @@ def section_detection(take: Take, config) -> H.Section:  # noqa: ANN001
         conf = np.where(np.isfinite(kp.xy[c, :n]).all(-1), kp.confidence[c, :n], np.nan)
         seen = np.isfinite(conf) & (conf > 0)
         detected = float(seen.any(-1).mean()) if n else 0.0
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames without any detection give NaN
             per_frame = np.nanmean(np.where(seen, conf, np.nan), axis=-1) if n else np.zeros(0)
         rows.append([name, n, detected, float(np.nanmean(conf[seen])) if seen.any() else None])
         times.append(np.asarray(own) + take.offsets.get(name, 0.0))
@@ -401,15 +403,42 @@ def section_body(take: Take) -> H.Section:
     return s
 
 
+def _grouped(warnings: list[Warning_]) -> list[Warning_]:
+    """Warnings that repeat for many joints or cameras ("joint nose: ...", "joint left_eye: ...") as one."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    order: list[tuple[str, str, str] | Warning_] = []
+    for w in warnings:
+        m = re.match(r"^(joint|camera) (\S+): (.*)$", w.text)
+        if not m:
+            order.append(w)
+            continue
+        key = (w.source, m.group(1), m.group(3))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(m.group(2))
+    out = []
+    for item in order:
+        if isinstance(item, Warning_):
+            out.append(item)
+            continue
+        source, kind, text = item
+        names = groups[item]
+        label = f"{kind} {names[0]}" if len(names) == 1 else f"{len(names)} {kind}s ({', '.join(names)})"
+        advice = next((w.advice for w in warnings if w.source == source and w.text.endswith(text)), "")
+        out.append(Warning_(f"{label}: {text}", advice, source))
+    return out
+
+
 def section_warnings(take: Take) -> H.Section:
     s = H.Section("warnings", "Warnings and advice")
-    items = []
     for stage, report in take.stage_reports.items():
         for w in report.get("warnings", []):
             take.warnings.append(Warning_(str(w), "", stage))
     for part, message in take.errors.items():
         take.warnings.append(Warning_(f"{part} could not be read: {message}", "rerun the stage that writes it", "report"))
-    for w in take.warnings:
+    items = []
+    for w in _grouped(take.warnings):
         advice = f'<div class="advice">{H.esc(w.advice)}</div>' if w.advice else ""
         items.append(f"<li><b>[{H.esc(w.source)}]</b> {H.esc(w.text)}{advice}</li>")
     if not items:
