@@ -2,10 +2,11 @@
 the results scored against the studio's truth.
 
 The take (``DEMO_STUDIO``): four cameras on a ring at 1280x720 and 30 fps, about 6 s of squats then jumping
-jacks by a randomly shaped Anny body, a board recording (close-ups per camera, the board through the volume,
-then lying on the floor), the cameras out of sync by up to a third of a second with claps on their audio,
-and two dropped frames. It is built into ``<cache>/demo/take`` (``.partial`` while building, renamed when
-complete, so an interrupted build never looks finished) and reused while ``DEMO_STUDIO`` is unchanged.
+jacks by a randomly shaped Anny body, a board recording (12 close-ups per camera: they pin down the focal
+lengths, which 6 left at 0.18 % and 8 mm of camera centre; the board through the volume; then on the floor),
+the cameras out of sync by up to a third of a second with claps on their audio, and two dropped frames. It is
+built into ``<cache>/demo/take`` (``.partial`` while building, renamed when complete, so an interrupted build
+never looks finished) and reused while ``DEMO_STUDIO`` is unchanged.
 
 Scores (:func:`score_take`, for any synthetic take with a ``truth/`` folder): camera centres after a rigid
 alignment and in the world frame, sync offsets, MPJPE of the 12 body joints (shoulders, elbows, wrists,
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 DEMO_STUDIO = StudioConfig(
     rig="ring4", motions=("squat", "jumping_jack"), seconds=6.0, seed=0, vertices=True,
-    calibration_views=60, close_ups_per_camera=6, floor_frames=3,
+    calibration_views=60, close_ups_per_camera=12, floor_frames=3,
 )  # fmt: skip
 BODY_JOINTS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 TARGETS = {

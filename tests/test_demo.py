@@ -1,0 +1,44 @@
+"""`mocap demo` end to end: the demo take (4 cameras 1280x720, 6 s, board recording, audio claps, cameras out of
+sync) through every stage, scored against the virtual studio's truth with the issue's bounds.
+
+It renders the take once into .cache/demo (about 3 minutes on 2 cores, reused by `make demo` and later runs)
+and runs the whole pipeline (about 2-3 minutes), so it runs where MOCAP_DEMO_CHECK=1 is set: `make test` sets
+it; a plain `pytest` skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from mocap.cli import main
+from mocap.demo import TARGETS, demo_root
+
+pytestmark = pytest.mark.skipif(os.environ.get("MOCAP_DEMO_CHECK") != "1",
+                                reason="the whole demo (~6 min on 2 cores) runs with MOCAP_DEMO_CHECK=1 (make test sets it)")
+
+
+@pytest.fixture(scope="module")
+def scores() -> dict:
+    assert main(["demo"]) == 0
+    return json.loads((demo_root() / "take" / "report" / "demo.json").read_text())
+
+
+def test_demo_completes_and_writes_every_output(scores):
+    take = demo_root() / "take"
+    run = json.loads((take / "report" / "run.json").read_text())
+    assert [o["status"] for o in run["outcomes"]] and all(o["status"] in ("ran", "up to date") for o in run["outcomes"])
+    for name in ("calibration.toml", "sync.json", "keypoints2d.npz", "keypoints3d.npz", "body.npz", "measurements.json",
+                 "report/index.html"):
+        assert (take / name).exists(), name
+    exported = {p.suffix for p in (take / "export").iterdir()}
+    assert {".bvh", ".fbx", ".glb", ".usdz", ".obj", ".trc"} <= exported
+    print("demo stage seconds:", scores["stage_seconds"], "pipeline", scores["pipeline_seconds"], "s")
+
+
+@pytest.mark.parametrize("figure", sorted(TARGETS))
+def test_demo_meets_the_bound(scores, figure):
+    print(f"{figure}: {scores[figure]:.2f} (bound {TARGETS[figure]})")
+    assert scores[figure] <= TARGETS[figure]
