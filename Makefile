@@ -29,10 +29,12 @@ $(STAMP): pyproject.toml | $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
-# The Blender import check (tests/test_export_blender.py) runs too: it builds an isolated Python 3.13 venv
-# with bpy in .cache/blender-venv once (about 45 s here) and skips with the reason where Python 3.13 is absent.
+# Two heavier checks run too: the demo (tests/test_demo.py renders the demo take once into .cache/demo, runs
+# every stage and checks the figures against the truth) and the Blender import check (tests/test_export_blender.py
+# builds an isolated Python 3.13 venv with bpy in .cache/blender-venv once, about 45 s, and skips with the reason
+# where Python 3.13 is absent).
 test: $(STAMP)
-	MOCAP_BLENDER_CHECK=1 $(BIN)/python -m pytest -q
+	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

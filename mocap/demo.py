@@ -51,8 +51,15 @@ def demo_root() -> Path:
     return project_cache_dir() / "demo"
 
 
-def _studio_key(config: StudioConfig) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(config), default=str))
+def _take_key(config: StudioConfig) -> dict[str, Any]:
+    """What the take depends on: the studio settings, the body model's landmark data (the truth keypoints come
+    from it) and the virtual studio's code."""
+    from capture.fileio import fingerprint
+
+    here = Path(__file__).resolve().parents[1]
+    files = sorted((here / "reconstruction" / "body" / "data").glob("*")) + sorted(
+        (here / "capture" / "virtual_studio").glob("*.py"))
+    return {"studio": json.loads(json.dumps(asdict(config), default=str)), "sources": fingerprint(files, root=here)}
 
 
 def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = False,
@@ -61,13 +68,12 @@ def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = Fal
     from .stages_synth import run_synth
 
     take, partial = root / "take", root / "take.partial"
-    stamp = take / "truth" / "studio.json"
+    stamp, key = take / "truth" / "demo_key.json", _take_key(config)
     if not fresh and stamp.exists():
-        built = json.loads(stamp.read_text())
-        if {k: built.get(k) for k in _studio_key(config)} == _studio_key(config):
+        if json.loads(stamp.read_text()) == key:
             log.info("demo take: reusing %s", take)
             return Session(take)
-        log.info("demo take: %s was built with other settings; building it again", take)
+        log.info("demo take: %s was built from other settings or model data; building it again", take)
     if partial.exists():
         shutil.rmtree(partial)  # an interrupted build of ours: nothing of the user's lives in the cache
     log.info("demo take: rendering 4 cameras x %.0f s at 1280x720 plus the board recording (once)", config.seconds)
@@ -77,6 +83,7 @@ def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = Fal
             progress(label, done, total)
 
     run_synth(partial, config, progress=synth_progress)
+    write_json_atomic(partial / "truth" / "demo_key.json", key)
     if take.exists():
         shutil.rmtree(take)
     partial.rename(take)
