@@ -150,11 +150,13 @@ def section_calibration(take: Take) -> H.Section:
     if fig.get("cameras_not_calibrated"):
         s.add(H.error(f"not calibrated (no shared board views): {', '.join(fig['cameras_not_calibrated'])}"))
     pictures = fig.get("pictures", {})
+    shown = []
     for key in sorted(pictures, key=lambda k: (not k.startswith("coverage"), k)):
         path = take.session.report_dir / pictures[key]
         if path.is_file() and path.suffix.lower() == ".png":
-            s.add(f"<h3>{H.esc(key.replace('_', ' '))}</h3>",
-                  H.image(path.read_bytes(), key, f"calib-{re.sub(r'[^A-Za-z0-9_-]', '_', key)}", css_class="plot"))
+            shown.append(H.image(path.read_bytes(), key.replace("_", " "), f"calib-{re.sub(r'[^A-Za-z0-9_-]', '_', key)}"))
+    if shown:
+        s.add("<h3>Board coverage, residuals and rig (from the calibration)</h3>", f'<div class="pics">{"".join(shown)}</div>')
     return s
 
 

@@ -21,7 +21,8 @@ th,td{border:1px solid #dde1e8;padding:3px 8px;text-align:left} th{background:#f
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.plot{display:block;max-width:100%;margin:6px 0}
 .strip{display:flex;gap:6px;flex-wrap:wrap;margin:4px 0 12px} .strip figure{margin:0}
-.strip img{height:180px;display:block} .strip figcaption{font-size:11px;color:#555}
+.strip img{height:160px;display:block} .strip figcaption{font-size:11px;color:#555}
+.pics{display:flex;flex-wrap:wrap;gap:10px} .pics img.plot{max-width:48%}
 .missing{color:#7a5b00;background:#fff6d6;border:1px solid #f0dc9c;padding:8px 12px;border-radius:4px}
 .error{color:#8a1020;background:#fde8ea;border:1px solid #f3b7be;padding:8px 12px;border-radius:4px}
 ul.warnings li{margin:4px 0} .advice{color:#3b4a63;font-size:13px}
@@ -41,7 +42,10 @@ def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "–"
-        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.0f}"
+        if abs(value) >= 1 and abs(value) < 1e15:  # no exponent for ordinary magnitudes
+            whole = len(str(int(abs(value))))
+            return f"{value:.{max(digits - whole, 0)}f}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 

@@ -253,10 +253,24 @@ def overlay_camera(
     out_cam = scaled_camera(camera, settings.max_width)
     factor = np.array(out_cam.size, float) / np.array(camera.size, float)
     painter = MeshPainter(out_cam, body.faces, settings.mesh_style, settings.mesh_alpha) if body is not None else None
+
+    def draw(image: np.ndarray, t_common: float) -> np.ndarray:
+        if tuple(out_cam.size) != (image.shape[1], image.shape[0]):
+            image = cv2.resize(image, out_cam.size, interpolation=cv2.INTER_AREA)
+        if body is not None and painter is not None:
+            b = body.frame_at(t_common)
+            if b is not None:
+                image = painter.paint(image, body.vertices(b))
+        if keypoints is not None:
+            xyz, times, joints, bones = keypoints
+            points = interpolate_keypoints(xyz, times, np.array([t_common]))[0]
+            draw_skeleton(image, camera.project(points) * factor, joints, bones)
+        return image
+
     frames = open_frames(source, fps=source_fps)
-    # each strip instant takes the frame nearest to it: decide from the frame times as they come
+    # each strip instant takes the frame nearest to it; the raw frame is kept and drawn once at the end
     wanted = np.asarray(strip_times_s, float)
-    strip: dict[float, tuple[float, np.ndarray]] = {}
+    strip: dict[float, tuple[float, float, np.ndarray]] = {}
     writer: _VideoOut | None = None
     ok = False
     rate = source_fps or 30.0
@@ -266,24 +280,12 @@ def overlay_camera(
             t_cam = float(frame.time_s if np.isfinite(frame.time_s) else frame.index / rate)
             seen.append(t_cam)
             t_common = t_cam + offset_s
-            distance = np.abs(wanted - t_common)
-            needed = [i for i, d in enumerate(distance) if d < strip.get(float(wanted[i]), (np.inf, None))[0]]
-            if video_path is None and not needed:
-                continue
-            image = frame.image
-            if tuple(out_cam.size) != (image.shape[1], image.shape[0]):
-                image = cv2.resize(image, out_cam.size, interpolation=cv2.INTER_AREA)
-            if body is not None and painter is not None:
-                b = body.frame_at(t_common)
-                if b is not None:
-                    image = painter.paint(image, body.vertices(b))
-            if keypoints is not None:
-                xyz, times, joints, bones = keypoints
-                points = interpolate_keypoints(xyz, times, np.array([t_common]))[0]
-                draw_skeleton(image, camera.project(points) * factor, joints, bones)
-            for i in needed:
-                strip[float(wanted[i])] = (float(distance[i]), image.copy())
+            for t_wanted in wanted:
+                d = abs(float(t_wanted) - t_common)
+                if d < strip.get(float(t_wanted), (np.inf,))[0]:
+                    strip[float(t_wanted)] = (d, t_common, frame.image)
             if video_path is not None:
+                image = draw(frame.image.copy(), t_common)
                 if writer is None:
                     writer = _VideoOut(video_path, out_cam.size, rate if source_fps else _fps_of(source), settings.crf)
                 writer.write(image, t_cam)
@@ -293,7 +295,7 @@ def overlay_camera(
     finally:
         if writer is not None:
             writer.close(ok)
-    return {t: img for t, (_, img) in strip.items()}, np.asarray(seen)
+    return {t: draw(img.copy(), tc) for t, (_, tc, img) in strip.items()}, np.asarray(seen)
 
 
 def _fps_of(source: Path) -> float:
