@@ -11,6 +11,7 @@ an error that says which file is missing.
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 import zipfile
 from collections.abc import Callable
@@ -63,6 +64,9 @@ class ExportConfig:
     """TRC axes: "opensim" (Y up, X forward) or "zup" (the capture world)."""
     frame_rate: float = 0.0
     """Frame rate of the keypoints; 0 takes the session's, else the keypoints' frame times."""
+    blender_preview: bool = True
+    """When both FBX and BVH are written and Blender is installed in the project cache (make blender-check):
+    import them in Blender and render three frames into report/export/blender_preview.png."""
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -148,6 +152,28 @@ def _body_outputs(
     return out, figures
 
 
+def _blender_preview(session: Session, stem: str, frames: int, frame_rate: float) -> dict:
+    """Blender imports the FBX and BVH just written and renders three frames (report/export/blender_preview.png);
+    skipped, with the reason, where Blender is not installed in the project cache."""
+    from export.blender_preview import PreviewUnavailable, render_preview
+
+    out = session.stage_asset_dir(STAGE) / "blender_preview.png"
+    picks = sorted({int(frames * q) for q in (0.2, 0.5, 0.8)}) if frames else [0]
+    try:
+        preview = render_preview(session.export_dir / f"{stem}.fbx", session.export_dir / f"{stem}.bvh", out,
+                                 frame_rate, picks)
+    except PreviewUnavailable as e:
+        log.info("export: no Blender preview (%s)", e)
+        return {"skipped": str(e)}
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        log.warning("export: Blender preview failed: %s", e)
+        return {"failed": str(e)}
+    log.info("export: Blender imported the FBX and BVH (bone positions agree within %.3f mm); preview %s",
+             preview.fbx_bvh_difference_mm, out)
+    return {"picture": str(out.relative_to(session.root)), "frames": list(preview.frames),
+            "fbx_bvh_difference_mm": preview.fbx_bvh_difference_mm, "seconds": round(preview.seconds, 1)}
+
+
 def run_export(
     session: Session,
     config: ExportConfig | None = None,
@@ -195,6 +221,8 @@ def run_export(
                 outputs.append(write_c3d_keypoints(path, kp, rate))
         figures["keypoints"] = {"frames": kp.num_frames, "joints": kp.num_joints, "frame_rate": rate}
     figures["bytes"] = {p.name: p.stat().st_size for p in outputs}
+    if config.blender_preview and {"fbx", "bvh"} <= set(body_fmts):
+        figures["blender_preview"] = _blender_preview(session, stem, figures.get("frames", 0), figures.get("frame_rate", 30.0))
     for w in warnings:
         log.warning("%s", w)
     report = StageReport(STAGE, fp, tuple(outputs), figures, tuple(warnings), time.perf_counter() - start)

@@ -405,6 +405,57 @@ def section_body(take: Take) -> H.Section:
     return s
 
 
+def section_export(take: Take) -> H.Section:
+    """The exported files, and Blender's import of the FBX and BVH when the export stage could render it."""
+    s = H.Section("export", "Export")
+    report = take.stage_reports.get("export")
+    if report is None:
+        s.ran = False
+        return s.add(_not_run("export", _cmd(take, "export")))
+    figures = report.get("figures", {})
+    sizes = figures.get("bytes", {})
+    if sizes:
+        s.add(H.table(["file", "kB"], [[name, size / 1000] for name, size in sizes.items()], digits=4))
+    if figures.get("rig"):
+        s.add(f"<p>Retargeted onto the <b>{H.esc(figures['rig'])}</b> rig.</p>")
+    preview = figures.get("blender_preview", {})
+    picture = take.session.root / preview.get("picture", "-")
+    if preview.get("picture") and picture.exists():
+        s.add("<h3>In Blender</h3>",
+              f"<p>Blender 5.3 imported the FBX (blue) and the BVH (orange, set 1.3 m aside) with its own importers; "
+              f"frames {', '.join(str(f) for f in preview.get('frames', []))}. The bone positions of the two imports "
+              f"agree within {H.fmt(preview.get('fbx_bvh_difference_mm'))} mm.</p>",
+              H.image(picture.read_bytes(), "the exported FBX and BVH as Blender imports them", "blender-preview",
+                      ))  # fmt: skip
+    elif preview:
+        s.add(H.missing(f"Blender preview: {preview.get('skipped') or preview.get('failed')}"))
+    return s
+
+
+def section_truth(take: Take) -> H.Section | None:
+    """Against the truth: only for a synthetic take scored by ``mocap demo`` (report/demo.json)."""
+    path = take.session.stage_report_path("demo")
+    if not path.exists():
+        return None
+    s = H.Section("truth", "Against the truth (virtual studio)")
+    try:
+        scores = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return s.add(H.error(f"{path}: cannot read ({e})"))
+    targets, met = scores.get("targets", {}), scores.get("met", {})
+    rows = [[k.replace("_", " "), v, f"<= {targets[k]}" if k in targets else "", "" if k not in met else
+             ("met" if met[k] else "MISSED")] for k, v in scores.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and "seconds" not in k]  # fmt: skip
+    s.add(H.table(["figure", "value", "target", ""], rows))
+    errors = scores.get("measurement_errors_mm", {})
+    if errors:
+        s.add("<h3>Measurement errors (mm)</h3>", H.table(["measurement", "fitted - true"], list(errors.items())))
+    joints = scores.get("mpjpe_per_joint_mm", {})
+    if joints:
+        s.add("<h3>Keypoint error per joint (mm)</h3>", H.table(["joint", "mm"], list(joints.items())))
+    return s
+
+
 def _grouped(warnings: list[Warning_]) -> list[Warning_]:
     """Warnings that repeat for many joints or cameras ("joint nose: ...", "joint left_eye: ...") as one."""
     groups: dict[tuple[str, str, str], list[str]] = {}
@@ -569,9 +620,13 @@ def build_page(session: Session, config, progress=None) -> tuple[str, dict, list
         section_trajectories(take),
         section_angles(take, config),
         section_body(take),
+        section_export(take),
     ]
     overlays, outputs = section_overlays(take, config, progress)
     sections.append(overlays)
+    truth = section_truth(take)
+    if truth is not None:
+        sections.append(truth)
     warnings = section_warnings(take)
     sections = [section_overview(take), *sections, warnings]
     name = session.config().name
