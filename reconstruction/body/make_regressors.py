@@ -11,6 +11,11 @@ Where each landmark comes from (Anny's average body, rest pose, Z up, facing -Y,
 - pinky, index and thumb (BlazePose's knuckles): the 8 vertices nearest to the heads of the bones
   ``finger5-1``, ``finger2-1`` and ``finger1-2``, equally weighted (their mean is near the joint).
 - head top: the 3 highest vertices.
+- then every landmark in ``data/anny_landmarks_learned.npz`` (when present) replaces the above: those are
+  learned from MediaPipe's own triangulated landmarks in virtual studio takes
+  (``reconstruction/body/learn_landmarks.py``; provenance in ``anny_landmarks_learned.json``), so that the
+  body model's BlazePose landmarks are where MediaPipe puts them (the 12 limb joints: 7-30 mm each from the
+  COCO regressor's points, mostly a constant offset on the body).
 Each surface landmark also records its offset from an SMPL-24 joint (head, wrist or ankle), scaled by body
 height, so that other body models can place it on their own mesh (``regressors.transfer_landmarks``).
 """
@@ -26,6 +31,8 @@ import torch
 
 from .anny_model import AnnyBody, load_anny_core
 from .regressors import ANNY_LANDMARKS_PATH, LandmarkSet
+
+LEARNED_LANDMARKS_PATH = ANNY_LANDMARKS_PATH.with_name("anny_landmarks_learned.npz")
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +63,9 @@ def _nearest(v: np.ndarray, point: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return ids.astype(np.int64), np.full(k, 1.0 / k)
 
 
-def build_anny_landmarks() -> LandmarkSet:
+def build_anny_landmarks(learned_path: Path | None = LEARNED_LANDMARKS_PATH) -> LandmarkSet:
+    """The Anny landmark set; rows in ``learned_path`` (a LandmarkSet file) replace the hand-made ones
+    (``None``: the hand-made set only, the prior that learning starts from)."""
     core = load_anny_core()
     body = AnnyBody(landmarks_path=None)  # only the geometry is needed, not an existing landmark file
     shape = body.default_shape()
@@ -97,6 +106,15 @@ def build_anny_landmarks() -> LandmarkSet:
             rows[f"{side}_{landmark}"] = _nearest(v, bone[f"{bone_name}.{s}"], 8)
     top = np.argsort(-v[:, 2])[:3]
     rows["head_top"] = (top.astype(np.int64), np.full(3, 1 / 3))
+    if learned_path is not None and Path(learned_path).exists():
+        learned = LandmarkSet.load(learned_path)
+        unknown = [n for n in learned.names if n not in rows]
+        if unknown:
+            raise ValueError(f"{learned_path}: learned landmarks {unknown} are not Anny landmarks")
+        if learned.max_vertex() >= len(v):
+            raise ValueError(f"{learned_path}: vertex index {learned.max_vertex()} beyond Anny's {len(v)} vertices")
+        rows.update(zip(learned.names, learned.rows, strict=True))
+        logger.info("learned definitions from %s: %s", learned_path, ", ".join(learned.names))
 
     names = tuple(rows)
     anchors = tuple(_anchor_for(n) for n in names)

@@ -150,6 +150,47 @@ def format_regressor(landmarks: LandmarkSet, skeleton: str) -> KeypointRegressor
     return KeypointRegressor(fmt.name, fmt.joints, supported, used, matrix)
 
 
+def shift_joint_row(
+    vertices: np.ndarray, ids: np.ndarray, weights: np.ndarray, offset: np.ndarray, k: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """A joint row moved by ``offset`` (3,) metres at rest, staying a convex vertex combination.
+
+    The joint J (weights over ``ids`` of ``vertices`` (V, 3)) is blended with S, a point on the ray from J
+    along the offset: a non-negative mix of the ``k`` vertices beyond the offset that lie closest in
+    direction to it (within 25 cm). The result is (1 - a) J + a S with a the offset's share of |S - J|, so
+    the point follows both the joint and the surface it leans towards under any pose. Returns (ids,
+    weights), unchanged when the offset is under 1 mm or no vertex lies that way.
+    """
+    from scipy.optimize import nnls
+
+    j = weights @ vertices[ids]
+    length = float(np.linalg.norm(offset))
+    if length < 1e-3:
+        return ids, weights
+    u = offset / length
+    rel = vertices - j
+    along = rel @ u
+    dist = np.linalg.norm(rel, axis=1)
+    cand = np.flatnonzero((along > length) & (dist < length + 0.25))
+    if len(cand) == 0:
+        return ids, weights
+    near = cand[np.argsort(-along[cand] / dist[cand])[:k]]
+    # S on the ray: minimise its distance off the ray over non-negative weights summing to 1
+    off_ray = (rel[near] - along[near, None] * u).T  # (3, k)
+    b, _ = nnls(np.vstack([off_ray, 10.0 * np.ones((1, len(near)))]), np.r_[np.zeros(3), 10.0])
+    b = b / b.sum()
+    reach = float(b @ along[near])
+    a = float(np.clip(length / max(reach, 1e-9), 0.0, 1.0))
+    row: dict[int, float] = {}
+    for i, wi in zip(ids.tolist(), weights.tolist(), strict=True):
+        row[i] = row.get(i, 0.0) + (1 - a) * wi
+    for i, bi in zip(near.tolist(), b.tolist(), strict=True):
+        if bi > 0:
+            row[i] = row.get(i, 0.0) + a * bi
+    out_ids = np.array(sorted(row), dtype=np.int64)
+    return out_ids, np.array([row[i] for i in out_ids.tolist()])
+
+
 def transfer_landmarks(
     reference: LandmarkSet,
     rest_vertices_canonical: np.ndarray,
@@ -163,7 +204,9 @@ def transfer_landmarks(
     semantic_rest_joints: SMPL-24 joint name -> (3,) rest position in that frame; joint_rows: landmark
     name -> (vertex ids, weights) for landmarks the model defines itself (its joint regressor rows for
     hips, knees, ...). Surface landmarks become the ``neighbours`` nearest vertices to
-    ``anchor + offset * height`` with inverse-distance weights.
+    ``anchor + offset * height`` with inverse-distance weights. A joint landmark whose reference sits off its
+    own joint (``kind`` "joint", anchored at itself: the reference's detector-learned definitions) is
+    moved by the same offset: :func:`shift_joint_row`.
     """
     v = np.asarray(rest_vertices_canonical, dtype=float)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -175,6 +218,8 @@ def transfer_landmarks(
     for i, name in enumerate(reference.names):
         if name in joint_rows:
             ids, w = joint_rows[name]
+            if reference.kind and reference.kind[i] == "joint" and reference.anchor_joint[i] == name:
+                ids, w = shift_joint_row(v, np.asarray(ids), np.asarray(w, dtype=float), reference.anchor_offset[i] * height)
         else:
             anchor = reference.anchor_joint[i]
             if anchor not in semantic_rest_joints:
