@@ -47,7 +47,7 @@ def _squat(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
         rot[:, idx[f"{side}_hip"], 0] -= 1.3 * s  # thigh forward
         rot[:, idx[f"{side}_knee"], 0] += 1.9 * s  # shank back
         rot[:, idx[f"{side}_ankle"], 0] -= 0.6 * s  # foot flat
-    rot[:, idx["spine1"], 0] -= 0.35 * s  # lean forward
+    rot[:, idx["spine1"], 0] += 0.35 * s  # lean forward (about X: + tips an upward segment towards -Y, the front)
     # arms reach forward for balance
     _arms_down(rot, idx, 1.3 * (1 - s))
     rot[:, idx["left_shoulder"], 2] -= 1.2 * s
