@@ -17,9 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from capture.video_writer import VideoWriter  # noqa: E402
 from capture.virtual_studio import StudioConfig, load_rig_preset  # noqa: E402
 from capture.virtual_studio.render import BodyRenderer, region_colours  # noqa: E402
-from capture.virtual_studio.studio import _VideoWriter, make_performance  # noqa: E402
+from capture.virtual_studio.studio import make_performance  # noqa: E402
 from reconstruction.body.anny_model import AnnyBody  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def main() -> int:
     renderer.render(verts[0])  # warm up
     t_render = t_encode = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        writer = _VideoWriter(Path(tmp) / "bench.mp4", cam.camera.size, cam.frame_rate, crf=14)
+        writer = VideoWriter(Path(tmp) / "bench.mp4", cam.frame_rate, crf=14)
         for k, t in enumerate(times):
             t0 = time.perf_counter()
             image, _ = renderer.render(verts[k])

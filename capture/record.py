@@ -15,23 +15,23 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from capture.video_writer import TIME_BASE as VIDEO_TIME_BASE
+from capture.video_writer import VideoWriter
 
 from .fileio import write_text_atomic
 from .frames import Frame, LiveSource
 
 log = logging.getLogger(__name__)
 
-TIME_BASE = Fraction(1, 1000)
 
 
 @dataclass(frozen=True)
@@ -83,49 +83,6 @@ def detect_drops(host_times: np.ndarray, nominal_fps: float, gap_factor: float =
     return int(lost.sum()), [(int(k + 1), float(gaps[k])) for k in big]
 
 
-class _VideoFile:
-    """An H.264 mp4 written under a temporary name; ``close()`` flushes the encoder and renames it."""
-
-    def __init__(self, path: Path, config: RecordConfig, fps: float):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.stem}.recording{path.suffix}")
-        self.container = av.open(str(self.tmp), mode="w")
-        self.fps = fps
-        self.config = config
-        self.stream: av.VideoStream | None = None
-        self.last_pts = -1
-
-    def write(self, image: np.ndarray, time_s: float) -> None:
-        if self.stream is None:
-            h, w = image.shape[:2]
-            self.stream = self.container.add_stream("libx264", rate=Fraction(round(self.fps * 1000), 1000))
-            # H.264 in 4:2:0 needs even sizes; an odd camera size loses its last row or column
-            self.stream.width, self.stream.height = w - w % 2, h - h % 2
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.codec_context.time_base = TIME_BASE
-            self.stream.options = {"crf": str(self.config.crf), "preset": self.config.preset}
-        h, w = self.stream.height, self.stream.width
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h, :w]), format="bgr24")
-        pts = max(int(round(time_s / TIME_BASE)), self.last_pts + 1)
-        frame.pts, frame.time_base = pts, TIME_BASE
-        self.last_pts = pts
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def close(self, keep: bool) -> None:
-        try:
-            if self.stream is not None:
-                for packet in self.stream.encode():
-                    self.container.mux(packet)
-        finally:
-            self.container.close()
-        if keep and self.stream is not None:
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
-
-
 def _write_timestamps(path: Path, camera: str, video_times: list[float], host_times: list[float]) -> None:
     lines = [f"# camera {camera}; host_time_s: time.monotonic() shared by the cameras recorded together",
              "frame,video_time_s,host_time_s"]  # fmt: skip
@@ -153,7 +110,7 @@ def _record_one(
 ) -> None:
     fps = config.fps or source.nominal_fps or 30.0
     stats.nominal_fps = fps
-    writer = _VideoFile(video_path, config, fps)
+    writer = VideoWriter(video_path, fps, config.crf, config.preset)
     host: list[float] = []
     video: list[float] = []
     ok = False
@@ -167,7 +124,7 @@ def _record_one(
             t_video = frame.time_s - host[0] if host else 0.0
             writer.write(frame.image, t_video)
             host.append(frame.time_s)
-            video.append(writer.last_pts * float(TIME_BASE))
+            video.append(writer.last_pts * float(VIDEO_TIME_BASE))
             stats.frames = len(host)
         ok = True
     except (av.FFmpegError, ValueError, OSError) as e:

@@ -31,10 +31,11 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from capture.video_writer import VideoWriter
 
 from .performer import MASTER_RATE_HZ, Performance, PerformerError, exercise_motion, load_bvh_motion, perform, place_on_floor
 from .rigs import StudioRig, load_rig_preset
@@ -42,7 +43,6 @@ from .rigs import StudioRig, load_rig_preset
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-VIDEO_TIME_BASE = Fraction(1, 90000)
 
 
 @dataclass(frozen=True)
@@ -143,41 +143,6 @@ def write_wav(path: Path, samples: np.ndarray, rate_hz: int) -> Path:
 # ------------------------------------------------------------------------------------------------
 # video
 # ------------------------------------------------------------------------------------------------
-class _VideoWriter:
-    """H.264 mp4 with explicit timestamps, written under a temporary name and renamed when closed."""
-
-    def __init__(self, path: Path, size: tuple[int, int], frame_rate: float, crf: int):
-        import av
-
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.stem}.writing{path.suffix}")
-        self.container = av.open(str(self.tmp), mode="w")
-        self.stream = self.container.add_stream("libx264", rate=Fraction(round(frame_rate * 1000), 1000))
-        self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = VIDEO_TIME_BASE
-        self.stream.options = {"crf": str(crf), "preset": "veryfast"}
-        self._av = av
-
-    def write(self, image_bgr: np.ndarray, time_s: float) -> None:
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
-        frame.pts, frame.time_base = int(round(time_s / VIDEO_TIME_BASE)), VIDEO_TIME_BASE
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def close(self, keep: bool = True) -> None:
-        try:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-        finally:
-            self.container.close()
-        if keep:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
 # ------------------------------------------------------------------------------------------------
 # the take
 # ------------------------------------------------------------------------------------------------
@@ -277,7 +242,7 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
     for sc in rig.cameras:
         renderer = BodyRenderer(sc.camera, body.faces, colours, supersample=config.supersample, seed=config.seed)
         _, cam_times = schedules[sc.name]
-        writer = _VideoWriter(session.videos_dir / f"{sc.name}.mp4", sc.camera.size, sc.frame_rate, config.crf)
+        writer = VideoWriter(session.videos_dir / f"{sc.name}.mp4", sc.frame_rate, config.crf)
         ok = False
         try:
             for start in range(0, len(cam_times), 64):
@@ -317,8 +282,7 @@ def _render_calibration(session, rig: StudioRig, board, poses: np.ndarray, confi
     total, done = len(poses) * len(rig.cameras), 0
     for sc in rig.cameras:
         renderer = BoardRenderer(board, sc.camera, seed=config.seed + 7)
-        writer = _VideoWriter(session.calibration_recordings_dir / f"{sc.name}.mp4", sc.camera.size, sc.frame_rate,
-                              config.crf)
+        writer = VideoWriter(session.calibration_recordings_dir / f"{sc.name}.mp4", sc.frame_rate, config.crf)
         ok = False
         try:
             for v, pose in enumerate(poses):

@@ -15,15 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from calibration.camera import Camera
-from capture.fileio import atomic_path
 from capture.frames import open_frames
+from capture.video_writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ MESH_BGR = (40, 215, 255)
 """Colour of the overlaid body (yellow), before shading; its outline is drawn in the same colour."""
 LEFT_BGR, RIGHT_BGR, CENTRE_BGR = (255, 160, 40), (40, 60, 240), (80, 230, 80)
 """Skeleton colours: the performer's left side blue, right side red, the middle green."""
-VIDEO_TIME_BASE = Fraction(1, 90000)
 
 
 @dataclass
@@ -183,43 +181,6 @@ def draw_skeleton(image: np.ndarray, uv: np.ndarray, joints: tuple[str, ...],
     return image
 
 
-class _VideoOut:
-    """H.264 mp4 written under a temporary name, moved into place only when complete."""
-
-    def __init__(self, path: Path, size: tuple[int, int], frame_rate: float, crf: int):
-        import av
-
-        self._av = av
-        self._atomic = atomic_path(path)
-        self.tmp = self._atomic.__enter__()
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
-        self.stream = self.container.add_stream("libx264", rate=Fraction(round(frame_rate * 1000), 1000))
-        self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = VIDEO_TIME_BASE
-        self.stream.options = {"crf": str(crf), "preset": "veryfast"}
-        self._last_pts = -1
-
-    def write(self, image_bgr: np.ndarray, time_s: float) -> None:
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image_bgr), format="bgr24")
-        pts = max(int(round(time_s / VIDEO_TIME_BASE)), self._last_pts + 1)  # strictly increasing
-        frame.pts, frame.time_base, self._last_pts = pts, VIDEO_TIME_BASE, pts
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def close(self, ok: bool) -> None:
-        try:
-            if ok:
-                for packet in self.stream.encode():
-                    self.container.mux(packet)
-        finally:
-            self.container.close()
-            if ok:
-                self._atomic.__exit__(None, None, None)
-            else:
-                self._atomic.__exit__(RuntimeError, RuntimeError("overlay video not finished"), None)
-
-
 @dataclass(frozen=True)
 class OverlaySettings:
     """How overlays are drawn (from :class:`mocap.report.ReportConfig`)."""
@@ -271,7 +232,7 @@ def overlay_camera(
     # each strip instant takes the frame nearest to it; the raw frame is kept and drawn once at the end
     wanted = np.asarray(strip_times_s, float)
     strip: dict[float, tuple[float, float, np.ndarray]] = {}
-    writer: _VideoOut | None = None
+    writer: VideoWriter | None = None
     ok = False
     rate = source_fps or 30.0
     seen: list[float] = []
@@ -287,14 +248,14 @@ def overlay_camera(
             if video_path is not None:
                 image = draw(frame.image.copy(), t_common)
                 if writer is None:
-                    writer = _VideoOut(video_path, out_cam.size, rate if source_fps else _fps_of(source), settings.crf)
+                    writer = VideoWriter(video_path, rate if source_fps else _fps_of(source), settings.crf)
                 writer.write(image, t_cam)
             if progress:
                 progress(f"overlay {camera.name}", k + 1, total_frames)
         ok = True
     finally:
         if writer is not None:
-            writer.close(ok)
+            writer.close(keep=ok)
     return {t: draw(img.copy(), tc) for t, (_, tc, img) in strip.items()}, np.asarray(seen)
 
 
