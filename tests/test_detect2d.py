@@ -66,7 +66,7 @@ def test_video_and_image_folder_sources_in_worker_processes(tmp_path, portrait):
     for i in range(6):
         cv2.imwrite(str(folder / f"frame_{i}.png"), portrait)
     sources = {"cam_1": video, "cam_2": folder}
-    config = DetectionConfig(chunk_frames=3, frame_rate=30.0)
+    config = DetectionConfig(chunk_frames=3, frame_rate=30.0, tracking=True)  # video mode, tracking within chunks
     calls = []
     det = detect_sources(sources, config, ProcessExecutor(2), progress=lambda *a: calls.append(a))
     assert det.xy.shape == (2, 6, 1, 33, 2) and det.camera_names == ("cam_1", "cam_2")
