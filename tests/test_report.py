@@ -22,7 +22,7 @@ from mocap.report.analysis import RepetitionConfig, analyse, count_cycles, joint
 
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("overview", "calibration", "sync", "detection", "triangulation", "bones", "trajectories", "angles",
-            "body", "overlays", "warnings")  # fmt: skip
+            "body", "export", "overlays", "warnings")  # fmt: skip
 PERIOD_S = {"squat": 2.4, "jumping_jack": 1.2}
 """Seconds per repetition of the virtual studio's exercises (capture/virtual_studio/performer.py), before
 each take's personal tempo factor."""
@@ -232,6 +232,9 @@ def take(tmp_path_factory):
     body = anny.AnnyBody()
     (session.root / "measurements.json").write_text(json.dumps(measure_body(body, synth.performance.shape).to_json()))
     write_obj(session.root / "body_rest.obj", body.rest_mesh(synth.performance.shape), body.faces)
+    from mocap.stages_export import ExportConfig, run_export
+
+    run_export(session, ExportConfig(formats=("bvh", "trc")))
     calls = []
     start = time.perf_counter()
     path = write_report(session, progress=lambda label, done, total: calls.append((label, done, total)))
