@@ -45,6 +45,7 @@ bench: bench-setup
 	$(BIN)/python benchmarks/bench_triangulation.py
 	$(BIN)/python benchmarks/bench_export.py
 	@test ! -f benchmarks/bench_fitting.py || $(BIN)/python benchmarks/bench_fitting.py
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 # make bench-setup: the peer tools for benchmarks (aniposelib 0.8.0, Pose2Sim 0.10.49) in .venv without
 # touching our OpenCV, numpy or torch. aniposelib comes with the `bench` extra (its requirements ask for

@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from capture.fileio import write_json_atomic
 from reconstruction.body.cache import project_cache_dir
 from reconstruction.body.fitting import FitConfig, fit_sequence
@@ -30,6 +32,18 @@ def load_body_model(cfg: FitConfig):  # noqa: ANN201
 
     model_dir = Path(cfg.model_dir) if cfg.model_dir else project_cache_dir() / "body_models"
     return load_smpl(model_dir, cfg.model, cfg.gender, cfg.num_betas)
+
+
+def empty_runs(valid: np.ndarray, frame_times: np.ndarray) -> list[str]:
+    """Warnings for runs of frames with no keypoint at all (T, J) bool: the performer out of view, or hidden."""
+    empty = ~np.asarray(valid).any(axis=1)
+    warnings = []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], empty.astype(int), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        warnings.append(
+            f"frames {start}-{stop - 1} ({frame_times[start]:.2f}-{frame_times[stop - 1]:.2f} s): no keypoints (the "
+            f"performer out of view or hidden); the body there is interpolated from the frames around it")
+    return warnings
 
 
 def run_fit(session: Session, overrides: dict | None = None, force: bool = False, meshes: bool = False) -> Path:
@@ -59,8 +73,11 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
         out = model.evaluate(motion.shape, motion.pose_rotvec, motion.trans)
         for i, v in enumerate(out.vertices):
             write_obj(session.export_dir / "meshes" / f"frame_{i:06d}.obj", v, model.faces)
+    warnings = empty_runs(kp.valid, kp.frame_times)
+    for w in warnings:
+        logger.warning("fit: %s", w)
     session.write_stage_report(StageReport(
         STAGE, fp, tuple(str(o) for o in outputs), {**motion.figures, "measurements": meas.to_json()},
-        seconds=time.monotonic() - start,
+        tuple(warnings), seconds=time.monotonic() - start,
     ))  # fmt: skip
     return session.body_path
