@@ -1,6 +1,7 @@
 # make test: create .venv, install the project with its test extras, run the tests.
-# make demo: set up as for make test, then `mocap demo` (renders the demo take once into .cache/demo, runs every
-# stage on it and prints the errors against the truth; the take report is .cache/demo/take/report/index.html).
+# make demo: set up as for make test (plus Blender in .cache/blender-venv for the export preview), then
+# `mocap demo` (renders the demo take once into .cache/demo, runs every stage on it and prints the errors
+# against the truth; the take report is .cache/demo/take/report/index.html).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -59,6 +60,7 @@ bench-setup: $(STAMP)
 	$(BIN)/python benchmarks/check_peers.py
 
 demo: $(STAMP)
+	@$(BIN)/python -m export.blender_preview --install || echo "(continuing without Blender: the report says why)"
 	$(BIN)/mocap demo
 
 clean-venv:

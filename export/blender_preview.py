@@ -1,7 +1,8 @@
 """Pictures of an exported take as Blender imports it: the FBX and the BVH side by side at a few frames.
 
-Blender (bpy 5.3) lives in its own Python 3.13 venv in the project cache (``.cache/blender-venv``, built by
-``make blender-check`` or ``make test``); it never enters the project's venv. When it is absent the preview
+Blender (bpy 5.3, pinned in ``blender_requirements.txt``) lives in its own Python 3.13 venv in the project
+cache (``.cache/blender-venv``, built by ``make demo``, ``make blender-check`` or ``make test``, or
+``python -m export.blender_preview --install``); it never enters the project's venv. When it is absent the preview
 is skipped with that reason. The picture is what an animator would check first: both files import, the
 character stands on the floor, faces forward, and moves as the performer did. The head positions of every
 bone that Blender reports for the two files are compared too (they must agree: same retargeted motion).
@@ -9,7 +10,10 @@ bone that Blender reports for the two files are compared too (they must agree: s
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +36,47 @@ class PreviewUnavailable(RuntimeError):
     """Blender is not installed in the project cache (the message says how to install it)."""
 
 
-def blender_python() -> Path:
+REQUIREMENT_FILE = Path(__file__).with_name("blender_requirements.txt")
+PYTHON313_CANDIDATES = ("/root/.pyenv/versions/3.13.0/bin/python3.13", "python3.13")
+
+
+def _venv() -> Path:
     from reconstruction.body.cache import project_cache_dir
 
-    venv = project_cache_dir() / "blender-venv"
-    python = venv / "bin" / "python"
-    if not (venv / ".installed").exists() or not python.exists():
+    return project_cache_dir() / "blender-venv"
+
+
+def find_python313() -> Path | None:
+    """bpy 5.3 needs Python 3.13: ``$MOCAP_PYTHON313``, pyenv's, or ``python3.13`` on the PATH."""
+    for candidate in (os.environ.get("MOCAP_PYTHON313", ""), *PYTHON313_CANDIDATES):
+        found = shutil.which(candidate) if candidate and "/" not in candidate else candidate
+        if found and Path(found).exists():
+            return Path(found)
+    return None
+
+
+def blender_python(install: bool = False) -> Path:
+    """The Python of the isolated Blender venv (``.cache/blender-venv``); with ``install``, create it first
+    (about 1 GB and 45 s, once). Raises :class:`PreviewUnavailable` saying why Blender cannot be had."""
+    if os.environ.get("MOCAP_SKIP_BLENDER"):
+        raise PreviewUnavailable("MOCAP_SKIP_BLENDER is set")
+    venv = _venv()
+    python, stamp = venv / "bin" / "python", venv / ".installed"
+    requirement = REQUIREMENT_FILE.read_text().split()[0]
+    if stamp.exists() and stamp.read_text() == requirement and python.exists():
+        return python
+    if not install:
         raise PreviewUnavailable(f"Blender is not installed in {venv}; `make blender-check` installs it (~1 GB, once)")
+    py313 = find_python313()
+    if py313 is None:
+        raise PreviewUnavailable("Python 3.13 not found (bpy 5.3 needs it; set MOCAP_PYTHON313=/path/to/python3.13)")
+    if not python.exists():
+        subprocess.run([str(py313), "-m", "venv", str(venv)], check=True, timeout=300)
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement],
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+    if proc.returncode != 0:
+        raise PreviewUnavailable(f"pip could not install {requirement} for Python 3.13: {proc.stderr.strip()[-300:]}")
+    stamp.write_text(requirement)
     return python
 
 
@@ -87,4 +125,21 @@ def render_preview(fbx: Path, bvh: Path, out: Path, frame_rate: float, frames: l
     return Preview(out, tuple(int(f) for f in frames), difference, time.perf_counter() - start)
 
 
-__all__ = ["Preview", "PreviewUnavailable", "blender_python", "render_preview"]
+def main() -> int:
+    """``python -m export.blender_preview --install``: set up Blender in the project cache (make demo does)."""
+    if sys.argv[1:] != ["--install"]:
+        print("usage: python -m export.blender_preview --install", file=sys.stderr)
+        return 2
+    print(f"Blender (bpy) for the export previews and checks in {_venv()} (about 1 GB, once)")
+    try:
+        print(f"ready: {blender_python(install=True)}")
+    except PreviewUnavailable as e:
+        print(f"no Blender: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["Preview", "PreviewUnavailable", "blender_python", "find_python313", "render_preview"]
+
+if __name__ == "__main__":
+    sys.exit(main())

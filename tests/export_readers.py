@@ -2,8 +2,9 @@
 
 - the Khronos glTF validator (npm ``gltf-validator``, version pinned in ``tests/tools/package.json``),
   installed with npm into ``.cache/test-tools/node_modules``;
-- Blender as a module (``bpy``, pinned in ``tests/blender_check/requirements.txt``) in an isolated Python 3.13
-  virtual environment ``.cache/blender-venv`` (bpy 5.3 needs Python 3.13; the project runs on 3.11).
+- Blender as a module (``bpy``, pinned in ``export/blender_requirements.txt``) in an isolated Python 3.13
+  virtual environment ``.cache/blender-venv`` (bpy 5.3 needs Python 3.13; the project runs on 3.11), set up
+  by :func:`export.blender_preview.blender_python`.
 
 Each helper returns None with a reason when its tool cannot be had, so tests skip and say why.
 """
@@ -11,7 +12,6 @@ Each helper returns None with a reason when its tool cannot be had, so tests ski
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache"
 TOOLS = Path(__file__).resolve().parent / "tools"
 BLENDER_CHECK = Path(__file__).resolve().parent / "blender_check"
-PYTHON313_CANDIDATES = [
-    os.environ.get("MOCAP_PYTHON313", ""),
-    "/root/.pyenv/versions/3.13.0/bin/python3.13",
-    shutil.which("python3.13") or "",
-]
 
 
 def gltf_validator() -> tuple[Path | None, str]:
@@ -65,35 +60,12 @@ def validate_gltf(paths: list[Path]) -> list[dict]:
     return json.loads(proc.stdout)
 
 
-def python313() -> Path | None:
-    for cand in PYTHON313_CANDIDATES:
-        if cand and Path(cand).exists():
-            return Path(cand)
-    return None
-
-
 def blender_python() -> tuple[Path | None, str]:
     """(python of the isolated bpy venv, "") or (None, why). Creates the venv on first use (~1 GB)."""
-    if os.environ.get("MOCAP_SKIP_BLENDER"):
-        return None, "MOCAP_SKIP_BLENDER is set"
-    py = python313()
-    if py is None:
-        return None, "Python 3.13 not found (bpy 5.3 needs it; set MOCAP_PYTHON313=/path/to/python3.13)"
-    venv = CACHE / "blender-venv"
-    vpy = venv / "bin" / "python"
-    requirement = (BLENDER_CHECK / "requirements.txt").read_text().split()[0]
-    stamp = venv / ".installed"
-    if stamp.exists() and stamp.read_text() == requirement:
-        return vpy, ""
-    if not vpy.exists():
-        subprocess.run([str(py), "-m", "venv", str(venv)], check=True, timeout=300)
-    proc = subprocess.run(
-        [str(vpy), "-m", "pip", "install", "--quiet", requirement],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if proc.returncode != 0:
-        return None, f"pip could not install {requirement} for Python 3.13: {proc.stderr.strip()[-300:]}"
-    stamp.write_text(requirement)
-    return vpy, ""
+    from export.blender_preview import PreviewUnavailable
+    from export.blender_preview import blender_python as install
+
+    try:
+        return install(install=True), ""
+    except PreviewUnavailable as e:
+        return None, str(e)
