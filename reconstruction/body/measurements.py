@@ -129,7 +129,9 @@ def measure(vertices: np.ndarray, faces: np.ndarray, keypoints: dict[str, np.nda
             break
     thigh_centre = kp["left_hip"][:2] + 0.3 * (knee_l[:2] - kp["left_hip"][:2])
     thigh = scan(crotch - 0.06, crotch - 0.01, thigh_centre, max)
-    neck_z = sh[2] + 0.35 * (head[2] - sh[2])
+    # halfway from the shoulder keypoints to the nose: lower slices catch the trapezius, whose girth changes
+    # steeply with height (and with where a detector-trained shoulder landmark sits)
+    neck_z = sh[2] + 0.5 * (head[2] - sh[2])
     neck = circumference_at(v, faces, neck_z, sh[:2])
     arm = float(np.linalg.norm(kp["left_elbow"] - kp["left_shoulder"]) + np.linalg.norm(kp["left_wrist"] - kp["left_elbow"]))
     return Measurements(
