@@ -91,7 +91,7 @@ class BodyRenderer:
         dirs = camera.rays(np.stack([u, v], -1)).astype(np.float32)  # (h*s, w*s, 3)
         self.dirs = dirs
         origin = np.broadcast_to(camera.center.astype(np.float32), dirs.shape)
-        self._rays = o3d.core.Tensor(np.ascontiguousarray(np.concatenate([origin, dirs], -1)))
+        self._rays = np.ascontiguousarray(np.concatenate([origin, dirs], -1))
         self.background, self.floor_depth = self._static_scene(seed)
 
     def _static_scene(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +113,22 @@ class BodyRenderer:
         image = np.where(on_floor[..., None], floor, wall).astype(np.float32)
         return image, np.where(on_floor, dist, np.inf).astype(np.float32)
 
+    def _body_box(self, vertices: np.ndarray) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1) in supersampled pixels: the mesh's projected bounding box with a margin."""
+        rows, cols = self.floor_depth.shape
+        cam = self.camera
+        depth = (np.asarray(vertices, float) - cam.center) @ cam.R[2]
+        if len(vertices) == 0 or depth.min() <= 1e-3:
+            return 0, rows, 0, cols
+        uv = cam.project(np.asarray(vertices, float))
+        if not np.isfinite(uv).all():
+            return 0, rows, 0, cols
+        s, margin = self.supersample, 3
+        x0, y0 = np.floor(uv.min(0) * s).astype(int) - margin * s
+        x1, y1 = np.ceil(uv.max(0) * s).astype(int) + margin * s + 1
+        y0, y1, x0, x1 = max(y0, 0), min(y1, rows), max(x0, 0), min(x1, cols)
+        return (y0, max(y1, y0 + 1), x0, max(x1, x0 + 1)) if y0 < rows and x0 < cols else (0, 1, 0, 1)
+
     def render(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Image (H, W, 3) uint8 BGR and body mask (H, W) bool for the mesh at ``vertices`` (V, 3) metres."""
         vertices = np.asarray(vertices, np.float32)
@@ -121,13 +137,18 @@ class BodyRenderer:
         o3d = self._o3d
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(o3d.core.Tensor(vertices), self._faces_o3d)
-        hits = scene.cast_rays(self._rays)
-        t_hit = hits["t_hit"].numpy()
+        # rays only where the mesh can be: the box around its projection (the whole image when any vertex is
+        # behind the camera); pixels outside it cannot see the body
+        y0, y1, x0, x1 = self._body_box(vertices)
+        hits = scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(self._rays[y0:y1, x0:x1])))
+        t_hit = np.full(self.floor_depth.shape, np.inf, np.float32)
+        t_hit[y0:y1, x0:x1] = hits["t_hit"].numpy()
         body = np.isfinite(t_hit) & (t_hit < self.floor_depth)
         image = self.background.copy()
         if body.any():
-            prim = hits["primitive_ids"].numpy()[body].astype(np.int64)
-            uv = hits["primitive_uvs"].numpy()[body]
+            inside = body[y0:y1, x0:x1]
+            prim = hits["primitive_ids"].numpy()[inside].astype(np.int64)
+            uv = hits["primitive_uvs"].numpy()[inside]
             tri = self.faces[prim]  # (N, 3)
             bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)[..., None]
             normals = _vertex_normals(vertices, self.faces)
@@ -153,7 +174,7 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) area-weighted vertex normals (not normalized) of a mesh (V, 3) with faces (F, 3)."""
     tri = vertices[faces]
     face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_n)
-    return normals
+    corner = faces.reshape(-1)
+    weights = np.repeat(face_n, 3, axis=0)  # each face's normal to its three corners
+    return np.stack([np.bincount(corner, weights[:, k], minlength=len(vertices)) for k in range(3)], -1).astype(
+        vertices.dtype)
