@@ -40,7 +40,7 @@ class ReportConfig:
     """Write an overlay video per camera (report/overlays/<camera>.mp4); the frame strips are made either way."""
     strip_frames: int = 4
     """Frames per camera in the page's strips."""
-    max_width: int = 960
+    max_width: int = 640
     """Overlay videos and strips are scaled down to at most this width in pixels."""
     mesh_style: str = "shaded"
     """How the body mesh is drawn over the video: "shaded" (ray-cast, half transparent) or "wireframe"."""

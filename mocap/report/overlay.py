@@ -185,7 +185,7 @@ def draw_skeleton(image: np.ndarray, uv: np.ndarray, joints: tuple[str, ...],
 class OverlaySettings:
     """How overlays are drawn (from :class:`mocap.report.ReportConfig`)."""
 
-    max_width: int = 960
+    max_width: int = 640
     mesh_style: str = "shaded"
     mesh_alpha: float = 0.5
     crf: int = 23
