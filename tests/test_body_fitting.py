@@ -87,14 +87,41 @@ def test_anny_fit_pose_accuracy(anny_scores):
     assert anny_scores["pve_mm"] <= 20.0, anny_scores
 
 
-@pytest.mark.xfail(strict=True, reason="shape not yet recovered to 5 mm height / 10 mm girths (measured ~30 / ~160 mm)")
+@pytest.fixture(scope="module")
+def anny_clean_scores(anny) -> dict:
+    take = _take(anny, noise=0.0, outliers=0.0)
+    return _scores(anny, take, fit_sequence(anny, take[4], FitConfig(), frame_rate=FPS))
+
+
+def test_anny_fit_shape_noise_free(anny_clean_scores):
+    # measured: height 0.1 mm, girths within 6.6 mm (neck), 1.9 mm per vertex
+    assert anny_clean_scores["height_mm"] <= 2.0 and anny_clean_scores["girth_mm"] <= 10.0, anny_clean_scores
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shape prior pulls muscle (which keypoints hardly see) towards the average: girths 6.6 mm off",
+)
+def test_anny_fit_shape_noise_free_acceptance(anny_clean_scores):
+    assert anny_clean_scores["girth_mm"] <= 2.0, anny_clean_scores
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with 10 mm noise the keypoints hardly constrain Anny's muscle and weight (posterior sd about 0.2 and "
+    "0.4 on 100 frames, several cm of girth): measured height 12-19 mm, girths 80-180 mm off",
+)
 def test_anny_fit_shape_acceptance(anny_scores):
     assert anny_scores["height_mm"] <= 5.0 and anny_scores["girth_mm"] <= 10.0, anny_scores
 
 
-@pytest.mark.xfail(strict=True, reason="isolated per-frame flips leave the fit jitterier than the filtered input")
-def test_anny_fit_jitter_and_sliding_acceptance(anny_scores):
+def test_anny_fit_jitter(anny_scores):
+    # the fit is no jerkier than the noisy keypoints after the reference Butterworth filter
     assert anny_scores["jitter_fit"] <= anny_scores["jitter_butterworth"], anny_scores
+
+
+@pytest.mark.xfail(strict=True, reason="the planted foot's keypoints still slide (the foot rolls about its sole points)")
+def test_anny_fit_foot_sliding_acceptance(anny_scores):
     assert anny_scores["sliding_mm_s"] <= 5.0 + anny_scores["sliding_truth_mm_s"], anny_scores
 
 

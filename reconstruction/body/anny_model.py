@@ -150,12 +150,13 @@ class AnnyBody(SkinnedBodyModel):
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
         # a broad prior around the default adult: one standard deviation is 0.25 on each phenotype
         centre = torch.as_tensor(self.default_shape(), dtype=shape.dtype)
-        return (((shape - centre) / 0.25) ** 2).sum() * 0.5
+        return (((shape - centre) / 0.25) ** 2).sum(-1) * 0.5
 
     def _coefficients(self, shape: torch.Tensor) -> torch.Tensor:
-        pheno = shape.to(self._core.dtype)[None]
+        pheno = shape.to(self._core.dtype).reshape(-1, shape.shape[-1])
         empty = pheno.new_zeros((1, 0))
-        return self._core._get_phenotype_blendshape_coefficients(pheno, empty, empty)[0].to(self.dtype)
+        coeffs = self._core._get_phenotype_blendshape_coefficients(pheno, empty, empty).to(self.dtype)
+        return coeffs.reshape(*shape.shape[:-1], coeffs.shape[-1])
 
     def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
         return self._coefficients(shape)

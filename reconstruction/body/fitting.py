@@ -14,7 +14,7 @@ How (all on the CPU, in torch, float64):
    ``outlier_sigmas`` from the fit, low-pass the remaining keypoints over time (zero-phase Butterworth),
    and pose every frame against them (this is the temporal smoothness: the fit is as smooth as its
    targets, and the body's rigid bones remove more noise).
-4. Foot contact: a sole point (heel and ball of each foot) that is low and still is in contact; each
+4. Foot contact: a sole point (heel and two front points of each foot) that is low and still is in contact; each
    contact is anchored where the fit puts it on average, on the floor (Z = 0 plus the point's rest
    clearance) when it is within ``floor_tolerance_m`` of it, and a last pose pass pulls the soles to their
    anchors (weights ramped in and out, so no jerk at touch-down or lift-off).
@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -75,12 +76,12 @@ class FitConfig:
     """Frames (spread over the take) used to fit the shape."""
     shape_iterations: int = 12
     """Levenberg-Marquardt iterations of the shape stage."""
-    shape_starts: int = 6
-    """Starting shapes tried (the average body and random ones) before the shape fit."""
-    shape_start_frames: int = 20
-    """Frames used to rank the starting shapes."""
-    shape_start_iterations: int = 10
-    """Levenberg-Marquardt iterations from each starting shape."""
+    shape_candidates: int = 1024
+    """Candidate shapes (the average body and random ones) scored in each round of the shape search."""
+    shape_starts: int = 4
+    """Best candidates of each round of the shape search refined continuously."""
+    shape_start_iterations: int = 3
+    """Rounds of the shape search (each re-poses the frames with the shape found so far)."""
     shape_step_limit: float = 0.3
     """Largest change of an (unconstrained) shape variable in one shape iteration."""
     frame_iterations: int = 4
@@ -105,6 +106,8 @@ class FitConfig:
     """How closely a sole point in contact is held to its anchor (metres)."""
     contact_speed_m_s: float = 0.15
     """A sole point slower than this (and low enough) is in contact."""
+    contact_cutoff_hz: float = 3.0
+    """Low-pass cut-off of the sole paths whose speed tells contact (0: raw paths)."""
     contact_height_m: float = 0.06
     """A sole point more than this above its rest clearance over the floor is not in contact."""
     contact_min_s: float = 0.1
@@ -166,9 +169,9 @@ class _Reduced:
 
     free: (Jf,) model joint index of each free joint; parent_f: (Jf,) parent position (-1: root);
     desc: (Jf, Jf) 1 where column i is row j or below it; anc: (Jf, Jf) 1 where column i is row j or above
-    it; vertex_ids: (N,) vertices needed; weights: (N, Jf) merged skinning weights; kp_matrix: (K + 4, N)
-    the format's keypoints, then the 4 sole vertices (left heel, left ball, right heel, right ball);
-    sole_ids: (4,) those vertices; sem: SMPL-24 name -> free-joint position.
+    it; vertex_ids: (N,) vertices needed; weights: (N, Jf) merged skinning weights; kp_matrix: (K + P, N)
+    the format's keypoints, then the P = 2 * SOLE_POINTS sole vertices (left foot, then right);
+    sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position.
     """
 
     free: torch.Tensor
@@ -232,7 +235,7 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
     ids = np.unique(np.concatenate([reg.vertex_ids, sole_ids]))
     col = {int(v): i for i, v in enumerate(ids)}
     K = len(reg.joint_names)
-    mat = np.zeros((K + 4, len(ids)))
+    mat = np.zeros((K + len(sole_ids), len(ids)))
     for n, v in enumerate(reg.vertex_ids):
         mat[:K, col[int(v)]] = reg.matrix[:, n]
     for r, v in enumerate(sole_ids):
@@ -245,16 +248,22 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
     )  # fmt: skip
 
 
+SOLE_POINTS = 3
+"""Sole points per foot: heel, and the front of the sole at its two sides (three points hold a foot
+still; two would let it roll about the line through them)."""
+
+
 def _sole_vertices(model: SkinnedBodyModel, merged: np.ndarray, pos: dict[int, int]) -> np.ndarray:
-    """(4,) vertex ids: left heel, left ball, right heel, right ball (the lowest foot vertices at the back
-    and at the front)."""
+    """(2 * SOLE_POINTS,) vertex ids: left heel, left front sole at -X and at +X, then the same on the
+    right (among the lowest vertices of each foot: the back-most, and the side-most of the front half)."""
     rest = model.rest_mesh(model.default_shape())
     out = []
     for side in ("left", "right"):
         ankle = pos[model.semantic_joints[f"{side}_ankle"]]
         foot = np.flatnonzero(merged[:, ankle] > 0.5)
         low = foot[rest[foot, 2] < rest[foot, 2].min() + 0.012]
-        out += [low[np.argmax(rest[low, 1])], low[np.argmin(rest[low, 1])]]  # facing -Y: the heel is at +Y
+        front = low[rest[low, 1] < np.median(rest[low, 1])]  # facing -Y: the heel is at +Y
+        out += [low[np.argmax(rest[low, 1])], front[np.argmin(rest[front, 0])], front[np.argmax(rest[front, 0])]]
     return np.array(out)
 
 
@@ -360,7 +369,7 @@ def _shape_jacobian(red: _Reduced, rest: _Rest, posed: _Posed, dP: torch.Tensor,
 @dataclass
 class _Targets:
     """Per-frame data of one batch of frames: target (T, K, 3) keypoints (0 where missing), weight (T, K),
-    anchors (T, 4, 3) and anchor weights (T, 4) of the sole points (0: no contact term), and optional 2D
+    anchors (T, P, 3) and anchor weights (T, P) of the sole points (0: no contact term), and optional 2D
     terms: proj (C, 3, 4), uv (C, T, K, 2), conf (C, T, K)."""
 
     target: torch.Tensor
@@ -556,46 +565,91 @@ def _solve_shape(
     return sfree, rot, trans
 
 
-def _robust_cost(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, sfree: torch.Tensor, rot: torch.Tensor,
-                 trans: torch.Tensor, tg: _Targets, cfg: FitConfig) -> float:  # fmt: skip
-    """Geman-McClure keypoint cost plus the shape prior: what the shape starts are ranked by."""
-    rest = _rest(basis, _coefficients(model, sfree))
-    pts = _forward(model, red, rest, rot, trans).pts[:, : tg.target.shape[1]]
-    sq = ((pts - tg.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
-    c2 = cfg.robust_scale**2
-    prior = cfg.shape_prior_weight * model.shape_prior(model.shape_from_free(sfree.to(model.dtype)))
-    return float((tg.weight * c2 * sq / (sq + c2)).sum() + 2 * prior)
+def _shape_surrogate(
+    model: SkinnedBodyModel, red: _Reduced, basis: _Basis, sfree: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor,
+    tg: _Targets, cfg: FitConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A quadratic model of the robust keypoint cost in the blend coefficients c (C,) around the shape
+    ``sfree`` (S,), with each frame's pose eliminated (Schur complement of the Gauss-Newton system):
+    cost(c0 + d) - cost(c0) ~ 2 g.d + d.H.d. The posed points are linear in c for fixed rotations, so
+    the model is exact in the shape and linearised only in the poses. Returns c0 (C,), g (C,), H (C, C)."""
+    c0 = _coefficients(model, sfree)
+    rest = _rest(basis, c0)
+    posed = _forward(model, red, rest, rot, trans)
+    sw, sw2 = _robust_weights(posed.pts, tg, cfg.robust_scale**2, cfg)
+    jc = _shape_jacobian(red, rest, posed, basis.Pc, basis.Jc)
+    h_ff, g_f, h_fc, rest_c = _normal_equations(_pose_jacobian(red, rest, posed), posed.pts, rot, tg, sw, sw2, cfg, jc)
+    C = c0.shape[0]
+    n = h_ff.shape[-1]
+    a_ff = h_ff + 1e-6 * torch.eye(n, dtype=DT)
+    inv_fc = torch.linalg.solve(a_ff, h_fc)  # type: ignore[arg-type]
+    inv_g = torch.linalg.solve(a_ff, g_f)
+    assert h_fc is not None and rest_c is not None
+    H = (rest_c[:, : C * C].reshape(-1, C, C) - h_fc.transpose(1, 2) @ inv_fc).sum(0)
+    g = (rest_c[:, C * C :] - (h_fc.transpose(1, 2) @ inv_g[..., None])[..., 0]).sum(0)
+    return c0, g, H
 
 
-def _shape_start(
+def _compass_search(
+    objective: Callable[[torch.Tensor], torch.Tensor], starts: torch.Tensor, step: float = 0.2, tol: float = 0.005
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise a batched objective ((N, S) -> (N,)) from each of the starts (B, S) by compass search: try
+    a step up and down each coordinate, move to the best if it improves, else halve the step. Needs no
+    derivatives, so kinks do not stall it. Returns the minima (B, S) and their values (B,)."""
+    x = starts.clone()
+    val = objective(x)
+    B, S = x.shape
+    steps = torch.full((B,), step, dtype=x.dtype)
+    dirs = torch.cat([torch.eye(S, dtype=x.dtype), -torch.eye(S, dtype=x.dtype)])  # (2S, S)
+    while bool((steps > tol).any()):
+        trial = x[:, None] + steps[:, None, None] * dirs[None]  # (B, 2S, S)
+        tv = objective(trial.reshape(-1, S)).reshape(B, 2 * S)
+        i = torch.argmin(tv, 1)
+        better = tv[torch.arange(B), i] < val
+        x = torch.where(better[:, None], trial[torch.arange(B), i], x)
+        val = torch.where(better, tv[torch.arange(B), i], val)
+        steps = torch.where(better | (steps <= tol), steps, steps / 2)
+    return x, val
+
+
+def _shape_search(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
-    observed: np.ndarray, cfg: FitConfig,
-) -> torch.Tensor:  # fmt: skip
-    """The best of several short shape fits from different starting shapes, on a few frames.
+    cfg: FitConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A global search of the shape: rounds of (pose the frames with the current shape; build the quadratic
+    cost model of :func:`_shape_surrogate`; score candidate shapes on it (the first round: many, later
+    rounds: the shape so far); refine the best few on it by compass search; keep the best).
 
     A body model's blend coefficients may be piecewise in its shape parameters (Anny's phenotypes
-    interpolate between anchor bodies), so a single descent can stall at a kink short of the optimum;
-    starts on different sides of the kinks avoid that. Returns the unconstrained shape (S,).
+    interpolate between anchor bodies), and different parameters trade off (Anny's muscle against
+    weight), so a descent from one start stalls at a kink or in the wrong valley; scoring thousands of
+    shapes on the surrogate costs a few matrix products. rot (T, Jf, 3, 3), trans (T, 3) of the frames of
+    ``tg``. Returns the unconstrained shape (S,) and the frames' rot and trans.
     """
-    few = torch.as_tensor(
-        np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_start_frames, len(observed))).round().astype(int)])
-    )
-    sub = tg.rows(few)  # type: ignore[arg-type]
-    starts = [model.default_shape()] + [model.random_shape(np.random.default_rng(i), 0.8) for i in range(cfg.shape_starts - 1)]
-    short = FitConfig(**{**cfg.__dict__, "shape_iterations": cfg.shape_start_iterations})
-    best, best_cost = None, math.inf
-    for s0 in starts:
-        sf, r, t = _solve_shape(
-            model, red, basis, torch.as_tensor(model.free_from_shape(s0), dtype=DT), rot[few], trans[few], sub, short
-        )
-        c = _robust_cost(model, red, basis, sf, r, t, sub, cfg)
+    rng = np.random.default_rng(0)
+    cands = np.stack([model.default_shape()] + [model.random_shape(rng, 1.5) for _ in range(cfg.shape_candidates - 1)])
+    pool = torch.as_tensor(model.free_from_shape(cands), dtype=DT)
+    sfree = pool[0]
+    for round_ in range(cfg.shape_start_iterations):
+        rest = _rest(basis, _coefficients(model, sfree))
+        rot, trans = _solve_frames(model, red, rest, rot, trans, tg, cfg, cfg.frame_iterations, cfg.robust_scale)
+        c0, g, H = _shape_surrogate(model, red, basis, sfree, rot, trans, tg, cfg)
+
+        def objective(free: torch.Tensor, c0: torch.Tensor = c0, g: torch.Tensor = g, H: torch.Tensor = H) -> torch.Tensor:
+            shapes = model.shape_from_free(free.to(model.dtype))
+            d = model.blend_coefficients(shapes).to(DT) - c0
+            prior = model.shape_prior(shapes).to(DT)
+            return 2 * d @ g + ((d @ H) * d).sum(-1) + 2 * cfg.shape_prior_weight * prior
+
+        starts = torch.cat([pool, sfree[None]]) if round_ == 0 else sfree[None]
+        scores = objective(starts)
+        best, vals = _compass_search(objective, starts[torch.argsort(scores)[: cfg.shape_starts]])
+        sfree = best[int(torch.argmin(vals))]
         logger.debug(
-            "shape start %s -> %s, cost %.4g", np.round(s0, 2), np.round(model.shape_from_free(sf.to(model.dtype)).numpy(), 3), c
-        )
-        if c < best_cost:
-            best, best_cost = sf, c
-    assert best is not None
-    return best
+            "shape search round %d: %s (model cost change %.4g, from %.4g at the best start)",
+            round_, np.round(model.shape_from_free(sfree.to(model.dtype)).numpy(), 3), float(vals.min()), float(scores.min()),
+        )  # fmt: skip
+    return sfree, rot, trans
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -689,7 +743,8 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: FitConfig) -> np.ndarray:
     """(T, P) bool: sole point p is low (within ``contact_height_m`` of its rest clearance over the floor)
-    and still (slower than ``contact_speed_m_s``) for at least ``contact_min_s``.
+    and still (slower than ``contact_speed_m_s``, measured on its path low-passed at
+    ``contact_cutoff_hz``, as a fit's sole wobbles with the keypoint noise) for at least ``contact_min_s``.
 
     soles: (T, P, 3) fitted sole points (metres); clearance: (P,) their heights above the floor at rest.
     """
@@ -701,8 +756,9 @@ def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: F
         return out
     k = max(1, int(round(fps / 30)))
     speed = np.zeros(soles.shape[:2])
+    path = lowpass(soles, fps, cfg.contact_cutoff_hz)
     if T > 2 * k:
-        speed[k:-k] = np.linalg.norm(soles[2 * k :] - soles[: -2 * k], axis=-1) * fps / (2 * k)
+        speed[k:-k] = np.linalg.norm(path[2 * k :] - path[: -2 * k], axis=-1) * fps / (2 * k)
         speed[:k], speed[-k:] = speed[k], speed[-k - 1]
     c = (soles[..., 2] - clearance < cfg.contact_height_m) & (speed < cfg.contact_speed_m_s)
     shortest = max(2, int(round(cfg.contact_min_s * fps)))
@@ -942,8 +998,8 @@ def _fit(
     observed = np.flatnonzero(weight_np.sum(1) > 0)
     pick = np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)])
     pick_t = torch.as_tensor(pick)
-    sfree = _shape_start(model, red, basis, rot, trans, raw, observed, cfg)
-    sfree, rot_p, trans_p = _solve_shape(model, red, basis, sfree, rot[pick_t], trans[pick_t], raw.rows(pick_t), cfg)  # type: ignore[arg-type]
+    sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], raw.rows(pick_t), cfg)  # type: ignore[arg-type]
+    sfree, rot_p, trans_p = _solve_shape(model, red, basis, sfree, rot_p, trans_p, raw.rows(pick_t), cfg)  # type: ignore[arg-type]
     rot[pick_t], trans[pick_t] = rot_p, trans_p
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     rest = _rest(basis, _coefficients(model, sfree))
@@ -955,18 +1011,23 @@ def _fit(
     far = np.linalg.norm(pts[:, :K] - target_np, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
     weight_np = np.where(far, 0.0, weight_np)
     smooth = lowpass(np.where(weight_np[..., None] > 0, target_np, np.nan), fps, cfg.cutoff_hz)
-    filtered = _Targets(t(smooth), t(weight_np), proj=proj, uv=uv, conf=conf)
+    # the weights are low-passed too: a keypoint dropped or down-weighted in one frame would otherwise
+    # change that frame's fit alone (a jerk); the floor keeps gaps (filled by interpolation) pulling, so
+    # that a limb left unobserved at the end of a take cannot stay flipped
+    smooth_w = lowpass(np.repeat(weight_np[..., None], 3, -1), fps, cfg.cutoff_hz)[..., 0]
+    smooth_w = np.clip(smooth_w, 0.25, 1.0) * (weight_np.sum(0) > 0)
+    filtered = _Targets(t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf)
     rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, cfg.frame_iterations, cfg.robust_scale, "fit")
 
     # 4. feet in contact held still, on the floor
     pts = _points(model, red, rest, rot, trans, cfg.window)
     clearance = model.rest_mesh(shape)[red.sole_ids, 2]
-    contact = np.zeros((T, 4), dtype=bool)
+    contact = np.zeros((T, len(red.sole_ids)), dtype=bool)
     if cfg.contact:
         contact = detect_contacts(pts[:, K:], clearance, fps, cfg)
         if contact.any():
             anchors, aw = contact_anchors(pts[:, K:], clearance, contact, fps, cfg)
-            held = _Targets(t(smooth), t(weight_np), t(anchors), t(aw), proj, uv, conf)
+            held = _Targets(t(smooth), t(smooth_w), t(anchors), t(aw), proj, uv, conf)
             rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, cfg.frame_iterations, cfg.robust_scale, "contact")
             pts = _points(model, red, rest, rot, trans, cfg.window)
 
@@ -983,7 +1044,7 @@ def _fit(
         "keypoints_dropped_as_outliers": int(far.sum()),
         "keypoint_residual_median_mm": float(np.median(resid) * 1000) if resid.size else math.nan,
         "keypoint_residual_p95_mm": float(np.percentile(resid, 95) * 1000) if resid.size else math.nan,
-        "contact_fraction": contact.reshape(T, 2, 2).any(-1).mean(0).tolist(),
+        "contact_fraction": contact.reshape(T, 2, SOLE_POINTS).any(-1).mean(0).tolist(),
         "foot_sliding_mm_s": foot_sliding_mm_s(pts[:, K:], contact, fps),
         "seconds": seconds,
         "frames_per_second": T / max(seconds, 1e-9),
@@ -991,5 +1052,5 @@ def _fit(
     logger.info("fitted %d frames in %.1f s (%.0f frames/s)", T, seconds, figures["frames_per_second"])
     return BodyMotion(
         model.name, shape, full, trans.numpy(), fps, np.asarray(keypoints.frame_times, dtype=float),
-        getattr(model, "gender", "neutral"), contact.reshape(T, 2, 2).any(-1), figures,
+        getattr(model, "gender", "neutral"), contact.reshape(T, 2, SOLE_POINTS).any(-1), figures,
     )  # fmt: skip

@@ -2,8 +2,10 @@
 
 The mesh stands in the world frame (Z up, facing -Y, left +X, feet at Z = 0; ``BodyModel.rest_mesh``).
 A circumference is what a tape measure gives: the perimeter of the convex hull of a horizontal slice
-through the mesh (the slice's piece around the body part only). Landmark heights come from the model's
-keypoints in the rest pose.
+through the mesh (the slice's piece around the body part only). The arms are left out of the slices
+(as a tailor lifts them): in a rest pose with the arms down, a slice at the armpits would otherwise join
+arms and chest into one piece, and the chest girth would jump by tens of centimetres with the build.
+Landmark heights come from the model's keypoints in the rest pose.
 """
 
 from __future__ import annotations
@@ -153,4 +155,15 @@ def measure_body(model, shape: np.ndarray) -> Measurements:  # noqa: ANN001
     shift = rest[0] - up[0]
     kp = reg.matrix @ (up[reg.vertex_ids] + shift)
     names = {n: kp[i] for i, n in enumerate(reg.joint_names) if reg.supported[i]}
-    return measure(rest, model.faces, names)
+    arm = model.skinning_weights()[:, _arm_joints(model)].sum(1) > 0.5
+    return measure(rest, model.faces[~arm[model.faces].any(1)], names)
+
+
+def _arm_joints(model) -> np.ndarray:  # noqa: ANN001
+    """(J,) bool: the shoulder (upper arm) joints and every joint below them."""
+    out = np.zeros(model.num_joints, dtype=bool)
+    out[[model.semantic_joints["left_shoulder"], model.semantic_joints["right_shoulder"]]] = True
+    for j in range(model.num_joints):  # parents come before children
+        if model.parents[j] >= 0 and out[model.parents[j]]:
+            out[j] = True
+    return out

@@ -153,7 +153,7 @@ class SkinnedBodyModel:
         return np.asarray(shape, dtype=float)
 
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
-        """Negative log prior of shape parameters (S,), scalar, 0 at the default shape."""
+        """Negative log prior of shape parameters (S,) (scalar) or (N, S) (N,), 0 at the default shape."""
         raise NotImplementedError
 
     def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -165,8 +165,8 @@ class SkinnedBodyModel:
         raise NotImplementedError
 
     def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
-        """(C,) coefficients of the rest-state blend basis for shape (S,): the rest vertices and joints are
-        affine in them (see :meth:`blend_basis`). Differentiable."""
+        """(C,) coefficients of the rest-state blend basis for shape (S,) (or (N, C) for shapes (N, S)): the
+        rest vertices and joints are affine in them (see :meth:`blend_basis`). Differentiable."""
         raise NotImplementedError
 
     def blend_basis(self, vertex_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

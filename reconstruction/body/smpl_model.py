@@ -205,7 +205,7 @@ class SmplBody(SkinnedBodyModel):
         return rng.normal(0.0, spread, self.num_shape)
 
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (shape**2).sum()
+        return 0.5 * (shape**2).sum(-1)
 
     def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
         return shape
