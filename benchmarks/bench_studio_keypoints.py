@@ -15,6 +15,7 @@ Run: .venv/bin/python benchmarks/bench_studio_keypoints.py [--seconds 3] [--out 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -33,14 +34,16 @@ from reconstruction.skeletons import get_format  # noqa: E402
 BODY = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 
 
-def _truth(root: Path) -> Keypoints3D:
-    """BlazePose-33 truth of the take from its true body motion and the current landmark definitions."""
+def _truth(root: Path, landmarks: Path | None = None) -> Keypoints3D:
+    """BlazePose-33 truth of the take from its true body motion and the landmark definitions in
+    ``landmarks`` (default: the current ones)."""
     from reconstruction.body.anny_model import AnnyBody
     from reconstruction.body.io import load_body_npz
 
     motion = load_body_npz(root / "truth" / "body.npz")
     stored = load_keypoints3d(root / "truth" / "keypoints3d_blazepose33.npz")
-    xyz = AnnyBody().keypoints(motion.shape, motion.pose_rotvec, motion.trans, "blazepose33")
+    body = AnnyBody() if landmarks is None else AnnyBody(landmarks_path=landmarks)
+    xyz = body.keypoints(motion.shape, motion.pose_rotvec, motion.trans, "blazepose33")
     return Keypoints3D(
         xyz, stored.error, stored.cameras_used, stored.camera_names, stored.skeleton, frame_times=stored.frame_times
     )
@@ -53,6 +56,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="the take's seed (body shape, motion variations)")
     parser.add_argument("--out", type=Path, help="keep the take here (default: a temporary folder)")
     parser.add_argument("--reuse", type=Path, help="score this processed take again (no synthesis, no stages)")
+    parser.add_argument("--landmarks", type=Path, help="score against these landmark definitions (an anny_landmarks.npz)")
     args = parser.parse_args()
     if args.reuse:
         root = args.reuse
@@ -82,7 +86,7 @@ def main() -> int:
             assert mocap(step) == 0, step
             print(f"mocap {step[0]}: {time.perf_counter() - t:.1f} s")
     est = load_keypoints3d(root / "keypoints3d.npz")
-    truth = _truth(root)
+    truth = _truth(root, args.landmarks)
     names = get_format("blazepose33").joints
     body = [i for i, n in enumerate(names) if any(b in n for b in BODY)]
     at = np.stack(
@@ -104,6 +108,15 @@ def main() -> int:
         print(f"  {names[i]:>15}: {1000 * np.nanmean(err[:, i]):5.1f} mm (constant offset {1000 * np.linalg.norm(bias[i]):4.1f})")
     per_frame = 1000 * np.nanmean(err[:, body], axis=1)
     print("per frame (mm):", " ".join(f"{v:.0f}" for v in per_frame))
+    # the cameras start and stop at different times (sync offsets): near the ends fewer cameras record
+    timing = json.loads((root / "truth" / "timing.json").read_text())["cameras"]
+    first = max(c["offset_s"] + c["frame_times_s"][0] for c in timing.values())
+    last = min(c["offset_s"] + c["frame_times_s"][-1] for c in timing.values())
+    every = (est.frame_times >= first - 1e-6) & (est.frame_times <= last + 1e-6)
+    print(
+        f"frames every camera records: {1000 * np.nanmean(err[every][:, body]):.1f} mm ({every.sum()} frames); "
+        f"frames fewer cameras record: {1000 * np.nanmean(err[~every][:, body]):.1f} mm ({(~every).sum()} frames)"
+    )
     return 0
 
 

@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             "what": "Anny landmark definitions learned from MediaPipe (BlazePose-33, pose_landmark_full) triangulated in "
             "virtual studio takes; merged into anny_landmarks.npz by `python -m reconstruction.body.make_regressors`",
             "how": "`python -m capture.virtual_studio.landmark_takes WORK --seeds S... --seconds T [--first-motion K]` "
-            "(ring4, 1280x720, 30 fps, true calibration; mocap sync, detect, triangulate with their defaults; "
+            "(ring4, 1280x720, 30 fps, true calibration; mocap sync, detect (MediaPipe image mode), triangulate with their "
+            "defaults; "
             "seeds, exercises and lengths per take below), then `python -m reconstruction.body.learn_landmarks` "
             + " ".join(p.name for p in args.samples)
             + (" --validate " + " ".join(p.name for p in args.validate) if args.validate else ""),
