@@ -109,7 +109,7 @@ def test_anny_fit_shape_noise_free_acceptance(anny_clean_scores):
 @pytest.mark.xfail(
     strict=True,
     reason="with 10 mm noise the keypoints hardly constrain Anny's muscle and weight (posterior sd about 0.2 and "
-    "0.4 on 100 frames, several cm of girth): measured height 12-19 mm, girths 80-180 mm off",
+    "0.4 on 100 frames, several cm of girth): measured height 12-23 mm, girths 80-200 mm off",
 )
 def test_anny_fit_shape_acceptance(anny_scores):
     assert anny_scores["height_mm"] <= 5.0 and anny_scores["girth_mm"] <= 10.0, anny_scores
@@ -120,7 +120,7 @@ def test_anny_fit_jitter(anny_scores):
     assert anny_scores["jitter_fit"] <= anny_scores["jitter_butterworth"], anny_scores
 
 
-@pytest.mark.xfail(strict=True, reason="the planted foot's keypoints still slide (the foot rolls about its sole points)")
+@pytest.mark.xfail(strict=True, reason="the planted heel keypoint moves with the shin (68 mm/s; soles held to 0.3 mm/frame)")
 def test_anny_fit_foot_sliding_acceptance(anny_scores):
     assert anny_scores["sliding_mm_s"] <= 5.0 + anny_scores["sliding_truth_mm_s"], anny_scores
 

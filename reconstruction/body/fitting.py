@@ -85,7 +85,8 @@ class FitConfig:
     shape_step_limit: float = 0.3
     """Largest change of an (unconstrained) shape variable in one shape iteration."""
     frame_iterations: int = 4
-    """Levenberg-Marquardt iterations of each per-frame pass (the first pass does twice as many)."""
+    """Levenberg-Marquardt iterations of each per-frame pass (the first and the last two do twice as many:
+    a frame left short of convergence differs from its neighbours, which is jitter)."""
     outlier_sigmas: float = 5.0
     """Keypoints farther than this many ``keypoint_sigma_m`` from the fit are dropped before smoothing."""
     cutoff_hz: float = 6.0
@@ -1017,7 +1018,7 @@ def _fit(
     smooth_w = lowpass(np.repeat(weight_np[..., None], 3, -1), fps, cfg.cutoff_hz)[..., 0]
     smooth_w = np.clip(smooth_w, 0.25, 1.0) * (weight_np.sum(0) > 0)
     filtered = _Targets(t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf)
-    rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, cfg.frame_iterations, cfg.robust_scale, "fit")
+    rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "fit")
 
     # 4. feet in contact held still, on the floor
     pts = _points(model, red, rest, rot, trans, cfg.window)
@@ -1028,7 +1029,7 @@ def _fit(
         if contact.any():
             anchors, aw = contact_anchors(pts[:, K:], clearance, contact, fps, cfg)
             held = _Targets(t(smooth), t(smooth_w), t(anchors), t(aw), proj, uv, conf)
-            rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, cfg.frame_iterations, cfg.robust_scale, "contact")
+            rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "contact")
             pts = _points(model, red, rest, rot, trans, cfg.window)
 
     pose_f = torch_rotmat_to_rotvec(rot).numpy()
