@@ -22,6 +22,13 @@ pytestmark = pytest.mark.skipif(os.environ.get("MOCAP_DEMO_CHECK") != "1",
 
 @pytest.fixture(scope="module")
 def scores() -> dict:
+    if os.environ.get("MOCAP_BLENDER_CHECK") == "1":  # as `make demo` does: Blender first, for the export preview
+        from export.blender_preview import PreviewUnavailable, blender_python
+
+        try:
+            blender_python(install=True)
+        except PreviewUnavailable:
+            pass  # the preview test below says why
     assert main(["demo"]) == 0
     return json.loads((demo_root() / "take" / "report" / "demo.json").read_text())
 
@@ -52,3 +59,29 @@ UNMET = {
 def test_demo_meets_the_bound(scores, figure):
     print(f"{figure}: {scores[figure]:.2f} (bound {TARGETS[figure]})")
     assert scores[figure] <= TARGETS[figure]
+
+
+def test_demo_report_shows_blender_importing_the_exports(scores):
+    from export.blender_preview import PreviewUnavailable, blender_python
+
+    try:
+        blender_python()
+    except PreviewUnavailable as e:
+        pytest.skip(str(e))
+    take = demo_root() / "take"
+    export = json.loads((take / "report" / "export.json").read_text())["figures"]
+    if "picture" not in export.get("blender_preview", {}):  # exported before Blender was installed: export again
+        assert main(["run", str(take), "--from", "export", "--force", "export,report"]) == 0
+        export = json.loads((take / "report" / "export.json").read_text())["figures"]
+    preview = export["blender_preview"]
+    assert preview["fbx_bvh_difference_mm"] < 0.1, preview
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(take / preview["picture"]).convert("RGB"), float)
+    frames = len(preview["frames"])
+    for k, panel in enumerate(np.array_split(rgb, frames, axis=1)):  # one panel per frame, left to right
+        blue = (panel[..., 2] - panel[..., 0] > 40).mean()  # the FBX character
+        orange = (panel[..., 0] - panel[..., 2] > 40).mean()  # the BVH character
+        assert blue > 0.002 and orange > 0.002, f"panel {k}: FBX {blue:.4f}, BVH {orange:.4f} of the pixels"
+    assert 'id="blender-preview"' in (take / "report" / "index.html").read_text()
