@@ -91,13 +91,6 @@ def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = Fal
 
 
 # ---- scoring against the truth --------------------------------------------------------------------------
-def _interp_rows(times: np.ndarray, at: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """values (T, ...) sampled at ``times`` -> at ``at``, linear, NaN outside."""
-    flat = values.reshape(len(values), -1)
-    out = np.stack([np.interp(at, times, flat[:, k], left=np.nan, right=np.nan) for k in range(flat.shape[1])], -1)
-    return out.reshape((len(at),) + values.shape[1:])
-
-
 def _rig_comparison(session: Session):  # noqa: ANN202 - calibration.compare.RigComparison
     from calibration.compare import compare_rigs
     from calibration.formats import read_calibration
@@ -145,11 +138,13 @@ def score_keypoints(session: Session) -> dict[str, Any]:
     from reconstruction.keypoints import load_keypoints3d
     from reconstruction.skeletons import get_format
 
+    from .report.overlay import interpolate_keypoints
+
     est = load_keypoints3d(session.keypoints3d_path)
     truth = load_keypoints3d(session.truth_dir / f"keypoints3d_{est.skeleton}.npz")
     names = get_format(est.skeleton).joints
     body = [i for i, n in enumerate(names) if any(b in n for b in BODY_JOINTS)]
-    at = _interp_rows(truth.frame_times, est.frame_times, truth.xyz)
+    at = interpolate_keypoints(truth.xyz, truth.frame_times, est.frame_times)
     R, t = to_truth_world(session)
     err = 1000 * np.linalg.norm(est.xyz @ R.T + t - at, axis=-1)
     return {

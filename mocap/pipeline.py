@@ -158,7 +158,7 @@ def _report(session: Session, force: bool, progress: Progress | None) -> None:
     write_report(session, progress=progress)
 
 
-def _explain(stage: str, error: BaseException) -> str:
+def _explain(error: BaseException) -> str:
     """The error's own message, plus advice for the failures every stage can meet."""
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         where = f" while writing {error.filename}" if error.filename else ""
@@ -222,7 +222,7 @@ def run_pipeline(
             record(f"interrupted during {stage}")
             raise
         except Exception as e:  # noqa: BLE001 - every failure becomes one clear message
-            message = _explain(stage, e)
+            message = _explain(e)
             result.outcomes.append(StageOutcome(stage, "failed", time.perf_counter() - t0, message))
             record(f"{stage}: {message}")
             if on_stage:

@@ -17,10 +17,11 @@ console = Console(stderr=True)
 
 
 def _names(text: str | None, allowed: tuple[str, ...], option: str) -> tuple[str, ...] | None:
+    """A comma-separated option as names; ``allowed`` empty accepts any name (the stage checks it)."""
     if text is None:
         return None
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in allowed and allowed]
+    unknown = [n for n in names if allowed and n not in allowed]
     if unknown:
         raise ValueError(f"{option} {text!r}: unknown {unknown}; choose from {', '.join(allowed)}")
     return names
@@ -100,9 +101,7 @@ def config_from_args(session: Session, args: argparse.Namespace) -> RunConfig:
 def run(args: argparse.Namespace) -> int:
     session = Session(args.session)
     config = config_from_args(session, args)
-    force = _names("" if args.force in ("all",) else args.force, STAGES, "--force") or ()
-    if args.force == "all":
-        force = STAGES
+    force = STAGES if args.force == "all" else _names(args.force, STAGES, "--force")
     with stage_progress() as (progress, on_stage):
         result = run_pipeline(session, config, force=force, progress=progress, on_stage=on_stage)
     print_outcomes(result, console)

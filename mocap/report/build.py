@@ -108,16 +108,24 @@ def _cmd(take: Take, sub: str) -> str:
     return f"mocap {sub} {take.session.root}"
 
 
+def _unavailable(s: H.Section, take: Take, part: str, value: object, stage: str, sub: str) -> H.Section | None:
+    """``s`` saying why it is empty when ``part`` could not be read or its stage has not run (``value`` None);
+    None when the section can be built."""
+    if part in take.errors:
+        return s.add(H.error(f"{part}: {take.errors[part]}"))
+    if value is None:
+        s.ran = False
+        return s.add(_not_run(stage, _cmd(take, sub)))
+    return None
+
+
 # ------------------------------------------------------------------------------------------------
 # sections
 # ------------------------------------------------------------------------------------------------
 def section_calibration(take: Take) -> H.Section:
     s = H.Section("calibration", "Calibration")
-    if "calibration.toml" in take.errors:
-        return s.add(H.error(f"calibration.toml: {take.errors['calibration.toml']}"))
-    if take.rig is None:
-        s.ran = False
-        return s.add(_not_run("calibration", _cmd(take, "calibrate")))
+    if (empty := _unavailable(s, take, "calibration.toml", take.rig, "calibration", "calibrate")) is not None:
+        return empty
     rows = []
     for cam in take.rig:
         rows.append([cam.name, f"{cam.size[0]}x{cam.size[1]}", float(cam.K[0, 0]), float(cam.K[1, 1]),
@@ -162,12 +170,8 @@ def section_calibration(take: Take) -> H.Section:
 
 def section_sync(take: Take) -> H.Section:
     s = H.Section("sync", "Synchronization")
-    if "sync.json" in take.errors:
-        return s.add(H.error(f"sync.json: {take.errors['sync.json']}"))
-    if take.sync is None:
-        s.ran = False
-        return s.add(_not_run("synchronization", _cmd(take, "sync")),
-                     "<p>Without sync.json the cameras are taken to have started together.</p>")
+    if (empty := _unavailable(s, take, "sync.json", take.sync, "synchronization", "sync")) is not None:
+        return empty if empty.ran else empty.add("<p>Without sync.json the cameras are taken to have started together.</p>")
     cams = take.sync.get("cameras", {})
     names = list(cams)
     rows = [[c, cams[c].get("offset_s"), cams[c].get("offset_frames"), cams[c].get("confidence"), cams[c].get("method")]
@@ -188,12 +192,9 @@ def section_sync(take: Take) -> H.Section:
 
 def section_detection(take: Take, config) -> H.Section:  # noqa: ANN001
     s = H.Section("detection", "2D detection")
-    if "keypoints2d.npz" in take.errors:
-        return s.add(H.error(f"keypoints2d.npz: {take.errors['keypoints2d.npz']}"))
     kp = take.kp2d
-    if kp is None:
-        s.ran = False
-        return s.add(_not_run("2D detection", _cmd(take, "detect")))
+    if (empty := _unavailable(s, take, "keypoints2d.npz", kp, "2D detection", "detect")) is not None:
+        return empty
     rows, times, conf_series = [], [], []
     for c, name in enumerate(kp.camera_names):
         own = take.camera_times.get(name, kp.frame_times)
@@ -245,12 +246,9 @@ def reprojection_matrix(take: Take) -> np.ndarray | None:
 
 def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
     s = H.Section("triangulation", "Triangulation and reprojection")
-    if "keypoints3d.npz" in take.errors:
-        return s.add(H.error(f"keypoints3d.npz: {take.errors['keypoints3d.npz']}"))
     kp = take.kp3d
-    if kp is None:
-        s.ran = False
-        return s.add(_not_run("triangulation", _cmd(take, "triangulate")))
+    if (empty := _unavailable(s, take, "keypoints3d.npz", kp, "triangulation", "triangulate")) is not None:
+        return empty
     valid = kp.valid
     fig = take.stage_reports.get("triangulate", {}).get("figures", {})
     s.add(H.table(["frames", "duration (s)", "joints triangulated", "interpolated", "mean reprojection (px)",
@@ -372,11 +370,8 @@ def _read_obj_vertices(path: Path) -> np.ndarray:
 
 def section_body(take: Take) -> H.Section:
     s = H.Section("body", "Body and measurements")
-    if "body.npz" in take.errors:
-        return s.add(H.error(f"body.npz: {take.errors['body.npz']}"))
-    if take.body is None:
-        s.ran = False
-        return s.add(_not_run("body fitting", _cmd(take, "fit")))
+    if (empty := _unavailable(s, take, "body.npz", take.body, "body fitting", "fit")) is not None:
+        return empty
     b = take.body
     s.add(f"<p>Model <b>{H.esc(b.model)}</b>, {len(b.pose_rotvec)} frames at {b.frame_rate:.3g} fps.</p>")
     meas_path = take.session.root / "measurements.json"
