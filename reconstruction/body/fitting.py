@@ -12,12 +12,17 @@ How (all on the CPU, in torch, float64):
    complement), robustly, with a shape prior that keeps weakly observed shape parameters near the mean.
 3. With the shape fixed: pose every frame against the raw keypoints, drop keypoints farther than
    ``outlier_sigmas`` from the fit, low-pass the remaining keypoints over time (zero-phase Butterworth),
-   and pose every frame against them (this is the temporal smoothness: the fit is as smooth as its
-   targets, and the body's rigid bones remove more noise).
-4. Foot contact: a sole point (heel and two front points of each foot) that is low and still is in contact; each
-   contact is anchored where the fit puts it on average, on the floor (Z = 0 plus the point's rest
-   clearance) when it is within ``floor_tolerance_m`` of it, and a last pose pass pulls the soles to their
-   anchors (weights ramped in and out, so no jerk at touch-down or lift-off).
+   and pose every frame against them with the anatomical joint limits (a knee is a hinge, a foot hardly
+   turns about the shin: keypoints barely see a shin's twist, which otherwise wanders and drags the heel
+   and ankle with it) and a temporal term (each frame's rotations pulled towards the midpoint of its
+   neighbours', solved red-black so neighbours cannot swap); a frame with a joint far from that midpoint
+   (a foot flipped about the shin in one frame) is solved again from the midpoint and kept if better.
+   The first passes run without the limits: from the analytic start a twist may have to pass them.
+4. Foot contact: a sole point (heel and two front points of each foot) that is low and still is in
+   contact (with hysteresis); each contact is anchored where the fit puts it on average, on the floor
+   (Z = 0 plus the point's rest clearance) when it is within ``floor_tolerance_m`` of it, and a last pose
+   pass pulls the soles to their anchors (weights ramped in and out, so no jerk at touch-down or
+   lift-off).
 
 Every per-frame pass is a Levenberg-Marquardt with analytic Jacobians (the derivative of a posed point with
 respect to a joint's rotation is a cross product with the point's offset from the joint), batched over
@@ -32,6 +37,7 @@ blend coefficients, so it is folded through the keypoint regressor once per mode
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -48,7 +54,7 @@ from reconstruction.keypoints import Keypoints3D
 from .lbs import TreeLevels, forward_kinematics, pose_feature, tree_levels
 from .model import SkinnedBodyModel
 from .torch_rotations import rotmat_to_rotvec as torch_rotmat_to_rotvec
-from .torch_rotations import rotvec_to_rotmat
+from .torch_rotations import rotvec_to_rotmat, skew
 
 if TYPE_CHECKING:
     from calibration.camera import CameraRig
@@ -99,6 +105,17 @@ class FitConfig:
     """A keypoint with this triangulation (reprojection) error gets half the weight of a perfect one."""
     pose_prior_weight: float = 0.02
     """Weight of the pose prior (local rotations near rest, per radian squared)."""
+    joint_limit_weight: float = 50.0
+    """Weight of the anatomical joint limits (per radian squared): a knee bends about one axis (its
+    rotation about the other two is penalised) and a foot hardly turns about the shin. Keypoints see
+    little of a shin's twist, so without it the twist wanders and drags the heel and ankle with it."""
+    flip_rad: float = 0.5
+    """A frame with a joint turned more than this from the midpoint of its neighbours' is solved again from
+    that midpoint (and kept if better): a single-frame flip of a foot or forearm."""
+    temporal_weight: float = 1.0
+    """Weight of the temporal term of the last passes (per radian squared): each frame's local rotations
+    are pulled towards the midpoint of its neighbours'. It holds what the keypoints hardly see (a bone's
+    twist about its own axis) from flipping frame to frame; 0 turns it off."""
     shape_prior_weight: float = 1.0
     """Weight of the shape prior (keeps weakly observed shape parameters near the average body)."""
     contact: bool = True
@@ -172,7 +189,9 @@ class _Reduced:
     desc: (Jf, Jf) 1 where column i is row j or below it; anc: (Jf, Jf) 1 where column i is row j or above
     it; vertex_ids: (N,) vertices needed; weights: (N, Jf) merged skinning weights; kp_matrix: (K + P, N)
     the format's keypoints, then the P = 2 * SOLE_POINTS sole vertices (left foot, then right);
-    sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position.
+    sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position; limit_joint (L,) and
+    limit_axis (L, 3): the joint-limit terms, each a free joint and a rest-frame axis its rotation about
+    which is penalised (see :func:`_joint_limits`).
     """
 
     free: torch.Tensor
@@ -185,6 +204,8 @@ class _Reduced:
     kp_matrix: torch.Tensor
     sole_ids: np.ndarray
     sem: dict[str, int]
+    limit_joint: torch.Tensor
+    limit_axis: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -242,11 +263,43 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
     for r, v in enumerate(sole_ids):
         mat[K + r, col[int(v)]] = 1.0
     sem = {n: pos[j] for n, j in model.semantic_joints.items() if j in pos}
+    limit_joint, limit_axis = _joint_limits(model, sem)
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
     return _Reduced(
         torch.as_tensor(free), tree_levels(parent_f), parent_f, t(anc.T), t(anc), torch.as_tensor(ids),
-        t(merged[ids]), t(mat), sole_ids, sem,
+        t(merged[ids]), t(mat), sole_ids, sem, torch.as_tensor(limit_joint, dtype=torch.int64), t(limit_axis),
     )  # fmt: skip
+
+
+def _joint_limits(model: SkinnedBodyModel, sem: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The anatomical limits as (free joint, rest-frame axis) pairs. A knee is a hinge about the body's
+    left-right axis: its rotation about the two axes across that one (about the shin, made square to it,
+    and about the forward axis) is penalised; a foot hardly turns about the shin (the same first axis).
+    Axes are in the model's axes (where local rotations apply), from the average body's rest skeleton."""
+    rest = model.semantic_rest_joints(model.default_shape())
+    lateral = np.asarray(model.model_to_world_rest).T @ np.array([1.0, 0.0, 0.0])
+    joints, axes = [], []
+    for side in ("left", "right"):
+        knee, ankle = f"{side}_knee", f"{side}_ankle"
+        if knee not in sem or ankle not in sem:
+            continue
+        shin = rest[ankle] - rest[knee]
+        along = shin - (shin @ lateral) * lateral
+        along /= np.linalg.norm(along)
+        joints += [sem[knee], sem[knee], sem[ankle]]
+        axes += [along, np.cross(along, lateral), along]
+    return np.array(joints, dtype=np.int64), np.array(axes, dtype=float).reshape(-1, 3)
+
+
+def _log_jacobian(rv: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3): the derivative of log(R exp(d)) with respect to d at 0, for R = exp(rv) (..., 3) (the
+    inverse right Jacobian of SO(3))."""
+    theta = rv.norm(dim=-1, keepdim=True)[..., None]
+    small = theta < 1e-4
+    th = torch.where(small, torch.ones_like(theta), theta)
+    coef = torch.where(small, torch.full_like(theta, 1.0 / 12.0), 1.0 / th**2 - (1 + torch.cos(th)) / (2 * th * torch.sin(th)))
+    k = skew(rv)
+    return torch.eye(3, dtype=rv.dtype) + 0.5 * k + coef * (k @ k)
 
 
 SOLE_POINTS = 3
@@ -370,8 +423,10 @@ def _shape_jacobian(red: _Reduced, rest: _Rest, posed: _Posed, dP: torch.Tensor,
 @dataclass
 class _Targets:
     """Per-frame data of one batch of frames: target (T, K, 3) keypoints (0 where missing), weight (T, K),
-    anchors (T, P, 3) and anchor weights (T, P) of the sole points (0: no contact term), and optional 2D
-    terms: proj (C, 3, 4), uv (C, T, K, 2), conf (C, T, K)."""
+    anchors (T, P, 3) and anchor weights (T, P) of the sole points (0: no contact term), optional 2D
+    terms: proj (C, 3, 4), uv (C, T, K, 2), conf (C, T, K), the weight of the joint limits, and for the
+    temporal term its weight and ``near`` (T, Jf, 3, 3), the rotations each frame is pulled towards (set
+    per iteration)."""
 
     target: torch.Tensor
     weight: torch.Tensor
@@ -380,6 +435,9 @@ class _Targets:
     proj: torch.Tensor | None = None
     uv: torch.Tensor | None = None
     conf: torch.Tensor | None = None
+    limits: float = 0.0
+    temporal: float = 0.0
+    near: torch.Tensor | None = None
 
     def rows(self, sl: slice) -> _Targets:
         return _Targets(
@@ -387,7 +445,19 @@ class _Targets:
             None if self.anchor is None else self.anchor[sl],
             None if self.anchor_weight is None else self.anchor_weight[sl],
             self.proj, None if self.uv is None else self.uv[:, sl], None if self.conf is None else self.conf[:, sl],
+            self.limits, self.temporal, None if self.near is None else self.near[sl],
         )  # fmt: skip
+
+
+def _neighbour_midpoints(rot: torch.Tensor) -> torch.Tensor:
+    """(T, Jf, 3, 3) for rot (T, Jf, 3, 3): the rotation halfway between each frame's two neighbours (the
+    one neighbour at either end of the batch; the frame itself when the batch is one frame)."""
+    if rot.shape[0] < 2:
+        return rot.clone()
+    prev = torch.cat([rot[1:2], rot[:-1]])
+    nxt = torch.cat([rot[1:], rot[-2:-1]])
+    half = 0.5 * torch_rotmat_to_rotvec(prev.transpose(-1, -2) @ nxt)
+    return prev @ rotvec_to_rotmat(half)
 
 
 def _irls(sq: torch.Tensor, weight: torch.Tensor, c2: float) -> torch.Tensor:
@@ -396,9 +466,11 @@ def _irls(sq: torch.Tensor, weight: torch.Tensor, c2: float) -> torch.Tensor:
 
 
 def _residual_blocks(
-    pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None, cfg: FitConfig
-) -> list[torch.Tensor]:
-    """Residuals per frame, as blocks (T, R_b): keypoints, sole anchors, 2D terms, the pose prior."""
+    red: _Reduced, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
+    cfg: FitConfig,
+) -> list[torch.Tensor]:  # fmt: skip
+    """Residuals per frame, as blocks (T, R_b): keypoints, sole anchors, 2D terms, the pose prior, the
+    joint limits, the temporal term."""
     K = tg.target.shape[1]
     T = pts.shape[0]
     out = [((pts[:, :K] - tg.target) * (sw / cfg.keypoint_sigma_m)[..., None]).reshape(T, -1)]
@@ -407,7 +479,12 @@ def _residual_blocks(
     if tg.proj is not None and sw2 is not None:
         uv = _project(tg.proj, pts[:, :K])[0]
         out.append(((uv - tg.uv) * (sw2 / cfg.reprojection_sigma_px)[..., None]).permute(1, 0, 2, 3).reshape(T, -1))
-    out.append(torch_rotmat_to_rotvec(rot[:, 1:]).reshape(T, -1) * math.sqrt(cfg.pose_prior_weight))
+    rv = torch_rotmat_to_rotvec(rot)
+    out.append(rv[:, 1:].reshape(T, -1) * math.sqrt(cfg.pose_prior_weight))
+    if tg.limits > 0 and len(red.limit_joint):
+        out.append((rv[:, red.limit_joint] * red.limit_axis).sum(-1) * math.sqrt(tg.limits))
+    if tg.near is not None and tg.temporal > 0:
+        out.append(torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot).reshape(T, -1) * math.sqrt(tg.temporal))
     return out
 
 
@@ -421,7 +498,7 @@ def _project(proj: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def _normal_equations(
-    jp: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
+    red: _Reduced, jp: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
     cfg: FitConfig, extra: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
     """Gauss-Newton blocks per frame: H (T, n, n), g (T, n), and with ``extra`` (T, K', 3, S) (shape
@@ -429,7 +506,7 @@ def _normal_equations(
     K = tg.target.shape[1]
     T, n = jp.shape[0], jp.shape[-1]
     full = jp if extra is None else torch.cat([jp, extra], -1)
-    blocks = _residual_blocks(pts, rot, tg, sw, sw2, cfg)
+    blocks = _residual_blocks(red, pts, rot, tg, sw, sw2, cfg)
     jacs = [(full[:, :K] * (sw / cfg.keypoint_sigma_m)[..., None, None]).reshape(T, K * 3, -1)]
     if tg.anchor is not None and tg.anchor_weight is not None:
         jacs.append((full[:, K:] * (tg.anchor_weight / cfg.contact_sigma_m)[..., None, None]).reshape(T, -1, full.shape[-1]))
@@ -441,6 +518,18 @@ def _normal_equations(
     prior = torch.zeros(m, full.shape[-1], dtype=DT)
     prior[:, 3 : 3 + m] = math.sqrt(cfg.pose_prior_weight) * torch.eye(m, dtype=DT)
     jacs.append(prior.expand(T, m, -1))
+    if tg.limits > 0 and len(red.limit_joint):
+        L = len(red.limit_joint)
+        rv = torch_rotmat_to_rotvec(rot[:, red.limit_joint])  # (T, L, 3)
+        rows = torch.einsum("la,tlab->tlb", red.limit_axis, _log_jacobian(rv)) * math.sqrt(tg.limits)
+        lim = torch.zeros(T, L, full.shape[-1], dtype=DT)
+        for i, j in enumerate(red.limit_joint.tolist()):
+            lim[:, i, 3 * j : 3 * j + 3] = rows[:, i]
+        jacs.append(lim)
+    if tg.near is not None and tg.temporal > 0:  # d log(near^T R exp(step)) / d step ~ identity
+        near_j = torch.zeros(m + 3, full.shape[-1], dtype=DT)
+        near_j[:, : m + 3] = math.sqrt(tg.temporal) * torch.eye(m + 3, dtype=DT)
+        jacs.append(near_j.expand(T, m + 3, -1))
     jm = torch.cat(jacs, 1)  # (T, R, n [+ S])
     r = torch.cat(blocks, 1)  # (T, R)
     H = jm.transpose(1, 2) @ jm
@@ -451,10 +540,26 @@ def _normal_equations(
 
 
 def _cost(
-    pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None, cfg: FitConfig
+    red: _Reduced, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None, cfg: FitConfig
 ) -> torch.Tensor:
     """(T,) sum of squared residuals per frame."""
-    return sum((b**2).sum(1) for b in _residual_blocks(pts, rot, tg, sw, sw2, cfg))  # type: ignore[return-value]
+    return sum((b**2).sum(1) for b in _residual_blocks(red, pts, rot, tg, sw, sw2, cfg))  # type: ignore[return-value]
+
+
+def _robust_cost(red: _Reduced, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, cfg: FitConfig) -> torch.Tensor:
+    """(T,) the robust cost per frame: Geman-McClure on the keypoint and 2D terms (scale
+    ``robust_scale``), the squares of the other terms."""
+    c2 = cfg.robust_scale**2
+    K = tg.target.shape[1]
+    sq = ((pts[:, :K] - tg.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
+    cost = (tg.weight * c2 * sq / (sq + c2)).sum(1)
+    zero2 = None
+    if tg.proj is not None and tg.uv is not None and tg.conf is not None:
+        uv = _project(tg.proj, pts[:, :K])[0]
+        sq2 = ((uv - tg.uv) ** 2).sum(-1) / cfg.reprojection_sigma_px**2
+        cost = cost + (tg.conf * cfg.reprojection_weight * c2 * sq2 / (sq2 + c2)).sum((0, 2))
+        zero2 = torch.zeros_like(tg.conf)
+    return cost + _cost(red, pts, rot, tg, torch.zeros_like(tg.weight), zero2, cfg)
 
 
 def _robust_weights(pts: torch.Tensor, tg: _Targets, c2: float, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -479,30 +584,82 @@ def _gnc(it: int, cfg: FitConfig, start: float = 8.0) -> float:
     return max(cfg.robust_scale, start * 0.5**it) ** 2
 
 
+def _lm_step(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
+    cfg: FitConfig, lam: torch.Tensor, c2: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One robust Levenberg-Marquardt iteration of each frame: rot (T, Jf, 3, 3), trans (T, 3), lam (T,)."""
+    n = rot.shape[1] * 3 + 3
+    eye = torch.eye(n, dtype=DT)
+    posed = _forward(model, red, rest, rot, trans)
+    sw, sw2 = _robust_weights(posed.pts, tg, c2, cfg)
+    H, g, _, _ = _normal_equations(red, _pose_jacobian(red, rest, posed), posed.pts, rot, tg, sw, sw2, cfg)
+    base = _cost(red, posed.pts, rot, tg, sw, sw2, cfg)
+    diag = torch.diagonal(H, dim1=1, dim2=2)[..., None] * eye + 1e-9 * eye
+    for _try in range(3):
+        step = -torch.linalg.solve(H + lam[:, None, None] * diag, g)
+        r_try, t_try = _increment(rot, trans, step)
+        better = _cost(red, _forward(model, red, rest, r_try, t_try).pts, r_try, tg, sw, sw2, cfg) < base
+        rot = torch.where(better[:, None, None, None], r_try, rot)
+        trans = torch.where(better[:, None], t_try, trans)
+        lam = torch.where(better, lam * 0.2, lam * 10).clamp(1e-9, 1e9)
+        if bool(better.all()):
+            break
+    return rot, trans, lam
+
+
 def _solve_frames(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
     cfg: FitConfig, iterations: int, gnc_start: float = 32.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Robust Levenberg-Marquardt per frame, batched: rot (T, Jf, 3, 3), trans (T, 3) -> refined."""
+    """Robust Levenberg-Marquardt per frame, batched: rot (T, Jf, 3, 3), trans (T, 3) -> refined.
+
+    With the temporal term each iteration is two half-steps (red-black Gauss-Seidel): the even frames move
+    with the odd ones held, then the odd frames with the even ones held, each pulled towards its
+    neighbours as they are then. Moving all frames at once towards their neighbours' old rotations would
+    let neighbouring frames swap places and oscillate."""
     T = rot.shape[0]
-    n = rot.shape[1] * 3 + 3
-    eye = torch.eye(n, dtype=DT)
     lam = torch.full((T,), 1e-3, dtype=DT)
+    if tg.temporal <= 0 or T < 2:
+        for it in range(iterations):
+            rot, trans, lam = _lm_step(model, red, rest, rot, trans, dataclasses.replace(tg, temporal=0.0), cfg, lam, _gnc(it, cfg, gnc_start))
+        return rot, trans
+    rot, trans = rot.clone(), trans.clone()
+    halves = [torch.arange(p, T, 2) for p in (0, 1)]
     for it in range(iterations):
-        posed = _forward(model, red, rest, rot, trans)
-        sw, sw2 = _robust_weights(posed.pts, tg, _gnc(it, cfg, gnc_start), cfg)
-        H, g, _, _ = _normal_equations(_pose_jacobian(red, rest, posed), posed.pts, rot, tg, sw, sw2, cfg)
-        base = _cost(posed.pts, rot, tg, sw, sw2, cfg)
-        diag = torch.diagonal(H, dim1=1, dim2=2)[..., None] * eye + 1e-9 * eye
-        for _try in range(3):
-            step = -torch.linalg.solve(H + lam[:, None, None] * diag, g)
-            r_try, t_try = _increment(rot, trans, step)
-            better = _cost(_forward(model, red, rest, r_try, t_try).pts, r_try, tg, sw, sw2, cfg) < base
-            rot = torch.where(better[:, None, None, None], r_try, rot)
-            trans = torch.where(better[:, None], t_try, trans)
-            lam = torch.where(better, lam * 0.2, lam * 10).clamp(1e-9, 1e9)
-            if bool(better.all()):
-                break
+        for idx in halves:
+            sub = dataclasses.replace(tg.rows(idx), near=_neighbour_midpoints(rot)[idx])  # type: ignore[arg-type]
+            rot[idx], trans[idx], lam[idx] = _lm_step(model, red, rest, rot[idx], trans[idx], sub, cfg, lam[idx], _gnc(it, cfg, gnc_start))
+    return _repair_flips(model, red, rest, rot, trans, tg, cfg, iterations)
+
+
+def _repair_flips(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
+    cfg: FitConfig, iterations: int,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A frame with a joint turned far from the midpoint of its neighbours' (``flip_rad``: a foot or a
+    forearm flipped about its bone, where the keypoints barely tell the two apart) is solved again from
+    that midpoint, and the new pose kept where it costs less (keypoints, limits and the temporal term)."""
+    near = _neighbour_midpoints(rot)
+    dev = torch_rotmat_to_rotvec(near.transpose(-1, -2) @ rot).norm(dim=-1).amax(1)
+    idx = torch.nonzero(dev > cfg.flip_rad)[:, 0]
+    if len(idx) == 0:
+        return rot, trans
+    tg_i = dataclasses.replace(tg.rows(idx), near=near[idx])  # type: ignore[arg-type]
+    t_near = 0.5 * (torch.cat([trans[1:2], trans[:-1]]) + torch.cat([trans[1:], trans[-2:-1]]))
+    r_c, t_c = near[idx].clone(), t_near[idx].clone()
+    lam = torch.full((len(idx),), 1e-3, dtype=DT)
+    for _it in range(iterations):
+        r_c, t_c, lam = _lm_step(model, red, rest, r_c, t_c, tg_i, cfg, lam, cfg.robust_scale**2)
+    posed_old = _forward(model, red, rest, rot[idx], trans[idx])
+    posed_new = _forward(model, red, rest, r_c, t_c)
+    # the robust cost itself (Geman-McClure) is compared, not the IRLS-weighted squares
+    old = _robust_cost(red, posed_old.pts, rot[idx], tg_i, cfg)
+    new = _robust_cost(red, posed_new.pts, r_c, tg_i, cfg)
+    better = new < old
+    logger.debug("flip repair: %d frames tried, %d kept", len(idx), int(better.sum()))
+    rot[idx] = torch.where(better[:, None, None, None], r_c, rot[idx])
+    trans[idx] = torch.where(better[:, None], t_c, trans[idx])
     return rot, trans
 
 
@@ -527,7 +684,7 @@ def _solve_shape(
     def total(r: torch.Tensor, t: torch.Tensor, sf: torch.Tensor, sw: torch.Tensor, sw2: torch.Tensor | None) -> float:
         rest = _rest(basis, _coefficients(model, sf))
         pts = _forward(model, red, rest, r, t).pts
-        return float(_cost(pts, r, tg, sw, sw2, cfg).sum() + 2 * prior(sf))
+        return float(_cost(red, pts, r, tg, sw, sw2, cfg).sum() + 2 * prior(sf))
 
     lam = 1e-3
     for it in range(cfg.shape_iterations):
@@ -540,7 +697,7 @@ def _solve_shape(
         sw, sw2 = _robust_weights(posed.pts, tg, _gnc(it, cfg), cfg)
         jp = _pose_jacobian(red, rest, posed)
         js = _shape_jacobian(red, rest, posed, dP, dJ)
-        h_ff, g_f, h_fs, rest_s = _normal_equations(jp, posed.pts, rot, tg, sw, sw2, cfg, js)
+        h_ff, g_f, h_fs, rest_s = _normal_equations(red, jp, posed.pts, rot, tg, sw, sw2, cfg, js)
         h_ss = rest_s[:, : S * S].reshape(-1, S, S).sum(0) + hessian(prior)(sfree)
         g_s = rest_s[:, S * S :].sum(0) + jacfwd(prior)(sfree)
         base = total(rot, trans, sfree, sw, sw2)
@@ -579,7 +736,7 @@ def _shape_surrogate(
     posed = _forward(model, red, rest, rot, trans)
     sw, sw2 = _robust_weights(posed.pts, tg, cfg.robust_scale**2, cfg)
     jc = _shape_jacobian(red, rest, posed, basis.Pc, basis.Jc)
-    h_ff, g_f, h_fc, rest_c = _normal_equations(_pose_jacobian(red, rest, posed), posed.pts, rot, tg, sw, sw2, cfg, jc)
+    h_ff, g_f, h_fc, rest_c = _normal_equations(red, _pose_jacobian(red, rest, posed), posed.pts, rot, tg, sw, sw2, cfg, jc)
     C = c0.shape[0]
     n = h_ff.shape[-1]
     a_ff = h_ff + 1e-6 * torch.eye(n, dtype=DT)
@@ -745,7 +902,9 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: FitConfig) -> np.ndarray:
     """(T, P) bool: sole point p is low (within ``contact_height_m`` of its rest clearance over the floor)
     and still (slower than ``contact_speed_m_s``, measured on its path low-passed at
-    ``contact_cutoff_hz``, as a fit's sole wobbles with the keypoint noise) for at least ``contact_min_s``.
+    ``contact_cutoff_hz``, as a fit's sole wobbles with the keypoint noise) for at least ``contact_min_s``;
+    once still, a contact lasts while the point stays low and slower than twice that (hysteresis, so
+    that a wobble of the fit does not break a contact in two).
 
     soles: (T, P, 3) fitted sole points (metres); clearance: (P,) their heights above the floor at rest.
     """
@@ -761,11 +920,13 @@ def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: F
     if T > 2 * k:
         speed[k:-k] = np.linalg.norm(path[2 * k :] - path[: -2 * k], axis=-1) * fps / (2 * k)
         speed[:k], speed[-k:] = speed[k], speed[-k - 1]
-    c = (soles[..., 2] - clearance < cfg.contact_height_m) & (speed < cfg.contact_speed_m_s)
+    low = soles[..., 2] - clearance < cfg.contact_height_m
+    still = low & (speed < cfg.contact_speed_m_s)
+    held = low & (speed < 2 * cfg.contact_speed_m_s)
     shortest = max(2, int(round(cfg.contact_min_s * fps)))
-    for p in range(c.shape[1]):
-        for a, b in _runs(c[:, p]):
-            out[a:b, p] = b - a >= shortest
+    for p in range(still.shape[1]):
+        for a, b in _runs(held[:, p]):  # hysteresis: a contact starts still and lasts while nearly still
+            out[a:b, p] = b - a >= shortest and bool(still[a:b, p].any())
     return out
 
 
@@ -789,9 +950,12 @@ def contact_anchors(
             anchors[a:b, p] = pos
             r = min(ramp, (b - a) // 2)
             w = np.ones(b - a)
-            if r > 0:
+            if r > 0:  # no ramp where the contact runs past the take's first or last frame
                 up = 0.5 - 0.5 * np.cos(np.pi * np.arange(1, r + 1) / (r + 1))
-                w[:r], w[len(w) - r :] = up, up[::-1]
+                if a > 0:
+                    w[:r] = up
+                if b < len(contact):
+                    w[len(w) - r :] = up[::-1]
             weights[a:b, p] = w
     return anchors, weights
 
@@ -985,7 +1149,10 @@ def _fit(
     if rig is not None and keypoints2d is not None:
         proj, uv, conf = _projection_terms(rig, keypoints2d, T, K)
     weight_np = _drop_temporal_outliers(target_np, weight_np, fps, cfg)
-    raw = _Targets(t(target_np), t(weight_np), proj=proj, uv=uv, conf=conf)
+    # the first pass runs without the joint limits: from the analytic start a bone's twist may need to
+    # pass through them (the limits then bring it home along the valley the keypoints leave free)
+    free = _Targets(t(target_np), t(weight_np), proj=proj, uv=uv, conf=conf)
+    raw = dataclasses.replace(free, limits=cfg.joint_limit_weight)
 
     # 1. the average body posed in every frame
     sfree = t(model.free_from_shape(model.default_shape()))
@@ -993,21 +1160,21 @@ def _fit(
     obs = np.where(weight_np[..., None] > 0, target_np, np.nan)
     parts = [initialise(model, red, rest, obs[a : a + cfg.window], names) for a in range(0, T, cfg.window)]
     rot, trans = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    rot, trans = _windowed(model, red, rest, rot, trans, raw, cfg, 2 * cfg.frame_iterations, 8.0)
+    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
 
     # 2. the shape, with the poses of frames spread over the take
     observed = np.flatnonzero(weight_np.sum(1) > 0)
     pick = np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)])
     pick_t = torch.as_tensor(pick)
-    sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], raw.rows(pick_t), cfg)  # type: ignore[arg-type]
-    sfree, rot_p, trans_p = _solve_shape(model, red, basis, sfree, rot_p, trans_p, raw.rows(pick_t), cfg)  # type: ignore[arg-type]
+    sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], free.rows(pick_t), cfg)  # type: ignore[arg-type]
+    sfree, rot_p, trans_p = _solve_shape(model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg)  # type: ignore[arg-type]
     rot[pick_t], trans[pick_t] = rot_p, trans_p
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     rest = _rest(basis, _coefficients(model, sfree))
     logger.info("shape fitted on %d frames: %s", len(pick), np.round(shape, 3).tolist())
 
     # 3. outliers out, keypoints low-passed, every frame posed against them
-    rot, trans = _windowed(model, red, rest, rot, trans, raw, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
+    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
     pts = _points(model, red, rest, rot, trans, cfg.window)
     far = np.linalg.norm(pts[:, :K] - target_np, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
     weight_np = np.where(far, 0.0, weight_np)
@@ -1017,7 +1184,7 @@ def _fit(
     # that a limb left unobserved at the end of a take cannot stay flipped
     smooth_w = lowpass(np.repeat(weight_np[..., None], 3, -1), fps, cfg.cutoff_hz)[..., 0]
     smooth_w = np.clip(smooth_w, 0.25, 1.0) * (weight_np.sum(0) > 0)
-    filtered = _Targets(t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf)
+    filtered = _Targets(t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf, limits=cfg.joint_limit_weight, temporal=cfg.temporal_weight)
     rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "fit")
 
     # 4. feet in contact held still, on the floor
@@ -1028,7 +1195,7 @@ def _fit(
         contact = detect_contacts(pts[:, K:], clearance, fps, cfg)
         if contact.any():
             anchors, aw = contact_anchors(pts[:, K:], clearance, contact, fps, cfg)
-            held = _Targets(t(smooth), t(smooth_w), t(anchors), t(aw), proj, uv, conf)
+            held = dataclasses.replace(filtered, anchor=t(anchors), anchor_weight=t(aw))
             rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "contact")
             pts = _points(model, red, rest, rot, trans, cfg.window)
 
