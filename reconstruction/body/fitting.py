@@ -498,8 +498,8 @@ def _project(proj: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def _normal_equations(
-    red: _Reduced, jp: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
-    cfg: FitConfig, extra: torch.Tensor | None = None,
+    red: _Reduced, jp: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor,
+    sw2: torch.Tensor | None, cfg: FitConfig, extra: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
     """Gauss-Newton blocks per frame: H (T, n, n), g (T, n), and with ``extra`` (T, K', 3, S) (shape
     derivatives) also H_fs (T, n, S) and the per-frame H_ss (T, S, S) and g_s (T, S)."""
@@ -622,14 +622,16 @@ def _solve_frames(
     lam = torch.full((T,), 1e-3, dtype=DT)
     if tg.temporal <= 0 or T < 2:
         for it in range(iterations):
-            rot, trans, lam = _lm_step(model, red, rest, rot, trans, dataclasses.replace(tg, temporal=0.0), cfg, lam, _gnc(it, cfg, gnc_start))
+            c2 = _gnc(it, cfg, gnc_start)
+            rot, trans, lam = _lm_step(model, red, rest, rot, trans, dataclasses.replace(tg, temporal=0.0), cfg, lam, c2)
         return rot, trans
     rot, trans = rot.clone(), trans.clone()
     halves = [torch.arange(p, T, 2) for p in (0, 1)]
     for it in range(iterations):
         for idx in halves:
             sub = dataclasses.replace(tg.rows(idx), near=_neighbour_midpoints(rot)[idx])  # type: ignore[arg-type]
-            rot[idx], trans[idx], lam[idx] = _lm_step(model, red, rest, rot[idx], trans[idx], sub, cfg, lam[idx], _gnc(it, cfg, gnc_start))
+            c2 = _gnc(it, cfg, gnc_start)
+            rot[idx], trans[idx], lam[idx] = _lm_step(model, red, rest, rot[idx], trans[idx], sub, cfg, lam[idx], c2)
     return _repair_flips(model, red, rest, rot, trans, tg, cfg, iterations)
 
 
@@ -1149,10 +1151,10 @@ def _fit(
     if rig is not None and keypoints2d is not None:
         proj, uv, conf = _projection_terms(rig, keypoints2d, T, K)
     weight_np = _drop_temporal_outliers(target_np, weight_np, fps, cfg)
-    # the first pass runs without the joint limits: from the analytic start a bone's twist may need to
-    # pass through them (the limits then bring it home along the valley the keypoints leave free)
+    # the passes before the low-passed ones run without the joint limits: from the analytic start a
+    # bone's twist may have to pass through them (the limits then bring it home along the valley the
+    # keypoints leave free)
     free = _Targets(t(target_np), t(weight_np), proj=proj, uv=uv, conf=conf)
-    raw = dataclasses.replace(free, limits=cfg.joint_limit_weight)
 
     # 1. the average body posed in every frame
     sfree = t(model.free_from_shape(model.default_shape()))
@@ -1184,7 +1186,9 @@ def _fit(
     # that a limb left unobserved at the end of a take cannot stay flipped
     smooth_w = lowpass(np.repeat(weight_np[..., None], 3, -1), fps, cfg.cutoff_hz)[..., 0]
     smooth_w = np.clip(smooth_w, 0.25, 1.0) * (weight_np.sum(0) > 0)
-    filtered = _Targets(t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf, limits=cfg.joint_limit_weight, temporal=cfg.temporal_weight)
+    filtered = _Targets(
+        t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf, limits=cfg.joint_limit_weight, temporal=cfg.temporal_weight
+    )
     rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "fit")
 
     # 4. feet in contact held still, on the floor
