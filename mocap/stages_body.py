@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,9 +16,13 @@ from reconstruction.body.cache import project_cache_dir
 from reconstruction.body.fitting import FitConfig, fit_sequence
 from reconstruction.body.io import save_body_npz, write_obj, write_ply
 from reconstruction.body.measurements import measure_body
-from reconstruction.keypoints import load_keypoints3d
+from reconstruction.keypoints import Keypoints3D, load_keypoints3d
 
 from .session import Session, StageReport
+
+if TYPE_CHECKING:
+    from calibration.camera import CameraRig
+    from reconstruction.keypoints import Keypoints2D
 
 logger = logging.getLogger(__name__)
 STAGE = "fit"
@@ -42,8 +47,33 @@ def empty_runs(valid: np.ndarray, frame_times: np.ndarray) -> list[str]:
     for start, stop in zip(edges[::2], edges[1::2], strict=True):
         warnings.append(
             f"frames {start}-{stop - 1} ({frame_times[start]:.2f}-{frame_times[stop - 1]:.2f} s): no keypoints (the "
-            f"performer out of view or hidden); the body there is interpolated from the frames around it")
+            f"performer out of view or hidden); the body there is interpolated from the frames around it"
+        )
     return warnings
+
+
+def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tuple[CameraRig | None, Keypoints2D | None]:
+    """The rig and the 2D keypoints on the 3D keypoints' timeline, for the fit's reprojection term; (None,
+    None) when the session has no 2D keypoints or calibration (imported 3D keypoints), or they do not line
+    up with the 3D keypoints (a warning says so)."""
+    from reconstruction.keypoints import Keypoints2D
+
+    from .stages_keypoints import _read_rig, camera_frame_times, synchronize_keypoints
+
+    if not (session.keypoints2d_path.exists() and session.calibration_path.exists()):
+        return None, None
+    kp2d = Keypoints2D.load(session.keypoints2d_path, cameras=list(session.config().cameras) or None)
+    kp2d, _ = synchronize_keypoints(session, kp2d, camera_frame_times(session, kp2d), [])
+    rig = _read_rig(session)
+    same_times = kp2d.num_frames == kp.num_frames and np.allclose(kp2d.frame_times, kp.frame_times, atol=1e-4)
+    if kp2d.skeleton != kp.skeleton or not same_times or not any(c in rig for c in kp2d.camera_names):
+        warnings.append(
+            f"{session.keypoints2d_path.name} ({kp2d.skeleton}, {kp2d.num_frames} frames) does not line up with "
+            f"{session.keypoints3d_path.name} ({kp.skeleton}, {kp.num_frames} frames) or {session.calibration_path.name}: "
+            "fitted to the 3D keypoints only; run `mocap triangulate` again to bring them in line"
+        )
+        return None, None
+    return rig, kp2d
 
 
 def run_fit(session: Session, overrides: dict | None = None, force: bool = False, meshes: bool = False) -> Path:
@@ -53,7 +83,8 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
                session.root / "measurements.json"]  # fmt: skip
     if not session.keypoints3d_path.exists():
         raise FileNotFoundError(f"{session.keypoints3d_path}: no 3D keypoints; run triangulation first")
-    fp = session.inputs_fingerprint([session.keypoints3d_path], {**asdict(cfg), "meshes": meshes})
+    views = [session.keypoints2d_path, session.calibration_path, session.sync_path] if cfg.reprojection else []
+    fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**asdict(cfg), "meshes": meshes})
     if not force and session.is_up_to_date(STAGE, fp, outputs):
         logger.info("fit: up to date (use --force to redo)")
         return session.body_path
@@ -61,7 +92,9 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
     model = load_body_model(cfg)
     kp = load_keypoints3d(session.keypoints3d_path)
     rate = session.config().frame_rate or None
-    motion = fit_sequence(model, kp, cfg, frame_rate=rate)
+    warnings: list[str] = []
+    rig, kp2d = _camera_views(session, kp, warnings) if cfg.reprojection else (None, None)
+    motion = fit_sequence(model, kp, cfg, frame_rate=rate, rig=rig, keypoints2d=kp2d)
     rest = model.rest_mesh(motion.shape)
     meas = measure_body(model, motion.shape)
     # everything computed before anything is written: no partial outputs on failure
@@ -73,7 +106,7 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
         out = model.evaluate(motion.shape, motion.pose_rotvec, motion.trans)
         for i, v in enumerate(out.vertices):
             write_obj(session.export_dir / "meshes" / f"frame_{i:06d}.obj", v, model.faces)
-    warnings = empty_runs(kp.valid, kp.frame_times)
+    warnings += empty_runs(kp.valid, kp.frame_times)
     for w in warnings:
         logger.warning("fit: %s", w)
     session.write_stage_report(StageReport(

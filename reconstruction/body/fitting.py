@@ -120,7 +120,7 @@ class FitConfig:
     """Weight of the shape prior (keeps weakly observed shape parameters near the average body)."""
     contact: bool = True
     """Detect foot contacts and keep a still foot still and on the floor."""
-    contact_sigma_m: float = 0.002
+    contact_sigma_m: float = 0.0005
     """How closely a sole point in contact is held to its anchor (metres)."""
     contact_speed_m_s: float = 0.15
     """A sole point slower than this (and low enough) is in contact."""
@@ -135,6 +135,9 @@ class FitConfig:
     floor_tolerance_m: float = 0.03
     """A contact whose sole lies within this of the floor (Z = 0) is put on the floor; otherwise it is
     held where it is (the floor is not where session.toml says)."""
+    reprojection: bool = True
+    """In ``mocap fit``: add the 2D keypoints of every calibrated camera (reprojection term) when the session
+    has them; ``fit_sequence`` uses them whenever it is given a rig and 2D keypoints."""
     reprojection_weight: float = 1.0
     """Weight of the 2D reprojection term when 2D keypoints and cameras are given."""
     reprojection_sigma_px: float = 3.0
