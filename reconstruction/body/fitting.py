@@ -10,6 +10,10 @@ How (all on the CPU, in torch, float64):
 2. Pose every frame with the average shape (robust Gauss-Newton, batched over frames), then fit the shape
    jointly with the poses of a subset of frames spread over the take (the shape eliminated by a Schur
    complement), robustly, with a shape prior that keeps weakly observed shape parameters near the mean.
+   A detector's surface landmarks (eyes, ears, fingers, heels, toes: "markers") are not where the model's
+   definitions put them on every body, so the global shape search scores shapes on the joints alone, and
+   the shape is then refined on every keypoint with one offset per marker for the take (rigid with its
+   bone, as marker placement is solved in optical mocap), whose prior is set from the offsets' own spread.
 3. With the shape fixed: pose every frame against the raw keypoints, drop keypoints farther than
    ``outlier_sigmas`` from the fit, low-pass the remaining keypoints over time (zero-phase Butterworth),
    and pose every frame against them with the anatomical joint limits (a knee is a hinge, a foot hardly
@@ -88,6 +92,14 @@ class FitConfig:
     """Best candidates of each round of the shape search refined continuously."""
     shape_start_iterations: int = 3
     """Rounds of the shape search (each re-poses the frames with the shape found so far)."""
+    marker_offset_sigma_m: float = 0.02
+    """A detector's surface landmarks (eyes, ears, mouth, fingers, heels, toes) need not sit where the
+    model's definitions put them: each gets one offset per take, rigidly attached to its bone and fitted
+    with the shape (prior: this many metres), so that a systematic difference moves the landmark and not
+    the body's shape. The shape search scores shapes on the joints alone for the same reason. 0: off
+    (every keypoint is taken at the model's definition of it)."""
+    marker_rounds: int = 1
+    """Rounds of (the markers' prior from the spread of their offsets, then shape and offsets refined)."""
     shape_step_limit: float = 0.3
     """Largest change of an (unconstrained) shape variable in one shape iteration."""
     frame_iterations: int = 4
@@ -194,7 +206,8 @@ class _Reduced:
     the format's keypoints, then the P = 2 * SOLE_POINTS sole vertices (left foot, then right);
     sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position; limit_joint (L,) and
     limit_axis (L, 3): the joint-limit terms, each a free joint and a rest-frame axis its rotation about
-    which is penalised (see :func:`_joint_limits`).
+    which is penalised (see :func:`_joint_limits`); marker_k (M,): the keypoints that are surface
+    landmarks (:data:`MARKER_WORDS`), marker_j (M,): the free joint each one moves with most.
     """
 
     free: torch.Tensor
@@ -209,6 +222,8 @@ class _Reduced:
     sem: dict[str, int]
     limit_joint: torch.Tensor
     limit_axis: torch.Tensor
+    marker_k: torch.Tensor
+    marker_j: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -267,11 +282,18 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
         mat[K + r, col[int(v)]] = 1.0
     sem = {n: pos[j] for n, j in model.semantic_joints.items() if j in pos}
     limit_joint, limit_axis = _joint_limits(model, sem)
+    marker_k = np.array([k for k, n in enumerate(reg.joint_names) if any(w in n for w in MARKER_WORDS)], dtype=np.int64)
+    marker_j = np.array([int(np.argmax(mat[k] @ merged[ids])) for k in marker_k], dtype=np.int64)
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
     return _Reduced(
         torch.as_tensor(free), tree_levels(parent_f), parent_f, t(anc.T), t(anc), torch.as_tensor(ids),
         t(merged[ids]), t(mat), sole_ids, sem, torch.as_tensor(limit_joint, dtype=torch.int64), t(limit_axis),
+        torch.as_tensor(marker_k), torch.as_tensor(marker_j),
     )  # fmt: skip
+
+
+MARKER_WORDS = ("nose", "eye", "ear", "mouth", "pinky", "index", "thumb", "heel", "toe", "hand", "finger")
+"""Keypoint names containing one of these are surface landmarks (markers), not joints."""
 
 
 def _joint_limits(model: SkinnedBodyModel, sem: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -356,10 +378,21 @@ def _coefficients(model: SkinnedBodyModel, shape_free: torch.Tensor) -> torch.Te
     return model.blend_coefficients(model.shape_from_free(shape_free.to(model.dtype))).to(DT)
 
 
-def _rest(basis: _Basis, coeffs: torch.Tensor) -> _Rest:
+def _rest(basis: _Basis, coeffs: torch.Tensor, red: _Reduced | None = None, offsets: torch.Tensor | None = None) -> _Rest:
+    """The rest state for blend coefficients ``coeffs``; ``offsets`` (M, 3) move the markers of ``red``
+    (each rigidly with its joint: added to its rest point in that joint's frame)."""
     P = basis.P0 + torch.einsum("c,ckjd->kjd", coeffs, basis.Pc)
     J = basis.J0 + torch.einsum("c,cjd->jd", coeffs, basis.Jc)
+    if offsets is not None and red is not None and len(red.marker_k):
+        P = P.index_put((red.marker_k, red.marker_j), offsets, accumulate=True)
     return _Rest(J, P, basis.S, basis.Q)
+
+
+def _without_markers(tg: _Targets, red: _Reduced) -> _Targets:
+    """``tg`` with the markers' 3D and 2D weights set to 0 (the joints alone)."""
+    keep = torch.ones(tg.weight.shape[1], dtype=DT)
+    keep[red.marker_k] = 0.0
+    return dataclasses.replace(tg, weight=tg.weight * keep, conf=None if tg.conf is None else tg.conf * keep)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -670,62 +703,81 @@ def _repair_flips(
 
 def _solve_shape(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, shape_free: torch.Tensor, rot: torch.Tensor,
-    trans: torch.Tensor, tg: _Targets, cfg: FitConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Shape and the poses of a subset of frames together by Levenberg-Marquardt; the shared shape is
-    eliminated by a Schur complement (the normal equations are block-diagonal in the frames plus one
-    shape block). shape_free (S,) unconstrained, rot (T, Jf, 3, 3), trans (T, 3)."""
+    trans: torch.Tensor, tg: _Targets, cfg: FitConfig, offsets: torch.Tensor | None = None, marker_sigma: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Shape (and with ``offsets`` (M, 3) the markers' offsets, prior ``marker_sigma`` metres) and the
+    poses of a subset of frames together by Levenberg-Marquardt; the shared variables are eliminated by a
+    Schur complement (the normal equations are block-diagonal in the frames plus one shared block).
+    shape_free (S,) unconstrained, rot (T, Jf, 3, 3), trans (T, 3). Returns shape, offsets, rot, trans."""
     from torch.func import hessian, jacfwd
 
     n = rot.shape[1] * 3 + 3
     S = shape_free.shape[0]
-    eye_n, eye_s = torch.eye(n, dtype=DT), torch.eye(S, dtype=DT)
-    sfree = shape_free.to(DT).clone()
+    M = 0 if offsets is None else offsets.shape[0]
+    X = S + 3 * M
+    eye_n, eye_x = torch.eye(n, dtype=DT), torch.eye(X, dtype=DT)
+    x = torch.cat([shape_free.to(DT), torch.zeros(0, dtype=DT) if offsets is None else offsets.reshape(-1).to(DT)])
     w_prior = cfg.shape_prior_weight
+    K2 = basis.P0.shape[0]
+    Jf = basis.P0.shape[1]
+    dP_off = torch.zeros(3 * M, K2, Jf, 3, dtype=DT)  # each offset coordinate moves one marker's rest point
+    for m_ in range(M):
+        for a in range(3):
+            dP_off[3 * m_ + a, red.marker_k[m_], red.marker_j[m_], a] = 1.0
 
-    def prior(sf: torch.Tensor) -> torch.Tensor:
-        return w_prior * model.shape_prior(model.shape_from_free(sf.to(model.dtype))).to(DT)
+    def split(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return v[:S], (v[S:].reshape(M, 3) if M else None)
 
-    def total(r: torch.Tensor, t: torch.Tensor, sf: torch.Tensor, sw: torch.Tensor, sw2: torch.Tensor | None) -> float:
-        rest = _rest(basis, _coefficients(model, sf))
-        pts = _forward(model, red, rest, r, t).pts
-        return float(_cost(red, pts, r, tg, sw, sw2, cfg).sum() + 2 * prior(sf))
+    def prior(v: torch.Tensor) -> torch.Tensor:
+        sf, off = split(v)
+        out = w_prior * model.shape_prior(model.shape_from_free(sf.to(model.dtype))).to(DT)
+        if off is not None:
+            out = out + 0.5 * (off**2).sum() / marker_sigma**2
+        return out
+
+    def rest_of(v: torch.Tensor) -> _Rest:
+        sf, off = split(v)
+        return _rest(basis, _coefficients(model, sf), red, off)
+
+    def total(r: torch.Tensor, t: torch.Tensor, v: torch.Tensor, sw: torch.Tensor, sw2: torch.Tensor | None) -> float:
+        pts = _forward(model, red, rest_of(v), r, t).pts
+        return float(_cost(red, pts, r, tg, sw, sw2, cfg).sum() + 2 * prior(v))
 
     lam = 1e-3
     for it in range(cfg.shape_iterations):
-        coeffs = _coefficients(model, sfree)
-        dcoeff = jacfwd(lambda sf: _coefficients(model, sf))(sfree)  # (C, S)
-        rest = _rest(basis, coeffs)
-        dP = torch.einsum("cs,ckjd->skjd", dcoeff, basis.Pc)
-        dJ = torch.einsum("cs,cjd->sjd", dcoeff, basis.Jc)
+        dcoeff = jacfwd(lambda sf: _coefficients(model, sf))(x[:S])  # (C, S)
+        rest = rest_of(x)
+        dP = torch.cat([torch.einsum("cs,ckjd->skjd", dcoeff, basis.Pc), dP_off])
+        dJ = torch.cat([torch.einsum("cs,cjd->sjd", dcoeff, basis.Jc), torch.zeros(3 * M, Jf, 3, dtype=DT)])
         posed = _forward(model, red, rest, rot, trans)
         sw, sw2 = _robust_weights(posed.pts, tg, _gnc(it, cfg), cfg)
         jp = _pose_jacobian(red, rest, posed)
         js = _shape_jacobian(red, rest, posed, dP, dJ)
         h_ff, g_f, h_fs, rest_s = _normal_equations(red, jp, posed.pts, rot, tg, sw, sw2, cfg, js)
-        h_ss = rest_s[:, : S * S].reshape(-1, S, S).sum(0) + hessian(prior)(sfree)
-        g_s = rest_s[:, S * S :].sum(0) + jacfwd(prior)(sfree)
-        base = total(rot, trans, sfree, sw, sw2)
+        h_ss = rest_s[:, : X * X].reshape(-1, X, X).sum(0) + hessian(prior)(x)
+        g_s = rest_s[:, X * X :].sum(0) + jacfwd(prior)(x)
+        base = total(rot, trans, x, sw, sw2)
         for _try in range(5):
             a_ff = h_ff + lam * (torch.diagonal(h_ff, dim1=1, dim2=2)[..., None] * eye_n + 1e-9 * eye_n)
             inv_g = torch.linalg.solve(a_ff, g_f)
             inv_fs = torch.linalg.solve(a_ff, h_fs)
-            schur = h_ss + lam * (torch.diag(torch.diagonal(h_ss)) + 1e-9 * eye_s)
+            schur = h_ss + lam * (torch.diag(torch.diagonal(h_ss)) + 1e-9 * eye_x)
             schur = schur - (h_fs.transpose(1, 2) @ inv_fs).sum(0)
             rhs = g_s - (h_fs.transpose(1, 2) @ inv_g[..., None])[..., 0].sum(0)
-            ds = -torch.linalg.solve(schur, rhs)
-            big = float(ds.abs().max())
+            dx = -torch.linalg.solve(schur, rhs)
+            big = float(dx[:S].abs().max())
             if big > cfg.shape_step_limit:  # a trust region: weakly observed directions can jump to the bounds
-                ds = ds * (cfg.shape_step_limit / big)
-            dp = -(inv_g + (inv_fs @ ds[:, None])[..., 0])
+                dx = dx * (cfg.shape_step_limit / big)
+            dp = -(inv_g + (inv_fs @ dx[:, None])[..., 0])
             r_try, t_try = _increment(rot, trans, dp)
-            new = total(r_try, t_try, sfree + ds, sw, sw2)
+            new = total(r_try, t_try, x + dx, sw, sw2)
             logger.debug("shape it %d try %d: cost %.4g -> %.4g, lam %.1e, |ds| %.3f", it, _try, base, new, lam, big)
             if new < base:
-                rot, trans, sfree, lam = r_try, t_try, sfree + ds, max(lam * 0.2, 1e-9)
+                rot, trans, x, lam = r_try, t_try, x + dx, max(lam * 0.2, 1e-9)
                 break
             lam = min(lam * 10, 1e9)
-    return sfree, rot, trans
+    sf, off = split(x)
+    return sf, off, rot, trans
 
 
 def _shape_surrogate(
@@ -1171,12 +1223,34 @@ def _fit(
     observed = np.flatnonzero(weight_np.sum(1) > 0)
     pick = np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)])
     pick_t = torch.as_tensor(pick)
-    sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], free.rows(pick_t), cfg)  # type: ignore[arg-type]
-    sfree, rot_p, trans_p = _solve_shape(model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg)  # type: ignore[arg-type]
+    markers = cfg.marker_offset_sigma_m > 0 and len(red.marker_k) > 0
+    search_tg = _without_markers(free.rows(pick_t), red) if markers else free.rows(pick_t)  # type: ignore[arg-type]
+    sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], search_tg, cfg)
+    start_off = torch.zeros(len(red.marker_k), 3, dtype=DT) if markers else None
+    sigma = cfg.marker_offset_sigma_m
+    sfree, offsets, rot_p, trans_p = _solve_shape(
+        model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg, start_off, sigma
+    )  # type: ignore[arg-type]
+    if offsets is not None:
+        # the offsets' spread sets their prior (empirical Bayes), and shape and offsets are refined with it:
+        # markers that sit where the model puts them keep telling the shape (the head's size, the feet's
+        # length), while biased ones stay free
+        for _round in range(cfg.marker_rounds):
+            assert offsets is not None
+            sigma = float(np.clip(offsets.pow(2).mean().sqrt(), 0.002, sigma))
+            sfree, offsets, rot_p, trans_p = _solve_shape(
+                model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg, offsets, sigma
+            )  # type: ignore[arg-type]
+        logger.info("marker offsets: prior %.1f mm, largest %.1f mm", 1000 * sigma, 1000 * float(offsets.norm(dim=1).max()))
     rot[pick_t], trans[pick_t] = rot_p, trans_p
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
-    rest = _rest(basis, _coefficients(model, sfree))
+    rest = _rest(basis, _coefficients(model, sfree), red, offsets)
     logger.info("shape fitted on %d frames: %s", len(pick), np.round(shape, 3).tolist())
+    marker_offsets = (
+        {}
+        if offsets is None
+        else {names[k]: np.round(1000 * offsets[i].numpy(), 1).tolist() for i, k in enumerate(red.marker_k.tolist())}
+    )
 
     # 3. outliers out, keypoints low-passed, every frame posed against them
     rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
@@ -1221,6 +1295,7 @@ def _fit(
         "keypoint_residual_p95_mm": float(np.percentile(resid, 95) * 1000) if resid.size else math.nan,
         "contact_fraction": contact.reshape(T, 2, SOLE_POINTS).any(-1).mean(0).tolist(),
         "foot_sliding_mm_s": foot_sliding_mm_s(pts[:, K:], contact, fps),
+        "marker_offsets_mm": marker_offsets,
         "seconds": seconds,
         "frames_per_second": T / max(seconds, 1e-9),
     }
