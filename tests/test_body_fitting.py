@@ -7,6 +7,7 @@ they flip to failures (and get promoted) the day they pass.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,40 @@ def test_joint_limits_leave_knee_flexion_free(anny):
     assert limit_cost(1.5 * lateral) < 1e-12
     up = anny.model_to_world_rest.T @ np.array([0.0, 0.0, 1.0])
     assert limit_cost(0.5 * up) == pytest.approx(0.25, rel=0.02)  # a twist of 0.5 rad about the shin
+
+
+def test_fit_command_adds_the_sessions_2d_keypoints(anny, tmp_path):
+    # with keypoints2d.npz and calibration.toml in the session, `mocap fit` fits them too (reprojection
+    # term); 2D keypoints that do not line up with the 3D ones are left out with a warning, not an error
+    from calibration.camera import CameraRig
+    from calibration.formats import write_calibration
+    from capture.virtual_studio.rigs import load_rig_preset
+    from mocap.cli import main
+    from reconstruction.keypoints import Keypoints2D
+
+    T = 80
+    take = _take(anny, seed=5)
+    root = _session(tmp_path, take[4].xyz[:T])
+    rig = CameraRig(tuple(c.camera for c in load_rig_preset("ring4").cameras))
+    write_calibration(rig, root / "calibration.toml")
+    clean = take[3][:T]
+    xy = rig.project(clean) + np.random.default_rng(0).normal(scale=1.0, size=(len(rig.cameras), *clean.shape[:2], 2))
+    names = tuple(c.name for c in rig.cameras)
+
+    def fit_with_2d(frames: int) -> tuple[dict, float]:
+        Keypoints2D(xy[:, :frames], np.ones(xy.shape[:3])[:, :frames], names, "blazepose33", np.arange(frames) / FPS).save(
+            root / "keypoints2d.npz"
+        )
+        assert main(["fit", str(root)]) == 0
+        report = json.loads((root / "report" / "fit.json").read_text())
+        with np.load(root / "body.npz") as d:
+            fit = anny.keypoints(d["shape"], d["pose_rotvec"], d["trans"], "blazepose33")
+        return report, float(np.linalg.norm(fit - clean, axis=-1).mean() * 1000)
+
+    report, mpjpe = fit_with_2d(T)
+    assert not any("line up" in w for w in report["warnings"]), report["warnings"]
+    assert mpjpe <= 15.0, mpjpe
+    report, mpjpe_3d_only = fit_with_2d(T - 10)
+    assert any("line up" in w and "keypoints2d.npz" in w for w in report["warnings"]), report["warnings"]
+    assert mpjpe_3d_only <= 15.0
+    print(f"MPJPE with 2D: {mpjpe:.1f} mm, 3D only: {mpjpe_3d_only:.1f} mm")
