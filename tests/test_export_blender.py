@@ -23,7 +23,9 @@ from export.mesh import capsule_mesh
 from export.synthetic import synthetic_walk
 
 ENABLED = os.environ.get("MOCAP_BLENDER_CHECK") == "1" or (CACHE / "blender-venv" / ".installed").exists()
-pytestmark = pytest.mark.skipif(not ENABLED, reason="Blender check: run `make test` or `make blender-check` (sets MOCAP_BLENDER_CHECK=1)")
+pytestmark = pytest.mark.skipif(
+    not ENABLED, reason="Blender check: run `make test` or `make blender-check` (sets MOCAP_BLENDER_CHECK=1)"
+)
 
 
 @pytest.fixture(scope="module")
