@@ -16,8 +16,10 @@ import pytest
 from mocap.cli import main
 from mocap.demo import TARGETS, demo_root
 
-pytestmark = pytest.mark.skipif(os.environ.get("MOCAP_DEMO_CHECK") != "1",
-                                reason="the whole demo (~6 min on 2 cores) runs with MOCAP_DEMO_CHECK=1 (make test sets it)")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("MOCAP_DEMO_CHECK") != "1",
+    reason="the whole demo (~6 min on 2 cores) runs with MOCAP_DEMO_CHECK=1 (make test sets it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +39,22 @@ def test_demo_completes_and_writes_every_output(scores):
     take = demo_root() / "take"
     run = json.loads((take / "report" / "run.json").read_text())
     assert [o["status"] for o in run["outcomes"]] and all(o["status"] in ("ran", "up to date") for o in run["outcomes"])
-    for name in ("calibration.toml", "sync.json", "keypoints2d.npz", "keypoints3d.npz", "body.npz", "measurements.json",
-                 "report/index.html"):
+    for name in (
+        "calibration.toml",
+        "sync.json",
+        "keypoints2d.npz",
+        "keypoints3d.npz",
+        "body.npz",
+        "measurements.json",
+        "report/index.html",
+    ):
         assert (take / name).exists(), name
     exported = {p.suffix for p in (take / "export").iterdir()}
     assert {".bvh", ".fbx", ".glb", ".usdz", ".obj", ".trc"} <= exported
+    # the fit's per-take landmark offsets are in its report and on the page
+    offsets = json.loads((take / "report" / "fit.json").read_text())["figures"]["marker_offsets_mm"]
+    assert "left_ear" in offsets and len(offsets["left_ear"]) == 3
+    assert "Detector landmarks against the body model" in (take / "report" / "index.html").read_text()
     print("demo stage seconds:", scores["stage_seconds"], "pipeline", scores["pipeline_seconds"], "s")
 
 

@@ -142,19 +142,27 @@ def section_calibration(take: Take) -> H.Section:
     s.add(H.image(png, "camera layout from above", "plot-camera-layout"))
     report = take.stage_reports.get("calibrate")
     if report is None:
-        return s.add(H.missing("No report/calibrate.json: this calibration was made elsewhere or imported, so its "
-                               f"residuals and board coverage are unknown. Run `{_cmd(take, 'calibrate')}` to see them."))
+        return s.add(
+            H.missing(
+                "No report/calibrate.json: this calibration was made elsewhere or imported, so its "
+                f"residuals and board coverage are unknown. Run `{_cmd(take, 'calibrate')}` to see them."
+            )
+        )
     fig = report.get("figures", {})
-    s.add(f"<p>Bundle adjustment: reprojection RMS <b>{H.esc(H.fmt(fig.get('reprojection_rms_px')))} px</b> over "
-          f"{H.esc(fig.get('corners', '–'))} corners ({H.esc(fig.get('corners_rejected', 0))} rejected), "
-          f"{H.esc(fig.get('board_views', '–'))} board views.</p>")
+    s.add(
+        f"<p>Bundle adjustment: reprojection RMS <b>{H.esc(H.fmt(fig.get('reprojection_rms_px')))} px</b> over "
+        f"{H.esc(fig.get('corners', '–'))} corners ({H.esc(fig.get('corners_rejected', 0))} rejected), "
+        f"{H.esc(fig.get('board_views', '–'))} board views.</p>"
+    )
     rows = []
     for name, c in fig.get("cameras", {}).items():
         intr = c.get("intrinsics", {})
         rows.append([name, c.get("board_views"), c.get("reprojection_rms_px"), c.get("corners_used"),
                      intr.get("coverage"), intr.get("views_used")])  # fmt: skip
-    s.add("<h3>Residuals and board coverage per camera</h3>",
-          H.table(["camera", "board views", "RMS (px)", "corners used", "image coverage", "intrinsic views"], rows))
+    s.add(
+        "<h3>Residuals and board coverage per camera</h3>",
+        H.table(["camera", "board views", "RMS (px)", "corners used", "image coverage", "intrinsic views"], rows),
+    )
     if fig.get("cameras_not_calibrated"):
         s.add(H.error(f"not calibrated (no shared board views): {', '.join(fig['cameras_not_calibrated'])}"))
     pictures = fig.get("pictures", {})
@@ -185,8 +193,13 @@ def section_sync(take: Take) -> H.Section:
     for c in names:
         conf = cams[c].get("confidence")
         if conf is not None and conf < 0.3 and cams[c].get("offset_s") != 0.0:
-            take.warnings.append(Warning_(f"camera {c}: synchronization confidence {conf:.2f} is low",
-                                          "record a clear clap or flash, or check the camera's audio", "sync"))
+            take.warnings.append(
+                Warning_(
+                    f"camera {c}: synchronization confidence {conf:.2f} is low",
+                    "record a clear clap or flash, or check the camera's audio",
+                    "sync",
+                )
+            )
     return s
 
 
@@ -270,8 +283,19 @@ def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
                                  "px", "mean reprojection error per camera"), "reprojection per camera",
                       "plot-reprojection"))  # fmt: skip
     frac = valid.mean(0)
-    s.add(H.image(plots.bars(list(kp.format.joints), frac, "fraction", "frames in which each joint was triangulated",
-                             config.min_joint_triangulated), "triangulated per joint", "plot-triangulated"))
+    s.add(
+        H.image(
+            plots.bars(
+                list(kp.format.joints),
+                frac,
+                "fraction",
+                "frames in which each joint was triangulated",
+                config.min_joint_triangulated,
+            ),
+            "triangulated per joint",
+            "plot-triangulated",
+        )
+    )
     for j, name in enumerate(kp.format.joints):
         if frac[j] < config.min_joint_triangulated:
             take.warnings.append(Warning_(
@@ -302,12 +326,21 @@ def section_bones(take: Take, config) -> H.Section:  # noqa: ANN001
         rows.append([name, 100 * med, 100 * var])
         series[name] = 100 * (length / med - 1)
         if var > config.max_bone_variation:
-            take.warnings.append(Warning_(
-                f"bone {name} changes length by {100 * var:.1f} % (standard deviation)",
-                "check the calibration and the detections of its joints; a good take stays under 3 %", "report"))
-    s.add(H.table(["bone", "median length (cm)", "variation (%)"], rows, digits=3),
-          H.image(plots.lines(kp.frame_times, series, "deviation from median (%)",
-                              "bone length over time, relative to its median"), "bone lengths", "plot-bones"))
+            take.warnings.append(
+                Warning_(
+                    f"bone {name} changes length by {100 * var:.1f} % (standard deviation)",
+                    "check the calibration and the detections of its joints; a good take stays under 3 %",
+                    "report",
+                )
+            )
+    s.add(
+        H.table(["bone", "median length (cm)", "variation (%)"], rows, digits=3),
+        H.image(
+            plots.lines(kp.frame_times, series, "deviation from median (%)", "bone length over time, relative to its median"),
+            "bone lengths",
+            "plot-bones",
+        ),
+    )
     return s
 
 
@@ -342,8 +375,11 @@ def section_angles(take: Take, config) -> H.Section:  # noqa: ANN001
     rows = [[r.exercise.replace("_", " "), r.count, r.partial, r.signal_name, f"above {r.enter_deg:g}, below {r.exit_deg:g}"]
             for r in reps.values()]  # fmt: skip
     cards = "".join(_card(r.exercise.replace("_", " "), r.count, f"id=reps-{r.exercise}") for r in reps.values())
-    s.add("<h3>Repetitions</h3>", f'<div class="cards">{cards}</div>',
-          H.table(["exercise", "counted", "partial (not counted)", "signal", "thresholds (deg)"], rows))
+    s.add(
+        "<h3>Repetitions</h3>",
+        f'<div class="cards">{cards}</div>',
+        H.table(["exercise", "counted", "partial (not counted)", "signal", "thresholds (deg)"], rows),
+    )
     for r in reps.values():
         s.add(H.image(plots.repetition_signal(ang.times_s, r.signal, r.enter_deg, r.exit_deg, r.intervals,
                                               f"{r.exercise.replace('_', ' ')}: {r.signal_name} ({r.count} counted)"),
@@ -352,10 +388,12 @@ def section_angles(take: Take, config) -> H.Section:  # noqa: ANN001
     bands = {"knees": [tuple(i[[0, 2]]) for i in reps["squat"].intervals],
              "hips": [tuple(i[[0, 2]]) for i in reps["squat"].intervals],
              "shoulders": [tuple(i[[0, 2]]) for i in reps["jumping_jack"].intervals]}  # fmt: skip
-    s.add("<h3>Angles over time</h3>",
-          "<p>Flexion 0° is straight; shoulder flexion / abduction 0° is the arm hanging, 90° forward / "
-          "sideways, 180° overhead; spine flexion is the trunk's forward lean from vertical.</p>",
-          H.image(plots.angle_panels(ang.times_s, groups, bands), "joint angles", "plot-angles"))
+    s.add(
+        "<h3>Angles over time</h3>",
+        "<p>Flexion 0° is straight; shoulder flexion / abduction 0° is the arm hanging, 90° forward / "
+        "sideways, 180° overhead; spine flexion is the trunk's forward lean from vertical.</p>",
+        H.image(plots.angle_panels(ang.times_s, groups, bands), "joint angles", "plot-angles"),
+    )
     return s
 
 
@@ -391,6 +429,16 @@ def section_body(take: Take) -> H.Section:
     scalars = [[k.replace("_", " "), v] for k, v in fit.items() if isinstance(v, int | float) and not isinstance(v, bool)]
     if scalars:
         s.add("<h3>Fit quality</h3>", H.table(["figure", "value"], scalars))
+    offsets = fit.get("marker_offsets_mm") or {}
+    if offsets:
+        rows = sorted(([name.replace("_", " "), float(np.linalg.norm(v)), *v] for name, v in offsets.items()),
+                      key=lambda r: -r[1])  # fmt: skip
+        s.add("<h3>Detector landmarks against the body model</h3>",
+              "<p>Where the detector puts each surface landmark relative to the model's definition of it, as "
+              "fitted for this take (mm, in the body's upright rest frame: X its left, Y its back, Z up). The fit "
+              "moves these landmarks, not the body's shape; a large offset says the detector sees that point "
+              "elsewhere on this body.</p>",
+              H.table(["landmark", "offset mm", "x", "y", "z"], rows[:12], digits=3))  # fmt: skip
     rest = take.session.root / "body_rest.obj"
     if rest.exists():
         try:

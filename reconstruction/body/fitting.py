@@ -1249,7 +1249,10 @@ def _fit(
     marker_offsets = (
         {}
         if offsets is None
-        else {names[k]: np.round(1000 * offsets[i].numpy(), 1).tolist() for i, k in enumerate(red.marker_k.tolist())}
+        else {  # in the upright rest frame of the world (X the body's left, Y its back, Z up)
+            names[k]: np.round(1000 * np.asarray(model.model_to_world_rest) @ offsets[i].numpy(), 1).tolist()
+            for i, k in enumerate(red.marker_k.tolist())
+        }
     )
 
     # 3. outliers out, keypoints low-passed, every frame posed against them
