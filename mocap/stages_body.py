@@ -16,6 +16,7 @@ from reconstruction.body.cache import project_cache_dir
 from reconstruction.body.fitting import FitConfig, fit_sequence
 from reconstruction.body.io import save_body_npz, write_obj, write_ply
 from reconstruction.body.measurements import measure_body
+from reconstruction.filtering import runs
 from reconstruction.keypoints import Keypoints3D, load_keypoints3d
 
 from .session import Session, StageReport
@@ -41,15 +42,11 @@ def load_body_model(cfg: FitConfig):  # noqa: ANN201
 
 def empty_runs(valid: np.ndarray, frame_times: np.ndarray) -> list[str]:
     """Warnings for runs of frames with no keypoint at all (T, J) bool: the performer out of view, or hidden."""
-    empty = ~np.asarray(valid).any(axis=1)
-    warnings = []
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], empty.astype(int), [0]])))
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
-        warnings.append(
-            f"frames {start}-{stop - 1} ({frame_times[start]:.2f}-{frame_times[stop - 1]:.2f} s): no keypoints (the "
-            f"performer out of view or hidden); the body there is interpolated from the frames around it"
-        )
-    return warnings
+    return [
+        f"frames {start}-{stop - 1} ({frame_times[start]:.2f}-{frame_times[stop - 1]:.2f} s): no keypoints (the "
+        f"performer out of view or hidden); the body there is interpolated from the frames around it"
+        for start, stop in runs(~np.asarray(valid).any(axis=1))
+    ]
 
 
 def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tuple[CameraRig | None, Keypoints2D | None]:

@@ -70,10 +70,10 @@ def _check(xyz: np.ndarray, fps: float) -> np.ndarray:
     return xyz
 
 
-def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of the runs of True in a (T,) mask."""
-    edges = np.diff(np.concatenate([[0], valid.astype(int), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a (T,) mask."""
+    edges = np.diff(np.concatenate([[0], np.asarray(flags).astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
 def butterworth(xyz: np.ndarray, fps: float, cutoff_hz: float = 6.0, order: int = 4) -> np.ndarray:
@@ -90,7 +90,7 @@ def butterworth(xyz: np.ndarray, fps: float, cutoff_hz: float = 6.0, order: int 
     out = xyz.copy()
     valid = np.isfinite(xyz).all(-1)  # (T, J)
     for j in range(J):
-        for s, e in _runs(valid[:, j]):
+        for s, e in runs(valid[:, j]):
             if e - s > pad:
                 out[s:e, j] = sosfiltfilt(sos, xyz[s:e, j], axis=0)
     return out

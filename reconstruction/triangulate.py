@@ -28,6 +28,7 @@ import numpy as np
 
 from calibration.camera import CameraRig
 
+from .filtering import runs
 from .keypoints import Keypoints2D, Keypoints3D
 
 log = logging.getLogger(__name__)
@@ -529,10 +530,8 @@ def fill_gaps(
         if missing.all():
             long_gaps.append((int(j), 0, T))
             continue
-        edges = np.diff(np.concatenate([[0], missing.astype(int), [0]]))
-        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         known = ~missing
-        for s, e in zip(starts, stops, strict=True):
+        for s, e in runs(missing):
             if s == 0 or e == T or e - s > max_gap_frames:
                 long_gaps.append((int(j), int(s), int(e - s)))
                 continue

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from calibration.rotations import rotvec_to_rotmat as np_rotvec_to_rotmat
+from reconstruction.filtering import runs
 from reconstruction.keypoints import Keypoints3D
 
 from .lbs import TreeLevels, forward_kinematics, pose_feature, tree_levels
@@ -485,13 +486,17 @@ class _Targets:
         )  # fmt: skip
 
 
+def _neighbours(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's previous and next frame of x (T, ...), T >= 2; the one neighbour at either end."""
+    return torch.cat([x[1:2], x[:-1]]), torch.cat([x[1:], x[-2:-1]])
+
+
 def _neighbour_midpoints(rot: torch.Tensor) -> torch.Tensor:
     """(T, Jf, 3, 3) for rot (T, Jf, 3, 3): the rotation halfway between each frame's two neighbours (the
     one neighbour at either end of the batch; the frame itself when the batch is one frame)."""
     if rot.shape[0] < 2:
         return rot.clone()
-    prev = torch.cat([rot[1:2], rot[:-1]])
-    nxt = torch.cat([rot[1:], rot[-2:-1]])
+    prev, nxt = _neighbours(rot)
     half = 0.5 * torch_rotmat_to_rotvec(prev.transpose(-1, -2) @ nxt)
     return prev @ rotvec_to_rotmat(half)
 
@@ -659,7 +664,7 @@ def _solve_frames(
     if tg.temporal <= 0 or T < 2:
         for it in range(iterations):
             c2 = _gnc(it, cfg, gnc_start)
-            rot, trans, lam = _lm_step(model, red, rest, rot, trans, dataclasses.replace(tg, temporal=0.0), cfg, lam, c2)
+            rot, trans, lam = _lm_step(model, red, rest, rot, trans, tg, cfg, lam, c2)
         return rot, trans
     rot, trans = rot.clone(), trans.clone()
     halves = [torch.arange(p, T, 2) for p in (0, 1)]
@@ -684,8 +689,7 @@ def _repair_flips(
     if len(idx) == 0:
         return rot, trans
     tg_i = dataclasses.replace(tg.rows(idx), near=near[idx])  # type: ignore[arg-type]
-    t_near = 0.5 * (torch.cat([trans[1:2], trans[:-1]]) + torch.cat([trans[1:], trans[-2:-1]]))
-    r_c, t_c = near[idx].clone(), t_near[idx].clone()
+    r_c, t_c = near[idx].clone(), (0.5 * sum(_neighbours(trans)))[idx]
     lam = torch.full((len(idx),), 1e-3, dtype=DT)
     for _it in range(iterations):
         r_c, t_c, lam = _lm_step(model, red, rest, r_c, t_c, tg_i, cfg, lam, cfg.robust_scale**2)
@@ -721,9 +725,10 @@ def _solve_shape(
     K2 = basis.P0.shape[0]
     Jf = basis.P0.shape[1]
     dP_off = torch.zeros(3 * M, K2, Jf, 3, dtype=DT)  # each offset coordinate moves one marker's rest point
-    for m_ in range(M):
-        for a in range(3):
-            dP_off[3 * m_ + a, red.marker_k[m_], red.marker_j[m_], a] = 1.0
+    if M:
+        dP_off[
+            torch.arange(3 * M), red.marker_k.repeat_interleave(3), red.marker_j.repeat_interleave(3), torch.arange(3).repeat(M)
+        ] = 1.0
 
     def split(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return v[:S], (v[S:].reshape(M, 3) if M else None)
@@ -950,12 +955,6 @@ def _frame_rate(times: np.ndarray) -> float:
 # foot contact
 
 
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of each run of True in a (T,) bool array."""
-    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
-
-
 def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: FitConfig) -> np.ndarray:
     """(T, P) bool: sole point p is low (within ``contact_height_m`` of its rest clearance over the floor)
     and still (slower than ``contact_speed_m_s``, measured on its path low-passed at
@@ -982,7 +981,7 @@ def detect_contacts(soles: np.ndarray, clearance: np.ndarray, fps: float, cfg: F
     held = low & (speed < 2 * cfg.contact_speed_m_s)
     shortest = max(2, int(round(cfg.contact_min_s * fps)))
     for p in range(still.shape[1]):
-        for a, b in _runs(held[:, p]):  # hysteresis: a contact starts still and lasts while nearly still
+        for a, b in runs(held[:, p]):  # hysteresis: a contact starts still and lasts while nearly still
             out[a:b, p] = b - a >= shortest and bool(still[a:b, p].any())
     return out
 
@@ -1000,7 +999,7 @@ def contact_anchors(
     weights = np.zeros(contact.shape)
     ramp = max(1, int(round(cfg.contact_ramp_s * fps)))
     for p in range(contact.shape[1]):
-        for a, b in _runs(contact[:, p]):
+        for a, b in runs(contact[:, p]):
             pos = np.median(soles[a:b, p], axis=0)
             if abs(pos[2] - clearance[p]) < cfg.floor_tolerance_m:
                 pos[2] = clearance[p]
@@ -1226,21 +1225,18 @@ def _fit(
     markers = cfg.marker_offset_sigma_m > 0 and len(red.marker_k) > 0
     search_tg = _without_markers(free.rows(pick_t), red) if markers else free.rows(pick_t)  # type: ignore[arg-type]
     sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], search_tg, cfg)
-    start_off = torch.zeros(len(red.marker_k), 3, dtype=DT) if markers else None
+    offsets = torch.zeros(len(red.marker_k), 3, dtype=DT) if markers else None
     sigma = cfg.marker_offset_sigma_m
-    sfree, offsets, rot_p, trans_p = _solve_shape(
-        model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg, start_off, sigma
-    )  # type: ignore[arg-type]
-    if offsets is not None:
-        # the offsets' spread sets their prior (empirical Bayes), and shape and offsets are refined with it:
-        # markers that sit where the model puts them keep telling the shape (the head's size, the feet's
-        # length), while biased ones stay free
-        for _round in range(cfg.marker_rounds):
-            assert offsets is not None
+    # with markers, each further round sets their prior from the offsets' spread (empirical Bayes) and refines
+    # shape and offsets with it: markers that sit where the model puts them keep telling the shape (the
+    # head's size, the feet's length), while biased ones stay free
+    for round_ in range(1 + (cfg.marker_rounds if markers else 0)):
+        if round_ > 0 and offsets is not None:
             sigma = float(np.clip(offsets.pow(2).mean().sqrt(), 0.002, sigma))
-            sfree, offsets, rot_p, trans_p = _solve_shape(
-                model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg, offsets, sigma
-            )  # type: ignore[arg-type]
+        sfree, offsets, rot_p, trans_p = _solve_shape(
+            model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg, offsets, sigma
+        )  # type: ignore[arg-type]
+    if offsets is not None:
         logger.info("marker offsets: prior %.1f mm, largest %.1f mm", 1000 * sigma, 1000 * float(offsets.norm(dim=1).max()))
     rot[pick_t], trans[pick_t] = rot_p, trans_p
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
