@@ -33,7 +33,6 @@ from .frames import Frame, LiveSource
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class RecordConfig:
     """The ``[record]`` table of session.toml."""
@@ -105,8 +104,29 @@ def read_timestamps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _record_one(
-    source: LiveSource, video_path: Path, timestamps_path: Path, config: RecordConfig, stop: threading.Event,
-    deadline: float, stats: RecordingStats,
+    source: LiveSource,
+    video_path: Path,
+    timestamps_path: Path,
+    config: RecordConfig,
+    stop: threading.Event,
+    deadline: float,
+    stats: RecordingStats,
+    finished: threading.Event,
+) -> None:
+    try:
+        _record_frames(source, video_path, timestamps_path, config, stop, deadline, stats)
+    finally:
+        finished.set()
+
+
+def _record_frames(
+    source: LiveSource,
+    video_path: Path,
+    timestamps_path: Path,
+    config: RecordConfig,
+    stop: threading.Event,
+    deadline: float,
+    stats: RecordingStats,
 ) -> None:
     fps = config.fps or source.nominal_fps or 30.0
     stats.nominal_fps = fps
@@ -163,10 +183,16 @@ def record(
         raise KeyError(f"no output path for camera(s) {missing}")
     deadline = time.monotonic() + config.max_seconds if config.max_seconds else math.inf
     stats = {c: RecordingStats(c) for c in sources}
+    # Completion is waited for on our own events, not Thread.join: in CPython 3.11 a Ctrl-C that lands inside
+    # join() marks the still-running thread as stopped (bpo-45274's handler), and a later join() returns at
+    # once, before the camera's file is flushed and moved into place.
+    finished = {c: threading.Event() for c in sources}
     threads = [
         threading.Thread(
-            target=_record_one, name=f"record-{c}", daemon=True,
-            args=(s, Path(video_paths[c]), Path(timestamps_paths[c]), config, stop, deadline, stats[c]),
+            target=_record_one,
+            name=f"record-{c}",
+            daemon=True,
+            args=(s, Path(video_paths[c]), Path(timestamps_paths[c]), config, stop, deadline, stats[c], finished[c]),
         )  # fmt: skip
         for c, s in sources.items()
     ]
@@ -174,17 +200,17 @@ def record(
         th.start()
     interrupted = False
     try:
-        while any(th.is_alive() for th in threads):
-            for th in threads:
-                th.join(timeout=0.2)
+        while not all(f.is_set() for f in finished.values()):
+            for f in finished.values():
+                f.wait(timeout=0.2)
             if progress:
                 progress({c: s.frames for c, s in stats.items()})
     except KeyboardInterrupt:
         interrupted = True
         log.info("stopping: finishing every camera's file")
         stop.set()
-        for th in threads:
-            th.join()
+        for f in finished.values():
+            f.wait()
     for s in stats.values():
         if s.dropped_frames:
             log.warning("camera %s: %d dropped frame(s) in %d gap(s)", s.camera, s.dropped_frames, len(s.gaps))

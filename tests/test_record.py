@@ -17,9 +17,11 @@ from capture.record import RecordConfig, detect_drops, read_timestamps, record
 class FakeCamera:
     """Stands in for the device only: frames whose brightness encodes their index, at given host times."""
 
-    def __init__(self, name: str, times: np.ndarray | None, fps: float, size=(64, 48), sleep_s: float = 0.0):
+    def __init__(
+        self, name: str, times: np.ndarray | None, fps: float, size=(64, 48), sleep_s: float = 0.0, close_s: float = 0.0
+    ):
         self.name, self.nominal_fps, self.size = name, fps, size
-        self.times, self.sleep_s = times, sleep_s
+        self.times, self.sleep_s, self.close_s = times, sleep_s, close_s
         self.index = -1
         self.closed = False
 
@@ -34,6 +36,7 @@ class FakeCamera:
         return Frame(self.index, float(t), image)
 
     def close(self) -> None:
+        time.sleep(self.close_s)  # a device that takes its time to release
         self.closed = True
 
 
@@ -76,8 +79,13 @@ def test_record_two_cameras_different_rates_and_drops(tmp_path):
     assert not list((tmp_path / "videos").glob(".*"))  # no temporary files left
 
 
-def test_ctrl_c_leaves_playable_files(tmp_path):
-    cams = {c: FakeCamera(c, None, 100.0, sleep_s=0.01) for c in ("cam_1", "cam_2")}
+@pytest.mark.parametrize("names", [("cam_1",), ("cam_1", "cam_2")])
+def test_ctrl_c_leaves_playable_files(tmp_path, names):
+    # The devices take 0.3 s to close after the stop, so record() must really wait for every camera's file:
+    # in CPython 3.11 a Ctrl-C landing in Thread.join() marks the running thread as stopped, and waiting by
+    # join() returned before the files were in place (a flaky CI failure once; the one-camera case failed
+    # every time with that code).
+    cams = {c: FakeCamera(c, None, 100.0, sleep_s=0.01, close_s=0.3) for c in names}
     videos, stamps = _paths(tmp_path, cams)
     timer = threading.Timer(0.6, _thread.interrupt_main)
     timer.start()
