@@ -106,7 +106,8 @@ def test_max_seconds_and_device_specs(tmp_path):
     videos, stamps = _paths(tmp_path, cams)
     start = time.monotonic()
     stats, interrupted = record(cams, videos, stamps, RecordConfig(max_seconds=0.3))
-    assert not interrupted and time.monotonic() - start < 3 and stats["cam_1"].frames > 5
+    # the deadline stops it (this camera never ends); the bound is generous: a loaded machine must not fail it
+    assert not interrupted and time.monotonic() - start < 15 and stats["cam_1"].frames > 5
     assert parse_device("0") == 0 and parse_device("rtsp://10.0.0.2/live") == "rtsp://10.0.0.2/live"
     with pytest.raises(ValueError, match="USB index"):
         parse_device("webcam")
