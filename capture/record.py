@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 
 from capture.video_writer import TIME_BASE as VIDEO_TIME_BASE
@@ -111,22 +110,6 @@ def _record_one(
     stop: threading.Event,
     deadline: float,
     stats: RecordingStats,
-    finished: threading.Event,
-) -> None:
-    try:
-        _record_frames(source, video_path, timestamps_path, config, stop, deadline, stats)
-    finally:
-        finished.set()
-
-
-def _record_frames(
-    source: LiveSource,
-    video_path: Path,
-    timestamps_path: Path,
-    config: RecordConfig,
-    stop: threading.Event,
-    deadline: float,
-    stats: RecordingStats,
 ) -> None:
     fps = config.fps or source.nominal_fps or 30.0
     stats.nominal_fps = fps
@@ -147,7 +130,7 @@ def _record_frames(
             video.append(writer.last_pts * float(VIDEO_TIME_BASE))
             stats.frames = len(host)
         ok = True
-    except (av.FFmpegError, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - any device or encoder failure: keep what was recorded, report it
         stats.error = f"camera {source.name}: recording stopped after {len(host)} frames: {e}"
         log.error(stats.error)
     finally:
@@ -187,15 +170,14 @@ def record(
     # join() marks the still-running thread as stopped (bpo-45274's handler), and a later join() returns at
     # once, before the camera's file is flushed and moved into place.
     finished = {c: threading.Event() for c in sources}
-    threads = [
-        threading.Thread(
-            target=_record_one,
-            name=f"record-{c}",
-            daemon=True,
-            args=(s, Path(video_paths[c]), Path(timestamps_paths[c]), config, stop, deadline, stats[c], finished[c]),
-        )  # fmt: skip
-        for c, s in sources.items()
-    ]
+
+    def camera(c: str, source: LiveSource) -> None:
+        try:
+            _record_one(source, Path(video_paths[c]), Path(timestamps_paths[c]), config, stop, deadline, stats[c])
+        finally:
+            finished[c].set()  # also when recording raised: record() must never wait for a dead camera
+
+    threads = [threading.Thread(target=camera, name=f"record-{c}", daemon=True, args=(c, s)) for c, s in sources.items()]
     for th in threads:
         th.start()
     interrupted = False

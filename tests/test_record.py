@@ -111,3 +111,24 @@ def test_max_seconds_and_device_specs(tmp_path):
     assert parse_device("0") == 0 and parse_device("rtsp://10.0.0.2/live") == "rtsp://10.0.0.2/live"
     with pytest.raises(ValueError, match="USB index"):
         parse_device("webcam")
+
+
+class BrokenCamera(FakeCamera):
+    """A device whose driver fails mid-take with an error nobody planned for."""
+
+    def read(self) -> Frame | None:
+        if self.index >= 9:
+            raise RuntimeError("USB device disconnected")
+        return super().read()
+
+
+def test_a_camera_failing_mid_take_keeps_its_frames_and_says_so(tmp_path):
+    cams = {"cam_1": BrokenCamera("cam_1", None, 100.0, sleep_s=0.01), "cam_2": FakeCamera("cam_2", None, 100.0, sleep_s=0.01)}
+    videos, stamps = _paths(tmp_path, cams)
+    stats, interrupted = record(cams, videos, stamps, RecordConfig(max_seconds=0.5))
+    assert not interrupted and all(c.closed for c in cams.values())
+    assert "cam_1" in stats["cam_1"].error and "USB device disconnected" in stats["cam_1"].error
+    assert "after 10 frames" in stats["cam_1"].error and not stats["cam_2"].error
+    for c in cams:  # the frames before the failure play, with their timestamps
+        assert len(list(open_frames(videos[c]))) == stats[c].frames == len(read_timestamps(stamps[c])[0])
+    assert stats["cam_1"].frames == 10 and stats["cam_2"].frames > 10
