@@ -103,14 +103,9 @@ def read_timestamps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _record_one(
-    source: LiveSource,
-    video_path: Path,
-    timestamps_path: Path,
-    config: RecordConfig,
-    stop: threading.Event,
-    deadline: float,
-    stats: RecordingStats,
-) -> None:
+    source: LiveSource, video_path: Path, timestamps_path: Path, config: RecordConfig, stop: threading.Event,
+    deadline: float, stats: RecordingStats,
+) -> None:  # fmt: skip
     fps = config.fps or source.nominal_fps or 30.0
     stats.nominal_fps = fps
     writer = VideoWriter(video_path, fps, config.crf, config.preset)

@@ -55,13 +55,13 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
     up with the 3D keypoints (a warning says so)."""
     from reconstruction.keypoints import Keypoints2D
 
-    from .stages_keypoints import _read_rig, camera_frame_times, synchronize_keypoints
+    from .stages_keypoints import camera_frame_times, read_rig, synchronize_keypoints
 
     if not (session.keypoints2d_path.exists() and session.calibration_path.exists()):
         return None, None
     kp2d = Keypoints2D.load(session.keypoints2d_path, cameras=list(session.config().cameras) or None)
     kp2d, _ = synchronize_keypoints(session, kp2d, camera_frame_times(session, kp2d), [])
-    rig = _read_rig(session)
+    rig = read_rig(session)
     same_times = kp2d.num_frames == kp.num_frames and np.allclose(kp2d.frame_times, kp.frame_times, atol=1e-4)
     if kp2d.skeleton != kp.skeleton or not same_times or not any(c in rig for c in kp2d.camera_names):
         warnings.append(

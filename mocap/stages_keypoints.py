@@ -43,7 +43,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _read_rig(session: Session) -> CameraRig:
+def read_rig(session: Session) -> CameraRig:
     from calibration.formats import read_toml
 
     if not session.calibration_path.exists():
@@ -65,7 +65,7 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
         warnings.append("several people per frame but no calibration to tell them apart: took the first")
         return detections.person(0)
     config = session.stage_config("associate", AssociationConfig)
-    chosen, slots = associate(_read_rig(session), detections, config)
+    chosen, slots = associate(read_rig(session), detections, config)
     found = (slots >= 0).mean(axis=1)
     for name, fraction in zip(detections.camera_names, found, strict=True):
         if fraction < 0.5:
@@ -111,7 +111,7 @@ def recording_warnings(session: Session, sources: dict[str, Path]) -> list[str]:
     clearly shorter than the others (more than a second or 10 %), mixed frame rates. Unreadable files raise."""
     warnings: list[str] = []
     if session.calibration_path.exists():
-        missing = [c for c in _read_rig(session).names if c not in sources]
+        missing = [c for c in read_rig(session).names if c not in sources]
         if missing:
             warnings.append(f"camera(s) {missing} are in {session.calibration_path.name} but have no recording in "
                             f"{session.videos_dir.name}/ or {session.images_dir.name}/; the take uses the other "
@@ -429,7 +429,7 @@ def run_triangulate(
         return skipped
     warnings: list[str] = []
     kp, sync_info = synchronize_keypoints(session, kp, camera_times, warnings)
-    rig = _read_rig(session)
+    rig = read_rig(session)
     try:
         k3, diag = triangulate_with_diagnostics(rig, kp, config)
     except KeyError as e:

@@ -564,8 +564,7 @@ def _normal_equations(
         rv = torch_rotmat_to_rotvec(rot[:, red.limit_joint])  # (T, L, 3)
         rows = torch.einsum("la,tlab->tlb", red.limit_axis, _log_jacobian(rv)) * math.sqrt(tg.limits)
         lim = torch.zeros(T, L, full.shape[-1], dtype=DT)
-        for i, j in enumerate(red.limit_joint.tolist()):
-            lim[:, i, 3 * j : 3 * j + 3] = rows[:, i]
+        lim[:, torch.arange(L)[:, None], 3 * red.limit_joint[:, None] + torch.arange(3)] = rows
         jacs.append(lim)
     if tg.near is not None and tg.temporal > 0:  # d log(near^T R exp(step)) / d step ~ identity
         near_j = torch.zeros(m + 3, full.shape[-1], dtype=DT)
