@@ -60,7 +60,7 @@ bench-setup: $(STAMP)
 	$(BIN)/python benchmarks/check_peers.py
 
 demo: $(STAMP)
-	@$(BIN)/python -m export.blender_preview --install || echo "(continuing without Blender: the report says why)"
+	@$(BIN)/python -m mocap_studio.export.blender_preview --install || echo "(continuing without Blender: the report says why)"
 	$(BIN)/mocap demo
 
 clean-venv:

@@ -28,12 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.bundle import BundleConfig  # noqa: E402
-from calibration.calibrate import CalibrationConfig, calibrate_rig  # noqa: E402
-from calibration.camera import Camera, CameraRig  # noqa: E402
-from calibration.compare import compare_rigs  # noqa: E402
-from calibration.observations import BoardObservations  # noqa: E402
-from calibration.simulate import (  # noqa: E402
+from mocap_studio.calibration.bundle import BundleConfig  # noqa: E402
+from mocap_studio.calibration.calibrate import CalibrationConfig, calibrate_rig  # noqa: E402
+from mocap_studio.calibration.camera import Camera, CameraRig  # noqa: E402
+from mocap_studio.calibration.compare import compare_rigs  # noqa: E402
+from mocap_studio.calibration.observations import BoardObservations  # noqa: E402
+from mocap_studio.calibration.simulate import (  # noqa: E402
     close_up_board_poses,
     random_board_poses,
     ring_rig,

@@ -19,8 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
-from reconstruction.detect2d import DetectionConfig, ProcessExecutor, SerialExecutor, detect_sources  # noqa: E402
+from mocap_studio.reconstruction.detect2d import DetectionConfig, ProcessExecutor, SerialExecutor, detect_sources  # noqa: E402
 
 
 def demo_sources(tmp: Path) -> dict[str, Path]:
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.session:
-            from mocap.session import Session
+            from mocap_studio.session import Session
 
             sources = Session(args.session).performance_sources()
         else:

@@ -14,14 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from export.bvh import write_bvh
-from export.c3d import write_c3d
-from export.fbx import write_fbx
-from export.gltf import write_glb
-from export.mesh import capsule_mesh
-from export.synthetic import synthetic_walk
-from export.trc import write_trc
-from export.usd import write_usd
+from mocap_studio.export.bvh import write_bvh
+from mocap_studio.export.c3d import write_c3d
+from mocap_studio.export.fbx import write_fbx
+from mocap_studio.export.gltf import write_glb
+from mocap_studio.export.mesh import capsule_mesh
+from mocap_studio.export.synthetic import synthetic_walk
+from mocap_studio.export.trc import write_trc
+from mocap_studio.export.usd import write_usd
 
 ROOT = Path(__file__).resolve().parents[1]
 BLENDER_PY = ROOT / ".cache" / "blender-venv" / "bin" / "python"

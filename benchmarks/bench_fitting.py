@@ -23,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from body_fixtures import make_synthetic_smpl_arrays, noisy_keypoints, plausible_motion, write_synthetic_smpl  # noqa: E402
-
-from reconstruction.body.anny_model import AnnyBody  # noqa: E402
-from reconstruction.body.fitting import FitConfig, fit_sequence  # noqa: E402
-from reconstruction.body.smpl_model import load_smpl  # noqa: E402
-from reconstruction.keypoints import Keypoints3D  # noqa: E402
+from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
+from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence  # noqa: E402
+from mocap_studio.reconstruction.body.smpl_model import load_smpl  # noqa: E402
+from mocap_studio.reconstruction.keypoints import Keypoints3D  # noqa: E402
 
 FPS = 60.0
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mocap.demo import build_take, demo_root  # noqa: E402
-from mocap.pipeline import STAGES, RunConfig, run_pipeline  # noqa: E402
+from mocap_studio.demo import build_take, demo_root  # noqa: E402
+from mocap_studio.pipeline import STAGES, RunConfig, run_pipeline  # noqa: E402
 
 
 def main() -> int:

@@ -17,11 +17,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from capture.video_writer import VideoWriter  # noqa: E402
-from capture.virtual_studio import StudioConfig, load_rig_preset  # noqa: E402
-from capture.virtual_studio.render import BodyRenderer, region_colours  # noqa: E402
-from capture.virtual_studio.studio import make_performance  # noqa: E402
-from reconstruction.body.anny_model import AnnyBody  # noqa: E402
+from mocap_studio.capture.video_writer import VideoWriter  # noqa: E402
+from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
+from mocap_studio.studio import StudioConfig, load_rig_preset  # noqa: E402
+from mocap_studio.studio.render import BodyRenderer, region_colours  # noqa: E402
+from mocap_studio.studio.studio import make_performance  # noqa: E402
 
 
 def main() -> int:

@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from capture.virtual_studio.studio import StudioConfig, synthesize  # noqa: E402
-from mocap.cli import main as mocap  # noqa: E402
-from reconstruction.keypoints import Keypoints3D, load_keypoints3d  # noqa: E402
-from reconstruction.skeletons import get_format  # noqa: E402
+from mocap_studio.cli import main as mocap  # noqa: E402
+from mocap_studio.reconstruction.keypoints import Keypoints3D, load_keypoints3d  # noqa: E402
+from mocap_studio.reconstruction.skeletons import get_format  # noqa: E402
+from mocap_studio.studio.studio import StudioConfig, synthesize  # noqa: E402
 
 BODY = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 
@@ -37,8 +37,8 @@ BODY = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 def _truth(root: Path, landmarks: Path | None = None) -> Keypoints3D:
     """BlazePose-33 truth of the take from its true body motion and the landmark definitions in
     ``landmarks`` (default: the current ones)."""
-    from reconstruction.body.anny_model import AnnyBody
-    from reconstruction.body.io import load_body_npz
+    from mocap_studio.reconstruction.body.anny_model import AnnyBody
+    from mocap_studio.reconstruction.body.io import load_body_npz
 
     motion = load_body_npz(root / "truth" / "body.npz")
     stored = load_keypoints3d(root / "truth" / "keypoints3d_blazepose33.npz")

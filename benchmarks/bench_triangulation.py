@@ -29,9 +29,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-
-from reconstruction.synthetic import make_scene  # noqa: E402
-from reconstruction.triangulate import (  # noqa: E402
+from mocap_studio.reconstruction.synthetic import make_scene  # noqa: E402
+from mocap_studio.reconstruction.triangulate import (  # noqa: E402
     TriangulationConfig,
     triangulate_with_diagnostics,
     weighted_dlt,

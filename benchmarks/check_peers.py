@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibration.camera import Camera, CameraRig, look_at  # noqa: E402
-from calibration.formats import read_toml, write_calibration  # noqa: E402
+from mocap_studio.calibration.camera import Camera, CameraRig, look_at  # noqa: E402
+from mocap_studio.calibration.formats import read_toml, write_calibration  # noqa: E402
 
 log = logging.getLogger("check_peers")
 RESULTS: list[tuple[str, bool, str]] = []

@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from body_fixtures import plausible_motion  # noqa: E402
-
-from reconstruction.body import fitting as F  # noqa: E402
-from reconstruction.body.anny_model import AnnyBody  # noqa: E402
-from reconstruction.body.measurements import measure_body  # noqa: E402
+from mocap_studio.reconstruction.body import fitting as F  # noqa: E402
+from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
+from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
 
 MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
             "neck_circumference")  # fmt: skip

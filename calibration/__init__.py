@@ -1,6 +1,6 @@
 """Camera calibration: camera model, boards, intrinsics, extrinsics, bundle adjustment, world alignment,
 and calibration file formats."""
 
-from .camera import Camera, CameraRig, natural_key
+from mocap_studio.calibration.camera import Camera, CameraRig
 
-__all__ = ["Camera", "CameraRig", "natural_key"]
+__all__ = ["Camera", "CameraRig"]

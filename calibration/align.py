@@ -8,8 +8,7 @@ board's corner 0 (or its centre when asked). Scale is metric already (the board'
 from __future__ import annotations
 
 import numpy as np
-
-from .camera import CameraRig
+from mocap_studio.calibration.camera import CameraRig
 
 # world-from-board rotation for a board lying printed side up
 FLOOR_FROM_BOARD = np.diag([1.0, -1.0, -1.0])

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
-
-from capture.config import ConfigError, config_from_mapping, load_toml
+from mocap_studio.common.config import ConfigError, config_from_mapping, load_toml
 
 BoardKind = Literal["charuco", "checkerboard", "aruco_grid"]
 BOARD_KINDS: tuple[str, ...] = ("charuco", "checkerboard", "aruco_grid")
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "boards"
+PRESETS_DIR = Path(str(resources.files("mocap_studio.configs") / "boards"))
 
 #: Every predefined OpenCV aruco dictionary, by the name a board file uses.
 DICTIONARY_NAMES: tuple[str, ...] = tuple(
@@ -330,7 +330,7 @@ def write_board_printout(
     resolution (pixels per metre), adjusted from ``dpi`` so that every square is a whole number of pixels.
     Inverted boards print inverted. Both files are written atomically.
     """
-    from capture.fileio import write_bytes_atomic, write_with  # only the printout writes files
+    from mocap_studio.common.fileio import write_bytes_atomic, write_with  # only the printout writes files
 
     if not 50 <= dpi <= 1200:
         raise ValueError(f"dpi must be within 50..1200, got {dpi}")

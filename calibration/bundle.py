@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from mocap_studio.calibration.camera import Camera, distort_camera_points
+from mocap_studio.calibration.observations import BoardObservations
+from mocap_studio.common.rotations import rotmat_to_rotvec, rotvec_to_rotmat
 from scipy.sparse import csr_matrix
-
-from .camera import Camera, distort_camera_points
-from .observations import BoardObservations
-from .rotations import rotmat_to_rotvec, rotvec_to_rotmat
 
 log = logging.getLogger(__name__)
 

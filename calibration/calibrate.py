@@ -9,15 +9,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from .align import align_to_camera, align_to_floor_board, transform_poses
-from .bundle import BundleConfig, BundleResult, bundle_adjust_board
-from .camera import Camera, CameraRig
-from .detect import DetectionConfig
-from .extrinsics import initial_extrinsics
-from .intrinsics import IntrinsicsConfig, IntrinsicsReport, calibrate_intrinsics
-from .observations import BoardObservations
-from .rotations import average_rotations, rotation_angle_deg
+from mocap_studio.calibration.align import align_to_camera, align_to_floor_board, transform_poses
+from mocap_studio.calibration.bundle import BundleConfig, BundleResult, bundle_adjust_board
+from mocap_studio.calibration.camera import Camera, CameraRig
+from mocap_studio.calibration.detect import DetectionConfig
+from mocap_studio.calibration.extrinsics import initial_extrinsics
+from mocap_studio.calibration.intrinsics import IntrinsicsConfig, IntrinsicsReport, calibrate_intrinsics
+from mocap_studio.calibration.observations import BoardObservations
+from mocap_studio.common.rotations import average_rotations, rotation_angle_deg
 
 log = logging.getLogger(__name__)
 

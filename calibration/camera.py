@@ -11,25 +11,17 @@ adjustment and the triangulation can use it on raw parameter arrays; :class:`Cam
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
-
-from .rotations import rotmat_to_rotvec, rotvec_to_rotmat, skew
+from mocap_studio.common.order import natural_key
+from mocap_studio.common.rotations import rotmat_to_rotvec, rotvec_to_rotmat, skew
 
 CameraModel = Literal["pinhole", "fisheye"]
 PINHOLE_DIST_LENGTHS = (0, 4, 5, 8)
 FISHEYE_DIST_LENGTHS = (0, 4)
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key that orders ``cam_2`` before ``cam_10`` (natural order, not string order)."""
-    # ASCII digits only: str.isdigit() accepts characters such as "²" that int() rejects
-    parts = re.split(r"([0-9]+)", name)
-    return tuple((0, int(p), "") if i % 2 else (1, 0, p.lower()) for i, p in enumerate(parts))
 
 
 def _points(arr: np.ndarray, dim: int, name: str) -> np.ndarray:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from .camera import CameraRig
-from .rotations import average_rotations, rotation_angle_deg
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.common.rotations import average_rotations, rotation_angle_deg
 
 
 def kabsch(source: np.ndarray, target: np.ndarray, with_scale: bool = False) -> tuple[np.ndarray, np.ndarray, float]:

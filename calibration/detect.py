@@ -18,10 +18,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from capture.frames import open_frames, probe
-
-from .boards import Board, aruco_dictionary
+from mocap_studio.calibration.boards import Board, aruco_dictionary
+from mocap_studio.capture.frames import open_frames, probe
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from mocap_studio.calibration.camera import Camera
+from mocap_studio.calibration.observations import BoardObservations
+from mocap_studio.common.rotations import average_rotations, rotation_angle_deg, rotvec_to_rotmat
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
-
-from .camera import Camera
-from .observations import BoardObservations
-from .rotations import average_rotations, rotation_angle_deg, rotvec_to_rotmat
 
 log = logging.getLogger(__name__)
 

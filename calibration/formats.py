@@ -50,11 +50,9 @@ from typing import Any
 
 import numpy as np
 import tomli_w
-
-from capture.fileio import atomic_path, write_text_atomic
-
-from .camera import Camera, CameraRig
-from .rotations import rotmat_to_rotvec, rotvec_to_rotmat
+from mocap_studio.calibration.camera import Camera, CameraRig
+from mocap_studio.common.fileio import atomic_path, write_text_atomic
+from mocap_studio.common.rotations import rotmat_to_rotvec, rotvec_to_rotmat
 
 log = logging.getLogger(__name__)
 

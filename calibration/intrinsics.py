@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from .camera import Camera
-from .observations import BoardObservations
+from mocap_studio.calibration.camera import Camera
+from mocap_studio.calibration.observations import BoardObservations
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from capture.fileio import write_with  # noqa: E402
-
-from .camera import CameraRig  # noqa: E402
-from .intrinsics import coverage_grid  # noqa: E402
-from .observations import BoardObservations  # noqa: E402
+from mocap_studio.calibration.camera import CameraRig  # noqa: E402
+from mocap_studio.calibration.intrinsics import coverage_grid  # noqa: E402
+from mocap_studio.calibration.observations import BoardObservations  # noqa: E402
+from mocap_studio.common.fileio import write_with  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

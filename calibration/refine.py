@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from .bundle import BundleConfig, bundle_adjust_points
-from .camera import CameraRig
-from .compare import kabsch
+from mocap_studio.calibration.bundle import BundleConfig, bundle_adjust_points
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.calibration.compare import kabsch
 
 log = logging.getLogger(__name__)
 

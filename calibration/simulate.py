@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from .camera import Camera, CameraRig, look_at
-from .observations import BoardObservations
-from .rotations import rotvec_to_rotmat
+from mocap_studio.calibration.camera import Camera, CameraRig, look_at
+from mocap_studio.calibration.observations import BoardObservations
+from mocap_studio.common.rotations import rotvec_to_rotmat
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,7 @@ class BoardRenderer:
     detections of the rendered images can be scored against the projected truth."""
 
     def __init__(self, board, camera: Camera, pixels_per_square: int = 48, supersample: int = 2, seed: int = 0):
-        from .boards import board_image
+        from mocap_studio.calibration.boards import board_image
 
         self.board = board
         self.camera = camera

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import NamedTuple, Protocol
 import av
 import cv2
 import numpy as np
+from mocap_studio.common.order import natural_key
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ class SourceInfo:
         return self.frame_count / self.fps if self.fps > 0 else math.nan
 
 
-def _natural_key(name: str) -> tuple:
-    # Local copy of natural ordering: capture/ is the ground floor and imports no other stage.
-    return tuple(int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name))
-
-
 def _image_files(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
@@ -70,7 +65,7 @@ def _image_files(folder: Path) -> list[Path]:
             f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}); "
             "put the frames of one camera in this folder, or give a video file"
         )
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _kind(path: Path) -> str:

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from capture.video_writer import TIME_BASE as VIDEO_TIME_BASE
-from capture.video_writer import VideoWriter
-
-from .fileio import write_text_atomic
-from .frames import Frame, LiveSource
+from mocap_studio.capture.frames import Frame, LiveSource
+from mocap_studio.capture.video_writer import TIME_BASE as VIDEO_TIME_BASE
+from mocap_studio.capture.video_writer import VideoWriter
+from mocap_studio.common.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+from mocap_studio.capture.frames import FrameSourceError, open_frames
+from mocap_studio.common.fileio import write_json_atomic
 from scipy import interpolate, optimize
-
-from .fileio import write_json_atomic
-from .frames import FrameSourceError, open_frames
 
 log = logging.getLogger(__name__)
 
@@ -638,53 +637,6 @@ def interpolate_gaps(times: np.ndarray, values: np.ndarray, new_times: np.ndarra
     return res
 
 
-def common_timeline(times: Mapping[str, np.ndarray], offsets: Mapping[str, float], fps: float | None = None,
-                    min_cameras: int = 2) -> np.ndarray:
-    """Frame times (N,) on the common clock while at least ``min_cameras`` cameras record (all of them when
-    there are fewer), at ``fps`` (default: the fastest camera's rate).
-
-    The instants lie on the frames of a camera at that rate (the reference camera, offset 0, when it is one),
-    so that camera's frames are used as they are and the output frames line up with its video."""
-    starts, ends, steps = {}, {}, {}
-    for c, t in times.items():
-        t = np.asarray(t, float) + offsets[c]
-        starts[c], ends[c] = t[0], t[-1]
-        steps[c] = float(np.median(np.diff(t))) if len(t) > 1 else math.inf
-    step = 1.0 / fps if fps else min(steps.values())
-    need = max(1, min(min_cameras, len(times)))
-    start, end = sorted(starts.values())[need - 1], sorted(ends.values(), reverse=True)[need - 1]
-    if not math.isfinite(step) or end < start:
-        raise SyncError("the cameras' recordings do not overlap in time after applying the offsets")
-    on_grid = [c for c in times if abs(steps[c] - step) <= 1e-6 * step] or list(times)
-    anchor = min(on_grid, key=lambda c: (offsets[c] != 0.0, list(times).index(c)))
-    first = starts[anchor] + step * math.ceil((start - starts[anchor]) / step - 1e-6)
-    return first + step * np.arange(int(math.floor((end - first) / step + 1e-6)) + 1)
-
-
-def resample_series(
-    values: Mapping[str, np.ndarray],
-    times: Mapping[str, np.ndarray],
-    offsets: Mapping[str, float],
-    timeline: np.ndarray,
-) -> np.ndarray:
-    """Put per-camera series on one timeline. values[camera] (T_c, ...) at times[camera] (T_c,) on the
-    camera's clock; offsets[camera] s (common = camera + offset); timeline (N,) on the common clock.
-
-    Returns (C, N, ...) in the order of ``values``: linear interpolation, NaN outside a camera's recording
-    and inside its gaps. Works for keypoints (T, J, 2) and confidences (T, J) alike.
-    """
-    names = list(values)
-    missing = [c for c in names if c not in times or c not in offsets]
-    if missing:
-        raise KeyError(f"no times or offset for camera(s) {missing}")
-    shapes = {np.asarray(values[c]).shape[1:] for c in names}
-    if len(shapes) != 1:
-        raise ValueError(f"every camera's series must have the same shape per frame, got {sorted(shapes)}")
-    return np.stack(
-        [interpolate_gaps(np.asarray(times[c], float) + offsets[c], values[c], timeline) for c in names]
-    )
-
-
 # ------------------------------------------------------------------------------------------------
 # sync.json
 # ------------------------------------------------------------------------------------------------
@@ -722,7 +674,7 @@ def read_sync(path: str | Path) -> dict[str, CameraOffset]:
 
 
 __all__ = [
-    "CameraOffset", "SyncConfig", "SyncError", "audio_offsets", "brightness_curve", "common_timeline",
+    "CameraOffset", "SyncConfig", "SyncError", "audio_offsets", "brightness_curve",
     "flash_offsets", "flash_time", "interpolate_gaps", "keypoint_offsets", "keypoint_speed", "onset_envelope",
-    "read_audio", "read_sync", "resample_series", "timestamp_offsets", "write_sync",
+    "read_audio", "read_sync", "timestamp_offsets", "write_sync",
 ]  # fmt: skip

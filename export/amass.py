@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from calibration.rotations import rotvec_to_rotmat
-from capture.fileio import load_npz, save_npz_atomic
-
-from .mesh import SkinnedMesh
-from .motion import Motion
+from mocap_studio.common.fileio import load_npz, save_npz_atomic
+from mocap_studio.common.rotations import rotvec_to_rotmat
+from mocap_studio.export.mesh import SkinnedMesh
+from mocap_studio.export.motion import Motion
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Blender (bpy 5.3, pinned in ``blender_requirements.txt``) lives in its own Python 3.13 venv in the project
 cache (``.cache/blender-venv``, built by ``make demo``, ``make blender-check`` or ``make test``, or
-``python -m export.blender_preview --install``); it never enters the project's venv. When it is absent the preview
+``python -m mocap_studio.export.blender_preview --install``); it never enters the project's venv. When it is absent the preview
 is skipped with that reason. The picture is what an animator would check first: both files import, the
 character stands on the floor, faces forward, and moves as the performer did. The head positions of every
 bone that Blender reports for the two files are compared too (they must agree: same retargeted motion).
@@ -41,7 +41,7 @@ PYTHON313_CANDIDATES = ("/root/.pyenv/versions/3.13.0/bin/python3.13", "python3.
 
 
 def _venv() -> Path:
-    from reconstruction.body.cache import project_cache_dir
+    from mocap_studio.common.cache import project_cache_dir
 
     return project_cache_dir() / "blender-venv"
 
@@ -98,9 +98,8 @@ def render_preview(fbx: Path, bvh: Path, out: Path, frame_rate: float, frames: l
     """Render ``frames`` of ``fbx`` and ``bvh`` as Blender imports them into the PNG ``out``."""
     import time
 
+    from mocap_studio.common.fileio import atomic_path
     from PIL import Image
-
-    from capture.fileio import atomic_path
 
     python = blender_python()
     work = out.parent / f".{out.stem}_frames"
@@ -126,9 +125,9 @@ def render_preview(fbx: Path, bvh: Path, out: Path, frame_rate: float, frames: l
 
 
 def main() -> int:
-    """``python -m export.blender_preview --install``: set up Blender in the project cache (make demo does)."""
+    """``python -m mocap_studio.export.blender_preview --install``: set up Blender in the project cache (make demo does)."""
     if sys.argv[1:] != ["--install"]:
-        print("usage: python -m export.blender_preview --install", file=sys.stderr)
+        print("usage: python -m mocap_studio.export.blender_preview --install", file=sys.stderr)
         return 2
     print(f"Blender (bpy) for the export previews and checks in {_venv()} (about 1 GB, once)")
     try:

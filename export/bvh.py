@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from calibration.rotations import euler_to_rotmat, rotmat_to_euler
-from capture.fileio import atomic_path
-
-from .motion import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP, Motion, unwrap_degrees
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.common.rotations import euler_to_rotmat, rotmat_to_euler
+from mocap_studio.export.motion import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP, Motion, unwrap_degrees
 
 log = logging.getLogger(__name__)
 

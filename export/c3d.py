@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from capture.fileio import write_bytes_atomic
-from reconstruction.keypoints import Keypoints3D
+from mocap_studio.common.fileio import write_bytes_atomic
+from mocap_studio.reconstruction.keypoints import Keypoints3D
 
 log = logging.getLogger(__name__)
 

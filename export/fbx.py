@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from calibration.rotations import rotmat_to_euler
-from capture.fileio import atomic_path
-
-from .mesh import SkinnedMesh
-from .motion import Z_UP_TO_Y_UP, Motion, unwrap_degrees
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.common.rotations import rotmat_to_euler
+from mocap_studio.export.mesh import SkinnedMesh
+from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion, unwrap_degrees
 
 log = logging.getLogger(__name__)
 

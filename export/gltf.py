@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pygltflib as gl
-
-from capture.fileio import atomic_path
-
-from .mesh import SkinnedMesh, checked_mesh
-from .motion import Z_UP_TO_Y_UP, Motion
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.export.mesh import SkinnedMesh, checked_mesh
+from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +201,7 @@ def write_mesh_glb(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.nd
 def read_glb_joint_positions(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Evaluate a GLB written here at each animation key: joint names and world positions (T, J, 3) in
     the file's Y-up metres. A small independent reader for tests (nodes, TRS, one animation)."""
-    from calibration.rotations import quat_wxyz_to_rotmat
+    from mocap_studio.common.rotations import quat_wxyz_to_rotmat
 
     doc = gl.GLTF2().load(str(path))
     blob = doc.binary_blob()

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from capture.fileio import atomic_path
-
-from .motion import Motion
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.export.motion import Motion
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-
-from calibration.rotations import quat_wxyz_to_rotmat, rotmat_to_quat_wxyz, rotvec_to_rotmat
+from mocap_studio.common.rotations import quat_wxyz_to_rotmat, rotmat_to_quat_wxyz, rotvec_to_rotmat
 
 log = logging.getLogger(__name__)
 

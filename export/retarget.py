@@ -38,18 +38,17 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
-from calibration.rotations import rotvec_to_rotmat
-from capture.config import ConfigError, load_toml
-
-from .motion import Motion
+from mocap_studio.common.config import ConfigError, load_toml
+from mocap_studio.common.rotations import rotvec_to_rotmat
+from mocap_studio.export.motion import Motion
 
 log = logging.getLogger(__name__)
 
-RIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "retarget"
+RIG_DIR = Path(str(resources.files("mocap_studio.configs") / "retarget"))
 PRESETS = ("mixamo", "ue5_mannequin", "unity_humanoid", "cmu_bvh", "smpl24")
 REQUIRED = (
     "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "spine1",
@@ -182,7 +181,7 @@ def rig_from_bvh(path: str | os.PathLike, bones: dict[str, str] | str | None = N
     whose [bones] table fits (e.g. 'mixamo', 'cmu_bvh'); None uses a preset whose whole skeleton the file
     has, else maps the skeleton automatically (:func:`auto_bones`). ValueError names the file and the
     required bones that could not be found."""
-    from .bvh import read_bvh
+    from mocap_studio.export.bvh import read_bvh
 
     motion = read_bvh(path, unit_m=unit_m)
     if isinstance(bones, str):

@@ -8,11 +8,9 @@ turning spine and nodding head, with the lowest foot point on the floor (Z = 0) 
 from __future__ import annotations
 
 import numpy as np
-
-from calibration.rotations import euler_to_rotmat
-from reconstruction.skeletons import SMPL_24
-
-from .motion import Motion
+from mocap_studio.common.rotations import euler_to_rotmat
+from mocap_studio.export.motion import Motion
+from mocap_studio.reconstruction.skeletons import SMPL_24
 
 # rest joint positions, metres, Z up, facing -Y (the character's left is +X)
 _REST = {

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from capture.fileio import atomic_path
-from reconstruction.keypoints import Keypoints3D
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.reconstruction.keypoints import Keypoints3D
 
 log = logging.getLogger(__name__)
 

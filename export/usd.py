@@ -20,12 +20,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.export.mesh import SkinnedMesh
+from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
 from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdSkel, UsdUtils, Vt
-
-from capture.fileio import atomic_path
-
-from .mesh import SkinnedMesh
-from .motion import Z_UP_TO_Y_UP, Motion
 
 log = logging.getLogger(__name__)
 

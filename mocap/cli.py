@@ -7,10 +7,9 @@ import importlib
 import logging
 import sys
 
+from mocap_studio.commands import COMMANDS
 from rich.console import Console
 from rich.logging import RichHandler
-
-from .commands import COMMANDS
 
 console = Console(stderr=True)
 
@@ -20,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"mocap.commands.{name}").register(sub)
+        importlib.import_module(f"mocap_studio.commands.{name}").register(sub)
     return parser
 
 

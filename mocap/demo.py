@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from capture.fileio import write_json_atomic
-from capture.virtual_studio import StudioConfig
-
-from .pipeline import Progress, RunConfig, RunResult, run_pipeline
-from .session import Session
+from mocap_studio.common.fileio import write_json_atomic
+from mocap_studio.pipeline import Progress, RunConfig, RunResult, run_pipeline
+from mocap_studio.session import Session
+from mocap_studio.studio import StudioConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ TARGETS = {
 
 
 def demo_root() -> Path:
-    from reconstruction.body.cache import project_cache_dir
+    from mocap_studio.common.cache import project_cache_dir
 
     return project_cache_dir() / "demo"
 
@@ -54,7 +52,7 @@ def demo_root() -> Path:
 def _take_key(config: StudioConfig) -> dict[str, Any]:
     """What the take depends on: the studio settings, the body model's landmark data (the truth keypoints come
     from it) and the virtual studio's code."""
-    from capture.fileio import fingerprint
+    from mocap_studio.common.fileio import fingerprint
 
     here = Path(__file__).resolve().parents[1]
     files = sorted((here / "reconstruction" / "body" / "data").glob("*")) + sorted(
@@ -65,7 +63,7 @@ def _take_key(config: StudioConfig) -> dict[str, Any]:
 def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = False,
                progress: Progress | None = None) -> Session:
     """The demo take in ``root/take``: reused when it was completely built from the same ``config``."""
-    from .stages_synth import run_synth
+    from mocap_studio.stages_synth import run_synth
 
     take, partial = root / "take", root / "take.partial"
     stamp, key = take / "truth" / "demo_key.json", _take_key(config)
@@ -92,8 +90,8 @@ def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = Fal
 
 # ---- scoring against the truth --------------------------------------------------------------------------
 def _rig_comparison(session: Session):  # noqa: ANN202 - calibration.compare.RigComparison
-    from calibration.compare import compare_rigs
-    from calibration.formats import read_calibration
+    from mocap_studio.calibration.compare import compare_rigs
+    from mocap_studio.calibration.formats import read_calibration
 
     est, truth = read_calibration(session.calibration_path), read_calibration(session.truth_dir / "calibration.toml")
     return est, truth, compare_rigs(est, truth)
@@ -123,7 +121,7 @@ def score_calibration(session: Session) -> dict[str, float]:
 
 
 def score_sync(session: Session) -> dict[str, float]:
-    from capture.sync import read_sync
+    from mocap_studio.capture.sync import read_sync
 
     est = read_sync(session.sync_path)
     timing = json.loads((session.truth_dir / "timing.json").read_text())["cameras"]
@@ -135,10 +133,9 @@ def score_sync(session: Session) -> dict[str, float]:
 
 
 def score_keypoints(session: Session) -> dict[str, Any]:
-    from reconstruction.keypoints import load_keypoints3d
-    from reconstruction.skeletons import get_format
-
-    from .report.overlay import interpolate_keypoints
+    from mocap_studio.reconstruction.keypoints import load_keypoints3d
+    from mocap_studio.reconstruction.skeletons import get_format
+    from mocap_studio.report.overlay import interpolate_keypoints
 
     est = load_keypoints3d(session.keypoints3d_path)
     truth = load_keypoints3d(session.truth_dir / f"keypoints3d_{est.skeleton}.npz")
@@ -156,10 +153,9 @@ def score_keypoints(session: Session) -> dict[str, Any]:
 
 
 def score_body(session: Session) -> dict[str, Any]:
-    from reconstruction.body.io import load_body_npz
-    from reconstruction.body.measurements import measure_body
-
-    from .stages_export import ExportConfig, load_body_model
+    from mocap_studio.reconstruction.body.io import load_body_npz
+    from mocap_studio.reconstruction.body.measurements import measure_body
+    from mocap_studio.stages_export import ExportConfig, load_body_model
 
     fitted, truth = load_body_npz(session.body_path), load_body_npz(session.truth_dir / "body.npz")
     model = load_body_model(fitted.model, fitted.gender, ExportConfig())

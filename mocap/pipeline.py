@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from capture.fileio import write_json_atomic
-
-from .session import Session
+from mocap_studio.common.fileio import write_json_atomic
+from mocap_studio.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def _written(session: Session, stage: str) -> str | None:
 
 # ---- one step per stage: the same runners the stage commands call ----------------------------------------
 def _calibrate(session: Session, force: bool, progress: Progress | None) -> None:
-    from .stages_calibration import run_session
+    from mocap_studio.stages_calibration import run_session
 
     if not session.calibration_sources():
         if session.calibration_path.exists():
@@ -103,7 +102,7 @@ def _calibrate(session: Session, force: bool, progress: Progress | None) -> None
 
 
 def _detect(session: Session, force: bool, progress: Progress | None) -> None:
-    from .stages_keypoints import run_detect
+    from mocap_studio.stages_keypoints import run_detect
 
     if session.keypoints2d_path.exists():
         if session.read_stage_report("import-keypoints"):
@@ -119,7 +118,7 @@ def _detect(session: Session, force: bool, progress: Progress | None) -> None:
 
 
 def _sync(session: Session, force: bool, progress: Progress | None) -> None:
-    from .stages_capture import run_sync
+    from mocap_studio.stages_capture import run_sync
 
     if len(session.performance_sources()) < 2:
         raise NotNeeded("fewer than two camera recordings to compare; keypoints taken as synchronized")
@@ -129,20 +128,20 @@ def _sync(session: Session, force: bool, progress: Progress | None) -> None:
 
 
 def _triangulate(session: Session, force: bool, progress: Progress | None) -> None:
-    from .stages_keypoints import run_triangulate
+    from mocap_studio.stages_keypoints import run_triangulate
 
     run_triangulate(session, None, force)
 
 
 def _fit(session: Session, force: bool, progress: Progress | None, model: str = "") -> None:
-    from .stages_body import run_fit
+    from mocap_studio.stages_body import run_fit
 
     run_fit(session, {"model": model or None}, force=force)
 
 
 def _export(session: Session, force: bool, progress: Progress | None, formats: tuple[str, ...] = (),
             rig: str = "") -> None:
-    from .stages_export import ExportConfig, run_export
+    from mocap_studio.stages_export import ExportConfig, run_export
 
     config = session.stage_config("export", ExportConfig)
     if formats:
@@ -153,7 +152,7 @@ def _export(session: Session, force: bool, progress: Progress | None, formats: t
 
 
 def _report(session: Session, force: bool, progress: Progress | None) -> None:
-    from .report import write_report
+    from mocap_studio.report import write_report
 
     write_report(session, progress=progress)
 

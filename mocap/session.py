@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from calibration.camera import natural_key
-from capture.config import ConfigError, config_from_mapping, load_toml
-from capture.fileio import fingerprint, write_json_atomic
+from mocap_studio.common.config import ConfigError, config_from_mapping, load_toml
+from mocap_studio.common.fileio import fingerprint, write_json_atomic
+from mocap_studio.common.order import natural_key
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

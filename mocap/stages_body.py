@@ -10,20 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from capture.fileio import write_json_atomic
-from reconstruction.body.cache import project_cache_dir
-from reconstruction.body.fitting import FitConfig, fit_sequence
-from reconstruction.body.io import save_body_npz, write_obj, write_ply
-from reconstruction.body.measurements import measure_body
-from reconstruction.filtering import runs
-from reconstruction.keypoints import Keypoints3D, load_keypoints3d
-
-from .session import Session, StageReport
+from mocap_studio.common.cache import project_cache_dir
+from mocap_studio.common.fileio import write_json_atomic
+from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
+from mocap_studio.reconstruction.body.io import save_body_npz, write_obj, write_ply
+from mocap_studio.reconstruction.body.measurements import measure_body
+from mocap_studio.reconstruction.filtering import runs
+from mocap_studio.reconstruction.keypoints import Keypoints3D, load_keypoints3d
+from mocap_studio.session import Session, StageReport
 
 if TYPE_CHECKING:
-    from calibration.camera import CameraRig
-    from reconstruction.keypoints import Keypoints2D
+    from mocap_studio.calibration.camera import CameraRig
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
 
 logger = logging.getLogger(__name__)
 STAGE = "fit"
@@ -31,10 +29,10 @@ STAGE = "fit"
 
 def load_body_model(cfg: FitConfig):  # noqa: ANN201
     if cfg.model == "anny":
-        from reconstruction.body.anny_model import AnnyBody
+        from mocap_studio.reconstruction.body.anny_model import AnnyBody
 
         return AnnyBody()
-    from reconstruction.body.smpl_model import load_smpl
+    from mocap_studio.reconstruction.body.smpl_model import load_smpl
 
     model_dir = Path(cfg.model_dir) if cfg.model_dir else project_cache_dir() / "body_models"
     return load_smpl(model_dir, cfg.model, cfg.gender, cfg.num_betas)
@@ -53,9 +51,8 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
     """The rig and the 2D keypoints on the 3D keypoints' timeline, for the fit's reprojection term; (None,
     None) when the session has no 2D keypoints or calibration (imported 3D keypoints), or they do not line
     up with the 3D keypoints (a warning says so)."""
-    from reconstruction.keypoints import Keypoints2D
-
-    from .stages_keypoints import camera_frame_times, read_rig, synchronize_keypoints
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.stages_keypoints import camera_frame_times, read_rig, synchronize_keypoints
 
     if not (session.keypoints2d_path.exists() and session.calibration_path.exists()):
         return None, None

@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from calibration.boards import Board, load_board
-from calibration.calibrate import CalibrationConfig, CalibrationResult, calibrate_rig
-from calibration.camera import Camera
-from calibration.detect import BoardDetection, BoardNotFoundError, CameraDetections, detect_board_in_source
-from calibration.formats import read_calibration, write_calibration
-from calibration.observations import BoardObservations, observations_from_detections
-from calibration.plots import coverage_picture, residuals_picture, rig_picture
-from capture.config import config_from_mapping, config_to_mapping, load_toml
-from capture.fileio import fingerprint, save_npz_atomic, write_json_atomic
-
-from .session import Session, StageReport
+from mocap_studio.calibration.boards import Board, load_board
+from mocap_studio.calibration.calibrate import CalibrationConfig, CalibrationResult, calibrate_rig
+from mocap_studio.calibration.camera import Camera
+from mocap_studio.calibration.detect import BoardDetection, BoardNotFoundError, CameraDetections, detect_board_in_source
+from mocap_studio.calibration.formats import read_calibration, write_calibration
+from mocap_studio.calibration.observations import BoardObservations, observations_from_detections
+from mocap_studio.calibration.plots import coverage_picture, residuals_picture, rig_picture
+from mocap_studio.common.config import config_from_mapping, config_to_mapping, load_toml
+from mocap_studio.common.fileio import fingerprint, save_npz_atomic, write_json_atomic
+from mocap_studio.session import Session, StageReport
 
 log = logging.getLogger(__name__)
 STAGE = "calibrate"
@@ -304,7 +302,7 @@ def run_explicit(sources: Mapping[str, Path], board_ref: str, out: Path, force: 
 # --------------------------------------------------------------------------------------------------
 def dlt_triangulator(rig, uv: np.ndarray) -> np.ndarray:
     """Triangulate observed pixels (C, N, 2) with the rig (the reconstruction stage's weighted DLT)."""
-    from reconstruction.triangulate import weighted_dlt
+    from mocap_studio.reconstruction.triangulate import weighted_dlt
 
     xy = rig.undistort_points(uv)
     extrinsics = np.stack([np.hstack([c.R, c.t[:, None]]) for c in rig])
@@ -323,7 +321,7 @@ def load_points_2d(path: Path, rig) -> np.ndarray:
                 raise ValueError(f"{path}: p2d must have shape ({len(rig)}, N, 2) for the {len(rig)} cameras of the "
                                  f"calibration, got {uv.shape}")
             return uv
-    from reconstruction.keypoints import load_keypoints2d
+    from mocap_studio.reconstruction.keypoints import load_keypoints2d
 
     kp = load_keypoints2d(path, cameras=list(rig.names))
     xy = np.where((kp.confidence >= 0.5)[..., None], kp.xy, np.nan)
@@ -334,7 +332,7 @@ def refine_calibration(calibration: Path, points: Path, out: Path, force: bool =
                        config=None) -> tuple[Path, object]:
     """Refine a calibration file from 2D correspondences; writes ``out`` (a backup of ``out`` is kept
     when it already exists and --force is given). Returns (path, RefineResult)."""
-    from calibration.refine import RefineConfig, refine_with_keypoints
+    from mocap_studio.calibration.refine import RefineConfig, refine_with_keypoints
 
     rig = read_calibration(calibration)
     uv = load_points_2d(points, rig)

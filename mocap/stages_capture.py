@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from capture.config import config_to_mapping
-from capture.frames import CameraSource, FrameSourceError, probe
-from capture.record import RecordConfig, read_timestamps, record
-from capture.sync import (
+from mocap_studio.capture.frames import CameraSource, FrameSourceError, probe
+from mocap_studio.capture.record import RecordConfig, read_timestamps, record
+from mocap_studio.capture.sync import (
     CameraOffset,
     SyncConfig,
     SyncError,
@@ -26,8 +25,8 @@ from capture.sync import (
     timestamp_offsets,
     write_sync,
 )
-
-from .session import Session, StageReport
+from mocap_studio.common.config import config_to_mapping
+from mocap_studio.session import Session, StageReport
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +87,8 @@ def _try_audio(session: Session, sources: dict[str, Path], config: SyncConfig) -
 
 
 def _try_keypoints(session: Session, sources: dict[str, Path], config: SyncConfig) -> dict[str, CameraOffset]:
-    from reconstruction.keypoints import load_keypoints2d
-
-    from .stages_keypoints import camera_frame_times
+    from mocap_studio.reconstruction.keypoints import load_keypoints2d
+    from mocap_studio.stages_keypoints import camera_frame_times
 
     if not session.keypoints2d_path.exists():
         raise SyncError(f"{session.keypoints2d_path}: no 2D keypoints to synchronize by motion; run `mocap detect` first")

@@ -19,26 +19,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from export.amass import (
+from mocap_studio.export.amass import (
     AmassMotion,
     motion_from_body,
     read_amass,
     skinned_mesh_from_body,
     write_amass,
 )
-from export.bvh import write_bvh
-from export.c3d import write_c3d_keypoints
-from export.fbx import write_fbx
-from export.gltf import write_glb
-from export.mesh import write_obj, write_ply
-from export.motion import Motion
-from export.retarget import RetargetConfig, load_rig, retarget, rig_from_motion
-from export.trc import keypoints_frame_rate, write_trc_keypoints
-from export.usd import write_usd
-from reconstruction.keypoints import Keypoints3D
-
-from .session import Session, StageReport
+from mocap_studio.export.bvh import write_bvh
+from mocap_studio.export.c3d import write_c3d_keypoints
+from mocap_studio.export.fbx import write_fbx
+from mocap_studio.export.gltf import write_glb
+from mocap_studio.export.mesh import write_obj, write_ply
+from mocap_studio.export.motion import Motion
+from mocap_studio.export.retarget import RetargetConfig, load_rig, retarget, rig_from_motion
+from mocap_studio.export.trc import keypoints_frame_rate, write_trc_keypoints
+from mocap_studio.export.usd import write_usd
+from mocap_studio.reconstruction.keypoints import Keypoints3D
+from mocap_studio.session import Session, StageReport
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +78,7 @@ ModelLoader = Callable[[str, str, ExportConfig], object]
 def load_body_model(name: str, gender: str, config: ExportConfig) -> object:
     """The body model a body.npz names: "anny" (built in), or an SMPL-family model from ``smpl_model_dir``."""
     if name == "anny":
-        from reconstruction.body.anny_model import AnnyBody
+        from mocap_studio.reconstruction.body.anny_model import AnnyBody
 
         return AnnyBody()
     if name in ("smpl", "smplh", "smplx"):
@@ -89,7 +87,7 @@ def load_body_model(name: str, gender: str, config: ExportConfig) -> object:
                 f"body.npz holds an {name.upper()} body: set smpl_model_dir in session.toml [export] to the "
                 "folder with your SMPL model files (they cannot be shipped)"
             )
-        from reconstruction.body.smpl_model import load_smpl
+        from mocap_studio.reconstruction.body.smpl_model import load_smpl
 
         return load_smpl(config.smpl_model_dir, kind=name, gender=gender)
     raise ValueError(f"body.npz names an unknown body model {name!r}; expected anny, smpl, smplh or smplx")
@@ -104,7 +102,7 @@ def read_body(path: Path) -> AmassMotion:
         raise ValueError(f"{path}: not a readable body file ({e}); run `mocap fit --force` to write it again") from e
     if not ours:
         return read_amass(path)
-    from reconstruction.body.io import load_body_npz
+    from mocap_studio.reconstruction.body.io import load_body_npz
 
     fitted = load_body_npz(path)
     return AmassMotion(pose_rotvec=fitted.pose_rotvec, trans=fitted.trans, betas=np.asarray(fitted.shape, float),
@@ -155,7 +153,7 @@ def _body_outputs(
 def _blender_preview(session: Session, stem: str, frames: int, frame_rate: float) -> dict:
     """Blender imports the FBX and BVH just written and renders three frames (report/export/blender_preview.png);
     skipped, with the reason, where Blender is not installed in the project cache."""
-    from export.blender_preview import PreviewUnavailable, render_preview
+    from mocap_studio.export.blender_preview import PreviewUnavailable, render_preview
 
     out = session.stage_asset_dir(STAGE) / "blender_preview.png"
     picks = sorted({int(frames * q) for q in (0.2, 0.5, 0.8)}) if frames else [0]

@@ -20,20 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from calibration.camera import CameraRig, natural_key
-from capture.config import config_to_mapping
-from capture.fileio import fingerprint as fingerprint_files
-from capture.frames import FrameSourceError, probe
-from capture.sync import SyncError, common_timeline, read_sync, resample_series
-from reconstruction.associate import AssociationConfig, associate
-from reconstruction.detect2d import DetectionConfig, detect_sources
-from reconstruction.filtering import FilterConfig, smooth
-from reconstruction.importers import import_keypoints
-from reconstruction.keypoints import Detections2D, Keypoints2D, Keypoints3D
-from reconstruction.triangulate import TriangulationConfig, triangulate_with_diagnostics
-
-from .session import Session, StageReport
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.capture.frames import FrameSourceError, probe
+from mocap_studio.capture.sync import SyncError, read_sync
+from mocap_studio.common.config import config_to_mapping
+from mocap_studio.common.fileio import fingerprint as fingerprint_files
+from mocap_studio.common.order import natural_key
+from mocap_studio.reconstruction.associate import AssociationConfig, associate
+from mocap_studio.reconstruction.detect2d import DetectionConfig, detect_sources
+from mocap_studio.reconstruction.filtering import FilterConfig, smooth
+from mocap_studio.reconstruction.importers import import_keypoints
+from mocap_studio.reconstruction.keypoints import Detections2D, Keypoints2D, Keypoints3D
+from mocap_studio.reconstruction.timeline import common_timeline, resample_series
+from mocap_studio.reconstruction.triangulate import TriangulationConfig, triangulate_with_diagnostics
+from mocap_studio.session import Session, StageReport
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ __all__ = [
 
 
 def read_rig(session: Session) -> CameraRig:
-    from calibration.formats import read_toml
+    from mocap_studio.calibration.formats import read_toml
 
     if not session.calibration_path.exists():
         raise FileNotFoundError(f"{session.calibration_path}: no calibration; run `mocap calibrate` first")

@@ -6,10 +6,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from capture.virtual_studio import StudioConfig, StudioError, Take, synthesize
-from capture.virtual_studio.studio import ProgressFn
-
-from .session import Session, StageReport
+from mocap_studio.session import Session, StageReport
+from mocap_studio.studio import StudioConfig, StudioError, Take, synthesize
+from mocap_studio.studio.studio import ProgressFn
 
 
 def run_synth(out: str | Path, config: StudioConfig, force: bool = False, progress: ProgressFn | None = None) -> Take:

@@ -17,11 +17,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-
-from calibration.camera import CameraRig
-
-from .keypoints import Detections2D, Keypoints2D
-from .triangulate import _dlt_terms, _to_cameras, _weighted_solve, match_rig
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.reconstruction.keypoints import Detections2D, Keypoints2D
+from mocap_studio.reconstruction.triangulate import _dlt_terms, _to_cameras, _weighted_solve, match_rig
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from capture.frames import open_frames, probe
-
-from .keypoints import Detections2D
-from .skeletons import BLAZEPOSE_33
+from mocap_studio.capture.frames import open_frames, probe
+from mocap_studio.reconstruction.keypoints import Detections2D
+from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ def model_path(config: DetectionConfig) -> Path:
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: pose landmarker model not found; build it with "
-            "`python reconstruction/assets/build_pose_landmarker.py`"
+            "`python tools/build_pose_landmarker.py`"
         )
     return path
 

@@ -21,9 +21,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from mocap_studio.reconstruction.skeletons import SkeletonFormat, get_format
 from scipy.signal import butter, sosfiltfilt
-
-from .skeletons import SkeletonFormat, get_format
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from capture.fileio import load_npz
-
-from .keypoints import Detections2D, KeypointFileError
-from .skeletons import get_format
+from mocap_studio.common.fileio import load_npz
+from mocap_studio.reconstruction.keypoints import Detections2D, KeypointFileError
+from mocap_studio.reconstruction.skeletons import get_format
 
 log = logging.getLogger(__name__)
 

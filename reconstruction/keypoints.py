@@ -12,10 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
-from capture.fileio import load_npz, save_npz_atomic
-
-from .skeletons import SkeletonFormat, get_format
+from mocap_studio.common.fileio import load_npz, save_npz_atomic
+from mocap_studio.reconstruction.skeletons import SkeletonFormat, get_format
 
 __all__ = [
     "Keypoints2D",

@@ -7,12 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from calibration.camera import Camera, CameraRig, look_at
-from calibration.rotations import rotvec_to_rotmat
-
-from .keypoints import Keypoints2D
-from .skeletons import BLAZEPOSE_33
+from mocap_studio.calibration.camera import Camera, CameraRig, look_at
+from mocap_studio.common.rotations import rotvec_to_rotmat
+from mocap_studio.reconstruction.keypoints import Keypoints2D
+from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
 __all__ = ["SyntheticScene", "walking_skeleton", "ring_rig", "make_scene"]
 

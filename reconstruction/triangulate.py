@@ -25,11 +25,9 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from calibration.camera import CameraRig
-
-from .filtering import runs
-from .keypoints import Keypoints2D, Keypoints3D
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.reconstruction.filtering import runs
+from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
 
 log = logging.getLogger(__name__)
 

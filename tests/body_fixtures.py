@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
+from mocap_studio.reconstruction.body.smpl_model import SMPL_BODY_JOINTS, Y_UP_TO_Z_UP
 from scipy.spatial import cKDTree
-
-from reconstruction.body.smpl_model import SMPL_BODY_JOINTS, Y_UP_TO_Z_UP
 
 SMPL_V, SMPL_F, SMPL_J, SMPL_P = 6890, 13776, 24, 207
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
@@ -87,8 +86,7 @@ def _farthest_points(points: np.ndarray, count: int, seed: int = 0) -> np.ndarra
 def make_synthetic_smpl_arrays(anny_body, seed: int = 0) -> dict:
     """Arrays of an SMPL-format model derived from Anny (same keys, shapes and dtypes as SMPL 1.0)."""
     import torch
-
-    from reconstruction.body.anny_model import ANNY_SEMANTIC_BONES
+    from mocap_studio.reconstruction.body.anny_model import ANNY_SEMANTIC_BONES
 
     rng = np.random.default_rng(seed)
     dt = anny_body.dtype
@@ -180,7 +178,7 @@ def plausible_motion(model, shape: np.ndarray, T: int = 200, fps: float = 60.0, 
     """A squat, arm swings, a torso twist, a nod and a step with the right foot; the left foot stays
     planted (its heel on the floor at Z = 0). Returns (pose (T, J, 3), trans (T, 3), sole (T, 2, 3)):
     sole is each foot's lowest rest vertex, posed (for contact truth)."""
-    from calibration.rotations import rotmat_to_rotvec, rotvec_to_rotmat
+    from mocap_studio.common.rotations import rotmat_to_rotvec, rotvec_to_rotmat
 
     rng = np.random.default_rng(seed)
     t = np.arange(T) / fps
@@ -237,7 +235,7 @@ def noisy_keypoints(
 ):
     """Keypoints3D from clean (T, K, 3): Gaussian noise per axis, outliers (0.1-0.5 m off, with errors
     overlapping the inliers'), missing points and a joint lost for 20 frames."""
-    from reconstruction.keypoints import Keypoints3D
+    from mocap_studio.reconstruction.keypoints import Keypoints3D
 
     rng = np.random.default_rng(seed)
     T, K, _ = clean.shape

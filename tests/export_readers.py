@@ -62,8 +62,8 @@ def validate_gltf(paths: list[Path]) -> list[dict]:
 
 def blender_python() -> tuple[Path | None, str]:
     """(python of the isolated bpy venv, "") or (None, why). Creates the venv on first use (~1 GB)."""
-    from export.blender_preview import PreviewUnavailable
-    from export.blender_preview import blender_python as install
+    from mocap_studio.export.blender_preview import PreviewUnavailable
+    from mocap_studio.export.blender_preview import blender_python as install
 
     try:
         return install(install=True), ""

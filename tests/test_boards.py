@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mocap_studio.calibration.boards import Board, board_image, list_presets, load_board, write_board_printout
+from mocap_studio.calibration.detect import detect_board_in_image
+from mocap_studio.cli import main
+from mocap_studio.common.config import ConfigError
 from PIL import Image
-
-from calibration.boards import Board, board_image, list_presets, load_board, write_board_printout
-from calibration.detect import detect_board_in_image
-from capture.config import ConfigError
-from mocap.cli import main
 
 CALISCOPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "caliscope_charuco_4cam"
 

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 from body_fixtures import make_synthetic_smpl_arrays, noisy_keypoints, plausible_motion, write_synthetic_smpl
+from mocap_studio.reconstruction.body.anny_model import AnnyBody
+from mocap_studio.reconstruction.body.fitting import FitConfig, FitError, _fill_nan, fit_sequence, foot_sliding_mm_s
+from mocap_studio.reconstruction.body.measurements import measure_body
+from mocap_studio.reconstruction.keypoints import Keypoints3D
 from scipy.signal import butter, filtfilt
-
-from reconstruction.body.anny_model import AnnyBody
-from reconstruction.body.fitting import FitConfig, FitError, _fill_nan, fit_sequence, foot_sliding_mm_s
-from reconstruction.body.measurements import measure_body
-from reconstruction.keypoints import Keypoints3D
 
 FPS = 60.0
 
@@ -75,7 +74,7 @@ def anny_scores(anny) -> dict:
 
 @pytest.fixture(scope="module")
 def smpl_model(anny, tmp_path_factory):  # noqa: ANN001, ANN201
-    from reconstruction.body.smpl_model import load_smpl
+    from mocap_studio.reconstruction.body.smpl_model import load_smpl
 
     root = tmp_path_factory.mktemp("models")
     write_synthetic_smpl(root / "smpl" / "SMPL_NEUTRAL.pkl", make_synthetic_smpl_arrays(anny))
@@ -169,7 +168,7 @@ def _session(tmp_path: Path, xyz: np.ndarray) -> Path:
 
 
 def test_fit_command_end_to_end(anny, tmp_path):
-    from mocap.cli import main
+    from mocap_studio.cli import main
 
     take = _take(anny, seed=5)
     root = _session(tmp_path, take[4].xyz[:80])
@@ -181,7 +180,7 @@ def test_fit_command_end_to_end(anny, tmp_path):
 
 
 def test_fit_command_bad_inputs_leave_no_outputs(tmp_path):
-    from mocap.cli import main
+    from mocap_studio.cli import main
 
     root = _session(tmp_path, np.full((20, 33, 3), np.nan))
     assert main(["fit", str(root)]) != 0
@@ -192,8 +191,8 @@ def test_fit_command_bad_inputs_leave_no_outputs(tmp_path):
 
 def test_joint_limits_leave_knee_flexion_free(anny):
     # the limit terms see a knee's twist and sideways bend and a foot's turn about the shin, not flexion
-    from calibration.rotations import rotvec_to_rotmat as rv2m
-    from reconstruction.body.fitting import _fit_setup, _residual_blocks, _Targets
+    from mocap_studio.common.rotations import rotvec_to_rotmat as rv2m
+    from mocap_studio.reconstruction.body.fitting import _fit_setup, _residual_blocks, _Targets
 
     red, _ = _fit_setup(anny, "blazepose33")
     assert len(red.limit_joint) == 6
@@ -218,11 +217,11 @@ def test_joint_limits_leave_knee_flexion_free(anny):
 def test_fit_command_adds_the_sessions_2d_keypoints(anny, tmp_path):
     # with keypoints2d.npz and calibration.toml in the session, `mocap fit` fits them too (reprojection
     # term); 2D keypoints that do not line up with the 3D ones are left out with a warning, not an error
-    from calibration.camera import CameraRig
-    from calibration.formats import write_calibration
-    from capture.virtual_studio.rigs import load_rig_preset
-    from mocap.cli import main
-    from reconstruction.keypoints import Keypoints2D
+    from mocap_studio.calibration.camera import CameraRig
+    from mocap_studio.calibration.formats import write_calibration
+    from mocap_studio.cli import main
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.studio.rigs import load_rig_preset
 
     T = 80
     take = _take(anny, seed=5)

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 from body_fixtures import make_synthetic_smpl_arrays, write_synthetic_smpl
-
-from reconstruction.body.anny_model import AnnyBody
-from reconstruction.body.measurements import measure_body
-from reconstruction.body.model import BodyModel
-from reconstruction.body.smpl_model import ModelFileMissing, load_smpl, smpl_model_path
-from reconstruction.body.smpl_pkl import UnsafeModelFileError, load_model_file
+from mocap_studio.reconstruction.body.anny_model import AnnyBody
+from mocap_studio.reconstruction.body.measurements import measure_body
+from mocap_studio.reconstruction.body.model import BodyModel
+from mocap_studio.reconstruction.body.smpl_model import ModelFileMissing, load_smpl, smpl_model_path
+from mocap_studio.reconstruction.body.smpl_pkl import UnsafeModelFileError, load_model_file
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +35,8 @@ def test_anny_matches_anny_forward(anny):
     pose[:, list(anny.free_joints)] = rng.normal(0, 0.3, (2, len(anny.free_joints), 3))
     ours = anny.evaluate(shape, pose, np.zeros((2, 3))).vertices
     core = anny._core
-    from reconstruction.body.lbs import forward_kinematics
-    from reconstruction.body.torch_rotations import rotvec_to_rotmat
+    from mocap_studio.reconstruction.body.lbs import forward_kinematics
+    from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat
 
     with torch.no_grad():
         ph = torch.tensor(shape)[None]

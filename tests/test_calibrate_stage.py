@@ -7,13 +7,12 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
-from calibration.boards import load_board
-from calibration.compare import compare_rigs
-from calibration.formats import read_calibration, read_metadata
-from calibration.simulate import BoardRenderer, ring_rig, simulate_calibration
-from mocap.cli import main
-from mocap.session import Session
+from mocap_studio.calibration.boards import load_board
+from mocap_studio.calibration.compare import compare_rigs
+from mocap_studio.calibration.formats import read_calibration, read_metadata
+from mocap_studio.calibration.simulate import BoardRenderer, ring_rig, simulate_calibration
+from mocap_studio.cli import main
+from mocap_studio.session import Session
 
 BOARD = "charuco_5x7_dict4x4_100"
 
@@ -152,7 +151,7 @@ def test_unreadable_video_names_the_file(tmp_path, capsys):
 
 def test_an_interrupted_calibration_resumes_after_the_finished_cameras(rendered_session, tmp_path, monkeypatch,
                                                                        caplog):
-    import mocap.stages_calibration as stage
+    import mocap_studio.stages_calibration as stage
 
     root, _ = rendered_session
     take = tmp_path / "take"

@@ -2,22 +2,21 @@
 
 import numpy as np
 import pytest
-
-from calibration.align import align_to_floor_board, floor_transform
-from calibration.bundle import BundleConfig, bundle_adjust_board
-from calibration.calibrate import CalibrationConfig, calibrate_rig
-from calibration.camera import CameraRig
-from calibration.compare import compare_rigs
-from calibration.intrinsics import IntrinsicsConfig
-from calibration.observations import BoardObservations
-from calibration.rotations import rotation_angle_deg
-from calibration.simulate import (
+from mocap_studio.calibration.align import align_to_floor_board, floor_transform
+from mocap_studio.calibration.bundle import BundleConfig, bundle_adjust_board
+from mocap_studio.calibration.calibrate import CalibrationConfig, calibrate_rig
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.calibration.compare import compare_rigs
+from mocap_studio.calibration.intrinsics import IntrinsicsConfig
+from mocap_studio.calibration.observations import BoardObservations
+from mocap_studio.calibration.simulate import (
     floor_board_pose,
     random_board_poses,
     ring_rig,
     simulate_board_recording,
     simulate_calibration,
 )
+from mocap_studio.common.rotations import rotation_angle_deg
 
 
 def grid_board(nx: int, ny: int, square: float) -> np.ndarray:

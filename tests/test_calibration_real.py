@@ -10,17 +10,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from calibration.boards import load_board
-from calibration.bundle import BundleConfig
-from calibration.calibrate import CalibrationConfig, calibrate_rig
-from calibration.camera import CameraRig
-from calibration.detect import CameraDetections, DetectionConfig, detect_board_in_image, detect_board_in_source
-from calibration.formats import read_caliscope
-from calibration.intrinsics import calibrate_intrinsics
-from calibration.observations import observations_from_detections
-from calibration.rotations import rotation_angle_deg
-from reconstruction.triangulate import weighted_dlt
+from mocap_studio.calibration.boards import load_board
+from mocap_studio.calibration.bundle import BundleConfig
+from mocap_studio.calibration.calibrate import CalibrationConfig, calibrate_rig
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.calibration.detect import CameraDetections, DetectionConfig, detect_board_in_image, detect_board_in_source
+from mocap_studio.calibration.formats import read_caliscope
+from mocap_studio.calibration.intrinsics import calibrate_intrinsics
+from mocap_studio.calibration.observations import observations_from_detections
+from mocap_studio.common.rotations import rotation_angle_deg
+from mocap_studio.reconstruction.triangulate import weighted_dlt
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STEREO = DATA / "opencv_stereo_chessboard"
@@ -57,7 +56,7 @@ def test_opencv_stereo_left_intrinsics_match_the_reference():
 
 
 def _reference_intrinsics():
-    from calibration.camera import Camera
+    from mocap_studio.calibration.camera import Camera
 
     fs = cv2.FileStorage(str(STEREO / "intrinsics.yml"), cv2.FILE_STORAGE_READ)
     M1, D1, M2, D2 = (fs.getNode(k).mat() for k in ("M1", "D1", "M2", "D2"))

@@ -5,19 +5,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from calibration.camera import (
+from mocap_studio.calibration.camera import (
     Camera,
     CameraRig,
     distort_normalized,
     epipolar_distance,
     fundamental_matrix,
     look_at,
-    natural_key,
     relative_pose,
     undistort_normalized,
 )
-from calibration.rotations import rotation_angle_deg, rotmat_to_rotvec, rotvec_to_rotmat
+from mocap_studio.common.order import natural_key
+from mocap_studio.common.rotations import rotation_angle_deg, rotmat_to_rotvec, rotvec_to_rotmat
 
 K = np.array([[900.0, 0, 640], [0, 905.0, 360], [0, 0, 1]])
 DISTORTIONS = {

@@ -12,9 +12,8 @@ import json
 import os
 
 import pytest
-
-from mocap.cli import main
-from mocap.demo import TARGETS, demo_root
+from mocap_studio.cli import main
+from mocap_studio.demo import TARGETS, demo_root
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("MOCAP_DEMO_CHECK") != "1",
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def scores() -> dict:
     if os.environ.get("MOCAP_BLENDER_CHECK") == "1":  # as `make demo` does: Blender first, for the export preview
-        from export.blender_preview import PreviewUnavailable, blender_python
+        from mocap_studio.export.blender_preview import PreviewUnavailable, blender_python
 
         try:
             blender_python(install=True)
@@ -66,7 +65,7 @@ def test_demo_meets_the_bound(scores, figure):
 
 
 def test_demo_report_shows_blender_importing_the_exports(scores):
-    from export.blender_preview import PreviewUnavailable, blender_python
+    from mocap_studio.export.blender_preview import PreviewUnavailable, blender_python
 
     try:
         blender_python()

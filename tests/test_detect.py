@@ -11,10 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from calibration.boards import Board, board_image, load_board
-from calibration.camera import Camera, look_at
-from calibration.detect import (
+from mocap_studio.calibration.boards import Board, board_image, load_board
+from mocap_studio.calibration.camera import Camera, look_at
+from mocap_studio.calibration.detect import (
     BoardNotFoundError,
     DetectionConfig,
     board_sharpness,

@@ -7,9 +7,8 @@ import cv2
 import matplotlib
 import numpy as np
 import pytest
-
-from capture.frames import FrameSourceError
-from reconstruction.detect2d import (
+from mocap_studio.capture.frames import FrameSourceError
+from mocap_studio.reconstruction.detect2d import (
     ASSET_PATH,
     DetectionConfig,
     PoseLandmarker,
@@ -17,7 +16,7 @@ from reconstruction.detect2d import (
     SerialExecutor,
     detect_sources,
 )
-from reconstruction.skeletons import BLAZEPOSE_33
+from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 pytestmark = pytest.mark.skipif(not ASSET_PATH.exists(), reason="pose landmarker asset not built")
@@ -88,9 +87,9 @@ def test_undecodable_video_is_named(tmp_path):
 
 
 def test_detect_stage_on_a_session(tmp_path, portrait):
-    from mocap.cli import main
-    from mocap.session import Session
-    from reconstruction.keypoints import Keypoints2D
+    from mocap_studio.cli import main
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.session import Session
 
     root = tmp_path / "take"
     (root / "videos").mkdir(parents=True)
@@ -132,12 +131,12 @@ def _render(camera, vertices, faces):
 def test_rendered_body_detected_and_triangulated_within_30_mm():
     """Acceptance stand-in: the open body model rendered by 4 cameras at 1280x720, MediaPipe detections,
     triangulation: body joints within 30 mm of the model's own BlazePose landmarks."""
-    anny = pytest.importorskip("reconstruction.body.anny_model")
+    anny = pytest.importorskip("mocap_studio.reconstruction.body.anny_model")
     if not anny.anny_cache_ready():
         pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
-    from calibration.camera import Camera, CameraRig, look_at
-    from reconstruction.keypoints import Keypoints2D
-    from reconstruction.triangulate import triangulate
+    from mocap_studio.calibration.camera import Camera, CameraRig, look_at
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.reconstruction.triangulate import triangulate
 
     body = anny.AnnyBody()
     shape = body.default_shape()

@@ -5,9 +5,8 @@ from fractions import Fraction
 
 import av
 import numpy as np
-
-from capture.frames import open_frames, probe
-from reconstruction.detect2d import ChunkResult, DetectionConfig, detect_sources
+from mocap_studio.capture.frames import open_frames, probe
+from mocap_studio.reconstruction.detect2d import ChunkResult, DetectionConfig, detect_sources
 
 
 def _video_with_drops(path, n: int, fps: int, dropped: set[int]):

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from export_readers import BLENDER_CHECK, CACHE, blender_python
-
-from export.bvh import write_bvh
-from export.fbx import write_fbx
-from export.gltf import write_glb
-from export.mesh import capsule_mesh
-from export.synthetic import synthetic_walk
+from mocap_studio.export.bvh import write_bvh
+from mocap_studio.export.fbx import write_fbx
+from mocap_studio.export.gltf import write_glb
+from mocap_studio.export.mesh import capsule_mesh
+from mocap_studio.export.synthetic import synthetic_walk
 
 ENABLED = os.environ.get("MOCAP_BLENDER_CHECK") == "1" or (CACHE / "blender-venv" / ".installed").exists()
 pytestmark = pytest.mark.skipif(

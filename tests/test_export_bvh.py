@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.rotations import euler_to_rotmat, rotmat_to_euler
-from export.bvh import BvhError, read_bvh, write_bvh
-from export.motion import Motion
-from export.synthetic import foot_points_m, synthetic_walk
+from mocap_studio.common.rotations import euler_to_rotmat, rotmat_to_euler
+from mocap_studio.export.bvh import BvhError, read_bvh, write_bvh
+from mocap_studio.export.motion import Motion
+from mocap_studio.export.synthetic import foot_points_m, synthetic_walk
 
 BVH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap_files" / "bvh"
 ORDERS = ["XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX"]

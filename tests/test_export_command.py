@@ -9,23 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from body_fixtures import write_synthetic_smpl
+from mocap_studio.cli import main
+from mocap_studio.commands import COMMANDS
+from mocap_studio.common.rotations import rotmat_to_rotvec
+from mocap_studio.export.amass import motion_from_body, read_amass, write_amass
+from mocap_studio.export.bvh import read_bvh
+from mocap_studio.export.c3d import points_m, read_c3d
+from mocap_studio.export.gltf import read_glb_joint_positions
+from mocap_studio.export.motion import Z_UP_TO_Y_UP
+from mocap_studio.export.retarget import load_rig
+from mocap_studio.export.synthetic import synthetic_walk
+from mocap_studio.export.trc import WORLD_TO_OPENSIM, read_trc
+from mocap_studio.export.usd import read_usd_joint_positions
+from mocap_studio.reconstruction.body.smpl_model import load_smpl
+from mocap_studio.reconstruction.keypoints import Keypoints3D
+from mocap_studio.reconstruction.skeletons import SMPL_24
 from test_export_amass import tiny_smpl_arrays
-
-from calibration.rotations import rotmat_to_rotvec
-from export.amass import motion_from_body, read_amass, write_amass
-from export.bvh import read_bvh
-from export.c3d import points_m, read_c3d
-from export.gltf import read_glb_joint_positions
-from export.motion import Z_UP_TO_Y_UP
-from export.retarget import load_rig
-from export.synthetic import synthetic_walk
-from export.trc import WORLD_TO_OPENSIM, read_trc
-from export.usd import read_usd_joint_positions
-from mocap.cli import main
-from mocap.commands import COMMANDS
-from reconstruction.body.smpl_model import load_smpl
-from reconstruction.keypoints import Keypoints3D
-from reconstruction.skeletons import SMPL_24
 
 
 @pytest.fixture()

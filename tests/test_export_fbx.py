@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from export.fbx import FbxAxes, write_fbx
-from export.mesh import capsule_mesh, skin
-from export.motion import Z_UP_TO_Y_UP, Motion
-from export.synthetic import synthetic_walk
+from mocap_studio.export.fbx import FbxAxes, write_fbx
+from mocap_studio.export.mesh import capsule_mesh, skin
+from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
+from mocap_studio.export.synthetic import synthetic_walk
 
 pytest.importorskip("ufbx", reason="ufbx (test extra) is not installed")
 UFBX_READ = Path(__file__).resolve().parent / "tools" / "ufbx_read.py"

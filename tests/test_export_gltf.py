@@ -8,11 +8,10 @@ import numpy as np
 import pygltflib as gl
 import pytest
 from export_readers import gltf_validator, validate_gltf
-
-from export.gltf import read_glb_joint_positions, write_glb, write_mesh_glb
-from export.mesh import capsule_mesh, skin
-from export.motion import Z_UP_TO_Y_UP
-from export.synthetic import synthetic_walk
+from mocap_studio.export.gltf import read_glb_joint_positions, write_glb, write_mesh_glb
+from mocap_studio.export.mesh import capsule_mesh, skin
+from mocap_studio.export.motion import Z_UP_TO_Y_UP
+from mocap_studio.export.synthetic import synthetic_walk
 
 
 def test_glb_joint_positions_match_motion(tmp_path: Path) -> None:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from export.mesh import SkinnedMesh, capsule_mesh, is_watertight, read_ply, skin, write_obj, write_ply
-from export.synthetic import synthetic_walk
+from mocap_studio.export.mesh import SkinnedMesh, capsule_mesh, is_watertight, read_ply, skin, write_obj, write_ply
+from mocap_studio.export.synthetic import synthetic_walk
 
 
 def test_capsule_mesh_is_watertight_and_rest_skinning_is_identity() -> None:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.rotations import rotation_angle_deg
-from export.bvh import read_bvh, write_bvh
-from export.retarget import (
+from mocap_studio.common.rotations import rotation_angle_deg
+from mocap_studio.export.bvh import read_bvh, write_bvh
+from mocap_studio.export.retarget import (
     PRESETS,
     RetargetConfig,
     Rig,
@@ -19,7 +18,7 @@ from export.retarget import (
     retarget,
     rig_from_bvh,
 )
-from export.synthetic import synthetic_walk
+from mocap_studio.export.synthetic import synthetic_walk
 
 BVH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap_files" / "bvh"
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from export.c3d import C3DError, encode_c3d, points_m, read_c3d, write_c3d, write_c3d_keypoints
-from export.trc import WORLD_TO_OPENSIM, read_trc, write_trc, write_trc_keypoints
-from reconstruction.keypoints import Keypoints3D
-from reconstruction.skeletons import get_format
+from mocap_studio.export.c3d import C3DError, encode_c3d, points_m, read_c3d, write_c3d, write_c3d_keypoints
+from mocap_studio.export.trc import WORLD_TO_OPENSIM, read_trc, write_trc, write_trc_keypoints
+from mocap_studio.reconstruction.keypoints import Keypoints3D
+from mocap_studio.reconstruction.skeletons import get_format
 
 C3D_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap_files" / "c3d"
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mocap_studio.export.mesh import capsule_mesh, skin
+from mocap_studio.export.motion import Z_UP_TO_Y_UP
+from mocap_studio.export.synthetic import synthetic_walk
+from mocap_studio.export.usd import read_usd_joint_positions, write_usd
 from pxr import Usd, UsdGeom, UsdSkel
-
-from export.mesh import capsule_mesh, skin
-from export.motion import Z_UP_TO_Y_UP
-from export.synthetic import synthetic_walk
-from export.usd import read_usd_joint_positions, write_usd
 
 
 @pytest.mark.parametrize("suffix", [".usda", ".usdc", ".usdz"])

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from reconstruction.filtering import FilterConfig, bone_lengths, butterworth, kalman_rts, one_euro, smooth
-from reconstruction.skeletons import BLAZEPOSE_33
-from reconstruction.synthetic import make_scene
-from reconstruction.triangulate import triangulate
+from mocap_studio.reconstruction.filtering import FilterConfig, bone_lengths, butterworth, kalman_rts, one_euro, smooth
+from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
+from mocap_studio.reconstruction.synthetic import make_scene
+from mocap_studio.reconstruction.triangulate import triangulate
 
 FPS = 30.0
 

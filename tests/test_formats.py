@@ -13,9 +13,8 @@ import pytest
 import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from calibration.camera import Camera, CameraRig, epipolar_distance, look_at
-from calibration.formats import (
+from mocap_studio.calibration.camera import Camera, CameraRig, epipolar_distance, look_at
+from mocap_studio.calibration.formats import (
     CalibrationFileError,
     CameraNotFoundError,
     calibration_to_toml,
@@ -31,7 +30,7 @@ from calibration.formats import (
     write_calibration,
     write_easymocap,
 )
-from calibration.rotations import rotation_angle_deg, rotmat_to_rotvec, rotvec_to_rotmat
+from mocap_studio.common.rotations import rotation_angle_deg, rotmat_to_rotvec, rotvec_to_rotmat
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 STEREO = DATA / "opencv_stereo_chessboard"

@@ -9,8 +9,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-
-from capture.frames import FrameSourceError, open_frames, probe
+from mocap_studio.capture.frames import FrameSourceError, open_frames, probe
 
 
 def _frame(k: int, size=(96, 64)) -> np.ndarray:

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
-
-from reconstruction.importers import import_keypoints
-from reconstruction.keypoints import KeypointFileError
-from reconstruction.skeletons import convert, convert_confidence, get_format
-from reconstruction.synthetic import make_scene
+from mocap_studio.reconstruction.importers import import_keypoints
+from mocap_studio.reconstruction.keypoints import KeypointFileError
+from mocap_studio.reconstruction.skeletons import convert, convert_confidence, get_format
+from mocap_studio.reconstruction.synthetic import make_scene
 
 RNG = np.random.default_rng(7)
 
@@ -118,7 +117,7 @@ def test_bad_files_named(tmp_path):
 
 
 def _session_with_calibration(tmp_path, scene):
-    from calibration.formats import write_calibration
+    from mocap_studio.calibration.formats import write_calibration
 
     root = tmp_path / "take"
     root.mkdir()
@@ -129,9 +128,9 @@ def _session_with_calibration(tmp_path, scene):
 
 def test_import_then_triangulate_through_the_cli(tmp_path):
     """End to end on a session folder: OpenPose files with a bystander -> keypoints2d -> keypoints3d."""
-    from mocap.cli import main
-    from mocap.session import Session
-    from reconstruction.keypoints import Keypoints3D
+    from mocap_studio.cli import main
+    from mocap_studio.reconstruction.keypoints import Keypoints3D
+    from mocap_studio.session import Session
 
     scene = make_scene(num_frames=20, num_cameras=4, outlier_fraction=0.0, seed=4)
     root = _session_with_calibration(tmp_path, scene)
@@ -159,11 +158,11 @@ def test_import_then_triangulate_through_the_cli(tmp_path):
 
 
 def test_bad_session_inputs_keep_good_outputs(tmp_path):
-    from calibration.formats import write_calibration
-    from mocap.cli import main
-    from mocap.session import Session
-    from mocap.stages_keypoints import run_triangulate
-    from reconstruction.keypoints import Keypoints2D
+    from mocap_studio.calibration.formats import write_calibration
+    from mocap_studio.cli import main
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.session import Session
+    from mocap_studio.stages_keypoints import run_triangulate
 
     scene = make_scene(num_frames=10, num_cameras=3, outlier_fraction=0.0, seed=6)
     root = _session_with_calibration(tmp_path, scene)

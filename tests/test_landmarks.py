@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from reconstruction.body.learn_landmarks import BODY_JOINTS, LearnConfig, fit_landmark
-from reconstruction.body.make_regressors import LEARNED_LANDMARKS_PATH
-from reconstruction.body.regressors import ANNY_LANDMARKS_PATH, LandmarkSet
+from mocap_studio.reconstruction.body.regressors import ANNY_LANDMARKS_PATH, LandmarkSet
+from mocap_studio.tools.learn_landmarks import BODY_JOINTS, LearnConfig, fit_landmark
+from mocap_studio.tools.make_regressors import LEARNED_LANDMARKS_PATH
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "landmarks_heldout.npz"
 
@@ -50,7 +49,7 @@ def test_shipped_landmarks_hold_the_learned_rows():
     for name, (ids, w) in zip(learned.names, learned.rows, strict=True):
         ids_s, w_s = shipped.rows[shipped.index(name)]
         assert np.array_equal(ids, ids_s) and np.allclose(w, w_s), (
-            f"{name}: anny_landmarks.npz differs from the learned rows; run python -m reconstruction.body.make_regressors"
+            f"{name}: anny_landmarks.npz differs from the learned rows; run python -m mocap_studio.tools.make_regressors"
         )
     provenance = json.loads(LEARNED_LANDMARKS_PATH.with_suffix(".json").read_text())
     trained = {t["seed"] for t in provenance["training_takes"]}
@@ -86,9 +85,8 @@ def test_smpl_joint_landmarks_follow_the_learned_offsets(tmp_path):
     """SMPL (a synthetic SMPL-format file here) places its joint landmarks where Anny's learned ones sit
     relative to the joint: its own joint centre plus the reference offset scaled by body height."""
     from body_fixtures import make_synthetic_smpl_arrays, write_synthetic_smpl
-
-    from reconstruction.body.anny_model import AnnyBody
-    from reconstruction.body.smpl_model import load_smpl
+    from mocap_studio.reconstruction.body.anny_model import AnnyBody
+    from mocap_studio.reconstruction.body.smpl_model import load_smpl
 
     write_synthetic_smpl(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl", make_synthetic_smpl_arrays(AnnyBody()))
     model = load_smpl(tmp_path)

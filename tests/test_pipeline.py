@@ -16,14 +16,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from calibration.formats import write_calibration
-from mocap.cli import main
-from mocap.pipeline import RunConfig, run_pipeline
-from mocap.session import Session
-from reconstruction.keypoints import Keypoints2D, Keypoints3D
-from reconstruction.skeletons import BLAZEPOSE_33
-from reconstruction.synthetic import ring_rig, walking_skeleton
+from mocap_studio.calibration.formats import write_calibration
+from mocap_studio.cli import main
+from mocap_studio.pipeline import RunConfig, run_pipeline
+from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
+from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
+from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
+from mocap_studio.session import Session
 
 FPS = 30.0
 FRAMES = 45
@@ -99,7 +98,7 @@ def test_run_does_every_stage_then_skips_them(done_take):
 
 def test_interrupted_stage_keeps_earlier_outputs_and_resumes(tmp_path, monkeypatch):
     session, _ = make_take(tmp_path / "take")
-    import mocap.stages_keypoints as stages_keypoints
+    import mocap_studio.stages_keypoints as stages_keypoints
 
     imported = session.keypoints2d_path.read_bytes()
 
@@ -125,7 +124,7 @@ def test_full_disk_names_the_file_and_keeps_the_previous_output(done_take, monke
     session, _ = done_take
     bvh = next(session.export_dir.glob("*.bvh"))
     before = bvh.read_bytes()
-    import capture.fileio as fileio
+    import mocap_studio.common.fileio as fileio
 
     real = fileio.os.replace
 
@@ -227,7 +226,7 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
     """Atomic writes go through a private temporary file; the result must not stay private (0600)."""
     import os
 
-    from capture.fileio import write_text_atomic
+    from mocap_studio.common.fileio import write_text_atomic
 
     mask = os.umask(0o022)
     try:

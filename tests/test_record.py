@@ -9,9 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
-from capture.frames import Frame, open_frames, parse_device, probe
-from capture.record import RecordConfig, detect_drops, read_timestamps, record
+from mocap_studio.capture.frames import Frame, open_frames, parse_device, probe
+from mocap_studio.capture.record import RecordConfig, detect_drops, read_timestamps, record
 
 
 class FakeCamera:

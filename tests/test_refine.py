@@ -5,15 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from calibration.camera import CameraRig
-from calibration.compare import compare_rigs
-from calibration.formats import read_calibration
-from calibration.refine import RefineConfig, refine_with_keypoints
-from calibration.rotations import rotvec_to_rotmat
-from calibration.simulate import ring_rig
-from mocap.cli import main
-from mocap.stages_calibration import dlt_triangulator
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.calibration.compare import compare_rigs
+from mocap_studio.calibration.formats import read_calibration
+from mocap_studio.calibration.refine import RefineConfig, refine_with_keypoints
+from mocap_studio.calibration.simulate import ring_rig
+from mocap_studio.cli import main
+from mocap_studio.common.rotations import rotvec_to_rotmat
+from mocap_studio.stages_calibration import dlt_triangulator
 
 MOUSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "aniposelib_mouse_12cam"
 

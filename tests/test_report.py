@@ -17,14 +17,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from mocap.report.analysis import RepetitionConfig, analyse, count_cycles, joint_angles
+from mocap_studio.report.analysis import RepetitionConfig, analyse, count_cycles, joint_angles
 
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("overview", "calibration", "sync", "detection", "triangulation", "bones", "trajectories", "angles",
             "body", "export", "overlays", "warnings")  # fmt: skip
 PERIOD_S = {"squat": 2.4, "jumping_jack": 1.2}
-"""Seconds per repetition of the virtual studio's exercises (capture/virtual_studio/performer.py), before
+"""Seconds per repetition of the virtual studio's exercises (mocap/studio/performer.py), before
 each take's personal tempo factor."""
 RIG = """name = "report_test3"
 description = "3 small cameras on a ring (report test)"
@@ -89,7 +88,7 @@ def true_repetitions(names, duration_s, seed, window_s):
 # angles and repetition counting without a take
 # ---------------------------------------------------------------------------------------------------
 def test_joint_angles_of_a_known_pose():
-    from reconstruction.skeletons import COCO_17
+    from mocap_studio.reconstruction.skeletons import COCO_17
 
     xyz = np.full((1, 17, 3), np.nan)
     put = {"left_hip": (0.1, 0, 1.0), "right_hip": (-0.1, 0, 1.0), "left_shoulder": (0.2, 0, 1.5),
@@ -124,8 +123,8 @@ def test_hysteresis_counts_whole_cycles_only():
 @pytest.mark.parametrize("seed", range(6))
 def test_repetitions_of_exercise_motions_match_their_truth(seed):
     """The exercises on the SMPL-24 skeleton, whole clips: every unambiguous count is exact."""
-    from capture.virtual_studio import exercise_motion
-    from reconstruction.skeletons import SMPL_24
+    from mocap_studio.reconstruction.skeletons import SMPL_24
+    from mocap_studio.studio import exercise_motion
 
     names = ["squat", "jumping_jack"]
     checked = 0
@@ -150,7 +149,7 @@ def test_repetition_config_rejects_inverted_thresholds():
 # a session whose stages have not run
 # ---------------------------------------------------------------------------------------------------
 def test_report_of_an_empty_session_says_what_to_run(tmp_path):
-    from mocap.cli import main
+    from mocap_studio.cli import main
 
     (tmp_path / "session.toml").write_text('[session]\nname = "empty"\n')
     assert main(["report", str(tmp_path)]) == 0
@@ -165,7 +164,7 @@ def test_report_of_an_empty_session_says_what_to_run(tmp_path):
 
 
 def test_unreadable_file_is_shown_not_fatal(tmp_path):
-    from mocap.report import write_report
+    from mocap_studio.report import write_report
 
     (tmp_path / "keypoints3d.npz").write_bytes(b"not an npz")
     text = write_report(tmp_path).read_text()
@@ -179,9 +178,9 @@ def _project_truth(session, truth_dir):
     """keypoints2d.npz from the true joints, as ``mocap detect`` would lay it out: row k is each camera's
     k-th frame (a dropped frame a missing row), the true joints at that frame's common time projected
     through the true camera, with 0.5 px noise."""
-    from calibration.formats import read_calibration
-    from mocap.report.overlay import interpolate_keypoints
-    from reconstruction.keypoints import Keypoints2D, load_keypoints3d
+    from mocap_studio.calibration.formats import read_calibration
+    from mocap_studio.reconstruction.keypoints import Keypoints2D, load_keypoints3d
+    from mocap_studio.report.overlay import interpolate_keypoints
 
     truth = load_keypoints3d(truth_dir / "keypoints3d_blazepose33.npz")
     rig = read_calibration(truth_dir / "calibration.toml")
@@ -205,18 +204,18 @@ def _project_truth(session, truth_dir):
 def take(tmp_path_factory):
     import time
 
-    anny = pytest.importorskip("reconstruction.body.anny_model")
+    anny = pytest.importorskip("mocap_studio.reconstruction.body.anny_model")
     pytest.importorskip("open3d")
     if not anny.anny_cache_ready():
         pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
-    from capture.virtual_studio import StudioConfig
-    from mocap.report import write_report
-    from mocap.session import Session
-    from mocap.stages_capture import run_sync
-    from mocap.stages_keypoints import run_triangulate
-    from mocap.stages_synth import run_synth
-    from reconstruction.body.io import write_obj
-    from reconstruction.body.measurements import measure_body
+    from mocap_studio.reconstruction.body.io import write_obj
+    from mocap_studio.reconstruction.body.measurements import measure_body
+    from mocap_studio.report import write_report
+    from mocap_studio.session import Session
+    from mocap_studio.stages_capture import run_sync
+    from mocap_studio.stages_keypoints import run_triangulate
+    from mocap_studio.stages_synth import run_synth
+    from mocap_studio.studio import StudioConfig
 
     base = tmp_path_factory.mktemp("report")
     (base / "rig.toml").write_text(RIG)
@@ -232,7 +231,7 @@ def take(tmp_path_factory):
     body = anny.AnnyBody()
     (session.root / "measurements.json").write_text(json.dumps(measure_body(body, synth.performance.shape).to_json()))
     write_obj(session.root / "body_rest.obj", body.rest_mesh(synth.performance.shape), body.faces)
-    from mocap.stages_export import ExportConfig, run_export
+    from mocap_studio.stages_export import ExportConfig, run_export
 
     run_export(session, ExportConfig(formats=("bvh", "trc")))
     calls = []
@@ -262,7 +261,7 @@ def test_report_is_self_contained_with_every_section(take):
 
 def test_repetitions_match_the_performers_truth(take):
     """Counts on the triangulated keypoints against the exercises' definition over the same time span."""
-    from reconstruction.keypoints import load_keypoints3d
+    from mocap_studio.reconstruction.keypoints import load_keypoints3d
 
     synth, config = take["synth"], take["config"]
     clock = synth.performance.times_s  # the exercise clock starts at the performance's first instant

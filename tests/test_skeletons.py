@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from reconstruction.keypoints import KeypointFileError, Keypoints2D, Keypoints3D
-from reconstruction.skeletons import (
+from mocap_studio.reconstruction.keypoints import KeypointFileError, Keypoints2D, Keypoints3D
+from mocap_studio.reconstruction.skeletons import (
     BLAZEPOSE_33,
     BODY_25,
     COCO_17,

@@ -13,21 +13,19 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from capture.sync import (
+from mocap_studio.capture.sync import (
     SyncConfig,
     SyncError,
     audio_offsets,
-    common_timeline,
     flash_offsets,
     interpolate_gaps,
     keypoint_offsets,
     read_audio,
     read_sync,
-    resample_series,
     timestamp_offsets,
     write_sync,
 )
+from mocap_studio.reconstruction.timeline import common_timeline, resample_series
 
 RATE = 16000
 FPS = 30.0
@@ -134,9 +132,9 @@ _GROUPS = {  # body part -> (pivot joint, moving joints, rotation axis)
 def _motion(seed: int = 3, duration_s: float = 12.0):
     """A performer making separate movements (arm raises, kicks, bends, steps) at random moments, like a
     real take: xyz(t) for any common times, (N,) -> (N, 33, 3) metres."""
-    from calibration.rotations import rotvec_to_rotmat
-    from reconstruction.skeletons import BLAZEPOSE_33
-    from reconstruction.synthetic import walking_skeleton
+    from mocap_studio.common.rotations import rotvec_to_rotmat
+    from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
+    from mocap_studio.reconstruction.synthetic import walking_skeleton
 
     rng = np.random.default_rng(seed)
     idx = {n: i for i, n in enumerate(BLAZEPOSE_33.joints)}
@@ -189,7 +187,7 @@ def _camera_take(rig, xyz, offsets, fps, T, noise_px, seed=0):
 
 
 def test_keypoint_offsets_within_tenth_of_a_frame():
-    from reconstruction.synthetic import ring_rig
+    from mocap_studio.reconstruction.synthetic import ring_rig
 
     rig = ring_rig(5, seed=2)
     names = rig.names
@@ -203,7 +201,7 @@ def test_keypoint_offsets_within_tenth_of_a_frame():
 
 
 def test_keypoints_mixed_rates_and_short_take():
-    from reconstruction.synthetic import ring_rig
+    from mocap_studio.reconstruction.synthetic import ring_rig
 
     rig = ring_rig(3, seed=4)
     names = rig.names
@@ -231,9 +229,9 @@ def test_interpolate_gaps_never_bridges_missing_samples():
 def test_mixed_30_60_fps_triangulates_like_single_rate():
     """Cameras at 30 and 60 fps with sub-frame offsets, resampled onto one 60 fps timeline, triangulate
     within 5 mm of the same take filmed at one rate without offsets."""
-    from reconstruction.keypoints import Keypoints2D
-    from reconstruction.synthetic import ring_rig
-    from reconstruction.triangulate import triangulate
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.reconstruction.synthetic import ring_rig
+    from mocap_studio.reconstruction.triangulate import triangulate
 
     rig = ring_rig(4, seed=1)
     names = rig.names
@@ -306,9 +304,9 @@ def _video_with_audio(path: Path, samples: np.ndarray | None, seconds: float = 6
 
 
 def test_mocap_sync_on_a_session_folder(tmp_path):
-    from mocap.cli import main
-    from mocap.session import Session
-    from mocap.stages_capture import run_sync
+    from mocap_studio.cli import main
+    from mocap_studio.session import Session
+    from mocap_studio.stages_capture import run_sync
 
     offsets = {"cam_1": 0.0, "cam_2": 0.3172, "cam_3": -0.2519}
     audio = _take_audio(offsets)

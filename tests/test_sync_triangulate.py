@@ -15,17 +15,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.calibration.formats import write_calibration
+from mocap_studio.capture.sync import SyncError
+from mocap_studio.cli import main
+from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
+from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
+from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
+from mocap_studio.session import Session
+from mocap_studio.stages_keypoints import run_triangulate
 from scipy import interpolate
-
-from calibration.camera import CameraRig
-from calibration.formats import write_calibration
-from capture.sync import SyncError
-from mocap.cli import main
-from mocap.session import Session
-from mocap.stages_keypoints import run_triangulate
-from reconstruction.keypoints import Keypoints2D, Keypoints3D
-from reconstruction.skeletons import BLAZEPOSE_33
-from reconstruction.synthetic import ring_rig, walking_skeleton
 
 DURATION_S = 6.0
 NOISE_PX = 1.0

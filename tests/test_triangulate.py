@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from reconstruction.keypoints import Keypoints2D
-from reconstruction.synthetic import make_scene, ring_rig
-from reconstruction.triangulate import (
+from mocap_studio.reconstruction.keypoints import Keypoints2D
+from mocap_studio.reconstruction.synthetic import make_scene, ring_rig
+from mocap_studio.reconstruction.triangulate import (
     TriangulationConfig,
     fill_gaps,
     triangulate,
@@ -134,9 +133,9 @@ def test_fill_gaps_short_and_long():
 
 
 def test_association_picks_the_performer_among_bystanders():
-    from reconstruction.associate import associate
-    from reconstruction.keypoints import Detections2D
-    from reconstruction.synthetic import walking_skeleton
+    from mocap_studio.reconstruction.associate import associate
+    from mocap_studio.reconstruction.keypoints import Detections2D
+    from mocap_studio.reconstruction.synthetic import walking_skeleton
 
     scene = make_scene(num_frames=30, num_cameras=6, outlier_fraction=0.0, seed=5)
     rig, kp = scene.rig, scene.keypoints

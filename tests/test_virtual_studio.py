@@ -8,11 +8,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-from capture.config import ConfigError
-from capture.virtual_studio import PerformerError, StudioConfig, exercise_motion, load_bvh_motion, load_rig_preset
-from capture.virtual_studio.rigs import rig_presets
-from mocap.cli import main
+from mocap_studio.cli import main
+from mocap_studio.common.config import ConfigError
+from mocap_studio.studio import PerformerError, StudioConfig, exercise_motion, load_bvh_motion, load_rig_preset
+from mocap_studio.studio.rigs import rig_presets
 
 
 def test_rig_presets_load_with_offsets_and_drops():
@@ -80,11 +79,11 @@ CONFIG = StudioConfig(rig="ring4", motions=("squat", "jumping_jack"), seconds=1.
 
 @pytest.fixture(scope="module")
 def take(tmp_path_factory):
-    anny = pytest.importorskip("reconstruction.body.anny_model")
+    anny = pytest.importorskip("mocap_studio.reconstruction.body.anny_model")
     pytest.importorskip("open3d")
     if not anny.anny_cache_ready():
         pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
-    from mocap.stages_synth import run_synth
+    from mocap_studio.stages_synth import run_synth
 
     root = tmp_path_factory.mktemp("synth") / "take"
     return run_synth(root, CONFIG)
@@ -97,7 +96,7 @@ def _decode(path):
 
 
 def test_session_folder_is_complete_and_timestamps_match_the_truth(take):
-    from mocap.session import Session
+    from mocap_studio.session import Session
 
     session = Session(take.session_dir)
     assert list(session.performance_sources()) == list(take.rig.names)
@@ -118,7 +117,7 @@ def test_session_folder_is_complete_and_timestamps_match_the_truth(take):
 
 
 def test_claps_arrive_delayed_by_each_cameras_offset(take):
-    from mocap.session import Session
+    from mocap_studio.session import Session
 
     session = Session(take.session_dir)
     for sc in take.rig.cameras:
@@ -134,11 +133,11 @@ def test_claps_arrive_delayed_by_each_cameras_offset(take):
 def test_truth_joints_land_on_the_rendered_body(take):
     """Silhouette check: every camera's frames; SMPL-24 body joints projected with the true camera fall on
     pixels that differ from the empty studio (the rendered body)."""
-    from capture.virtual_studio.render import BodyRenderer
-    from capture.virtual_studio.studio import make_performance
-    from reconstruction.body.anny_model import AnnyBody
-    from reconstruction.keypoints import load_keypoints3d
-    from reconstruction.skeletons import SMPL_24
+    from mocap_studio.reconstruction.body.anny_model import AnnyBody
+    from mocap_studio.reconstruction.keypoints import load_keypoints3d
+    from mocap_studio.reconstruction.skeletons import SMPL_24
+    from mocap_studio.studio.render import BodyRenderer
+    from mocap_studio.studio.studio import make_performance
 
     body = AnnyBody()
     perf = make_performance(body, take.performance.shape, CONFIG, take.rig)
@@ -167,9 +166,9 @@ def test_truth_joints_land_on_the_rendered_body(take):
 
 
 def test_board_recording_calibrates_back_to_the_true_rig(take):
-    from calibration.compare import compare_rigs
-    from calibration.formats import read_calibration
-    from mocap.session import Session
+    from mocap_studio.calibration.compare import compare_rigs
+    from mocap_studio.calibration.formats import read_calibration
+    from mocap_studio.session import Session
 
     session = Session(take.session_dir)
     assert main(["calibrate", str(take.session_dir)]) == 0
@@ -227,7 +226,7 @@ UE_LIKE = [  # Unreal-style names (thigh_l, calf_l, upperarm_l, ...), no preset 
 
 
 def test_unknown_bvh_naming_is_mapped_by_aliases_and_topology(tmp_path):
-    from export.retarget import REQUIRED
+    from mocap_studio.export.retarget import REQUIRED
 
     motion, rig = load_bvh_motion(_write_bvh(tmp_path / "ue_like.bvh", UE_LIKE))
     assert set(REQUIRED) <= set(rig.bones)
@@ -248,7 +247,7 @@ def test_bvh_without_legs_is_refused_naming_the_bones_and_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def anny():
-    anny_model = pytest.importorskip("reconstruction.body.anny_model")
+    anny_model = pytest.importorskip("mocap_studio.reconstruction.body.anny_model")
     if not anny_model.anny_cache_ready():
         pytest.skip("the Anny body model cache is not built (see reconstruction/body/cache.py)")
     body = anny_model.AnnyBody()
@@ -259,8 +258,8 @@ def anny():
 def test_every_shared_bvh_performs_with_the_soles_on_the_floor(anny, name):
     """Every BVH in ../shared performs (CMU, Mixamo, no neck, Z up, 'LeftShoulder' as the upper arm); the
     lowest sole vertex of the posed mesh touches Z = 0 at the source's foot contacts and never goes below."""
-    from capture.virtual_studio.performer import perform, place_on_floor, sole_heights
-    from export.retarget import contact_frames
+    from mocap_studio.export.retarget import contact_frames
+    from mocap_studio.studio.performer import perform, place_on_floor, sole_heights
 
     path = SHARED_BVH / name
     if not path.is_file():
@@ -287,9 +286,9 @@ def test_rig_cameras_see_the_performer(anny, preset):
     """One tiny render per camera of the ring8 and phones3 presets: every body joint of an exercise projects
     into the image onto rendered body pixels."""
     pytest.importorskip("open3d")
-    from capture.virtual_studio.performer import perform
-    from capture.virtual_studio.render import BodyRenderer, region_colours
-    from export.retarget import load_rig
+    from mocap_studio.export.retarget import load_rig
+    from mocap_studio.studio.performer import perform
+    from mocap_studio.studio.render import BodyRenderer, region_colours
 
     body, shape = anny
     perf = perform(body, shape, exercise_motion(["jumping_jack"], 0.5, rate_hz=30.0), load_rig("smpl24"))

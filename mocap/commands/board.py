@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from calibration.boards import list_presets, load_board, write_board_printout
+from mocap_studio.calibration.boards import list_presets, load_board, write_board_printout
 
 log = logging.getLogger(__name__)
 

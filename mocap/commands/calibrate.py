@@ -6,12 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from mocap_studio.common.order import natural_key
+from mocap_studio.session import Session
+from mocap_studio.stages_calibration import load_stage_config, run_explicit, run_session
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-from calibration.camera import natural_key
-
-from ..session import Session
-from ..stages_calibration import load_stage_config, run_explicit, run_session
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +68,8 @@ def _parse_cameras(items: list[str]) -> dict[str, Path]:
 
 
 def _run_refine(args: argparse.Namespace) -> int:
-    from calibration.refine import RefineConfig
-
-    from ..stages_calibration import refine_calibration
+    from mocap_studio.calibration.refine import RefineConfig
+    from mocap_studio.stages_calibration import refine_calibration
 
     if args.session is not None:
         calibration = Session(args.session).calibration_path

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mocap_studio.commands.run import console, print_outcomes, stage_progress
 from rich.table import Table
-
-from .run import console, print_outcomes, stage_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +45,7 @@ def print_scores(scores: dict, out) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from mocap_studio.demo import run_demo
 
     if args.fresh and args.out is None:
         console.print("--fresh: the demo take will be rendered again")

@@ -7,8 +7,8 @@ import logging
 import time
 from pathlib import Path
 
-from mocap.session import Session
-from mocap.stages_keypoints import run_detect
+from mocap_studio.session import Session
+from mocap_studio.stages_keypoints import run_detect
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mocap.session import Session
-from mocap.stages_export import FORMATS, STAGE, ExportConfig, run_export
+from mocap_studio.session import Session
+from mocap_studio.stages_export import FORMATS, STAGE, ExportConfig, run_export
 
 log = logging.getLogger(__name__)
 

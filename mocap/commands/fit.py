@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mocap.session import Session
-    from mocap.stages_body import run_fit
+    from mocap_studio.session import Session
+    from mocap_studio.stages_body import run_fit
 
     overrides = {"model": args.model, "gender": args.gender, "model_dir": args.model_dir}
     path = run_fit(Session(args.session), overrides, force=args.force, meshes=args.meshes)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mocap.session import Session
-from mocap.stages_keypoints import run_import_keypoints
-from reconstruction.importers import FORMATS
-from reconstruction.skeletons import FORMATS as SKELETONS
+from mocap_studio.reconstruction.importers import FORMATS
+from mocap_studio.reconstruction.skeletons import FORMATS as SKELETONS
+from mocap_studio.session import Session
+from mocap_studio.stages_keypoints import run_import_keypoints
 
 
 def register(sub: argparse._SubParsersAction) -> None:

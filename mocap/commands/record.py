@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mocap.session import Session
-from mocap.stages_capture import run_record
+from mocap_studio.session import Session
+from mocap_studio.stages_capture import run_record
 
 
 def _camera(text: str) -> tuple[str, str]:

@@ -23,10 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mocap_studio.report import write_report
+    from mocap_studio.session import Session
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from mocap.report import write_report
-    from mocap.session import Session
 
     overrides = {"overlays": args.overlays, "strip_frames": args.strip_frames, "max_width": args.max_width,
                  "mesh_style": args.mesh_style}

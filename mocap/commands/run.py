@@ -6,12 +6,11 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from mocap_studio.pipeline import MODELS, STAGES, RunConfig, RunResult, StageOutcome, run_pipeline
+from mocap_studio.session import Session
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-
-from ..pipeline import MODELS, STAGES, RunConfig, RunResult, StageOutcome, run_pipeline
-from ..session import Session
 
 console = Console(stderr=True)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from capture.sync import METHODS
-from mocap.session import Session
-from mocap.stages_capture import run_sync
+from mocap_studio.capture.sync import METHODS
+from mocap_studio.session import Session
+from mocap_studio.stages_capture import run_sync
 
 
 def register(sub: argparse._SubParsersAction) -> None:

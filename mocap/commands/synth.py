@@ -6,11 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from mocap_studio.stages_synth import run_synth
+from mocap_studio.studio import EXERCISES, StudioConfig, rig_presets
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-from capture.virtual_studio import EXERCISES, StudioConfig, rig_presets
-
-from ..stages_synth import run_synth
 
 log = logging.getLogger(__name__)
 

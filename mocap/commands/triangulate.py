@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mocap.session import Session
-from mocap.stages_keypoints import run_triangulate
-from reconstruction.filtering import METHODS
+from mocap_studio.reconstruction.filtering import METHODS
+from mocap_studio.session import Session
+from mocap_studio.stages_keypoints import run_triangulate
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -24,8 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mocap.report.analysis import RepetitionConfig
-from mocap.session import Session
+from mocap_studio.report.analysis import RepetitionConfig
+from mocap_studio.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,8 @@ def write_report(session: Session | str | Path, progress=None, overrides: dict |
     Returns the path of index.html. Stages that have not run are shown as such; nothing here fails
     because a stage is missing. Files are written atomically.
     """
-    from capture.fileio import write_text_atomic
-
-    from .build import build_page
+    from mocap_studio.common.fileio import write_text_atomic
+    from mocap_studio.report.build import build_page
 
     session = session if isinstance(session, Session) else Session(session)
     if not session.root.is_dir():
@@ -86,7 +85,7 @@ def write_report(session: Session | str | Path, progress=None, overrides: dict |
     text, figures, warnings, outputs = build_page(session, config, progress)
     path = session.report_dir / "index.html"
     write_text_atomic(path, text)
-    from mocap.session import StageReport
+    from mocap_studio.session import StageReport
 
     seconds = time.perf_counter() - start
     figures["html_bytes"] = len(text.encode("utf-8"))

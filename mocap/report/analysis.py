@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from reconstruction.skeletons import SkeletonFormat, get_format
+from mocap_studio.reconstruction.skeletons import SkeletonFormat, get_format
 
 REQUIRED_JOINTS = tuple(
     f"{side}_{part}" for side in ("left", "right") for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")

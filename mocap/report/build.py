@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from mocap.session import Session
-
-from . import html as H
-from . import plots
-from .analysis import ANGLE_GROUPS, JointAngles, analyse
+from mocap_studio.report import html as H
+from mocap_studio.report import plots
+from mocap_studio.report.analysis import ANGLE_GROUPS, JointAngles, analyse
+from mocap_studio.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +66,10 @@ def _read(take: Take, part: str, reader: Callable[[], Any]) -> Any:
 
 def load_take(session: Session) -> Take:
     """Read every output of the session that exists."""
-    from calibration.formats import read_calibration
-    from capture.sync import read_sync
-    from reconstruction.body.io import load_body_npz
-    from reconstruction.keypoints import load_keypoints2d, load_keypoints3d
+    from mocap_studio.calibration.formats import read_calibration
+    from mocap_studio.capture.sync import read_sync
+    from mocap_studio.reconstruction.body.io import load_body_npz
+    from mocap_studio.reconstruction.keypoints import load_keypoints2d, load_keypoints3d
 
     take = Take(session)
     for stage in (*STAGES, "report"):
@@ -90,7 +88,7 @@ def load_take(session: Session) -> Take:
     if session.keypoints2d_path.exists():
         take.kp2d = _read(take, "keypoints2d.npz", lambda: load_keypoints2d(session.keypoints2d_path))
         if take.kp2d is not None:
-            from mocap.stages_keypoints import camera_frame_times
+            from mocap_studio.stages_keypoints import camera_frame_times
 
             take.camera_times = _read(take, "frame times", lambda: camera_frame_times(session, take.kp2d)) or {}
     if session.keypoints3d_path.exists():
@@ -237,7 +235,7 @@ def section_detection(take: Take, config) -> H.Section:  # noqa: ANN001
 def reprojection_matrix(take: Take) -> np.ndarray | None:
     """(C, J) mean distance in pixels between each camera's 2D keypoints and the 3D keypoints projected
     through it at that camera's own frame times (sync offsets applied); None without the inputs."""
-    from .overlay import interpolate_keypoints
+    from mocap_studio.report.overlay import interpolate_keypoints
 
     kp2, kp3, rig = take.kp2d, take.kp3d, take.rig
     if kp2 is None or kp3 is None or rig is None or kp2.skeleton != kp3.skeleton:
@@ -566,10 +564,9 @@ def section_overview(take: Take) -> H.Section:
 # overlays
 # ------------------------------------------------------------------------------------------------
 def _body_frames(take: Take):  # noqa: ANN202 - BodyFrames | None
-    from mocap.stages_body import load_body_model
-    from reconstruction.body.fitting import FitConfig
-
-    from .overlay import BodyFrames
+    from mocap_studio.reconstruction.body.fitting import FitConfig
+    from mocap_studio.report.overlay import BodyFrames
+    from mocap_studio.stages_body import load_body_model
 
     b = take.body
     cfg = take.session.stage_config("fit", FitConfig, {"model": b.model, "gender": b.gender})
@@ -586,9 +583,8 @@ def _dropped(times: np.ndarray, fps: float) -> int:
 
 
 def section_overlays(take: Take, config, progress) -> tuple[H.Section, list[Path]]:  # noqa: ANN001
-    from capture.frames import FrameSourceError, probe
-
-    from .overlay import OverlaySettings, overlay_camera
+    from mocap_studio.capture.frames import FrameSourceError, probe
+    from mocap_studio.report.overlay import OverlaySettings, overlay_camera
 
     s = H.Section("overlays", "Overlays: skeleton and mesh over the video")
     if take.rig is None:

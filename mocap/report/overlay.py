@@ -19,10 +19,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from calibration.camera import Camera
-from capture.frames import open_frames
-from capture.video_writer import VideoWriter
+from mocap_studio.calibration.camera import Camera
+from mocap_studio.capture.frames import open_frames
+from mocap_studio.capture.video_writer import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ class MeshPainter:
         self._renderer = None
         if style == "shaded":
             try:
-                from capture.virtual_studio.render import BodyRenderer
+                from mocap_studio.studio.render import BodyRenderer
 
                 colours = np.tile(np.array(MESH_BGR[::-1], np.float32) / 255, (int(self.faces.max()) + 1, 1))
                 self._renderer = BodyRenderer(camera, self.faces, colours)
@@ -260,7 +259,7 @@ def overlay_camera(
 
 
 def _fps_of(source: Path) -> float:
-    from capture.frames import probe
+    from mocap_studio.capture.frames import probe
 
     fps = probe(source).fps
     return float(fps) if np.isfinite(fps) and fps > 0 else 30.0

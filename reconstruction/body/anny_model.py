@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from .cache import anny_cache_dir, configure_anny_environment, file_lock, progress_while
-from .model import SkinnedBodyModel
-from .regressors import ANNY_LANDMARKS_PATH, LandmarkSet
+from mocap_studio.common.cache import anny_cache_dir, configure_anny_environment, file_lock, progress_while
+from mocap_studio.reconstruction.body.model import SkinnedBodyModel
+from mocap_studio.reconstruction.body.regressors import ANNY_LANDMARKS_PATH, LandmarkSet
 
 logger = logging.getLogger(__name__)
 

@@ -51,19 +51,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
-from calibration.rotations import rotvec_to_rotmat as np_rotvec_to_rotmat
-from reconstruction.filtering import runs
-from reconstruction.keypoints import Keypoints3D
-
-from .lbs import TreeLevels, forward_kinematics, pose_feature, tree_levels
-from .model import SkinnedBodyModel
-from .torch_rotations import rotmat_to_rotvec as torch_rotmat_to_rotvec
-from .torch_rotations import rotvec_to_rotmat, skew
+from mocap_studio.common.rotations import rotvec_to_rotmat as np_rotvec_to_rotmat
+from mocap_studio.reconstruction.body.lbs import TreeLevels, forward_kinematics, pose_feature, tree_levels
+from mocap_studio.reconstruction.body.model import SkinnedBodyModel
+from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec as torch_rotmat_to_rotvec
+from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat, skew
+from mocap_studio.reconstruction.filtering import runs
+from mocap_studio.reconstruction.keypoints import Keypoints3D
 
 if TYPE_CHECKING:
-    from calibration.camera import CameraRig
-    from reconstruction.keypoints import Keypoints2D
+    from mocap_studio.calibration.camera import CameraRig
+    from mocap_studio.reconstruction.keypoints import Keypoints2D
 
 logger = logging.getLogger(__name__)
 DT = torch.float64
@@ -934,7 +932,7 @@ def _fill_nan(xyz: np.ndarray) -> np.ndarray:
 def lowpass(xyz: np.ndarray, fps: float, cutoff_hz: float) -> np.ndarray:
     """(T, K, 3) with NaN -> gaps filled by linear interpolation, then the zero-phase Butterworth low-pass of
     reconstruction.filtering (the reference filter of the jitter figures). Joints never seen stay 0."""
-    from reconstruction.filtering import butterworth
+    from mocap_studio.reconstruction.filtering import butterworth
 
     filled = np.nan_to_num(_fill_nan(np.asarray(xyz, dtype=float)), nan=0.0)
     if len(xyz) < 16 or cutoff_hz <= 0 or cutoff_hz >= fps / 2:

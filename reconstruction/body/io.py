@@ -11,10 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from capture.fileio import save_npz_atomic, write_text_atomic
-
-from .fitting import BodyMotion
+from mocap_studio.common.fileio import save_npz_atomic, write_text_atomic
+from mocap_studio.reconstruction.body.fitting import BodyMotion
 
 
 def save_body_npz(path: str | Path, motion: BodyMotion, joint_names, parents, shape_names) -> Path:  # noqa: ANN001
@@ -49,7 +47,7 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path
 
 def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
     """Binary little-endian PLY: vertices (V, 3) float32, faces (F, 3)."""
-    from capture.fileio import write_bytes_atomic
+    from mocap_studio.common.fileio import write_bytes_atomic
 
     v = np.asarray(vertices, dtype="<f4")
     f = np.asarray(faces, dtype="<i4")

@@ -19,12 +19,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-
-from reconstruction.skeletons import SMPL_24
-
-from .lbs import TreeLevels, forward_kinematics, pose_feature, skin, tree_levels
-from .regressors import KeypointRegressor, LandmarkSet, format_regressor
-from .torch_rotations import rotvec_to_rotmat
+from mocap_studio.reconstruction.body.lbs import TreeLevels, forward_kinematics, pose_feature, skin, tree_levels
+from mocap_studio.reconstruction.body.regressors import KeypointRegressor, LandmarkSet, format_regressor
+from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat
+from mocap_studio.reconstruction.skeletons import SMPL_24
 
 SEMANTIC_JOINTS: tuple[str, ...] = SMPL_24.joints
 """Joint vocabulary every model maps its own joints to (SMPL-24 names), used for initialisation,

@@ -6,7 +6,7 @@ few vertex indices and weights that sum to 1. A detector skeleton's regressor is
 (:func:`format_regressor`); joints a format has but the set lacks are derived by
 ``skeletons.DERIVED_JOINTS`` (means of landmarks stay linear in the vertices) or marked unsupported.
 
-The Anny landmarks are made by ``python -m reconstruction.body.make_regressors`` and stored in
+The Anny landmarks are made by ``python -m mocap_studio.tools.make_regressors`` and stored in
 ``data/anny_landmarks.npz``; the same file holds, for each surface landmark, where it sits relative to a
 joint of the SMPL-24 vocabulary, so that other models (SMPL, SMPL+H, SMPL-X, from the user's files) get
 their landmarks by :func:`transfer_landmarks` without shipping any of their data.
@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from reconstruction.skeletons import DERIVED_JOINTS, get_format
+from mocap_studio.reconstruction.skeletons import DERIVED_JOINTS, get_format
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 ANNY_LANDMARKS_PATH = DATA_DIR / "anny_landmarks.npz"
@@ -64,7 +63,7 @@ class LandmarkSet:
         return max(int(ids.max()) for ids, _ in self.rows)
 
     def save(self, path: str | Path) -> Path:
-        from capture.fileio import save_npz_atomic
+        from mocap_studio.common.fileio import save_npz_atomic
 
         lengths = [len(ids) for ids, _ in self.rows]
         return save_npz_atomic(
@@ -84,7 +83,7 @@ class LandmarkSet:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(
-                f"{path}: landmark regressor file missing; regenerate it with `python -m reconstruction.body.make_regressors`"
+                f"{path}: landmark regressor file missing; regenerate it with `python -m mocap_studio.tools.make_regressors`"
             )
         with np.load(path, allow_pickle=False) as data:
             names = tuple(str(n) for n in data["names"])

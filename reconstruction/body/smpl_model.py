@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 import torch
-
-from .lbs import pose_feature
-from .model import SkinnedBodyModel
-from .regressors import ANNY_LANDMARKS_PATH, LandmarkSet, transfer_landmarks
-from .smpl_pkl import load_model_file
+from mocap_studio.reconstruction.body.lbs import pose_feature
+from mocap_studio.reconstruction.body.model import SkinnedBodyModel
+from mocap_studio.reconstruction.body.regressors import ANNY_LANDMARKS_PATH, LandmarkSet, transfer_landmarks
+from mocap_studio.reconstruction.body.smpl_pkl import load_model_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Make ``data/anny_landmarks.npz``: Anny's keypoint landmarks as vertex-weight pairs.
 
-Run ``python -m reconstruction.body.make_regressors`` (needs Anny's cache; builds it on first use).
+Run ``python -m mocap_studio.tools.make_regressors`` (needs Anny's cache; builds it on first use).
 
 Where each landmark comes from (Anny's average body, rest pose, Z up, facing -Y, left +X):
 - nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles, big and small toes, heels: Anny's
@@ -13,7 +13,7 @@ Where each landmark comes from (Anny's average body, rest pose, Z up, facing -Y,
 - head top: the 3 highest vertices.
 - then every landmark in ``data/anny_landmarks_learned.npz`` (when present) replaces the above: those are
   learned from MediaPipe's own triangulated landmarks in virtual studio takes
-  (``reconstruction/body/learn_landmarks.py``; provenance in ``anny_landmarks_learned.json``), so that the
+  (``tools/learn_landmarks.py``; provenance in ``anny_landmarks_learned.json``), so that the
   body model's BlazePose landmarks are where MediaPipe puts them (the 12 limb joints: 7-30 mm each from the
   COCO regressor's points, mostly a constant offset on the body).
 Each surface landmark also records its offset from an SMPL-24 joint (head, wrist or ankle), scaled by body
@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from .anny_model import AnnyBody, load_anny_core
-from .regressors import ANNY_LANDMARKS_PATH, LandmarkSet
+from mocap_studio.reconstruction.body.anny_model import AnnyBody, load_anny_core
+from mocap_studio.reconstruction.body.regressors import ANNY_LANDMARKS_PATH, LandmarkSet
 
 LEARNED_LANDMARKS_PATH = ANNY_LANDMARKS_PATH.with_name("anny_landmarks_learned.npz")
 

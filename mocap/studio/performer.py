@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.export.motion import Motion
+from mocap_studio.export.retarget import Rig, contact_frames, load_rig, retarget, rig_from_bvh, rig_from_motion
 from scipy.spatial.transform import Rotation, Slerp
-
-from export.motion import Motion
-from export.retarget import Rig, contact_frames, load_rig, retarget, rig_from_bvh, rig_from_motion
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +212,7 @@ def load_bvh_motion(path: str | Path) -> tuple[Motion, Rig]:
     that preset's whole skeleton, else found from the joint names and the skeleton's topology; the unit
     (the format cannot say) is the one of :data:`BVH_UNITS_M` giving the most plausible leg length, and a
     Z-up file is turned Y-up first. PerformerError when unreadable or when a required limb is missing."""
-    from export.bvh import read_bvh
+    from mocap_studio.export.bvh import read_bvh
 
     path = Path(path)
     if not path.is_file():

@@ -7,7 +7,7 @@ points beside the true posed mesh at the triangulated frame times. ``reconstruct
 fits the landmark definitions to these samples. It lives here because it needs the studio and the front end;
 no stage imports it.
 
-Run: ``python -m capture.virtual_studio.landmark_takes WORK --seeds 101 102 ...`` (one take per seed; the
+Run: ``python -m mocap_studio.tools.landmark_takes WORK --seeds 101 102 ...`` (one take per seed; the
 exercises cycle through :data:`TRAINING_MOTIONS`). Each take's samples go to ``WORK/seed<N>.npz``:
 ``targets`` (T, 33, 3) metres, triangulated; ``vertices`` (T, V, 3) float32 true mesh; ``times`` (T,);
 ``seed``, ``motions``, ``shape``.
@@ -43,11 +43,10 @@ def motions_for(index: int) -> tuple[str, ...]:
 def make_take_samples(work: Path, seed: int, motions: tuple[str, ...], seconds: float, keep: bool = False) -> Path:
     """Render, detect and triangulate one take; write ``work/seed<seed>.npz`` (see the module docstring).
     The take's folder ``work/take_seed<seed>`` is removed unless ``keep``."""
-    from capture.fileio import save_npz_atomic
-    from mocap.cli import main as mocap
-    from reconstruction.keypoints import load_keypoints3d
-
-    from .studio import StudioConfig, synthesize
+    from mocap_studio.cli import main as mocap
+    from mocap_studio.common.fileio import save_npz_atomic
+    from mocap_studio.reconstruction.keypoints import load_keypoints3d
+    from mocap_studio.studio.studio import StudioConfig, synthesize
 
     out = work / f"seed{seed}.npz"
     root = work / f"take_seed{seed}"
@@ -67,7 +66,7 @@ def make_take_samples(work: Path, seed: int, motions: tuple[str, ...], seconds: 
     est = load_keypoints3d(root / "keypoints3d.npz")
     if est.skeleton != "blazepose33":
         raise RuntimeError(f"{root / 'keypoints3d.npz'}: skeleton {est.skeleton}, expected blazepose33")
-    from reconstruction.body.anny_model import AnnyBody
+    from mocap_studio.reconstruction.body.anny_model import AnnyBody
 
     body = AnnyBody(landmarks_path=None)
     pose, trans = take.performance.sample(est.frame_times)

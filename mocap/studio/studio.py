@@ -34,11 +34,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from capture.video_writer import VideoWriter
-
-from .performer import MASTER_RATE_HZ, Performance, PerformerError, exercise_motion, load_bvh_motion, perform, place_on_floor
-from .rigs import StudioRig, load_rig_preset
+from mocap_studio.capture.video_writer import VideoWriter
+from mocap_studio.studio.performer import (
+    MASTER_RATE_HZ,
+    Performance,
+    PerformerError,
+    exercise_motion,
+    load_bvh_motion,
+    perform,
+    place_on_floor,
+)
+from mocap_studio.studio.rigs import StudioRig, load_rig_preset
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +136,7 @@ def clap_audio(times_s: np.ndarray, claps_s: np.ndarray, seed: int) -> np.ndarra
 
 def write_wav(path: Path, samples: np.ndarray, rate_hz: int) -> Path:
     """16-bit mono WAV, written atomically."""
-    from capture.fileio import atomic_path
+    from mocap_studio.common.fileio import atomic_path
 
     with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
@@ -159,7 +165,7 @@ class Take:
 
 
 def _body_and_shape(config: StudioConfig):  # noqa: ANN202 - (AnnyBody, (S,) shape)
-    from reconstruction.body.anny_model import AnnyBody
+    from mocap_studio.reconstruction.body.anny_model import AnnyBody
 
     body = AnnyBody()
     shape = body.default_shape() if config.body_shape == "default" else body.random_shape(np.random.default_rng(config.seed))
@@ -176,7 +182,7 @@ def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioR
         need = int(np.ceil(duration * source.frame_rate)) + 1
         source = place_on_floor(source.slice_frames(0, min(need, source.num_frames)))
     else:
-        from export.retarget import load_rig
+        from mocap_studio.export.retarget import load_rig
 
         source = exercise_motion(list(config.motions), duration, seed=config.seed, rate_hz=MASTER_RATE_HZ)
         source_rig = load_rig("smpl24")
@@ -185,12 +191,12 @@ def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioR
 
 def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: Performance,  # noqa: ANN001
                  claps: np.ndarray, board_poses: np.ndarray, schedules: dict) -> None:
-    from calibration.formats import write_calibration
-    from capture.fileio import save_npz_atomic, write_json_atomic
-    from reconstruction.body.fitting import BodyMotion
-    from reconstruction.body.io import save_body_npz
-    from reconstruction.keypoints import Keypoints3D
-    from reconstruction.skeletons import FORMATS
+    from mocap_studio.calibration.formats import write_calibration
+    from mocap_studio.common.fileio import save_npz_atomic, write_json_atomic
+    from mocap_studio.reconstruction.body.fitting import BodyMotion
+    from mocap_studio.reconstruction.body.io import save_body_npz
+    from mocap_studio.reconstruction.keypoints import Keypoints3D
+    from mocap_studio.reconstruction.skeletons import FORMATS
 
     truth.mkdir(parents=True, exist_ok=True)
     write_calibration(rig.rig, truth / "calibration.toml", {"source": "virtual studio truth", "rig_preset": rig.name})
@@ -213,7 +219,7 @@ def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: 
     motion = BodyMotion(body.name, perf.shape, pose, trans, ref.frame_rate, times)
     save_body_npz(truth / "body.npz", motion, body.joint_names, body.parents, body.shape_names)
     if config.vertices:
-        from capture.fileio import atomic_path
+        from mocap_studio.common.fileio import atomic_path
 
         with atomic_path(truth / "vertices.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, out.vertices.astype(np.float32))
@@ -234,7 +240,7 @@ def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: 
 
 def _render_performance(session, body, perf: Performance, rig: StudioRig, config: StudioConfig,  # noqa: ANN001
                         schedules: dict, progress: ProgressFn | None) -> float:
-    from .render import BodyRenderer, region_colours
+    from mocap_studio.studio.render import BodyRenderer, region_colours
 
     colours = region_colours(body.joint_names, body.skinning_weights(), body.rest_mesh(perf.shape))
     total = sum(len(s[0]) for s in schedules.values())
@@ -264,7 +270,7 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
 
 
 def _board_poses(rig: StudioRig, config: StudioConfig, board) -> np.ndarray:  # noqa: ANN001
-    from calibration.simulate import close_up_board_poses, floor_board_pose, random_board_poses
+    from mocap_studio.calibration.simulate import close_up_board_poses, floor_board_pose, random_board_poses
 
     return np.concatenate([
         close_up_board_poses(rig.rig, config.close_ups_per_camera, board.size_m, seed=config.seed + 3),
@@ -276,8 +282,7 @@ def _board_poses(rig: StudioRig, config: StudioConfig, board) -> np.ndarray:  # 
 def _render_calibration(session, rig: StudioRig, board, poses: np.ndarray, config: StudioConfig,  # noqa: ANN001
                         progress: ProgressFn | None) -> None:
     import cv2
-
-    from calibration.simulate import BoardRenderer
+    from mocap_studio.calibration.simulate import BoardRenderer
 
     total, done = len(poses) * len(rig.cameras), 0
     for sc in rig.cameras:
@@ -301,16 +306,15 @@ def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), t
     """Write a complete synthetic take to ``session_dir`` and its truth to ``truth_dir`` (default
     ``Session.truth_dir``). Raises StudioError / PerformerError / ConfigError with what to change."""
     import tomli_w
-
-    from calibration.boards import load_board
-    from mocap.session import Session
+    from mocap_studio.calibration.boards import load_board
+    from mocap_studio.session import Session
 
     _check_config(config)
     rig = load_rig_preset(config.rig)
     if config.scale != 1.0:
         rig = rig.scaled(config.scale)
     if not config.bvh:
-        from .performer import _check_exercises
+        from mocap_studio.studio.performer import _check_exercises
 
         _check_exercises(config.motions)
     else:
@@ -323,7 +327,7 @@ def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), t
     perf = make_performance(body, shape, config, rig)
     schedules = {sc.name: sc.frame_schedule(config.seconds) for sc in rig.cameras}
     session.root.mkdir(parents=True, exist_ok=True)
-    from capture.fileio import write_text_atomic
+    from mocap_studio.common.fileio import write_text_atomic
 
     write_text_atomic(session.config_path, tomli_w.dumps({"session": {
         "name": session.root.name, "board": config.board, "frame_rate": rig.cameras[0].frame_rate}}))

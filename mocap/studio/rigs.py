@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.calibration.camera import Camera, CameraRig, look_at
+from mocap_studio.common.config import ConfigError, load_toml
 
-from calibration.camera import Camera, CameraRig, look_at
-from capture.config import ConfigError, load_toml
-
-RIG_PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "rigs"
+RIG_PRESET_DIR = Path(str(resources.files("mocap_studio.configs") / "rigs"))
 
 _TOP_KEYS = {"name", "description", "layout", "defaults", "cameras"}
 _LAYOUT_KEYS = {"kind", "radius_m", "height_m", "start_deg", "span_deg", "look_at_m"}

@@ -3,7 +3,7 @@
 A detector's ``left_shoulder`` is not the body model's shoulder joint, nor the COCO regressor's vertex mix:
 MediaPipe places it where its training labels put it, a few centimetres off either, and the offset is
 mostly constant on the body. Given frames where the true posed mesh is known and the detector's landmarks
-were triangulated (virtual studio takes: ``python -m capture.virtual_studio.landmark_takes``), each landmark
+were triangulated (virtual studio takes: ``python -m mocap_studio.tools.landmark_takes``), each landmark
 is fitted as a fixed convex combination of nearby vertices (non-negative weights summing to 1, so the point
 stays inside the local mesh and follows it under any pose and shape):
 
@@ -14,7 +14,7 @@ where c are the candidate vertices within ``radius_m`` of the prior landmark on 
 (a weak pull towards it where the data do not decide). Huber weights come from iterated reweighting. The
 result is trimmed to the ``max_vertices`` largest weights and refitted.
 
-Run: ``python -m reconstruction.body.learn_landmarks SAMPLES.npz ... [--validate HELD_OUT.npz ...]``
+Run: ``python -m mocap_studio.tools.learn_landmarks SAMPLES.npz ... [--validate HELD_OUT.npz ...]``
 (writes ``data/anny_landmarks.npz`` and ``data/anny_landmarks.json``, the provenance, beside it).
 """
 
@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.reconstruction.body.regressors import LandmarkSet
 from scipy.optimize import nnls
-
-from .regressors import LandmarkSet
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +65,8 @@ class Samples:
 
 def load_samples(paths: list[Path], names: tuple[str, ...], every: int = 1) -> Samples:
     """Read ``landmark_takes`` sample files (every ``every``-th frame); targets keep only ``names``."""
-    from capture.fileio import load_npz
-    from reconstruction.skeletons import get_format
+    from mocap_studio.common.fileio import load_npz
+    from mocap_studio.reconstruction.skeletons import get_format
 
     fmt = get_format("blazepose33").joints
     missing = [n for n in names if n not in fmt]
@@ -176,7 +175,7 @@ def write_fixture(path: Path, held: Samples, prior: LandmarkSet, learned: Landma
     """A small held-out check for the tests: the triangulated ``targets`` (T, L, 3) of ``held.names``, the
     previous definitions' positions ``prior_xyz`` (T, L, 3), and the true mesh at the learned rows' vertices
     (``vertex_ids`` (N,), ``vertices`` (T, N, 3) float32)."""
-    from capture.fileio import save_npz_atomic
+    from mocap_studio.common.fileio import save_npz_atomic
 
     ids = np.unique(np.concatenate([learned.rows[learned.index(n)][0] for n in held.names]))
     return save_npz_atomic(
@@ -204,11 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import asdict
 
     import torch
-
-    from capture.fileio import load_npz, write_json_atomic
-
-    from .anny_model import AnnyBody
-    from .make_regressors import LEARNED_LANDMARKS_PATH, build_anny_landmarks
+    from mocap_studio.common.fileio import load_npz, write_json_atomic
+    from mocap_studio.reconstruction.body.anny_model import AnnyBody
+    from mocap_studio.tools.make_regressors import LEARNED_LANDMARKS_PATH, build_anny_landmarks
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("samples", type=Path, nargs="+", help="training sample files (landmark_takes)")
@@ -254,11 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.with_suffix(".json"),
         {
             "what": "Anny landmark definitions learned from MediaPipe (BlazePose-33, pose_landmark_full) triangulated in "
-            "virtual studio takes; merged into anny_landmarks.npz by `python -m reconstruction.body.make_regressors`",
-            "how": "`python -m capture.virtual_studio.landmark_takes WORK --seeds S... --seconds T [--first-motion K]` "
+            "virtual studio takes; merged into anny_landmarks.npz by `python -m mocap_studio.tools.make_regressors`",
+            "how": "`python -m mocap_studio.tools.landmark_takes WORK --seeds S... --seconds T [--first-motion K]` "
             "(ring4, 1280x720, 30 fps, true calibration; mocap sync, detect (MediaPipe image mode), triangulate with their "
             "defaults; "
-            "seeds, exercises and lengths per take below), then `python -m reconstruction.body.learn_landmarks` "
+            "seeds, exercises and lengths per take below), then `python -m mocap_studio.tools.learn_landmarks` "
             + " ".join(p.name for p in args.samples)
             + (" --validate " + " ".join(p.name for p in args.validate) if args.validate else ""),
             "config": asdict(config),
@@ -272,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.fixture and args.validate:
         write_fixture(args.fixture, load_samples([args.validate[0]], names), prior, learned, args.validate[0].name)
-    logger.info("wrote %s (+ .json); now run `python -m reconstruction.body.make_regressors`", args.out)
+    logger.info("wrote %s (+ .json); now run `python -m mocap_studio.tools.make_regressors`", args.out)
     return 0
 
 

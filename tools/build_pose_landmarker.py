@@ -13,7 +13,7 @@ metadata (the legacy ``solutions`` graph normalized inputs itself). This script:
    aligned zip, as mediapipe's ``create_model_asset_bundle`` writes it), and writes ``ORIGIN.txt`` with
    the sources' and the result's SHA-256.
 
-Run: ``.venv/bin/python reconstruction/assets/build_pose_landmarker.py [--wheel PATH]``.
+Run: ``.venv/bin/python tools/build_pose_landmarker.py [--wheel PATH]``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.reconstruction.detect2d import ASSET_PATH
 
-HERE = Path(__file__).resolve().parent
+ASSETS_DIR = ASSET_PATH.parent
 WHEEL_VERSION = "0.10.21"
 # bundle member -> (path in the wheel, normalization mean, std)
 MEMBERS = {
@@ -105,7 +106,7 @@ def build(wheel: Path, out_dir: Path) -> Path:
     )
 
     models: dict[str, bytes] = {}
-    lines = [f"Built by reconstruction/assets/build_pose_landmarker.py from {wheel.name}",
+    lines = [f"Built by tools/build_pose_landmarker.py from {wheel.name}",
              f"(PyPI: mediapipe=={WHEEL_VERSION}, wheel SHA-256 {sha256(wheel.read_bytes())}).",
              "Licence: Apache License 2.0 (the mediapipe wheel's LICENSE, copied beside this file).",
              "Models: BlazePose GHUM 3D, 'full' variant (Google, model card: https://developers.google.com/"
@@ -139,7 +140,7 @@ def sha256(data: bytes) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help=f"mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=ASSETS_DIR)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or download_wheel(Path(tmp))

@@ -13,8 +13,7 @@ import logging
 
 import cv2
 import numpy as np
-
-from calibration.camera import Camera
+from mocap_studio.calibration.camera import Camera
 
 log = logging.getLogger(__name__)
 
