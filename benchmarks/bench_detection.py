@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         config = DetectionConfig(chunk_frames=args.chunk_frames)
         rows = []
         for name, executor in (("one process", SerialExecutor()), (f"{args.workers} worker processes",
-                                                                     ProcessExecutor(args.workers))):  # fmt: skip
+                                                                     ProcessExecutor(args.workers))):
             t0 = time.perf_counter()
             det = detect_sources(sources, config, executor)
             seconds = time.perf_counter() - t0

@@ -35,7 +35,7 @@ def blender_times(fbx: Path, folder: Path, rate: float, n_frames: int) -> dict[s
         [str(BLENDER_PY), str(ROOT / "benchmarks" / "blender_export.py"), str(fbx), str(folder), str(rate),
          str(n_frames)],
         capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return f"Blender failed: {proc.stderr.strip()[-400:]}"

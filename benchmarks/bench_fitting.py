@@ -35,7 +35,7 @@ def _keypoints(model, shape, pose, trans) -> np.ndarray:  # noqa: ANN001
     """Keypoints (T, K, 3) in chunks, so that the benchmark's own bookkeeping stays small."""
     return np.concatenate([
         model.keypoints(shape, pose[a : a + 1000], trans[a : a + 1000], "blazepose33") for a in range(0, len(pose), 1000)
-    ])  # fmt: skip
+    ])
 
 
 def _take(model, frames: int, seed: int = 3) -> tuple[np.ndarray, Keypoints3D]:  # noqa: ANN001
@@ -79,7 +79,7 @@ def main() -> None:
         fps, mpjpe = bench(anny, frames)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"anny : {args.long_minutes:g}-minute take ({frames} frames): {fps:.1f} frames/s, MPJPE {mpjpe:.1f} mm, "
-              f"peak RSS {peak:.0f} MiB (before the take {before:.0f} MiB)")  # fmt: skip
+              f"peak RSS {peak:.0f} MiB (before the take {before:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def run_pose2sim(scene, frames: np.ndarray) -> np.ndarray | None:
         return None
     rig, kp = scene.rig, scene.keypoints
     defaults = {"reproj_error_threshold_triangulation": 15, "min_cameras_for_triangulation": 2,
-                "handle_LR_swap": False, "undistort_points": False}  # fmt: skip
+                "handle_LR_swap": False, "undistort_points": False}
     config = {"triangulation": defaults}
     likelihood_threshold = 0.3
     P = [c.projection_matrix for c in rig.cameras]
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     extrinsics = np.stack([np.hstack([c.R, c.t[:, None]]) for c in rig.cameras])
     xy = rig.undistort_points(kp.xy).reshape(C, -1, 2)
     print(f"scene: {C} cameras, {T} frames, {J} joints, 2 px noise, "
-          f"{100 * (1 - scene.inliers.mean()):.1f} % outliers")  # fmt: skip
+          f"{100 * (1 - scene.inliers.mean()):.1f} % outliers")
 
     rows = []
     t0 = time.perf_counter()
@@ -150,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ref = rows[1]["mpjpe"]
     ours = rows[0]
     print(f"{'method':44s} {'MPJPE mm':>9s} {'p95 mm':>8s} {'missing':>8s} {'frames/s':>10s} {'frames':>7s}"
-          f" {'err/inlier-DLT':>15s} {'ours faster by':>15s}")  # fmt: skip
+          f" {'err/inlier-DLT':>15s} {'ours faster by':>15s}")
     for r in rows:
         speed = ours["fps"] / r["fps"] if r["fps"] > 0 else float("nan")
         print(f"{r['name']:44s} {r['mpjpe']:9.2f} {r['p95']:8.1f} {100 * r['missing']:7.2f}% {r['fps']:10.1f}"
-              f" {r['frames']:7d} {r['mpjpe'] / ref:15.2f} {speed:14.1f}x")  # fmt: skip
+              f" {r['frames']:7d} {r['mpjpe'] / ref:15.2f} {speed:14.1f}x")
     print(f"ours: noise estimate {diag.noise_px:.2f} px, inlier threshold {diag.threshold_px:.2f} px, "
-          f"{int(diag.swapped.sum()) // 2} left/right pairs exchanged")  # fmt: skip
+          f"{int(diag.swapped.sum()) // 2} left/right pairs exchanged")
     ratio = ours["mpjpe"] / ref
     verdict = "PASS" if ratio <= 1.2 else "FAIL"
     print(f"acceptance: ours / inlier-only = {ratio:.3f} (<= 1.2 required): {verdict}")

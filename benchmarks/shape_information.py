@@ -28,7 +28,7 @@ from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
 from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
 
 MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
-            "neck_circumference")  # fmt: skip
+            "neck_circumference")
 
 
 def bound(model: AnnyBody, seed: int, noise_m: float, frames: int = 200, fps: float = 60.0) -> dict[str, np.ndarray]:
@@ -81,7 +81,7 @@ def main() -> None:
     torch.set_num_threads(2)
     model = AnnyBody()
     print(f"Cramer-Rao standard deviations (mm), {args.noise_mm:g} mm noise per axis, 200 frames; "
-          f"columns: {', '.join(MEASURES)}")  # fmt: skip
+          f"columns: {', '.join(MEASURES)}")
     for seed in args.seeds:
         sd = bound(model, seed, args.noise_mm / 1000)
         for label, v in sd.items():

@@ -81,7 +81,7 @@ def detect_drops(host_times: np.ndarray, nominal_fps: float, gap_factor: float =
 
 def _write_timestamps(path: Path, camera: str, video_times: list[float], host_times: list[float]) -> None:
     lines = [f"# camera {camera}; host_time_s: time.monotonic() shared by the cameras recorded together",
-             "frame,video_time_s,host_time_s"]  # fmt: skip
+             "frame,video_time_s,host_time_s"]
     lines += [f"{k},{v:.6f},{h:.6f}" for k, (v, h) in enumerate(zip(video_times, host_times, strict=True))]
     write_text_atomic(path, "\n".join(lines) + "\n")
 
@@ -103,7 +103,7 @@ def read_timestamps(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def _record_one(
     source: LiveSource, video_path: Path, timestamps_path: Path, config: RecordConfig, stop: threading.Event,
     deadline: float, stats: RecordingStats,
-) -> None:  # fmt: skip
+) -> None:
     fps = config.fps or source.nominal_fps or 30.0
     stats.nominal_fps = fps
     writer = VideoWriter(video_path, fps, config.crf, config.preset)

@@ -243,7 +243,7 @@ def _check_offset(camera: str, offset_s: float, confidence: float, config: SyncC
         log.warning(
             "camera %s: weak %s match (correlation %.2f); check the offset, or use another method",
             camera, method, confidence,
-        )  # fmt: skip
+        )
     return CameraOffset(camera, float(offset_s), float(confidence), method)
 
 
@@ -558,7 +558,7 @@ def _refine_shift(
     res = optimize.minimize_scalar(
         lambda s: _shift_score(ref[0], ref[1], camera_curve, t_lo, t_hi, s),
         bounds=(coarse - 1.5 * dt, coarse + 1.5 * dt), method="bounded", options={"xatol": 1e-5 * dt},
-    )  # fmt: skip
+    )
     return (float(res.x), -float(res.fun)) if res.success else (coarse, 0.0)
 
 
@@ -677,4 +677,4 @@ __all__ = [
     "CameraOffset", "SyncConfig", "SyncError", "audio_offsets", "brightness_curve",
     "flash_offsets", "flash_time", "interpolate_gaps", "keypoint_offsets", "keypoint_speed", "onset_envelope",
     "read_audio", "read_sync", "timestamp_offsets", "write_sync",
-]  # fmt: skip
+]

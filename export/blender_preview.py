@@ -73,7 +73,7 @@ def blender_python(install: bool = False) -> Path:
     if not python.exists():
         subprocess.run([str(py313), "-m", "venv", str(venv)], check=True, timeout=300)
     proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement],
-                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+                          capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise PreviewUnavailable(f"pip could not install {requirement} for Python 3.13: {proc.stderr.strip()[-300:]}")
     stamp.write_text(requirement)

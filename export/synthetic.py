@@ -22,7 +22,7 @@ _REST = {
     "head": (0.0, -0.02, 1.55), "left_shoulder": (0.18, 0.01, 1.40), "right_shoulder": (-0.18, 0.01, 1.40),
     "left_elbow": (0.45, 0.02, 1.40), "right_elbow": (-0.45, 0.02, 1.40), "left_wrist": (0.70, 0.01, 1.40),
     "right_wrist": (-0.70, 0.01, 1.40), "left_hand": (0.79, 0.0, 1.40), "right_hand": (-0.79, 0.0, 1.40),
-}  # fmt: skip
+}
 FOOT_END_SITE_M = np.array([0.0, -0.06, -0.015])
 """The toe tip relative to the ``*_foot`` joint (an end site)."""
 

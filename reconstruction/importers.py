@@ -178,7 +178,7 @@ def read_npz(path: Path, cameras: Sequence[str] | None = None) -> Detections2D:
         xy, conf = xy[:, :, None], conf[:, :, None]
     try:
         det = Detections2D(xy, conf, tuple(data["camera_names"].tolist()), str(data["skeleton"]),
-                           data.get("frame_times"))  # fmt: skip
+                           data.get("frame_times"))
     except ValueError as e:
         raise KeypointFileError(f"{path}: {e}") from e
     if cameras is not None:

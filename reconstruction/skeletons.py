@@ -156,7 +156,7 @@ BLAZEPOSE_33 = _build(
         "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
         "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
         "left_foot_index", "right_foot_index",
-    ],  # fmt: skip
+    ],
     # No mid-hip or neck in BlazePose: the tree hangs from the left hip, across to the right hip, and up
     # each side to the shoulders; the head hangs from the left shoulder.
     [("left_hip", "right_hip"), ("left_hip", "left_shoulder"), ("right_hip", "right_shoulder"),
@@ -166,21 +166,21 @@ BLAZEPOSE_33 = _build(
         + [("nose", "left_eye_inner"), ("left_eye_inner", "left_eye"), ("left_eye", "left_eye_outer"),
            ("left_eye_outer", "left_ear"), ("left_wrist", "left_pinky"), ("left_wrist", "left_index"),
            ("left_wrist", "left_thumb"), ("left_ankle", "left_heel"), ("left_ankle", "left_foot_index")]
-    ),  # fmt: skip
+    ),
 )
 
 _COCO_JOINTS = [
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
     "right_knee", "left_ankle", "right_ankle",
-]  # fmt: skip
+]
 _COCO_FACE = [("nose", "left_eye"), ("left_eye", "left_ear")]
 
 COCO_17 = _build(
     "coco17",
     _COCO_JOINTS,
     [("left_hip", "right_hip"), ("left_hip", "left_shoulder"), ("right_hip", "right_shoulder"),
-     ("left_shoulder", "nose")] + _mirror(_ARM + _LEG + _COCO_FACE),  # fmt: skip
+     ("left_shoulder", "nose")] + _mirror(_ARM + _LEG + _COCO_FACE),
 )
 
 _FEET = ["left_big_toe", "right_big_toe", "left_small_toe", "right_small_toe", "left_heel", "right_heel"]
@@ -190,11 +190,11 @@ HALPE_26 = _build(
     _COCO_JOINTS + ["head_top", "neck", "mid_hip"] + _FEET,
     [("mid_hip", "left_hip"), ("mid_hip", "right_hip"), ("mid_hip", "neck"), ("neck", "left_shoulder"),
      ("neck", "right_shoulder"), ("neck", "nose"), ("nose", "head_top")]
-    + _mirror(_ARM + _LEG + _COCO_FACE + _OP_FOOT),  # fmt: skip
+    + _mirror(_ARM + _LEG + _COCO_FACE + _OP_FOOT),
 )
 
 _OP_TRUNK = [("mid_hip", "left_hip"), ("mid_hip", "right_hip"), ("mid_hip", "neck"),
-             ("neck", "left_shoulder"), ("neck", "right_shoulder"), ("neck", "nose")]  # fmt: skip
+             ("neck", "left_shoulder"), ("neck", "right_shoulder"), ("neck", "nose")]
 
 BODY_25 = _build(
     "body25",
@@ -203,17 +203,17 @@ BODY_25 = _build(
         "left_wrist", "mid_hip", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
         "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe", "left_small_toe",
         "left_heel", "right_big_toe", "right_small_toe", "right_heel",
-    ],  # fmt: skip
+    ],
     _OP_TRUNK + _mirror(_ARM + _LEG + _COCO_FACE + _OP_FOOT),
 )
 
 BODY_25B = _build(
     "body25b",
     _COCO_JOINTS + ["upper_neck", "head_top", "left_big_toe", "left_small_toe", "left_heel",
-                    "right_big_toe", "right_small_toe", "right_heel"],  # fmt: skip
+                    "right_big_toe", "right_small_toe", "right_heel"],
     [("left_hip", "right_hip"), ("left_hip", "left_shoulder"), ("right_hip", "right_shoulder"),
      ("left_shoulder", "upper_neck"), ("upper_neck", "nose"), ("upper_neck", "head_top")]
-    + _mirror(_ARM + _LEG + _COCO_FACE + _OP_FOOT),  # fmt: skip
+    + _mirror(_ARM + _LEG + _COCO_FACE + _OP_FOOT),
 )
 
 COCO_18 = _build(
@@ -222,9 +222,9 @@ COCO_18 = _build(
         "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
         "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
         "right_eye", "left_eye", "right_ear", "left_ear",
-    ],  # fmt: skip
+    ],
     [("neck", "left_hip"), ("neck", "right_hip"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
-     ("neck", "nose")] + _mirror(_ARM + _LEG + _COCO_FACE),  # fmt: skip
+     ("neck", "nose")] + _mirror(_ARM + _LEG + _COCO_FACE),
 )
 
 SMPL_24 = SkeletonFormat(
@@ -234,7 +234,7 @@ SMPL_24 = SkeletonFormat(
         "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
         "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
         "left_hand", "right_hand",
-    ),  # fmt: skip
+    ),
     (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21),
 )
 
@@ -269,7 +269,7 @@ RIGID_SEGMENTS: tuple[tuple[str, str], ...] = tuple(
         ]
     )
     + [("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"), ("left_ear", "right_ear")]
-)  # fmt: skip
+)
 
 
 def get_format(name: str | SkeletonFormat) -> SkeletonFormat:

@@ -23,7 +23,7 @@ _REST = {
     "left_pinky": (0.03, 0.24, 0.84), "left_index": (0.05, 0.22, 0.84), "left_thumb": (0.06, 0.20, 0.87),
     "left_hip": (0.0, 0.09, 0.95), "left_knee": (0.02, 0.10, 0.52), "left_ankle": (0.0, 0.10, 0.09),
     "left_heel": (-0.05, 0.10, 0.03), "left_foot_index": (0.15, 0.11, 0.02),
-}  # fmt: skip
+}
 _LEG = ("knee", "ankle", "heel", "foot_index")
 _SHIN = ("ankle", "heel", "foot_index")
 _ARM = ("elbow", "wrist", "pinky", "index", "thumb")

@@ -599,7 +599,7 @@ def triangulate_with_diagnostics(
     result = Keypoints3D(
         filled, error, inl.transpose(1, 2, 0), keypoints.camera_names, keypoints.skeleton,
         keypoints.frame_times, interpolated,
-    )  # fmt: skip
+    )
     return result, TriangulationDiagnostics(pixel_res, swapped, threshold, noise, long_gaps)
 
 

@@ -44,7 +44,7 @@ TASK_NAME = "pose_landmarker_full.task"
 def download_wheel(folder: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", f"mediapipe=={WHEEL_VERSION}", "--no-deps",
            "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
-           "-d", str(folder)]  # fmt: skip
+           "-d", str(folder)]
     subprocess.run(cmd, check=True)
     wheels = sorted(folder.glob(f"mediapipe-{WHEEL_VERSION}-*.whl"))
     if not wheels:
@@ -110,7 +110,7 @@ def build(wheel: Path, out_dir: Path) -> Path:
              f"(PyPI: mediapipe=={WHEEL_VERSION}, wheel SHA-256 {sha256(wheel.read_bytes())}).",
              "Licence: Apache License 2.0 (the mediapipe wheel's LICENSE, copied beside this file).",
              "Models: BlazePose GHUM 3D, 'full' variant (Google, model card: https://developers.google.com/"
-             "mediapipe/solutions/vision/pose_landmarker).", "", "Members:"]  # fmt: skip
+             "mediapipe/solutions/vision/pose_landmarker).", "", "Members:"]
     with zipfile.ZipFile(wheel) as zf:
         licence = zf.read(f"mediapipe-{WHEEL_VERSION}.dist-info/LICENSE")
         for member, (source, mean, std) in MEMBERS.items():

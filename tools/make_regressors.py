@@ -40,7 +40,7 @@ COCO_LANDMARKS = (
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
     "right_knee", "left_ankle", "right_ankle", "left_big_toe", "right_big_toe", "left_small_toe",
     "right_small_toe", "left_heel", "right_heel",
-)  # fmt: skip
+)
 MAX_VERTICES = 24
 JOINT_LANDMARKS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 

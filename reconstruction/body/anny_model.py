@@ -58,7 +58,7 @@ ANNY_FREE_BONES: tuple[str, ...] = (
     "clavicle.R", "upperarm01.R", "lowerarm01.R", "wrist.R",
     "upperleg01.L", "lowerleg01.L", "foot.L",
     "upperleg01.R", "lowerleg01.R", "foot.R",
-)  # fmt: skip
+)
 
 ADULT_AGE = 0.75
 _BUILD_LOCK = threading.Lock()

@@ -139,7 +139,7 @@ def measure(vertices: np.ndarray, faces: np.ndarray, keypoints: dict[str, np.nda
     return Measurements(
         height, chest, waist, hips, thigh, neck, float(crotch - floor),
         float(np.linalg.norm(kp["left_shoulder"] - kp["right_shoulder"])), arm,
-    )  # fmt: skip
+    )
 
 
 def measure_body(model, shape: np.ndarray) -> Measurements:  # noqa: ANN001

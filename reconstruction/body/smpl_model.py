@@ -39,7 +39,7 @@ SOURCES = {
     "smplx": ("https://smpl-x.is.tue.mpg.de (register, then 'Download SMPL-X v1.1')",
               "SMPL-X licence: non-commercial scientific research only; commercial use needs a licence "
               "from Meshcapade"),
-}  # fmt: skip
+}
 
 # official download names, accepted as well as smplx's layout
 _OFFICIAL_NAMES = {
@@ -55,9 +55,9 @@ SMPL_BODY_JOINTS = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
     "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
+)
 _HAND = ("index1", "index2", "index3", "middle1", "middle2", "middle3", "pinky1", "pinky2", "pinky3",
-         "ring1", "ring2", "ring3", "thumb1", "thumb2", "thumb3")  # fmt: skip
+         "ring1", "ring2", "ring3", "thumb1", "thumb2", "thumb3")
 JOINT_NAMES = {
     "smpl": SMPL_BODY_JOINTS + ("left_hand", "right_hand"),
     "smplh": SMPL_BODY_JOINTS + tuple(f"left_{h}" for h in _HAND) + tuple(f"right_{h}" for h in _HAND),
@@ -161,7 +161,7 @@ class SmplBody(SkinnedBodyModel):
         index = {n: i for i, n in enumerate(self.joint_names)}
         self.semantic_joints = {n: index[n] for n in SMPL_BODY_JOINTS if n in index}
         hand = {"smpl": ("left_hand", "right_hand"), "smplh": ("left_middle1", "right_middle1"),
-                "smplx": ("left_middle1", "right_middle1")}[kind]  # fmt: skip
+                "smplx": ("left_middle1", "right_middle1")}[kind]
         if all(h in index for h in hand):
             self.semantic_joints["left_hand"], self.semantic_joints["right_hand"] = (
                 index[hand[0]],
