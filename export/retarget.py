@@ -54,14 +54,14 @@ REQUIRED = (
     "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "spine1",
     "neck", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
     "right_wrist",
-)  # fmt: skip
+)
 """Canonical joints every source and target rig must map."""
 DIRECTION_CHILD = {
     "spine1": "spine2", "spine2": "spine3", "spine3": "neck", "neck": "head",
     **{f"{s}_{a}": f"{s}_{b}" for s in ("left", "right") for a, b in (
         ("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"), ("collar", "shoulder"), ("shoulder", "elbow"),
         ("elbow", "wrist"), ("wrist", "hand"))},
-}  # fmt: skip
+}
 """The canonical child whose direction a joint's rotation aims (the bone the joint moves)."""
 FALLBACK_CHILD = {"spine1": ("spine3", "neck", "head"), "spine2": ("neck",), "spine3": ("head",)}
 FEET = {"left": ("left_ankle", "left_foot"), "right": ("right_ankle", "right_foot")}

@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 DEMO_STUDIO = StudioConfig(
     rig="ring4", motions=("squat", "jumping_jack"), seconds=6.0, seed=0, vertices=True,
     calibration_views=60, close_ups_per_camera=12, floor_frames=3,
-)  # fmt: skip
+)
 BODY_JOINTS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 TARGETS = {
     "camera_centre_error_max_mm": 5.0, "sync_error_max_ms": 2.0, "mpjpe_body_mm": 30.0,
     "per_vertex_error_mm": 35.0, "height_error_mm": 15.0,
-}  # fmt: skip
+}
 
 
 def demo_root() -> Path:

@@ -193,7 +193,7 @@ def run_pipeline(
         "fit": lambda s, f, p: _fit(s, f, p, config.model),
         "export": lambda s, f, p: _export(s, f, p, config.formats, config.rig),
         "report": _report,
-    }  # fmt: skip
+    }
     chosen = [s for s in STAGES if s in config.stages]
     result = RunResult()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -204,7 +204,7 @@ def run_pipeline(
             "outcomes": [{"stage": o.stage, "status": o.status, "seconds": round(o.seconds, 3), "note": o.note}
                          for o in result.outcomes],
             "error": error,
-        })  # fmt: skip
+        })
 
     for i, stage in enumerate(chosen, 1):
         log.info("[%d/%d] %s", i, len(chosen), stage)

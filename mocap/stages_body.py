@@ -74,7 +74,7 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
     """Fit the body for ``session``; returns the body.npz path."""
     cfg = session.stage_config(STAGE, FitConfig, overrides)
     outputs = [session.body_path, session.root / "body_rest.obj", session.root / "body_rest.ply",
-               session.root / "measurements.json"]  # fmt: skip
+               session.root / "measurements.json"]
     if not session.keypoints3d_path.exists():
         raise FileNotFoundError(f"{session.keypoints3d_path}: no 3D keypoints; run triangulation first")
     views = [session.keypoints2d_path, session.calibration_path, session.sync_path] if cfg.reprojection else []
@@ -106,5 +106,5 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
     session.write_stage_report(StageReport(
         STAGE, fp, tuple(str(o) for o in outputs), {**motion.figures, "measurements": meas.to_json()},
         tuple(warnings), seconds=time.monotonic() - start,
-    ))  # fmt: skip
+    ))
     return session.body_path

@@ -61,14 +61,14 @@ def run_record(
             "measured_fps": round(s.measured_fps, 3), "dropped_frames": s.dropped_frames,
             "gaps": s.gaps[:50], "error": s.error}
         for c, s in stats.items()
-    }  # fmt: skip
+    }
     warnings = [f"camera {c}: {s.dropped_frames} dropped frame(s)" for c, s in stats.items() if s.dropped_frames]
     warnings += [s.error for s in stats.values() if s.error]
     outputs = [p for c in stats for p in (videos[c], stamps[c]) if p.exists()]
     session.write_stage_report(
         StageReport("record", "", tuple(str(p) for p in outputs), {"cameras": figures, "stopped_by_user": interrupted,
                     "config": config_to_mapping(config)}, tuple(warnings), time.monotonic() - t0)
-    )  # fmt: skip
+    )
     return figures
 
 
@@ -151,11 +151,11 @@ def run_sync(session: Session, overrides: dict[str, Any] | None = None, overwrit
         fps[c] = probe(p).fps if p.is_file() else session.config().frame_rate
     write_sync(session.sync_path, offsets, fps)
     figures = {c: {"offset_s": o.offset_s, "offset_frames": o.offset_s * fps[c] if fps[c] else None,
-                   "confidence": o.confidence, "method": o.method} for c, o in offsets.items()}  # fmt: skip
+                   "confidence": o.confidence, "method": o.method} for c, o in offsets.items()}
     weak = [(c, o.confidence) for c, o in offsets.items() if o.confidence < config.min_confidence]
     warnings = [f"camera {c}: weak match ({conf:.2f})" for c, conf in weak]
     session.write_stage_report(
         StageReport("sync", fingerprint, (str(session.sync_path),), {"cameras": figures, "tried": failures},
                     tuple(warnings), time.monotonic() - t0)
-    )  # fmt: skip
+    )
     return figures

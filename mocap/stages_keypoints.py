@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "run_detect", "run_import_keypoints", "run_triangulate", "keypoints2d_figures", "keypoints3d_figures",
     "camera_frame_times", "synchronize_keypoints",
-]  # fmt: skip
+]
 
 
 def read_rig(session: Session) -> CameraRig:
@@ -90,7 +90,7 @@ def keypoints2d_figures(kp: Keypoints2D) -> dict[str, Any]:
 
 
 def _write_keypoints2d(session: Session, stage: str, kp: Keypoints2D, fingerprint: str, t0: float,
-                       warnings: list[str], extra: dict[str, Any]) -> StageReport:  # fmt: skip
+                       warnings: list[str], extra: dict[str, Any]) -> StageReport:
     empty = [n for n, f in keypoints2d_figures(kp)["per_camera"].items() if f["frames_detected"] == 0]
     if len(empty) == kp.num_cameras:
         raise RuntimeError(
@@ -99,7 +99,7 @@ def _write_keypoints2d(session: Session, stage: str, kp: Keypoints2D, fingerprin
     warnings += [f"camera {n}: no detection in any frame" for n in empty]
     kp.save(session.keypoints2d_path)
     report = StageReport(stage, fingerprint, (str(session.keypoints2d_path),),
-                         {**keypoints2d_figures(kp), **extra}, tuple(warnings), time.perf_counter() - t0)  # fmt: skip
+                         {**keypoints2d_figures(kp), **extra}, tuple(warnings), time.perf_counter() - t0)
     session.write_stage_report(report)
     for w in warnings:
         log.warning("%s", w)
@@ -322,7 +322,7 @@ def camera_frame_times(session: Session, kp: Keypoints2D) -> dict[str, np.ndarra
                 info = probe(source)
             except FrameSourceError as e:
                 log.warning("camera %s: cannot read the frame rate of %s (%s); using keypoints2d.npz's times",
-                            name, source, e)  # fmt: skip
+                            name, source, e)
             else:
                 fps = info.fps if np.isfinite(info.fps) and info.fps > 0 else fps
         if np.isfinite(fps) and np.isfinite(file_rate) and abs(fps - file_rate) > 1e-3 * file_rate:
@@ -362,9 +362,9 @@ def synchronize_keypoints(
             )
         offsets = {c: found[c].offset_s for c in names}
         info.update(applied=True, sync_file=str(session.sync_path.relative_to(session.root)),
-                    reference=next((c for c in names if offsets[c] == 0.0), None))  # fmt: skip
+                    reference=next((c for c in names if offsets[c] == 0.0), None))
         per_camera = {c: {"offset_s": offsets[c], "method": found[c].method, "confidence": found[c].confidence}
-                      for c in names}  # fmt: skip
+                      for c in names}
     elif agree:
         info["per_camera"] = {c: {"fps": rates[c]} for c in names}
         return kp, info
@@ -385,7 +385,7 @@ def synchronize_keypoints(
     xy = {c: kp.xy[i, : len(camera_times[c])] for i, c in enumerate(names)}
     # a missing point has no confidence, so interpolation never bridges it
     conf = {c: np.where(np.isfinite(xy[c]).all(-1), kp.confidence[i, : len(camera_times[c])], np.nan)
-            for i, c in enumerate(names)}  # fmt: skip
+            for i, c in enumerate(names)}
     # per camera, timeline instants within a microsecond of one of its frames take that frame exactly, so a
     # frame beside a gap in its detections is kept rather than lost to rounding
     xy_rows, conf_rows = [], []
@@ -399,16 +399,16 @@ def synchronize_keypoints(
     info.update(
         timeline_fps=float(fps), timeline_frames=len(timeline), timeline_start_s=float(timeline[0]),
         per_camera=per_camera,
-    )  # fmt: skip
+    )
     log.info("keypoints of %d cameras resampled onto %d frames at %.3g fps (%s)", len(names), len(timeline), fps,
-             f"offsets from {session.sync_path.name}" if info["applied"] else "no sync")  # fmt: skip
+             f"offsets from {session.sync_path.name}" if info["applied"] else "no sync")
     return Keypoints2D(xy_common, conf_common, kp.camera_names, kp.skeleton, timeline), info
 
 
 def run_triangulate(
     session: Session, overrides: dict[str, Any] | None = None, overwrite: bool = False,
     filter_overrides: dict[str, Any] | None = None,
-) -> dict | StageReport:  # fmt: skip
+) -> dict | StageReport:
     """keypoints2d.npz + calibration.toml -> keypoints3d.npz (robust triangulation, then the filter)."""
     t0 = time.perf_counter()
     config = session.stage_config("triangulate", TriangulationConfig, overrides)
@@ -421,7 +421,7 @@ def run_triangulate(
     kp = Keypoints2D.load(session.keypoints2d_path, cameras=selected)
     camera_times = camera_frame_times(session, kp)
     settings = {"triangulate": config_to_mapping(config), "filter": config_to_mapping(filter_config),
-                "camera_frames": {c: [len(t), _rate(t)] for c, t in camera_times.items()}}  # fmt: skip
+                "camera_frames": {c: [len(t), _rate(t)] for c, t in camera_times.items()}}
     inputs = [session.keypoints2d_path, session.calibration_path, session.sync_path]  # a new sync re-runs
     fingerprint = session.inputs_fingerprint(inputs, settings)
     skipped = _skip(session, "triangulate", fingerprint, [session.keypoints3d_path], overwrite)
@@ -454,14 +454,14 @@ def run_triangulate(
         noise_estimate_px=diag.noise_px, inlier_threshold_px=diag.threshold_px,
         left_right_swaps_fixed=int(diag.swapped.sum() // 2), filter=filter_config.method,
         long_gaps=[{"joint": j, "first_frame": s, "frames": n} for j, s, n in diag.long_gaps], sync=sync_info,
-    )  # fmt: skip
+    )
     filtered.save(session.keypoints3d_path)
     report = StageReport("triangulate", fingerprint, (str(session.keypoints3d_path),), figures,
-                         tuple(warnings[:50]), time.perf_counter() - t0)  # fmt: skip
+                         tuple(warnings[:50]), time.perf_counter() - t0)
     session.write_stage_report(report)
     log.info(
         "triangulated %.1f %% of joints, mean reprojection error %.2f px, %s filter",
         100 * figures["fraction_triangulated"], figures["mean_reprojection_error_px"] or float("nan"),
         filter_config.method,
-    )  # fmt: skip
+    )
     return report

@@ -45,7 +45,7 @@ def _scores(model, take, res) -> dict:  # noqa: ANN001
     vf = model.evaluate(res.shape, res.pose_rotvec, res.trans).vertices
     mt, mf = measure_body(model, shape), measure_body(model, res.shape)
     girths = ("chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
-              "neck_circumference")  # fmt: skip
+              "neck_circumference")
 
     def acc(x: np.ndarray) -> np.ndarray:
         return x[2:] - 2 * x[1:-1] + x[:-2]
@@ -206,7 +206,7 @@ def test_joint_limits_leave_knee_flexion_free(anny):
         tg = _Targets(torch.zeros(1, 1, 3, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64), limits=1.0)
         cfg = FitConfig(pose_prior_weight=0.0)
         blocks = _residual_blocks(red, torch.zeros(1, 1, 3, dtype=torch.float64), torch.as_tensor(rot), tg,
-                                  torch.zeros(1, 1, dtype=torch.float64), None, cfg)  # fmt: skip
+                                  torch.zeros(1, 1, dtype=torch.float64), None, cfg)
         return float((blocks[-1] ** 2).sum())
 
     assert limit_cost(1.5 * lateral) < 1e-12

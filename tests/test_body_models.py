@@ -47,7 +47,7 @@ def test_anny_matches_anny_forward(anny):
         A[..., :3, :3], A[..., 3, 3] = rg, 1
         A[..., :3, 3] = tg - (rg @ rj[..., None])[..., 0]
         out = core(pose_parameters=A @ ref["rest_bone_poses"][0], phenotype_kwargs=ph.expand(2, -1),
-                   pose_parameterization="world")  # fmt: skip
+                   pose_parameterization="world")
     assert np.abs(out["vertices"].numpy() - ours).max() < 1e-5
     assert isinstance(anny, BodyModel)
 
@@ -75,7 +75,7 @@ def test_smpl_synthetic_file_loads_and_matches_smplx(smpl_dir):
     ours = model.evaluate(shape, pose, trans)
     with torch.no_grad():
         o = model.smplx_module()(betas=torch.tensor(shape)[None].expand(2, -1), global_orient=torch.tensor(pose[:, 0]),
-                                 body_pose=torch.tensor(pose[:, 1:].reshape(2, -1)), transl=torch.tensor(trans))  # fmt: skip
+                                 body_pose=torch.tensor(pose[:, 1:].reshape(2, -1)), transl=torch.tensor(trans))
     assert np.abs(o.vertices.numpy() - ours.vertices).max() < 1e-5
     assert model.keypoint_regressor("blazepose33").supported.all()
 

@@ -163,7 +163,7 @@ def test_rendered_body_detected_and_triangulated_within_30_mm():
                 xy[c, t], conf[c, t] = found_xy[0], found_conf[0]
     k3 = triangulate(rig, Keypoints2D(xy, conf, rig.names, "blazepose33"))
     body_joints = [BLAZEPOSE_33.index(f"{s}_{j}") for s in ("left", "right")
-                   for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]  # fmt: skip
+                   for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
     err = np.linalg.norm(k3.xyz - truth, axis=-1)[:, body_joints] * 1000
     assert np.isfinite(err).all()
     assert err.mean() < 30.0, err.mean(0)

@@ -115,7 +115,7 @@ def test_bvh_reader_layout_variants(tmp_path: Path) -> None:
      "Frame Time: 0.1\n0 0 0\n1 1 1\n", "truncated"),
     ("HIERARCHY\nROOT a\n{\nOFFSET 0 0 0\nCHANNELS 1 Wrotation\n}\nMOTION\nFrames: 1\nFrame Time: 0.1\n0\n",
      "unknown channel"),
-])  # fmt: skip
+])
 def test_bvh_reader_errors(tmp_path: Path, bad: str, match: str) -> None:
     (tmp_path / "bad.bvh").write_text(bad)
     with pytest.raises(BvhError, match=match):

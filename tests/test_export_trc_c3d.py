@@ -42,7 +42,7 @@ def test_trc_header_and_round_trip(tmp_path: Path) -> None:
     assert lines[1].split("\t") == [
         "DataRate", "CameraRate", "NumFrames", "NumMarkers", "Units", "OrigDataRate", "OrigDataStartFrame",
         "OrigNumFrames",
-    ]  # fmt: skip
+    ]
     assert lines[2].split("\t") == ["60", "60", "90", "17", "m", "60", "1", "90"]
     assert lines[3].split("\t")[:3] == ["Frame#", "Time", "nose"]
     assert lines[4].split("\t")[2:5] == ["X1", "Y1", "Z1"]

@@ -69,7 +69,7 @@ def test_mmpose(tmp_path, scene, skeleton):
         frames = []
         for t in range(xy.shape[1]):
             inst = [{"keypoints": np.nan_to_num(p[c, t]).tolist(), "keypoint_scores": conf[c, t].tolist(),
-                     "bbox": [[0, 0, 10, 10]]} for p in (xy, other)]  # fmt: skip
+                     "bbox": [[0, 0, 10, 10]]} for p in (xy, other)]
             frames.append({"frame_id": t, "instances": inst})
         sources[cam] = tmp_path / f"{cam}.json"
         sources[cam].write_text(json.dumps(frames))

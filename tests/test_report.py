@@ -21,7 +21,7 @@ from mocap_studio.report.analysis import RepetitionConfig, analyse, count_cycles
 
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("overview", "calibration", "sync", "detection", "triangulation", "bones", "trajectories", "angles",
-            "body", "export", "overlays", "warnings")  # fmt: skip
+            "body", "export", "overlays", "warnings")
 PERIOD_S = {"squat": 2.4, "jumping_jack": 1.2}
 """Seconds per repetition of the virtual studio's exercises (mocap/studio/performer.py), before
 each take's personal tempo factor."""
@@ -94,7 +94,7 @@ def test_joint_angles_of_a_known_pose():
     put = {"left_hip": (0.1, 0, 1.0), "right_hip": (-0.1, 0, 1.0), "left_shoulder": (0.2, 0, 1.5),
            "right_shoulder": (-0.2, 0, 1.5), "left_knee": (0.1, -0.4, 1.0), "left_ankle": (0.1, -0.4, 0.6),
            "right_knee": (-0.1, 0, 0.55), "right_ankle": (-0.1, 0, 0.1), "left_elbow": (0.5, 0, 1.5),
-           "left_wrist": (0.5, -0.3, 1.5), "right_elbow": (-0.2, 0, 1.2), "right_wrist": (-0.2, 0, 0.9)}  # fmt: skip
+           "left_wrist": (0.5, -0.3, 1.5), "right_elbow": (-0.2, 0, 1.2), "right_wrist": (-0.2, 0, 0.9)}
     for name, p in put.items():
         xyz[0, COCO_17.index(name)] = p
     a = {k: float(v[0]) for k, v in joint_angles(xyz, "coco17", np.zeros(1)).items()}
@@ -220,7 +220,7 @@ def take(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     (base / "rig.toml").write_text(RIG)
     config = StudioConfig(rig=str(base / "rig.toml"), motions=("squat", "jumping_jack"), seconds=5.3, seed=3,
-                          calibration_views=2, close_ups_per_camera=1, floor_frames=1, claps=2)  # fmt: skip
+                          calibration_views=2, close_ups_per_camera=1, floor_frames=1, claps=2)
     synth = run_synth(base / "take", config)
     session = Session(synth.session_dir)
     shutil.copy(synth.truth_dir / "calibration.toml", session.calibration_path)
@@ -238,7 +238,7 @@ def take(tmp_path_factory):
     start = time.perf_counter()
     path = write_report(session, progress=lambda label, done, total: calls.append((label, done, total)))
     return {"synth": synth, "config": config, "session": session, "html": path, "seconds": time.perf_counter() - start,
-            "progress": calls}  # fmt: skip
+            "progress": calls}
 
 
 def test_report_is_self_contained_with_every_section(take):
@@ -292,7 +292,7 @@ def _screenshot(html: Path, png: Path, profile: Path) -> np.ndarray:
 
     cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--window-size=1400,4000", f"--screenshot={png}", html.as_uri()]  # fmt: skip
+           f"--user-data-dir={profile}", "--window-size=1400,4000", f"--screenshot={png}", html.as_uri()]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert png.exists(), f"chromium wrote no screenshot (exit {result.returncode}): {result.stderr[-2000:]}"
     return cv2.imread(str(png))

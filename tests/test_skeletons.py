@@ -16,7 +16,7 @@ from mocap_studio.reconstruction.skeletons import (
 )
 
 EXPECTED_SIZES = {"blazepose33": 33, "coco17": 17, "halpe26": 26, "body25": 25, "body25b": 25,
-                  "coco18": 18, "smpl24": 24}  # fmt: skip
+                  "coco18": 18, "smpl24": 24}
 
 
 @pytest.mark.parametrize("name", list(FORMATS))

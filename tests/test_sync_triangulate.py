@@ -67,7 +67,7 @@ def _write_video(path: Path, fps: float, frames: int) -> None:
 
 
 def _make_session(root: Path, rig: CameraRig, fps: dict[str, float], offsets: dict[str, float],
-                  videos: bool, seed: int) -> Session:  # fmt: skip
+                  videos: bool, seed: int) -> Session:
     """keypoints2d.npz as `mocap detect` writes it: row k is each camera's k-th frame, shorter recordings
     padded with NaN, frame times at the first camera's rate."""
     xyz = _motion()
@@ -97,7 +97,7 @@ def _error_mm(k3: Keypoints3D, reference: Keypoints3D) -> np.ndarray:
     ref = np.stack(
         [np.stack([np.interp(k3.frame_times, reference.frame_times, reference.xyz[:, j, a]) for a in range(3)], -1)
          for j in range(reference.num_joints)], 1,
-    )  # fmt: skip
+    )
     inside = (k3.frame_times >= reference.frame_times[0]) & (k3.frame_times <= reference.frame_times[-1])
     return 1000 * np.linalg.norm(k3.xyz[inside] - ref[inside], axis=-1)
 
@@ -141,7 +141,7 @@ def test_sync_then_triangulate_matches_single_rate(takes):
     synced = _error_mm(k3, reference)
     truth = _motion()  # cam_1 is the reference (offset 0), so the common clock is the true clock
     to_truth = {name: np.nanmean(1000 * np.linalg.norm(k.xyz - truth(k.frame_times), axis=-1))
-                for name, k in (("single rate", reference), ("synced", k3))}  # fmt: skip
+                for name, k in (("single rate", reference), ("synced", k3))}
     print(
         f"30/60 fps, offsets {OFFSETS}: offset error (frames) {np.round(list(offset_err.values()), 3)}; "
         f"vs single-rate take: synced mean {np.nanmean(synced):.2f} mm (p95 {np.nanpercentile(synced, 95):.2f}), "

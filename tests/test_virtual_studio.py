@@ -222,7 +222,7 @@ UE_LIKE = [  # Unreal-style names (thigh_l, calf_l, upperarm_l, ...), no preset 
     ("hand_r", 12, (-25, 0, 0)),
     ("thigh_l", 0, (9, -5, 0)), ("calf_l", 14, (0, -42, 0)), ("foot_l", 15, (0, -40, 0)), ("ball_l", 16, (0, -7, 12)),
     ("thigh_r", 0, (-9, -5, 0)), ("calf_r", 18, (0, -42, 0)), ("foot_r", 19, (0, -40, 0)), ("ball_r", 20, (0, -7, 12)),
-]  # fmt: skip
+]
 
 
 def test_unknown_bvh_naming_is_mapped_by_aliases_and_topology(tmp_path):

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("session", type=Path, help="the take's folder (created if missing)")
     parser.add_argument("--camera", action="append", type=_camera, default=[], metavar="NAME=DEVICE",
-                        help="a camera: USB index or RTSP/HTTP URL (repeat for each camera)")  # fmt: skip
+                        help="a camera: USB index or RTSP/HTTP URL (repeat for each camera)")
     parser.add_argument("--fps", type=float, help="nominal frame rate to request and to detect drops against")
     parser.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing recordings")

@@ -86,7 +86,7 @@ def config_from_args(session: Session, args: argparse.Namespace) -> RunConfig:
     config = session.stage_config("run", RunConfig, {
         "stages": _names(args.stages, STAGES, "--stages"), "model": args.model,
         "formats": _names(args.formats, (), "--formats"), "rig": args.rig,
-    })  # fmt: skip
+    })
     stages = list(config.stages)
     if args.start:
         stages = [s for s in stages if STAGES.index(s) >= STAGES.index(args.start)]

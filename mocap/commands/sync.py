@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {"methods": tuple(args.method) if args.method else None, "max_offset_s": args.max_offset,
-                 "reference": args.reference}  # fmt: skip
+                 "reference": args.reference}
     figures = run_sync(Session(args.session), overrides, args.overwrite)
     for name, f in figures.items():
         print(f"{name}: {f['offset_s']:+.4f} s  confidence {f['confidence']:.2f}  ({f['method']})")

@@ -91,6 +91,6 @@ def write_report(session: Session | str | Path, progress=None, overrides: dict |
     figures["html_bytes"] = len(text.encode("utf-8"))
     session.write_stage_report(StageReport(
         "report", session.inputs_fingerprint([], asdict(config)), tuple(str(p) for p in [path, *outputs]),
-        figures, tuple(warnings), seconds))  # fmt: skip
+        figures, tuple(warnings), seconds))
     log.info("report written to %s (%.1f MB, %.1f s)", path, figures["html_bytes"] / 1e6, seconds)
     return path

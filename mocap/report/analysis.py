@@ -30,7 +30,7 @@ ANGLE_GROUPS: dict[str, tuple[str, ...]] = {
     "shoulders": ("shoulder_flexion_left", "shoulder_flexion_right", "shoulder_abduction_left",
                   "shoulder_abduction_right"),
     "spine": ("spine_flexion", "spine_lateral_bend"),
-}  # fmt: skip
+}
 """Angles shown together, by the part of the body they describe."""
 
 
@@ -194,7 +194,7 @@ def _bridge_and_smooth(signal: np.ndarray, times: np.ndarray, config: Repetition
 
 
 def count_cycles(signal: np.ndarray, times_s: np.ndarray, enter: float, exit: float,
-                 min_duration_s: float = 0.0) -> tuple[np.ndarray, int]:  # fmt: skip
+                 min_duration_s: float = 0.0) -> tuple[np.ndarray, int]:
     """Hysteresis cycles of ``signal`` (T,) at ``times_s`` (T,): up past ``enter``, back below ``exit``.
 
     Returns (intervals (N, 3): start (last time below ``exit``), peak and end time in seconds; partial:
@@ -238,7 +238,7 @@ def count_cycles(signal: np.ndarray, times_s: np.ndarray, enter: float, exit: fl
 
 
 def count_repetitions(angles: Mapping[str, np.ndarray], times_s: np.ndarray,
-                      config: RepetitionConfig = RepetitionConfig()) -> dict[str, Repetitions]:  # fmt: skip
+                      config: RepetitionConfig = RepetitionConfig()) -> dict[str, Repetitions]:
     """Squats and jumping jacks counted in ``angles`` (from :func:`joint_angles`), each (T,) degrees.
 
     Squat signal: the least flexed of both knees and both hips (all four bend together in a squat, not in
@@ -260,7 +260,7 @@ def count_repetitions(angles: Mapping[str, np.ndarray], times_s: np.ndarray,
 
 
 def analyse(xyz: np.ndarray, skeleton: str | SkeletonFormat, times_s: np.ndarray,
-            config: RepetitionConfig = RepetitionConfig()) -> JointAngles:  # fmt: skip
+            config: RepetitionConfig = RepetitionConfig()) -> JointAngles:
     """Joint angles and repetitions of keypoints xyz (T, J, 3) at times_s (T,)."""
     angles = joint_angles(xyz, skeleton, np.asarray(times_s, float))
     return JointAngles(np.asarray(times_s, float), angles, count_repetitions(angles, times_s, config))

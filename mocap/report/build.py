@@ -127,7 +127,7 @@ def section_calibration(take: Take) -> H.Section:
     rows = []
     for cam in take.rig:
         rows.append([cam.name, f"{cam.size[0]}x{cam.size[1]}", float(cam.K[0, 0]), float(cam.K[1, 1]),
-                     " ".join(f"{x:.2f}" for x in cam.center)])  # fmt: skip
+                     " ".join(f"{x:.2f}" for x in cam.center)])
     s.add("<h3>Cameras (calibration.toml)</h3>", H.table(["camera", "image", "fx (px)", "fy (px)", "centre (m)"], rows))
     forward = np.stack([cam.R[2] for cam in take.rig])  # the optical axis in world coordinates
     path_xy = None
@@ -156,7 +156,7 @@ def section_calibration(take: Take) -> H.Section:
     for name, c in fig.get("cameras", {}).items():
         intr = c.get("intrinsics", {})
         rows.append([name, c.get("board_views"), c.get("reprojection_rms_px"), c.get("corners_used"),
-                     intr.get("coverage"), intr.get("views_used")])  # fmt: skip
+                     intr.get("coverage"), intr.get("views_used")])
     s.add(
         "<h3>Residuals and board coverage per camera</h3>",
         H.table(["camera", "board views", "RMS (px)", "corners used", "image coverage", "intrinsic views"], rows),
@@ -181,13 +181,13 @@ def section_sync(take: Take) -> H.Section:
     cams = take.sync.get("cameras", {})
     names = list(cams)
     rows = [[c, cams[c].get("offset_s"), cams[c].get("offset_frames"), cams[c].get("confidence"), cams[c].get("method")]
-            for c in names]  # fmt: skip
+            for c in names]
     s.add(f"<p>Reference camera: <b>{H.esc(take.sync.get('reference', '–'))}</b>. "
           f"{H.esc(take.sync.get('convention', ''))}.</p>",
           H.table(["camera", "offset (s)", "offset (frames)", "confidence", "method"], rows, digits=4),
           H.image(plots.sync_offsets(names, [cams[c].get("offset_s", np.nan) for c in names],
                                      [cams[c].get("confidence", np.nan) for c in names]),
-                  "sync offsets", "plot-sync"))  # fmt: skip
+                  "sync offsets", "plot-sync"))
     for c in names:
         conf = cams[c].get("confidence")
         if conf is not None and conf < 0.3 and cams[c].get("offset_s") != 0.0:
@@ -223,12 +223,12 @@ def section_detection(take: Take, config) -> H.Section:  # noqa: ANN001
             take.warnings.append(Warning_(
                 f"camera {name} sees the performer in only {100 * detected:.0f} % of its frames",
                 "move or turn the camera so the whole body stays in view, or drop it from session.toml's "
-                "[session] cameras", "detect"))  # fmt: skip
+                "[session] cameras", "detect"))
     s.add(f"<p>Skeleton <b>{H.esc(kp.skeleton)}</b>, {kp.num_joints} joints, {kp.num_frames} frames.</p>",
           H.table(["camera", "frames", "frames with the performer", "mean confidence"], rows),
           H.image(plots.per_camera_over_time(times, conf_series, list(kp.camera_names), "mean confidence",
                                              "detection confidence per camera over time (common clock)", (0, 1.05)),
-                  "detection confidence over time", "plot-detection"))  # fmt: skip
+                  "detection confidence over time", "plot-detection"))
     return s
 
 
@@ -266,7 +266,7 @@ def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
                    "mean cameras per joint", "jitter (m/s²)"],
                   [[kp.num_frames, float(np.ptp(kp.frame_times)) if kp.num_frames else 0.0, float(valid.mean()),
                     float(kp.interpolated.mean()), float(np.nanmean(kp.error)) if np.isfinite(kp.error).any() else None,
-                    fig.get("mean_cameras_used"), fig.get("jitter_mean_acceleration_m_s2")]]))  # fmt: skip
+                    fig.get("mean_cameras_used"), fig.get("jitter_mean_acceleration_m_s2")]]))
     matrix = reprojection_matrix(take)
     if matrix is not None:
         s.add("<h3>Reprojection error per camera and joint</h3>",
@@ -274,12 +274,12 @@ def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
               "detections (mean over the frames where both exist).</p>",
               H.image(plots.heatmap(matrix, list(take.kp2d.camera_names), list(kp.format.joints),
                                     "reprojection error per camera and joint", "px"), "reprojection heatmap",
-                      "plot-reprojection"))  # fmt: skip
+                      "plot-reprojection"))
     elif fig.get("per_camera"):
         names = list(fig["per_camera"])
         s.add(H.image(plots.bars(names, [fig["per_camera"][n].get("mean_reprojection_error_px") for n in names],
                                  "px", "mean reprojection error per camera"), "reprojection per camera",
-                      "plot-reprojection"))  # fmt: skip
+                      "plot-reprojection"))
     frac = valid.mean(0)
     s.add(
         H.image(
@@ -299,7 +299,7 @@ def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
             take.warnings.append(Warning_(
                 f"joint {name} was missing in {100 * (1 - frac[j]):.0f} % of the frames",
                 "more cameras that see it, or less occlusion (loose clothing, arms in front of the body)",
-                "triangulate"))  # fmt: skip
+                "triangulate"))
     return s
 
 
@@ -371,7 +371,7 @@ def section_angles(take: Take, config) -> H.Section:  # noqa: ANN001
     ang = take.angles
     reps = ang.repetitions
     rows = [[r.exercise.replace("_", " "), r.count, r.partial, r.signal_name, f"above {r.enter_deg:g}, below {r.exit_deg:g}"]
-            for r in reps.values()]  # fmt: skip
+            for r in reps.values()]
     cards = "".join(_card(r.exercise.replace("_", " "), r.count, f"id=reps-{r.exercise}") for r in reps.values())
     s.add(
         "<h3>Repetitions</h3>",
@@ -381,11 +381,11 @@ def section_angles(take: Take, config) -> H.Section:  # noqa: ANN001
     for r in reps.values():
         s.add(H.image(plots.repetition_signal(ang.times_s, r.signal, r.enter_deg, r.exit_deg, r.intervals,
                                               f"{r.exercise.replace('_', ' ')}: {r.signal_name} ({r.count} counted)"),
-                      f"{r.exercise} signal", f"plot-reps-{r.exercise}"))  # fmt: skip
+                      f"{r.exercise} signal", f"plot-reps-{r.exercise}"))
     groups = {g: {n: ang.angles[n] for n in names} for g, names in ANGLE_GROUPS.items()}
     bands = {"knees": [tuple(i[[0, 2]]) for i in reps["squat"].intervals],
              "hips": [tuple(i[[0, 2]]) for i in reps["squat"].intervals],
-             "shoulders": [tuple(i[[0, 2]]) for i in reps["jumping_jack"].intervals]}  # fmt: skip
+             "shoulders": [tuple(i[[0, 2]]) for i in reps["jumping_jack"].intervals]}
     s.add(
         "<h3>Angles over time</h3>",
         "<p>Flexion 0° is straight; shoulder flexion / abduction 0° is the arm hanging, 90° forward / "
@@ -419,7 +419,7 @@ def section_body(take: Take) -> H.Section:
         else:
             unit = meas.get("units", "m")
             rows = [[k.replace("_", " "), 100 * v if unit == "m" else v] for k, v in meas.items()
-                    if isinstance(v, int | float)]  # fmt: skip
+                    if isinstance(v, int | float)]
             s.add("<h3>Measurements</h3>", H.table(["measurement", "cm" if unit == "m" else unit], rows, digits=4))
     else:
         s.add(H.missing("no measurements.json"))
@@ -430,13 +430,13 @@ def section_body(take: Take) -> H.Section:
     offsets = fit.get("marker_offsets_mm") or {}
     if offsets:
         rows = sorted(([name.replace("_", " "), float(np.linalg.norm(v)), *v] for name, v in offsets.items()),
-                      key=lambda r: -r[1])  # fmt: skip
+                      key=lambda r: -r[1])
         s.add("<h3>Detector landmarks against the body model</h3>",
               "<p>Where the detector puts each surface landmark relative to the model's definition of it, as "
               "fitted for this take (mm, in the body's upright rest frame: X its left, Y its back, Z up). The fit "
               "moves these landmarks, not the body's shape; a large offset says the detector sees that point "
               "elsewhere on this body.</p>",
-              H.table(["landmark", "offset mm", "x", "y", "z"], rows[:12], digits=3))  # fmt: skip
+              H.table(["landmark", "offset mm", "x", "y", "z"], rows[:12], digits=3))
     rest = take.session.root / "body_rest.obj"
     if rest.exists():
         try:
@@ -467,7 +467,7 @@ def section_export(take: Take) -> H.Section:
               f"frames {', '.join(str(f) for f in preview.get('frames', []))}. The bone positions of the two imports "
               f"agree within {H.fmt(preview.get('fbx_bvh_difference_mm'))} mm.</p>",
               H.image(picture.read_bytes(), "the exported FBX and BVH as Blender imports them", "blender-preview",
-                      ))  # fmt: skip
+                      ))
     elif preview:
         s.add(H.missing(f"Blender preview: {preview.get('skipped') or preview.get('failed')}"))
     return s
@@ -486,7 +486,7 @@ def section_truth(take: Take) -> H.Section | None:
     targets, met = scores.get("targets", {}), scores.get("met", {})
     rows = [[k.replace("_", " "), v, f"<= {targets[k]}" if k in targets else "", "" if k not in met else
              ("met" if met[k] else "MISSED")] for k, v in scores.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and "seconds" not in k]  # fmt: skip
+            if isinstance(v, int | float) and not isinstance(v, bool) and "seconds" not in k]
     s.add(H.table(["figure", "value", "target", ""], rows))
     errors = scores.get("measurement_errors_mm", {})
     if errors:
@@ -556,7 +556,7 @@ def section_overview(take: Take) -> H.Section:
             continue
         rows.append([stage, r.get("written", ""), r.get("seconds"), len(r.get("warnings", []))])
     s.add("<h3>Stages run</h3>", H.table(["stage", "written", "seconds", "warnings"], rows) if rows
-          else H.missing(f"no stage has run yet; start with `mocap calibrate {take.session.root}`"))  # fmt: skip
+          else H.missing(f"no stage has run yet; start with `mocap calibrate {take.session.root}`"))
     return s
 
 
@@ -625,7 +625,7 @@ def section_overlays(take: Take, config, progress) -> tuple[H.Section, list[Path
         video = take.session.report_dir / "overlays" / f"{name}.mp4" if config.overlays else None
         try:
             strip, times = overlay_camera(take.rig[name], source, take.offsets.get(name, 0.0), keypoints, body,
-                                          settings, video, strip_times, fps, progress, info.frame_count)  # fmt: skip
+                                          settings, video, strip_times, fps, progress, info.frame_count)
         except (FrameSourceError, OSError, ValueError) as e:
             s.add(H.error(f"camera {name}: overlay failed ({e})"))
             continue
@@ -634,7 +634,7 @@ def section_overlays(take: Take, config, progress) -> tuple[H.Section, list[Path
             take.warnings.append(Warning_(
                 f"camera {name}: {dropped} frame(s) dropped (gaps in the video's timestamps)",
                 "lower the resolution or frame rate, use a faster disk or cable; dropped frames are left as "
-                "missing rows, not shifted", "report"))  # fmt: skip
+                "missing rows, not shifted", "report"))
         s.add(f"<h3>{H.esc(name)}</h3>")
         if video is not None and video.exists():
             outputs.append(video)
@@ -676,5 +676,5 @@ def build_page(session: Session, config, progress=None) -> tuple[str, dict, list
         "repetitions": {k: {"count": r.count, "partial": r.partial, "intervals_s": r.intervals.round(3).tolist()}
                         for k, r in (take.angles.repetitions.items() if take.angles else [])},
         "errors": dict(take.errors),
-    }  # fmt: skip
+    }
     return text, figures, [w.text for w in take.warnings], outputs

@@ -166,7 +166,7 @@ def _side_colour(name_a: str, name_b: str) -> tuple[int, int, int]:
 
 
 def draw_skeleton(image: np.ndarray, uv: np.ndarray, joints: tuple[str, ...],
-                  bones: Iterable[tuple[int, int]]) -> np.ndarray:  # fmt: skip
+                  bones: Iterable[tuple[int, int]]) -> np.ndarray:
     """Draw bones and joints at pixels uv (J, 2) (NaN: not drawn) over image (H, W, 3) uint8 BGR."""
     h, w = image.shape[:2]
     thick = max(1, int(round(min(h, w) / 240)))

@@ -31,7 +31,7 @@ def _figure(rows: int = 1, cols: int = 1, width: float = 11.0, height: float = 3
 
 
 def camera_layout(names: Sequence[str], centres_m: np.ndarray, forward: np.ndarray,
-                  path_xy_m: np.ndarray | None = None) -> bytes:  # fmt: skip
+                  path_xy_m: np.ndarray | None = None) -> bytes:
     """Top view of the rig: camera centres (C, 3), viewing directions (C, 3), and the performer's path
     (T, 2) on the floor when known."""
     fig, axes = _figure(width=5.5, height=5.0)
@@ -41,7 +41,7 @@ def camera_layout(names: Sequence[str], centres_m: np.ndarray, forward: np.ndarr
         c, f = centres_m[i], forward[i]
         ax.plot(c[0], c[1], "s", color=COLOURS[i % len(COLOURS)], ms=9)
         ax.annotate("", xy=(c[0] + 0.8 * f[0], c[1] + 0.8 * f[1]), xytext=(c[0], c[1]),
-                    arrowprops={"arrowstyle": "->", "color": COLOURS[i % len(COLOURS)]})  # fmt: skip
+                    arrowprops={"arrowstyle": "->", "color": COLOURS[i % len(COLOURS)]})
         ax.text(c[0], c[1] + 0.15, name, ha="center", fontsize=9)
     if path_xy_m is not None and np.isfinite(path_xy_m).any():
         ax.plot(path_xy_m[:, 0], path_xy_m[:, 1], "-", color="k", lw=1, label="performer (hips)")
@@ -71,7 +71,7 @@ def sync_offsets(names: Sequence[str], offsets_s: Sequence[float], confidence: S
 
 
 def per_camera_over_time(times_s: np.ndarray, values: np.ndarray, names: Sequence[str], ylabel: str, title: str,
-                         ylim: tuple[float, float] | None = None) -> bytes:  # fmt: skip
+                         ylim: tuple[float, float] | None = None) -> bytes:
     """One line per camera: values (C, T) at times (T,) or a list of (T_c,) times per camera."""
     fig, axes = _figure(height=3.0)
     ax = axes[0, 0]
@@ -119,7 +119,7 @@ def bars(labels: Sequence[str], values: Sequence[float], ylabel: str, title: str
 
 
 def lines(times_s: np.ndarray, series: Mapping[str, np.ndarray], ylabel: str, title: str,
-          bands: Sequence[tuple[float, float]] = ()) -> bytes:  # fmt: skip
+          bands: Sequence[tuple[float, float]] = ()) -> bytes:
     """Named series, each (T,) at times (T,); optional shaded time bands [(start, end)]."""
     fig, axes = _figure(height=3.0)
     ax = axes[0, 0]
@@ -152,7 +152,7 @@ def trajectories(times_s: np.ndarray, series: Mapping[str, np.ndarray]) -> bytes
 
 
 def angle_panels(times_s: np.ndarray, groups: Mapping[str, Mapping[str, np.ndarray]],
-                 bands: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> bytes:  # fmt: skip
+                 bands: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> bytes:
     """One panel per group (name -> {angle name: (T,) degrees}); ``bands`` shades counted repetitions."""
     fig, axes = _figure(len(groups), 1, height=2.2, sharex=True)
     for r, (group, series) in enumerate(groups.items()):
@@ -170,7 +170,7 @@ def angle_panels(times_s: np.ndarray, groups: Mapping[str, Mapping[str, np.ndarr
 
 
 def repetition_signal(times_s: np.ndarray, signal: np.ndarray, enter: float, exit_: float,
-                      intervals: np.ndarray, title: str) -> bytes:  # fmt: skip
+                      intervals: np.ndarray, title: str) -> bytes:
     """A counting signal (T,) with its thresholds and the counted repetitions (N, 3) shaded and numbered."""
     fig, axes = _figure(height=2.4)
     ax = axes[0, 0]

@@ -232,7 +232,7 @@ def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: 
             "offset_s": sc.offset_s, "frame_rate": sc.frame_rate, "dropped_frames": list(sc.dropped_frames),
             "frame_indices": schedules[sc.name][0].tolist(), "frame_times_s": schedules[sc.name][1].tolist(),
             "size": list(sc.camera.size)} for sc in rig.cameras},
-    })  # fmt: skip
+    })
     write_json_atomic(truth / "studio.json", {**asdict(config), "rig_cameras": list(rig.names),
                                               "shape": perf.shape.tolist(), "shape_names": list(body.shape_names),
                                               "motion_source": perf.source})

@@ -288,7 +288,7 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
         torch.as_tensor(free), tree_levels(parent_f), parent_f, t(anc.T), t(anc), torch.as_tensor(ids),
         t(merged[ids]), t(mat), sole_ids, sem, torch.as_tensor(limit_joint, dtype=torch.int64), t(limit_axis),
         torch.as_tensor(marker_k), torch.as_tensor(marker_j),
-    )  # fmt: skip
+    )
 
 
 MARKER_WORDS = ("nose", "eye", "ear", "mouth", "pinky", "index", "thumb", "heel", "toe", "hand", "finger")
@@ -359,7 +359,7 @@ def _basis(model: SkinnedBodyModel, red: _Reduced) -> _Basis:
     return _Basis(
         torch.einsum("knj,nd->kjd", mw, v0), torch.einsum("knj,cnd->ckjd", mw, vdirs),
         j0[red.free], jdirs[:, red.free], mw.sum(1), Q,
-    )  # fmt: skip
+    )
 
 
 def _fit_setup(model: SkinnedBodyModel, skeleton: str) -> tuple[_Reduced, _Basis]:
@@ -481,7 +481,7 @@ class _Targets:
             None if self.anchor_weight is None else self.anchor_weight[sl],
             self.proj, None if self.uv is None else self.uv[:, sl], None if self.conf is None else self.conf[:, sl],
             self.limits, self.temporal, None if self.near is None else self.near[sl],
-        )  # fmt: skip
+        )
 
 
 def _neighbours(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -507,7 +507,7 @@ def _irls(sq: torch.Tensor, weight: torch.Tensor, c2: float) -> torch.Tensor:
 def _residual_blocks(
     red: _Reduced, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
     cfg: FitConfig,
-) -> list[torch.Tensor]:  # fmt: skip
+) -> list[torch.Tensor]:
     """Residuals per frame, as blocks (T, R_b): keypoints, sole anchors, 2D terms, the pose prior, the
     joint limits, the temporal term."""
     K = tg.target.shape[1]
@@ -539,7 +539,7 @@ def _project(proj: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, torch
 def _normal_equations(
     red: _Reduced, jp: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor,
     sw2: torch.Tensor | None, cfg: FitConfig, extra: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Gauss-Newton blocks per frame: H (T, n, n), g (T, n), and with ``extra`` (T, K', 3, S) (shape
     derivatives) also H_fs (T, n, S) and the per-frame H_ss (T, S, S) and g_s (T, S)."""
     K = tg.target.shape[1]
@@ -625,7 +625,7 @@ def _gnc(it: int, cfg: FitConfig, start: float = 8.0) -> float:
 def _lm_step(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
     cfg: FitConfig, lam: torch.Tensor, c2: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One robust Levenberg-Marquardt iteration of each frame: rot (T, Jf, 3, 3), trans (T, 3), lam (T,)."""
     n = rot.shape[1] * 3 + 3
     eye = torch.eye(n, dtype=DT)
@@ -649,7 +649,7 @@ def _lm_step(
 def _solve_frames(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
     cfg: FitConfig, iterations: int, gnc_start: float = 32.0,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Robust Levenberg-Marquardt per frame, batched: rot (T, Jf, 3, 3), trans (T, 3) -> refined.
 
     With the temporal term each iteration is two half-steps (red-black Gauss-Seidel): the even frames move
@@ -676,7 +676,7 @@ def _solve_frames(
 def _repair_flips(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
     cfg: FitConfig, iterations: int,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A frame with a joint turned far from the midpoint of its neighbours' (``flip_rad``: a foot or a
     forearm flipped about its bone, where the keypoints barely tell the two apart) is solved again from
     that midpoint, and the new pose kept where it costs less (keypoints, limits and the temporal term)."""
@@ -705,7 +705,7 @@ def _repair_flips(
 def _solve_shape(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, shape_free: torch.Tensor, rot: torch.Tensor,
     trans: torch.Tensor, tg: _Targets, cfg: FitConfig, offsets: torch.Tensor | None = None, marker_sigma: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Shape (and with ``offsets`` (M, 3) the markers' offsets, prior ``marker_sigma`` metres) and the
     poses of a subset of frames together by Levenberg-Marquardt; the shared variables are eliminated by a
     Schur complement (the normal equations are block-diagonal in the frames plus one shared block).
@@ -785,7 +785,7 @@ def _solve_shape(
 def _shape_surrogate(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, sfree: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor,
     tg: _Targets, cfg: FitConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A quadratic model of the robust keypoint cost in the blend coefficients c (C,) around the shape
     ``sfree`` (S,), with each frame's pose eliminated (Schur complement of the Gauss-Newton system):
     cost(c0 + d) - cost(c0) ~ 2 g.d + d.H.d. The posed points are linear in c for fixed rotations, so
@@ -832,7 +832,7 @@ def _compass_search(
 def _shape_search(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
     cfg: FitConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A global search of the shape: rounds of (pose the frames with the current shape; build the quadratic
     cost model of :func:`_shape_surrogate`; score candidate shapes on it (the first round: many, later
     rounds: the shape so far); refine the best few on it by compass search; keep the best).
@@ -865,7 +865,7 @@ def _shape_search(
         logger.debug(
             "shape search round %d: %s (model cost change %.4g, from %.4g at the best start)",
             round_, np.round(model.shape_from_free(sfree.to(model.dtype)).numpy(), 3), float(vals.min()), float(scores.min()),
-        )  # fmt: skip
+        )
     return sfree, rot, trans
 
 
@@ -1071,7 +1071,7 @@ _BONE_INIT = (  # (semantic joint, keypoint at the joint, keypoint at the bone's
     ("left_ankle", "left_heel", "left_foot_index"), ("right_ankle", "right_heel", "right_foot_index"),
     ("left_ankle", "left_heel", "left_big_toe"), ("right_ankle", "right_heel", "right_big_toe"),
     ("left_wrist", "left_wrist", "left_index"), ("right_wrist", "right_wrist", "right_index"),
-)  # fmt: skip
+)
 
 
 def initialise(
@@ -1139,7 +1139,7 @@ def _projection_terms(rig: CameraRig, kp2d: Keypoints2D, T: int, K: int) -> tupl
 def _windowed(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
     cfg: FitConfig, iterations: int, gnc_start: float, progress: str = "",
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame solves over the take, ``cfg.window`` frames at a time (bounded memory)."""
     T = rot.shape[0]
     rot, trans = rot.clone(), trans.clone()
@@ -1189,7 +1189,7 @@ def fit_sequence(
 def _fit(
     model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
     rig: CameraRig | None, keypoints2d: Keypoints2D | None,
-) -> BodyMotion:  # fmt: skip
+) -> BodyMotion:
     start = time.monotonic()
     T = keypoints.num_frames
     fps = float(frame_rate) if frame_rate else _frame_rate(keypoints.frame_times)
@@ -1299,4 +1299,4 @@ def _fit(
     return BodyMotion(
         model.name, shape, full, trans.numpy(), fps, np.asarray(keypoints.frame_times, dtype=float),
         getattr(model, "gender", "neutral"), contact.reshape(T, 2, SOLE_POINTS).any(-1), figures,
-    )  # fmt: skip
+    )

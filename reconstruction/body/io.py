@@ -22,7 +22,7 @@ def save_body_npz(path: str | Path, motion: BodyMotion, joint_names, parents, sh
         "trans": motion.trans, "frame_times": motion.frame_times, "mocap_framerate": np.array(motion.frame_rate),
         "joint_names": np.array(joint_names, dtype=str), "parents": np.asarray(parents),
         "contact": motion.contact, "shape_names": np.array(shape_names, dtype=str),
-    }  # fmt: skip
+    }
     if motion.model.startswith("smpl"):
         arrays.update(poses=motion.pose_rotvec.reshape(T, -1), betas=motion.shape, gender=np.array(motion.gender))
     else:
@@ -35,7 +35,7 @@ def load_body_npz(path: str | Path) -> BodyMotion:
         return BodyMotion(
             str(d["model"]), d["shape"], d["pose_rotvec"], d["trans"], float(d["mocap_framerate"]),
             d["frame_times"], str(d["gender"]) if "gender" in d else "neutral", d["contact"],
-        )  # fmt: skip
+        )
 
 
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
