@@ -283,6 +283,7 @@ class BundleResult:
 
     @property
     def rms_px(self) -> float:
+        """Root-mean-square reprojection error of the inlier observations, in pixels (NaN when there are none)."""
         r = self.residuals_px[self.inliers]
         return float(np.sqrt(np.mean(r**2))) if len(r) else float("nan")
 

@@ -59,6 +59,8 @@ def _steady_pose(poses: np.ndarray, views: np.ndarray, chosen: int, centre: np.n
 
 @dataclass(frozen=True)
 class CalibrationResult:
+    """Result of :func:`calibrate_rig`: the calibrated rig, the per-stage reports and the final board poses."""
+
     rig: CameraRig
     """Calibrated cameras that are connected to the reference (in the observations' order)."""
     intrinsics: tuple[IntrinsicsReport, ...]

@@ -217,14 +217,17 @@ class Camera:
     # --- construction helpers
     @classmethod
     def from_rotvec(cls, name: str, size, K, dist, rotvec, t, model: CameraModel = "pinhole") -> Camera:
+        """A camera from a (3,) rotation vector ``rotvec`` (world to camera) instead of a rotation matrix."""
         return cls(name, tuple(size), K, dist, rotvec_to_rotmat(np.asarray(rotvec, float)), t, model)
 
     def replace(self, **changes) -> Camera:
+        """A copy with the given fields changed (validated again)."""
         return replace(self, **changes)
 
     # --- pose
     @property
     def rotvec(self) -> np.ndarray:
+        """(3,) world-to-camera rotation as a rotation vector."""
         return rotmat_to_rotvec(self.R)
 
     @property
@@ -395,6 +398,7 @@ class CameraRig:
 
     @classmethod
     def from_cameras(cls, cameras: Iterable[Camera], natural_order: bool = True) -> CameraRig:
+        """A rig of ``cameras``, sorted by natural name order unless ``natural_order`` is False."""
         cams = list(cameras)
         if natural_order:
             cams.sort(key=lambda c: natural_key(c.name))
@@ -402,6 +406,7 @@ class CameraRig:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Camera names in rig order."""
         return tuple(c.name for c in self.cameras)
 
     def __len__(self) -> int:
@@ -422,6 +427,7 @@ class CameraRig:
         raise KeyError(f"camera {name!r} is not in the rig (cameras: {', '.join(self.names)})")
 
     def index(self, name: str) -> int:
+        """Position of the named camera in the rig (KeyError naming the rig's cameras when absent)."""
         try:
             return self.names.index(name)
         except ValueError:
@@ -432,6 +438,7 @@ class CameraRig:
         return CameraRig(tuple(self[n] for n in names))
 
     def replace_camera(self, camera: Camera) -> CameraRig:
+        """A rig with the camera of the same name replaced by ``camera`` (KeyError when absent)."""
         self.index(camera.name)
         return CameraRig(tuple(camera if c.name == camera.name else c for c in self.cameras))
 

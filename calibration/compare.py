@@ -39,6 +39,7 @@ class RigComparison:
     translation: np.ndarray
 
     def summary(self) -> dict[str, float]:
+        """Mean and maximum centre (mm) and rotation (degrees) errors, and the largest focal error (%)."""
         return {
             "centre_error_mean_mm": float(1000 * self.centre_error_m.mean()),
             "centre_error_max_mm": float(1000 * self.centre_error_m.max()),

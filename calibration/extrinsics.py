@@ -100,6 +100,8 @@ def relative_pose_from_views(poses_a: list[np.ndarray], poses_b: list[np.ndarray
 
 @dataclass(frozen=True)
 class InitialExtrinsics:
+    """Initial camera poses and board poses from pairwise board views, before the bundle adjustment."""
+
     cameras: list[Camera]
     """All cameras; those not connected to the reference keep their intrinsics and an identity pose."""
     board_poses: np.ndarray

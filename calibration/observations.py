@@ -47,16 +47,20 @@ class BoardObservations:
 
     @property
     def n_cameras(self) -> int:
+        """Number of cameras."""
         return len(self.camera_names)
 
     @property
     def n_views(self) -> int:
+        """Number of board views (distinct frames)."""
         return len(self.view_frames)
 
     def camera_rows(self, c: int) -> np.ndarray:
+        """(M_c,) indices of the observation rows seen by camera ``c``."""
         return np.flatnonzero(self.cam == c)
 
     def views_of_camera(self, c: int) -> np.ndarray:
+        """Sorted indices of the views in which camera ``c`` saw the board."""
         return np.unique(self.view[self.cam == c])
 
     def select(self, rows: np.ndarray) -> BoardObservations:

@@ -48,6 +48,8 @@ class RefineConfig:
 
 @dataclass(frozen=True)
 class RefineResult:
+    """A rig refined on keypoints, with the median reprojection errors before and after (overall and per camera)."""
+
     rig: CameraRig
     median_error_before_px: float
     median_error_after_px: float

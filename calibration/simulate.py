@@ -243,6 +243,7 @@ class BoardRenderer:
 
 
 def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an image (H, W[, 3]) to ``size`` = (width, height) with bicubic interpolation."""
     import cv2
 
     return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)

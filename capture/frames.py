@@ -55,6 +55,7 @@ class SourceInfo:
 
     @property
     def duration_s(self) -> float:
+        """Length in seconds (NaN without a frame rate)."""
         return self.frame_count / self.fps if self.fps > 0 else math.nan
 
 
@@ -216,9 +217,13 @@ class LiveSource(Protocol):
     nominal_fps: float
     """The rate the camera says it delivers (0 when it does not say)."""
 
-    def read(self) -> Frame | None: ...
+    def read(self) -> Frame | None:
+        """The next frame (``time_s`` on the host's monotonic clock), or None when the stream has ended."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the camera."""
+        ...
 
 
 def parse_device(spec: str | int) -> int | str:
@@ -259,6 +264,7 @@ class CameraSource:
         self._index = -1
 
     def read(self) -> Frame | None:
+        """Grab the next frame, stamped with the host's monotonic clock; None when the stream has ended."""
         if not self._cap.grab():
             return None
         host = time.monotonic()
@@ -269,6 +275,7 @@ class CameraSource:
         return Frame(self._index, host, image)
 
     def close(self) -> None:
+        """Release the device."""
         self._cap.release()
 
     def __enter__(self) -> CameraSource:

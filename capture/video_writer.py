@@ -34,6 +34,7 @@ class VideoWriter:
         self.frames = 0
 
     def write(self, image_bgr: np.ndarray, time_s: float) -> None:
+        """Encode one (H, W, 3) BGR uint8 frame at ``time_s`` seconds (opens the stream at the first frame's size)."""
         if self.stream is None:
             h, w = image_bgr.shape[:2]
             self.stream = self.container.add_stream("libx264", rate=Fraction(round(self.frame_rate * 1000), 1000))

@@ -26,10 +26,12 @@ def project_cache_dir() -> Path:
 
 
 def anny_cache_dir() -> Path:
+    """Anny's cache folder under the project cache root."""
     return project_cache_dir() / "anny"
 
 
 def warp_cache_dir() -> Path:
+    """Warp's kernel cache folder under the project cache root."""
     return project_cache_dir() / "warp"
 
 

@@ -44,12 +44,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, then rename); returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically; returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
@@ -84,6 +86,7 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def save_npz_atomic(path: str | os.PathLike, **arrays: Any) -> Path:
+    """Save ``arrays`` as a compressed .npz at ``path`` atomically; returns the path."""
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
     return Path(path)
