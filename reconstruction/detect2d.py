@@ -95,13 +95,15 @@ def model_path(config: DetectionConfig) -> Path:
 class Executor(Protocol):
     """Runs a function over items, yielding results in the order of the items."""
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]: ...
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        """``fn`` over ``items``, results in the order of the items."""
 
 
 class SerialExecutor:
     """Runs every job in this process."""
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        """``fn`` over ``items`` in this process, lazily and in order."""
         return map(fn, items)
 
 
@@ -114,6 +116,7 @@ class ProcessExecutor:
         self.workers = workers
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Any]:
+        """``fn`` over ``items`` in a spawned process pool, results in the order of the items."""
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn")) as pool:
             yield from pool.map(fn, items)
 
@@ -153,6 +156,7 @@ class PoseLandmarker:
         self.close()
 
     def close(self) -> None:
+        """Release MediaPipe's landmarker (a second call does nothing)."""
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None

@@ -79,9 +79,11 @@ class SkeletonFormat:
 
     @property
     def num_joints(self) -> int:
+        """Number of joints."""
         return len(self.joints)
 
     def index(self, joint: str) -> int:
+        """Position of the named joint (KeyError naming the skeleton when absent)."""
         try:
             return self.joints.index(joint)
         except ValueError:

@@ -140,14 +140,17 @@ class AnnyBody(SkinnedBodyModel):
         return np.clip(self.default_shape() + rng.uniform(-1.0, 1.0, self.num_shape) * half, 0.0, 1.0)
 
     def shape_from_free(self, free: torch.Tensor) -> torch.Tensor:
+        """Map unconstrained fitting variables (S,) to phenotypes (S,) in (0, 1) through a tanh."""
         return 0.5 + 0.5 * torch.tanh(free)
 
     def free_from_shape(self, shape: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`shape_from_free` (numpy), phenotypes clipped just inside (0, 1)."""
         s = np.clip(np.asarray(shape, dtype=float), 1e-4, 1 - 1e-4)
         return np.arctanh(2 * s - 1)
 
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
         # a broad prior around the default adult: one standard deviation is 0.25 on each phenotype
+        """Negative log prior of shape (S,) (scalar) or (N, S) (N,): Gaussian around the default adult, 0.25 per phenotype."""
         centre = torch.as_tensor(self.default_shape(), dtype=shape.dtype)
         return (((shape - centre) / 0.25) ** 2).sum(-1) * 0.5
 
@@ -158,17 +161,22 @@ class AnnyBody(SkinnedBodyModel):
         return coeffs.reshape(*shape.shape[:-1], coeffs.shape[-1])
 
     def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """(C,) phenotype blendshape coefficients for shape (S,) (or (N, C) for shapes (N, S)). Differentiable."""
         return self._coefficients(shape)
 
     def blend_basis(self, vertex_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Template and blendshapes at ``vertex_ids`` (N,), bone heads and their blendshapes:
+        v0 (N, 3), vdirs (C, N, 3), j0 (J, 3), jdirs (C, J, 3)."""
         return self._template[vertex_ids], self._blendshapes[:, vertex_ids], self._bone_heads, self._bone_head_shapes
 
     def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(V', 3) rest vertices (all, or ``vertex_ids``) in the model's axes for shape (S,)."""
         coeffs = self._coefficients(shape)
         if vertex_ids is None:
             return self._template + torch.einsum("c,cvd->vd", coeffs, self._blendshapes)
         return self._template[vertex_ids] + torch.einsum("c,cvd->vd", coeffs, self._blendshapes[:, vertex_ids])
 
     def rest_joints_torch(self, shape: torch.Tensor) -> torch.Tensor:
+        """(J, 3) rest joint positions (bone heads) for shape (S,)."""
         coeffs = self._coefficients(shape)
         return self._bone_heads + torch.einsum("c,cjd->jd", coeffs, self._bone_head_shapes)

@@ -32,6 +32,7 @@ class Measurements:
     arm_length: float
 
     def to_json(self) -> dict:
+        """The measurements as a JSON-ready dict, metres rounded to 0.1 mm, with ``units``."""
         return {"units": "m", **{k: round(float(v), 4) for k, v in asdict(self).items()}}
 
 

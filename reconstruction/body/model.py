@@ -64,12 +64,15 @@ class BodyModel(Protocol):
     model_to_world_rest: np.ndarray
 
     @property
-    def num_vertices(self) -> int: ...
+    def num_vertices(self) -> int:
+        """Number of mesh vertices V."""
 
     @property
-    def num_joints(self) -> int: ...
+    def num_joints(self) -> int:
+        """Number of skeleton joints J."""
 
-    def default_shape(self) -> np.ndarray: ...
+    def default_shape(self) -> np.ndarray:
+        """(S,) the average body."""
 
     def forward_torch(
         self,
@@ -77,19 +80,27 @@ class BodyModel(Protocol):
         pose_rotvec: torch.Tensor,
         trans: torch.Tensor,
         vertex_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posed vertices (T, V', 3) and joints (T, J, 3) in the world frame from shape (S,), pose_rotvec (T, J, 3)
+        and trans (T, 3)."""
 
-    def evaluate(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray) -> BodyOutput: ...
+    def evaluate(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray) -> BodyOutput:
+        """Numpy forward pass: shape (S,), pose_rotvec (T, J, 3), trans (T, 3) -> vertices (T, V, 3), joints (T, J, 3)."""
 
-    def rest_mesh(self, shape: np.ndarray) -> np.ndarray: ...
+    def rest_mesh(self, shape: np.ndarray) -> np.ndarray:
+        """(V, 3) rest-pose vertices for shape (S,), upright in the world frame, feet at Z = 0."""
 
-    def kinematic_tree(self, shape: np.ndarray) -> KinematicTree: ...
+    def kinematic_tree(self, shape: np.ndarray) -> KinematicTree:
+        """The rest skeleton for shape (S,), in the model's axes."""
 
-    def skinning_weights(self) -> np.ndarray: ...
+    def skinning_weights(self) -> np.ndarray:
+        """(V, J) skinning weights, rows sum to 1."""
 
-    def keypoint_regressor(self, skeleton: str) -> KeypointRegressor: ...
+    def keypoint_regressor(self, skeleton: str) -> KeypointRegressor:
+        """Linear map from vertices to the keypoints of a detector skeleton."""
 
-    def keypoints(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str) -> np.ndarray: ...
+    def keypoints(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str) -> np.ndarray:
+        """(T, K, 3) keypoints of ``skeleton`` for shape (S,), pose_rotvec (T, J, 3), trans (T, 3)."""
 
 
 class SkinnedBodyModel:
@@ -123,14 +134,17 @@ class SkinnedBodyModel:
     # ---- sizes
     @property
     def num_vertices(self) -> int:
+        """Number of mesh vertices V."""
         return int(self._weights.shape[0])
 
     @property
     def num_joints(self) -> int:
+        """Number of skeleton joints J."""
         return len(self.joint_names)
 
     @property
     def num_shape(self) -> int:
+        """Number of shape parameters S."""
         return len(self.shape_names)
 
     # ---- to be supplied by subclasses
@@ -280,6 +294,7 @@ class SkinnedBodyModel:
         return {name: tree.rest_positions[j] for name, j in self.semantic_joints.items()}
 
     def free_joint_names(self) -> tuple[str, ...]:
+        """Names of the joints fitting optimises."""
         return tuple(self.joint_names[j] for j in self.free_joints)
 
 

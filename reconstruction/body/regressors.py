@@ -54,15 +54,18 @@ class LandmarkSet:
                 raise ValueError(f"landmark {name!r}: weights sum to {w.sum():.6f}, not 1")
 
     def index(self, name: str) -> int:
+        """Position of the named landmark (ValueError when absent)."""
         return self.names.index(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self.names
 
     def max_vertex(self) -> int:
+        """The largest vertex id any landmark uses."""
         return max(int(ids.max()) for ids, _ in self.rows)
 
     def save(self, path: str | Path) -> Path:
+        """Save as a .npz (rows flattened with a row pointer) atomically; returns the path."""
         from mocap_studio.common.fileio import save_npz_atomic
 
         lengths = [len(ids) for ids, _ in self.rows]
@@ -80,6 +83,7 @@ class LandmarkSet:
 
     @classmethod
     def load(cls, path: str | Path) -> LandmarkSet:
+        """Read a landmark set written by :meth:`save` (FileNotFoundError saying how to regenerate it)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(

@@ -77,6 +77,7 @@ class ModelFileMissing(FileNotFoundError):
 
 
 def expected_file_name(kind: str, gender: str) -> str:
+    """The canonical file name for ``kind`` and ``gender``, e.g. ``SMPL_NEUTRAL.pkl`` (SMPL-X: .npz)."""
     ext = "npz" if kind == "smplx" else "pkl"
     return f"{kind.upper()}_{gender.upper()}.{ext}"
 
@@ -198,35 +199,45 @@ class SmplBody(SkinnedBodyModel):
 
     # ---- shape
     def default_shape(self) -> np.ndarray:
+        """(S,) zero betas: the template body."""
         return np.zeros(self.num_shape)
 
     def random_shape(self, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
+        """(S,) betas drawn from a normal distribution with standard deviation ``spread``."""
         return rng.normal(0.0, spread, self.num_shape)
 
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
+        """Negative log prior of betas (S,) (scalar) or (N, S) (N,): standard normal, 0 at zero."""
         return 0.5 * (shape**2).sum(-1)
 
     def blend_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """The blend coefficients are the betas themselves: (S,) or (N, S)."""
         return shape
 
     def blend_basis(self, vertex_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Template and shape directions at ``vertex_ids`` (N,), joint template and joint shape directions:
+        v0 (N, 3), vdirs (S, N, 3), j0 (J, 3), jdirs (S, J, 3)."""
         vdirs = self._shapedirs[vertex_ids].permute(2, 0, 1)  # (S, N, 3)
         return self._v_template[vertex_ids], vdirs, self._j_template, self._j_shapedirs.permute(2, 0, 1)
 
     def rest_vertices_torch(self, shape: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(V', 3) rest vertices (all, or ``vertex_ids``) in the model's axes for betas (S,)."""
         if vertex_ids is None:
             return self._v_template + torch.einsum("vds,s->vd", self._shapedirs, shape)
         return self._v_template[vertex_ids] + torch.einsum("vds,s->vd", self._shapedirs[vertex_ids], shape)
 
     def rest_joints_torch(self, shape: torch.Tensor) -> torch.Tensor:
+        """(J, 3) rest joint positions for betas (S,) (the joint regressor applied to the shape directions)."""
         return self._j_template + torch.einsum("jds,s->jd", self._j_shapedirs, shape)
 
     def pose_correctives_torch(self, rotmats: torch.Tensor, vertex_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, V', 3) pose-corrective vertex offsets for (B, J, 3, 3) local rotations."""
         feat = pose_feature(rotmats)  # (B, P)
         dirs = self._posedirs if vertex_ids is None else self._posedirs[:, vertex_ids]
         return torch.einsum("bp,pvd->bvd", feat, dirs)
 
     def rest_mesh_model_axes(self, shape: np.ndarray) -> np.ndarray:
+        """(V, 3) rest vertices for betas (S,) in the model's own axes (numpy)."""
         with torch.no_grad():
             return self.rest_vertices_torch(self._tensor(shape)).double().numpy()
 
