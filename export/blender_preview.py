@@ -24,6 +24,8 @@ SCRIPT = Path(__file__).with_name("blender_preview_bpy.py")
 
 @dataclass(frozen=True)
 class Preview:
+    """What :func:`render_preview` made: the picture, the frames shown, the FBX/BVH bone difference and the time taken."""
+
     picture: Path
     """One PNG: the chosen frames left to right."""
     frames: tuple[int, ...]

@@ -23,6 +23,7 @@ from mathutils import Matrix, Vector
 
 
 def import_file(path: str, start: int = 0):  # noqa: ANN201
+    """Import a BVH (starting at scene frame ``start``) or an FBX with Blender's importer; returns the new armature."""
     before = set(bpy.context.scene.objects)
     if path.endswith(".bvh"):
         bpy.ops.import_anim.bvh(filepath=path, axis_forward="-Z", axis_up="Y", global_scale=0.01,
@@ -34,6 +35,7 @@ def import_file(path: str, start: int = 0):  # noqa: ANN201
 
 
 def first_frame(arm) -> float:  # noqa: ANN001
+    """The first frame of the armature's action (0 without animation)."""
     action = arm.animation_data.action if arm.animation_data else None
     return float(action.frame_range[0]) if action is not None else 0.0
 
@@ -104,6 +106,8 @@ def facing(arm) -> Vector:  # noqa: ANN001
 
 
 def scene_setup(centre: Vector, size: float, forward: Vector) -> None:
+    """Cycles on the CPU, a light background, a floor and a sun, and a camera framing ``centre`` (``size`` across) from the
+    front-right of a character facing ``forward``."""
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
@@ -140,6 +144,8 @@ def scene_setup(centre: Vector, size: float, forward: Vector) -> None:
 
 
 def main() -> None:
+    """Import both files, render the requested frames and write the bones' head positions (arguments: see the
+    module docstring)."""
     fbx, bvh, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     rate = float(sys.argv[4])
     frames = [int(f) for f in sys.argv[5:]]

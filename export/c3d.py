@@ -83,6 +83,7 @@ class C3DData:
     """True when the file ended before the last frame its header announces (the frames present are kept)."""
 
     def param(self, group: str, name: str) -> C3DParam:
+        """The parameter ``group:name`` (case-insensitive; KeyError when the file has none)."""
         try:
             return self.parameters[group.upper()][name.upper()]
         except KeyError:

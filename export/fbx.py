@@ -185,6 +185,7 @@ class FbxAxes:
     """Metres per file unit: 0.01 = centimetres (FBX's own default), 1.0 = metres."""
 
     def basis(self) -> np.ndarray:
+        """(3, 3) rotation from our Z-up world to the file's up axis (ValueError for an axis other than Y or Z)."""
         if self.up.upper() == "Y":
             return Z_UP_TO_Y_UP
         if self.up.upper() == "Z":

@@ -154,23 +154,28 @@ class Motion:
     # ---- sizes and lookups
     @property
     def num_frames(self) -> int:
+        """Number of frames T."""
         return int(self.local_rotmat.shape[0])
 
     @property
     def num_joints(self) -> int:
+        """Number of joints J."""
         return len(self.joint_names)
 
     @property
     def duration_s(self) -> float:
+        """Length in seconds (frames / frame rate)."""
         return self.num_frames / self.frame_rate
 
     def joint_index(self, name: str) -> int:
+        """Position of the named joint (KeyError listing the joints when absent)."""
         try:
             return self.joint_names.index(name)
         except ValueError:
             raise KeyError(f"no joint named {name!r}; joints are {list(self.joint_names)}") from None
 
     def children(self, joint: int) -> list[int]:
+        """Indices of the joints whose parent is ``joint``."""
         return [int(c) for c in np.flatnonzero(self.parents == joint)]
 
     @property

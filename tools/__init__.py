@@ -1,0 +1,1 @@
+"""Asset builders run by hand: the pose landmarker bundle, the body model's landmark regressors and their training takes."""

@@ -42,6 +42,7 @@ TASK_NAME = "pose_landmarker_full.task"
 
 
 def download_wheel(folder: Path) -> Path:
+    """Download the mediapipe wheel (manylinux x86_64, Python 3.11) into ``folder`` with pip; returns its path."""
     cmd = [sys.executable, "-m", "pip", "download", f"mediapipe=={WHEEL_VERSION}", "--no-deps",
            "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
            "-d", str(folder)]
@@ -101,6 +102,7 @@ def with_metadata(model: bytes, name: str, mean: float, std: float) -> bytes:
 
 
 def build(wheel: Path, out_dir: Path) -> Path:
+    """Build the .task bundle from ``wheel`` into ``out_dir`` with ORIGIN.txt and the licence; returns the .task path."""
     from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
         AlignZipFile,
     )
@@ -134,10 +136,12 @@ def build(wheel: Path, out_dir: Path) -> Path:
 
 
 def sha256(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: build the pose landmarker bundle (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help=f"mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
     parser.add_argument("--out", type=Path, default=ASSETS_DIR)

@@ -37,6 +37,7 @@ TRAINING_MOTIONS = (
 
 
 def motions_for(index: int) -> tuple[str, ...]:
+    """The exercise pair of the take at ``index`` (cycling through :data:`TRAINING_MOTIONS`)."""
     return TRAINING_MOTIONS[index % len(TRAINING_MOTIONS)]
 
 
@@ -88,6 +89,8 @@ def make_take_samples(work: Path, seed: int, motions: tuple[str, ...], seconds: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: render and triangulate one take per seed and store its samples (see the module docstring); returns the
+    exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path, help="folder for the takes and their samples")
     parser.add_argument("--seeds", type=int, nargs="+", required=True)

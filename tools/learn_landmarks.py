@@ -200,6 +200,8 @@ def _report(label: str, before: np.ndarray, after: np.ndarray, names: tuple[str,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: learn the landmark rows from sample files, score them on held-out files and write them; returns the exit
+    status."""
     from dataclasses import asdict
 
     import torch

@@ -125,6 +125,7 @@ def build_anny_landmarks(learned_path: Path | None = LEARNED_LANDMARKS_PATH) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: build Anny's landmark regressors and save them (``--out``); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ANNY_LANDMARKS_PATH)
     args = parser.parse_args(argv)

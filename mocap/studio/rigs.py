@@ -43,6 +43,7 @@ class StudioCamera:
 
     @property
     def name(self) -> str:
+        """The camera's name."""
         return self.camera.name
 
     def frame_schedule(self, duration_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +76,7 @@ class StudioRig:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Camera names in preset order."""
         return tuple(c.name for c in self.cameras)
 
     def __getitem__(self, name: str) -> StudioCamera:
@@ -84,6 +86,7 @@ class StudioRig:
         raise KeyError(f"rig {self.name!r} has no camera {name!r}; cameras are {list(self.names)}")
 
     def offsets_s(self) -> dict[str, float]:
+        """Camera name -> start offset in seconds (common_time = camera_time + offset_s)."""
         return {c.name: c.offset_s for c in self.cameras}
 
     def scaled(self, factor: float) -> StudioRig:
