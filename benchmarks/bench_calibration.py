@@ -65,12 +65,15 @@ def complete_views(obs: BoardObservations, n_points: int) -> dict[int, dict[int,
 
 
 def run_ours(obs, objp, truth):
+    """Calibrate with our pipeline (no world alignment, 4 distortion terms); returns the rig and the seconds taken."""
     t = time.perf_counter()
     res = calibrate_rig(obs, objp, CalibrationConfig(align="none", bundle=BundleConfig(distortion_terms=4)))
     return res.rig, time.perf_counter() - t
 
 
 def run_opencv(obs, objp, truth, true_intrinsics: bool):
+    """Calibrate with OpenCV's multiview calibration on the complete board views (with the true intrinsics
+    fixed when ``true_intrinsics``); returns the rig and the seconds taken."""
     views = complete_views(obs, len(objp))
     frames = sorted(views)
     C = obs.n_cameras
@@ -112,6 +115,7 @@ def run_opencv(obs, objp, truth, true_intrinsics: bool):
 
 
 def run_aniposelib(obs, objp, truth):
+    """Calibrate with aniposelib's ``calibrate_rows`` on the same corners; returns the rig and the seconds taken."""
     from aniposelib.boards import CharucoBoard
     from aniposelib.cameras import CameraGroup
 
@@ -143,6 +147,7 @@ def run_aniposelib(obs, objp, truth):
 
 
 def main() -> int:
+    """Command line: simulate the board recordings, calibrate with every method and print errors and times against ours."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--views", type=int, default=120, help="board poses carried through the room")
     parser.add_argument("--cameras", type=int, default=6)

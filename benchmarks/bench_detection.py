@@ -23,6 +23,8 @@ from mocap_studio.reconstruction.detect2d import DetectionConfig, ProcessExecuto
 
 
 def demo_sources(tmp: Path) -> dict[str, Path]:
+    """Camera name -> video: Pose2Sim's demo videos when installed, else four shifted copies of matplotlib's sample portrait
+    written to ``tmp``."""
     try:
         import Pose2Sim
 
@@ -48,6 +50,7 @@ def demo_sources(tmp: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: detect with one process and with the worker pool and print the frame rates and their ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--session", type=Path)
     parser.add_argument("--workers", type=int, default=2)

@@ -22,6 +22,7 @@ from mocap_studio.pipeline import STAGES, RunConfig, run_pipeline  # noqa: E402
 
 
 def main() -> int:
+    """Command line: run every stage on the demo take (``--repeat`` times) and print the seconds per stage."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()

@@ -25,6 +25,7 @@ from mocap_studio.studio.studio import make_performance  # noqa: E402
 
 
 def main() -> int:
+    """Command line: time posing, rendering and encoding ``--frames`` frames of one studio camera."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--supersample", type=int, default=1)

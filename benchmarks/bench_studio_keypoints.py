@@ -50,6 +50,7 @@ def _truth(root: Path, landmarks: Path | None = None) -> Keypoints3D:
 
 
 def main() -> int:
+    """Command line: synthesize a studio take (or reuse one), run the keypoint stages and score them against the truth."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--motion", default="squat,jumping_jack")

@@ -15,6 +15,7 @@ import bpy
 
 
 def main() -> None:
+    """Import the FBX, time each Blender exporter on it and print the JSON line (arguments: see the module docstring)."""
     src, out, rate, n_frames = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
