@@ -74,6 +74,7 @@ def bound(model: AnnyBody, seed: int, noise_m: float, frames: int = 200, fps: fl
 
 
 def main() -> None:
+    """Command line: print the Cramer-Rao standard deviations of the measurements for each seed (poses unknown and known)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 7, 9])
     ap.add_argument("--noise-mm", type=float, default=10.0)
