@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from body_fixtures import plausible_motion  # noqa: E402
-from mocap_studio.reconstruction.body import fitting as F  # noqa: E402
+from mocap_studio.reconstruction.body import fit_skeleton as F  # noqa: E402
 from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
 from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
+from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat  # noqa: E402
 
 MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
             "neck_circumference")
@@ -45,7 +46,7 @@ def bound(model: AnnyBody, seed: int, noise_m: float, frames: int = 200, fps: fl
         return model.blend_coefficients(x.to(model.dtype)).to(F.DT)
 
     rest = F._rest(basis, coeff(s))
-    rot = F.rotvec_to_rotmat(torch.as_tensor(pose[:, red.free.numpy()], dtype=F.DT))
+    rot = rotvec_to_rotmat(torch.as_tensor(pose[:, red.free.numpy()], dtype=F.DT))
     with torch.no_grad():
         posed = F._forward(model, red, rest, rot, torch.as_tensor(trans, dtype=F.DT))
         K = basis.P0.shape[0] - len(red.sole_ids)

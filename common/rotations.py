@@ -122,6 +122,30 @@ def skew(v: np.ndarray) -> np.ndarray:
     )
 
 
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotations turning directions ``a`` (..., 3) onto ``b`` (..., 3) -> ``rotmat`` (..., 3, 3).
+
+    Neither needs unit length (they broadcast against each other). Identity where either is zero or they are
+    parallel; half a turn about an axis square to ``a`` where they are opposite. This is the one
+    implementation of the swing used by the fit's analytic start, retargeting and leg IK.
+    """
+    a, b = np.broadcast_arrays(_check_last(a, (3,), "a"), _check_last(b, (3,), "b"))
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    axis = np.cross(a, b)
+    sin = np.linalg.norm(axis, axis=-1)
+    cos = np.sum(a * b, axis=-1)
+    turns = sin > 1e-12
+    rotvec = np.where(turns[..., None], axis / np.maximum(sin, 1e-12)[..., None] * np.arctan2(sin, cos)[..., None], 0.0)
+    opposite = ~turns & (cos < 0)
+    if np.any(opposite):
+        helper = np.where((np.abs(a[..., :1]) < 0.9), np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+        perp = np.cross(a, helper)
+        perp = np.pi * perp / np.maximum(np.linalg.norm(perp, axis=-1, keepdims=True), 1e-12)
+        rotvec = np.where(opposite[..., None], perp, rotvec)
+    return rotvec_to_rotmat(rotvec)
+
+
 _AXIS_INDEX = {"X": 0, "Y": 1, "Z": 2}
 
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 from body_fixtures import make_synthetic_smpl_arrays, noisy_keypoints, plausible_motion, write_synthetic_smpl
 from mocap_studio.reconstruction.body.anny_model import AnnyBody
-from mocap_studio.reconstruction.body.fitting import FitConfig, FitError, _fill_nan, fit_sequence, foot_sliding_mm_s
+from mocap_studio.reconstruction.body.fit_signals import _fill_nan
+from mocap_studio.reconstruction.body.fitting import FitConfig, FitError, fit_sequence, foot_sliding_mm_s
 from mocap_studio.reconstruction.body.measurements import measure_body
 from mocap_studio.reconstruction.keypoints import Keypoints3D
 from scipy.signal import butter, filtfilt
@@ -192,7 +193,8 @@ def test_fit_command_bad_inputs_leave_no_outputs(tmp_path):
 def test_joint_limits_leave_knee_flexion_free(anny):
     # the limit terms see a knee's twist and sideways bend and a foot's turn about the shin, not flexion
     from mocap_studio.common.rotations import rotvec_to_rotmat as rv2m
-    from mocap_studio.reconstruction.body.fitting import _fit_setup, _residual_blocks, _Targets
+    from mocap_studio.reconstruction.body.fit_skeleton import _fit_setup
+    from mocap_studio.reconstruction.body.fit_solver import _residual_blocks, _Targets
 
     red, _ = _fit_setup(anny, "blazepose33")
     assert len(red.limit_joint) == 6

@@ -1,0 +1,134 @@
+"""Settings, result and error of body fitting: :class:`FitConfig` (the ``[fit]`` table of session.toml),
+:class:`BodyMotion` (a fitted take, what body.npz holds) and :class:`FitError`.
+
+Torch-free, so that readers of body.npz (export, the report) need only numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of sequence fitting (the ``[fit]`` table of session.toml)."""
+
+    model: str = "anny"
+    """Body model: "anny" (open, default), "smpl", "smplh" or "smplx" (user's files)."""
+    gender: str = "neutral"
+    """Gender of the SMPL-family model file ("neutral", "female", "male")."""
+    model_dir: str = ""
+    """Folder of SMPL-family model files; empty means ``<repo>/.cache/body_models``."""
+    num_betas: int = 10
+    """Shape coefficients of SMPL-family models."""
+    window: int = 500
+    """Frames solved together in one batch of per-frame solves (bounds memory on long takes)."""
+    shape_frames: int = 100
+    """Frames (spread over the take) used to fit the shape."""
+    shape_iterations: int = 12
+    """Levenberg-Marquardt iterations of the shape stage."""
+    shape_candidates: int = 1024
+    """Candidate shapes (the average body and random ones) scored in each round of the shape search."""
+    shape_starts: int = 4
+    """Best candidates of each round of the shape search refined continuously."""
+    shape_start_iterations: int = 3
+    """Rounds of the shape search (each re-poses the frames with the shape found so far)."""
+    marker_offset_sigma_m: float = 0.02
+    """A detector's surface landmarks (eyes, ears, mouth, fingers, heels, toes) need not sit where the
+    model's definitions put them: each gets one offset per take, rigidly attached to its bone and fitted
+    with the shape (prior: this many metres), so that a systematic difference moves the landmark and not
+    the body's shape. The shape search scores shapes on the joints alone for the same reason. 0: off
+    (every keypoint is taken at the model's definition of it)."""
+    marker_rounds: int = 1
+    """Rounds of (the markers' prior from the spread of their offsets, then shape and offsets refined)."""
+    shape_step_limit: float = 0.3
+    """Largest change of an (unconstrained) shape variable in one shape iteration."""
+    frame_iterations: int = 4
+    """Levenberg-Marquardt iterations of each per-frame pass (the first and the last two do twice as many:
+    a frame left short of convergence differs from its neighbours, which is jitter)."""
+    outlier_sigmas: float = 5.0
+    """Keypoints farther than this many ``keypoint_sigma_m`` from the fit are dropped before smoothing."""
+    cutoff_hz: float = 6.0
+    """Low-pass cut-off applied to the keypoints before the last passes (0: no smoothing)."""
+    keypoint_sigma_m: float = 0.015
+    """Expected keypoint noise in metres (scales the keypoint term)."""
+    robust_scale: float = 4.0
+    """Geman-McClure scale in units of ``keypoint_sigma_m``: residuals beyond it stop pulling."""
+    error_scale_px: float = 4.0
+    """A keypoint with this triangulation (reprojection) error gets half the weight of a perfect one."""
+    pose_prior_weight: float = 0.02
+    """Weight of the pose prior (local rotations near rest, per radian squared)."""
+    joint_limit_weight: float = 50.0
+    """Weight of the anatomical joint limits (per radian squared): a knee bends about one axis (its
+    rotation about the other two is penalised) and a foot hardly turns about the shin. Keypoints see
+    little of a shin's twist, so without it the twist wanders and drags the heel and ankle with it."""
+    flip_rad: float = 0.5
+    """A frame with a joint turned more than this from the midpoint of its neighbours' is solved again from
+    that midpoint (and kept if better): a single-frame flip of a foot or forearm."""
+    temporal_weight: float = 1.0
+    """Weight of the temporal term of the last passes (per radian squared): each frame's local rotations
+    are pulled towards the midpoint of its neighbours'. It holds what the keypoints hardly see (a bone's
+    twist about its own axis) from flipping frame to frame; 0 turns it off."""
+    shape_prior_weight: float = 1.0
+    """Weight of the shape prior (keeps weakly observed shape parameters near the average body)."""
+    contact: bool = True
+    """Detect foot contacts and keep a still foot still and on the floor."""
+    contact_sigma_m: float = 0.0005
+    """How closely a sole point in contact is held to its anchor (metres)."""
+    contact_speed_m_s: float = 0.15
+    """A sole point slower than this (and low enough) is in contact."""
+    contact_cutoff_hz: float = 3.0
+    """Low-pass cut-off of the sole paths whose speed tells contact (0: raw paths)."""
+    contact_height_m: float = 0.06
+    """A sole point more than this above its rest clearance over the floor is not in contact."""
+    contact_min_s: float = 0.1
+    """Contacts shorter than this are ignored."""
+    contact_ramp_s: float = 0.08
+    """The contact term fades in and out over this long at each end of a contact."""
+    floor_tolerance_m: float = 0.03
+    """A contact whose sole lies within this of the floor (Z = 0) is put on the floor; otherwise it is
+    held where it is (the floor is not where session.toml says)."""
+    reprojection: bool = True
+    """In ``mocap fit``: add the 2D keypoints of every calibrated camera (reprojection term) when the session
+    has them; ``fit_sequence`` uses them whenever it is given a rig and 2D keypoints."""
+    reprojection_weight: float = 1.0
+    """Weight of the 2D reprojection term when 2D keypoints and cameras are given."""
+    reprojection_sigma_px: float = 3.0
+    """Expected 2D keypoint noise in pixels."""
+    min_joints: int = 4
+    """A frame needs this many valid keypoints to count as observed."""
+    threads: int = 0
+    """torch threads; 0 keeps torch's default."""
+
+    def __post_init__(self) -> None:
+        if self.window < 10:
+            raise ValueError(f"window must be >= 10 frames, got {self.window}")
+        if self.shape_frames < 1 or self.shape_iterations < 0 or self.frame_iterations < 1:
+            raise ValueError("shape_frames and frame_iterations must be >= 1, shape_iterations >= 0")
+        if self.keypoint_sigma_m <= 0 or self.contact_sigma_m <= 0 or self.reprojection_sigma_px <= 0:
+            raise ValueError("keypoint_sigma_m, contact_sigma_m and reprojection_sigma_px must be > 0")
+
+
+@dataclass(frozen=True)
+class BodyMotion:
+    """A fitted take.
+
+    model: body model name; shape: (S,); pose_rotvec: (T, J, 3) local joint rotations; trans: (T, 3)
+    metres; frame_rate: frames per second; frame_times: (T,) seconds; gender: for SMPL-family models;
+    contact: (T, 2) bool, left and right foot in contact; figures: fit quality numbers.
+    """
+
+    model: str
+    shape: np.ndarray
+    pose_rotvec: np.ndarray
+    trans: np.ndarray
+    frame_rate: float
+    frame_times: np.ndarray
+    gender: str = "neutral"
+    contact: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
+    figures: dict = field(default_factory=dict)
+
+
+class FitError(ValueError):
+    """Input that cannot be fitted; the message says why and what to do."""
