@@ -16,7 +16,8 @@ from mocap_studio.export.amass import (
 )
 from mocap_studio.export.bvh import read_bvh, write_bvh
 from mocap_studio.export.mesh import skin
-from mocap_studio.export.retarget import feet_above_floor_m, load_rig, retarget, rig_from_motion
+from mocap_studio.export.retarget import retarget
+from mocap_studio.export.rig import feet_above_floor_m, load_rig, rig_from_motion
 from mocap_studio.reconstruction.body.smpl_model import SmplBody
 
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)

@@ -17,7 +17,7 @@ from mocap_studio.export.bvh import read_bvh
 from mocap_studio.export.c3d import points_m, read_c3d
 from mocap_studio.export.gltf import read_glb_joint_positions
 from mocap_studio.export.motion import Z_UP_TO_Y_UP
-from mocap_studio.export.retarget import load_rig
+from mocap_studio.export.rig import load_rig
 from mocap_studio.export.synthetic import synthetic_walk
 from mocap_studio.export.trc import WORLD_TO_OPENSIM, read_trc
 from mocap_studio.export.usd import read_usd_joint_positions

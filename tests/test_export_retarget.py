@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 from mocap_studio.common.rotations import rotation_angle_deg
 from mocap_studio.export.bvh import read_bvh, write_bvh
-from mocap_studio.export.retarget import (
-    PRESETS,
-    RetargetConfig,
-    Rig,
-    contact_frames,
-    feet_above_floor_m,
-    load_rig,
-    retarget,
-    rig_from_bvh,
-)
+from mocap_studio.export.foot_ik import RetargetConfig, contact_frames
+from mocap_studio.export.retarget import retarget
+from mocap_studio.export.rig import PRESETS, Rig, feet_above_floor_m, load_rig, rig_from_bvh
 from mocap_studio.export.synthetic import synthetic_walk
 
 BVH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap_files" / "bvh"

@@ -226,7 +226,7 @@ UE_LIKE = [  # Unreal-style names (thigh_l, calf_l, upperarm_l, ...), no preset 
 
 
 def test_unknown_bvh_naming_is_mapped_by_aliases_and_topology(tmp_path):
-    from mocap_studio.export.retarget import REQUIRED
+    from mocap_studio.export.rig import REQUIRED
 
     motion, rig = load_bvh_motion(_write_bvh(tmp_path / "ue_like.bvh", UE_LIKE))
     assert set(REQUIRED) <= set(rig.bones)
@@ -258,7 +258,7 @@ def anny():
 def test_every_shared_bvh_performs_with_the_soles_on_the_floor(anny, name):
     """Every BVH in ../shared performs (CMU, Mixamo, no neck, Z up, 'LeftShoulder' as the upper arm); the
     lowest sole vertex of the posed mesh touches Z = 0 at the source's foot contacts and never goes below."""
-    from mocap_studio.export.retarget import contact_frames
+    from mocap_studio.export.foot_ik import contact_frames
     from mocap_studio.studio.performer import perform, place_on_floor, sole_heights
 
     path = SHARED_BVH / name
@@ -286,7 +286,7 @@ def test_rig_cameras_see_the_performer(anny, preset):
     """One tiny render per camera of the ring8 and phones3 presets: every body joint of an exercise projects
     into the image onto rendered body pixels."""
     pytest.importorskip("open3d")
-    from mocap_studio.export.retarget import load_rig
+    from mocap_studio.export.rig import load_rig
     from mocap_studio.studio.performer import perform
     from mocap_studio.studio.render import BodyRenderer, region_colours
 

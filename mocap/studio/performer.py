@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.export.foot_ik import contact_frames
 from mocap_studio.export.motion import Motion
-from mocap_studio.export.retarget import Rig, contact_frames, load_rig, retarget, rig_from_bvh, rig_from_motion
+from mocap_studio.export.retarget import retarget
+from mocap_studio.export.rig import Rig, load_rig, rig_from_bvh, rig_from_motion
 from scipy.spatial.transform import Rotation, Slerp
 
 log = logging.getLogger(__name__)
