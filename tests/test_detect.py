@@ -19,8 +19,8 @@ from mocap_studio.calibration.detect import (
     board_sharpness,
     detect_board_in_image,
     detect_board_in_source,
-    diagnose_board,
 )
+from mocap_studio.calibration.diagnose import diagnose_board
 
 CALISCOPE = Path(__file__).resolve().parents[2] / "shared" / "data" / "caliscope_charuco_4cam"
 SIZE = (640, 480)
