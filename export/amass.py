@@ -36,7 +36,8 @@ class AmassError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class AmassMotion:
-    """What an AMASS-style npz holds: pose_rotvec (T, J, 3), trans (T, 3) metres, betas (S,)."""
+    """What an AMASS-style npz holds: pose_rotvec (T, J, 3), trans (T, 3) metres, betas (S,); and where the
+    motion comes from a fit (body.npz), its foot contacts (T, 2) bool, left and right (None: not known)."""
 
     pose_rotvec: np.ndarray
     trans: np.ndarray
@@ -44,17 +45,7 @@ class AmassMotion:
     gender: str
     frame_rate: float
     model: str = "smpl"
-
-
-class BodyMotionLike(Protocol):
-    """What export needs from a fitted body motion (``reconstruction.body.fitting.BodyMotion``)."""
-
-    model: str
-    shape: np.ndarray
-    pose_rotvec: np.ndarray
-    trans: np.ndarray
-    frame_rate: float
-    gender: str
+    contact: np.ndarray | None = None
 
 
 class BodyModelLike(Protocol):
@@ -65,11 +56,14 @@ class BodyModelLike(Protocol):
     faces: np.ndarray
     model_to_world_rest: np.ndarray
 
-    def kinematic_tree(self, shape: np.ndarray): ...  # noqa: ANN201 - returns a KinematicTree
+    def kinematic_tree(self, shape: np.ndarray):  # noqa: ANN201 - returns a KinematicTree
+        """The skeleton (joint names, parents, rest positions (J, 3)) for ``shape`` (S,)."""
 
-    def skinning_weights(self) -> np.ndarray: ...
+    def skinning_weights(self) -> np.ndarray:
+        """(V, J) linear blend skinning weights."""
 
-    def evaluate(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray): ...  # noqa: ANN201
+    def evaluate(self, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray):  # noqa: ANN201
+        """The posed body (``.vertices`` (T, V, 3), ``.joints``) for shape (S,), pose_rotvec (T, J, 3), trans (T, 3)."""
 
 
 def _check_pose(pose_rotvec: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,11 +110,6 @@ def write_amass(
         surface_model_type=np.array(model),
         **extra,
     )
-
-
-def write_amass_body(path: str | os.PathLike, body: BodyMotionLike) -> Path:
-    """Write a fitted body motion (SMPL family) as AMASS-style npz."""
-    return write_amass(path, body.pose_rotvec, body.trans, body.shape, body.frame_rate, body.gender, body.model)
 
 
 def read_amass(path: str | os.PathLike, num_joints: int | None = None) -> AmassMotion:
@@ -183,11 +172,6 @@ def motion_from_body(
         frame_rate,
         name=name,
     )
-
-
-def motion_from_body_motion(model: BodyModelLike, body: BodyMotionLike, name: str = "") -> Motion:
-    """:func:`motion_from_body` for a fitted ``BodyMotion``."""
-    return motion_from_body(model, body.shape, body.pose_rotvec, body.trans, body.frame_rate, name=name)
 
 
 def skinned_mesh_from_body(model: BodyModelLike, shape: np.ndarray, max_influences: int = 4) -> SkinnedMesh:

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 from mocap_studio.common.fileio import atomic_path
-from mocap_studio.export.mesh import SkinnedMesh, checked_mesh
+from mocap_studio.export.mesh import SkinnedMesh
 from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
+from mocap_studio.reconstruction.body.io import checked_mesh
 
 log = logging.getLogger(__name__)
 

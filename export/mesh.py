@@ -1,4 +1,5 @@
-"""Skinned meshes: the type the writers share, linear blend skinning, and OBJ / PLY mesh files.
+"""Skinned meshes: the type the writers share, and linear blend skinning (OBJ / PLY files are written by
+:mod:`reconstruction.body.io`).
 
 A :class:`SkinnedMesh` is the rest-pose mesh of a :class:`~export.motion.Motion`'s skeleton: vertices in
 world coordinates (metres, Z up) with the skeleton in its rest pose (all local rotations identity), and up to
@@ -9,12 +10,9 @@ K joint influences per vertex. A body model's mesh and skinning weights become o
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from mocap_studio.common.fileio import atomic_path
 from mocap_studio.export.motion import Motion
 
 log = logging.getLogger(__name__)
@@ -57,6 +55,7 @@ class SkinnedMesh:
 
     @property
     def num_vertices(self) -> int:
+        """V, the number of vertices."""
         return len(self.vertices_m)
 
     def check_skeleton(self, motion: Motion) -> None:
@@ -160,63 +159,6 @@ def capsule_mesh(motion: Motion, radius_m: float = 0.04, sides: int = 8, rings: 
     if not verts:
         raise ValueError("the motion's skeleton has no bones with length; nothing to build a mesh around")
     return SkinnedMesh(np.concatenate(verts), np.array(faces), np.concatenate(idx), np.concatenate(wts))
-
-
-def checked_mesh(vertices_m: np.ndarray, faces: np.ndarray, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices (V, 3) float and faces (F, 3) int64 for a mesh writer, checked before anything is written."""
-    v = np.asarray(vertices_m, float)
-    f = np.asarray(faces, np.int64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
-    if not np.isfinite(v).all():
-        raise ValueError(f"{path}: vertices contain NaN; nothing written")
-    return v, f
-
-
-def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray, decimals: int = 6) -> Path:
-    """Wavefront OBJ of one mesh: ``vertices_m`` (V, 3) metres, ``faces`` (F, 3) zero-based. Axes as given
-    (a comment in the file says Z up, metres; pass Y-up vertices for tools that expect them)."""
-    v, f = checked_mesh(vertices_m, faces, path)
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(f"# mocap-studio mesh: {len(v)} vertices, {len(f)} triangles; units metres, Z up\n")
-        np.savetxt(fh, v, fmt=f"v %.{decimals}f %.{decimals}f %.{decimals}f")
-        np.savetxt(fh, f + 1, fmt="f %d %d %d")
-    return path
-
-
-def write_ply(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray) -> Path:
-    """Binary little-endian PLY (float32 vertices, int32 triangle indices), with a comment on units/axes."""
-    v, f = checked_mesh(vertices_m, faces, path)
-    header = (
-        "ply\nformat binary_little_endian 1.0\ncomment mocap-studio mesh; units metres, Z up\n"
-        f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
-        f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n"
-    )
-    face_rec = np.zeros(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
-    face_rec["n"] = 3
-    face_rec["i"] = f
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(header.encode("ascii"))
-            fh.write(v.astype("<f4").tobytes())
-            fh.write(face_rec.tobytes())
-    return path
-
-
-def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read back a PLY written by :func:`write_ply`: vertices (V, 3) float32, faces (F, 3)."""
-    data = Path(path).read_bytes()
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    header = data[:end].decode("ascii").splitlines()
-    n_v = int(next(h for h in header if h.startswith("element vertex")).split()[-1])
-    n_f = int(next(h for h in header if h.startswith("element face")).split()[-1])
-    v = np.frombuffer(data, "<f4", n_v * 3, end).reshape(n_v, 3)
-    rec = np.frombuffer(data, [("n", "u1"), ("i", "<i4", (3,))], n_f, end + n_v * 12)
-    return v, rec["i"].astype(np.int64)
 
 
 def is_watertight(faces: np.ndarray) -> bool:

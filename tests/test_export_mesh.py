@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mocap_studio.export.mesh import SkinnedMesh, capsule_mesh, is_watertight, read_ply, skin, write_obj, write_ply
+from mocap_studio.export.mesh import SkinnedMesh, capsule_mesh, is_watertight, skin
 from mocap_studio.export.synthetic import synthetic_walk
+from mocap_studio.reconstruction.body.io import read_ply, write_obj, write_ply
 
 
 def test_capsule_mesh_is_watertight_and_rest_skinning_is_identity() -> None:

@@ -1,4 +1,5 @@
-"""Body outputs: ``body.npz`` and meshes (OBJ, PLY), all written atomically.
+"""Body outputs: ``body.npz`` and meshes (OBJ, PLY), all written atomically; the project's one OBJ/PLY writer
+(the export stage writes its meshes with it too).
 
 body.npz keys, every model: ``model`` (name), ``shape`` (S,), ``pose_rotvec`` (T, J, 3), ``trans`` (T, 3),
 ``frame_times`` (T,), ``mocap_framerate`` (), ``joint_names`` (J,), ``parents`` (J,), ``contact`` (T, 2),
@@ -8,14 +9,17 @@ body.npz keys, every model: ``model`` (name), ``shape`` (S,), ``pose_rotvec`` (T
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
-from mocap_studio.common.fileio import save_npz_atomic, write_text_atomic
-from mocap_studio.reconstruction.body.fitting import BodyMotion
+from mocap_studio.common.fileio import atomic_path, save_npz_atomic
+from mocap_studio.reconstruction.body.fit_config import BodyMotion
 
 
 def save_body_npz(path: str | Path, motion: BodyMotion, joint_names, parents, shape_names) -> Path:  # noqa: ANN001
+    """Write a fitted take as body.npz (keys in the module docstring): ``joint_names`` (J,) and ``parents``
+    (J,) of the body model's skeleton, ``shape_names`` (S,) of its shape parameters."""
     T = len(motion.pose_rotvec)
     arrays = {
         "model": np.array(motion.model), "shape": motion.shape, "pose_rotvec": motion.pose_rotvec,
@@ -31,6 +35,7 @@ def save_body_npz(path: str | Path, motion: BodyMotion, joint_names, parents, sh
 
 
 def load_body_npz(path: str | Path) -> BodyMotion:
+    """Read body.npz as :func:`save_body_npz` writes it (contacts included; no fit figures)."""
     with np.load(path, allow_pickle=False) as d:
         return BodyMotion(
             str(d["model"]), d["shape"], d["pose_rotvec"], d["trans"], float(d["mocap_framerate"]),
@@ -38,24 +43,58 @@ def load_body_npz(path: str | Path) -> BodyMotion:
         )
 
 
-def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
-    """Wavefront OBJ: vertices (V, 3) metres, faces (F, 3) zero-based."""
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, float)]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in np.asarray(faces, np.int64)]
-    return write_text_atomic(path, "# units: metres, Z up\n" + "\n".join(lines) + "\n")
+def checked_mesh(vertices_m: np.ndarray, faces: np.ndarray, path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) float and faces (F, 3) int64 for a mesh writer, checked before anything is written."""
+    v = np.asarray(vertices_m, float)
+    f = np.asarray(faces, np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{path}: vertices contain NaN; nothing written")
+    return v, f
 
 
-def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
-    """Binary little-endian PLY: vertices (V, 3) float32, faces (F, 3)."""
-    from mocap_studio.common.fileio import write_bytes_atomic
+def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray, decimals: int = 6) -> Path:
+    """Wavefront OBJ of one mesh: ``vertices_m`` (V, 3) metres, ``faces`` (F, 3) zero-based. Axes as given
+    (a comment in the file says Z up, metres; pass Y-up vertices for tools that expect them)."""
+    v, f = checked_mesh(vertices_m, faces, path)
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"# mocap-studio mesh: {len(v)} vertices, {len(f)} triangles; units metres, Z up\n")
+        np.savetxt(fh, v, fmt=f"v %.{decimals}f %.{decimals}f %.{decimals}f")
+        np.savetxt(fh, f + 1, fmt="f %d %d %d")
+    return path
 
-    v = np.asarray(vertices, dtype="<f4")
-    f = np.asarray(faces, dtype="<i4")
+
+def write_ply(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray) -> Path:
+    """Binary little-endian PLY (float32 vertices, int32 triangle indices), with a comment on units/axes."""
+    v, f = checked_mesh(vertices_m, faces, path)
     header = (
-        "ply\nformat binary_little_endian 1.0\ncomment units metres, Z up\n"
+        "ply\nformat binary_little_endian 1.0\ncomment mocap-studio mesh; units metres, Z up\n"
         f"element vertex {len(v)}\nproperty float x\nproperty float y\nproperty float z\n"
         f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n"
-    ).encode()
-    face_rec = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
-    face_rec["n"], face_rec["i"] = 3, f
-    return write_bytes_atomic(path, header + v.tobytes() + face_rec.tobytes())
+    )
+    face_rec = np.zeros(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    face_rec["n"] = 3
+    face_rec["i"] = f
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(header.encode("ascii"))
+            fh.write(v.astype("<f4").tobytes())
+            fh.write(face_rec.tobytes())
+    return path
+
+
+def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read back a PLY written by :func:`write_ply`: vertices (V, 3) float32, faces (F, 3)."""
+    data = Path(path).read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    n_v = int(next(h for h in header if h.startswith("element vertex")).split()[-1])
+    n_f = int(next(h for h in header if h.startswith("element face")).split()[-1])
+    v = np.frombuffer(data, "<f4", n_v * 3, end).reshape(n_v, 3)
+    rec = np.frombuffer(data, [("n", "u1"), ("i", "<i4", (3,))], n_f, end + n_v * 12)
+    return v, rec["i"].astype(np.int64)
