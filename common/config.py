@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
@@ -25,8 +26,10 @@ def config_from_mapping(cls: type[T], mapping: dict[str, Any] | None, source: st
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
         raise ConfigError(
-            f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys are {sorted(fields)}"
+            f"{source}: unknown key(s) {unknown} for {cls.__name__}{hint} (valid keys: {', '.join(sorted(fields))})"
         )
     hints = typing.get_type_hints(cls)
     kwargs = {}

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 from mocap_studio.common.fileio import write_json_atomic
-from mocap_studio.pipeline import Progress, RunConfig, RunResult, run_pipeline
+from mocap_studio.pipeline import RunConfig, RunResult, run_pipeline
 from mocap_studio.session import Session
+from mocap_studio.stages import Progress
 from mocap_studio.studio import StudioConfig
 
 log = logging.getLogger(__name__)
@@ -155,10 +156,10 @@ def score_keypoints(session: Session) -> dict[str, Any]:
 def score_body(session: Session) -> dict[str, Any]:
     from mocap_studio.reconstruction.body.io import load_body_npz
     from mocap_studio.reconstruction.body.measurements import measure_body
-    from mocap_studio.stages_export import ExportConfig, load_body_model
+    from mocap_studio.stages_body import load_body_model
 
     fitted, truth = load_body_npz(session.body_path), load_body_npz(session.truth_dir / "body.npz")
-    model = load_body_model(fitted.model, fitted.gender, ExportConfig())
+    model = load_body_model(fitted.model, fitted.gender)
     out: dict[str, Any] = {}
     vertices_path = session.truth_dir / "vertices.npy"
     if fitted.model == truth.model and vertices_path.exists():
@@ -216,7 +217,7 @@ def run_demo(root: Path | None = None, fresh: bool = False, progress: Progress |
                           pipeline_seconds_before_report=round(done.seconds, 1))
             write_json_atomic(session.stage_report_path("demo"), scores)
 
-    result = run_pipeline(session, RunConfig(), force=("report",), progress=progress, on_stage=on_stage,
+    result = run_pipeline(session, RunConfig(), overwrite=("report",), progress=progress, on_stage=on_stage,
                           before=before)
     scores["pipeline_seconds"] = round(result.seconds, 1)
     scores["stage_seconds"] = {o.stage: round(o.seconds, 1) for o in result.outcomes}

@@ -2,8 +2,9 @@
 
 Order: calibrate, detect, sync, triangulate, fit, export, report. Detection comes before sync so that a take
 without sound can be synchronized from the keypoints' motion; with audio the order does not matter. Each
-stage is the same function its own command calls, so a stage's outputs, report and skip rule are the same
-whether it ran alone or here. ``report/run.json`` records what every stage did on the last run (ran, was up
+stage is run through the stage registry (:mod:`mocap_studio.stages`), the same runner its own command calls
+with the same contract (``run(session, config, overwrite) -> StageReport``), so a stage's outputs, report and
+skip rule are the same whether it ran alone or here. ``report/run.json`` records what every stage did on the last run (ran, was up
 to date, was not needed, failed), how long it took, and the error if one stopped the run.
 
 A failing stage stops the run with a :class:`PipelineError` naming the stage and what to do; everything
@@ -16,19 +17,18 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mocap_studio.common.fileio import write_json_atomic
 from mocap_studio.session import Session
+from mocap_studio.stages import PIPELINE, NotNeeded, Progress, check_session_config
+from mocap_studio.stages import STAGES as REGISTRY
 
 log = logging.getLogger(__name__)
 
-STAGES = ("calibrate", "detect", "sync", "triangulate", "fit", "export", "report")
+STAGES = PIPELINE
 MODELS = ("anny", "smpl", "smplh", "smplx")
-
-Progress = Callable[[str, int, int | None], None]
-"""progress(label, done, total): the current stage's own progress (total None when unknown)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class RunConfig:
 
 @dataclass
 class StageOutcome:
+    """What one stage did in a run."""
+
     stage: str
     status: str
     """"ran", "up to date", "not needed" (with the reason in ``note``), "failed" or "interrupted"."""
@@ -63,13 +65,17 @@ class StageOutcome:
 
 @dataclass
 class RunResult:
+    """What every stage of a run did, in order."""
+
     outcomes: list[StageOutcome] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
+        """Seconds spent in every stage together."""
         return sum(o.seconds for o in self.outcomes)
 
     def by_stage(self) -> dict[str, StageOutcome]:
+        """Stage name -> its outcome."""
         return {o.stage: o for o in self.outcomes}
 
 
@@ -77,19 +83,8 @@ class PipelineError(RuntimeError):
     """A stage failed; the message names the stage, the cause, and says how to resume."""
 
 
-class NotNeeded(Exception):
-    """Raised by a stage step that has nothing to do for this take (the message says why)."""
-
-
-def _written(session: Session, stage: str) -> str | None:
-    report = session.read_stage_report(stage)
-    return None if report is None else f"{report.get('written')}:{report.get('inputs_fingerprint')}"
-
-
-# ---- one step per stage: the same runners the stage commands call ----------------------------------------
-def _calibrate(session: Session, force: bool, progress: Progress | None) -> None:
-    from mocap_studio.stages_calibration import run_session
-
+# ---- when a stage has nothing to do for this take (raise NotNeeded with the reason) -------------------------
+def _calibrate_needed(session: Session) -> None:
     if not session.calibration_sources():
         if session.calibration_path.exists():
             raise NotNeeded(f"no board recordings in {session.calibration_recordings_dir.name}/; "
@@ -98,63 +93,33 @@ def _calibrate(session: Session, force: bool, progress: Progress | None) -> None
             f"{session.root}: neither board recordings ({session.calibration_recordings_dir}/<camera>.mp4) nor a "
             f"calibration file ({session.calibration_path}); record the board with every camera, or copy a "
             "calibration (aniposelib/Pose2Sim TOML) there")
-    run_session(session, force=force, progress=progress)
 
 
-def _detect(session: Session, force: bool, progress: Progress | None) -> None:
-    from mocap_studio.stages_keypoints import run_detect
-
+def _detect_needed(session: Session) -> None:
     if session.keypoints2d_path.exists():
         if session.read_stage_report("import-keypoints"):
             raise NotNeeded("keypoints2d.npz was imported (mocap import-keypoints); not detecting over it")
         if not session.performance_sources():
             raise NotNeeded("no recordings; using the existing keypoints2d.npz")
 
-    def detect_progress(done: int, total: int, fps: float) -> None:
-        if progress:
-            progress(f"detecting keypoints ({fps:.0f} frames/s)", done, total)
 
-    run_detect(session, None, force, detect_progress)
-
-
-def _sync(session: Session, force: bool, progress: Progress | None) -> None:
-    from mocap_studio.stages_capture import run_sync
-
+def _sync_needed(session: Session) -> None:
     if len(session.performance_sources()) < 2:
         raise NotNeeded("fewer than two camera recordings to compare; keypoints taken as synchronized")
     if session.sync_path.exists() and session.read_stage_report("sync") is None:
         raise NotNeeded(f"using the existing {session.sync_path.name} (not written by mocap sync)")
-    run_sync(session, None, force)
 
 
-def _triangulate(session: Session, force: bool, progress: Progress | None) -> None:
-    from mocap_studio.stages_keypoints import run_triangulate
-
-    run_triangulate(session, None, force)
-
-
-def _fit(session: Session, force: bool, progress: Progress | None, model: str = "") -> None:
-    from mocap_studio.stages_body import run_fit
-
-    run_fit(session, {"model": model or None}, force=force)
+NEEDED: dict[str, Callable[[Session], None]] = {
+    "calibrate": _calibrate_needed, "detect": _detect_needed, "sync": _sync_needed,
+}
+"""Stage -> a check that raises NotNeeded when the stage has nothing to do for the take."""
 
 
-def _export(session: Session, force: bool, progress: Progress | None, formats: tuple[str, ...] = (),
-            rig: str = "") -> None:
-    from mocap_studio.stages_export import ExportConfig, run_export
-
-    config = session.stage_config("export", ExportConfig)
-    if formats:
-        config = replace(config, formats=tuple(formats))
-    if rig:
-        config = replace(config, rig=rig)
-    run_export(session, config, overwrite=force)
-
-
-def _report(session: Session, force: bool, progress: Progress | None) -> None:
-    from mocap_studio.report import write_report
-
-    write_report(session, progress=progress)
+def stage_overrides(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """The [run] table's settings as overrides of the stages' own tables (empty values keep theirs)."""
+    return {"fit": {"model": config.model or None},
+            "export": {"formats": tuple(config.formats) or None, "rig": config.rig or None}}
 
 
 def _explain(error: BaseException) -> str:
@@ -173,27 +138,23 @@ def _explain(error: BaseException) -> str:
 def run_pipeline(
     session: Session,
     config: RunConfig | None = None,
-    force: tuple[str, ...] = (),
+    overwrite: tuple[str, ...] = (),
     progress: Progress | None = None,
     on_stage: Callable[[StageOutcome], None] | None = None,
     before: Callable[[str, RunResult], None] | None = None,
 ) -> RunResult:
     """Run the chosen stages of ``session`` in order; returns what each did.
 
-    ``force`` names stages to redo even when up to date; ``before(stage, result so far)`` is called before
-    each stage runs. Raises :class:`PipelineError` when a stage fails
-    (after writing ``report/run.json``); a KeyboardInterrupt is recorded there too and passed on.
+    ``overwrite`` names stages to redo even when up to date; ``before(stage, result so far)`` is called before
+    each stage runs. Every table of session.toml is checked first (an unknown table or key stops the run before
+    anything runs). Raises :class:`PipelineError` when a stage fails (after writing ``report/run.json``); a
+    KeyboardInterrupt is recorded there too and passed on.
     """
-    if not session.root.is_dir():
-        raise FileNotFoundError(f"{session.root}: no such session folder")
+    session.require()
+    check_session_config(session)
     if config is None:
         config = session.stage_config("run", RunConfig)
-    steps: dict[str, Callable[..., None]] = {
-        "calibrate": _calibrate, "detect": _detect, "sync": _sync, "triangulate": _triangulate,
-        "fit": lambda s, f, p: _fit(s, f, p, config.model),
-        "export": lambda s, f, p: _export(s, f, p, config.formats, config.rig),
-        "report": _report,
-    }
+    overrides = stage_overrides(config)
     chosen = [s for s in STAGES if s in config.stages]
     result = RunResult()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -208,12 +169,14 @@ def run_pipeline(
 
     for i, stage in enumerate(chosen, 1):
         log.info("[%d/%d] %s", i, len(chosen), stage)
-        previous = _written(session, stage)
         t0 = time.perf_counter()
         try:
             if before:
                 before(stage, result)
-            steps[stage](session, stage in force, progress)
+            NEEDED.get(stage, lambda s: None)(session)
+            spec = REGISTRY[stage]
+            stage_config = spec.load_config(session, overrides.get(stage))
+            report = spec.run(session, stage_config, stage in overwrite, progress=progress)
         except NotNeeded as e:
             outcome = StageOutcome(stage, "not needed", time.perf_counter() - t0, str(e))
         except KeyboardInterrupt:
@@ -232,8 +195,7 @@ def run_pipeline(
                 f"stage '{stage}' failed: {message}\n{kept}; fix this and run `mocap run {session.root}` again "
                 f"to resume at '{stage}'") from e
         else:
-            after = _written(session, stage)
-            status = "up to date" if previous is not None and after == previous and stage not in force else "ran"
+            status = "up to date" if report.skipped else "ran"
             outcome = StageOutcome(stage, status, time.perf_counter() - t0)
         result.outcomes.append(outcome)
         record()
@@ -247,5 +209,5 @@ def run_figures(session: Session) -> dict[str, Any]:
     return session.read_stage_report("run") or {}
 
 
-__all__ = ["MODELS", "STAGES", "NotNeeded", "PipelineError", "RunConfig", "RunResult", "StageOutcome",
+__all__ = ["MODELS", "NEEDED", "STAGES", "NotNeeded", "PipelineError", "RunConfig", "RunResult", "StageOutcome",
            "run_figures", "run_pipeline"]

@@ -8,6 +8,7 @@ Layout (DESIGN.md)::
     calibration/<camera>.<ext>  or calibration/<camera>/...   the board recordings
     calibration.toml            the camera rig (aniposelib/Pose2Sim TOML)
     sync.json, keypoints2d.npz, keypoints3d.npz, body.npz
+    keypoints2d_synced.npz      the 2D keypoints triangulation used, on the take's one timeline (fit, report)
     export/                     exported files
     report/<stage>.json         each stage's report; report/index.html the take report
     truth/                      a synthetic take's known truth (``mocap synth``); no stage reads it
@@ -50,7 +51,7 @@ class SessionConfig:
 
 @dataclass(frozen=True)
 class StageReport:
-    """What a stage did: written to ``report/<stage>.json``."""
+    """What a stage did: written to ``report/<stage>.json``; every stage runner returns one."""
 
     stage: str
     inputs_fingerprint: str
@@ -58,6 +59,19 @@ class StageReport:
     figures: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    skipped: bool = False
+    """True when the stage was up to date and did not run (this is its previous report); not written."""
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any], skipped: bool = False) -> StageReport:
+        """A report read back from ``report/<stage>.json``."""
+        return cls(str(data.get("stage", "")), str(data.get("inputs_fingerprint", "")),
+                   tuple(data.get("outputs", ())), dict(data.get("figures", {})), tuple(data.get("warnings", ())),
+                   float(data.get("seconds", 0.0)), skipped)
+
+
+class NotASessionError(FileNotFoundError):
+    """A folder that holds nothing of a take (no session.toml, recordings, calibration or stage outputs)."""
 
 
 class Session:
@@ -65,6 +79,7 @@ class Session:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
+        self._raw: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"Session({str(self.root)!r})"
@@ -112,6 +127,11 @@ class Session:
         return self.root / "keypoints2d.npz"
 
     @property
+    def keypoints2d_synced_path(self) -> Path:
+        """The 2D keypoints triangulation used, on the take's one timeline (written by ``mocap triangulate``)."""
+        return self.root / "keypoints2d_synced.npz"
+
+    @property
     def keypoints3d_path(self) -> Path:
         return self.root / "keypoints3d.npz"
 
@@ -134,22 +154,66 @@ class Session:
         """Pictures and side files of one stage's report (``report/<stage>/``)."""
         return self.report_dir / stage
 
+    # ---- what the folder is
+    def is_session(self) -> bool:
+        """True when the folder holds anything of a take: session.toml, recordings, a calibration or any stage's
+        output."""
+        marks = (self.config_path, self.videos_dir, self.images_dir, self.calibration_recordings_dir,
+                 self.calibration_path, self.sync_path, self.keypoints2d_path, self.keypoints3d_path, self.body_path,
+                 self.report_dir)
+        return any(p.exists() for p in marks)
+
+    def require(self) -> Session:
+        """This session, after checking that its folder is a take's; raises NotASessionError otherwise."""
+        if not self.root.is_dir():
+            raise NotASessionError(f"{self.root}: no such session folder; give the take's folder")
+        if not self.is_session():
+            raise NotASessionError(
+                f"{self.root} is not a session folder (no {self.config_path.name}, {self.videos_dir.name}/, "
+                f"{self.images_dir.name}/, {self.calibration_recordings_dir.name}/, {self.calibration_path.name} or "
+                f"{self.keypoints2d_path.name}); give the take's folder, or start one with `mocap record`, "
+                "`mocap synth` or `mocap import-keypoints`")
+        return self
+
     # ---- configuration
     def raw_config(self) -> dict[str, Any]:
+        """session.toml as parsed (every table known, see ``stages.TABLES``); {} when there is none."""
         if not self.config_path.exists():
             return {}
-        return load_toml(self.config_path)
+        stat = self.config_path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._raw is None or self._raw[0] != stamp:
+            from mocap_studio.stages import check_tables
+
+            raw = load_toml(self.config_path)
+            check_tables(raw, self.config_path)
+            self._raw = (stamp, raw)
+        return self._raw[1]
 
     def config(self) -> SessionConfig:
+        """The ``[session]`` table; the take's name defaults to the folder's name."""
         raw = self.raw_config().get("session", {})
         cfg = config_from_mapping(SessionConfig, raw, f"{self.config_path} [session]")
         return cfg if cfg.name else SessionConfig(**{**cfg.__dict__, "name": self.root.name})
 
-    def stage_config(self, stage: str, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
-        """The stage's config: its table in session.toml, then ``overrides`` (e.g. from the command line)."""
-        raw = dict(self.raw_config().get(stage, {}))
-        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return config_from_mapping(cls, raw, f"{self.config_path} [{stage}]")
+    def stage_config(self, stage: str, cls: type[T], overrides: dict[str, Any] | None = None,
+                     options: dict[str, str] | None = None) -> T:
+        """The stage's config: its table in session.toml, then ``overrides`` (e.g. from the command line).
+
+        A bad value in the table is blamed on session.toml; a bad override on its command-line option
+        (``options`` maps a key to the option's text; default ``--key-with-dashes``).
+        """
+        table = dict(self.raw_config().get(stage, {}))
+        config = config_from_mapping(cls, table, f"{self.config_path} [{stage}]")
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if not given:
+            return config
+        merged = dict(table)
+        for key, value in given.items():
+            option = (options or {}).get(key, "--" + key.replace("_", "-"))
+            merged[key] = value
+            config = config_from_mapping(cls, merged, option)
+        return config
 
     def board_path(self) -> Path | str:
         """The board definition named in session.toml: a path if it names a file, else a preset name."""
@@ -234,5 +298,10 @@ class Session:
         return write_json_atomic(self.stage_report_path(report.stage), data)
 
     def read_stage_report(self, stage: str) -> dict[str, Any] | None:
+        """``report/<stage>.json`` as written, or None when the stage never ran."""
         path = self.stage_report_path(stage)
         return json.loads(path.read_text()) if path.exists() else None
+
+    def previous_report(self, stage: str) -> StageReport:
+        """The stage's last report, marked ``skipped`` (what a runner returns when it is up to date)."""
+        return StageReport.from_record(self.read_stage_report(stage) or {"stage": stage}, skipped=True)

@@ -1,5 +1,7 @@
-"""The body stage runner: read keypoints3d.npz, fit the body, write body.npz, the rest mesh, measurements
-and the stage report. Thin: the work is in ``reconstruction.body``."""
+"""The body stage runner: read keypoints3d.npz (and the synchronized 2D keypoints triangulation used), fit the
+body, write body.npz, the rest mesh, measurements and the stage report. Thin: the work is in
+``reconstruction.body``. :func:`load_body_model` is the project's one body model factory (fit, export,
+report and demo use it)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from mocap_studio.common.cache import project_cache_dir
 from mocap_studio.common.fileio import write_json_atomic
+from mocap_studio.inputs import read_keypoints3d, read_rig, read_synced_keypoints2d
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
 from mocap_studio.reconstruction.body.io import save_body_npz, write_obj, write_ply
 from mocap_studio.reconstruction.body.measurements import measure_body
 from mocap_studio.reconstruction.filtering import runs
-from mocap_studio.reconstruction.keypoints import Keypoints3D, load_keypoints3d
+from mocap_studio.reconstruction.keypoints import Keypoints3D
 from mocap_studio.session import Session, StageReport
+from mocap_studio.stages import Progress
 
 if TYPE_CHECKING:
     from mocap_studio.calibration.camera import CameraRig
@@ -27,15 +31,28 @@ logger = logging.getLogger(__name__)
 STAGE = "fit"
 
 
-def load_body_model(cfg: FitConfig):  # noqa: ANN201
-    if cfg.model == "anny":
+def load_body_model(name: str = "anny", gender: str = "neutral", model_dir: str | Path = "",
+                    num_betas: int | None = None):  # noqa: ANN201 - a BodyModel
+    """The body model named ``name``: "anny" (built in), or "smpl", "smplh", "smplx" from the user's model files
+    in ``model_dir`` (default ``<repo>/.cache/body_models``) with ``num_betas`` shape coefficients (default the
+    loader's)."""
+    if name == "anny":
         from mocap_studio.reconstruction.body.anny_model import AnnyBody
 
         return AnnyBody()
+    if name not in ("smpl", "smplh", "smplx"):
+        raise ValueError(f"unknown body model {name!r}; expected anny, smpl, smplh or smplx")
     from mocap_studio.reconstruction.body.smpl_model import load_smpl
 
-    model_dir = Path(cfg.model_dir) if cfg.model_dir else project_cache_dir() / "body_models"
-    return load_smpl(model_dir, cfg.model, cfg.gender, cfg.num_betas)
+    folder = Path(model_dir) if model_dir else project_cache_dir() / "body_models"
+    if num_betas is None:
+        return load_smpl(folder, name, gender)
+    return load_smpl(folder, name, gender, num_betas)
+
+
+def fit_body_model(cfg: FitConfig):  # noqa: ANN201 - a BodyModel
+    """The body model a fit config names (its model, gender, model folder and shape coefficients)."""
+    return load_body_model(cfg.model, cfg.gender, cfg.model_dir, cfg.num_betas)
 
 
 def empty_runs(valid: np.ndarray, frame_times: np.ndarray) -> list[str]:
@@ -48,16 +65,15 @@ def empty_runs(valid: np.ndarray, frame_times: np.ndarray) -> list[str]:
 
 
 def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tuple[CameraRig | None, Keypoints2D | None]:
-    """The rig and the 2D keypoints on the 3D keypoints' timeline, for the fit's reprojection term; (None,
-    None) when the session has no 2D keypoints or calibration (imported 3D keypoints), or they do not line
-    up with the 3D keypoints (a warning says so)."""
-    from mocap_studio.reconstruction.keypoints import Keypoints2D
-    from mocap_studio.stages_keypoints import camera_frame_times, read_rig, synchronize_keypoints
-
-    if not (session.keypoints2d_path.exists() and session.calibration_path.exists()):
+    """The rig and the 2D keypoints triangulation used (keypoints2d_synced.npz, on the 3D keypoints' timeline),
+    for the fit's reprojection term; (None, None) when the session has no such keypoints or no calibration
+    (imported 3D keypoints), or they do not line up with the 3D keypoints (a warning says so)."""
+    if not (session.keypoints2d_synced_path.exists() and session.calibration_path.exists()):
+        if session.keypoints2d_path.exists() and session.calibration_path.exists():
+            warnings.append(f"{session.keypoints2d_synced_path.name} is missing: fitted to the 3D keypoints only; "
+                            f"run `mocap triangulate {session.root} --overwrite` to write it")
         return None, None
-    kp2d = Keypoints2D.load(session.keypoints2d_path, cameras=list(session.config().cameras) or None)
-    kp2d, _ = synchronize_keypoints(session, kp2d, camera_frame_times(session, kp2d), [])
+    kp2d = read_synced_keypoints2d(session).keypoints
     rig = read_rig(session)
     same_times = kp2d.num_frames == kp.num_frames and np.allclose(kp2d.frame_times, kp.frame_times, atol=1e-4)
     if kp2d.skeleton != kp.skeleton or not same_times or not any(c in rig for c in kp2d.camera_names):
@@ -70,21 +86,24 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
     return rig, kp2d
 
 
-def run_fit(session: Session, overrides: dict | None = None, force: bool = False, meshes: bool = False) -> Path:
-    """Fit the body for ``session``; returns the body.npz path."""
-    cfg = session.stage_config(STAGE, FitConfig, overrides)
+def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool = False, *,
+            progress: Progress | None = None, meshes: bool = False) -> StageReport:
+    """Fit the body for ``session`` -> body.npz, body_rest.obj/.ply, measurements.json (and with ``meshes`` one
+    OBJ per frame under export/meshes/). ``config`` None reads session.toml's [fit]."""
+    session.require()
+    cfg = config or session.stage_config(STAGE, FitConfig)
     outputs = [session.body_path, session.root / "body_rest.obj", session.root / "body_rest.ply",
                session.root / "measurements.json"]
     if not session.keypoints3d_path.exists():
-        raise FileNotFoundError(f"{session.keypoints3d_path}: no 3D keypoints; run triangulation first")
-    views = [session.keypoints2d_path, session.calibration_path, session.sync_path] if cfg.reprojection else []
+        raise FileNotFoundError(f"{session.keypoints3d_path} is missing; run `mocap triangulate {session.root}` first")
+    views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection else []
     fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**asdict(cfg), "meshes": meshes})
-    if not force and session.is_up_to_date(STAGE, fp, outputs):
-        logger.info("fit: up to date (use --force to redo)")
-        return session.body_path
+    if not overwrite and session.is_up_to_date(STAGE, fp, outputs):
+        logger.info("fit: up to date (use --overwrite to redo)")
+        return session.previous_report(STAGE)
     start = time.monotonic()
-    model = load_body_model(cfg)
-    kp = load_keypoints3d(session.keypoints3d_path)
+    kp = read_keypoints3d(session)
+    model = fit_body_model(cfg)
     rate = session.config().frame_rate or None
     warnings: list[str] = []
     rig, kp2d = _camera_views(session, kp, warnings) if cfg.reprojection else (None, None)
@@ -103,8 +122,9 @@ def run_fit(session: Session, overrides: dict | None = None, force: bool = False
     warnings += empty_runs(kp.valid, kp.frame_times)
     for w in warnings:
         logger.warning("fit: %s", w)
-    session.write_stage_report(StageReport(
+    report = StageReport(
         STAGE, fp, tuple(str(o) for o in outputs), {**motion.figures, "measurements": meas.to_json()},
         tuple(warnings), seconds=time.monotonic() - start,
-    ))
-    return session.body_path
+    )
+    session.write_stage_report(report)
+    return report

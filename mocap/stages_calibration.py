@@ -9,7 +9,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,10 @@ from mocap_studio.calibration.plots import coverage_picture, residuals_picture, 
 from mocap_studio.common.config import config_from_mapping, config_to_mapping, load_toml
 from mocap_studio.common.fileio import fingerprint, save_npz_atomic, write_json_atomic
 from mocap_studio.session import Session, StageReport
+from mocap_studio.stages import Progress
 
 log = logging.getLogger(__name__)
 STAGE = "calibrate"
-
-Progress = Callable[[str, int, int | None], None]
-"""progress(task, done, total): a task label (e.g. the camera), work done, and the total if known."""
 
 
 @dataclass(frozen=True)
@@ -245,16 +243,20 @@ def load_stage_config(path: Path | None, overrides: Mapping | None = None, raw: 
     return config_from_mapping(CalibrationConfig, data, str(path or "calibrate config"))
 
 
-def run_session(session: Session, force: bool = False, overrides: Mapping | None = None,
-                intrinsics_file: Path | None = None, progress: Progress | None = None) -> CalibrateOutcome:
-    """Calibrate a session from ``calibration/<camera>.*``; skipped when inputs and settings are unchanged."""
+def run_calibrate(session: Session, config: CalibrationConfig | None = None, overwrite: bool = False, *,
+                  progress: Progress | None = None, intrinsics_file: Path | None = None,
+                  force: bool = False) -> StageReport:
+    """Calibrate a session from ``calibration/<camera>.*`` -> calibration.toml; skipped when inputs and settings
+    are unchanged (unless ``overwrite``). A calibration.toml this stage did not write is replaced only with
+    ``force`` (a .bak copy is kept). ``config`` None reads session.toml's [calibrate]."""
+    session.require()
     sources = session.calibration_sources()
     if not sources:
         raise FileNotFoundError(
             f"{session.calibration_recordings_dir}: no board recordings; put one video (<camera>.mp4) or image "
             "folder (<camera>/) per camera there, or use 'mocap calibrate --board ... --camera NAME=PATH'"
         )
-    config = session.stage_config(STAGE, CalibrationConfig, dict(overrides or {}))
+    config = config or session.stage_config(STAGE, CalibrationConfig)
     board_ref = session.board_path()
     board = load_board(board_ref)
     settings = {"config": config_to_mapping(config), "board": dataclasses.asdict(board) | {"source": None}}
@@ -263,16 +265,16 @@ def run_session(session: Session, force: bool = False, overrides: Mapping | None
         inputs.append(Path(intrinsics_file))
     key = session.inputs_fingerprint(inputs, settings)
     out = session.calibration_path
-    if not force and session.is_up_to_date(STAGE, key, [out]):
-        log.info("calibration is up to date (%s); use --force to redo it", out)
-        return CalibrateOutcome(out, session.stage_report_path(STAGE), None, True)
+    if not overwrite and session.is_up_to_date(STAGE, key, [out]):
+        log.info("calibration is up to date (%s); use --overwrite to redo it", out)
+        return session.previous_report(STAGE)
     _check_overwrite(out, session, force)
     start = time.perf_counter()
     known = {c.name: c for c in read_calibration(intrinsics_file)} if intrinsics_file else None
     result, figures = calibrate_sources(sources, board, out, session.stage_asset_dir(STAGE), config, known, progress)
     report = StageReport(STAGE, key, (str(out),), figures, result.warnings, time.perf_counter() - start)
-    path = session.write_stage_report(report)
-    return CalibrateOutcome(out, path, result, False)
+    session.write_stage_report(report)
+    return report
 
 
 def run_explicit(sources: Mapping[str, Path], board_ref: str, out: Path, force: bool = False,

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from mocap_studio.capture.frames import CameraSource, FrameSourceError, probe
 from mocap_studio.capture.record import RecordConfig, read_timestamps, record
@@ -27,6 +26,7 @@ from mocap_studio.capture.sync import (
 )
 from mocap_studio.common.config import config_to_mapping
 from mocap_studio.session import Session, StageReport
+from mocap_studio.stages import Progress
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,15 @@ __all__ = ["run_record", "run_sync"]
 
 
 def run_record(
-    session: Session, devices: Mapping[str, str], overrides: dict[str, Any] | None = None, overwrite: bool = False
-) -> dict[str, Any]:
-    """Record live cameras (camera name -> USB index or URL) into ``videos/<camera>.mp4`` + timestamps."""
+    session: Session, devices: Mapping[str, str], config: RecordConfig | None = None, overwrite: bool = False
+) -> StageReport:
+    """Record live cameras (camera name -> USB index or URL) into ``videos/<camera>.mp4`` + timestamps.
+
+    ``config`` None reads session.toml's [record]. The report's figures hold per camera ("cameras") the frames,
+    measured rate and dropped frames."""
     if not devices:
         raise ValueError("no cameras given: add --camera NAME=DEVICE (e.g. --camera cam_0=0)")
-    config = session.stage_config("record", RecordConfig, overrides)
+    config = config or session.stage_config("record", RecordConfig)
     videos = {c: session.videos_dir / f"{c}.mp4" for c in devices}
     stamps = {c: session.timestamps_path(c) for c in devices}
     existing = [str(p) for p in videos.values() if p.exists()]
@@ -65,11 +68,10 @@ def run_record(
     warnings = [f"camera {c}: {s.dropped_frames} dropped frame(s)" for c, s in stats.items() if s.dropped_frames]
     warnings += [s.error for s in stats.values() if s.error]
     outputs = [p for c in stats for p in (videos[c], stamps[c]) if p.exists()]
-    session.write_stage_report(
-        StageReport("record", "", tuple(str(p) for p in outputs), {"cameras": figures, "stopped_by_user": interrupted,
-                    "config": config_to_mapping(config)}, tuple(warnings), time.monotonic() - t0)
-    )
-    return figures
+    report = StageReport("record", "", tuple(str(p) for p in outputs), {"cameras": figures, "stopped_by_user":
+                         interrupted, "config": config_to_mapping(config)}, tuple(warnings), time.monotonic() - t0)
+    session.write_stage_report(report)
+    return report
 
 
 def _audio_source(session: Session, camera: str, video: Path) -> Path:
@@ -87,12 +89,12 @@ def _try_audio(session: Session, sources: dict[str, Path], config: SyncConfig) -
 
 
 def _try_keypoints(session: Session, sources: dict[str, Path], config: SyncConfig) -> dict[str, CameraOffset]:
-    from mocap_studio.reconstruction.keypoints import load_keypoints2d
+    from mocap_studio.inputs import read_keypoints2d
     from mocap_studio.stages_keypoints import camera_frame_times
 
     if not session.keypoints2d_path.exists():
         raise SyncError(f"{session.keypoints2d_path}: no 2D keypoints to synchronize by motion; run `mocap detect` first")
-    kp = load_keypoints2d(session.keypoints2d_path, list(sources))
+    kp = read_keypoints2d(session, list(sources))
     times = camera_frame_times(session, kp)  # each camera at its own rate (30 and 60 fps in one take)
     xy = {c: kp.xy[i, : len(times[c])] for i, c in enumerate(kp.camera_names)}
     conf = {c: kp.confidence[i, : len(times[c])] for i, c in enumerate(kp.camera_names)}
@@ -116,11 +118,16 @@ def _try_timestamps(session: Session, sources: dict[str, Path], config: SyncConf
 _METHODS = {"audio": _try_audio, "keypoints": _try_keypoints, "flash": _try_flash, "timestamps": _try_timestamps}
 
 
-def run_sync(session: Session, overrides: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+def run_sync(session: Session, config: SyncConfig | None = None, overwrite: bool = False, *,
+             progress: Progress | None = None) -> StageReport:
     """Estimate every camera's offset with the first of ``[sync] methods`` that works for all cameras
-    (default: audio, then keypoints2d.npz), write sync.json and report/sync.json."""
+    (default: audio, then keypoints2d.npz), write sync.json and report/sync.json.
+
+    ``config`` None reads session.toml's [sync]. The report's figures hold per camera ("cameras") the offset in
+    seconds and frames, the confidence and the method."""
     t0 = time.monotonic()
-    config = session.stage_config("sync", SyncConfig, overrides)
+    session.require()
+    config = config or session.stage_config("sync", SyncConfig)
     sources = session.performance_sources()
     if len(sources) < 2:
         raise FileNotFoundError(f"{session.videos_dir}: found {len(sources)} camera(s); synchronizing needs two or more")
@@ -134,7 +141,7 @@ def run_sync(session: Session, overrides: dict[str, Any] | None = None, overwrit
     fingerprint = session.inputs_fingerprint([p for p in inputs if p.exists()], config_to_mapping(config))
     if not overwrite and session.is_up_to_date("sync", fingerprint, [session.sync_path]):
         log.info("sync: inputs unchanged since the last run; skipping (use --overwrite to redo)")
-        return (session.read_stage_report("sync") or {}).get("figures", {}).get("cameras", {})
+        return session.previous_report("sync")
     failures: list[str] = []
     offsets: dict[str, CameraOffset] | None = None
     for method in config.methods:
@@ -154,8 +161,7 @@ def run_sync(session: Session, overrides: dict[str, Any] | None = None, overwrit
                    "confidence": o.confidence, "method": o.method} for c, o in offsets.items()}
     weak = [(c, o.confidence) for c, o in offsets.items() if o.confidence < config.min_confidence]
     warnings = [f"camera {c}: weak match ({conf:.2f})" for c, conf in weak]
-    session.write_stage_report(
-        StageReport("sync", fingerprint, (str(session.sync_path),), {"cameras": figures, "tried": failures},
-                    tuple(warnings), time.monotonic() - t0)
-    )
-    return figures
+    report = StageReport("sync", fingerprint, (str(session.sync_path),), {"cameras": figures, "tried": failures},
+                         tuple(warnings), time.monotonic() - t0)
+    session.write_stage_report(report)
+    return report

@@ -15,46 +15,60 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from mocap_studio.calibration.camera import CameraRig
 from mocap_studio.capture.frames import FrameSourceError, probe
-from mocap_studio.capture.sync import SyncError, read_sync
+from mocap_studio.capture.sync import SyncError
 from mocap_studio.common.config import config_to_mapping
 from mocap_studio.common.fileio import fingerprint as fingerprint_files
 from mocap_studio.common.order import natural_key
+from mocap_studio.inputs import read_keypoints2d, read_rig
+from mocap_studio.inputs import read_sync as read_sync_file
 from mocap_studio.reconstruction.associate import AssociationConfig, associate
 from mocap_studio.reconstruction.detect2d import DetectionConfig, detect_sources
 from mocap_studio.reconstruction.filtering import FilterConfig, smooth
 from mocap_studio.reconstruction.importers import import_keypoints
-from mocap_studio.reconstruction.keypoints import Detections2D, Keypoints2D, Keypoints3D
+from mocap_studio.reconstruction.keypoints import (
+    Detections2D,
+    Keypoints2D,
+    Keypoints3D,
+    SynchronizedKeypoints2D,
+    save_synchronized_keypoints2d,
+)
 from mocap_studio.reconstruction.timeline import common_timeline, resample_series
 from mocap_studio.reconstruction.triangulate import TriangulationConfig, triangulate_with_diagnostics
 from mocap_studio.session import Session, StageReport
+from mocap_studio.stages import Progress
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "run_detect", "run_import_keypoints", "run_triangulate", "keypoints2d_figures", "keypoints3d_figures",
-    "camera_frame_times", "synchronize_keypoints",
+    "ImportConfig", "read_rig", "run_detect", "run_import_keypoints", "run_triangulate", "keypoints2d_figures",
+    "keypoints3d_figures", "camera_frame_times", "synchronize_keypoints",
 ]
 
 
-def read_rig(session: Session) -> CameraRig:
-    from mocap_studio.calibration.formats import read_toml
+@dataclass(frozen=True)
+class ImportConfig:
+    """The ``[import-keypoints]`` table of session.toml: where another detector's 2D keypoints are."""
 
-    if not session.calibration_path.exists():
-        raise FileNotFoundError(f"{session.calibration_path}: no calibration; run `mocap calibrate` first")
-    return read_toml(session.calibration_path)
+    source: str = ""
+    """A folder with one entry per camera (OpenPose/MMPose/EasyMocap), or an npz file; relative to the session."""
+    format: str = ""
+    """The detector's file format (see ``reconstruction.importers.FORMATS``)."""
+    skeleton: str = ""
+    """Skeleton of the files; empty guesses it from the joint count."""
+    cameras: tuple[str, ...] = ()
+    """Cameras to import, by name; empty takes session.toml's cameras, else every camera found."""
 
 
-def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], overwrite: bool) -> dict | None:
+def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], overwrite: bool) -> StageReport | None:
     if not overwrite and session.is_up_to_date(stage, fingerprint, outputs):
         log.info("%s: inputs unchanged since the last run; skipping (use --overwrite to redo)", stage)
-        return session.read_stage_report(stage)
+        return session.previous_report(stage)
     return None
 
 
@@ -133,14 +147,15 @@ def recording_warnings(session: Session, sources: dict[str, Path]) -> list[str]:
 
 
 def run_detect(
-    session: Session,
-    overrides: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> dict | StageReport:
-    """Detect keypoints in every camera's recording and choose the performer -> keypoints2d.npz."""
+    session: Session, config: DetectionConfig | None = None, overwrite: bool = False, *,
+    progress: Progress | None = None,
+) -> StageReport:
+    """Detect keypoints in every camera's recording and choose the performer -> keypoints2d.npz.
+
+    ``config`` None reads session.toml's [detect]; ``progress(label, done, total)`` counts detection jobs."""
     t0 = time.perf_counter()
-    config = session.stage_config("detect", DetectionConfig, overrides)
+    session.require()
+    config = config or session.stage_config("detect", DetectionConfig)
     if not config.frame_rate and session.config().frame_rate:
         config = DetectionConfig(**{**config_to_mapping(config), "frame_rate": session.config().frame_rate})
     sources = session.performance_sources()
@@ -154,7 +169,11 @@ def run_detect(
     warnings: list[str] = recording_warnings(session, sources)
     for w in warnings:
         log.warning("%s", w)
-    detections = detect_sources(sources, config, progress=progress)
+    def detect_progress(done: int, total: int, fps: float) -> None:
+        if progress:
+            progress(f"detecting keypoints ({fps:.0f} frames/s)", done, total)
+
+    detections = detect_sources(sources, config, progress=detect_progress)
     seconds = time.perf_counter() - t0
     kp = _choose_performer(session, detections, warnings)
     frames = detections.xy.shape[0] * detections.xy.shape[1]
@@ -189,16 +208,20 @@ def import_sources(source: Path, cameras: list[str] | None, fmt: str) -> dict[st
 
 
 def run_import_keypoints(
-    session: Session,
-    source: Path,
-    fmt: str,
-    skeleton: str | None = None,
-    cameras: list[str] | None = None,
-    overwrite: bool = False,
-) -> dict | StageReport:
-    """Read another detector's output -> keypoints2d.npz (choosing the performer among several people)."""
+    session: Session, config: ImportConfig | None = None, overwrite: bool = False, *,
+    progress: Progress | None = None,
+) -> StageReport:
+    """Read another detector's output -> keypoints2d.npz (choosing the performer among several people).
+
+    ``config`` None reads session.toml's [import-keypoints] (its source and format must be set)."""
     t0 = time.perf_counter()
-    cameras = cameras or list(session.config().cameras) or None
+    config = config or session.stage_config("import-keypoints", ImportConfig)
+    if not config.source or not config.format:
+        raise ValueError(f"import-keypoints needs a source and a format: give SOURCE --format F, or set source and "
+                         f"format in {session.config_path} [import-keypoints]")
+    source = session.root / config.source  # an absolute source stays as it is
+    fmt, skeleton = config.format, config.skeleton or None
+    cameras = list(config.cameras) or list(session.config().cameras) or None
     sources = import_sources(source, cameras, fmt)
     settings = {"format": fmt, "skeleton": skeleton, "cameras": list(sources)}
     # the source usually lies outside the session: fingerprint its files by absolute path
@@ -353,7 +376,7 @@ def synchronize_keypoints(
     )
     info: dict[str, Any] = {"applied": False, "sync_file": None}
     if session.sync_path.exists():
-        found = read_sync(session.sync_path)
+        found = read_sync_file(session)
         missing = [c for c in names if c not in found]
         if missing:
             raise SyncError(
@@ -406,29 +429,31 @@ def synchronize_keypoints(
 
 
 def run_triangulate(
-    session: Session, overrides: dict[str, Any] | None = None, overwrite: bool = False,
-    filter_overrides: dict[str, Any] | None = None,
-) -> dict | StageReport:
-    """keypoints2d.npz + calibration.toml -> keypoints3d.npz (robust triangulation, then the filter)."""
+    session: Session, config: TriangulationConfig | None = None, overwrite: bool = False, *,
+    progress: Progress | None = None, filter_config: FilterConfig | None = None,
+) -> StageReport:
+    """keypoints2d.npz + calibration.toml [+ sync.json] -> keypoints3d.npz (robust triangulation, then the
+    filter) and keypoints2d_synced.npz (the 2D keypoints it used, on the take's one timeline).
+
+    ``config`` None reads session.toml's [triangulate]; ``filter_config`` None its [filter]."""
     t0 = time.perf_counter()
-    config = session.stage_config("triangulate", TriangulationConfig, overrides)
-    filter_config = session.stage_config("filter", FilterConfig, filter_overrides)
-    if not session.keypoints2d_path.exists():
-        raise FileNotFoundError(
-            f"{session.keypoints2d_path}: no 2D keypoints; run `mocap detect` or `mocap import-keypoints` first"
-        )
-    selected = list(session.config().cameras) or None
-    kp = Keypoints2D.load(session.keypoints2d_path, cameras=selected)
+    session.require()
+    config = config or session.stage_config("triangulate", TriangulationConfig)
+    filter_config = filter_config or session.stage_config("filter", FilterConfig)
+    kp = read_keypoints2d(session)
     camera_times = camera_frame_times(session, kp)
     settings = {"triangulate": config_to_mapping(config), "filter": config_to_mapping(filter_config),
                 "camera_frames": {c: [len(t), _rate(t)] for c, t in camera_times.items()}}
     inputs = [session.keypoints2d_path, session.calibration_path, session.sync_path]  # a new sync re-runs
     fingerprint = session.inputs_fingerprint(inputs, settings)
-    skipped = _skip(session, "triangulate", fingerprint, [session.keypoints3d_path], overwrite)
+    outputs = [session.keypoints3d_path, session.keypoints2d_synced_path]
+    skipped = _skip(session, "triangulate", fingerprint, outputs, overwrite)
     if skipped is not None:
         return skipped
     warnings: list[str] = []
     kp, sync_info = synchronize_keypoints(session, kp, camera_times, warnings)
+    offsets = {c: float(sync_info.get("per_camera", {}).get(c, {}).get("offset_s", 0.0)) for c in kp.camera_names}
+    synced = SynchronizedKeypoints2D(kp, camera_times, offsets)
     rig = read_rig(session)
     try:
         k3, diag = triangulate_with_diagnostics(rig, kp, config)
@@ -456,7 +481,8 @@ def run_triangulate(
         long_gaps=[{"joint": j, "first_frame": s, "frames": n} for j, s, n in diag.long_gaps], sync=sync_info,
     )
     filtered.save(session.keypoints3d_path)
-    report = StageReport("triangulate", fingerprint, (str(session.keypoints3d_path),), figures,
+    save_synchronized_keypoints2d(session.keypoints2d_synced_path, synced)
+    report = StageReport("triangulate", fingerprint, tuple(str(p) for p in outputs), figures,
                          tuple(warnings[:50]), time.perf_counter() - t0)
     session.write_stage_report(report)
     log.info(

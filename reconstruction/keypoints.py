@@ -22,6 +22,9 @@ __all__ = [
     "KeypointFileError",
     "load_keypoints2d",
     "load_keypoints3d",
+    "SynchronizedKeypoints2D",
+    "load_synchronized_keypoints2d",
+    "save_synchronized_keypoints2d",
 ]
 
 FILE_VERSION = 1
@@ -341,3 +344,61 @@ def load_keypoints2d(path: str | Path, cameras: Sequence[str] | None = None) -> 
 
 def load_keypoints3d(path: str | Path, cameras: Sequence[str] | None = None) -> Keypoints3D:
     return Keypoints3D.load(path, cameras)
+
+
+@dataclass(frozen=True, eq=False)
+class SynchronizedKeypoints2D:
+    """The 2D keypoints triangulation used (``keypoints2d_synced.npz``): every camera on the take's one timeline.
+
+    keypoints: xy (C, N, J, 2) and confidence (C, N, J) on the common timeline ``keypoints.frame_times`` (N,).
+    camera_times: camera name -> (T_c,) that camera's own frame times (its clock) before resampling.
+    offsets_s: camera name -> offset onto the common clock (common_time = camera_time + offset_s).
+    """
+
+    keypoints: Keypoints2D
+    camera_times: dict[str, np.ndarray]
+    offsets_s: dict[str, float]
+
+    def __post_init__(self) -> None:
+        names = list(self.keypoints.camera_names)
+        if sorted(self.camera_times) != sorted(names) or sorted(self.offsets_s) != sorted(names):
+            raise ValueError(f"camera_times and offsets_s must name the cameras {names}, got "
+                             f"{sorted(self.camera_times)} and {sorted(self.offsets_s)}")
+
+
+def save_synchronized_keypoints2d(path: str | Path, synced: SynchronizedKeypoints2D) -> Path:
+    """Write ``keypoints2d_synced.npz`` atomically, at full precision (the fit reads exactly what was triangulated)."""
+    kp = synced.keypoints
+    names = list(kp.camera_names)
+    counts = np.array([len(synced.camera_times[c]) for c in names], dtype=np.int64)
+    own = np.full((len(names), int(counts.max()) if len(names) else 0), np.nan)
+    for i, c in enumerate(names):
+        own[i, : counts[i]] = synced.camera_times[c]
+    return save_npz_atomic(
+        path,
+        kind=np.array("keypoints2d_synced"),
+        version=np.array(FILE_VERSION),
+        xy=np.asarray(kp.xy, np.float64),
+        confidence=np.asarray(kp.confidence, np.float64),
+        camera_names=np.array(names, dtype=str),
+        skeleton=np.array(kp.skeleton),
+        frame_times=kp.frame_times,
+        camera_times=own,
+        camera_frames=counts,
+        offsets_s=np.array([synced.offsets_s[c] for c in names], dtype=np.float64),
+    )
+
+
+def load_synchronized_keypoints2d(path: str | Path) -> SynchronizedKeypoints2D:
+    """Read a file written by :func:`save_synchronized_keypoints2d`."""
+    keys = ("xy", "confidence", "camera_names", "skeleton", "frame_times", "camera_times", "camera_frames",
+            "offsets_s")
+    data = _read_npz(path, "keypoints2d_synced", keys)
+    try:
+        names = tuple(data["camera_names"].tolist())
+        kp = Keypoints2D(data["xy"], data["confidence"], names, str(data["skeleton"]), data["frame_times"])
+        times = {c: np.array(data["camera_times"][i, : int(data["camera_frames"][i])]) for i, c in enumerate(names)}
+        offsets = {c: float(data["offsets_s"][i]) for i, c in enumerate(names)}
+        return SynchronizedKeypoints2D(kp, times, offsets)
+    except (ValueError, KeyError, IndexError) as e:
+        raise KeypointFileError(f"{path}: {e}") from e

@@ -96,14 +96,19 @@ def test_bad_inputs_get_clear_messages(tmp_path, capsys):
     empty.mkdir()
     assert main(["calibrate", str(empty)]) == 1
     err = capsys.readouterr().err
-    assert "no board recordings" in err
+    assert "is not a session folder" in err
+    (empty / "calibration").mkdir()
+    assert main(["calibrate", str(empty)]) == 1
+    assert "no board recordings" in capsys.readouterr().err
+    (empty / "calibration").rmdir()
     assert main(["calibrate", "--board", BOARD, "--camera", "a=/nonexistent", "--out", str(tmp_path / "x.toml")]) == 1
     assert "/nonexistent" in capsys.readouterr().err
     (empty / "session.toml").write_text('[calibrate]\nalighn = "floor"\n')
     (empty / "calibration" / "cam_0").mkdir(parents=True)
     cv2.imwrite(str(empty / "calibration" / "cam_0" / "a.png"), np.zeros((10, 10), np.uint8))
     assert main(["calibrate", str(empty)]) == 1
-    assert "alighn" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "alighn" in err and "did you mean align?" in err
 
 
 def test_a_camera_that_never_sees_the_board_is_named_and_the_rest_calibrate(rendered_session, tmp_path, capsys):

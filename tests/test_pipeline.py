@@ -134,7 +134,7 @@ def test_full_disk_names_the_file_and_keeps_the_previous_output(done_take, monke
         return real(src, dst)
 
     monkeypatch.setattr(fileio.os, "replace", full)
-    assert main(["run", str(session.root), "--force", "export"]) == 1
+    assert main(["run", str(session.root), "--overwrite", "export"]) == 1
     err = capsys.readouterr().err
     assert "stage 'export' failed" in err and "disk is full" in err and bvh.name in err and "run again" in err
     assert "the outputs of calibrate, detect, sync, triangulate, fit are kept" in err

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
 from mocap_studio.common.order import natural_key
 from mocap_studio.session import Session
-from mocap_studio.stages_calibration import load_stage_config, run_explicit, run_session
+from mocap_studio.stages import STAGES
+from mocap_studio.stages_calibration import load_stage_config, run_calibrate, run_explicit
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap calibrate``."""
     p = sub.add_parser(
         "calibrate",
         help="calibrate the cameras (intrinsics, extrinsics, bundle adjustment, floor alignment)",
@@ -38,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "calibrating from a board: SESSION's keypoints2d.npz with --refine SESSION/keypoints2d.npz, or "
                    "any (C, N, 2) 'p2d' npz with --intrinsics CALIBRATION.toml --out REFINED.toml")
     p.add_argument("--max-points", type=int, default=20000, help="points per refinement round (default 20000)")
-    p.add_argument("--force", action="store_true", help="redo even if up to date; replace a calibration not made here")
+    p.add_argument("--overwrite", action="store_true", help="calibrate again even if the inputs have not changed")
+    p.add_argument("--force", action="store_true",
+                   help="replace a calibration file not written here (the old one is kept as a .bak copy)")
     p.set_defaults(func=run)
 
 
@@ -89,7 +94,23 @@ def _run_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_figures(calibration: Path, report_path: Path, figures: dict, warnings: list[str]) -> None:
+    print(f"calibration: {calibration}")
+    print(f"report:      {report_path}")
+    corners = int(figures.get("corners", 0)) - int(figures.get("corners_rejected", 0))
+    print(f"reprojection RMS {figures.get('reprojection_rms_px', float('nan')):.3f} px over {corners} corners")
+    for name, c in figures.get("cameras", {}).items():
+        if "reprojection_rms_px" not in c:
+            continue
+        x, y, z = c["centre_m"]
+        print(f"  {name:>12}: RMS {c['reprojection_rms_px']:.3f} px, f = {c['focal_px'][0]:.1f} px, "
+              f"centre ({x:+.3f}, {y:+.3f}, {z:+.3f}) m")
+    for w in warnings:
+        log.warning("%s", w)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap calibrate``."""
     if args.refine is not None:
         return _run_refine(args)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -104,26 +125,23 @@ def run(args: argparse.Namespace) -> int:
         if args.session is not None:
             if args.camera or args.board or args.out:
                 raise ValueError("give either a SESSION or --board/--camera/--out, not both")
-            outcome = run_session(Session(args.session), force=args.force, overrides=_overrides(args),
-                                  intrinsics_file=args.intrinsics, progress=progress)
+            session = Session(args.session).require()
+            config = STAGES["calibrate"].load_config(session, _overrides(args))
+            report = run_calibrate(session, config, args.overwrite, progress=progress,
+                                   intrinsics_file=args.intrinsics, force=args.force)
         else:
             if not (args.board and args.camera and args.out):
                 raise ValueError("without a SESSION, give --board, --camera NAME=PATH (per camera) and --out FILE")
             overrides = _overrides(args)
             config = load_stage_config(args.config, overrides)
-            outcome = run_explicit(_parse_cameras(args.camera), args.board, args.out, args.force, config,
-                                   args.intrinsics, progress)
-    if outcome.skipped:
-        print(f"up to date: {outcome.calibration_path}")
+            outcome = run_explicit(_parse_cameras(args.camera), args.board, args.out, args.force,
+                                   config, args.intrinsics, progress)
+            written = json.loads(outcome.report_path.read_text())
+            _print_figures(outcome.calibration_path, outcome.report_path, written["figures"], written["warnings"])
+            return 0
+    if report.skipped:
+        print(f"up to date: {session.calibration_path}")
         return 0
-    result = outcome.result
-    print(f"calibration: {outcome.calibration_path}")
-    print(f"report:      {outcome.report_path}")
-    print(f"reprojection RMS {result.bundle.rms_px:.3f} px over {int(result.bundle.inliers.sum())} corners")
-    for name in result.rig.names:
-        c = result.rig[name]
-        print(f"  {name:>12}: RMS {result.per_camera_rms_px[name]:.3f} px, f = {c.K[0, 0]:.1f} px, "
-              f"centre ({c.center[0]:+.3f}, {c.center[1]:+.3f}, {c.center[2]:+.3f}) m")
-    for w in result.warnings:
-        log.warning("%s", w)
+    _print_figures(session.calibration_path, session.stage_report_path("calibrate"), report.figures,
+                   list(report.warnings))
     return 0

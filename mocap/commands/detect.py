@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 from mocap_studio.session import Session
+from mocap_studio.stages import STAGES
 from mocap_studio.stages_keypoints import run_detect
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap detect``."""
     parser = sub.add_parser(
         "detect",
         help="detect 2D body keypoints (MediaPipe BlazePose) in every camera -> keypoints2d.npz",
@@ -30,13 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap detect``."""
+    session = Session(args.session).require()
     overrides = {"workers": args.workers, "num_poses": args.num_poses, "chunk_frames": args.chunk_frames}
-
+    config = STAGES["detect"].load_config(session, overrides)
     started = time.perf_counter()
 
-    def progress(done: int, total: int, fps: float) -> None:
-        left = (time.perf_counter() - started) / done * (total - done)
-        log.info("detect: %d/%d jobs, %.1f frames/s, about %.0f s left", done, total, fps, left)
+    def progress(label: str, done: int, total: int | None) -> None:
+        left = (time.perf_counter() - started) / max(done, 1) * ((total or done) - done)
+        log.info("detect: %d/%d jobs, %s, about %.0f s left", done, total or done, label, left)
 
-    run_detect(Session(args.session), overrides, args.overwrite, progress)
+    run_detect(session, config, args.overwrite, progress=progress)
     return 0

@@ -12,11 +12,12 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap export``."""
     parser = sub.add_parser(
         "export",
         help="export the take: BVH/FBX/GLB/USDZ/OBJ from body.npz, TRC/C3D from keypoints3d.npz",
         description="Write SESSION/export/<take>.<format>. Formats: " + ", ".join(FORMATS) + ". "
-        "Defaults come from session.toml [export].",
+        "Defaults come from session.toml [export] (and [retarget] for how the body is put on the rig).",
     )
     parser.add_argument("session", help="the session folder")
     parser.add_argument("--format", dest="formats", help="comma-separated formats, e.g. bvh,fbx,glb,trc")
@@ -30,12 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    session = Session(args.session)
+    """Run ``mocap export``."""
+    session = Session(args.session).require()
     overrides = {
         "formats": [f.strip().lower() for f in args.formats.split(",") if f.strip()] if args.formats else None,
         "rig": args.rig,
     }
-    config = session.stage_config(STAGE, ExportConfig, overrides)
+    config = session.stage_config(STAGE, ExportConfig, overrides, {"formats": "--format"})
     report = run_export(session, config, overwrite=args.overwrite)
     for path in report.outputs:
         log.info("wrote %s", path)

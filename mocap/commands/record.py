@@ -17,6 +17,7 @@ def _camera(text: str) -> tuple[str, str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap record``."""
     parser = sub.add_parser(
         "record",
         help="record live cameras into a session folder (H.264 videos + host timestamps)",
@@ -34,10 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap record``."""
+    from mocap_studio.capture.record import RecordConfig
+
     devices = dict(args.camera)
     if len(devices) != len(args.camera):
         raise ValueError("each --camera needs its own NAME")
-    figures = run_record(Session(args.session), devices, {"fps": args.fps, "max_seconds": args.seconds}, args.overwrite)
-    for name, f in figures.items():
+    session = Session(args.session)
+    config = session.stage_config("record", RecordConfig, {"fps": args.fps, "max_seconds": args.seconds},
+                                  {"max_seconds": "--seconds"})
+    report = run_record(session, devices, config, args.overwrite)
+    for name, f in report.figures["cameras"].items():
         print(f"{name}: {f['frames']} frames, {f['measured_fps']:.2f} fps, {f['dropped_frames']} dropped")
     return 0

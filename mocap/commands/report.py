@@ -6,6 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap report``."""
     p = sub.add_parser(
         "report", help="write the take report: report/index.html (self-contained) and overlay videos",
         description="Read whatever the session holds (calibration, sync, keypoints, body) and write "
@@ -23,12 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mocap_studio.report import write_report
+    """Run ``mocap report``."""
+    from mocap_studio.report import run_report
     from mocap_studio.session import Session
+    from mocap_studio.stages import STAGES
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    session = Session(args.session).require()
     overrides = {"overlays": args.overlays, "strip_frames": args.strip_frames, "max_width": args.max_width,
                  "mesh_style": args.mesh_style}
+    config = STAGES["report"].load_config(session, overrides, {"overlays": "--no-overlays", "mesh_style": "--mesh"})
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -38,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
                 tasks[label] = bar.add_task(label, total=total or None)
             bar.update(tasks[label], completed=done)
 
-        path = write_report(Session(args.session), progress=progress, overrides=overrides)
-    print(f"wrote {path}")
+        run_report(session, config, progress=progress)
+    print(f"wrote {session.report_dir / 'index.html'}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from mocap_studio.pipeline import MODELS, STAGES, RunConfig, RunResult, StageOutcome, run_pipeline
 from mocap_studio.session import Session
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -27,6 +28,7 @@ def _names(text: str | None, allowed: tuple[str, ...], option: str) -> tuple[str
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap run``."""
     p = sub.add_parser(
         "run",
         help="run the whole take: calibrate, detect, sync, triangulate, fit, export, report",
@@ -43,18 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", help="comma-separated export formats (default bvh,fbx,glb,usdz,obj,trc)")
     p.add_argument("--rig", help="export target rig (mixamo, ue5_mannequin, unity_humanoid, cmu_bvh, smpl24, body, "
                    "or a rig TOML)")
-    p.add_argument("--force", nargs="?", const=",".join(STAGES), default="",
-                   help="redo stages even if up to date: all, or a comma-separated list")
+    p.add_argument("--overwrite", nargs="?", const="all", default="", metavar="STAGES",
+                   help="redo stages even if up to date: all (the default), or a comma-separated list")
     p.set_defaults(func=run)
 
 
 def print_outcomes(result: RunResult, out: Console) -> None:
+    """A table of what every stage did, and the total time."""
     table = Table(title="stages", show_edge=False)
     for column in ("stage", "status", "seconds", "note"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for o in result.outcomes:
         colour = {"failed": "red", "interrupted": "yellow", "ran": "green"}.get(o.status, "dim")
-        table.add_row(o.stage, f"[{colour}]{o.status}[/]", f"{o.seconds:.1f}", o.note)
+        table.add_row(o.stage, f"[{colour}]{o.status}[/]", f"{o.seconds:.1f}", escape(o.note))
     out.print(table)
     out.print(f"total {result.seconds:.1f} s")
 
@@ -77,12 +80,14 @@ def stage_progress():  # noqa: ANN201 - yields (progress callback, on_stage call
                 bar.remove_task(task)
             tasks.clear()
             note = f" ({outcome.note})" if outcome.note else ""
-            bar.console.print(f"{outcome.stage}: {outcome.status} in {outcome.seconds:.1f} s{note}", soft_wrap=True)
+            bar.console.print(escape(f"{outcome.stage}: {outcome.status} in {outcome.seconds:.1f} s{note}"),
+                              soft_wrap=True)
 
         yield progress, on_stage
 
 
 def config_from_args(session: Session, args: argparse.Namespace) -> RunConfig:
+    """The [run] table of session.toml with the command line's options over it."""
     config = session.stage_config("run", RunConfig, {
         "stages": _names(args.stages, STAGES, "--stages"), "model": args.model,
         "formats": _names(args.formats, (), "--formats"), "rig": args.rig,
@@ -98,11 +103,12 @@ def config_from_args(session: Session, args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    session = Session(args.session)
+    """Run ``mocap run``."""
+    session = Session(args.session).require()
     config = config_from_args(session, args)
-    force = STAGES if args.force == "all" else _names(args.force, STAGES, "--force")
+    overwrite = STAGES if args.overwrite == "all" else _names(args.overwrite, STAGES, "--overwrite")
     with stage_progress() as (progress, on_stage):
-        result = run_pipeline(session, config, force=force, progress=progress, on_stage=on_stage)
+        result = run_pipeline(session, config, overwrite=overwrite, progress=progress, on_stage=on_stage)
     print_outcomes(result, console)
     report = session.report_dir / "index.html"
     if report.exists():

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from mocap_studio.capture.sync import METHODS
 from mocap_studio.session import Session
+from mocap_studio.stages import STAGES
 from mocap_studio.stages_capture import run_sync
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap sync``."""
     parser = sub.add_parser(
         "sync",
         help="estimate each camera's time offset (audio, flash, keypoint motion or timestamps) -> sync.json",
@@ -28,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap sync``."""
+    session = Session(args.session).require()
     overrides = {"methods": tuple(args.method) if args.method else None, "max_offset_s": args.max_offset,
                  "reference": args.reference}
-    figures = run_sync(Session(args.session), overrides, args.overwrite)
-    for name, f in figures.items():
+    config = STAGES["sync"].load_config(session, overrides, {"methods": "--method", "max_offset_s": "--max-offset"})
+    report = run_sync(session, config, args.overwrite)
+    for name, f in report.figures.get("cameras", {}).items():
         print(f"{name}: {f['offset_s']:+.4f} s  confidence {f['confidence']:.2f}  ({f['method']})")
     return 0

@@ -7,17 +7,20 @@ from pathlib import Path
 
 from mocap_studio.reconstruction.filtering import METHODS
 from mocap_studio.session import Session
+from mocap_studio.stages import STAGES
 from mocap_studio.stages_keypoints import run_triangulate
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap triangulate``."""
     parser = sub.add_parser(
         "triangulate",
         help="robust triangulation of the 2D keypoints, then temporal filtering -> keypoints3d.npz",
         description="Reject outlier views per joint, fix left/right swaps, triangulate, fill short gaps and "
-        "filter; write keypoints3d.npz and report/triangulate.json (reprojection error per camera and "
-        "joint, fraction triangulated, cameras used, bone-length variation, jitter). Settings: the "
-        "[triangulate] and [filter] tables of session.toml; options here override them.",
+        "filter; write keypoints3d.npz, keypoints2d_synced.npz (the 2D keypoints used, on the take's one "
+        "timeline) and report/triangulate.json (reprojection error per camera and joint, fraction triangulated, "
+        "cameras used, bone-length variation, jitter). Settings: the [triangulate] and [filter] tables of "
+        "session.toml; options here override them.",
     )
     parser.add_argument("session", type=Path, help="the take's folder")
     parser.add_argument("--min-cameras", type=int, help="fewest inlier cameras per joint (default 2)")
@@ -28,6 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"min_cameras": args.min_cameras, "max_reprojection_error_px": args.max_error}
-    run_triangulate(Session(args.session), overrides, args.overwrite, {"method": args.filter})
+    """Run ``mocap triangulate``."""
+    from mocap_studio.reconstruction.filtering import FilterConfig
+
+    session = Session(args.session).require()
+    config = STAGES["triangulate"].load_config(
+        session, {"min_cameras": args.min_cameras, "max_reprojection_error_px": args.max_error},
+        {"max_reprojection_error_px": "--max-error-px"})
+    filter_config = session.stage_config("filter", FilterConfig, {"method": args.filter}, {"method": "--filter"})
+    run_triangulate(session, config, args.overwrite, filter_config=filter_config)
     return 0

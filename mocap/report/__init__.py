@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mocap_studio.report.analysis import RepetitionConfig
-from mocap_studio.session import Session
+from mocap_studio.session import Session, StageReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ReportConfig", "write_report"]
+__all__ = ["ReportConfig", "run_report", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -67,30 +67,38 @@ class ReportConfig:
 
 
 def write_report(session: Session | str | Path, progress=None, overrides: dict | None = None) -> Path:  # noqa: ANN001
+    """Write the take report (see :func:`run_report`) with ``overrides`` of session.toml's ``[report]`` table;
+    returns the path of index.html."""
+    session = session if isinstance(session, Session) else Session(session)
+    session.require()
+    run_report(session, session.stage_config("report", ReportConfig, overrides), progress=progress)
+    return session.report_dir / "index.html"
+
+
+def run_report(session: Session, config: ReportConfig | None = None, overwrite: bool = False, *,
+               progress=None) -> StageReport:  # noqa: ANN001
     """Write ``report/index.html`` (and the overlay videos, and ``report/report.json``) for ``session``.
 
+    config: None reads session.toml's ``[report]`` table. The report is always written again (it reads every
+    other stage's outputs), so ``overwrite`` changes nothing.
     progress: optional ``progress(label, done, total)`` called during long parts (the overlay videos).
-    overrides: ReportConfig values that take precedence over session.toml's ``[report]`` table.
-    Returns the path of index.html. Stages that have not run are shown as such; nothing here fails
-    because a stage is missing. Files are written atomically.
+    Stages that have not run are shown as such; nothing here fails because a stage is missing. Files are
+    written atomically.
     """
     from mocap_studio.common.fileio import write_text_atomic
     from mocap_studio.report.build import build_page
 
-    session = session if isinstance(session, Session) else Session(session)
-    if not session.root.is_dir():
-        raise FileNotFoundError(f"{session.root}: no such session folder; give the take's folder")
-    config = session.stage_config("report", ReportConfig, overrides)
+    session.require()
+    config = config or session.stage_config("report", ReportConfig)
     start = time.perf_counter()
     text, figures, warnings, outputs = build_page(session, config, progress)
     path = session.report_dir / "index.html"
     write_text_atomic(path, text)
-    from mocap_studio.session import StageReport
-
     seconds = time.perf_counter() - start
     figures["html_bytes"] = len(text.encode("utf-8"))
-    session.write_stage_report(StageReport(
+    report = StageReport(
         "report", session.inputs_fingerprint([], asdict(config)), tuple(str(p) for p in [path, *outputs]),
-        figures, tuple(warnings), seconds))
+        figures, tuple(warnings), seconds)
+    session.write_stage_report(report)
     log.info("report written to %s (%.1f MB, %.1f s)", path, figures["html_bytes"] / 1e6, seconds)
-    return path
+    return report

@@ -87,10 +87,12 @@ def load_take(session: Session) -> Take:
             take.offsets = {c: o.offset_s for c, o in offsets.items()}
     if session.keypoints2d_path.exists():
         take.kp2d = _read(take, "keypoints2d.npz", lambda: load_keypoints2d(session.keypoints2d_path))
-        if take.kp2d is not None:
-            from mocap_studio.stages_keypoints import camera_frame_times
+        if take.kp2d is not None and session.keypoints2d_synced_path.exists():
+            # each camera's own frame times, as triangulation put them on the take's timeline
+            from mocap_studio.inputs import read_synced_keypoints2d
 
-            take.camera_times = _read(take, "frame times", lambda: camera_frame_times(session, take.kp2d)) or {}
+            synced = _read(take, "keypoints2d_synced.npz", lambda: read_synced_keypoints2d(session))
+            take.camera_times = synced.camera_times if synced is not None else {}
     if session.keypoints3d_path.exists():
         take.kp3d = _read(take, "keypoints3d.npz", lambda: load_keypoints3d(session.keypoints3d_path))
     if session.body_path.exists():
@@ -566,11 +568,11 @@ def section_overview(take: Take) -> H.Section:
 def _body_frames(take: Take):  # noqa: ANN202 - BodyFrames | None
     from mocap_studio.reconstruction.body.fitting import FitConfig
     from mocap_studio.report.overlay import BodyFrames
-    from mocap_studio.stages_body import load_body_model
+    from mocap_studio.stages_body import fit_body_model
 
     b = take.body
     cfg = take.session.stage_config("fit", FitConfig, {"model": b.model, "gender": b.gender})
-    model = load_body_model(cfg)
+    model = fit_body_model(cfg)
     return BodyFrames(model, b.shape, b.pose_rotvec, b.trans, np.asarray(b.frame_times, float))
 
 
