@@ -3,14 +3,19 @@
 # `mocap demo` (renders the demo take once into .cache/demo, runs every stage on it and prints the errors
 # against the truth; the take report is .cache/demo/take/report/index.html).
 PY ?= python3.11
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench bench-setup clean-venv blender-check system-deps
+# The newest Python the pinned dependencies have wheels for (3.13; 3.12 works too): pyenv's when present, else
+# python3.13 on PATH. `make test-newest` runs the tests on it in its own venv (.venv-3.13).
+PY_NEWEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
+
+.PHONY: test test-newest demo lint bench bench-setup clean-venv blender-check system-deps
 
 $(BIN)/python:
-	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required (set PY=/path/to/python3.11)"; exit 1; }
+	@$(PY) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null || \
+		{ echo "Python 3.11, 3.12 or 3.13 is required: $(PY) is not one (set PY=/path/to/python3.11)"; exit 1; }
 	$(PY) -m venv $(VENV)
 
 # System packages, installed only when missing: libusb-1.0 (open3d, the virtual studio's renderer, needs it to
@@ -36,6 +41,13 @@ $(STAMP): pyproject.toml | $(BIN)/python system-deps
 # where Python 3.13 is absent).
 test: $(STAMP)
 	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q
+
+# The same tests on the newest supported Python, in .venv-3.13 (on Python 3.13 PyPI's torch 2.13.0 is the CUDA
+# build, ~7 GB with its libraries; it runs on the CPU). The demo and the Blender check run once, on 3.11.
+test-newest:
+	@test -n "$(PY_NEWEST)" || { echo "Python 3.13 not found: set PY_NEWEST=/path/to/python3.13"; exit 1; }
+	$(MAKE) --no-print-directory PY=$(PY_NEWEST) VENV=.venv-3.13 .venv-3.13/.installed
+	.venv-3.13/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
