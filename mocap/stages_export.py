@@ -30,13 +30,15 @@ from mocap_studio.export.bvh import write_bvh
 from mocap_studio.export.c3d import write_c3d_keypoints
 from mocap_studio.export.fbx import write_fbx
 from mocap_studio.export.gltf import write_glb
-from mocap_studio.export.mesh import write_obj, write_ply
 from mocap_studio.export.motion import Motion
-from mocap_studio.export.retarget import RetargetConfig, load_rig, retarget, rig_from_motion
+from mocap_studio.export.retarget import RetargetConfig, retarget
+from mocap_studio.export.rig import load_rig, rig_from_motion
 from mocap_studio.export.trc import keypoints_frame_rate, write_trc_keypoints
 from mocap_studio.export.usd import write_usd
-from mocap_studio.reconstruction.keypoints import Keypoints3D
+from mocap_studio.inputs import read_checked, read_keypoints3d
+from mocap_studio.reconstruction.body.io import write_obj, write_ply
 from mocap_studio.session import Session, StageReport
+from mocap_studio.stages import Progress
 
 log = logging.getLogger(__name__)
 
@@ -75,22 +77,20 @@ class ExportConfig:
 ModelLoader = Callable[[str, str, ExportConfig], object]
 
 
-def load_body_model(name: str, gender: str, config: ExportConfig) -> object:
-    """The body model a body.npz names: "anny" (built in), or an SMPL-family model from ``smpl_model_dir``."""
-    if name == "anny":
-        from mocap_studio.reconstruction.body.anny_model import AnnyBody
+def export_body_model(name: str, gender: str, config: ExportConfig) -> object:
+    """The body model a body.npz names, from the one factory (:func:`stages_body.load_body_model`): "anny"
+    (built in), or an SMPL-family model from ``smpl_model_dir``."""
+    from mocap_studio.stages_body import load_body_model
 
-        return AnnyBody()
-    if name in ("smpl", "smplh", "smplx"):
-        if not config.smpl_model_dir:
-            raise FileNotFoundError(
-                f"body.npz holds an {name.upper()} body: set smpl_model_dir in session.toml [export] to the "
-                "folder with your SMPL model files (they cannot be shipped)"
-            )
-        from mocap_studio.reconstruction.body.smpl_model import load_smpl
-
-        return load_smpl(config.smpl_model_dir, kind=name, gender=gender)
-    raise ValueError(f"body.npz names an unknown body model {name!r}; expected anny, smpl, smplh or smplx")
+    if name in ("smpl", "smplh", "smplx") and not config.smpl_model_dir:
+        raise FileNotFoundError(
+            f"body.npz holds an {name.upper()} body: set smpl_model_dir in session.toml [export] to the "
+            "folder with your SMPL model files (they cannot be shipped)"
+        )
+    try:
+        return load_body_model(name, gender, config.smpl_model_dir)
+    except ValueError as e:
+        raise ValueError(f"body.npz: {e}") from e
 
 
 def read_body(path: Path) -> AmassMotion:
@@ -99,20 +99,22 @@ def read_body(path: Path) -> AmassMotion:
         with np.load(path, allow_pickle=False) as npz:
             ours = {"model", "shape", "pose_rotvec", "trans", "mocap_framerate"} <= set(npz.files)
     except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable body file ({e}); run `mocap fit --force` to write it again") from e
+        raise ValueError(f"{path}: not a readable body file ({e}); run `mocap fit --overwrite` to write it again") from e
     if not ours:
         return read_amass(path)
     from mocap_studio.reconstruction.body.io import load_body_npz
 
     fitted = load_body_npz(path)
     return AmassMotion(pose_rotvec=fitted.pose_rotvec, trans=fitted.trans, betas=np.asarray(fitted.shape, float),
-                       gender=fitted.gender, frame_rate=fitted.frame_rate, model=fitted.model)
+                       gender=fitted.gender, frame_rate=fitted.frame_rate, model=fitted.model,
+                       contact=fitted.contact)
 
 
 def _body_outputs(
-    session: Session, config: ExportConfig, stem: str, formats: list[str], loader: ModelLoader
+    session: Session, config: ExportConfig, stem: str, formats: list[str], loader: ModelLoader,
+    retarget_config: RetargetConfig,
 ) -> tuple[list[Path], dict]:
-    body = read_body(session.body_path)
+    body = read_checked(session, session.body_path, lambda: read_body(session.body_path))
     model = loader(body.model, body.gender, config)
     n_joints = len(model.joint_names)  # type: ignore[attr-defined]
     pose = body.pose_rotvec[:, :n_joints]
@@ -126,7 +128,8 @@ def _body_outputs(
         semantic = getattr(model, "semantic_joints", None) or {n: i for i, n in enumerate(model.joint_names)}  # type: ignore[attr-defined]
         bones = {canon: model.joint_names[j] for canon, j in semantic.items()}  # type: ignore[attr-defined]
         target = load_rig(config.rig)
-        anim = retarget(motion, rig_from_motion(motion, bones, name=body.model), target, RetargetConfig())
+        anim = retarget(motion, rig_from_motion(motion, bones, name=body.model), target, retarget_config,
+                        contacts=body.contact)
         anim_mesh = None  # the body mesh is bound to the body's skeleton, not the rig's
         figures["rig"] = target.name
     out: list[Path] = []
@@ -176,10 +179,17 @@ def run_export(
     session: Session,
     config: ExportConfig | None = None,
     overwrite: bool = False,
-    model_loader: ModelLoader = load_body_model,
+    *,
+    progress: Progress | None = None,
+    retarget_config: RetargetConfig | None = None,
+    model_loader: ModelLoader = export_body_model,
 ) -> StageReport:
-    """Export the take. Returns the stage report (also written to ``report/export.json``)."""
+    """Export the take. Returns the stage report (also written to ``report/export.json``).
+
+    ``config`` None reads session.toml's [export]; ``retarget_config`` None its [retarget]."""
+    session.require()
     config = config or session.stage_config(STAGE, ExportConfig)
+    retarget_config = retarget_config or session.stage_config("retarget", RetargetConfig)
     start = time.perf_counter()
     stem = session.config().name or session.root.name
     wanted = list(dict.fromkeys(config.formats))
@@ -196,20 +206,19 @@ def run_export(
     if not body_fmts and not kp_fmts:
         raise FileNotFoundError("nothing to export: " + "; ".join(warnings))
     inputs = [p for p, used in ((session.body_path, body_fmts), (session.keypoints3d_path, kp_fmts)) if used]
-    fp = session.inputs_fingerprint(inputs, asdict(config))
+    fp = session.inputs_fingerprint(inputs, asdict(config) | {"retarget": asdict(retarget_config)})
     planned = [session.export_dir / f"{stem}.{f if f != 'amass' else 'amass.npz'}" for f in body_fmts + kp_fmts]
     if not overwrite and session.is_up_to_date(STAGE, fp, planned):
         log.info("export: inputs unchanged, outputs present; skipped (use --overwrite to redo)")
-        previous = session.read_stage_report(STAGE) or {}
-        return StageReport(STAGE, fp, tuple(previous.get("outputs", ())), previous.get("figures", {}))
+        return session.previous_report(STAGE)
     session.export_dir.mkdir(parents=True, exist_ok=True)
     outputs: list[Path] = []
     figures: dict = {}
     if body_fmts:
-        paths, figures = _body_outputs(session, config, stem, body_fmts, model_loader)
+        paths, figures = _body_outputs(session, config, stem, body_fmts, model_loader, retarget_config)
         outputs += paths
     if kp_fmts:
-        kp = Keypoints3D.load(session.keypoints3d_path)
+        kp = read_keypoints3d(session)
         rate = config.frame_rate or session.config().frame_rate or keypoints_frame_rate(kp)
         for fmt in kp_fmts:
             path = session.export_dir / f"{stem}.{fmt}"
@@ -228,4 +237,4 @@ def run_export(
     return report
 
 
-__all__ = ["ExportConfig", "FORMATS", "load_body_model", "run_export"]
+__all__ = ["ExportConfig", "FORMATS", "export_body_model", "run_export"]
