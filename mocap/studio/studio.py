@@ -329,8 +329,10 @@ def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), t
     session.root.mkdir(parents=True, exist_ok=True)
     from mocap_studio.common.fileio import write_text_atomic
 
+    # no name: the take is named after its folder when read (Session.config), never after a temporary folder the
+    # take is built in before it is moved into place (the demo builds in "take.partial")
     write_text_atomic(session.config_path, tomli_w.dumps({"session": {
-        "name": session.root.name, "board": config.board, "frame_rate": rig.cameras[0].frame_rate}}))
+        "board": config.board, "frame_rate": rig.cameras[0].frame_rate}}))
     poses = _board_poses(rig, config, board)
     for sc in rig.cameras:
         n = int(round(config.seconds * config.audio_rate_hz))
