@@ -604,11 +604,15 @@ def timestamp_offsets(
 # ------------------------------------------------------------------------------------------------
 # Applying offsets: one timeline for every camera
 # ------------------------------------------------------------------------------------------------
-def interpolate_gaps(times: np.ndarray, values: np.ndarray, new_times: np.ndarray) -> np.ndarray:
+def interpolate_gaps(
+    times: np.ndarray, values: np.ndarray, new_times: np.ndarray, tolerance_s: float = 0.0
+) -> np.ndarray:
     """Linear interpolation of ``values`` (T, ...) at ``times`` (T,) onto ``new_times`` (N,) -> (N, ...).
 
-    A new time is NaN outside [times[0], times[-1]] and where either neighbouring sample is NaN (a gap is
-    never bridged).
+    A new time is NaN outside [times[0] - tolerance_s, times[-1] + tolerance_s] (within the tolerance the
+    end samples' line is extended) and where either neighbouring sample is NaN (a gap is never bridged); a
+    new time on a sample keeps that sample even if its neighbour is missing. This is the project's one
+    resampling of a series over time (sync curves, keypoints onto the common timeline, report overlays).
     """
     times = np.asarray(times, float)
     values = np.asarray(values, float)
@@ -619,11 +623,11 @@ def interpolate_gaps(times: np.ndarray, values: np.ndarray, new_times: np.ndarra
     if len(times) == 0:
         return np.full(out_shape, np.nan)
     idx = np.searchsorted(times, new_times, side="right") - 1  # left neighbour
-    inside = (new_times >= times[0]) & (new_times <= times[-1])
+    inside = (new_times >= times[0] - tolerance_s) & (new_times <= times[-1] + tolerance_s)
     idx = np.clip(idx, 0, max(len(times) - 2, 0))
     if len(times) == 1:
         res = np.broadcast_to(values[0], out_shape).copy()
-        res[~(new_times == times[0])] = np.nan
+        res[~(np.abs(new_times - times[0]) <= tolerance_s)] = np.nan
         return res
     t0, t1 = times[idx], times[idx + 1]
     w = ((new_times - t0) / (t1 - t0)).reshape((-1,) + (1,) * (values.ndim - 1))

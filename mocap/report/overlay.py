@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from mocap_studio.calibration.camera import Camera
 from mocap_studio.capture.frames import open_frames
+from mocap_studio.capture.sync import interpolate_gaps
 from mocap_studio.capture.video_writer import VideoWriter
 
 log = logging.getLogger(__name__)
@@ -79,27 +80,16 @@ class BodyFrames:
 
 
 def interpolate_keypoints(xyz: np.ndarray, frame_times: np.ndarray, times_s: np.ndarray) -> np.ndarray:
-    """Keypoints xyz (T, J, 3) at frame_times (T,) linearly interpolated at times_s (N,) -> (N, J, 3).
+    """Keypoints xyz (T, J, 3) at frame_times (T,) linearly interpolated at times_s (N,) -> (N, J, 3), by
+    :func:`capture.sync.interpolate_gaps` (1 ns of slack at the ends).
 
     NaN outside the frames' span and where either neighbouring frame lacks the joint.
     """
     xyz = np.asarray(xyz, float)
     frame_times = np.asarray(frame_times, float)
-    times_s = np.atleast_1d(np.asarray(times_s, float))
     if xyz.ndim != 3 or xyz.shape[0] != len(frame_times) or xyz.shape[2] != 3:
         raise ValueError(f"xyz must be (T, J, 3) with T = len(frame_times) = {len(frame_times)}, got {xyz.shape}")
-    out = np.full((len(times_s), xyz.shape[1], 3), np.nan)
-    if len(frame_times) == 0:
-        return out
-    if len(frame_times) == 1:
-        out[np.isclose(times_s, frame_times[0])] = xyz[0]
-        return out
-    inside = (times_s >= frame_times[0] - 1e-9) & (times_s <= frame_times[-1] + 1e-9)
-    hi = np.clip(np.searchsorted(frame_times, times_s[inside]), 1, len(frame_times) - 1)
-    lo = hi - 1
-    w = ((times_s[inside] - frame_times[lo]) / (frame_times[hi] - frame_times[lo]))[:, None, None]
-    out[inside] = (1 - w) * xyz[lo] + w * xyz[hi]
-    return out
+    return interpolate_gaps(frame_times, xyz, np.atleast_1d(np.asarray(times_s, float)), tolerance_s=1e-9)
 
 
 def scaled_camera(camera: Camera, width: int) -> Camera:
