@@ -175,3 +175,51 @@ def test_users_own_configs_and_export_packages_do_not_shadow_ours(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("ok")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The project built as a wheel (as `pip install .` would install it), without build isolation."""
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                           "-w", str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.fail(f"building the wheel failed:\n{done.stderr[-3000:]}")
+    return next(out.glob("*.whl"))
+
+
+def test_the_wheel_installs_one_root_package_with_its_data(wheel):
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {ROOT_PACKAGE}
+    for needed in ("configs/boards/charuco_5x7_dict4x4_100.toml", "configs/retarget/mixamo.toml",
+                   "configs/rigs/ring4.toml", "reconstruction/assets/pose_landmarker_full.task",
+                   "reconstruction/body/data/anny_landmarks.npz", "studio/studio.py", "cli.py"):
+        assert f"{ROOT_PACKAGE}/{needed}" in names, f"the wheel lacks {needed}"
+
+
+def test_the_installed_wheel_finds_its_presets_beside_a_users_packages(wheel, tmp_path):
+    """Installed from the wheel (not this checkout), in a folder holding the user's own `configs` and
+    `export`: presets and rigs load from the installed package."""
+    target = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                           "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    work = tmp_path / "work"
+    for name in ("configs", "export"):
+        (work / name).mkdir(parents=True)
+        (work / name / "__init__.py").write_text(f"USERS = {name!r}\n")
+    script = textwrap.dedent(f"""
+        import {ROOT_PACKAGE}, configs
+        from {ROOT_PACKAGE}.calibration.boards import list_presets
+        from {ROOT_PACKAGE}.studio.rigs import rig_presets
+        assert {ROOT_PACKAGE}.__file__.startswith({str(target)!r}), {ROOT_PACKAGE}.__file__
+        assert configs.USERS == "configs"
+        assert list_presets() and rig_presets(), "presets missing from the installed package"
+        print("ok")
+    """)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{target}:{work}", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
