@@ -45,6 +45,7 @@ TARGETS = {
 
 
 def demo_root() -> Path:
+    """Where the demo take lives by default: ``<project cache>/demo``."""
     from mocap_studio.common.cache import project_cache_dir
 
     return project_cache_dir() / "demo"

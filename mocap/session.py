@@ -87,10 +87,12 @@ class Session:
     # ---- fixed paths
     @property
     def config_path(self) -> Path:
+        """``session.toml``: what the take is, and one table per stage's config."""
         return self.root / "session.toml"
 
     @property
     def videos_dir(self) -> Path:
+        """``videos/``: one recording per camera."""
         return self.root / "videos"
 
     @property
@@ -100,18 +102,22 @@ class Session:
 
     @property
     def images_dir(self) -> Path:
+        """``images/``: one image folder per camera (instead of videos)."""
         return self.root / "images"
 
     @property
     def calibration_recordings_dir(self) -> Path:
+        """``calibration/``: the board recordings, one per camera."""
         return self.root / "calibration"
 
     @property
     def calibration_path(self) -> Path:
+        """``calibration.toml``: the camera rig."""
         return self.root / "calibration.toml"
 
     @property
     def sync_path(self) -> Path:
+        """``sync.json``: per-camera time offsets."""
         return self.root / "sync.json"
 
     def timestamps_path(self, camera: str) -> Path:
@@ -124,6 +130,7 @@ class Session:
 
     @property
     def keypoints2d_path(self) -> Path:
+        """``keypoints2d.npz``: the 2D keypoints of every camera."""
         return self.root / "keypoints2d.npz"
 
     @property
@@ -133,21 +140,26 @@ class Session:
 
     @property
     def keypoints3d_path(self) -> Path:
+        """``keypoints3d.npz``: the triangulated keypoints."""
         return self.root / "keypoints3d.npz"
 
     @property
     def body_path(self) -> Path:
+        """``body.npz``: the fitted body motion."""
         return self.root / "body.npz"
 
     @property
     def export_dir(self) -> Path:
+        """``export/``: the exported files."""
         return self.root / "export"
 
     @property
     def report_dir(self) -> Path:
+        """``report/``: stage reports and the take report."""
         return self.root / "report"
 
     def stage_report_path(self, stage: str) -> Path:
+        """``report/<stage>.json``: what the stage did on its last run."""
         return self.report_dir / f"{stage}.json"
 
     def stage_asset_dir(self, stage: str) -> Path:
@@ -267,6 +279,7 @@ class Session:
 
     # ---- stage bookkeeping
     def inputs_fingerprint(self, inputs: list[Path], settings: Any) -> str:
+        """A fingerprint of the input files (a folder by every file in it) and the settings; equal means unchanged."""
         files: list[Path] = []
         for p in inputs:
             files.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
@@ -286,6 +299,7 @@ class Session:
         return previous.get("inputs_fingerprint") == inputs_fingerprint
 
     def write_stage_report(self, report: StageReport) -> Path:
+        """Write ``report/<stage>.json`` atomically; returns its path."""
         data = {
             "stage": report.stage,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

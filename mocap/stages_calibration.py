@@ -32,6 +32,8 @@ STAGE = "calibrate"
 
 @dataclass(frozen=True)
 class CalibrateOutcome:
+    """What a calibration outside a session wrote (``run_explicit``, ``refine``)."""
+
     calibration_path: Path
     report_path: Path
     result: CalibrationResult | None

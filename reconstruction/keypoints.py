@@ -107,18 +107,22 @@ class Keypoints2D:
 
     @property
     def format(self) -> SkeletonFormat:
+        """The skeleton format."""
         return get_format(self.skeleton)
 
     @property
     def num_cameras(self) -> int:
+        """C, cameras."""
         return self.xy.shape[0]
 
     @property
     def num_frames(self) -> int:
+        """T, frames."""
         return self.xy.shape[1]
 
     @property
     def num_joints(self) -> int:
+        """J, joints."""
         return self.xy.shape[2]
 
     def select_cameras(self, names: Sequence[str]) -> Keypoints2D:
@@ -127,6 +131,7 @@ class Keypoints2D:
         return replace(self, xy=self.xy[order], confidence=self.confidence[order], camera_names=tuple(names))
 
     def select_frames(self, frames: slice | np.ndarray) -> Keypoints2D:
+        """The frames ``frames`` (a slice or indices) of every camera."""
         times = self.frame_times[frames]
         return replace(self, xy=self.xy[:, frames], confidence=self.confidence[:, frames], frame_times=times)
 
@@ -198,10 +203,12 @@ class Detections2D:
 
     @property
     def num_people(self) -> int:
+        """P, people slots per frame."""
         return self.xy.shape[2]
 
     @property
     def format(self) -> SkeletonFormat:
+        """The skeleton format."""
         return get_format(self.skeleton)
 
     def person(self, slots: np.ndarray | int = 0) -> Keypoints2D:
@@ -264,14 +271,17 @@ class Keypoints3D:
 
     @property
     def format(self) -> SkeletonFormat:
+        """The skeleton format."""
         return get_format(self.skeleton)
 
     @property
     def num_frames(self) -> int:
+        """T, frames."""
         return self.xyz.shape[0]
 
     @property
     def num_joints(self) -> int:
+        """J, joints."""
         return self.xyz.shape[1]
 
     @property
@@ -288,6 +298,7 @@ class Keypoints3D:
         return replace(self, xyz=xyz)
 
     def select_cameras(self, names: Sequence[str]) -> Keypoints3D:
+        """``cameras_used`` restricted to and ordered as ``names``."""
         order = _camera_order(self.camera_names, names, "Keypoints3D")
         return replace(self, cameras_used=self.cameras_used[..., order], camera_names=tuple(names))
 
@@ -308,6 +319,7 @@ class Keypoints3D:
 
     @classmethod
     def load(cls, path: str | Path, cameras: Sequence[str] | None = None) -> Keypoints3D:
+        """Read a file written by :meth:`save`; ``cameras`` picks and orders cameras by name."""
         keys = ("xyz", "error", "cameras_used", "camera_names", "skeleton", "frame_times", "interpolated")
         data = _read_npz(path, "keypoints3d", keys)
         try:
@@ -339,10 +351,12 @@ def _read_npz(path: str | Path, kind: str, keys: Sequence[str]) -> dict[str, np.
 
 
 def load_keypoints2d(path: str | Path, cameras: Sequence[str] | None = None) -> Keypoints2D:
+    """Read keypoints2d.npz (see :meth:`Keypoints2D.load`)."""
     return Keypoints2D.load(path, cameras)
 
 
 def load_keypoints3d(path: str | Path, cameras: Sequence[str] | None = None) -> Keypoints3D:
+    """Read keypoints3d.npz (see :meth:`Keypoints3D.load`)."""
     return Keypoints3D.load(path, cameras)
 
 

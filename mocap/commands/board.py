@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap board``."""
     parser = sub.add_parser(
         "board",
         help="write a printable calibration board (PNG + PDF at exact size)",
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap board``."""
     board = load_board(args.board)
     printout = write_board_printout(board, args.out, dpi=args.dpi, margin_mm=args.margin_mm)
     width, height = printout.page_size_mm

@@ -10,6 +10,7 @@ from rich.table import Table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap demo``."""
     p = sub.add_parser(
         "demo",
         help="build a virtual studio take (once), run every stage on it and print the errors against the truth",
@@ -28,6 +29,7 @@ def _value(v: float) -> str:
 
 
 def print_scores(scores: dict, out) -> None:  # noqa: ANN001
+    """A table of the demo's figures against their targets, and the measurement errors."""
     table = Table(title="against the truth", show_edge=False)
     for column in ("figure", "value", "target"):
         table.add_column(column, justify="left" if column == "figure" else "right")
@@ -45,6 +47,7 @@ def print_scores(scores: dict, out) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap demo``."""
     from mocap_studio.demo import run_demo
 
     if args.fresh and args.out is None:

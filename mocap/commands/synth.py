@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mocap synth``."""
     p = sub.add_parser(
         "synth",
         help="render a synthetic take (virtual studio): session folder plus known truth",
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``mocap synth``."""
     config = StudioConfig(
         rig=args.rig, motions=tuple(m.strip() for m in args.motion.split(",") if m.strip()),
         bvh=str(args.bvh) if args.bvh else "", seconds=args.seconds, seed=args.seed, body_shape=args.shape,

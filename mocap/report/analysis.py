@@ -79,6 +79,7 @@ class Repetitions:
 
     @property
     def count(self) -> int:
+        """Repetitions counted."""
         return len(self.intervals)
 
 

@@ -123,6 +123,7 @@ def _unavailable(s: H.Section, take: Take, part: str, value: object, stage: str,
 # sections
 # ------------------------------------------------------------------------------------------------
 def section_calibration(take: Take) -> H.Section:
+    """Cameras, calibration residuals, board coverage and the rig's layout."""
     s = H.Section("calibration", "Calibration")
     if (empty := _unavailable(s, take, "calibration.toml", take.rig, "calibration", "calibrate")) is not None:
         return empty
@@ -177,6 +178,7 @@ def section_calibration(take: Take) -> H.Section:
 
 
 def section_sync(take: Take) -> H.Section:
+    """Each camera's offset and how confidently it was found."""
     s = H.Section("sync", "Synchronization")
     if (empty := _unavailable(s, take, "sync.json", take.sync, "synchronization", "sync")) is not None:
         return empty if empty.ran else empty.add("<p>Without sync.json the cameras are taken to have started together.</p>")
@@ -204,6 +206,7 @@ def section_sync(take: Take) -> H.Section:
 
 
 def section_detection(take: Take, config) -> H.Section:  # noqa: ANN001
+    """Detection confidence per camera over time (on the common clock)."""
     s = H.Section("detection", "2D detection")
     kp = take.kp2d
     if (empty := _unavailable(s, take, "keypoints2d.npz", kp, "2D detection", "detect")) is not None:
@@ -258,6 +261,7 @@ def reprojection_matrix(take: Take) -> np.ndarray | None:
 
 
 def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
+    """Triangulation quality and the reprojection error per camera and joint."""
     s = H.Section("triangulation", "Triangulation and reprojection")
     kp = take.kp3d
     if (empty := _unavailable(s, take, "keypoints3d.npz", kp, "triangulation", "triangulate")) is not None:
@@ -306,6 +310,7 @@ def section_triangulation(take: Take, config) -> H.Section:  # noqa: ANN001
 
 
 def section_bones(take: Take, config) -> H.Section:  # noqa: ANN001
+    """Bone lengths and how much they vary."""
     s = H.Section("bones", "Bone-length stability")
     kp = take.kp3d
     if kp is None:
@@ -345,6 +350,7 @@ def section_bones(take: Take, config) -> H.Section:  # noqa: ANN001
 
 
 def section_trajectories(take: Take) -> H.Section:
+    """Trajectories of the main joints."""
     s = H.Section("trajectories", "Joint trajectories")
     kp = take.kp3d
     if kp is None:
@@ -361,6 +367,7 @@ def section_trajectories(take: Take) -> H.Section:
 
 
 def section_angles(take: Take, config) -> H.Section:  # noqa: ANN001
+    """Joint angles over time and repetition counts."""
     s = H.Section("angles", "Joint angles and repetitions")
     kp = take.kp3d
     if kp is None:
@@ -407,6 +414,7 @@ def _read_obj_vertices(path: Path) -> np.ndarray:
 
 
 def section_body(take: Take) -> H.Section:
+    """The fitted body: shape, measurements and fit quality."""
     s = H.Section("body", "Body and measurements")
     if (empty := _unavailable(s, take, "body.npz", take.body, "body fitting", "fit")) is not None:
         return empty
@@ -527,6 +535,7 @@ def _grouped(warnings: list[Warning_]) -> list[Warning_]:
 
 
 def section_warnings(take: Take) -> H.Section:
+    """Every stage's warnings and what to do about them."""
     s = H.Section("warnings", "Warnings and advice")
     for stage, report in take.stage_reports.items():
         for w in report.get("warnings", []):
@@ -543,6 +552,7 @@ def section_warnings(take: Take) -> H.Section:
 
 
 def section_overview(take: Take) -> H.Section:
+    """The take at a glance: cameras, frames, which stages ran."""
     s = H.Section("overview", "Overview")
     cards = []
     cams = take.rig.names if take.rig is not None else (take.kp2d.camera_names if take.kp2d is not None else ())
@@ -585,6 +595,7 @@ def _dropped(times: np.ndarray, fps: float) -> int:
 
 
 def section_overlays(take: Take, config, progress) -> tuple[H.Section, list[Path]]:  # noqa: ANN001
+    """Overlay videos (skeleton and mesh over each camera's video) and frame strips; returns the section and the files written."""
     from mocap_studio.capture.frames import FrameSourceError, probe
     from mocap_studio.report.overlay import OverlaySettings, overlay_camera
 

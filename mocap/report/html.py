@@ -32,6 +32,7 @@ ul.warnings li{margin:4px 0} .advice{color:#3b4a63;font-size:13px}
 
 
 def esc(text: object) -> str:
+    """``text`` escaped for HTML."""
     return html.escape(str(text), quote=True)
 
 
@@ -50,6 +51,7 @@ def fmt(value: object, digits: int = 3) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], digits: int = 3) -> str:
+    """An HTML table; floats shown with ``digits`` decimals."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for row in rows:
@@ -68,10 +70,12 @@ def image(data: bytes, alt: str, element_id: str, mime: str = "image/png", css_c
 
 
 def missing(text: str) -> str:
+    """A note that a part of the report is missing, with ``text`` saying why."""
     return f'<p class="missing">{esc(text)}</p>'
 
 
 def error(text: str) -> str:
+    """An error note."""
     return f'<p class="error">{esc(text)}</p>'
 
 
@@ -85,11 +89,13 @@ class Section:
     ran: bool = True
 
     def add(self, *parts: str) -> Section:
+        """Append HTML parts; returns the section."""
         self.body.extend(parts)
         return self
 
 
 def page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
+    """The whole self-contained HTML page."""
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
     parts = [
         "<!DOCTYPE html>",

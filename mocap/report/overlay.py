@@ -54,6 +54,7 @@ class BodyFrames:
 
     @property
     def faces(self) -> np.ndarray:
+        """Triangles (F, 3) of the body mesh."""
         return np.asarray(self.model.faces)  # type: ignore[attr-defined]
 
     def frame_at(self, time_s: float) -> int | None:
