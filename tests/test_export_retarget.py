@@ -63,6 +63,26 @@ def test_retarget_onto_presets(walk, name: str) -> None:
         assert height[side].min() > -0.01  # near contacts, where planting fades in
 
 
+def test_given_contacts_are_used_and_detected_only_when_absent(walk) -> None:
+    # the fit's contacts (body.npz: (T, 2), left then right) replace detection; the same contacts give the
+    # same motion, others plant the feet elsewhere, with or without leg IK
+    src_rig, tgt = load_rig("smpl24"), load_rig("mixamo")
+    found = contact_frames(walk, src_rig)
+    given = np.stack([found["left"], found["right"]], 1)
+    for config in (RetargetConfig(), RetargetConfig(leg_ik=False)):
+        detected = retarget(walk, src_rig, tgt, config)
+        same = retarget(walk, src_rig, tgt, config, contacts=given)
+        assert np.array_equal(same.local_rotmat, detected.local_rotmat)
+        assert np.array_equal(same.root_translation_m, detected.root_translation_m)
+    # the left foot planted for the whole clip: on the floor in every frame
+    left_down = np.zeros_like(given)
+    left_down[:, 0] = True
+    height = feet_above_floor_m(retarget(walk, src_rig, tgt, contacts=left_down), tgt)
+    assert np.abs(height["left"]).max() < 1e-6
+    with pytest.raises(ValueError, match=r"contacts must have shape"):
+        retarget(walk, src_rig, tgt, contacts=given[:-1])
+
+
 def test_retargeted_clip_writes_and_reads_as_bvh(tmp_path: Path, walk) -> None:
     out = retarget(walk, load_rig("smpl24"), load_rig("mixamo"))
     back = read_bvh(write_bvh(tmp_path / "mixamo.bvh", out))
