@@ -74,7 +74,7 @@ def test_demo_report_shows_blender_importing_the_exports(scores):
     take = demo_root() / "take"
     export = json.loads((take / "report" / "export.json").read_text())["figures"]
     if "picture" not in export.get("blender_preview", {}):  # exported before Blender was installed: export again
-        assert main(["run", str(take), "--from", "export", "--force", "export,report"]) == 0
+        assert main(["run", str(take), "--from", "export", "--overwrite", "export,report"]) == 0
         export = json.loads((take / "report" / "export.json").read_text())["figures"]
     preview = export["blender_preview"]
     assert preview["fbx_bvh_difference_mm"] < 0.1, preview
