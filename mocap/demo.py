@@ -54,12 +54,14 @@ def demo_root() -> Path:
 def _take_key(config: StudioConfig) -> dict[str, Any]:
     """What the take depends on: the studio settings, the body model's landmark data (the truth keypoints come
     from it) and the virtual studio's code."""
+    from mocap_studio import studio
     from mocap_studio.common.fileio import fingerprint
+    from mocap_studio.reconstruction.body.regressors import DATA_DIR
 
-    here = Path(__file__).resolve().parents[1]
-    files = sorted((here / "reconstruction" / "body" / "data").glob("*")) + sorted(
-        (here / "capture" / "virtual_studio").glob("*.py"))
-    return {"studio": json.loads(json.dumps(asdict(config), default=str)), "sources": fingerprint(files, root=here)}
+    code = Path(studio.__file__).resolve().parent
+    files = sorted(DATA_DIR.glob("*")) + sorted(code.glob("*.py"))
+    return {"studio": json.loads(json.dumps(asdict(config), default=str)),
+            "sources": fingerprint(files, root=code.parents[1])}
 
 
 def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = False,

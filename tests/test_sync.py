@@ -317,7 +317,7 @@ def test_mocap_sync_on_a_session_folder(tmp_path):
     _video_with_audio(videos / "cam_3.mp4", None)  # no sound in the video: a WAV beside it
     _write_wav(videos / "cam_3.wav", audio["cam_3"][0])
     session = Session(tmp_path)
-    figures = run_sync(session)
+    figures = run_sync(session).figures["cameras"]
     for c, o in offsets.items():
         assert abs(figures[c]["offset_s"] - o) < 1e-3 and figures[c]["method"] == "audio"
     assert read_sync(session.sync_path)["cam_2"].offset_s == pytest.approx(figures["cam_2"]["offset_s"])
