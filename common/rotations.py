@@ -84,16 +84,6 @@ def quat_wxyz_to_rotvec(quat_wxyz: np.ndarray) -> np.ndarray:
     return q[..., 1:] * scale[..., None]
 
 
-def rotvec_to_quat_wxyz(rotvec: np.ndarray) -> np.ndarray:
-    """``rotvec`` (..., 3) -> unit quaternion (..., 4) w, x, y, z."""
-    rotvec = _check_last(rotvec, (3,), "rotvec")
-    angle = np.linalg.norm(rotvec, axis=-1)
-    half = 0.5 * angle
-    # sin(half)/angle, with its limit 0.5 - angle^2/48 near zero
-    k = np.where(angle < 1e-6, 0.5 - angle**2 / 48.0, np.sin(half) / np.where(angle < 1e-6, 1.0, angle))
-    return np.concatenate([np.cos(half)[..., None], rotvec * k[..., None]], axis=-1)
-
-
 def rotation_angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> np.ndarray:
     """Geodesic angle between rotation matrices (..., 3, 3) in degrees."""
     rel = np.swapaxes(np.asarray(rot_a), -1, -2) @ np.asarray(rot_b)

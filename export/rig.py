@@ -103,14 +103,6 @@ class Rig:
                 f"add them to its [bones] table (canonical name = rig bone name)"
             )
 
-    def rest_motion(self, n_frames: int = 1, frame_rate: float = 30.0) -> Motion:
-        """The rig standing in its rest pose for ``n_frames`` frames."""
-        zeros = np.zeros((n_frames, len(self.joints), 3))
-        root = np.broadcast_to(self.rest_positions_m[0], (n_frames, 3)).copy()
-        return Motion.from_rest_positions(
-            self.joints, self.parents, self.rest_positions_m, zeros, root, frame_rate, name=self.name
-        )
-
 
 def load_rig(name_or_path: str | os.PathLike) -> Rig:
     """A preset by name (see :data:`PRESETS`) or a rig TOML file."""
