@@ -182,7 +182,7 @@ def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioR
         need = int(np.ceil(duration * source.frame_rate)) + 1
         source = place_on_floor(source.slice_frames(0, min(need, source.num_frames)))
     else:
-        from mocap_studio.export.retarget import load_rig
+        from mocap_studio.export.rig import load_rig
 
         source = exercise_motion(list(config.motions), duration, seed=config.seed, rate_hz=MASTER_RATE_HZ)
         source_rig = load_rig("smpl24")
