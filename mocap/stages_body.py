@@ -78,7 +78,7 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
     same_times = kp2d.num_frames == kp.num_frames and np.allclose(kp2d.frame_times, kp.frame_times, atol=1e-4)
     if kp2d.skeleton != kp.skeleton or not same_times or not any(c in rig for c in kp2d.camera_names):
         warnings.append(
-            f"{session.keypoints2d_path.name} ({kp2d.skeleton}, {kp2d.num_frames} frames) does not line up with "
+            f"{session.keypoints2d_synced_path.name} ({kp2d.skeleton}, {kp2d.num_frames} frames) does not line up with "
             f"{session.keypoints3d_path.name} ({kp.skeleton}, {kp.num_frames} frames) or {session.calibration_path.name}: "
             "fitted to the 3D keypoints only; run `mocap triangulate` again to bring them in line"
         )

@@ -105,9 +105,11 @@ def read_body(path: Path) -> AmassMotion:
     from mocap_studio.reconstruction.body.io import load_body_npz
 
     fitted = load_body_npz(path)
+    # a body written without contacts (the virtual studio's truth) stores none: retargeting detects them
+    contact = fitted.contact if fitted.contact is not None and len(fitted.contact) else None
     return AmassMotion(pose_rotvec=fitted.pose_rotvec, trans=fitted.trans, betas=np.asarray(fitted.shape, float),
                        gender=fitted.gender, frame_rate=fitted.frame_rate, model=fitted.model,
-                       contact=fitted.contact)
+                       contact=contact)
 
 
 def _body_outputs(

@@ -217,12 +217,17 @@ def test_joint_limits_leave_knee_flexion_free(anny):
 
 
 def test_fit_command_adds_the_sessions_2d_keypoints(anny, tmp_path):
-    # with keypoints2d.npz and calibration.toml in the session, `mocap fit` fits them too (reprojection
-    # term); 2D keypoints that do not line up with the 3D ones are left out with a warning, not an error
+    # with the 2D keypoints triangulation used (keypoints2d_synced.npz) and calibration.toml in the session,
+    # `mocap fit` fits them too (reprojection term); 2D keypoints that do not line up with the 3D ones are left
+    # out with a warning, not an error
     from mocap_studio.calibration.camera import CameraRig
     from mocap_studio.calibration.formats import write_calibration
     from mocap_studio.cli import main
-    from mocap_studio.reconstruction.keypoints import Keypoints2D
+    from mocap_studio.reconstruction.keypoints import (
+        Keypoints2D,
+        SynchronizedKeypoints2D,
+        save_synchronized_keypoints2d,
+    )
     from mocap_studio.studio.rigs import load_rig_preset
 
     T = 80
@@ -235,9 +240,11 @@ def test_fit_command_adds_the_sessions_2d_keypoints(anny, tmp_path):
     names = tuple(c.name for c in rig.cameras)
 
     def fit_with_2d(frames: int) -> tuple[dict, float]:
-        Keypoints2D(xy[:, :frames], np.ones(xy.shape[:3])[:, :frames], names, "blazepose33", np.arange(frames) / FPS).save(
-            root / "keypoints2d.npz"
-        )
+        times = np.arange(frames) / FPS
+        kp2d = Keypoints2D(xy[:, :frames], np.ones(xy.shape[:3])[:, :frames], names, "blazepose33", times)
+        kp2d.save(root / "keypoints2d.npz")
+        synced = SynchronizedKeypoints2D(kp2d, dict.fromkeys(names, times), dict.fromkeys(names, 0.0))
+        save_synchronized_keypoints2d(root / "keypoints2d_synced.npz", synced)
         assert main(["fit", str(root)]) == 0
         report = json.loads((root / "report" / "fit.json").read_text())
         with np.load(root / "body.npz") as d:
@@ -248,6 +255,6 @@ def test_fit_command_adds_the_sessions_2d_keypoints(anny, tmp_path):
     assert not any("line up" in w for w in report["warnings"]), report["warnings"]
     assert mpjpe <= 15.0, mpjpe
     report, mpjpe_3d_only = fit_with_2d(T - 10)
-    assert any("line up" in w and "keypoints2d.npz" in w for w in report["warnings"]), report["warnings"]
+    assert any("line up" in w and "keypoints2d_synced.npz" in w for w in report["warnings"]), report["warnings"]
     assert mpjpe_3d_only <= 15.0
     print(f"MPJPE with 2D: {mpjpe:.1f} mm, 3D only: {mpjpe_3d_only:.1f} mm")
