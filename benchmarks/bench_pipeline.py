@@ -1,4 +1,4 @@
-"""Time of the whole pipeline on the demo take, split per stage, every stage forced to run.
+"""Time of the whole pipeline on the demo take, split per stage, every stage run again (--overwrite).
 
 After set-up (the demo take rendered into .cache/demo, the Anny cache built): the figure the end-to-end
 issue bounds at 3 minutes on 2 cores. No peer runs the same stages on the same input, so this prints our
@@ -29,7 +29,7 @@ def main() -> int:
     session = build_take(demo_root())
     print(f"demo take {session.root}; {os.cpu_count()} cores")
     for r in range(args.repeat):
-        result = run_pipeline(session, RunConfig(), force=STAGES)
+        result = run_pipeline(session, RunConfig(), overwrite=STAGES)
         split = "  ".join(f"{o.stage} {o.seconds:.1f}" for o in result.outcomes)
         print(f"run {r + 1}: {result.seconds:.1f} s  ({split})")
     return 0
