@@ -75,10 +75,11 @@ def read_checked(session: Session, path: Path, reader: Callable[[], T], npz: boo
     except (EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
         raise InputError(f"{path} is damaged or truncated ({e}); {_advice(session, path)}") from e
     except (ValueError, KeyError) as e:
+        from mocap_studio.capture.sync import SyncError
         from mocap_studio.common.config import ConfigError
         from mocap_studio.reconstruction.keypoints import KeypointFileError
 
-        if isinstance(e, (KeypointFileError, ConfigError)) or type(e).__name__ == "SyncError":
+        if isinstance(e, (KeypointFileError, ConfigError, SyncError)):
             raise InputError(f"{e}; {_advice(session, path)}") from e
         raise
 
