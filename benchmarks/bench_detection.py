@@ -1,6 +1,6 @@
 """Detection throughput: MediaPipe pose landmarker in one process vs the worker pool, same videos.
 
-Input: the recordings of a session folder (``--session``), else Pose2Sim's demo videos when the bench
+Input: the recordings of a session folder (``--session``), else Pose2Sim's multi-person demo videos when the bench
 extra is installed, else videos made here from matplotlib's sample portrait. Prints frames per second for
 ``SerialExecutor`` and ``ProcessExecutor(workers)`` and their ratio.
 
@@ -23,12 +23,13 @@ from mocap_studio.reconstruction.detect2d import DetectionConfig, ProcessExecuto
 
 
 def demo_sources(tmp: Path) -> dict[str, Path]:
-    """Camera name -> video: Pose2Sim's demo videos when installed, else four shifted copies of matplotlib's sample portrait
+    """Camera name -> video: Pose2Sim's multi-person demo videos when installed (its single-person demo is kept
+    aside for acceptance), else four shifted copies of matplotlib's sample portrait
     written to ``tmp``."""
     try:
         import Pose2Sim
 
-        videos = Path(Pose2Sim.__file__).parent / "Demo_SinglePerson" / "videos"
+        videos = Path(Pose2Sim.__file__).parent / "Demo_MultiPerson" / "videos"
         found = {p.stem: p for p in sorted(videos.glob("cam*.mp4"))}
         if found:
             return found

@@ -425,7 +425,7 @@ def test_easymocap_writer_rejects_names_opencv_cannot_key(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Qualisys .qca.txt
 # --------------------------------------------------------------------------------------------------
-# Structure from QTM exports as they appear in Pose2Sim's demo (Pose2Sim/Demo_SinglePerson/calibration/
+# Structure from QTM exports as they appear in Pose2Sim's demo (Pose2Sim/Demo_MultiPerson/calibration/
 # Calib.qca.txt, BSD-3-Clause) and in the Qualisys RT SDK's test data: <calibration><cameras><camera
 # serial model viewrotation video_resolution> holding <fov_video left top right bottom> (inclusive pixel
 # bounds), <transform x y z (camera centre, mm) r11..r33> and <intrinsic focalLengthU/V centerPointU/V
