@@ -21,13 +21,9 @@ import io
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from mocap_studio.calibration.bundle import BundleConfig  # noqa: E402
 from mocap_studio.calibration.calibrate import CalibrationConfig, calibrate_rig  # noqa: E402
 from mocap_studio.calibration.camera import Camera, CameraRig  # noqa: E402

@@ -15,8 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from mocap_studio.reconstruction.detect2d import DetectionConfig, ProcessExecutor, SerialExecutor, detect_sources  # noqa: E402

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from body_fixtures import make_synthetic_smpl_arrays, noisy_keypoints, plausible_motion, write_synthetic_smpl  # noqa: E402

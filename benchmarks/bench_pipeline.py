@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mocap_studio.demo import build_take, demo_root  # noqa: E402
 from mocap_studio.pipeline import STAGES, RunConfig, run_pipeline  # noqa: E402

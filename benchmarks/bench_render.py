@@ -14,9 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from mocap_studio.capture.video_writer import VideoWriter  # noqa: E402
 from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
 from mocap_studio.studio import StudioConfig, load_rig_preset  # noqa: E402

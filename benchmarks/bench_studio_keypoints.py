@@ -23,9 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from mocap_studio.cli import main as mocap  # noqa: E402
 from mocap_studio.reconstruction.keypoints import Keypoints3D, load_keypoints3d  # noqa: E402
 from mocap_studio.reconstruction.skeletons import get_format  # noqa: E402

@@ -17,9 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from mocap_studio.calibration.camera import Camera, CameraRig, look_at  # noqa: E402
 from mocap_studio.calibration.formats import read_toml, write_calibration  # noqa: E402
 
