@@ -52,6 +52,8 @@ class SourceInfo:
     """Average frame rate (NaN for images)."""
     size: tuple[int, int]
     """(width, height) in pixels."""
+    start_s: float = math.nan
+    """The video stream's first time stamp in seconds (NaN for images or when the container has none)."""
 
     @property
     def duration_s(self) -> float:
@@ -114,13 +116,15 @@ def probe(path: str | Path) -> SourceInfo:
             # Some containers (mkv, raw streams) do not store a frame count: count packets, no decoding.
             count = sum(1 for packet in container.demux(stream) if packet.size)
         width, height = stream.codec_context.width, stream.codec_context.height
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base \
+            else math.nan
     except av.FFmpegError as e:
         raise _video_error(path, e) from e
     finally:
         container.close()
     if width <= 0 or height <= 0:
         raise FrameSourceError(f"{path}: the video stream has no frame size; the file is probably damaged")
-    return SourceInfo(path, kind, count, fps, (width, height))
+    return SourceInfo(path, kind, count, fps, (width, height), start)
 
 
 def _read_image(path: Path) -> np.ndarray:

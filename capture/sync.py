@@ -35,7 +35,7 @@ from scipy import interpolate, optimize
 
 log = logging.getLogger(__name__)
 
-METHODS = ("audio", "flash", "keypoints", "timestamps")
+METHODS = ("audio", "flash", "keypoints", "timestamps", "none")
 SYNC_FILE_VERSION = 1
 
 
@@ -48,7 +48,8 @@ class SyncConfig:
     """The ``[sync]`` table of session.toml."""
 
     methods: tuple[str, ...] = ("audio", "keypoints")
-    """Methods to try, in order of preference; a camera takes the first that works for every camera."""
+    """Methods to try, in order of preference; the first that finds every camera's offset with confidence wins.
+    "none" declares the take recorded in sync (every offset 0), e.g. hardware-triggered or genlocked cameras."""
     max_offset_s: float = 1.0
     """Search window: the largest offset (seconds, either sign) between a camera and the reference."""
     reference: str = ""
@@ -58,9 +59,18 @@ class SyncConfig:
     envelope_rate_hz: int = 4000
     """Rate of the onset envelope that is cross-correlated (its sample is the coarse resolution)."""
     min_overlap_s: float = 2.0
-    """Shortest stretch both signals must share to be correlated."""
+    """Shortest stretch both signals must share to be correlated (audio, flash, keypoint image speed). The
+    epipolar keypoint method (with a calibration) needs only 20 frames seen by both cameras of a pair."""
     min_confidence: float = 0.3
-    """Below this normalized correlation peak a camera's offset is reported with a warning."""
+    """Audio and flash: below this normalized correlation peak an offset is not trusted. Keypoints with a
+    calibration (epipolar): below this ``1 - cost_best / cost_3_frames_away`` it is not trusted."""
+    zero_when_evident: bool = True
+    """When no method finds the offsets with confidence, use offsets of zero if the recordings show they are in
+    sync (equal frame counts and stream start times, keypoint motion consistent with zero), with a warning in
+    the report; False stops instead."""
+    min_agreement: float = 0.99
+    """Keypoints: an offset's confidence is the share of surrogate matches (the motion reversed and turned, so
+    it cannot match) that correlate less than the real one does; below this the offset is not applied."""
     keypoint_smoothing_frames: float = 1.5
     """Gaussian smoothing (sigma, in frames of each camera) of keypoint positions before taking speed."""
     min_keypoint_confidence: float = 0.3
@@ -72,6 +82,10 @@ class SyncConfig:
             raise ValueError(f"methods {list(self.methods)}: each must be one of {list(METHODS)}")
         if self.max_offset_s <= 0:
             raise ValueError(f"max_offset_s must be > 0, got {self.max_offset_s}")
+        if "none" in self.methods and len(self.methods) > 1:
+            raise ValueError(f"methods {list(self.methods)}: 'none' (recorded in sync) cannot be combined with others")
+        if not 0 < self.min_agreement <= 1:
+            raise ValueError(f"min_agreement must be in (0, 1], got {self.min_agreement}")
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,12 @@ class CameraOffset:
     camera: str
     offset_s: float
     confidence: float
-    """Normalized correlation at the peak (1 for the reference and for recorded timestamps)."""
+    """How sure the offset is, 0..1: audio and flash, the normalized correlation at the peak; keypoints, the
+    share of surrogate matches it beats; 1 for the reference, recorded timestamps and "none"."""
     method: str
+    zero_support: float = math.nan
+    """Keypoints: how consistent offset 0 is with the motion (share of surrogates whose peak stands higher above
+    their lag 0 than the real peak does; high: as consistent as the chosen offset). NaN for other methods."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -492,6 +510,99 @@ def _shift_score(ref_t: np.ndarray, ref_v: np.ndarray, spline, t_lo: float, t_hi
     return -float(np.mean((a * b).sum(0)[use] / den[use]))
 
 
+def _joint_ncc(ref: np.ndarray, sig: np.ndarray, max_lag: int, min_overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-joint normalized cross-correlation: ref (N, J), sig (M, J) on one grid, NaN where not seen.
+
+    Returns lags (L,) = -max_lag..max_lag and ncc (L, J) where ``sig[n] ~ ref[n + lag]``; NaN where a joint
+    shares fewer than ``min_overlap`` seen samples at that lag.
+    """
+    N, M, J = ref.shape[0], sig.shape[0], ref.shape[1]
+    lags = np.arange(-max_lag, max_lag + 1)
+    out = np.full((lags.size, J), np.nan)
+    for k, lag in enumerate(lags):
+        n0, n1 = max(0, -lag), min(M, N - lag)
+        if n1 - n0 < min_overlap:
+            continue
+        a, b = ref[n0 + lag : n1 + lag], sig[n0:n1]
+        ok = np.isfinite(a) & np.isfinite(b)
+        n = ok.sum(0)
+        a = np.where(ok, a, 0.0)
+        b = np.where(ok, b, 0.0)
+        a = np.where(ok, a - a.sum(0) / np.maximum(n, 1), 0.0)
+        b = np.where(ok, b - b.sum(0) / np.maximum(n, 1), 0.0)
+        den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
+        with np.errstate(all="ignore"):
+            out[k] = np.where((n >= min_overlap) & (den > 0), (a * b).sum(0) / den, np.nan)
+    return lags, out
+
+
+@dataclass(frozen=True)
+class _JointLag:
+    lag: int
+    """Whole-sample lag of the joints' mean correlation peak."""
+    peak: float
+    confidence: float
+    """Share of null peaks (from surrogates that keep each signal's own rhythm but break their relation) below
+    ``peak``: 1 - p-value of the match."""
+    at_zero: float
+    """The mean correlation at lag 0."""
+    null_sd: float
+    """Spread (standard deviation) of the surrogates' correlations: how far apart two lags' values may lie by
+    chance."""
+
+
+def _mean_curve(ncc: np.ndarray) -> np.ndarray:
+    valid = np.isfinite(ncc)
+    n = valid.sum(1)
+    return np.where(n > 0, np.nan_to_num(ncc).sum(1) / np.maximum(n, 1), -np.inf)
+
+
+def _joint_lag(ref: np.ndarray, sig: np.ndarray, window: int, min_overlap: int, surrogates: int = 99
+               ) -> _JointLag | None:
+    """The lag of ``sig`` (M, J) against ``ref`` (N, J) from the joints' mean correlation, and how sure it is.
+
+    The real correlation curve is compared with those of surrogate pairs: ``sig`` reversed in time and turned
+    circularly, which keeps its own rhythm (how often and how fast things happen) but cannot match ``ref``. On
+    a short take a curve of two unrelated motions often peaks at 0.3-0.4; only a peak above the surrogates'
+    counts as a match.
+    """
+    lags, ncc = _joint_ncc(ref, sig, window, min_overlap)
+    curve = _mean_curve(ncc)
+    best = int(np.argmax(curve))
+    if not np.isfinite(curve[best]):
+        return None
+    zero = int(np.flatnonzero(lags == 0)[0]) if (lags == 0).any() else best
+    reversed_sig = sig[::-1]
+    shifts = np.linspace(0, sig.shape[0], surrogates, endpoint=False).astype(int)
+    nulls = [_mean_curve(_joint_ncc(ref, np.roll(reversed_sig, shift, axis=0), window, min_overlap)[1])
+             for shift in shifts]
+    nulls = [n for n in nulls if np.isfinite(n).any()]
+    if not nulls:
+        return None
+    peaks = np.array([np.max(n) for n in nulls])
+    values = np.concatenate([n[np.isfinite(n)] for n in nulls])
+    return _JointLag(int(lags[best]), float(curve[best]), float(np.mean(peaks < curve[best])), float(curve[zero]),
+                     float(np.std(values)))
+
+
+def _zero_support(found: _JointLag, offset_s: float, dt: float, min_agreement: float) -> float:
+    """How consistent offset 0 is with a pair's motion, 0..1: for a sure match, whether its offset lies within
+    1.5 frames of 0 (a short take's precision); for an unsure one, the two-sided chance that the peak stands
+    as far above lag 0 as it does by chance alone (from the surrogates' spread)."""
+    if found.confidence >= min_agreement:
+        return float(abs(offset_s) <= 1.5 * dt)
+    z = (found.peak - found.at_zero) / max(found.null_sd, 1e-9)
+    return float(math.erfc(z / math.sqrt(2.0)))
+
+
+def _overlap_frames(lengths: Sequence[int], rate: float, config: SyncConfig) -> tuple[int, int]:
+    """(window, min_overlap) in grid samples for keypoint tracks of these lengths: the window never leaves
+    less than ``min_overlap_s`` shared."""
+    min_overlap = int(config.min_overlap_s * rate)
+    window = min(int(math.ceil(config.max_offset_s * rate)), min(lengths) - min_overlap)
+    return max(window, 0), max(min_overlap, 8)
+
+
 def keypoint_offsets(
     xy: Mapping[str, np.ndarray],
     times: Mapping[str, np.ndarray],
@@ -502,13 +613,16 @@ def keypoint_offsets(
     xy[camera] (T_c, J, 2) px with NaN where not seen, times[camera] (T_c,) s on the camera's clock,
     confidence[camera] (T_c, J) optional.
 
-    Speed curves are cross-correlated on a grid at the fastest camera's frame interval (coarse, whole
-    frames), then the shift is refined continuously by maximizing the correlation of the reference curve
-    with a cubic spline of the camera's curve (sub-frame).
+    Each joint's image speed is cross-correlated on a grid at the fastest camera's frame interval (whole
+    frames) and the joints' mean correlation gives the lag; surrogate pairs (a camera's motion reversed and
+    turned, so it keeps its rhythm but cannot match) say how sure that lag is (the offset's ``confidence``) and
+    whether offset 0 fits as well (``zero_support``). The shift is
+    then refined continuously on cubic splines of the joints' speeds (sub-frame). Image speed depends on the
+    view (a joint moving towards a camera hardly moves in its image), so this needs takes of several seconds;
+    :func:`epipolar_offsets` (with a calibration) handles short ones.
     """
     config = config or SyncConfig()
     names = list(xy)
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     per_joint: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for c in names:
         pts, t = _check_series(xy[c], times[c], c)
@@ -518,21 +632,44 @@ def keypoint_offsets(
                 raise ValueError(f"camera {c}: confidence must have shape {pts.shape[:2]}, got {conf.shape}")
             pts = np.where((conf >= config.min_keypoint_confidence)[..., None], pts, np.nan)
         duration = float(t[-1] - t[0]) if len(t) > 1 else 0.0
-        _check_length(c, duration, config, "keypoint track")
-        speed = keypoint_speed(pts, t, config.keypoint_smoothing_frames)
-        if np.isfinite(speed).sum() < 10:
+        if duration < config.min_overlap_s + 0.1:
+            raise SyncError(
+                f"camera {c}: the keypoint track lasts {duration:.2f} s, too short to correlate image speeds (needs "
+                f"more than min_overlap_s = {config.min_overlap_s} s); with the take's calibration.toml the epipolar "
+                "method synchronizes short takes; if the cameras were recorded in sync, set [sync] methods = ['none'] "
+                "(`mocap sync --none`); else record a longer take with a few claps")
+        speeds = joint_speeds(pts, t, config.keypoint_smoothing_frames)
+        if (np.isfinite(speeds).any(1)).sum() < 10:
             raise SyncError(f"camera {c}: the performer is seen in too few frames to synchronize by motion")
-        curves[c] = (t, speed)
-        per_joint[c] = (t, joint_speeds(pts, t, config.keypoint_smoothing_frames))
-    dt = min(float(np.median(np.diff(t))) for t, _ in curves.values())
-    grid = [_on_grid(*curves[c], dt) for c in names]
-    signals = [(start, _fill(v)) for start, v in grid]
-
-    def refine(i: int, j: int, coarse: float) -> tuple[float, float]:
-        return _refine_shift(per_joint[names[i]], per_joint[names[j]], coarse, dt)
-
-    offsets, conf = _pairwise_offsets(names, signals, 1.0 / dt, config, "keypoint motion", refine)
-    return {c: _check_offset(c, offsets[k], conf[k], config, "keypoints") for k, c in enumerate(names)}
+        per_joint[c] = (t, speeds)
+    dt = min(float(np.median(np.diff(t))) for t, _ in per_joint.values())
+    grids = {c: (float(t[0]), interpolate_gaps(t, v, np.arange(t[0], t[-1] + 0.5 * dt, dt)))
+             for c, (t, v) in per_joint.items()}
+    window, min_overlap = _overlap_frames([g.shape[0] for _, g in grids.values()], 1.0 / dt, config)
+    ref = _reference(names, config)
+    pairs: dict[tuple[int, int], tuple[float, float]] = {}
+    support: dict[tuple[int, int], float] = {}
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            (si, gi), (sj, gj) = grids[names[i]], grids[names[j]]
+            found = _joint_lag(gi, gj, window, min_overlap)
+            if found is None:
+                continue
+            coarse = found.lag * dt + si - sj
+            d, _ = _refine_shift(per_joint[names[i]], per_joint[names[j]], coarse, dt)
+            pairs[(i, j)] = (d, found.confidence)
+            support[(i, j)] = _zero_support(found, d, dt, config.min_agreement) if abs(si - sj) < 0.5 * dt \
+                else math.nan
+    r = names.index(ref)
+    for k, name in enumerate(names):
+        if k != r and not any(k in p for p in pairs):
+            raise SyncError(f"camera {name}: its keypoint motion shares too little with the other cameras to correlate")
+    offsets, conf = _consensus(names, ref, pairs, 2.0 * dt, config.min_agreement)
+    out = {}
+    for k, c in enumerate(names):
+        z = 1.0 if k == r else support.get((min(k, r), max(k, r)), math.nan)
+        out[c] = CameraOffset(c, float(offsets[k]), float(conf[k]), "keypoints", float(z))
+    return out
 
 
 def _refine_shift(
@@ -562,16 +699,6 @@ def _refine_shift(
     return (float(res.x), -float(res.fun)) if res.success else (coarse, 0.0)
 
 
-def _on_grid(t: np.ndarray, v: np.ndarray, dt: float) -> tuple[float, np.ndarray]:
-    """Resample a curve onto a uniform grid starting at t[0]: (start, values) with NaN in gaps."""
-    grid = np.arange(t[0], t[-1] + 0.5 * dt, dt)
-    return float(t[0]), interpolate_gaps(t, v, grid)
-
-
-def _fill(v: np.ndarray) -> np.ndarray:
-    return np.where(np.isfinite(v), v, np.nanmean(v))
-
-
 # ------------------------------------------------------------------------------------------------
 # (d) recorded timestamps
 # ------------------------------------------------------------------------------------------------
@@ -599,6 +726,146 @@ def timestamp_offsets(
         offset = float(np.median(diffs[c]) - np.median(diffs[ref]))
         out[c] = CameraOffset(c, offset, 1.0 / (1.0 + spread / 0.005), "timestamps")
     return out
+
+
+def _epipolar_cost(a: np.ndarray, b: np.ndarray, F: np.ndarray, cap_px: float) -> tuple[float, int]:
+    """Mean truncated symmetric epipolar distance of matched points a (N, J, 2) in camera i and b in camera j
+    (ideal pixels, ``u_j^T F u_i = 0``), and how many pairs were seen in both."""
+    ok = np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
+    if not ok.any():
+        return math.inf, 0
+    pa = np.concatenate([a[ok], np.ones((int(ok.sum()), 1))], 1)
+    pb = np.concatenate([b[ok], np.ones((int(ok.sum()), 1))], 1)
+    line_b, line_a = pa @ F.T, pb @ F
+    num = np.abs(np.sum(pb * line_b, 1))
+    d = 0.5 * (num / np.maximum(np.linalg.norm(line_b[:, :2], axis=1), 1e-12)
+               + num / np.maximum(np.linalg.norm(line_a[:, :2], axis=1), 1e-12))
+    return float(np.mean(np.minimum(d, cap_px))), int(ok.sum())
+
+
+def epipolar_offsets(
+    xy: Mapping[str, np.ndarray],
+    times: Mapping[str, np.ndarray],
+    fundamental: Mapping[tuple[str, str], np.ndarray],
+    confidence: Mapping[str, np.ndarray] | None = None,
+    config: SyncConfig | None = None,
+    cap_px: float = 25.0,
+) -> dict[str, CameraOffset]:
+    """Offsets from 2D keypoints and the calibration: the shift at which every pair of cameras sees the same
+    joints on each other's epipolar lines. View-invariant (unlike image speed), so short takes synchronize.
+
+    xy[camera] (T_c, J, 2) ideal (undistorted) pixels, NaN where not seen; times[camera] (T_c,) s on the
+    camera's clock; fundamental[(a, b)] (3, 3) with ``u_b^T F u_a = 0`` for every pair of cameras in ``xy``'s
+    order (a before b). An offset's confidence is ``1 - cost_best / cost_elsewhere``, where cost is the mean
+    epipolar distance (truncated at ``cap_px``) and "elsewhere" is the best shift at least 3 frames away: 0 when
+    the performer hardly moves (every shift fits), near 1 for a clear match. ``zero_support`` is
+    ``cost_best / cost_at_zero``.
+    """
+    config = config or SyncConfig()
+    names = list(xy)
+    pts = {}
+    for c in names:
+        p, t = _check_series(xy[c], times[c], c)
+        if confidence is not None and c in confidence:
+            p = np.where((np.asarray(confidence[c], float) >= config.min_keypoint_confidence)[..., None], p, np.nan)
+        if len(t) < 30:
+            raise SyncError(f"camera {c}: {len(t)} frames are too few to synchronize by keypoints (needs 30); if the "
+                            "cameras were recorded in sync, set [sync] methods = ['none'] (`mocap sync --none`)")
+        pts[c] = (p, t)
+    dt = min(float(np.median(np.diff(t))) for _, t in pts.values())
+    ref = _reference(names, config)
+    pairs: dict[tuple[int, int], tuple[float, float]] = {}
+    support: dict[tuple[int, int], float] = {}
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            if (names[i], names[j]) not in fundamental:
+                raise ValueError(f"no fundamental matrix for cameras {names[i]} and {names[j]}")
+            found = _epipolar_pair(pts[names[i]], pts[names[j]], fundamental[(names[i], names[j])], dt, config,
+                                   cap_px)
+            if found is not None:
+                pairs[(i, j)] = found[:2]
+                support[(i, j)] = found[2]
+    r = names.index(ref)
+    for k, name in enumerate(names):
+        if k != r and not any(k in p for p in pairs):
+            raise SyncError(f"camera {name}: it shares too few seen joints with the other cameras to synchronize")
+    offsets, conf = _consensus(names, ref, pairs, 2.0 * dt, config.min_confidence)
+    out = {}
+    for k, c in enumerate(names):
+        linked = [v for p, v in support.items() if k in p and pairs[p][1] >= config.min_confidence]
+        z = 1.0 if k == r else (min(linked) if linked else max((v for p, v in support.items() if k in p),
+                                                              default=math.nan))
+        out[c] = CameraOffset(c, float(offsets[k]), float(conf[k]), "epipolar", float(z))
+    return out
+
+
+def _epipolar_pair(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], F: np.ndarray, dt: float,
+                   config: SyncConfig, cap_px: float) -> tuple[float, float, float] | None:
+    """(o_b - o_a, confidence, zero support) for one pair, or None when they share too little."""
+    (xa, ta), (xb, tb) = a, b
+    shorter = min(len(ta), len(tb))
+    min_overlap = min(int(config.min_overlap_s / dt), max(20, int(0.2 * shorter)))
+
+    def cost(d: float) -> float:
+        moved = interpolate_gaps(ta, xa, tb + d)  # camera a at the instants of camera b's frames
+        value, n = _epipolar_cost(moved, xb, F, cap_px)
+        frames = int((np.isfinite(moved).all(-1) & np.isfinite(xb).all(-1)).any(-1).sum())
+        return value if frames >= min_overlap and n > 0 else math.inf
+
+    span = config.max_offset_s
+    shifts = np.arange(-span, span + 0.5 * dt, dt) + (ta[0] - tb[0]) - round((ta[0] - tb[0]) / dt) * dt
+    costs = np.array([cost(d) for d in shifts])
+    if not np.isfinite(costs).any():
+        return None
+    k = int(np.argmin(costs))
+    res = optimize.minimize_scalar(cost, bounds=(shifts[k] - dt, shifts[k] + dt), method="bounded",
+                                   options={"xatol": 1e-4 * dt})
+    best, c1 = (float(res.x), float(res.fun)) if res.success and res.fun <= costs[k] else (float(shifts[k]), costs[k])
+    far = np.abs(shifts - best) >= 3 * dt
+    c2 = float(np.min(costs[far])) if far.any() and np.isfinite(costs[far]).any() else math.inf
+    c0 = cost(0.0)
+    confidence = 1.0 - c1 / c2 if np.isfinite(c2) and c2 > 0 else 0.0
+    zero = c1 / c0 if np.isfinite(c0) and c0 > 0 else math.nan
+    return best, float(max(confidence, 0.0)), float(min(zero, 1.0))
+
+
+def none_offsets(names: Sequence[str], config: SyncConfig | None = None) -> dict[str, CameraOffset]:
+    """Offsets of a take recorded in sync (hardware trigger, genlock, or the user says so): every camera 0."""
+    _reference(names, config or SyncConfig())
+    return {c: CameraOffset(c, 0.0, 1.0, "none") for c in names}
+
+
+@dataclass(frozen=True)
+class InSyncEvidence:
+    """What the recordings themselves say about being in sync already, when no method found offsets."""
+
+    frame_counts: dict[str, int]
+    start_times_s: dict[str, float]
+    """Each video stream's first time stamp (NaN for image folders)."""
+    zero_support: dict[str, float]
+    """Per camera, from the keypoint motion: share of resamples in which offset 0 fits as well (NaN: unknown)."""
+
+    def reasons_against(self, min_zero_support: float = 0.5) -> list[str]:
+        """Why offsets of zero are not supported (empty when they are)."""
+        against = []
+        counts = set(self.frame_counts.values())
+        if len(counts) > 1:
+            against.append(f"the recordings have different frame counts ({self.frame_counts})")
+        starts = [v for v in self.start_times_s.values() if np.isfinite(v)]
+        if starts and max(starts) - min(starts) > 1e-3:
+            against.append(f"the video streams start at different times ({self.start_times_s})")
+        contradicted = [c for c, z in self.zero_support.items() if np.isfinite(z) and z < min_zero_support]
+        if contradicted:
+            against.append(f"the keypoint motion of camera(s) {contradicted} does not fit offsets of zero")
+        if not any(np.isfinite(z) for z in self.zero_support.values()) and len(self.frame_counts) > 1:
+            against.append("there is no keypoint motion to check offsets of zero against")
+        return against
+
+    def describe(self) -> str:
+        """One line for the report: the evidence that the take is in sync."""
+        support = {c: round(z, 2) for c, z in self.zero_support.items() if np.isfinite(z)}
+        return (f"equal frame counts ({next(iter(self.frame_counts.values()), 0)}), equal stream start times, and "
+                f"keypoint motion consistent with offsets of zero (support per camera {support})")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -649,6 +916,8 @@ def write_sync(path: str | Path, offsets: Mapping[str, CameraOffset], fps: Mappi
     cameras = {}
     for c, o in offsets.items():
         entry = {"offset_s": o.offset_s, "confidence": round(o.confidence, 4), "method": o.method}
+        if np.isfinite(o.zero_support):
+            entry["zero_support"] = round(o.zero_support, 4)
         if fps and fps.get(c):
             entry["offset_frames"] = o.offset_s * fps[c]
         cameras[c] = entry
@@ -668,7 +937,8 @@ def read_sync(path: str | Path) -> dict[str, CameraOffset]:
     try:
         data = json.loads(path.read_text())
         return {
-            c: CameraOffset(c, float(e["offset_s"]), float(e["confidence"]), str(e["method"]))
+            c: CameraOffset(c, float(e["offset_s"]), float(e["confidence"]), str(e["method"]),
+                            float(e.get("zero_support", math.nan)))
             for c, e in data["cameras"].items()
         }
     except FileNotFoundError:
@@ -678,7 +948,8 @@ def read_sync(path: str | Path) -> dict[str, CameraOffset]:
 
 
 __all__ = [
-    "CameraOffset", "SyncConfig", "SyncError", "audio_offsets", "brightness_curve",
+    "CameraOffset", "InSyncEvidence", "SyncConfig", "SyncError", "epipolar_offsets", "none_offsets",
+    "audio_offsets", "brightness_curve",
     "flash_offsets", "flash_time", "interpolate_gaps", "keypoint_offsets", "keypoint_speed", "onset_envelope",
     "read_audio", "read_sync", "timestamp_offsets", "write_sync",
 ]
