@@ -3,17 +3,24 @@
 Formats (``fmt``):
 
 - ``openpose``: a folder of per-frame ``*_keypoints.json`` files per camera (``people[].pose_keypoints_2d``
-  as x, y, c triplets), skeleton BODY_25, BODY_25B or COCO-18. Pose2Sim writes RTMPose results this way.
+  as x, y, c triplets): BODY_25, BODY_25B, COCO-18, or COCO-17 / HALPE-26 as Pose2Sim writes RTMPose
+  results.
 - ``mmpose``: MMPose / RTMPose inferencer predictions per camera: one JSON file holding a list of frames
   ``{"frame_id", "instances": [{"keypoints": [[x, y], ...], "keypoint_scores": [...]}]}`` (or a folder
-  of per-frame files, each a list of instances); COCO-17 or HALPE-26, told apart by the joint count.
-- ``easymocap``: EasyMocap's ``annots/<camera>/<frame>.json`` (``annots[].keypoints`` as [x, y, c] rows,
-  BODY_25 unless told otherwise); ``personID`` orders the person slots.
+  of per-frame files, each a list of instances); COCO-17 or HALPE-26.
+- ``easymocap``: EasyMocap's ``annots/<camera>/<frame>.json`` (``annots[].keypoints`` as [x, y, c] rows);
+  ``personID`` orders the person slots.
 - ``npz``: arrays ``xy`` (C, T, [P,] J, 2), ``confidence`` (C, T, [P,] J), ``camera_names`` and
   ``skeleton`` (our own keypoints2d.npz is one).
 
 Frame numbers come from the last run of digits in each file name, so a missing file is a missing frame,
 not a shift. A zero confidence or a (0, 0) point is "not detected" and becomes NaN.
+
+The skeleton is never assumed from the joint count alone: where several layouts share a count (OpenPose's
+BODY_25 and BODY_25B, Pose2Sim's default, both 25 joints in different orders) the detections themselves
+decide (:func:`skeletons.identify_layout`: short, left/right-symmetric limbs and head-shoulders-hips-knees-
+ankles order along the body under the right reading), and when they cannot, the import stops and asks for
+the skeleton. A skeleton given by the user is checked the same way and a contradiction is a warning.
 """
 
 from __future__ import annotations
@@ -22,21 +29,29 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mocap_studio.common.fileio import load_npz
 from mocap_studio.reconstruction.keypoints import Detections2D, KeypointFileError
-from mocap_studio.reconstruction.skeletons import get_format
+from mocap_studio.reconstruction.skeletons import (
+    DETECTOR_FORMATS,
+    LayoutChoice,
+    get_format,
+    identify_layout,
+    layouts_with,
+)
+from mocap_studio.reconstruction.skeletons import (
+    FORMATS as SKELETONS,
+)
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("openpose", "mmpose", "easymocap", "npz")
-__all__ = ["FORMATS", "import_keypoints", "read_openpose", "read_mmpose", "read_easymocap", "read_npz"]
-
-_OPENPOSE_SKELETONS = {25: "body25", 18: "coco18"}
-_MMPOSE_SKELETONS = {17: "coco17", 26: "halpe26"}
+__all__ = ["FORMATS", "ImportedKeypoints", "import_keypoints", "read_keypoints", "read_openpose", "read_mmpose",
+           "read_easymocap", "read_npz"]
 
 # one camera's frames: frame number -> list of people, each (xy (J, 2), confidence (J,))
 _Frames = dict[int, list[tuple[np.ndarray, np.ndarray]]]
@@ -87,8 +102,9 @@ def _json_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_openpose(folder: Path, skeleton: str | None = None) -> tuple[_Frames, str]:
-    """One camera's OpenPose JSON folder -> (frames, skeleton name)."""
+def read_openpose(folder: Path, skeleton: str | None = None) -> tuple[_Frames, int]:
+    """One camera's OpenPose JSON folder -> (frames, joints per person). With ``skeleton`` given, every
+    person must have its joint count; without it, every person must have the count of the first one."""
     folder = Path(folder)
     frames: _Frames = {}
     joints = get_format(skeleton).num_joints if skeleton else None
@@ -102,19 +118,15 @@ def read_openpose(folder: Path, skeleton: str | None = None) -> tuple[_Frames, s
             if not values:
                 continue
             xy, conf = _person(values, joints, path, f"person {k}")
-            if joints is None:
-                joints = len(xy)
-                if joints not in _OPENPOSE_SKELETONS:
-                    raise KeypointFileError(f"{path}: {joints} joints is not an OpenPose body skeleton")
-                skeleton = _OPENPOSE_SKELETONS[joints]
-                log.info("%s: %d joints, read as %s (BODY_25B: pass it)", folder, joints, skeleton)
+            joints = len(xy)
             people.append(_clean(xy, conf))
         frames[_frame_number(path, i)] = people
-    return frames, skeleton or "body25"
+    return frames, joints or 0
 
 
-def read_mmpose(source: Path, skeleton: str | None = None) -> tuple[_Frames, str]:
-    """One camera's MMPose predictions (a JSON file of frames, or a folder of per-frame files)."""
+def read_mmpose(source: Path, skeleton: str | None = None) -> tuple[_Frames, int]:
+    """One camera's MMPose predictions (a JSON file of frames, or a folder of per-frame files) -> (frames,
+    joints per person)."""
     source = Path(source)
     if source.is_dir():
         items = [(_frame_number(p, i), _read_json(p), p) for i, p in enumerate(_json_files(source))]
@@ -139,21 +151,16 @@ def read_mmpose(source: Path, skeleton: str | None = None) -> tuple[_Frames, str
             if arr.ndim == 2 and arr.shape[1] == 2 and "keypoint_scores" in inst:
                 arr = np.concatenate([arr, np.asarray(inst["keypoint_scores"], float)[:, None]], 1)
             xy, conf = _person(arr, joints, path, f"frame {number} instance {k}")
-            if joints is None:
-                joints = len(xy)
-                if joints not in _MMPOSE_SKELETONS:
-                    raise KeypointFileError(f"{path}: {joints} keypoints is neither COCO-17 nor HALPE-26")
-                skeleton = _MMPOSE_SKELETONS[joints]
+            joints = len(xy)
             people.append(_clean(xy, conf))
         frames[number] = people
-    return frames, skeleton or "coco17"
+    return frames, joints or 0
 
 
-def read_easymocap(folder: Path, skeleton: str | None = None) -> tuple[_Frames, str]:
-    """One camera's EasyMocap annots folder; people ordered by ``personID``."""
+def read_easymocap(folder: Path, skeleton: str | None = None) -> tuple[_Frames, int]:
+    """One camera's EasyMocap annots folder -> (frames, joints per person); people ordered by ``personID``."""
     folder = Path(folder)
-    skeleton = skeleton or "body25"
-    joints = get_format(skeleton).num_joints
+    joints = get_format(skeleton).num_joints if skeleton else None
     frames: _Frames = {}
     for i, path in enumerate(_json_files(folder)):
         data = _read_json(path)
@@ -161,12 +168,15 @@ def read_easymocap(folder: Path, skeleton: str | None = None) -> tuple[_Frames, 
         if not isinstance(annots, list):
             raise KeypointFileError(f"{path}: no 'annots' list; is this an EasyMocap annots file?")
         annots = sorted(annots, key=lambda a: a.get("personID", a.get("id", 0)))
-        frames[_frame_number(path, i)] = [
-            _clean(*_person(a["keypoints"], joints, path, f"personID {a.get('personID')}"))
-            for a in annots
-            if a.get("keypoints") is not None
-        ]
-    return frames, skeleton
+        people = []
+        for a in annots:
+            if a.get("keypoints") is None:
+                continue
+            xy, conf = _person(a["keypoints"], joints, path, f"personID {a.get('personID')}")
+            joints = len(xy)
+            people.append(_clean(xy, conf))
+        frames[_frame_number(path, i)] = people
+    return frames, joints or 0
 
 
 def read_npz(path: Path, cameras: Sequence[str] | None = None) -> Detections2D:
@@ -194,40 +204,95 @@ def read_npz(path: Path, cameras: Sequence[str] | None = None) -> Detections2D:
 _READERS = {"openpose": read_openpose, "mmpose": read_mmpose, "easymocap": read_easymocap}
 
 
-def import_keypoints(
+@dataclass(frozen=True, eq=False)
+class ImportedKeypoints:
+    """What :func:`read_keypoints` read: the detections, how their skeleton was chosen, and what is odd."""
+
+    detections: Detections2D
+    layout: LayoutChoice
+    """The skeleton and its evidence (``reason`` says whether it was given, stored, or told from the data)."""
+    warnings: tuple[str, ...] = ()
+    """E.g. a skeleton given by the user that the detections clearly contradict."""
+
+
+def _choose_layout(xy: np.ndarray, joints: int, skeleton: str | None, where: str) -> tuple[LayoutChoice, list[str]]:
+    """The layout of detections xy (N, J, 2): the given one (checked against the data), else told from it."""
+    candidates = layouts_with(joints)
+    if skeleton:
+        name = get_format(skeleton).name
+        rivals = tuple(dict.fromkeys((name, *candidates)))
+        choice = identify_layout(xy, rivals)
+        given = LayoutChoice(name, rivals, choice.detections, choice.evidence, f"given ({name})")
+        if choice.skeleton and choice.skeleton != name:
+            return given, [f"{where}: read as {name} as asked, but the detections look like {choice.skeleton} "
+                           f"({choice.reason}); check --skeleton"]
+        return given, []
+    if not candidates:
+        known = ", ".join(f"{SKELETONS[n].num_joints}: {n}" for n in DETECTOR_FORMATS)
+        raise KeypointFileError(f"{where}: {joints} joints per person is none of the layouts known here ({known}); "
+                                "convert the files to one of them")
+    choice = identify_layout(xy, candidates)
+    if not choice.skeleton:
+        options = " or ".join(f"--skeleton {c}" for c in candidates)
+        raise KeypointFileError(f"{where}: {joints} joints per person could be {' or '.join(candidates)}, and the "
+                                f"detections do not tell them apart ({choice.reason}); pass {options}")
+    log.info("%s: skeleton %s, told from the data: %s", where, choice.skeleton, choice.reason)
+    return choice, []
+
+
+def read_keypoints(
     sources: dict[str, Path], fmt: str, skeleton: str | None = None, frame_rate: float = 30.0
-) -> Detections2D:
+) -> ImportedKeypoints:
     """Read every camera's detections. sources: camera name -> file or folder (for ``npz``: any camera
-    name -> the one npz file). Returns (C, T, P, J) with T from the highest frame number + 1 and P the
-    most people in any frame."""
+    name -> the one npz file). The detections are (C, T, P, J) with T from the highest frame number + 1, P
+    the most people in any frame, and frame times ``t / frame_rate``.
+
+    Without ``skeleton`` the layout is the only known one with the files' joint count, or, where several
+    share it (BODY_25 and BODY_25B), the one the detections fit (:func:`identify_layout`); when they do not
+    tell, a KeypointFileError asks for the skeleton."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown keypoint format {fmt!r}; choose one of {FORMATS}")
     if not sources:
         raise ValueError("no keypoint sources given")
+    if not frame_rate or frame_rate <= 0 or not np.isfinite(frame_rate):
+        raise ValueError(f"frame_rate must be a positive number of frames per second, got {frame_rate}")
     if fmt == "npz":
         paths = {Path(p) for p in sources.values()}
         if len(paths) != 1:
             raise ValueError(f"npz import takes one file holding every camera, got {sorted(map(str, paths))}")
-        det = read_npz(paths.pop(), list(sources))
+        path = paths.pop()
+        det = read_npz(path, list(sources))
         if skeleton and get_format(skeleton).name != det.skeleton:
-            raise KeypointFileError(f"{sources}: holds {det.skeleton}, not the {skeleton} asked for")
-        return det
+            raise KeypointFileError(f"{path}: holds {det.skeleton}, not the {skeleton} asked for")
+        layout = LayoutChoice(det.skeleton, (det.skeleton,), 0, {}, f"stored in {path.name}")
+        return ImportedKeypoints(det, layout)
     per_camera: dict[str, _Frames] = {}
-    skeletons: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for camera, source in sources.items():
-        per_camera[camera], skeletons[camera] = _READERS[fmt](Path(source), skeleton)
-    if len(set(skeletons.values())) > 1:
-        raise KeypointFileError(f"cameras disagree on the skeleton: {skeletons}; pass --skeleton")
-    name = next(iter(skeletons.values()))
-    J = get_format(name).num_joints
+        per_camera[camera], counts[camera] = _READERS[fmt](Path(source), skeleton)
+    where = ", ".join(str(sources[c]) for c in sources)
+    sizes = {n for n in counts.values() if n}
+    if len(sizes) > 1:
+        raise KeypointFileError(f"cameras disagree on the joints per person ({counts}); each camera's files must "
+                                "come from one detector")
     T = 1 + max((max(f, default=-1) for f in per_camera.values()), default=-1)
     P = max((len(people) for f in per_camera.values() for people in f.values()), default=0)
-    if T <= 0 or P == 0:
-        raise KeypointFileError(f"no people detected in any frame of {sorted(map(str, sources.values()))}")
+    if T <= 0 or P == 0 or not sizes:
+        raise KeypointFileError(f"no people detected in any frame of {where}")
+    J = sizes.pop()
     xy = np.full((len(sources), T, P, J, 2), np.nan)
     conf = np.zeros((len(sources), T, P, J))
     for c, frames in enumerate(per_camera.values()):
         for t, people in frames.items():
             for p, (pxy, pconf) in enumerate(people):
                 xy[c, t, p], conf[c, t, p] = pxy, pconf
-    return Detections2D(xy, conf, tuple(sources), name, np.arange(T) / frame_rate)
+    layout, warnings = _choose_layout(xy.reshape(-1, J, 2), J, skeleton, where)
+    det = Detections2D(xy, conf, tuple(sources), layout.skeleton, np.arange(T) / frame_rate)
+    return ImportedKeypoints(det, layout, tuple(warnings))
+
+
+def import_keypoints(
+    sources: dict[str, Path], fmt: str, skeleton: str | None = None, frame_rate: float = 30.0
+) -> Detections2D:
+    """The detections of :func:`read_keypoints` (C, T, P, J), without the account of the skeleton."""
+    return read_keypoints(sources, fmt, skeleton, frame_rate).detections

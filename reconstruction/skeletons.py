@@ -356,3 +356,181 @@ def convert_confidence(
         if group:
             out[..., j] = confidence[..., list(group)].min(axis=-1)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Telling same-count layouts apart from the data
+# ------------------------------------------------------------------------------------------------
+DETECTOR_FORMATS: tuple[str, ...] = ("blazepose33", "coco17", "halpe26", "body25", "body25b", "coco18")
+"""Formats that 2D detectors write (SMPL-24 is a body model's, never a detector's)."""
+
+# Segments scored for every candidate layout, by name: each left one with its right mirror, then the two
+# girdles. A layout read at the wrong indices joins unrelated joints, so these come out long and lopsided.
+_SIDE_SEGMENTS = (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("left_hip", "left_knee"),
+                  ("left_knee", "left_ankle"), ("left_eye", "left_ear"), ("nose", "left_eye"),
+                  ("left_shoulder", "left_hip"))
+_GIRDLES = (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"))
+_HEAD = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+
+
+def layouts_with(num_joints: int) -> tuple[str, ...]:
+    """Names of the detector formats (:data:`DETECTOR_FORMATS`) with ``num_joints`` joints."""
+    return tuple(n for n in DETECTOR_FORMATS if FORMATS[n].num_joints == num_joints)
+
+
+def _named(fmt: SkeletonFormat, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    """(S, 2) indices of the named segments the format has."""
+    rows = [(fmt.joints.index(a), fmt.joints.index(b)) for a, b in pairs if a in fmt.joints and b in fmt.joints]
+    return np.array(rows, dtype=int).reshape(-1, 2)
+
+
+def _mean_of(xy: np.ndarray, fmt: SkeletonFormat, names: Sequence[str]) -> np.ndarray:
+    """(N, 2) mean of the named joints present per detection (NaN when none is)."""
+    idx = [fmt.joints.index(n) for n in names if n in fmt.joints]
+    if not idx:
+        return np.full((len(xy), 2), np.nan)
+    pts = xy[:, idx]
+    count = np.isfinite(pts[..., 0]).sum(-1)
+    total = np.nansum(pts, axis=1)
+    return np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], np.nan)
+
+
+def layout_cues(xy: np.ndarray, skeleton: str | SkeletonFormat) -> np.ndarray:
+    """How body-like the detections look when read as ``skeleton``: (N, 3) cues per detection.
+
+    xy (N, J, 2), NaN where a joint is missing. Columns (NaN where a cue cannot be measured):
+
+    - length: mean length of the named limb, face and girdle segments over the detection's extent (its
+      bounding-box diagonal); bones join neighbouring joints, so the right layout gives short segments.
+    - asymmetry: median |log(left / right)| over mirrored segments (upper arm, forearm, thigh, shank,
+      eye-ear, nose-eye, torso side); about 0 for the right layout, large when the indices are wrong.
+    - order: fraction of anatomical orderings that hold along the body's own axis (hips -> shoulders, so any
+      camera roll is fine): the head beyond the shoulders, the knees below the hips, the ankles below the
+      knees.
+    """
+    fmt = get_format(skeleton)
+    xy = np.asarray(xy, dtype=float)
+    if xy.ndim != 3 or xy.shape[1:] != (fmt.num_joints, 2):
+        raise ValueError(f"xy must have shape (N, {fmt.num_joints}, 2) for {fmt.name}, got {xy.shape}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        extent = np.linalg.norm(np.nanmax(xy, axis=1) - np.nanmin(xy, axis=1), axis=-1)  # (N,)
+        extent = np.where(extent > 0, extent, np.nan)
+        left = _named(fmt, _SIDE_SEGMENTS)
+        right = _named(fmt, [(flip_name(a), flip_name(b)) for a, b in _SIDE_SEGMENTS])
+        segs = np.concatenate([left, right, _named(fmt, _GIRDLES)])
+
+        def lengths(s: np.ndarray) -> np.ndarray:
+            return np.linalg.norm(xy[:, s[:, 0]] - xy[:, s[:, 1]], axis=-1) / extent[:, None]
+
+        seg_len = lengths(segs)
+        length = _nanmean_rows(seg_len)
+        ratio = np.abs(np.log((lengths(left) + 1e-3) / (lengths(right) + 1e-3)))
+        asymmetry = np.full(len(xy), np.nan)
+        has = np.isfinite(ratio).any(-1)
+        asymmetry[has] = np.nanmedian(ratio[has], axis=-1)
+        hips = _mean_of(xy, fmt, ("left_hip", "right_hip"))
+        shoulders = _mean_of(xy, fmt, ("left_shoulder", "right_shoulder"))
+        axis = shoulders - hips
+        norm2 = (axis**2).sum(-1)
+        axis = axis / np.where(norm2 > 0, norm2, np.nan)[:, None]  # hips at 0, shoulders at 1
+
+        def along(names: Sequence[str]) -> np.ndarray:
+            return ((_mean_of(xy, fmt, names) - hips) * axis).sum(-1)
+
+        head, knees = along(_HEAD), along(("left_knee", "right_knee"))
+        ankles = along(("left_ankle", "right_ankle"))
+        checks = np.stack([head - 1.0, -knees, knees - ankles], -1)
+        order = _nanmean_rows(np.where(np.isfinite(checks), checks > 0, np.nan))
+    return np.stack([length, asymmetry, order], -1)
+
+
+def _nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """Row means of (N, K) ignoring NaN; NaN for a row with nothing finite (no warning)."""
+    count = np.isfinite(a).sum(-1)
+    return np.where(count > 0, np.nansum(a, -1) / np.maximum(count, 1), np.nan)
+
+
+_CUE_WEIGHTS = np.array([-2.0, -1.0, 1.0])
+"""Plausibility = 2 x -length - asymmetry + order; on the right layout length is about half a wrong one's
+(0.15 vs 0.3 of the extent), asymmetry 0.15 vs 0.3-0.7, order 1 vs 0.33-0.5."""
+
+
+@dataclass(frozen=True)
+class LayoutChoice:
+    """Which of several same-size layouts the detections are, and why.
+
+    skeleton: the chosen format's name, or "" when the data cannot tell (then ask the user). detections:
+    people (camera, frame, person) that had enough joints to score. evidence: per candidate, the median
+    ``length`` and ``asymmetry`` cues, the mean ``order`` cue (see :func:`layout_cues`) and ``preferred``,
+    the fraction of scored detections on which that layout was the most body-like. reason: one line.
+    """
+
+    skeleton: str
+    candidates: tuple[str, ...]
+    detections: int
+    evidence: dict[str, dict[str, float]]
+    reason: str
+
+    def as_report(self) -> dict[str, object]:
+        """Plain data for a stage report."""
+        return {"skeleton": self.skeleton, "candidates": list(self.candidates), "detections": self.detections,
+                "evidence": self.evidence, "reason": self.reason}
+
+
+def identify_layout(
+    xy: np.ndarray, candidates: Sequence[str], *, min_detections: int = 10, min_preferred: float = 0.75,
+    max_detections: int = 5000,
+) -> LayoutChoice:
+    """Choose among same-size layouts from the detections themselves.
+
+    xy (N, J, 2) pixels, NaN where missing (any camera, frame and person, flattened). Every detection is
+    scored as each candidate (:func:`layout_cues`, only cues measurable under every candidate); the
+    candidate most body-like on at least ``min_preferred`` of at least ``min_detections`` detections wins.
+    Otherwise ``skeleton`` is "" and ``reason`` says why. At most ``max_detections`` evenly spaced
+    detections are scored.
+    """
+    xy = np.asarray(xy, dtype=float)
+    fmts = [get_format(c) for c in candidates]
+    if not fmts or len({f.num_joints for f in fmts}) != 1:
+        raise ValueError(f"candidates must be layouts of one size, got {list(candidates)}")
+    J = fmts[0].num_joints
+    if xy.ndim != 3 or xy.shape[1:] != (J, 2):
+        raise ValueError(f"xy must have shape (N, {J}, 2), got {xy.shape}")
+    names = tuple(f.name for f in fmts)
+    keep = np.isfinite(xy).all(-1).sum(-1) >= max(5, J // 3)
+    xy = xy[keep]
+    if len(xy) > max_detections:
+        xy = xy[np.linspace(0, len(xy) - 1, max_detections).astype(int)]
+    cues = np.stack([layout_cues(xy, f) for f in fmts])  # (K, N, 3)
+    usable = np.isfinite(cues).all(0)  # (N, 3): measurable under every candidate
+    scored = usable.any(-1)
+    score = np.where(usable[None], cues * _CUE_WEIGHTS, 0.0).sum(-1)[:, scored]  # (K, N')
+    n = int(scored.sum())
+    best = np.argmax(score, axis=0) if n else np.zeros(0, int)
+    evidence: dict[str, dict[str, float]] = {}
+    with np.errstate(invalid="ignore"):
+        for k, name in enumerate(names):
+            c = cues[k][scored]
+            evidence[name] = {
+                "length": _round(np.nanmedian(c[:, 0]) if np.isfinite(c[:, 0]).any() else np.nan),
+                "asymmetry": _round(np.nanmedian(c[:, 1]) if np.isfinite(c[:, 1]).any() else np.nan),
+                "order": _round(np.nanmean(c[:, 2]) if np.isfinite(c[:, 2]).any() else np.nan),
+                "preferred": _round(float((best == k).mean()) if n else 0.0),
+            }
+    winner = names[int(np.argmax([evidence[m]["preferred"] for m in names]))]
+    summary = "; ".join(f"{m}: most body-like on {100 * e['preferred']:.0f} %, segment length {e['length']}, "
+                        f"left/right asymmetry {e['asymmetry']}, anatomical order {e['order']}"
+                        for m, e in evidence.items())
+    if len(names) == 1:
+        return LayoutChoice(names[0], names, n, evidence, f"the only {J}-joint layout ({summary})")
+    if n < min_detections:
+        return LayoutChoice("", names, n, evidence,
+                            f"only {n} detection(s) with enough joints to tell {' from '.join(names)} apart")
+    if evidence[winner]["preferred"] < min_preferred:
+        return LayoutChoice("", names, n, evidence, f"no layout is clearly the most body-like over {n} "
+                            f"detections ({summary})")
+    return LayoutChoice(winner, names, n, evidence, f"{winner} over {n} detections ({summary})")
+
+
+def _round(value: float) -> float:
+    return float(np.round(value, 3)) if np.isfinite(value) else float("nan")
