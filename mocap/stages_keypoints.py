@@ -27,10 +27,10 @@ from mocap_studio.common.fileio import fingerprint as fingerprint_files
 from mocap_studio.common.order import natural_key
 from mocap_studio.inputs import read_keypoints2d, read_rig
 from mocap_studio.inputs import read_sync as read_sync_file
-from mocap_studio.reconstruction.associate import AssociationConfig, associate
+from mocap_studio.reconstruction.associate import AssociationConfig, associate_with_diagnostics
 from mocap_studio.reconstruction.detect2d import DetectionConfig, detect_sources
 from mocap_studio.reconstruction.filtering import FilterConfig, smooth
-from mocap_studio.reconstruction.importers import import_keypoints
+from mocap_studio.reconstruction.importers import read_keypoints
 from mocap_studio.reconstruction.keypoints import (
     Detections2D,
     Keypoints2D,
@@ -39,7 +39,11 @@ from mocap_studio.reconstruction.keypoints import (
     save_synchronized_keypoints2d,
 )
 from mocap_studio.reconstruction.timeline import common_timeline, resample_series
-from mocap_studio.reconstruction.triangulate import TriangulationConfig, triangulate_with_diagnostics
+from mocap_studio.reconstruction.triangulate import (
+    TriangulationConfig,
+    TriangulationDiagnostics,
+    triangulate_with_diagnostics,
+)
 from mocap_studio.session import Session, StageReport
 from mocap_studio.stages import Progress
 
@@ -60,9 +64,17 @@ class ImportConfig:
     format: str = ""
     """The detector's file format (see ``reconstruction.importers.FORMATS``)."""
     skeleton: str = ""
-    """Skeleton of the files; empty guesses it from the joint count."""
+    """Skeleton of the files; empty tells it from the data (the joint count, and where layouts share a count,
+    as BODY_25 and BODY_25B do, which one the detections fit; when they do not tell, the stage asks)."""
     cameras: tuple[str, ...] = ()
     """Cameras to import, by name; empty takes session.toml's cameras, else every camera found."""
+    frame_rate: float = 0.0
+    """Frames per second of the imported keypoints (``--fps``); 0 takes session.toml's [session] frame_rate,
+    else the frame rate of the session's recordings of the same cameras, else the stage stops and asks."""
+
+    def __post_init__(self) -> None:
+        if not self.frame_rate >= 0:  # also NaN
+            raise ValueError(f"frame_rate must be >= 0 frames per second (0: from the session), got {self.frame_rate}")
 
 
 def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], overwrite: bool) -> StageReport | None:
@@ -72,19 +84,34 @@ def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], o
     return None
 
 
-def _choose_performer(session: Session, detections: Detections2D, warnings: list[str]) -> Keypoints2D:
+def _choose_performer(session: Session, detections: Detections2D, warnings: list[str],
+                      figures: dict[str, Any] | None = None) -> Keypoints2D:
+    """The performer among several people per frame ([associate] of session.toml). ``figures``, when given,
+    gets ``association``: per camera the fraction of frames the performer was found in and the threshold."""
     if detections.num_people == 1:
         return detections.person(0)
     if not session.calibration_path.exists():
-        warnings.append("several people per frame but no calibration to tell them apart: took the first")
+        warnings.append(f"several people per frame but no {session.calibration_path.name} to tell them apart: took "
+                        "the first in every frame; calibrate first (`mocap calibrate`) to choose the performer")
         return detections.person(0)
     config = session.stage_config("associate", AssociationConfig)
-    chosen, slots = associate(read_rig(session), detections, config)
-    found = (slots >= 0).mean(axis=1)
-    for name, fraction in zip(detections.camera_names, found, strict=True):
-        if fraction < 0.5:
-            warnings.append(f"camera {name}: the performer was found in only {100 * fraction:.0f} % of frames")
-    return chosen
+    result = associate_with_diagnostics(read_rig(session), detections, config)
+    detected = (detections.confidence > 0).any(axis=(2, 3))  # (C, T): anybody seen
+    report = result.figures(detected)
+    if figures is not None:
+        figures["association"] = report
+    cap = {c.name: config.max_error_fraction * float(np.hypot(*c.size)) for c in read_rig(session).cameras}
+    for name, row in report["per_camera"].items():
+        threshold, error = row["threshold_px"], row["median_error_px"]
+        how = f"threshold {threshold:.0f} px" + (f", its median error against the other cameras {error:.0f} px"
+                                                 if error is not None else "")
+        if row["found"] < 0.5:
+            warnings.append(f"camera {name}: the performer was found in only {100 * row['found']:.0f} % of frames "
+                            f"({how}); check that camera's view and calibration, or set [associate] max_error_px")
+        elif result.adaptive and threshold >= cap[name] - 0.01:  # the report rounds to 0.01 px
+            warnings.append(f"camera {name}: its reprojection errors reach the association ceiling ({how}); its "
+                            f"calibration may not match the other cameras': check it (`mocap calibrate`)")
+    return result.keypoints
 
 
 def keypoints2d_figures(kp: Keypoints2D) -> dict[str, Any]:
@@ -186,7 +213,8 @@ def import_sources(source: Path, cameras: list[str] | None, fmt: str) -> dict[st
     ``source`` is the file and ``cameras`` its cameras to take (all when empty)."""
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(f"{source}: not found")
+        raise FileNotFoundError(f"{source}: not found; give the folder that holds one folder or .json file per camera "
+                                "(or, for npz, the file)")
     if fmt == "npz":
         if not cameras:
             with np.load(source, allow_pickle=False) as npz:
@@ -200,11 +228,51 @@ def import_sources(source: Path, cameras: list[str] | None, fmt: str) -> dict[st
     if cameras:
         missing = [c for c in cameras if c not in found]
         if missing:
-            raise FileNotFoundError(f"{source}: nothing for camera(s) {missing}; found {sorted(found)}")
+            raise FileNotFoundError(f"{source}: nothing for camera(s) {missing}; found {sorted(found, key=natural_key)}; "
+                                    "name each camera's folder or .json file after the camera, or choose cameras "
+                                    "with --camera")
         found = {c: found[c] for c in cameras}
     if not found:
-        raise FileNotFoundError(f"{source}: expected one folder or .json file per camera, named by camera")
+        raise FileNotFoundError(f"{source}: expected one folder or .json file per camera, named by camera "
+                                "(e.g. cam01/ holding cam01's per-frame OpenPose files)")
     return {k: found[k] for k in sorted(found, key=natural_key)}
+
+
+def _import_frame_rate(session: Session, config: ImportConfig, sources: dict[str, Path]) -> tuple[float, dict[str, Any]]:
+    """The imported keypoints' frame rate and where it came from: ``frame_rate`` of [import-keypoints]
+    (``--fps``), else session.toml's [session] frame_rate, else the recordings of the same cameras in the session
+    (the first camera's rate when they differ; triangulation reads each camera's own). Raises when none says."""
+    if config.frame_rate > 0:
+        return config.frame_rate, {"from": "--fps / [import-keypoints] frame_rate"}
+    if session.config().frame_rate > 0:
+        return session.config().frame_rate, {"from": f"{session.config_path.name} [session] frame_rate"}
+    try:
+        recordings = session.performance_sources()
+    except FileNotFoundError as e:
+        log.debug("no recordings to read the frame rate from: %s", e)
+        recordings = {}
+    rates: dict[str, float] = {}
+    for camera in sources:
+        path = recordings.get(camera)
+        if path is None or not path.is_file():
+            continue
+        try:
+            fps = probe(path).fps
+        except FrameSourceError as e:
+            raise FrameSourceError(f"camera {camera}: cannot read the frame rate of {path} ({e}); give --fps") from e
+        if np.isfinite(fps) and fps > 0:
+            rates[camera] = float(fps)
+    if not rates:
+        have = sorted(recordings, key=natural_key)
+        raise ValueError(
+            f"import-keypoints: no frame rate for the keypoints of camera(s) {list(sources)}: give --fps (or set "
+            f"frame_rate in {session.config_path} [import-keypoints] or [session]); the session has no video of "
+            f"these cameras to read it from" + (f" (it has videos of {have})" if have else ""))
+    first = next(iter(rates))
+    if len(set(rates.values())) > 1:
+        log.info("imported cameras' recordings differ in frame rate (%s); keypoints2d.npz takes %s's, triangulation "
+                 "reads each camera's own", ", ".join(f"{c} {r:.3g} fps" for c, r in rates.items()), first)
+    return rates[first], {"from": f"the recording of camera {first}", "recordings_fps": rates}
 
 
 def run_import_keypoints(
@@ -213,7 +281,10 @@ def run_import_keypoints(
 ) -> StageReport:
     """Read another detector's output -> keypoints2d.npz (choosing the performer among several people).
 
-    ``config`` None reads session.toml's [import-keypoints] (its source and format must be set)."""
+    ``config`` None reads session.toml's [import-keypoints] (its source and format must be set). The frame rate
+    is ``config.frame_rate``, else session.toml's, else the session's recordings of the same cameras; without
+    any the stage stops and asks for ``--fps``. The report holds how the skeleton was chosen (and its evidence)
+    and, with several people per frame, the association per camera."""
     t0 = time.perf_counter()
     config = config or session.stage_config("import-keypoints", ImportConfig)
     if not config.source or not config.format:
@@ -223,18 +294,22 @@ def run_import_keypoints(
     fmt, skeleton = config.format, config.skeleton or None
     cameras = list(config.cameras) or list(session.config().cameras) or None
     sources = import_sources(source, cameras, fmt)
-    settings = {"format": fmt, "skeleton": skeleton, "cameras": list(sources)}
+    frame_rate, rate_info = _import_frame_rate(session, config, sources)
+    settings = {"format": fmt, "skeleton": skeleton, "cameras": list(sources), "frame_rate": frame_rate,
+                "associate": config_to_mapping(session.stage_config("associate", AssociationConfig))}
     # the source usually lies outside the session: fingerprint its files by absolute path
     files = sorted({q for p in sources.values() for q in (p.rglob("*") if p.is_dir() else [p]) if q.is_file()})
     fingerprint = fingerprint_files(files) + ":" + session.inputs_fingerprint([session.calibration_path], settings)
     skipped = _skip(session, "import-keypoints", fingerprint, [session.keypoints2d_path], overwrite)
     if skipped is not None:
         return skipped
-    frame_rate = session.config().frame_rate or 30.0
-    detections = import_keypoints(sources, fmt, skeleton, frame_rate)
-    warnings: list[str] = []
-    kp = _choose_performer(session, detections, warnings)
-    extra = {"format": fmt, "source": str(source), "people_slots": detections.num_people}
+    imported = read_keypoints(sources, fmt, skeleton, frame_rate)
+    detections = imported.detections
+    warnings: list[str] = list(imported.warnings)
+    extra: dict[str, Any] = {"format": fmt, "source": str(source), "people_slots": detections.num_people,
+                             "frame_rate": frame_rate, "frame_rate_from": rate_info,
+                             "skeleton_choice": imported.layout.as_report()}
+    kp = _choose_performer(session, detections, warnings, extra)
     return _write_keypoints2d(session, "import-keypoints", kp, fingerprint, t0, warnings, extra)
 
 
@@ -428,6 +503,40 @@ def synchronize_keypoints(
     return Keypoints2D(xy_common, conf_common, kp.camera_names, kp.skeleton, timeline), info
 
 
+def _consistency_figures(kp: Keypoints2D, diag: TriangulationDiagnostics) -> dict[str, Any]:
+    """Mirrored views per camera and segment-length outliers, measured before any filter."""
+    views = diag.view_swapped if diag.view_swapped is not None else np.zeros(kp.confidence.shape[:2], bool)
+    out: dict[str, Any] = {"mirrored_view_frames": {c: int(n) for c, n in zip(kp.camera_names, views.sum(1),
+                                                                                strict=True)}}
+    bones = diag.bone_outliers
+    if bones is not None:
+        out["raw_bone_length_variation"] = bones.raw_variation
+        out["bone_outliers_removed"] = int(bones.removed.sum())
+        out["bone_outlier_frames"] = int(bones.removed.any(1).sum())
+        if bones.worst is not None:
+            out["worst_segment"] = {"segment": bones.worst[0], "length_m": bones.worst[1], "frame": bones.worst[2]}
+    return out
+
+
+def _consistency_warnings(kp: Keypoints2D, diag: TriangulationDiagnostics) -> list[str]:
+    """A camera that labelled the performer mirrored in more than 5 % of frames; joints removed as outliers."""
+    warnings = []
+    T = kp.num_frames
+    if diag.view_swapped is not None:
+        for c, n in zip(kp.camera_names, diag.view_swapped.sum(1), strict=True):
+            if n > 0.05 * T:
+                warnings.append(f"camera {c}: the detector labelled left and right the wrong way round in {n} of "
+                                f"{T} frames (fixed from the other cameras)")
+    bones = diag.bone_outliers
+    if bones is not None and bones.removed.any():
+        frames = int(bones.removed.any(1).sum())
+        worst = f"; the worst, {bones.worst[0]}, measured {bones.worst[1]:.2f} m at frame {bones.worst[2]}" \
+            if bones.worst else ""
+        warnings.append(f"{int(bones.removed.sum())} joint(s) in {frames} frame(s) were triangulated with segment "
+                        f"lengths far from the take's and removed before filtering{worst}")
+    return warnings
+
+
 def run_triangulate(
     session: Session, config: TriangulationConfig | None = None, overwrite: bool = False, *,
     progress: Progress | None = None, filter_config: FilterConfig | None = None,
@@ -475,6 +584,8 @@ def run_triangulate(
     figures["raw_jitter_mean_acceleration_m_s2"] = keypoints3d_figures(k3, diag.residual_px, frame_rate)[
         "jitter_mean_acceleration_m_s2"
     ]
+    warnings += _consistency_warnings(kp, diag)
+    figures.update(_consistency_figures(kp, diag))
     figures.update(
         noise_estimate_px=diag.noise_px, inlier_threshold_px=diag.threshold_px,
         left_right_swaps_fixed=int(diag.swapped.sum() // 2), filter=filter_config.method,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from mocap_studio.calibration.camera import CameraRig
+from mocap_studio.reconstruction.consistency import BoneOutliers, find_view_swaps, reject_bone_outliers
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
 
@@ -61,7 +62,11 @@ class TriangulationConfig:
     noise_multiplier: float = 4.0
     """Adaptive threshold = this many times the image noise estimated from the take (then bounded)."""
     fix_swaps: bool = True
-    """Exchange a view's left and right observations where the other side fits better."""
+    """Exchange left and right where the other side fits better: a whole view labelled mirrored (the person's
+    left called right, as detectors do for runs of frames), then single left/right pairs."""
+    bone_outlier_tolerance: float = 0.3
+    """Before gaps are filled and the filter runs, a joint whose rigid segments differ from the take's median
+    lengths by more than this fraction (and 5 cm) is set missing, and counted in the report."""
     refine: bool = False
     """Gauss-Newton refinement of each point on the pixel reprojection error (Huber-weighted). Off by
     default: on the benchmark scene the depth-weighted DLT is within 0.3 % of it, in 25 % less time."""
@@ -98,6 +103,10 @@ class TriangulationDiagnostics:
     threshold_px: float
     noise_px: float
     long_gaps: tuple[tuple[str, int, int], ...] = field(default=())
+    view_swapped: np.ndarray | None = None
+    """(C, T) bool: frames in which a whole view was labelled mirrored (and fixed)."""
+    bone_outliers: BoneOutliers | None = None
+    """Joints removed for segment lengths far from the take's, with the raw length variation."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -423,9 +432,16 @@ def _run_all(extrinsics, focal, xy, conf, config, threshold):
 
 
 def _estimate_noise(residual: np.ndarray) -> float:
-    """Image noise sigma (px) from inlier residual norms: the median of a 2D Gaussian's norm is 1.1774
-    sigma. NaN when there are no residuals."""
-    r = residual[np.isfinite(residual)]
+    """Image noise sigma (px) from inlier residual norms (C, T, J): the median of a 2D Gaussian's norm is
+    1.1774 sigma. A point fitted to n views leaves 2n - 3 of its 2n degrees of freedom in the residuals, so
+    each residual is scaled by sqrt(2n / (2n - 3)) first (two views alone shrink residuals to half the noise,
+    which would set the inlier threshold too tight on takes seen mostly by two cameras). NaN without residuals.
+    """
+    ok = np.isfinite(residual)
+    n = ok.sum(0, keepdims=True).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.sqrt(2 * n / np.maximum(2 * n - 3, 1e-9))
+    r = (residual * scale)[ok & (n >= 2)]
     return float(np.median(r) / 1.1774) if r.size else float("nan")
 
 
@@ -567,18 +583,37 @@ def triangulate_with_diagnostics(
         threshold = float(np.clip(adaptive, config.min_reprojection_error_px, threshold))
     X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
     swapped = np.zeros((C, T, J), bool)
+    view_swapped = np.zeros((C, T), bool)
     if config.fix_swaps:
-        pairs = keypoints.format.left_right_pairs
-        xy, conf, swapped = _fix_swaps(extrinsics, focal, xy, conf, X, pairs, threshold)
-        redo = swapped.any(0)  # (T, J): points whose observations changed
+        fmt = keypoints.format
+        perm, pairs = fmt.flip_permutation, fmt.left_right_pairs
+        view_swapped = find_view_swaps(keypoints.xy, X, lambda c, P: rig.cameras[c].project(P), perm, pairs,
+                                       3 * threshold)
+        if view_swapped.any():
+            log.info("fixed %d mirrored view(s) of a frame (left and right labelled the other way round)",
+                     int(view_swapped.sum()))
+            flip = view_swapped[..., None]
+            xy = np.where(flip[..., None], xy[:, :, perm], xy)
+            conf = np.where(flip, conf[:, :, perm], conf)
+            swapped |= flip & (perm != np.arange(J))[None, None]
+            X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
+        xy, conf, pair_swapped = _fix_swaps(extrinsics, focal, xy, conf, X, pairs, threshold)
+        redo = pair_swapped.any(0)  # (T, J): points whose observations changed
         if redo.any():
-            log.info("fixed %d left/right swapped observations", int(swapped.sum() // 2))
+            log.info("fixed %d left/right swapped observations", int(pair_swapped.sum() // 2))
             t_idx, j_idx = np.nonzero(redo)
             Xr, ir, rr = triangulate_normalized(
                 extrinsics, focal, xy[:, t_idx, j_idx], conf[:, t_idx, j_idx], config, threshold
             )
             X[t_idx, j_idx], inl[:, t_idx, j_idx], res[:, t_idx, j_idx] = Xr, ir, rr
+        swapped ^= pair_swapped
         _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, threshold, config)
+    X, outliers = reject_bone_outliers(X, keypoints.format.rigid_segments, keypoints.format.joints,
+                                       config.bone_outlier_tolerance)
+    inl &= ~outliers.removed[None]
+    if outliers.removed.any():
+        log.info("removed %d joint(s) of a frame whose segment lengths were far from the take's",
+                 int(outliers.removed.sum()))
 
     # report errors in real pixels (with distortion) against the original observations
     observed = np.where(swapped[..., None], np.nan, keypoints.xy)
@@ -600,7 +635,7 @@ def triangulate_with_diagnostics(
         filled, error, inl.transpose(1, 2, 0), keypoints.camera_names, keypoints.skeleton,
         keypoints.frame_times, interpolated,
     )
-    return result, TriangulationDiagnostics(pixel_res, swapped, threshold, noise, long_gaps)
+    return result, TriangulationDiagnostics(pixel_res, swapped, threshold, noise, long_gaps, view_swapped, outliers)
 
 
 def _swap_back(xy: np.ndarray, perm: np.ndarray) -> np.ndarray:
