@@ -1,5 +1,7 @@
 """Calibrate a rig from board observations: intrinsics per camera, initial poses from shared views, one
-sparse bundle adjustment over everything, then world alignment. A pure function over typed data."""
+sparse bundle adjustment over everything, then world alignment (:func:`calibrate_rig`); or each camera's
+intrinsics alone from its own views, with no view assumed simultaneous (:func:`calibrate_intrinsics_only`).
+Pure functions over typed data; an implausible result is refused (:mod:`calibration.checks`)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from mocap_studio.calibration.align import align_to_camera, align_to_floor_board, transform_poses
 from mocap_studio.calibration.bundle import BundleConfig, BundleResult, bundle_adjust_board
-from mocap_studio.calibration.camera import Camera, CameraRig
+from mocap_studio.calibration.camera import Camera, CameraRig, adapt_to_image_size
+from mocap_studio.calibration.checks import PlausibilityConfig, check_cameras
 from mocap_studio.calibration.detect import DetectionConfig
-from mocap_studio.calibration.extrinsics import initial_extrinsics
+from mocap_studio.calibration.extrinsics import InitialExtrinsics, initial_extrinsics
 from mocap_studio.calibration.intrinsics import IntrinsicsConfig, IntrinsicsReport, calibrate_intrinsics
 from mocap_studio.calibration.observations import BoardObservations
+from mocap_studio.calibration.recordings import NotSimultaneousError
 from mocap_studio.common.rotations import average_rotations, rotation_angle_deg
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,13 @@ class CalibrationConfig:
     """Frame index of the board lying on the floor; -1: the last frame in which the board was seen."""
     min_shared_views: int = 2
     """Two cameras are linked when they saw at least this many board views together."""
+    max_pair_spread_deg: float = 5.0
+    """Views are matched across cameras by frame index, so they must be simultaneous. When the relative pose of
+    two cameras, computed from each board view they share (3 or more), scatters by more than this (median
+    angle to the robust mean), the views were not simultaneous and the calibration is refused. Synchronized
+    recordings scatter by a fraction of a degree; photos taken one camera at a time by tens of degrees."""
+    plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
+    """Focal-length and RMS bounds outside which a calibrated camera is refused (nothing is written)."""
 
 
 def _steady_pose(poses: np.ndarray, views: np.ndarray, chosen: int, centre: np.ndarray,
@@ -78,6 +89,47 @@ class CalibrationResult:
     """(4, 4) the alignment applied after the bundle adjustment."""
 
 
+BAD_CALIBRATION_ADVICE = (
+    "No calibration file was written. Usual causes: images of different cameras taken as simultaneous views (photos taken "
+    "one camera at a time give intrinsics only: mocap calibrate --intrinsics-only), a wrong board definition "
+    "(square size, inner corners), or too few and too similar board views (hold the board close to each "
+    "camera, tilted, across the whole image)."
+)
+
+
+def _known_cameras(known: Mapping[str, Camera], obs: BoardObservations, warnings: list[str]) -> dict[str, Camera]:
+    """The given intrinsics made to fit each camera's board-recording size (encoder padding or a uniform
+    scale; another size raises naming the camera)."""
+    out = {}
+    for c, name in enumerate(obs.camera_names):
+        if name in known:
+            cam, message = adapt_to_image_size(known[name], obs.image_sizes[c], "its board recording")
+            if message:
+                warnings.append(message)
+            out[name] = cam.replace(name=name)
+    return out
+
+
+def check_simultaneous(init: InitialExtrinsics, camera_names: tuple[str, ...], max_spread_deg: float) -> None:
+    """Raise NotSimultaneousError (a ValueError) naming the camera pairs whose shared board views (3 or more)
+    disagree on their relative pose by more than ``max_spread_deg`` (median): such views were not taken at
+    the same instant."""
+    bad = [(camera_names[a], camera_names[b], pp) for (a, b), pp in sorted(init.pairs.items())
+           if pp.shared_views >= 3 and pp.spread_deg > max_spread_deg]
+    if not bad:
+        return
+    pairs = "; ".join(f"{a!r} and {b!r}: {pp.shared_views} shared views, {pp.spread_deg:.1f} degrees"
+                      for a, b, pp in bad)
+    raise NotSimultaneousError(
+        f"the board views of different cameras are not simultaneous ({pairs} of median disagreement on the "
+        f"cameras' relative pose; simultaneous views agree within about a degree, the limit is {max_spread_deg}). "
+        "Views are matched by frame index, so the recordings must be synchronized videos, or image folders of "
+        "frames taken at the same instants. For photos taken by each camera on its own, calibrate intrinsics "
+        "only (mocap calibrate --intrinsics-only), then the extrinsics from a synchronized board recording "
+        "(mocap calibrate --intrinsics FILE ...). No calibration file was written."
+    )
+
+
 def calibrate_rig(
     obs: BoardObservations,
     object_points: np.ndarray,
@@ -97,7 +149,7 @@ def calibrate_rig(
         raise ValueError(f"object_points must have shape (N, 3), got {object_points.shape}")
     times: dict[str, float] = {}
     warnings: list[str] = []
-    known = dict(known_intrinsics or {})
+    known = _known_cameras(known_intrinsics or {}, obs, warnings)
     t0 = time.perf_counter()
     cameras: list[Camera] = []
     reports: list[IntrinsicsReport] = []
@@ -125,6 +177,7 @@ def calibrate_rig(
     t0 = time.perf_counter()
     say("initial camera poses from shared board views")
     init = initial_extrinsics(cameras, obs, object_points, config.reference_camera or None)
+    check_simultaneous(init, obs.camera_names, config.max_pair_spread_deg)
     unconnected = tuple(n for c, n in enumerate(obs.camera_names) if not init.connected[c])
     linked = [n for c, n in enumerate(obs.camera_names) if init.connected[c]]
     if len(linked) < 2:
@@ -191,6 +244,7 @@ def calibrate_rig(
         r = result.residuals_px[(sub.cam == c) & result.inliers]
         per_rms[name] = float(np.sqrt(np.mean(r**2))) if len(r) else float("nan")
         per_n[name] = int(len(r))
+    check_cameras(rig, per_rms, config.plausibility, BAD_CALIBRATION_ADVICE)
     outliers = int((~result.inliers).sum())
     if outliers > 0.05 * len(result.inliers):
         warnings.append(
@@ -199,3 +253,45 @@ def calibrate_rig(
         )
     return CalibrationResult(rig, tuple(reports), result, poses, per_rms, per_n, unconnected, tuple(warnings),
                              times, world_from_previous)
+
+
+@dataclass(frozen=True)
+class IntrinsicsOnlyResult:
+    """Result of :func:`calibrate_intrinsics_only`: every camera's intrinsics, each from its own views."""
+
+    rig: CameraRig
+    """The cameras with their intrinsics, poses left at the identity (unknown), in the observations' order."""
+    intrinsics: tuple[IntrinsicsReport, ...]
+    """One report per camera, in the rig's order."""
+    warnings: tuple[str, ...]
+    seconds: float
+
+
+def calibrate_intrinsics_only(
+    obs: BoardObservations,
+    object_points: np.ndarray,
+    config: CalibrationConfig = CalibrationConfig(),
+    progress: Callable[[str], None] | None = None,
+) -> IntrinsicsOnlyResult:
+    """Each camera of ``obs`` calibrated alone from its own board views (no view is taken as seen by two
+    cameras, whatever its frame index), for photos or recordings made one camera at a time.
+
+    obs: board observations of C cameras. object_points: (N, 3) board corners in metres.
+    Raises ValueError naming the camera when one has too few views, and ImplausibleCalibrationError when a
+    camera's focal length or RMS is implausible (``config.plausibility``).
+    """
+    say = progress or (lambda msg: log.info(msg))
+    object_points = np.asarray(object_points, float)
+    if object_points.ndim != 2 or object_points.shape[1] != 3:
+        raise ValueError(f"object_points must have shape (N, 3), got {object_points.shape}")
+    start = time.perf_counter()
+    cameras, reports, warnings = [], [], []
+    for c, name in enumerate(obs.camera_names):
+        say(f"intrinsics of {name}")
+        cam, rep = calibrate_intrinsics(obs, object_points, c, config.intrinsics)
+        cameras.append(cam)
+        reports.append(rep)
+        warnings.extend(rep.warnings)
+    check_cameras(cameras, {r.camera: r.rms_px for r in reports}, config.plausibility, BAD_CALIBRATION_ADVICE)
+    return IntrinsicsOnlyResult(CameraRig(tuple(cameras)), tuple(reports), tuple(warnings),
+                                time.perf_counter() - start)

@@ -474,6 +474,63 @@ class CameraRig:
         return CameraRig(tuple(cams))
 
 
+MAX_PADDING_PX = 16
+"""The most pixels a video encoder adds to (or a decoder crops from) a frame's width or height: H.264 and
+HEVC code frames in blocks of 16 (a 1080-pixel side is coded as 1088), at the right and bottom edges."""
+
+
+def adapt_to_image_size(camera: Camera, size: tuple[int, int], where: str = "the video",
+                        max_padding_px: int = MAX_PADDING_PX) -> tuple[Camera, str]:
+    """``camera`` made to fit images of ``size`` (width, height), and a message saying what was done.
+
+    - The same size: the camera unchanged and an empty message.
+    - Sizes that differ by at most ``max_padding_px`` in width and/or height (encoder padding, which lies at
+      the right and bottom edges): K kept (the pixels the two share are the same pixels), the size set.
+    - A uniform scale (540x960 against 1080x1920), possibly with such padding left over (1088x1920 against
+      540x960): K scaled, for pixel centres at integers (OpenCV's convention): fx' = s fx,
+      cx' = s (cx + 0.5) - 0.5, and the same for y. Distortion is unchanged (it acts on normalized
+      coordinates).
+    - Anything else (another aspect ratio or crop, portrait against landscape): ValueError naming the camera,
+      both sizes, ``where`` (e.g. the video's path) and what to do.
+    """
+    w0, h0 = camera.size
+    w, h = (int(v) for v in size)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"camera {camera.name!r}: the image size of {where} must be positive, got {size}")
+    if (w, h) == (w0, h0):
+        return camera, ""
+    # candidate scales: none, or the one that makes either side match exactly; the one that leaves the
+    # least padding wins (1088x1920 -> 540x960: 0.5 leaves 4 px, 540/1088 would leave 7.06)
+    candidates = []
+    for s in {1.0, w / w0, h / h0}:
+        pad_w, pad_h = w - w0 * s, h - h0 * s
+        if max(abs(pad_w), abs(pad_h)) <= max_padding_px + 1e-9:
+            candidates.append((max(abs(pad_w), abs(pad_h)) if s != 1.0 else -1.0, s))
+    if not candidates:
+        turned = " (portrait against landscape: turned by 90 degrees)" if (w, h) == (h0, w0) else ""
+        raise ValueError(
+            f"camera {camera.name!r}: calibrated for {w0}x{h0} images but {where} is {w}x{h}{turned}; that is "
+            f"neither encoder padding (at most {max_padding_px} px in width or height) nor a uniform scale of the "
+            f"calibrated size, so the calibration does not fit these images. Calibrate this camera again from a "
+            f"board recording at {w}x{h} in the same orientation (mocap calibrate), or record at {w0}x{h0}."
+        )
+    _, s = min(candidates)
+    K = camera.K.copy()
+    if s != 1.0:
+        K[0, 0], K[1, 1], K[0, 1] = s * K[0, 0], s * K[1, 1], s * K[0, 1]
+        K[0, 2], K[1, 2] = s * (K[0, 2] + 0.5) - 0.5, s * (K[1, 2] + 0.5) - 0.5
+    adapted = camera.replace(K=K, size=(w, h))
+    pad_w, pad_h = round(w - w0 * s), round(h - h0 * s)
+    padding = " and ".join(f"{abs(p)} px {'more' if p > 0 else 'fewer'} {side}"
+                           for p, side in ((pad_w, "columns"), (pad_h, "rows")) if p)
+    if s == 1.0:
+        what = f"{padding} taken as encoder padding at the right/bottom edge; K kept"
+    else:
+        what = f"scaled by {s:.6g} (K scaled)" + (f", then {padding} taken as encoder padding" if padding else "")
+    return adapted, (f"camera {camera.name!r}: calibrated for {w0}x{h0} images, {where} is {w}x{h}: {what}; "
+                     f"the calibration now describes {w}x{h} images")
+
+
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
     """World-to-camera (R (3, 3), t (3,)) for a camera at ``eye`` looking at ``target`` (OpenCV axes:
     x right, y down, z forward)."""

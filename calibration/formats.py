@@ -353,6 +353,33 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     return meta
 
 
+INTRINSICS_ONLY = "intrinsics_only"
+"""``[metadata]`` flag of a calibration that holds intrinsics only (``mocap calibrate --intrinsics-only``):
+every camera's pose is the identity placeholder and must not be used."""
+
+ADD_EXTRINSICS = (
+    "add the cameras' poses: record a board seen by the cameras at the same time and run mocap calibrate with "
+    "--intrinsics on this file, or import a full calibration made elsewhere (mocap calibrate --import FILE)"
+)
+
+
+def is_intrinsics_only(path: PathLike) -> bool:
+    """True when ``path`` is a TOML calibration whose metadata says it holds intrinsics only."""
+    path = Path(path)
+    if path.is_dir() or not path.name.lower().endswith(".toml"):
+        return False
+    return read_metadata(path).get(INTRINSICS_ONLY) is True
+
+
+def require_extrinsics(path: PathLike, fix: str = ADD_EXTRINSICS) -> None:
+    """Raise :class:`CalibrationFileError` naming ``path`` when it holds intrinsics only (the cameras'
+    positions are unknown, so nothing can be triangulated with it); ``fix`` says what to do."""
+    if is_intrinsics_only(path):
+        raise CalibrationFileError(
+            path, "holds the cameras' intrinsics only (written by mocap calibrate --intrinsics-only): their "
+            "positions and orientations are unknown, so it cannot place anything in 3D", fix=fix)
+
+
 def _software_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

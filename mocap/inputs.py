@@ -7,6 +7,7 @@ camera missing from a file, say) pass them on unchanged.
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from mocap_studio.session import Session
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PRODUCERS = {
     "calibration.toml": "calibrate",
@@ -125,12 +127,42 @@ def read_sync(session: Session) -> dict[str, CameraOffset]:
     return read_checked(session, path, lambda: read(path))
 
 
-def read_rig(session: Session) -> CameraRig:
-    """calibration.toml (aniposelib/Pose2Sim TOML)."""
+def read_rig(session: Session, *, require_extrinsics: bool = True, warnings: list[str] | None = None) -> CameraRig:
+    """calibration.toml (aniposelib/Pose2Sim TOML), each camera made to fit its recording's image size.
+
+    require_extrinsics: refuse a calibration that holds intrinsics only (``mocap calibrate --intrinsics-only``),
+    with a message saying how to add the cameras' poses. A camera whose video (or images) differs in size from
+    its calibration is adapted by ``calibration.camera.adapt_to_image_size``: encoder padding of up to 16 px
+    keeps K, a uniform scale scales it (the message is logged and appended to ``warnings``); any other size
+    raises a ValueError naming the camera, both sizes and what to do. Cameras without a recording are as read.
+    """
+    from mocap_studio.calibration.camera import CameraRig, adapt_to_image_size
     from mocap_studio.calibration.formats import read_toml
+    from mocap_studio.calibration.formats import require_extrinsics as check_extrinsics
+    from mocap_studio.capture.frames import probe
 
     path = session.calibration_path
-    return read_checked(session, path, lambda: read_toml(path))
+    rig = read_checked(session, path, lambda: read_toml(path))
+    if require_extrinsics:
+        check_extrinsics(path, fix=(
+            f"add the cameras' poses: put a board recording seen by the cameras at the same time in "
+            f"{session.calibration_recordings_dir} and run `mocap calibrate {session.root} --intrinsics {path}`, or "
+            f"import a full calibration made elsewhere: `mocap calibrate {session.root} --import FILE --force`"))
+    sources = session.performance_sources()
+    cameras = []
+    for cam in rig:
+        if cam.name in sources:
+            size = probe(sources[cam.name]).size
+            try:
+                cam, message = adapt_to_image_size(cam, size, f"its recording {sources[cam.name]}")
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from e
+            if message:
+                log.warning("%s", message)
+                if warnings is not None:
+                    warnings.append(message)
+        cameras.append(cam)
+    return CameraRig(tuple(cameras))
 
 
 __all__ = ["InputError", "PRODUCERS", "read_body", "read_checked", "read_keypoints2d", "read_keypoints3d",

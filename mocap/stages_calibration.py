@@ -15,12 +15,27 @@ from pathlib import Path
 
 import numpy as np
 from mocap_studio.calibration.boards import Board, load_board
-from mocap_studio.calibration.calibrate import CalibrationConfig, CalibrationResult, calibrate_rig
-from mocap_studio.calibration.camera import Camera
+from mocap_studio.calibration.calibrate import (
+    CalibrationConfig,
+    CalibrationResult,
+    IntrinsicsOnlyResult,
+    calibrate_intrinsics_only,
+    calibrate_rig,
+)
+from mocap_studio.calibration.camera import Camera, CameraRig
+from mocap_studio.calibration.checks import PlausibilityConfig, check_cameras
 from mocap_studio.calibration.detect import BoardDetection, BoardNotFoundError, CameraDetections, detect_board_in_source
-from mocap_studio.calibration.formats import read_calibration, write_calibration
+from mocap_studio.calibration.formats import (
+    INTRINSICS_ONLY,
+    detect_format,
+    is_intrinsics_only,
+    read_calibration,
+    require_extrinsics,
+    write_calibration,
+)
 from mocap_studio.calibration.observations import BoardObservations, observations_from_detections
 from mocap_studio.calibration.plots import coverage_picture, residuals_picture, rig_picture
+from mocap_studio.calibration.recordings import NotSimultaneousError, simultaneity_problem
 from mocap_studio.common.config import config_from_mapping, config_to_mapping, load_toml
 from mocap_studio.common.fileio import fingerprint, save_npz_atomic, write_json_atomic
 from mocap_studio.session import Session, StageReport
@@ -36,7 +51,7 @@ class CalibrateOutcome:
 
     calibration_path: Path
     report_path: Path
-    result: CalibrationResult | None
+    result: CalibrationResult | IntrinsicsOnlyResult | None
     skipped: bool
 
 
@@ -50,6 +65,7 @@ def _save_detections(path: Path, key: str, d: CameraDetections) -> None:
     save_npz_atomic(
         path, key=np.array(key), camera=np.array(d.camera), image_size=np.array(d.image_size),
         frames_read=np.array(d.frames_read), rejected=np.array(json.dumps(d.rejected)),
+        found_by=np.array(json.dumps(d.found_by)),
         frame=np.array([x.frame for x in dets], dtype=np.int64), time_s=np.array([x.time_s for x in dets]),
         sharpness=np.array([x.sharpness for x in dets]), area=np.array([x.area_fraction for x in dets]),
         counts=np.array([len(x.ids) for x in dets], dtype=np.int64),
@@ -71,20 +87,22 @@ def _load_detections(path: Path, key: str, source: Path) -> CameraDetections | N
                 for f, t, i, c, s, a in zip(z["frame"], z["time_s"], np.split(z["ids"], splits),
                                             np.split(z["corners"], splits), z["sharpness"], z["area"], strict=True)
             )
+            found_by = json.loads(str(z["found_by"])) if "found_by" in z.files else {}
             return CameraDetections(str(z["camera"]), source, tuple(int(v) for v in z["image_size"]), dets,
-                                    int(z["frames_read"]), json.loads(str(z["rejected"])))
+                                    int(z["frames_read"]), json.loads(str(z["rejected"])), found_by)
     except (OSError, KeyError, ValueError) as e:  # a damaged cache is recomputed, never trusted
         log.debug("ignoring detection cache %s: %s", path, e)
         return None
 
 
 def detect_all(sources: Mapping[str, Path], board: Board, config: CalibrationConfig,
-               progress: Progress | None = None, cache_dir: Path | None = None,
+               progress: Progress | None = None, cache_dir: Path | None = None, every_camera: bool = False,
                ) -> tuple[list[CameraDetections], list[str]]:
     """Detect the board in every camera's recording (camera name -> video or image folder).
 
     A camera whose recording never shows the board is left out with its diagnosis in the returned
-    warnings; when fewer than two cameras see the board, the diagnoses are raised together. With
+    warnings; when fewer than two cameras see the board (with ``every_camera``: when any camera does not),
+    the diagnoses are raised together. With
     ``cache_dir``, each camera's detections are kept there, keyed by its recording, the board and the
     detection settings, so a run interrupted midway redoes only the cameras it had not finished.
     """
@@ -115,10 +133,11 @@ def detect_all(sources: Mapping[str, Path], board: Board, config: CalibrationCon
             log.warning("%s", e)
             continue
         log.info("%s: board in %d views", name, len(out[-1].detections))
-    if len(out) < 2:
+    if len(out) < (len(sources) if every_camera else 2):
+        need = "each camera's intrinsics need it" if every_camera else "calibration needs at least two"
         raise BoardNotFoundError(
-            f"the board ({board.name}) was found in {len(out)} of {len(sources)} cameras' recordings; calibration "
-            "needs at least two.\n" + "\n".join(problems)
+            f"the board ({board.name}) was found in {len(out)} of {len(sources)} cameras' recordings; {need}. "
+            "No calibration file was written.\n" + "\n".join(problems)
         )
     return out, problems
 
@@ -137,6 +156,9 @@ def calibrate_sources(
     config = config or CalibrationConfig()
     if not sources:
         raise FileNotFoundError("no calibration recordings given: one video or image folder per camera is needed")
+    problem = simultaneity_problem(sources)
+    if problem:
+        raise NotSimultaneousError(problem + " No calibration file was written.")
     start = time.perf_counter()
     detections, problems = detect_all(sources, board, config, progress, cache_dir=report_dir / "detections")
     obs = observations_from_detections(detections, board.object_points)
@@ -156,6 +178,64 @@ def calibrate_sources(
     report_dir.mkdir(parents=True, exist_ok=True)
     pictures = _pictures(obs, result, board, report_dir)
     figures = _figures(detections, obs, result, detect_s, pictures, report_dir)
+    return result, figures
+
+
+def calibrate_intrinsics_sources(
+    sources: Mapping[str, Path],
+    board: Board,
+    out_path: Path,
+    report_dir: Path,
+    config: CalibrationConfig | None = None,
+    progress: Progress | None = None,
+) -> tuple[IntrinsicsOnlyResult, dict]:
+    """Each camera's intrinsics from its own recording (camera name -> image folder or video), no view taken
+    as simultaneous; writes ``out_path`` (intrinsics only, flagged in its metadata) and coverage pictures in
+    ``report_dir``. Returns the result and the report's figures. Nothing is written when a camera fails."""
+    config = config or CalibrationConfig()
+    if not sources:
+        raise FileNotFoundError("no calibration recordings given: one image folder or video per camera is needed")
+    start = time.perf_counter()
+    detections, _ = detect_all(sources, board, config, progress, cache_dir=report_dir / "detections",
+                               every_camera=True)
+    detect_s = time.perf_counter() - start
+    obs = observations_from_detections(detections, board.object_points)
+    if progress:
+        progress("calibrating intrinsics", 0, None)
+    try:
+        result = calibrate_intrinsics_only(obs, board.object_points, config, progress=lambda msg: log.info("%s", msg))
+    except ValueError as e:
+        where = ", ".join(f"{n}: {p}" for n, p in sources.items())
+        raise type(e)(f"{e}\n(recordings: {where}; no calibration file was written)") from e
+    write_calibration(result.rig, out_path, metadata={
+        "board": board.name,
+        INTRINSICS_ONLY: True,
+        "extrinsics": "missing: every camera's pose is an identity placeholder; add the poses with mocap calibrate "
+                      "--intrinsics THIS_FILE on a board recording seen by the cameras at the same time",
+        "intrinsics_rms_px": {r.camera: round(r.rms_px, 4) for r in result.intrinsics},
+    })
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pictures = {}
+    for c, name in enumerate(obs.camera_names):
+        pictures[f"coverage_{name}"] = coverage_picture(obs, c, report_dir / f"coverage_{name}.png").name
+    per_camera = {}
+    for d, rep, cam in zip(detections, result.intrinsics, result.rig, strict=True):
+        per_camera[d.camera] = {
+            "frames_read": d.frames_read, "board_views": len(d.detections), "rejected": dict(d.rejected),
+            **({"found_by": dict(d.found_by)} if d.found_by else {}),
+            "image_size": list(cam.size),
+            "focal_px": [round(cam.K[0, 0], 3), round(cam.K[1, 1], 3)],
+            "principal_point_px": [round(cam.K[0, 2], 3), round(cam.K[1, 2], 3)],
+            "distortion": [round(float(x), 6) for x in cam.dist],
+            "intrinsics": {"rms_px": round(rep.rms_px, 4), "views_used": rep.views_used,
+                           "coverage": round(rep.coverage, 3)},
+        }
+    figures = {
+        "intrinsics_only": True,
+        "cameras": per_camera,
+        "seconds": {"detection": round(detect_s, 2), "intrinsics": round(result.seconds, 2)},
+        "pictures": {k: str(Path(report_dir.name) / v) for k, v in pictures.items()},
+    }
     return result, figures
 
 
@@ -183,6 +263,8 @@ def _figures(detections, obs, result: CalibrationResult, detect_s: float, pictur
             "board_views": len(d.detections),
             "rejected": dict(d.rejected),
         }
+        if d.found_by:
+            entry["found_by"] = dict(d.found_by)
         if d.camera in result.per_camera_rms_px:
             cam = result.rig[d.camera]
             entry.update({
@@ -247,10 +329,13 @@ def load_stage_config(path: Path | None, overrides: Mapping | None = None, raw: 
 
 def run_calibrate(session: Session, config: CalibrationConfig | None = None, overwrite: bool = False, *,
                   progress: Progress | None = None, intrinsics_file: Path | None = None,
-                  force: bool = False) -> StageReport:
+                  force: bool = False, intrinsics_only: bool = False) -> StageReport:
     """Calibrate a session from ``calibration/<camera>.*`` -> calibration.toml; skipped when inputs and settings
     are unchanged (unless ``overwrite``). A calibration.toml this stage did not write is replaced only with
-    ``force`` (a .bak copy is kept). ``config`` None reads session.toml's [calibrate]."""
+    ``force`` (a .bak copy is kept). ``config`` None reads session.toml's [calibrate]. ``intrinsics_only``: each
+    camera calibrated alone from its own recording (photos taken one camera at a time), and calibration.toml
+    holds intrinsics only (flagged; later stages refuse it until extrinsics are added). ``intrinsics_file`` may
+    be the session's own calibration.toml (it is read before it is replaced)."""
     session.require()
     sources = session.calibration_sources()
     if not sources:
@@ -258,10 +343,13 @@ def run_calibrate(session: Session, config: CalibrationConfig | None = None, ove
             f"{session.calibration_recordings_dir}: no board recordings; put one video (<camera>.mp4) or image "
             "folder (<camera>/) per camera there, or use 'mocap calibrate --board ... --camera NAME=PATH'"
         )
+    if intrinsics_only and intrinsics_file:
+        raise ValueError("--intrinsics-only calibrates the intrinsics; it takes no --intrinsics FILE")
     config = config or session.stage_config(STAGE, CalibrationConfig)
     board_ref = session.board_path()
     board = load_board(board_ref)
-    settings = {"config": config_to_mapping(config), "board": dataclasses.asdict(board) | {"source": None}}
+    settings = {"config": config_to_mapping(config), "board": dataclasses.asdict(board) | {"source": None},
+                "intrinsics_only": intrinsics_only}
     inputs = list(sources.values()) + ([Path(board_ref)] if isinstance(board_ref, Path) else [])
     if intrinsics_file:
         inputs.append(Path(intrinsics_file))
@@ -272,33 +360,112 @@ def run_calibrate(session: Session, config: CalibrationConfig | None = None, ove
         return session.previous_report(STAGE)
     _check_overwrite(out, session, force)
     start = time.perf_counter()
-    known = {c.name: c for c in read_calibration(intrinsics_file)} if intrinsics_file else None
-    result, figures = calibrate_sources(sources, board, out, session.stage_asset_dir(STAGE), config, known, progress)
+    report_dir = session.stage_asset_dir(STAGE)
+    if intrinsics_only:
+        result, figures = calibrate_intrinsics_sources(sources, board, out, report_dir, config, progress)
+    else:
+        known = read_known_intrinsics(intrinsics_file) if intrinsics_file else None
+        result, figures = calibrate_sources(sources, board, out, report_dir, config, known, progress)
     report = StageReport(STAGE, key, (str(out),), figures, result.warnings, time.perf_counter() - start)
     session.write_stage_report(report)
     return report
 
 
+def read_known_intrinsics(path: Path) -> dict[str, Camera]:
+    """Camera name -> camera of a calibration file whose intrinsics to start from (its poses are ignored)."""
+    return {c.name: c for c in read_calibration(path)}
+
+
 def run_explicit(sources: Mapping[str, Path], board_ref: str, out: Path, force: bool = False,
                  config: CalibrationConfig | None = None, intrinsics_file: Path | None = None,
-                 progress: Progress | None = None) -> CalibrateOutcome:
+                 progress: Progress | None = None, intrinsics_only: bool = False) -> CalibrateOutcome:
     """Calibrate from a board and one recording per camera, outside any session; writes ``out`` and a
-    report folder ``<out stem>_report/`` beside it."""
+    report folder ``<out stem>_report/`` beside it. Image folders count as simultaneous views only when their
+    file names correspond (:mod:`calibration.recordings`); ``intrinsics_only`` calibrates each camera alone."""
     board = load_board(board_ref)
+    if intrinsics_only and intrinsics_file:
+        raise ValueError("--intrinsics-only calibrates the intrinsics; it takes no --intrinsics FILE")
     if out.exists() and not force:
         raise OverwriteRefused(f"{out} exists; choose another --out or pass --force (the old file is kept as .bak)")
+    known = read_known_intrinsics(intrinsics_file) if intrinsics_file else None
     if out.exists():
         _keep_copy(out, "{name}.%Y%m%d-%H%M%S.bak")
     report_dir = out.with_name(out.stem + "_report")
     start = time.perf_counter()
-    known = {c.name: c for c in read_calibration(intrinsics_file)} if intrinsics_file else None
-    result, figures = calibrate_sources(sources, board, out, report_dir, config, known, progress)
+    if intrinsics_only:
+        result, figures = calibrate_intrinsics_sources(sources, board, out, report_dir, config, progress)
+    else:
+        result, figures = calibrate_sources(sources, board, out, report_dir, config, known, progress)
     files = [f for p in sources.values() for f in (sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])]
     key = fingerprint(files)
     data = {"stage": STAGE, "inputs_fingerprint": key, "outputs": [str(out)],
             "seconds": round(time.perf_counter() - start, 3), "figures": figures, "warnings": list(result.warnings)}
     report_path = write_json_atomic(report_dir / "report.json", data)
     return CalibrateOutcome(out, report_path, result, False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Import of a calibration made elsewhere
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What ``mocap calibrate --import`` wrote."""
+
+    calibration_path: Path
+    source: Path
+    format: str
+    """The reader used (see ``calibration.formats.detect_format``)."""
+    rig: CameraRig
+    backup: Path | None
+    """The replaced file's copy (with --force), if any."""
+    intrinsics_only: bool
+
+
+def import_calibration(source: Path, out: Path, session: Session | None = None, overwrite: bool = False,
+                       force: bool = False, plausibility: PlausibilityConfig | None = None) -> ImportOutcome:
+    """Read any supported calibration (aniposelib / Pose2Sim / caliscope TOML, EasyMocap yml, OpenCV yml,
+    Qualisys .qca.txt: ``calibration.formats.read_calibration``) and write it as our calibration TOML at ``out``.
+
+    An existing ``out`` is kept unless ``overwrite`` (a file ``mocap calibrate`` wrote for ``session``) or
+    ``force`` (any file; a .bak copy is kept). Implausible cameras are refused (nothing is written). The
+    imported file counts as made elsewhere: ``mocap calibrate`` will not replace it without --force.
+    """
+    source = Path(source)
+    fmt = detect_format(source)
+    rig = read_calibration(source)
+    check_cameras(rig, None, plausibility or PlausibilityConfig(),
+                  f"{source} was read as {fmt}; check that it is the calibration you meant. Nothing was written.")
+    flagged = is_intrinsics_only(source)
+    backup = _check_import_target(out, session, overwrite, force)
+    write_calibration(rig, out, metadata={
+        "imported_from": str(source.resolve()),
+        "imported_format": fmt,
+        **({INTRINSICS_ONLY: True} if flagged else {}),
+    })
+    if session is not None and out == session.calibration_path and session.stage_report_path(STAGE).exists():
+        # that report described the replaced calibration; without it the file counts as made elsewhere
+        session.stage_report_path(STAGE).unlink()
+        log.info("removed %s (it described the replaced calibration)", session.stage_report_path(STAGE))
+    return ImportOutcome(out, source, fmt, rig, backup, flagged)
+
+
+def _check_import_target(out: Path, session: Session | None, overwrite: bool, force: bool) -> Path | None:
+    """Whether ``out`` may be replaced by an import (see :func:`import_calibration`); the backup made, if any."""
+    if not out.exists():
+        return None
+    previous = session.read_stage_report(STAGE) if session else None
+    ours = previous is not None and out.name in [Path(o).name for o in previous.get("outputs", [])]
+    if force:
+        return _keep_copy(out, "{name}.%Y%m%d-%H%M%S.bak")
+    if ours and overwrite:
+        return None
+    if ours:
+        raise OverwriteRefused(f"{out} exists (written by 'mocap calibrate'); pass --overwrite to replace it with the "
+                               "imported calibration, or --force to keep a .bak copy of it")
+    raise OverwriteRefused(
+        f"{out} exists and was not written by 'mocap calibrate' here; it may be a calibration you made elsewhere. "
+        "Move it away, or pass --force (it will be kept as a .bak copy)."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,6 +505,10 @@ def refine_calibration(calibration: Path, points: Path, out: Path, force: bool =
     when it already exists and --force is given). Returns (path, RefineResult)."""
     from mocap_studio.calibration.refine import RefineConfig, refine_with_keypoints
 
+    require_extrinsics(calibration, fix=(
+        "refinement from keypoints starts from cameras already placed (it keeps their world frame and scale): add "
+        "the poses first with a synchronized board recording (mocap calibrate --intrinsics on this file) or import "
+        "a full calibration (mocap calibrate --import)"))
     rig = read_calibration(calibration)
     uv = load_points_2d(points, rig)
     if out.exists() and out != calibration and not force:

@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="calibrate the cameras (intrinsics, extrinsics, bundle adjustment, floor alignment)",
         description="Calibrate from board recordings. With SESSION: reads SESSION/calibration/<camera>.<ext> (or "
         "<camera>/ image folders) and the board named in session.toml, writes SESSION/calibration.toml and "
-        "report/calibrate.json. Without: give --board, --camera NAME=PATH for every camera, and --out.",
+        "report/calibrate.json. Without: give --board, --camera NAME=PATH for every camera, and --out. Views are "
+        "matched across cameras by frame index: give synchronized videos, or image folders of simultaneous frames "
+        "named alike; photos taken one camera at a time give intrinsics only (--intrinsics-only). --import FILE "
+        "turns a calibration made elsewhere into calibration.toml.",
     )
     p.add_argument("session", nargs="?", type=Path, help="the take's folder")
     p.add_argument("--board", help="board preset name or TOML (explicit mode; a session names its own)")
@@ -32,7 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="where to write the calibration TOML (explicit mode)")
     p.add_argument("--config", type=Path, help="a TOML file with a [calibrate] table (explicit mode)")
     p.add_argument("--intrinsics", type=Path,
-                   help="a calibration file whose intrinsics to use instead of calibrating them")
+                   help="a calibration file whose intrinsics to start from instead of calibrating them (e.g. one "
+                   "written by --intrinsics-only; it may be SESSION/calibration.toml itself)")
+    p.add_argument("--intrinsics-only", action="store_true",
+                   help="calibrate each camera alone from its own board photos or video (no view taken as seen by two "
+                   "cameras) and write a calibration with intrinsics only; later stages refuse it until the cameras' "
+                   "poses are added (a synchronized board recording with --intrinsics, or --import)")
+    p.add_argument("--import", dest="import_file", type=Path, metavar="FILE",
+                   help="read a calibration made elsewhere (aniposelib/Pose2Sim/caliscope TOML, EasyMocap intri.yml/"
+                   "extri.yml, OpenCV yml, Qualisys .qca.txt) and write it as SESSION/calibration.toml (or --out)")
     p.add_argument("--frame-step", type=int, help="examine every N-th frame of the recordings")
     p.add_argument("--align", choices=["floor", "camera", "none"], help="world frame (default: floor board)")
     p.add_argument("--floor-frame", type=int, help="frame index where the board lies on the floor (default: last)")
@@ -44,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="calibrate again even if the inputs have not changed")
     p.add_argument("--force", action="store_true",
                    help="replace a calibration file not written here (the old one is kept as a .bak copy)")
+    p.add_argument("--checkerboard-method", choices=["auto", "sb", "classic"],
+                   help="checkerboard detector: auto (findChessboardCornersSB, then findChessboardCorners where it "
+                   "finds nothing; the default), sb or classic")
     p.set_defaults(func=run)
 
 
@@ -53,8 +67,13 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["align"] = args.align
     if args.floor_frame is not None:
         out["floor_frame"] = args.floor_frame
+    detection = {}
     if args.frame_step:
-        out["detection"] = {"frame_step": args.frame_step}
+        detection["frame_step"] = args.frame_step
+    if args.checkerboard_method:
+        detection["checkerboard_method"] = args.checkerboard_method
+    if detection:
+        out["detection"] = detection
     return out
 
 
@@ -109,8 +128,64 @@ def _print_figures(calibration: Path, report_path: Path, figures: dict, warnings
         log.warning("%s", w)
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    from mocap_studio.stages_calibration import import_calibration
+
+    if args.camera or args.board or args.refine or args.intrinsics_only or args.intrinsics:
+        raise ValueError("--import FILE takes only a SESSION or --out (and --overwrite/--force)")
+    if args.session is not None:
+        if args.out:
+            raise ValueError("give either a SESSION or --out with --import, not both")
+        session = Session(args.session).require()
+        outcome = import_calibration(args.import_file, session.calibration_path, session, args.overwrite, args.force)
+    else:
+        if not args.out:
+            raise ValueError("--import without a SESSION needs --out FILE (where to write the calibration TOML)")
+        outcome = import_calibration(args.import_file, args.out, None, args.overwrite, args.force)
+    print(f"imported {outcome.source} ({outcome.format}, {len(outcome.rig)} cameras) -> {outcome.calibration_path}")
+    for cam in outcome.rig:
+        x, y, z = cam.center
+        print(f"  {cam.name:>12}: {cam.size[0]}x{cam.size[1]}, f = {cam.K[0, 0]:.1f} px, "
+              f"centre ({x:+.3f}, {y:+.3f}, {z:+.3f}) m")
+    if outcome.backup:
+        print(f"the previous calibration was kept as {outcome.backup}")
+    if outcome.intrinsics_only:
+        print("this calibration holds intrinsics only: add the cameras' poses before triangulating")
+    return 0
+
+
+def _print_intrinsics(calibration: Path, report_path: Path, figures: dict, warnings: list[str]) -> None:
+    print(f"calibration (intrinsics only): {calibration}")
+    print(f"report:      {report_path}")
+    for name, c in figures.get("cameras", {}).items():
+        intr = c.get("intrinsics", {})
+        found = ", ".join(f"{k} {v}" for k, v in sorted(c.get("found_by", {}).items(), key=lambda kv: -kv[1]))
+        print(f"  {name:>12}: f = {c['focal_px'][0]:.1f} / {c['focal_px'][1]:.1f} px, principal point "
+              f"({c['principal_point_px'][0]:.1f}, {c['principal_point_px'][1]:.1f}), RMS {intr.get('rms_px', 0):.3f} px, "
+              f"board in {c['board_views']} of {c['frames_read']} images" + (f" ({found})" if found else ""))
+    print("The cameras' poses are not known yet: triangulation refuses this file until they are added (record a board "
+          "seen by the cameras at the same time, then mocap calibrate ... --intrinsics "
+          f"{calibration}; or mocap calibrate --import a full calibration).")
+    for w in warnings:
+        log.warning("%s", w)
+
+
+def _run_explicit(args: argparse.Namespace, progress) -> int:
+    if not (args.board and args.camera and args.out):
+        raise ValueError("without a SESSION, give --board, --camera NAME=PATH (per camera) and --out FILE")
+    config = load_stage_config(args.config, _overrides(args))
+    outcome = run_explicit(_parse_cameras(args.camera), args.board, args.out, args.force,
+                           config, args.intrinsics, progress, intrinsics_only=args.intrinsics_only)
+    written = json.loads(outcome.report_path.read_text())
+    show = _print_intrinsics if args.intrinsics_only else _print_figures
+    show(outcome.calibration_path, outcome.report_path, written["figures"], written["warnings"])
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap calibrate``."""
+    if args.import_file is not None:
+        return _run_import(args)
     if args.refine is not None:
         return _run_refine(args)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -122,26 +197,17 @@ def run(args: argparse.Namespace) -> int:
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done, total=total)
 
-        if args.session is not None:
-            if args.camera or args.board or args.out:
-                raise ValueError("give either a SESSION or --board/--camera/--out, not both")
-            session = Session(args.session).require()
-            config = STAGES["calibrate"].load_config(session, _overrides(args))
-            report = run_calibrate(session, config, args.overwrite, progress=progress,
-                                   intrinsics_file=args.intrinsics, force=args.force)
-        else:
-            if not (args.board and args.camera and args.out):
-                raise ValueError("without a SESSION, give --board, --camera NAME=PATH (per camera) and --out FILE")
-            overrides = _overrides(args)
-            config = load_stage_config(args.config, overrides)
-            outcome = run_explicit(_parse_cameras(args.camera), args.board, args.out, args.force,
-                                   config, args.intrinsics, progress)
-            written = json.loads(outcome.report_path.read_text())
-            _print_figures(outcome.calibration_path, outcome.report_path, written["figures"], written["warnings"])
-            return 0
+        if args.session is None:
+            return _run_explicit(args, progress)
+        if args.camera or args.board or args.out:
+            raise ValueError("give either a SESSION or --board/--camera/--out, not both")
+        session = Session(args.session).require()
+        config = STAGES["calibrate"].load_config(session, _overrides(args))
+        report = run_calibrate(session, config, args.overwrite, progress=progress,
+                               intrinsics_file=args.intrinsics, force=args.force, intrinsics_only=args.intrinsics_only)
     if report.skipped:
         print(f"up to date: {session.calibration_path}")
         return 0
-    _print_figures(session.calibration_path, session.stage_report_path("calibrate"), report.figures,
-                   list(report.warnings))
+    show = _print_intrinsics if args.intrinsics_only else _print_figures
+    show(session.calibration_path, session.stage_report_path("calibrate"), report.figures, list(report.warnings))
     return 0
