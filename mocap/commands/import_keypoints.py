@@ -25,8 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("session", type=Path, help="the take's folder")
     parser.add_argument("source", type=Path, nargs="?", help="folder with one entry per camera, or an npz file")
     parser.add_argument("--format", choices=FORMATS, help="the detector's file format")
-    parser.add_argument("--skeleton", choices=sorted(SKELETONS), help="skeleton of the files (default: by count)")
+    parser.add_argument("--skeleton", choices=sorted(SKELETONS),
+                        help="skeleton of the files (default: told from the data; asked for when it cannot be)")
     parser.add_argument("--camera", action="append", dest="cameras", help="import only these cameras (repeat)")
+    parser.add_argument("--fps", type=float, help="frame rate of the keypoints (default: session.toml's, else the "
+                        "session's videos of the same cameras; without either the import asks for it)")
     parser.add_argument("--overwrite", action="store_true", help="run even if the inputs have not changed")
     parser.set_defaults(func=run)
 
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``mocap import-keypoints``."""
     session = Session(args.session)
     overrides = {"source": str(args.source.resolve()) if args.source else None, "format": args.format,
-                 "skeleton": args.skeleton, "cameras": tuple(args.cameras) if args.cameras else None}
-    config = STAGES["import-keypoints"].load_config(session, overrides, {"cameras": "--camera"})
+                 "skeleton": args.skeleton, "cameras": tuple(args.cameras) if args.cameras else None,
+                 "frame_rate": args.fps}
+    config = STAGES["import-keypoints"].load_config(session, overrides, {"cameras": "--camera", "frame_rate": "--fps"})
     run_import_keypoints(session, config, args.overwrite)
     return 0
