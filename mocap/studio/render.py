@@ -3,8 +3,10 @@
 Every pixel's ray goes through the camera's real lens model (:meth:`Camera.rays`, distortion included),
 so the rendered body lies exactly where the true camera projects it. The body is coloured by region (skin,
 hair, shirt, trousers, shoes, from each vertex's dominant skinning bone) and lambert-shaded under a key
-light plus a soft headlight; the floor has a tiled, speckled texture and the walls are a plain grey. The
-floor and background are static, so they are ray-traced once per camera and only the body is cast per frame.
+light plus a soft headlight; the floor has a tiled, speckled texture and the walls are a plain grey, unless a
+:class:`~mocap_studio.studio.scenery.Scenery` asks for a textured room and a platform. The floor and background
+are static, so they are ray-traced once per camera and only the bodies (the performer, and a bystander when
+there is one: :meth:`BodyRenderer.render_meshes`) are cast per frame.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import cv2
 import numpy as np
 from mocap_studio.calibration.camera import Camera
+from mocap_studio.studio.scenery import Scenery
 
 log = logging.getLogger(__name__)
 
@@ -28,27 +31,30 @@ FLOOR_HALF_M = 5.0
 """The floor is a textured square of this half-width around the origin; beyond it, the wall colour."""
 
 
-def region_colours(joint_names: tuple[str, ...], weights: np.ndarray, rest_vertices: np.ndarray) -> np.ndarray:
+def region_colours(joint_names: tuple[str, ...], weights: np.ndarray, rest_vertices: np.ndarray,
+                   palette: dict[str, tuple[float, float, float]] | None = None) -> np.ndarray:
     """(V, 3) RGB in [0, 1] per vertex from its dominant bone: skin, hair, shirt, trousers, shoes.
 
-    weights: (V, J) skinning weights; rest_vertices: (V, 3) rest mesh, Z up (for the hair line).
+    weights: (V, J) skinning weights; rest_vertices: (V, 3) rest mesh, Z up (for the hair line); palette: RGB
+    per region name ('skin', 'hair', 'shirt', 'trousers', 'shoes'), missing ones the performer's own.
     """
+    colour = {"skin": SKIN, "hair": HAIR, "shirt": SHIRT, "trousers": TROUSERS, "shoes": SHOES, **(palette or {})}
     if weights.ndim != 2 or weights.shape[1] != len(joint_names) or rest_vertices.shape != (weights.shape[0], 3):
         raise ValueError(f"weights (V, {len(joint_names)}) and rest_vertices (V, 3) expected, got "
                          f"{weights.shape} and {rest_vertices.shape}")
     dominant = np.asarray(joint_names)[weights.argmax(1)]
-    colours = np.tile(np.array(SKIN), (len(dominant), 1))
+    colours = np.tile(np.array(colour["skin"]), (len(dominant), 1))
 
     def starts(*prefixes: str) -> np.ndarray:
         return np.array([str(n).startswith(prefixes) for n in dominant])
 
-    colours[starts("spine", "clavicle", "upperarm", "breast", "pectoral", "shoulder")] = SHIRT
-    colours[starts("root", "pelvis", "upperleg", "lowerleg")] = TROUSERS
-    colours[starts("foot", "toe")] = SHOES
+    colours[starts("spine", "clavicle", "upperarm", "breast", "pectoral", "shoulder")] = colour["shirt"]
+    colours[starts("root", "pelvis", "upperleg", "lowerleg")] = colour["trousers"]
+    colours[starts("foot", "toe")] = colour["shoes"]
     head = starts("head")
     top = rest_vertices[:, 2].max()
     hair = head & ((rest_vertices[:, 2] > top - 0.07) | ((rest_vertices[:, 2] > top - 0.2) & (rest_vertices[:, 1] > 0.02)))
-    colours[hair] = HAIR
+    colours[hair] = colour["hair"]
     return colours
 
 
@@ -63,14 +69,15 @@ def floor_texture(seed: int = 0, size_px: int = 1024) -> np.ndarray:
 
 
 class BodyRenderer:
-    """Renders one camera's view of a triangle mesh over a textured floor and plain walls.
+    """Renders one camera's view of a triangle mesh over a textured floor and plain walls (or ``scenery``).
 
     camera: the true camera; faces: (F, 3) triangle vertex indices; vertex_colours: (V, 3) RGB in [0, 1];
-    supersample: rays per pixel side (anti-aliasing; 1 is fastest).
+    supersample: rays per pixel side (anti-aliasing; 1 is fastest); scenery: the static set (None: the plain
+    studio, exactly as before the set could change).
     """
 
     def __init__(self, camera: Camera, faces: np.ndarray, vertex_colours: np.ndarray, supersample: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, scenery: Scenery | None = None):
         import open3d as o3d
 
         faces = np.asarray(faces)
@@ -91,7 +98,12 @@ class BodyRenderer:
         self.dirs = dirs
         origin = np.broadcast_to(camera.center.astype(np.float32), dirs.shape)
         self._rays = np.ascontiguousarray(np.concatenate([origin, dirs], -1))
-        self.background, self.floor_depth = self._static_scene(seed)
+        if scenery is not None and scenery.background != "plain":
+            self.background, self.floor_depth = scenery.room(camera.center, dirs)
+        else:
+            self.background, self.floor_depth = self._static_scene(seed)
+        if scenery is not None:  # the platform and the clutter (nothing for a plain set without a platform)
+            self.background, self.floor_depth = scenery.add_objects(self.background, self.floor_depth, camera.center, dirs)
 
     def _static_scene(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Floor and walls, (h*s, w*s, 3) RGB and the floor's ray distance (inf where there is no floor)."""
@@ -130,43 +142,82 @@ class BodyRenderer:
 
     def render(self, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Image (H, W, 3) uint8 BGR and body mask (H, W) bool for the mesh at ``vertices`` (V, 3) metres."""
-        vertices = np.asarray(vertices, np.float32)
-        if vertices.ndim != 2 or vertices.shape != (len(self.colours), 3):
-            raise ValueError(f"vertices must have shape ({len(self.colours)}, 3), got {vertices.shape}")
+        image, labels = self.render_meshes([(vertices, self.colours)])
+        return image, labels == 0
+
+    def render_meshes(self, meshes: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """Image (H, W, 3) uint8 BGR and labels (H, W) int8 for bodies sharing this renderer's faces.
+
+        meshes: [(vertices (V, 3) metres, vertex colours (V, 3) RGB in [0, 1])]; labels: the index of the mesh
+        seen at each pixel (whichever is nearest, the static set in front hiding both), -1 where none is.
+        """
+        if not meshes:
+            raise ValueError("render_meshes needs at least one mesh")
+        verts = [np.asarray(v, np.float32) for v, _ in meshes]
+        for v, (_, col) in zip(verts, meshes, strict=True):
+            if v.ndim != 2 or v.shape != (len(self.colours), 3) or np.shape(col) != v.shape:
+                raise ValueError(f"vertices and colours must have shape ({len(self.colours)}, 3), got {v.shape} and "
+                                 f"{np.shape(col)}")
         o3d = self._o3d
         scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(vertices), self._faces_o3d)
-        # rays only where the mesh can be: the box around its projection (the whole image when any vertex is
-        # behind the camera); pixels outside it cannot see the body
-        y0, y1, x0, x1 = self._body_box(vertices)
+        for v in verts:
+            scene.add_triangles(o3d.core.Tensor(v), self._faces_o3d)
+        # rays only where a mesh can be: the box around their projections (the whole image when any vertex is
+        # behind the camera); pixels outside it cannot see a body
+        y0, y1, x0, x1 = self._body_box(verts[0]) if len(verts) == 1 else self._union_box(verts)
         hits = scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(self._rays[y0:y1, x0:x1])))
         t_hit = np.full(self.floor_depth.shape, np.inf, np.float32)
         t_hit[y0:y1, x0:x1] = hits["t_hit"].numpy()
         body = np.isfinite(t_hit) & (t_hit < self.floor_depth)
         image = self.background.copy()
+        labels = np.full(body.shape, -1, np.int8)
         if body.any():
             inside = body[y0:y1, x0:x1]
+            which = hits["geometry_ids"].numpy()[inside].astype(np.int64) if len(verts) > 1 else np.zeros(
+                int(inside.sum()), np.int64)
+            labels[body] = which
             prim = hits["primitive_ids"].numpy()[inside].astype(np.int64)
             uv = hits["primitive_uvs"].numpy()[inside]
             tri = self.faces[prim]  # (N, 3)
             bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], -1)[..., None]
-            normals = _vertex_normals(vertices, self.faces)
-            n = (normals[tri] * bary).sum(1)
-            n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-9
             view = -self.dirs[body]
-            flip = (n * view).sum(1) < 0
-            n[flip] *= -1  # back faces seen through a gap shade like front faces
-            lambert = np.clip(n @ KEY_LIGHT, 0, None)
-            headlight = np.clip((n * view).sum(1), 0, None)
-            shade = 0.25 + 0.55 * lambert + 0.35 * headlight
-            image[body] = (self.colours[tri] * bary).sum(1) * shade[:, None]
+            shaded = np.empty((len(prim), 3), np.float32)
+            for k, (v, (_, col)) in enumerate(zip(verts, meshes, strict=True)):
+                sel = which == k
+                if sel.all():  # one mesh: no selection (the arrays stay exactly as they were)
+                    shaded = self._shade(v, np.asarray(col, np.float32), tri, bary, view)
+                elif sel.any():
+                    shaded[sel] = self._shade(v, np.asarray(col, np.float32), tri[sel], bary[sel], view[sel])
+            image[body] = shaded
         s = self.supersample
         w, h = self.camera.size
         if s > 1:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            body = cv2.resize(body.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+            cover = [cv2.resize((labels == k).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+                     for k in range(len(verts))]
+            labels = np.full((h, w), -1, np.int8)
+            for k, c in enumerate(cover):
+                labels[c > 0.5] = k
         bgr = np.clip(image[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
-        return bgr, body
+        return bgr, labels
+
+    def _union_box(self, verts: list[np.ndarray]) -> tuple[int, int, int, int]:
+        boxes = np.array([self._body_box(v) for v in verts])
+        return int(boxes[:, 0].min()), int(boxes[:, 1].max()), int(boxes[:, 2].min()), int(boxes[:, 3].max())
+
+    def _shade(self, vertices: np.ndarray, colours: np.ndarray, tri: np.ndarray, bary: np.ndarray,
+               view: np.ndarray) -> np.ndarray:
+        """(N, 3) RGB of N body pixels: their triangles' corners ``tri`` (N, 3), barycentrics ``bary`` (N, 3, 1)
+        and directions towards the camera ``view`` (N, 3)."""
+        normals = _vertex_normals(vertices, self.faces)
+        n = (normals[tri] * bary).sum(1)
+        n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-9
+        flip = (n * view).sum(1) < 0
+        n[flip] *= -1  # back faces seen through a gap shade like front faces
+        lambert = np.clip(n @ KEY_LIGHT, 0, None)
+        headlight = np.clip((n * view).sum(1), 0, None)
+        shade = 0.25 + 0.55 * lambert + 0.35 * headlight
+        return (colours[tri] * bary).sum(1) * shade[:, None]
 
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:

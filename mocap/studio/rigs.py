@@ -1,7 +1,8 @@
 """Virtual studio rigs: camera presets as data (``configs/rigs/<name>.toml``) and each camera's clock.
 
-A preset places cameras on a ring or an arc looking at the capture volume, gives each its lens, image size
-and frame rate, its start offset and the frames it drops. Clock convention (as ``capture/sync.py``)::
+A preset places cameras on a ring or an arc looking at the capture volume (a camera may override its own
+azimuth, distance, height, aim and roll, as phones placed by hand are), gives each its lens, image size and
+frame rate, its start offset and the frames it drops. Clock convention (as ``capture/sync.py``)::
 
     common_time = camera_time + offset_s
 
@@ -25,7 +26,7 @@ RIG_PRESET_DIR = Path(str(resources.files("mocap_studio.configs") / "rigs"))
 _TOP_KEYS = {"name", "description", "layout", "defaults", "cameras"}
 _LAYOUT_KEYS = {"kind", "radius_m", "height_m", "start_deg", "span_deg", "look_at_m"}
 _CAMERA_KEYS = {"size", "frame_rate", "focal_px", "distortion", "offset_s", "dropped_frames", "height_m", "name",
-                "principal_offset_px"}
+                "principal_offset_px", "azimuth_deg", "radius_m", "look_at_m", "roll_deg"}
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,24 @@ class StudioRig:
             cams.append(StudioCamera(c.replace(size=size, K=K), sc.frame_rate, sc.offset_s, sc.dropped_frames))
         return StudioRig(self.name, tuple(cams), self.description, self.source, self.look_at_m)
 
+    def in_sync(self) -> StudioRig:
+        """The same rig with every camera starting at the same instant (offsets 0) and dropping no frame: a take
+        that reaches us already trimmed to sync, frame for frame."""
+        cams = tuple(StudioCamera(sc.camera, sc.frame_rate, 0.0, ()) for sc in self.cameras)
+        return StudioRig(self.name, cams, self.description, self.source, self.look_at_m)
+
+    def with_frame_rate(self, frame_rate: float) -> StudioRig:
+        """The same rig with every camera filming at ``frame_rate`` frames per second (dropped frame indices
+        kept as they are)."""
+        if not frame_rate > 0:
+            raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        cams = tuple(StudioCamera(sc.camera, float(frame_rate), sc.offset_s, sc.dropped_frames) for sc in self.cameras)
+        return StudioRig(self.name, cams, self.description, self.source, self.look_at_m)
+
+    def horizontal_reach_m(self) -> float:
+        """The largest horizontal distance of a camera from the vertical axis through the origin (metres)."""
+        return float(max(np.hypot(*sc.camera.center[:2]) for sc in self.cameras))
+
 
 def rig_presets() -> tuple[str, ...]:
     """Names of the rig presets in ``configs/rigs/``."""
@@ -116,19 +135,33 @@ def _check_keys(table: dict, allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(allowed)}")
 
 
-def _camera(index: int, count: int, layout: dict, settings: dict, where: str) -> StudioCamera:
+def _pose(index: int, count: int, layout: dict, settings: dict, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera (R, t) from the layout, overridden by the camera's own azimuth, distance, height, aim
+    and roll (``roll_deg`` turns the camera about its viewing axis: x_cam towards y_cam, the picture turning
+    clockwise)."""
     kind = layout.get("kind", "ring")
     start, span = float(layout.get("start_deg", 0.0)), float(layout.get("span_deg", 360.0))
     if kind == "ring":
-        angle = math.radians(start + span * index / count)
+        degrees = start + span * index / count
     elif kind == "arc":
-        angle = math.radians(start + (span * index / (count - 1) if count > 1 else 0.0))
+        degrees = start + (span * index / (count - 1) if count > 1 else 0.0)
     else:
         raise ConfigError(f"{where}: layout kind must be 'ring' or 'arc', got {kind!r}")
-    radius = float(layout.get("radius_m", 4.0))
+    angle = math.radians(float(settings.get("azimuth_deg", degrees)))
+    radius = float(settings.get("radius_m", layout.get("radius_m", 4.0)))
     height = float(settings.get("height_m", layout.get("height_m", 2.0)))
-    target = np.asarray(layout.get("look_at_m", [0.0, 0.0, 1.0]), float)
+    target = np.asarray(settings.get("look_at_m", layout.get("look_at_m", [0.0, 0.0, 1.0])), float)
     R, t = look_at(np.array([radius * math.cos(angle), radius * math.sin(angle), height]), target)
+    roll = math.radians(float(settings.get("roll_deg", 0.0)))
+    if roll:
+        c, s = math.cos(roll), math.sin(roll)
+        turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        R, t = turn @ R, turn @ t
+    return R, t
+
+
+def _camera(index: int, count: int, layout: dict, settings: dict, where: str) -> StudioCamera:
+    R, t = _pose(index, count, layout, settings, where)
     try:
         w, h = (int(v) for v in settings["size"])
         f = float(settings["focal_px"])

@@ -5,7 +5,7 @@ Session (read by the pipeline like any real take)::
     session.toml                 [session] board and nominal frame rate
     videos/<camera>.mp4          H.264, each frame stamped with its time on the camera's own clock
                                  (dropped frames leave gaps in the timestamps)
-    videos/<camera>.wav          the camera's audio with the claps (Session.audio_path)
+    videos/<camera>.wav          the camera's audio with the claps (Session.audio_path; none with audio off)
     calibration/<camera>.mp4     the board recording: close-ups to every camera, the board carried through
                                  the volume, then laid on the floor (the last frames)
 
@@ -19,9 +19,18 @@ Truth (``Session.truth_dir``; no stage reads it)::
     vertices.npy                 (T, V, 3) float32 mesh vertices, only when asked for
     board_poses.npy              (V, 4, 4) world-from-board pose of each calibration frame
     studio.json                  what was asked for (rig, motions, seed, ...)
+    scene.json                   the set: background, the platform (height, footprint; the floor stays at Z = 0),
+                                 the bystander (which camera it crosses, when, where, frames seen per camera)
+    bystander.npz                only with a bystander: its joints on the reference camera's frame times (NaN
+                                 while out of the scene), and per camera and frame how many pixels show it and
+                                 which of the performer's joints it hides (see _write_bystander_truth)
 
 The calibration recording is frame-aligned across cameras (the board is held still at each pose), so its
 frames need no synchronization. Everything is deterministic from the seed.
+
+Real takes are harsher than the default studio; :func:`harsh_config` (``mocap synth --harsh``) films a take like
+a real phone recording: 100 frames at 60 fps, already in sync, no audio, four portrait phones, the performer
+on a raised platform in a cluttered room, a bystander walking through.
 """
 
 from __future__ import annotations
@@ -30,11 +39,12 @@ import logging
 import time
 import wave
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from mocap_studio.capture.video_writer import VideoWriter
+from mocap_studio.studio.bystander import Bystander
 from mocap_studio.studio.performer import (
     MASTER_RATE_HZ,
     Performance,
@@ -45,6 +55,7 @@ from mocap_studio.studio.performer import (
     place_on_floor,
 )
 from mocap_studio.studio.rigs import StudioRig, load_rig_preset
+from mocap_studio.studio.scenery import BACKGROUNDS, Platform, Scenery
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +98,38 @@ class StudioConfig:
     """H.264 quality (lower is better)."""
     vertices: bool = False
     """Also write the mesh vertices per frame to the truth folder."""
+    frames: int = 0
+    """When above 0, the take's length in frames of the reference (first) camera; ``seconds`` is then ignored."""
+    frame_rate: float = 0.0
+    """When above 0, every camera films at this many frames per second (else each camera's preset rate)."""
+    in_sync: bool = False
+    """Every camera starts at the same instant (offsets 0) and drops no frame, as a take already trimmed to sync."""
+    audio: bool = True
+    """Write each camera's audio (videos/<camera>.wav) with the claps; False writes none (and no claps)."""
+    platform_height_m: float = 0.0
+    """The performer stands on a box this high (0: on the floor); the calibration board still lies on the floor."""
+    platform_size_m: float = 1.2
+    """The platform's least width (square, centred); it grows to keep every foot of the performance on it."""
+    background: str = "plain"
+    """'plain' (tiled floor, grey walls) or 'textured' (a seeded room: painted walls, posters, shelves, clutter)."""
+    bystander: bool = False
+    """A second person (another shape, other clothes) walks across the take, in front of one camera's view."""
+
+
+HARSH = {"rig": "phones4_portrait", "frames": 100, "frame_rate": 60.0, "in_sync": True, "audio": False, "claps": 0,
+         "background": "textured", "bystander": True}
+"""What ``--harsh`` sets (the platform height is seeded, see :func:`harsh_config`)."""
+PLATFORM_RANGE_M = (0.1, 0.3)
+"""The harsh take's platform height is drawn from this range by the seed."""
+
+
+def harsh_config(seed: int = 0, **overrides) -> StudioConfig:  # noqa: ANN003 - StudioConfig fields
+    """A take as harsh as a real phone recording: :data:`HARSH` (100 frames at 60 fps on four portrait phones,
+    in sync, no audio, a textured room, a bystander) and a platform of seeded height in PLATFORM_RANGE_M;
+    ``overrides`` (StudioConfig fields) win over all of it."""
+    lo, hi = PLATFORM_RANGE_M
+    height = round(float(np.random.default_rng([seed, 59]).uniform(lo, hi)), 3)
+    return StudioConfig(**{**HARSH, "platform_height_m": height, "seed": seed, **overrides})
 
 
 class StudioError(ValueError):
@@ -100,6 +143,30 @@ def _check_config(config: StudioConfig) -> None:
         raise StudioError(f"body_shape must be 'random' or 'default', got {config.body_shape!r}")
     if config.scale <= 0 or config.supersample < 1:
         raise StudioError("scale must be positive and supersample at least 1")
+    if config.frames < 0 or config.frame_rate < 0:
+        raise StudioError(f"frames and frame_rate must not be negative, got {config.frames} and {config.frame_rate}")
+    if not 0 <= config.platform_height_m <= 1.0 or config.platform_size_m <= 0:
+        raise StudioError(f"platform height must be within 0-1 m and its size positive, got {config.platform_height_m} "
+                          f"and {config.platform_size_m}")
+    if config.background not in BACKGROUNDS:
+        raise StudioError(f"background must be one of {list(BACKGROUNDS)}, got {config.background!r}")
+
+
+def studio_rig(config: StudioConfig) -> StudioRig:
+    """The rig the take is filmed with: the preset, scaled, at ``frame_rate`` and in sync when asked."""
+    rig = load_rig_preset(config.rig)
+    if config.scale != 1.0:
+        rig = rig.scaled(config.scale)
+    if config.frame_rate > 0:
+        rig = rig.with_frame_rate(config.frame_rate)
+    if config.in_sync:
+        rig = rig.in_sync()
+    return rig
+
+
+def take_seconds(config: StudioConfig, rig: StudioRig) -> float:
+    """Length of every camera's recording on its own clock: ``frames`` of the reference camera, or ``seconds``."""
+    return config.frames / rig.cameras[0].frame_rate if config.frames > 0 else config.seconds
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,6 +229,10 @@ class Take:
     performance: Performance
     claps_s: np.ndarray
     render_frames_per_second: float
+    scenery: Scenery | None = None
+    """The static set, None for the plain studio without a platform."""
+    bystander: Bystander | None = None
+    """The bystander, when there is one."""
 
 
 def _body_and_shape(config: StudioConfig):  # noqa: ANN202 - (AnnyBody, (S,) shape)
@@ -172,11 +243,15 @@ def _body_and_shape(config: StudioConfig):  # noqa: ANN202 - (AnnyBody, (S,) sha
     return body, shape
 
 
-def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioRig) -> Performance:  # noqa: ANN001
-    """The performance covering every camera's recording on the common clock."""
+def performance_span(config: StudioConfig, rig: StudioRig) -> tuple[float, float]:
+    """(start, duration) in seconds on the common clock covering every camera's recording with 0.1 s to spare."""
     offsets = np.array([c.offset_s for c in rig.cameras])
-    start = float(offsets.min()) - 0.1
-    duration = float(np.ptp(offsets)) + config.seconds + 0.2
+    return float(offsets.min()) - 0.1, float(np.ptp(offsets)) + take_seconds(config, rig) + 0.2
+
+
+def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioRig) -> Performance:  # noqa: ANN001
+    """The performance covering every camera's recording on the common clock (raised by the platform's height)."""
+    start, duration = performance_span(config, rig)
     if config.bvh:
         source, source_rig = load_bvh_motion(config.bvh)
         need = int(np.ceil(duration * source.frame_rate)) + 1
@@ -186,11 +261,38 @@ def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioR
 
         source = exercise_motion(list(config.motions), duration, seed=config.seed, rate_hz=MASTER_RATE_HZ)
         source_rig = load_rig("smpl24")
-    return perform(body, shape, source, source_rig, start_s=start)
+    perf = perform(body, shape, source, source_rig, start_s=start)
+    if config.platform_height_m > 0:
+        perf = replace(perf, trans=perf.trans + np.array([0.0, 0.0, config.platform_height_m]))
+    return perf
+
+
+def make_scenery(body, perf: Performance, config: StudioConfig, rig: StudioRig) -> Scenery | None:  # noqa: ANN001
+    """The static set, or None for the plain studio with no platform (rendered exactly as it always was).
+
+    The platform is a square of ``platform_size_m`` centred at the origin, grown to hold every sole vertex of
+    the performance (sampled every 4th frame) with 0.2 m to spare."""
+    if config.background == "plain" and config.platform_height_m <= 0:
+        return None
+    platform = None
+    if config.platform_height_m > 0:
+        from mocap_studio.studio.performer import sole_vertex_ids
+
+        ids = sole_vertex_ids(body, perf.shape)
+        soles = np.concatenate([
+            body.evaluate(perf.shape, perf.pose_rotvec[a:a + 64:4], perf.trans[a:a + 64:4]).vertices[:, ids, :2]
+            for a in range(0, len(perf.times_s), 64)]).reshape(-1, 2)
+        half = config.platform_size_m / 2
+        lo = np.minimum(soles.min(0) - 0.2, -half)
+        hi = np.maximum(soles.max(0) + 0.2, half)
+        platform = Platform(config.platform_height_m, round(float(lo[0]), 3), round(float(hi[0]), 3),
+                            round(float(lo[1]), 3), round(float(hi[1]), 3))
+    return Scenery(config.background, platform, seed=config.seed, clear_radius_m=rig.horizontal_reach_m() + 0.3)
 
 
 def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: Performance,  # noqa: ANN001
-                 claps: np.ndarray, board_poses: np.ndarray, schedules: dict) -> None:
+                 claps: np.ndarray, board_poses: np.ndarray, schedules: dict) -> np.ndarray:
+    """The truth files but scene.json and bystander.npz; returns the reference camera's frame times."""
     from mocap_studio.calibration.formats import write_calibration
     from mocap_studio.common.fileio import save_npz_atomic, write_json_atomic
     from mocap_studio.reconstruction.body.fitting import BodyMotion
@@ -236,28 +338,71 @@ def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: 
     write_json_atomic(truth / "studio.json", {**asdict(config), "rig_cameras": list(rig.names),
                                               "shape": perf.shape.tolist(), "shape_names": list(body.shape_names),
                                               "motion_source": perf.source})
+    return times
+
+
+def _sample_bodies(body, perf: Performance, times: np.ndarray):  # noqa: ANN001, ANN202 - BodyOutput
+    pose, trans = perf.sample(times)
+    return body.evaluate(perf.shape, pose, trans)
+
+
+def _bystander_vertices(body, bystander: Bystander | None, times: np.ndarray) -> list:  # noqa: ANN001
+    """Per common time (N,): the bystander's vertices (V, 3), or None while out of the scene (or without one)."""
+    if bystander is None:
+        return [None] * len(times)
+    present = bystander.present(times)
+    out: list = [None] * len(times)
+    if present.any():
+        verts = _sample_bodies(body, bystander.performance, times[present]).vertices
+        for k, v in zip(np.flatnonzero(present), verts, strict=True):
+            out[k] = v
+    return out
+
+
+def _sighting(labels: np.ndarray, camera, joints: np.ndarray) -> tuple[int, np.ndarray]:  # noqa: ANN001
+    """(pixels showing the bystander, (J,) bool performer joints whose pixel shows the bystander) of one frame;
+    labels (H, W) from render_meshes (0 performer, 1 bystander), joints (J, 3) the performer's."""
+    uv = np.round(camera.project(joints)).astype(int)
+    inside = camera.in_image(uv)
+    hidden = np.zeros(len(joints), bool)
+    hidden[inside] = labels[uv[inside, 1], uv[inside, 0]] == 1
+    return int((labels == 1).sum()), hidden
 
 
 def _render_performance(session, body, perf: Performance, rig: StudioRig, config: StudioConfig,  # noqa: ANN001
-                        schedules: dict, progress: ProgressFn | None) -> float:
+                        schedules: dict, progress: ProgressFn | None, scenery: Scenery | None = None,
+                        bystander: Bystander | None = None) -> tuple[float, dict]:
+    """Render and encode every camera's performance video. Returns (frames per second of rendering, per camera
+    the bystander's sightings {"pixels": (N,), "hidden": (N, 24)}; empty without a bystander)."""
+    from mocap_studio.reconstruction.skeletons import SMPL_24
     from mocap_studio.studio.render import BodyRenderer, region_colours
 
     colours = region_colours(body.joint_names, body.skinning_weights(), body.rest_mesh(perf.shape))
+    other = None if bystander is None else region_colours(
+        body.joint_names, body.skinning_weights(), body.rest_mesh(bystander.performance.shape), bystander.palette)
+    sem = [body.semantic_joints[j] for j in SMPL_24.joints]
     total = sum(len(s[0]) for s in schedules.values())
     done, render_s = 0, 0.0
+    sightings: dict = {}
     for sc in rig.cameras:
-        renderer = BodyRenderer(sc.camera, body.faces, colours, supersample=config.supersample, seed=config.seed)
+        renderer = BodyRenderer(sc.camera, body.faces, colours, supersample=config.supersample, seed=config.seed,
+                                scenery=scenery)
         _, cam_times = schedules[sc.name]
+        pixels, hidden = np.zeros(len(cam_times), np.int64), np.zeros((len(cam_times), len(sem)), bool)
         writer = VideoWriter(session.videos_dir / f"{sc.name}.mp4", sc.frame_rate, config.crf)
         ok = False
         try:
             for start in range(0, len(cam_times), 64):
                 chunk = cam_times[start:start + 64]
-                pose, trans = perf.sample(chunk + sc.offset_s)
-                verts = body.evaluate(perf.shape, pose, trans).vertices
+                out = _sample_bodies(body, perf, chunk + sc.offset_s)
+                others = _bystander_vertices(body, bystander, chunk + sc.offset_s)
                 for k, t in enumerate(chunk):
                     t0 = time.perf_counter()
-                    image, _ = renderer.render(verts[k])
+                    if others[k] is None:
+                        image, _ = renderer.render(out.vertices[k])
+                    else:
+                        image, labels = renderer.render_meshes([(out.vertices[k], colours), (others[k], other)])
+                        pixels[start + k], hidden[start + k] = _sighting(labels, sc.camera, out.joints[k, sem])
                     render_s += time.perf_counter() - t0
                     writer.write(image, float(t))
                     done += 1
@@ -266,7 +411,47 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
             ok = True
         finally:
             writer.close(keep=ok)
-    return total / max(render_s, 1e-9)
+        if bystander is not None:
+            sightings[sc.name] = {"pixels": pixels, "hidden": hidden}
+    return total / max(render_s, 1e-9), sightings
+
+
+def _write_scene_truth(truth: Path, body, rig: StudioRig, config: StudioConfig, scenery: Scenery | None,  # noqa: ANN001
+                       bystander: Bystander | None, sightings: dict, schedules: dict, times: np.ndarray) -> None:
+    """scene.json (the set and a summary of the bystander) and, with a bystander, bystander.npz: its shape, pose,
+    SMPL-24 joints and BlazePose-33 keypoints on the reference frame times ``times`` (NaN while out of the scene)
+    and per camera ``frame_indices__<cam>``, ``pixels__<cam>`` (pixels showing it in each recorded frame) and
+    ``hidden_performer_joints__<cam>`` ((N, 24) performer SMPL-24 joints whose pixel shows the bystander)."""
+    from mocap_studio.common.fileio import save_npz_atomic, write_json_atomic
+    from mocap_studio.reconstruction.skeletons import SMPL_24
+
+    platform = scenery.platform if scenery is not None else None
+    scene: dict = {"background": config.background, "floor_z_m": 0.0,
+                   "platform": platform.to_json() if platform is not None else None,
+                   "performer_stands_at_z_m": platform.height_m if platform is not None else 0.0,
+                   "calibration_board": "on the floor at Z = 0 (the last frames of the board recording)",
+                   "bystander": None}
+    if bystander is not None:
+        present = bystander.present(times)
+        pose, trans = bystander.performance.sample(times)
+        out = body.evaluate(bystander.performance.shape, pose, trans)
+        joints = out.joints[:, [body.semantic_joints[j] for j in SMPL_24.joints]]
+        blaze = body.keypoints(bystander.performance.shape, pose, trans, "blazepose33")
+        joints[~present], blaze[~present] = np.nan, np.nan
+        per_camera = {}
+        for sc in rig.cameras:
+            seen = sightings[sc.name]
+            per_camera[f"frame_indices__{sc.name}"] = schedules[sc.name][0]
+            per_camera[f"pixels__{sc.name}"] = seen["pixels"]
+            per_camera[f"hidden_performer_joints__{sc.name}"] = seen["hidden"]
+        save_npz_atomic(truth / "bystander.npz", frame_times=times, present=present, joints_smpl24=joints,
+                        keypoints_blazepose33=blaze, shape=bystander.performance.shape, pose_rotvec=pose, trans=trans,
+                        **per_camera)
+        scene["bystander"] = {**bystander.to_json(times), "cameras": {
+            name: {"frames": len(seen["pixels"]), "frames_seen": int((seen["pixels"] > 0).sum()),
+                   "frames_hiding_performer_joints": int(seen["hidden"].any(1).sum()),
+                   "max_pixels": int(seen["pixels"].max(initial=0))} for name, seen in sightings.items()}}
+    write_json_atomic(truth / "scene.json", scene)
 
 
 def _board_poses(rig: StudioRig, config: StudioConfig, board) -> np.ndarray:  # noqa: ANN001
@@ -301,51 +486,73 @@ def _render_calibration(session, rig: StudioRig, board, poses: np.ndarray, confi
             writer.close(keep=ok)
 
 
+def _check_motion(config: StudioConfig) -> None:
+    """Fail on unknown exercises or an unreadable BVH before the body model loads."""
+    if not config.bvh:
+        from mocap_studio.studio.performer import _check_exercises
+
+        _check_exercises(config.motions)
+    else:
+        load_bvh_motion(config.bvh)
+
+
+def _write_audio(session, config: StudioConfig, rig: StudioRig, claps: np.ndarray) -> None:  # noqa: ANN001
+    session.videos_dir.mkdir(parents=True, exist_ok=True)
+    for sc in rig.cameras:
+        n = int(round(config.seconds * config.audio_rate_hz))
+        samples = clap_audio(np.arange(n) / config.audio_rate_hz + sc.offset_s, claps,
+                             seed=config.seed + 11 + rig.names.index(sc.name))
+        write_wav(session.audio_path(sc.name), samples, config.audio_rate_hz)
+
+
+def _plan_bystander(body, config: StudioConfig, rig: StudioRig, scenery: Scenery | None) -> Bystander:  # noqa: ANN001
+    """The take's bystander, crossing during the reference camera's recording, clear of the platform."""
+    from mocap_studio.studio.bystander import plan_bystander
+
+    platform = scenery.platform if scenery is not None else None
+    corner = 0.0 if platform is None else float(np.hypot(max(-platform.x0, platform.x1), max(-platform.y0, platform.y1)))
+    start, duration = performance_span(config, rig)
+    ref = rig.cameras[0].offset_s
+    return plan_bystander(body, rig, start, duration, (ref, ref + config.seconds), config.seed, clear_of_m=corner)
+
+
 def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), truth_dir: str | Path | None = None,
                progress: ProgressFn | None = None) -> Take:
     """Write a complete synthetic take to ``session_dir`` and its truth to ``truth_dir`` (default
     ``Session.truth_dir``). Raises StudioError / PerformerError / ConfigError with what to change."""
     import tomli_w
     from mocap_studio.calibration.boards import load_board
+    from mocap_studio.common.fileio import write_text_atomic
     from mocap_studio.session import Session
 
     _check_config(config)
-    rig = load_rig_preset(config.rig)
-    if config.scale != 1.0:
-        rig = rig.scaled(config.scale)
-    if not config.bvh:
-        from mocap_studio.studio.performer import _check_exercises
-
-        _check_exercises(config.motions)
-    else:
-        load_bvh_motion(config.bvh)  # fail before the body model loads
+    rig = studio_rig(config)
+    config = replace(config, seconds=take_seconds(config, rig))  # the length, however it was asked for
+    _check_motion(config)
     board = load_board(config.board)
-    claps = clap_times(rig, config.seconds, config.claps, config.seed)
+    claps = clap_times(rig, config.seconds, config.claps if config.audio else 0, config.seed)
     session = Session(session_dir)
     truth = Path(truth_dir) if truth_dir is not None else session.truth_dir
     body, shape = _body_and_shape(config)
     perf = make_performance(body, shape, config, rig)
+    scenery = make_scenery(body, perf, config, rig)
+    bystander = _plan_bystander(body, config, rig, scenery) if config.bystander else None
     schedules = {sc.name: sc.frame_schedule(config.seconds) for sc in rig.cameras}
     session.root.mkdir(parents=True, exist_ok=True)
-    from mocap_studio.common.fileio import write_text_atomic
-
     # no name: the take is named after its folder when read (Session.config), never after a temporary folder the
     # take is built in before it is moved into place (the demo builds in "take.partial")
     write_text_atomic(session.config_path, tomli_w.dumps({"session": {
         "board": config.board, "frame_rate": rig.cameras[0].frame_rate}}))
     poses = _board_poses(rig, config, board)
-    for sc in rig.cameras:
-        n = int(round(config.seconds * config.audio_rate_hz))
-        samples = clap_audio(np.arange(n) / config.audio_rate_hz + sc.offset_s, claps,
-                             seed=config.seed + 11 + rig.names.index(sc.name))
-        session.videos_dir.mkdir(parents=True, exist_ok=True)
-        write_wav(session.audio_path(sc.name), samples, config.audio_rate_hz)
-    fps = _render_performance(session, body, perf, rig, config, schedules, progress)
+    if config.audio:
+        _write_audio(session, config, rig, claps)
+    fps, sightings = _render_performance(session, body, perf, rig, config, schedules, progress, scenery, bystander)
     _render_calibration(session, rig, board, poses, config, progress)
-    _write_truth(truth, body, config, rig, perf, claps, poses, schedules)
+    times = _write_truth(truth, body, config, rig, perf, claps, poses, schedules)
+    _write_scene_truth(truth, body, rig, config, scenery, bystander, sightings, schedules, times)
     log.info("synthesized %s: %d cameras, %.1f s, render %.1f frames/s", session.root, len(rig.cameras), config.seconds, fps)
-    return Take(session.root, truth, rig, perf, claps, fps)
+    return Take(session.root, truth, rig, perf, claps, fps, scenery, bystander)
 
 
 __all__ = ["StudioConfig", "StudioError", "PerformerError", "Take", "synthesize", "make_performance", "clap_audio",
-           "clap_times"]
+           "clap_times", "HARSH", "harsh_config", "studio_rig", "take_seconds", "make_scenery", "performance_span"]
