@@ -100,3 +100,28 @@ def test_keypoints3d_round_trip(tmp_path):
     assert back.camera_names == ("c", "a") and back.cameras_used.shape == (T, J, 2)
     with pytest.raises(ValueError, match="error must have shape"):
         Keypoints3D(xyz, np.ones((T, 3)), np.ones((T, J, 3), bool), ("a", "b", "c"), "body25")
+
+
+def test_layout_cues_and_identification():
+    """A body read in its own layout has short, symmetric segments in anatomical order; read in another
+    25-joint layout it does not, whatever the camera roll."""
+    from mocap_studio.reconstruction.skeletons import identify_layout, layout_cues, layouts_with
+    from mocap_studio.reconstruction.synthetic import make_scene
+
+    assert layouts_with(25) == ("body25", "body25b") and layouts_with(17) == ("coco17",) and layouts_with(21) == ()
+    kp = make_scene(num_frames=10, num_cameras=3, outlier_fraction=0.0, seed=2).keypoints
+    body = convert(kp.xy, kp.skeleton, "body25").reshape(-1, 25, 2)
+    rolled = body[..., ::-1] * [1, -1]  # the image turned 90 degrees
+    for xy in (body, rolled):
+        right, wrong = layout_cues(xy, "body25"), layout_cues(xy, "body25b")
+        assert np.nanmedian(right[:, 0]) < 0.7 * np.nanmedian(wrong[:, 0])  # segment length
+        assert np.nanmedian(right[:, 1]) < 0.5 * np.nanmedian(wrong[:, 1])  # left/right asymmetry
+        assert right[:, 2].mean() > 0.95 > 0.6 > wrong[:, 2].mean()  # anatomical order
+        choice = identify_layout(xy, ["body25", "body25b"])
+        assert choice.skeleton == "body25" and choice.evidence["body25"]["preferred"] == 1.0
+        assert choice.as_report()["candidates"] == ["body25", "body25b"]
+    assert identify_layout(body[:3], ["body25", "body25b"]).skeleton == ""  # too few to tell
+    with pytest.raises(ValueError, match=r"\(N, 25, 2\)"):
+        layout_cues(body[..., :1], "body25")
+    with pytest.raises(ValueError, match="one size"):
+        identify_layout(body, ["body25", "coco17"])
