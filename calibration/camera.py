@@ -487,9 +487,9 @@ def adapt_to_image_size(camera: Camera, size: tuple[int, int], where: str = "the
     - Sizes that differ by at most ``max_padding_px`` in width and/or height (encoder padding, which lies at
       the right and bottom edges): K kept (the pixels the two share are the same pixels), the size set.
     - A uniform scale (540x960 against 1080x1920), possibly with such padding left over (1088x1920 against
-      540x960): K scaled, for pixel centres at integers (OpenCV's convention): fx' = s fx,
-      cx' = s (cx + 0.5) - 0.5, and the same for y. Distortion is unchanged (it acts on normalized
-      coordinates).
+      540x960: 8 px of padding at the calibrated size, counted there): K scaled, for pixel centres at
+      integers (OpenCV's convention): fx' = s fx, cx' = s (cx + 0.5) - 0.5, and the same for y. Distortion is
+      unchanged (it acts on normalized coordinates).
     - Anything else (another aspect ratio or crop, portrait against landscape): ValueError naming the camera,
       both sizes, ``where`` (e.g. the video's path) and what to do.
     """
@@ -499,13 +499,14 @@ def adapt_to_image_size(camera: Camera, size: tuple[int, int], where: str = "the
         raise ValueError(f"camera {camera.name!r}: the image size of {where} must be positive, got {size}")
     if (w, h) == (w0, h0):
         return camera, ""
-    # candidate scales: none, or the one that makes either side match exactly; the one that leaves the
-    # least padding wins (1088x1920 -> 540x960: 0.5 leaves 4 px, 540/1088 would leave 7.06)
+    # candidate scales: none, or the one that makes either side match exactly. Padding is counted in the
+    # calibrated image's pixels (where the encoder added it, before any resize), and the candidate that
+    # leaves the least wins (1088x1920 -> 540x960: 0.5 leaves 8 px, 540/1088 would leave 14.2)
     candidates = []
     for s in {1.0, w / w0, h / h0}:
-        pad_w, pad_h = w - w0 * s, h - h0 * s
-        if max(abs(pad_w), abs(pad_h)) <= max_padding_px + 1e-9:
-            candidates.append((max(abs(pad_w), abs(pad_h)) if s != 1.0 else -1.0, s))
+        pad = max(abs(w / s - w0), abs(h / s - h0))
+        if pad <= max_padding_px + 1e-9:
+            candidates.append((pad if s != 1.0 else -1.0, s))
     if not candidates:
         turned = " (portrait against landscape: turned by 90 degrees)" if (w, h) == (h0, w0) else ""
         raise ValueError(

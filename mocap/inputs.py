@@ -127,14 +127,16 @@ def read_sync(session: Session) -> dict[str, CameraOffset]:
     return read_checked(session, path, lambda: read(path))
 
 
-def read_rig(session: Session, *, require_extrinsics: bool = True, warnings: list[str] | None = None) -> CameraRig:
-    """calibration.toml (aniposelib/Pose2Sim TOML), each camera made to fit its recording's image size.
+def read_rig(session: Session, *, require_extrinsics: bool = True, fit_to_recordings: bool = False,
+             warnings: list[str] | None = None) -> CameraRig:
+    """calibration.toml (aniposelib/Pose2Sim TOML).
 
     require_extrinsics: refuse a calibration that holds intrinsics only (``mocap calibrate --intrinsics-only``),
-    with a message saying how to add the cameras' poses. A camera whose video (or images) differs in size from
-    its calibration is adapted by ``calibration.camera.adapt_to_image_size``: encoder padding of up to 16 px
-    keeps K, a uniform scale scales it (the message is logged and appended to ``warnings``); any other size
-    raises a ValueError naming the camera, both sizes and what to do. Cameras without a recording are as read.
+    with a message saying how to add the cameras' poses.
+    fit_to_recordings: make each camera fit its performance recording's image size (``probe``: about 10 ms per
+    video) with ``calibration.camera.adapt_to_image_size``: encoder padding of up to 16 px keeps K, a uniform
+    scale scales it (the message is logged and appended to ``warnings``); any other size raises a ValueError
+    naming the camera, both sizes and what to do. Cameras without a recording are as read.
     """
     from mocap_studio.calibration.camera import CameraRig, adapt_to_image_size
     from mocap_studio.calibration.formats import read_toml
@@ -148,6 +150,8 @@ def read_rig(session: Session, *, require_extrinsics: bool = True, warnings: lis
             f"add the cameras' poses: put a board recording seen by the cameras at the same time in "
             f"{session.calibration_recordings_dir} and run `mocap calibrate {session.root} --intrinsics {path}`, or "
             f"import a full calibration made elsewhere: `mocap calibrate {session.root} --import FILE --force`"))
+    if not fit_to_recordings:
+        return rig
     sources = session.performance_sources()
     cameras = []
     for cam in rig:
