@@ -129,6 +129,58 @@ def test_checkerboard_ids_follow_the_board_when_upside_down():
         assert np.median(corner_errors(detection, board, camera)) < 0.12, roll
 
 
+@pytest.mark.parametrize("method", ["auto", "sb", "classic"])
+@pytest.mark.parametrize("squares", [(10, 7), (5, 8)])  # OpenCV's 9x6 pattern; a 4x7-corner board printed by a user
+def test_every_checkerboard_detector_gives_the_boards_ids(method, squares):
+    board = Board(f"checker_{squares[0]}x{squares[1]}", "checkerboard", *squares, 0.04)
+    config = DetectionConfig(checkerboard_method=method)
+    for roll in (0.0, 90.0, 180.0, 270.0):
+        camera = view_camera(board, fill=0.5, roll_deg=roll)
+        detection = detect_board_in_image(render(board, camera, blur=0.5), board, config)
+        assert detection is not None, (method, roll)
+        assert len(detection.ids) == board.n_corners
+        err = corner_errors(detection, board, camera)
+        assert np.median(err) < 0.12 and err.max() < 0.4, (method, roll, np.median(err), err.max())
+
+
+STEREO = CALISCOPE.parent / "opencv_stereo_chessboard"
+
+
+@pytest.mark.skipif(not STEREO.exists(), reason=f"real data not present at {STEREO} (../shared/data)")
+def test_auto_keeps_every_board_either_detector_finds_in_real_photos():
+    board = load_board("checkerboard_9x6")
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for method in ("sb", "classic", "auto"):
+        config = DetectionConfig(checkerboard_method=method)
+        found[method] = {}
+        for path in sorted(STEREO.glob("*.jpg")):
+            detection = detect_board_in_image(cv2.imread(str(path)), board, config)
+            if detection is not None:
+                found[method][path.name] = detection.corners
+    # measured: SB alone finds 22 of the 26 photos, the classic detector 26
+    assert len(found["sb"]) == 22 and len(found["classic"]) == 26 and len(found["auto"]) == 26
+    assert set(found["sb"]) | set(found["classic"]) <= set(found["auto"])
+    # where both find the board, they give the same corner ids (orientation) within a fraction of a pixel
+    for name in found["sb"]:
+        gap = np.linalg.norm(found["sb"][name] - found["classic"][name], axis=1)
+        assert np.median(gap) < 0.1 and gap.max() < 0.5, (name, np.median(gap), gap.max())
+
+
+def test_checkerboard_method_is_checked():
+    with pytest.raises(ValueError, match="checkerboard_method must be one of 'auto', 'sb', 'classic'"):
+        DetectionConfig(checkerboard_method="both")
+    assert DetectionConfig().checkerboard_method == "auto"
+
+
+def test_images_of_one_camera_must_share_one_size(tmp_path):
+    board = load_board("checkerboard_9x6")
+    image = render(board, view_camera(board))
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "b.png"), np.ascontiguousarray(image.T))  # a portrait photo among landscape ones
+    with pytest.raises(ValueError, match=r"camera 'cam01'.*different sizes.*480x640 in b\.png"):
+        detect_board_in_source("cam01", tmp_path, board)
+
+
 def test_inverted_board_needs_the_flag_and_the_diagnosis_says_so():
     board = load_board("caliscope_charuco_4x5")
     assert board.inverted
