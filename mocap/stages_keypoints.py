@@ -503,6 +503,21 @@ def synchronize_keypoints(
     return Keypoints2D(xy_common, conf_common, kp.camera_names, kp.skeleton, timeline), info
 
 
+def _gap_warnings(gaps: tuple[tuple[str, int, int], ...], frames: int) -> list[str]:
+    """One line per joint for its gaps too long to fill (those at the take's ends are left out: nothing to
+    interpolate towards, and a frame or two there is normal)."""
+    per_joint: dict[str, list[tuple[int, int]]] = {}
+    for joint, start, count in gaps:
+        if start > 0 and start + count < frames:
+            per_joint.setdefault(joint, []).append((start, count))
+    out = []
+    for joint, runs_ in per_joint.items():
+        start, count = max(runs_, key=lambda r: r[1])
+        out.append(f"joint {joint}: {sum(n for _, n in runs_)} frame(s) missing in {len(runs_)} gap(s) too long to "
+                   f"fill, the longest {count} frames from frame {start}")
+    return out
+
+
 def _consistency_figures(kp: Keypoints2D, diag: TriangulationDiagnostics) -> dict[str, Any]:
     """Mirrored views per camera and segment-length outliers, measured before any filter."""
     views = diag.view_swapped if diag.view_swapped is not None else np.zeros(kp.confidence.shape[:2], bool)
@@ -576,7 +591,7 @@ def run_triangulate(
     times = k3.frame_times
     frame_rate = session.config().frame_rate or (1.0 / np.median(np.diff(times)) if len(times) > 1 else 30.0)
     filtered = k3.with_xyz(smooth(k3.xyz, frame_rate, k3.skeleton, filter_config))
-    warnings += [f"joint {j}: {n} frames missing from frame {s} (gap too long to fill)" for j, s, n in diag.long_gaps]
+    warnings += _gap_warnings(diag.long_gaps, diag.residual_px.shape[1])
     empty_frames = int((~k3.valid).all(-1).sum())
     if empty_frames:
         warnings.insert(0, f"{empty_frames} frame(s) with no joint triangulated")

@@ -53,8 +53,10 @@ class DetectionConfig:
 
     model_path: str = ""
     """The pose landmarker .task file; empty means the asset shipped with the package."""
-    num_poses: int = 1
-    """People to detect per frame (more than one when bystanders may be in view; association picks one)."""
+    num_poses: int = 2
+    """People to detect per frame; association then picks the performer in every camera. With 1, a bystander
+    who walks into view can take the performer's place in some cameras (on a real 4-phone take with a second
+    person, one single-person view was the bystander in most frames); 2 costs time only where two are seen."""
     min_detection_confidence: float = 0.5
     """MediaPipe's threshold for the person detector."""
     min_presence_confidence: float = 0.5

@@ -324,3 +324,38 @@ def test_page_renders_offline_in_headless_chromium(take, tmp_path):
         assert len(np.unique(region.reshape(-1, 3), axis=0)) > 50, f"flat image area at x={x} y={y}"
     # the first plot (the camera layout) is where the page puts it: inside the calibration section
     assert any(y < 1500 for _, y, _, _, _ in boxes)
+
+
+def test_report_checks_flag_out_of_range_figures_and_stale_stages():
+    """Figures outside their normal range become warnings (never "every check passed"); a stage older than one
+    it reads is named; a joint angle jumping 100 degrees in a frame is named; in-range figures say nothing."""
+    import numpy as np
+    from mocap_studio.report.checks import angle_jump_checks, figure_checks, freshness_checks
+
+    good = {
+        "detect": {"figures": {"per_camera": {"cam01": {"frames_detected": 0.99}}}, "written": "2026-01-01T10:00:00+0000"},
+        "triangulate": {"figures": {"fraction_triangulated": 0.98, "mean_cameras_used": 3.6,
+                                    "mean_reprojection_error_px": 3.0, "raw_bone_length_variation": 0.02,
+                                    "raw_jitter_mean_acceleration_m_s2": 30.0, "jitter_mean_acceleration_m_s2": 20.0,
+                                    "per_camera": {"cam01": {"used_fraction": 0.9}},
+                                    "per_joint": {"nose": {"triangulated": 1.0}}},
+                        "written": "2026-01-01T10:01:00+0000"},
+        "fit": {"figures": {"keypoint_residual_median_mm": 12.0, "keypoint_residual_p95_mm": 40.0,
+                            "foot_sliding_mm_s": 5.0, "foot_flips": 0}, "written": "2026-01-01T10:02:00+0000"},
+    }
+    assert figure_checks(good, cameras=4) == [] and freshness_checks(good) == []
+    bad = json.loads(json.dumps(good))
+    bad["detect"]["figures"]["per_camera"]["cam01"]["frames_detected"] = 0.19
+    bad["triangulate"]["figures"].update(mean_cameras_used=1.7, raw_bone_length_variation=0.19,
+                                         raw_jitter_mean_acceleration_m_s2=394.0)
+    bad["fit"]["figures"].update(keypoint_residual_median_mm=44.0, foot_flips=9)
+    bad["detect"]["written"] = "2026-01-01T10:05:00+0000"  # detect re-run after triangulate
+    texts = [t for t, _, _ in figure_checks(bad, cameras=4) + freshness_checks(bad)]
+    for expected in ("camera cam01: the performer was kept in only 19 %", "from 1.7 cameras", "vary by 19 %",
+                     "20x as jittery", "44 mm (median)", "foot flips: 9", "stage triangulate is older than detect"):
+        assert any(expected in t for t in texts), (expected, texts)
+    times = np.arange(100) / 60.0
+    smooth = {"knee": np.linspace(0, 90, 100)}
+    assert angle_jump_checks(smooth, times) == []
+    jumpy = {"knee": np.where(np.arange(100) == 50, 100.0, 0.0)}
+    assert "jumps by more than 20 degrees" in angle_jump_checks(jumpy, times)[0][0]

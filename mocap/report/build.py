@@ -18,6 +18,7 @@ import numpy as np
 from mocap_studio.report import html as H
 from mocap_studio.report import plots
 from mocap_studio.report.analysis import ANGLE_GROUPS, JointAngles, analyse
+from mocap_studio.report.checks import angle_jump_checks, figure_checks, freshness_checks
 from mocap_studio.session import Session
 
 log = logging.getLogger(__name__)
@@ -542,12 +543,17 @@ def section_warnings(take: Take) -> H.Section:
             take.warnings.append(Warning_(str(w), "", stage))
     for part, message in take.errors.items():
         take.warnings.append(Warning_(f"{part} could not be read: {message}", "rerun the stage that writes it", "report"))
+    cameras = len(take.rig.names) if take.rig is not None else 0
+    checks = figure_checks(take.stage_reports, cameras) + freshness_checks(take.stage_reports)
+    if take.angles is not None:
+        checks += angle_jump_checks(take.angles.angles, take.angles.times_s)
+    take.warnings += [Warning_(text, advice, source) for text, advice, source in checks]
     items = []
     for w in _grouped(take.warnings):
         advice = f'<div class="advice">{H.esc(w.advice)}</div>' if w.advice else ""
         items.append(f"<li><b>[{H.esc(w.source)}]</b> {H.esc(w.text)}{advice}</li>")
     if not items:
-        return s.add("<p>No warnings: every check passed.</p>")
+        return s.add("<p>No warnings: every figure is within its normal range and every check passed.</p>")
     return s.add(f'<ul class="warnings">{"".join(items)}</ul>')
 
 
