@@ -133,7 +133,7 @@ def test_sync_then_triangulate_matches_single_rate(takes):
     report = mixed.read_stage_report("triangulate")
     info = report["figures"]["sync"]
     assert info["applied"] and info["sync_file"] == "sync.json" and info["timeline_fps"] == pytest.approx(60.0)
-    assert {c: info["per_camera"][c]["method"] for c in FPS} == dict.fromkeys(FPS, "keypoints")
+    assert {c: info["per_camera"][c]["method"] for c in FPS} == dict.fromkeys(FPS, "epipolar")  # keypoints + a calibration
     assert info["per_camera"]["cam_2"]["fps"] == pytest.approx(30.0)
     k3 = Keypoints3D.load(mixed.keypoints3d_path)
     assert k3.frame_times[0] == pytest.approx(info["timeline_start_s"])
