@@ -29,6 +29,11 @@ Readers (``read_calibration`` picks one by file name and contents):
   ``image_width``, ``image_height`` as OpenCV's ``calibration`` sample writes them.
 - Qualisys ``.qca.txt`` (``read_qualisys``): QTM's XML camera calibration export.
 
+A file written by ``mocap calibrate --intrinsics-only`` holds intrinsics only: identity rotations, zero
+translations and ``intrinsics_only = true`` in ``[metadata]`` (``is_intrinsics_only``); readers return it
+as it is (its intrinsics are what ``--intrinsics`` needs) and ``require_extrinsics`` refuses it where the
+cameras' poses are needed.
+
 Bad input raises :class:`CalibrationFileError` (a ``ValueError``) naming the file, the camera and what
 to fix; a missing file raises ``FileNotFoundError``; a requested camera that is absent raises
 :class:`CameraNotFoundError`. Writers write to a temporary file and rename it into place, so a failed

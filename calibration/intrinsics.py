@@ -120,7 +120,8 @@ def calibrate_intrinsics(
         raise ValueError(
             f"camera {name!r}: the board was seen well (>= {config.min_corners} corners) in {len(views)} views; "
             "intrinsic calibration needs at least 3, ideally 20+ at different distances and tilts. "
-            "Record the board closer to this camera, or supply its intrinsics in calibration.toml."
+            "Add views of the whole board close to this camera, tilted and across the image, or give its intrinsics "
+            "from another calibration (mocap calibrate --intrinsics FILE)."
         )
     obj = [object_points[obs.point[v]].astype(np.float32) for v in views]
     img = [obs.uv[v].astype(np.float32) for v in views]

@@ -142,6 +142,17 @@ def detect_all(sources: Mapping[str, Path], board: Board, config: CalibrationCon
     return out, problems
 
 
+def detection_summary(detections: list[CameraDetections]) -> str:
+    """One line per camera: its recording, the frames in which the board was kept and why the others were not."""
+    parts = []
+    for d in detections:
+        rejected = ", ".join(f"{k} {v}" for k, v in d.rejected.items() if v)
+        found = ", ".join(f"{k} {v}" for k, v in d.found_by.items())
+        parts.append(f"{d.camera} ({d.source}): kept in {len(d.detections)} of {d.frames_read} frames"
+                     + (f"; not kept: {rejected}" if rejected else "") + (f"; found by {found}" if found else ""))
+    return "; ".join(parts)
+
+
 def calibrate_sources(
     sources: Mapping[str, Path],
     board: Board,
@@ -165,8 +176,11 @@ def calibrate_sources(
     detect_s = time.perf_counter() - start
     if progress:
         progress("calibrating", 0, None)
-    result = calibrate_rig(obs, board.object_points, config, known_intrinsics,
-                           progress=lambda msg: log.info("%s", msg))
+    try:
+        result = calibrate_rig(obs, board.object_points, config, known_intrinsics,
+                               progress=lambda msg: log.info("%s", msg))
+    except ValueError as e:
+        raise type(e)(f"{e}\nBoard detection: {detection_summary(detections)}.") from e
     missing = tuple(n for n in sources if n not in obs.camera_names)
     result = dataclasses.replace(result, unconnected=missing + result.unconnected,
                                  warnings=tuple(problems) + result.warnings)
@@ -205,8 +219,7 @@ def calibrate_intrinsics_sources(
     try:
         result = calibrate_intrinsics_only(obs, board.object_points, config, progress=lambda msg: log.info("%s", msg))
     except ValueError as e:
-        where = ", ".join(f"{n}: {p}" for n, p in sources.items())
-        raise type(e)(f"{e}\n(recordings: {where}; no calibration file was written)") from e
+        raise type(e)(f"{e}\nBoard detection: {detection_summary(detections)}. No calibration file was written.") from e
     write_calibration(result.rig, out_path, metadata={
         "board": board.name,
         INTRINSICS_ONLY: True,

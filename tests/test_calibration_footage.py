@@ -443,3 +443,27 @@ def test_read_rig_fits_each_camera_to_its_video(tmp_path):
     with pytest.raises(ValueError, match=r"calibration\.toml: camera 'cam03': calibrated for 136x240 images but its "
                                          r"recording .*cam03\.mp4 is 96x240"):
         read_rig(session, fit_to_recordings=True)
+
+
+def test_known_intrinsics_are_fitted_to_the_board_recordings_size():
+    sim = simulate_calibration(CHECKER_4X7.object_points, CHECKER_4X7.size_m, n_cameras=3, n_views=40, seed=5)
+    padded = {c.name: c.replace(size=(c.size[0], c.size[1] + 8)) for c in sim.rig}  # calibrated at 1280x728
+    result = calibrate_rig(sim.observations, CHECKER_4X7.object_points, CalibrationConfig(align="none"), padded)
+    assert all(c.size == (1280, 720) for c in result.rig)
+    assert sum("8 px fewer rows" in w and "padding" in w for w in result.warnings) == 3
+    other = {"cam_1": sim.rig["cam_1"].replace(size=(1280, 960))}  # 1920x1080 would be a scale of it
+    with pytest.raises(ValueError, match=r"camera 'cam_1': calibrated for 1280x960 images but its board recording is "
+                                         r"1280x720"):
+        calibrate_rig(sim.observations, CHECKER_4X7.object_points, CalibrationConfig(align="none"), other)
+
+
+@needs_stereo
+def test_too_few_photos_name_the_camera_and_what_detection_kept(tmp_path, capsys):
+    folders = _photo_folders(tmp_path)
+    for extra in sorted(folders["right"].iterdir())[2:]:
+        extra.unlink()
+    out = tmp_path / "intrinsics.toml"
+    assert main(["calibrate", "--intrinsics-only", "--board", "checkerboard_9x6", "--out", str(out)]
+                + [f"--camera={k}={v}" for k, v in folders.items()]) == 1
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "camera 'right'" in err and "2 views" in err and "kept in 2 of 2 frames" in err and not out.exists()
