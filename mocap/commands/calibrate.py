@@ -163,7 +163,7 @@ def _print_intrinsics(calibration: Path, report_path: Path, figures: dict, warni
         print(f"  {name:>12}: f = {c['focal_px'][0]:.1f} / {c['focal_px'][1]:.1f} px, principal point "
               f"({c['principal_point_px'][0]:.1f}, {c['principal_point_px'][1]:.1f}), RMS {intr.get('rms_px', 0):.3f} px, "
               f"board in {c['board_views']} of {c['frames_read']} images" + (f" ({found})" if found else ""))
-    print("The cameras' poses are not known yet: triangulation refuses this file until they are added (record a board "
+    print("The cameras' poses are not known yet: later stages refuse this file until they are added (record a board "
           "seen by the cameras at the same time, then mocap calibrate ... --intrinsics "
           f"{calibration}; or mocap calibrate --import a full calibration).")
     for w in warnings:
