@@ -514,26 +514,33 @@ def _joint_ncc(ref: np.ndarray, sig: np.ndarray, max_lag: int, min_overlap: int)
     """Per-joint normalized cross-correlation: ref (N, J), sig (M, J) on one grid, NaN where not seen.
 
     Returns lags (L,) = -max_lag..max_lag and ncc (L, J) where ``sig[n] ~ ref[n + lag]``; NaN where a joint
-    shares fewer than ``min_overlap`` seen samples at that lag.
+    shares fewer than ``min_overlap`` seen samples at that lag. Every lag at once: the sums over each lag's
+    overlap (counts, sums, squares and products over the samples both see) are six FFT correlations.
     """
-    N, M, J = ref.shape[0], sig.shape[0], ref.shape[1]
+    from scipy.signal import fftconvolve
+
+    N, M = ref.shape[0], sig.shape[0]
     lags = np.arange(-max_lag, max_lag + 1)
-    out = np.full((lags.size, J), np.nan)
-    for k, lag in enumerate(lags):
-        n0, n1 = max(0, -lag), min(M, N - lag)
-        if n1 - n0 < min_overlap:
-            continue
-        a, b = ref[n0 + lag : n1 + lag], sig[n0:n1]
-        ok = np.isfinite(a) & np.isfinite(b)
-        n = ok.sum(0)
-        a = np.where(ok, a, 0.0)
-        b = np.where(ok, b, 0.0)
-        a = np.where(ok, a - a.sum(0) / np.maximum(n, 1), 0.0)
-        b = np.where(ok, b - b.sum(0) / np.maximum(n, 1), 0.0)
-        den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-        with np.errstate(all="ignore"):
-            out[k] = np.where((n >= min_overlap) & (den > 0), (a * b).sum(0) / den, np.nan)
-    return lags, out
+    ma, mb = np.isfinite(ref).astype(float), np.isfinite(sig).astype(float)
+    a, b = np.where(ma > 0, ref, 0.0), np.where(mb > 0, sig, 0.0)
+
+    def corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # sum_n x[n + lag] y[n], at ``lags``
+        full = fftconvolve(x, y[::-1], mode="full", axes=0)
+        k = lags + M - 1
+        inside = (k >= 0) & (k < N + M - 1)
+        out = np.zeros((lags.size, x.shape[1]))
+        out[inside] = full[k[inside]]
+        return out
+
+    n = np.rint(corr(ma, mb))
+    sa, sb = corr(a, mb), corr(ma, b)
+    saa, sbb, sab = corr(a * a, mb), corr(ma, b * b), corr(a, b)
+    with np.errstate(all="ignore"):
+        cov = sab - sa * sb / n
+        va, vb = saa - sa * sa / n, sbb - sb * sb / n
+        ncc = cov / np.sqrt(va * vb)
+    ok = (n >= min_overlap) & (va > 1e-12 * np.maximum(saa, 1e-300)) & (vb > 1e-12 * np.maximum(sbb, 1e-300))
+    return lags, np.where(ok, np.clip(ncc, -1.0, 1.0), np.nan)
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
                             f"run `mocap triangulate {session.root} --overwrite` to write it")
         return None, None
     kp2d = read_synced_keypoints2d(session).keypoints
-    rig = read_rig(session)
+    rig = read_rig(session, fit_to_recordings=True)
     same_times = kp2d.num_frames == kp.num_frames and np.allclose(kp2d.frame_times, kp.frame_times, atol=1e-4)
     if kp2d.skeleton != kp.skeleton or not same_times or not any(c in rig for c in kp2d.camera_names):
         warnings.append(

@@ -108,7 +108,7 @@ def _try_keypoints(session: Session, sources: dict[str, Path], config: SyncConfi
     fundamental = _fundamental_matrices(session, kp.camera_names) if session.calibration_path.exists() else None
     if fundamental is None:
         return keypoint_offsets(xy, times, conf, config)
-    rig = read_rig(session)
+    rig = read_rig(session, fit_to_recordings=True)
     ideal = {c: rig[c].undistort_pixels(v) for c, v in xy.items()}
     return epipolar_offsets(ideal, times, fundamental, conf, config)
 
@@ -119,7 +119,7 @@ def _fundamental_matrices(session: Session, names) -> dict[tuple[str, str], np.n
     from mocap_studio.calibration.camera import fundamental_matrix
     from mocap_studio.inputs import read_rig
 
-    rig = read_rig(session)
+    rig = read_rig(session, require_extrinsics=False, fit_to_recordings=True)
     if any(c not in rig.names for c in names):
         return None
     out = {}

@@ -95,7 +95,7 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
                         "the first in every frame; calibrate first (`mocap calibrate`) to choose the performer")
         return detections.person(0)
     config = session.stage_config("associate", AssociationConfig)
-    result = associate_with_diagnostics(read_rig(session), detections, config)
+    result = associate_with_diagnostics(read_rig(session, fit_to_recordings=True), detections, config)
     detected = (detections.confidence > 0).any(axis=(2, 3))  # (C, T): anybody seen
     report = result.figures(detected)
     if figures is not None:
@@ -578,7 +578,7 @@ def run_triangulate(
     kp, sync_info = synchronize_keypoints(session, kp, camera_times, warnings)
     offsets = {c: float(sync_info.get("per_camera", {}).get(c, {}).get("offset_s", 0.0)) for c in kp.camera_names}
     synced = SynchronizedKeypoints2D(kp, camera_times, offsets)
-    rig = read_rig(session)
+    rig = read_rig(session, fit_to_recordings=True, warnings=warnings)
     try:
         k3, diag = triangulate_with_diagnostics(rig, kp, config)
     except KeyError as e:

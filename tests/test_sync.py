@@ -332,13 +332,14 @@ def test_timestamps_and_sync_file(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- mocap sync
-def _video_with_audio(path: Path, samples: np.ndarray | None, seconds: float = 6.0) -> Path:
+def _video_with_audio(path: Path, samples: np.ndarray | None, seconds: float = 6.0,
+                      size: tuple[int, int] = (32, 32)) -> Path:
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        video.width, video.height, video.pix_fmt = *size, "yuv420p"
         audio = container.add_stream("pcm_s16le", rate=RATE, layout="mono") if samples is not None else None
         for k in range(int(seconds * 10)):
-            img = np.full((32, 32, 3), k % 200, np.uint8)
+            img = np.full((size[1], size[0], 3), k % 200, np.uint8)
             for p in video.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 container.mux(p)
         for p in video.encode():
@@ -400,7 +401,7 @@ def test_sync_stage_in_sync_take_without_audio(tmp_path):
     write_calibration(rig, tmp_path / "calibration.toml")
     (tmp_path / "videos").mkdir()
     for c in names:
-        _video_with_audio(tmp_path / "videos" / f"{c}.mp4", None, seconds=6.0)
+        _video_with_audio(tmp_path / "videos" / f"{c}.mp4", None, seconds=6.0, size=rig[c].size)
     session = Session(tmp_path)
 
     def keypoints(offsets, still=False):
@@ -417,13 +418,13 @@ def test_sync_stage_in_sync_take_without_audio(tmp_path):
     assert all(f["offset_s"] == 0.0 for f in report.figures["cameras"].values())
     assert any("offsets set to zero" in w and "equal frame counts (60)" in w for w in report.warnings)
     # one recording longer than the others: no evidence, stop with the remedy first
-    _video_with_audio(tmp_path / "videos" / f"{names[2]}.mp4", None, seconds=7.0)
+    _video_with_audio(tmp_path / "videos" / f"{names[2]}.mp4", None, seconds=7.0, size=rig[names[2]].size)
     with pytest.raises(SyncError, match=r"^no synchronization method(.|\n)*sync --none(.|\n)*different frame counts"):
         run_sync(session, overwrite=True)
     assert main(["sync", str(tmp_path), "--none", "--overwrite"]) == 0
     assert {o.method for o in read_sync(session.sync_path).values()} == {"none"}
     # a moving performer, cameras 0.25 and -0.15 s apart: found by the epipolar method
-    _video_with_audio(tmp_path / "videos" / f"{names[2]}.mp4", None, seconds=6.0)
+    _video_with_audio(tmp_path / "videos" / f"{names[2]}.mp4", None, seconds=6.0, size=rig[names[2]].size)
     truth = {names[0]: 0.0, names[1]: 0.25, names[2]: -0.15}
     keypoints(truth)
     cams = run_sync(session, overwrite=True).figures["cameras"]

@@ -53,13 +53,13 @@ def _motion(seed: int = 3) -> Callable[[np.ndarray], np.ndarray]:
     return xyz
 
 
-def _write_video(path: Path, fps: float, frames: int) -> None:
-    """A tiny stand-in recording: only its frame rate and frame count matter here."""
+def _write_video(path: Path, fps: float, frames: int, size: tuple[int, int]) -> None:
+    """A stand-in recording: only its frame rate, frame count and image size (the calibrated one) matter."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream = container.add_stream("libx264", rate=int(fps), options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
         for k in range(frames):
-            img = np.full((32, 32, 3), k % 200, np.uint8)
+            img = np.full((size[1], size[0], 3), k % 200, np.uint8)
             for p in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 container.mux(p)
         for p in stream.encode():
@@ -88,7 +88,7 @@ def _make_session(root: Path, rig: CameraRig, fps: dict[str, float], offsets: di
     if videos:
         session.videos_dir.mkdir()
         for c in names:
-            _write_video(session.videos_dir / f"{c}.mp4", fps[c], counts[c])
+            _write_video(session.videos_dir / f"{c}.mp4", fps[c], counts[c], rig[c].size)
     return session
 
 

@@ -67,7 +67,6 @@ def _read(take: Take, part: str, reader: Callable[[], Any]) -> Any:
 
 def load_take(session: Session) -> Take:
     """Read every output of the session that exists."""
-    from mocap_studio.calibration.formats import read_calibration
     from mocap_studio.capture.sync import read_sync
     from mocap_studio.reconstruction.body.io import load_body_npz
     from mocap_studio.reconstruction.keypoints import load_keypoints2d, load_keypoints3d
@@ -80,7 +79,11 @@ def load_take(session: Session) -> Take:
             if report is not None:
                 take.stage_reports[stage] = report
     if session.calibration_path.exists():
-        take.rig = _read(take, "calibration.toml", lambda: read_calibration(session.calibration_path))
+        from mocap_studio.inputs import read_rig
+
+        # the cameras as they fit the recordings (encoder padding, a scaled video), as the stages used them
+        take.rig = _read(take, "calibration.toml", lambda: read_rig(session, require_extrinsics=False,
+                                                                      fit_to_recordings=True))
     if session.sync_path.exists():
         offsets = _read(take, "sync.json", lambda: read_sync(session.sync_path))
         if offsets is not None:
