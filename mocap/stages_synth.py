@@ -11,6 +11,18 @@ from mocap_studio.studio import StudioConfig, StudioError, Take, synthesize
 from mocap_studio.studio.studio import ProgressFn
 
 
+def _set_figures(take: Take) -> dict:
+    """The harsher settings' figures (platform, background, bystander), only when the take has them."""
+    out: dict = {}
+    if take.scenery is not None:
+        out["background"] = take.scenery.background
+        if take.scenery.platform is not None:
+            out["platform_height_m"] = take.scenery.platform.height_m
+    if take.bystander is not None:
+        out["bystander_crosses_camera"] = take.bystander.camera
+    return out
+
+
 def run_synth(out: str | Path, config: StudioConfig, force: bool = False, progress: ProgressFn | None = None) -> Take:
     """Write a synthetic take to ``out`` (session folder with ``truth/``) and ``report/synth.json``.
 
@@ -26,6 +38,6 @@ def run_synth(out: str | Path, config: StudioConfig, force: bool = False, progre
         stage="synth", inputs_fingerprint=session.inputs_fingerprint([], asdict(config)),
         outputs=tuple(str(p) for p in outputs),
         figures={"render_frames_per_second": round(take.render_frames_per_second, 2), "cameras": list(take.rig.names),
-                 "offsets_s": take.rig.offsets_s(), "claps_s": take.claps_s.tolist()},
+                 "offsets_s": take.rig.offsets_s(), "claps_s": take.claps_s.tolist(), **_set_figures(take)},
         seconds=time.perf_counter() - start))
     return take

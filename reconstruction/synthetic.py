@@ -1,10 +1,12 @@
 """Synthetic keypoint scenes with known truth: a walking BlazePose-33 skeleton, a ring of cameras, noisy
-projections and labelled outliers. Used by tests and benchmarks of triangulation and filtering (the
-virtual studio renders images; this only projects points, so it is fast and exact)."""
+projections and labelled outliers, and optionally whole-body left/right swaps in some views for runs of frames
+(as MediaPipe makes on real footage: ~30 of 100 frames in one phone's view). Used by tests and benchmarks of
+triangulation and filtering (the virtual studio renders images; this only projects points, so it is fast and
+exact)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from mocap_studio.calibration.camera import Camera, CameraRig, look_at
@@ -12,7 +14,7 @@ from mocap_studio.common.rotations import rotvec_to_rotmat
 from mocap_studio.reconstruction.keypoints import Keypoints2D
 from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
-__all__ = ["SyntheticScene", "walking_skeleton", "ring_rig", "make_scene"]
+__all__ = ["SyntheticScene", "walking_skeleton", "ring_rig", "make_scene", "lr_swap_runs", "apply_lr_swaps"]
 
 # Rest positions in metres, Z up, the body facing +X with its left side towards +Y.
 _REST = {
@@ -98,12 +100,59 @@ def ring_rig(
 @dataclass(frozen=True, eq=False)
 class SyntheticScene:
     """truth (T, J, 3); keypoints: noisy projections with outliers; inliers (C, T, J): which observations are
-    true detections of the performer (before noise)."""
+    true detections of the performer's labelled joint (before noise; a joint read from its mirror in a swapped
+    view is not); swapped (C, T): views whose left and right labels were swapped for the whole body (None when
+    made without make_scene)."""
 
     rig: CameraRig
     truth: np.ndarray
     keypoints: Keypoints2D
     inliers: np.ndarray
+    swapped: np.ndarray | None = None
+
+
+def lr_swap_runs(num_cameras: int, num_frames: int, fraction: float, cameras: int = 1,
+                 run_frames: tuple[int, int] = (5, 15), seed: int = 0) -> np.ndarray:
+    """(C, T) bool: in ``cameras`` views drawn by the seed, runs of ``run_frames`` (least, most) frames where
+    the detector swaps left and right, until at least ``fraction`` of that view's frames are swapped (runs may
+    touch or overlap; each swapped view gets at most one run's length more than asked)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be within 0-1, got {fraction}")
+    if not 0 <= cameras <= num_cameras:
+        raise ValueError(f"cameras must be within 0-{num_cameras}, got {cameras}")
+    lo, hi = (int(v) for v in run_frames)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"run_frames must be (least, most) with 1 <= least <= most, got {run_frames}")
+    rng = np.random.default_rng([seed, 13])
+    out = np.zeros((num_cameras, num_frames), bool)
+    target = int(round(fraction * num_frames))
+    for c in rng.choice(num_cameras, size=cameras, replace=False):
+        while out[c].sum() < target:
+            length = min(int(rng.integers(lo, hi + 1)), num_frames)
+            start = int(rng.integers(0, num_frames - length + 1))
+            out[c, start:start + length] = True
+    return out
+
+
+def apply_lr_swaps(keypoints: Keypoints2D, swapped: np.ndarray, inliers: np.ndarray | None = None):  # noqa: ANN201
+    """Keypoints with every joint's left/right label swapped (the mirror joint's position and confidence) in the
+    views ``swapped`` (C, T) bool marks. Returns (Keypoints2D, inliers (C, T, J) or None): ``inliers`` updated
+    so that a joint read from its mirror no longer counts (joints without a mirror, the nose, keep theirs)."""
+    fmt = keypoints.format
+    C, T, J = keypoints.confidence.shape
+    swapped = np.asarray(swapped, bool)
+    if swapped.shape != (C, T):
+        raise ValueError(f"swapped must have shape ({C}, {T}), got {swapped.shape}")
+    flip = np.asarray(fmt.flip_permutation)
+    xy, conf = np.array(keypoints.xy), np.array(keypoints.confidence)
+    xy[swapped] = xy[swapped][:, flip]
+    conf[swapped] = conf[swapped][:, flip]
+    out = replace(keypoints, xy=xy, confidence=conf)
+    if inliers is None:
+        return out, None
+    inliers = np.array(inliers, bool)
+    inliers[swapped] = inliers[swapped][:, flip] & (flip == np.arange(J))[None]
+    return out, inliers
 
 
 def make_scene(
@@ -113,12 +162,20 @@ def make_scene(
     outlier_fraction: float = 0.1,
     frame_rate: float = 30.0,
     seed: int = 0,
+    swap_fraction: float = 0.0,
+    swap_cameras: int = 1,
+    swap_run_frames: tuple[int, int] = (5, 15),
 ) -> SyntheticScene:
     """Project a walking skeleton into a camera ring with Gaussian pixel noise and outliers.
 
     Outliers are split evenly between a bystander's joint (the wrong person), the mirror joint (a
-    left/right swap) and a uniformly random pixel. Confidences of inliers are U(0.5, 1) and of outliers
-    U(0.45, 0.95), so weighting by confidence alone cannot separate them.
+    left/right swap of one joint) and a uniformly random pixel. Confidences of inliers are U(0.5, 1) and of
+    outliers U(0.45, 0.95), so weighting by confidence alone cannot separate them.
+
+    Whole-body left/right swaps: with ``swap_fraction`` above 0, ``swap_cameras`` views (drawn by the seed) have
+    every label swapped with its mirror's for runs of ``swap_run_frames`` frames covering at least that
+    fraction of their frames (:func:`lr_swap_runs`; e.g. 0.3 for MediaPipe's ~30 of 100 frames in one phone's
+    view); ``SyntheticScene.swapped`` says which. The scene is otherwise the same as without swaps.
     """
     rng = np.random.default_rng(seed)
     rig = ring_rig(num_cameras, seed=seed)
@@ -142,4 +199,8 @@ def make_scene(
     xy = np.where(outlier[..., None], replacement, xy)
     conf = np.where(outlier, rng.uniform(0.45, 0.95, (C, T, J)), conf)
     kp = Keypoints2D(xy, conf, rig.names, BLAZEPOSE_33.name, np.arange(T) / frame_rate)
-    return SyntheticScene(rig, truth, kp, ~outlier)
+    swapped, inliers = np.zeros((C, T), bool), ~outlier
+    if swap_fraction > 0:
+        swapped = lr_swap_runs(C, T, swap_fraction, swap_cameras, swap_run_frames, seed=seed)
+        kp, inliers = apply_lr_swaps(kp, swapped, inliers)
+    return SyntheticScene(rig, truth, kp, inliers, swapped)

@@ -15,7 +15,7 @@ from mocap_studio.studio.rigs import rig_presets
 
 
 def test_rig_presets_load_with_offsets_and_drops():
-    assert {"ring4", "ring8", "phones3"} <= set(rig_presets())
+    assert {"ring4", "ring8", "phones3", "phones4_portrait"} <= set(rig_presets())
     ring8 = load_rig_preset("ring8")
     assert len(ring8.cameras) == 8 and ring8.cameras[0].offset_s == 0.0
     phones = load_rig_preset("phones3")
@@ -281,10 +281,10 @@ def test_every_shared_bvh_performs_with_the_soles_on_the_floor(anny, name):
     assert (head - pelvis > 0.4).all() and (pelvis - ankle > 0.5).all(), name
 
 
-@pytest.mark.parametrize("preset", ["ring8", "phones3"])
+@pytest.mark.parametrize("preset", ["ring8", "phones3", "phones4_portrait"])
 def test_rig_cameras_see_the_performer(anny, preset):
-    """One tiny render per camera of the ring8 and phones3 presets: every body joint of an exercise projects
-    into the image onto rendered body pixels."""
+    """One tiny render per camera of the ring8, phones3 and phones4_portrait presets: every body joint of an
+    exercise projects into the image onto rendered body pixels."""
     pytest.importorskip("open3d")
     from mocap_studio.export.rig import load_rig
     from mocap_studio.studio.performer import perform
