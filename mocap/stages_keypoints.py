@@ -152,7 +152,7 @@ def recording_warnings(session: Session, sources: dict[str, Path]) -> list[str]:
     clearly shorter than the others (more than a second or 10 %), mixed frame rates. Unreadable files raise."""
     warnings: list[str] = []
     if session.calibration_path.exists():
-        missing = [c for c in read_rig(session).names if c not in sources]
+        missing = [c for c in read_rig(session, require_extrinsics=False).names if c not in sources]
         if missing:
             warnings.append(f"camera(s) {missing} are in {session.calibration_path.name} but have no recording in "
                             f"{session.videos_dir.name}/ or {session.images_dir.name}/; the take uses the other "
