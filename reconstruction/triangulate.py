@@ -29,11 +29,14 @@ from mocap_studio.calibration.camera import CameraRig
 from mocap_studio.reconstruction.consistency import BoneOutliers, find_view_swaps, reject_bone_outliers
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
+from mocap_studio.reconstruction.temporal import choose_over_time
 
 log = logging.getLogger(__name__)
 
 LO_HYPOTHESES = 3  # pair hypotheses refitted from their inliers before the final choice
 NOISE_SAMPLE_FRAMES = 64  # frames used to estimate the image noise (spread over the take)
+MAX_ERROR_FRACTION = 0.01  # automatic bound of the inlier threshold: this share of the image diagonal
+FALLBACK_MAX_ERROR_PX = 15.0  # the bound where no image size is known (triangulate_normalized)
 
 __all__ = [
     "TriangulationConfig",
@@ -55,8 +58,11 @@ class TriangulationConfig:
     """Never triangulate a joint from fewer inlier cameras than this."""
     min_confidence: float = 0.2
     """Observations with a lower detector confidence are ignored."""
-    max_reprojection_error_px: float = 15.0
-    """Upper bound of the inlier threshold: a view farther than this from the point is an outlier."""
+    max_reprojection_error_px: float = 0.0
+    """Upper bound of the inlier threshold (px): a view farther than this from the point is an outlier. 0: 1 %
+    of the largest camera's image diagonal (14.7 px at 1280x720, 22 px on 1080x1920 phones), since detectors'
+    disagreement between views grows with the image (a virtual-studio phone take: limbs 36.2 mm from the truth
+    with 15 px, 32.3 mm with 22 px)."""
     min_reprojection_error_px: float = 3.0
     """Lower bound of the adaptive inlier threshold, so that a very clean take keeps its inliers."""
     noise_multiplier: float = 4.0
@@ -64,6 +70,11 @@ class TriangulationConfig:
     fix_swaps: bool = True
     """Exchange left and right where the other side fits better: a whole view labelled mirrored (the person's
     left called right, as detectors do for runs of frames), then single left/right pairs."""
+    temporal: bool = True
+    """Choose the limb joints' points over the whole take (Viterbi over candidate points: the robust point,
+    every camera pair's, one camera's ray at the segment's length from the parent joint), scored by
+    reprojection, segment length and motion: a hidden wrist that two cameras place wrongly in agreement is
+    put where the one camera that sees it says. Such a point may rest on one camera."""
     bone_outlier_tolerance: float = 0.3
     """Before gaps are filled and the filter runs, a joint whose rigid segments differ from the take's median
     lengths by more than this fraction (and 5 cm) is set missing, and counted in the report."""
@@ -82,8 +93,9 @@ class TriangulationConfig:
             raise ValueError(f"min_cameras must be at least 2, got {self.min_cameras}")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if not 0 < self.min_reprojection_error_px <= self.max_reprojection_error_px:
-            raise ValueError("need 0 < min_reprojection_error_px <= max_reprojection_error_px")
+        if self.min_reprojection_error_px <= 0 or (
+                self.max_reprojection_error_px and self.min_reprojection_error_px > self.max_reprojection_error_px):
+            raise ValueError("need 0 < min_reprojection_error_px <= max_reprojection_error_px (or 0: automatic)")
         if self.max_gap_frames < 0 or self.chunk_frames < 1:
             raise ValueError("max_gap_frames must be >= 0 and chunk_frames >= 1")
 
@@ -107,6 +119,8 @@ class TriangulationDiagnostics:
     """(C, T) bool: frames in which a whole view was labelled mirrored (and fixed)."""
     bone_outliers: BoneOutliers | None = None
     """Joints removed for segment lengths far from the take's, with the raw length variation."""
+    retimed: np.ndarray | None = None
+    """(T, J) bool: limb points re-chosen over time (see ``TriangulationConfig.temporal``)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,7 +397,8 @@ def triangulate_normalized(
     focal_px = np.asarray(focal_px, float).reshape(-1)
     if focal_px.shape != (extrinsics.shape[0],):
         raise ValueError(f"focal_px must have shape ({extrinsics.shape[0]},), got {focal_px.shape}")
-    threshold = config.max_reprojection_error_px if threshold_px is None else float(threshold_px)
+    threshold = (config.max_reprojection_error_px or FALLBACK_MAX_ERROR_PX) if threshold_px is None \
+        else float(threshold_px)
     xy, confidence = xy.transpose(1, 0, 2), confidence.T
     valid = np.isfinite(xy).all(-1) & (confidence >= config.min_confidence) & (confidence > 0)
     batch = _Batch(np.where(valid[..., None], xy, np.nan), np.where(valid, confidence, 0.0), valid)
@@ -522,6 +537,18 @@ def _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, thresho
     log.info("re-triangulated %d left/right pair(s) that had collapsed onto one limb", len(t_idx))
 
 
+def _update_inliers(extrinsics, focal, xy, seen, X, inl, res, mask, threshold) -> None:
+    """Inlier views and residuals (C, T, J) of the points at ``mask`` (T, J), in place."""
+    t_idx, j_idx = np.nonzero(mask)
+    P = X[t_idx, j_idx]  # (n, 3)
+    cam = np.einsum("cij,nj->cni", extrinsics[:, :, :3], P) + extrinsics[:, None, :, 3]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = focal[:, None] * np.linalg.norm(cam[..., :2] / cam[..., 2:3] - xy[:, t_idx, j_idx], axis=-1)
+    ok = seen[:, t_idx, j_idx] & (cam[..., 2] > 0) & (e < threshold) & np.isfinite(P).all(-1)[None]
+    inl[:, t_idx, j_idx] = ok
+    res[:, t_idx, j_idx] = np.where(ok, e, np.nan)
+
+
 def fill_gaps(
     xyz: np.ndarray, max_gap_frames: int
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
@@ -574,10 +601,10 @@ def triangulate_with_diagnostics(
 
     # estimate the image noise on a sample of frames with the generous threshold, then adapt the threshold
     sample = np.unique(np.linspace(0, T - 1, min(T, NOISE_SAMPLE_FRAMES)).round().astype(int))
-    wide = config.max_reprojection_error_px
+    wide = config.max_reprojection_error_px or MAX_ERROR_FRACTION * max(float(np.hypot(*c.size)) for c in rig.cameras)
     _, _, res = _run_all(extrinsics, focal, xy[:, sample], conf[:, sample], config, wide)
     noise = _estimate_noise(res)
-    threshold = config.max_reprojection_error_px
+    threshold = wide
     if np.isfinite(noise):
         adaptive = config.noise_multiplier * noise
         threshold = float(np.clip(adaptive, config.min_reprojection_error_px, threshold))
@@ -608,6 +635,15 @@ def triangulate_with_diagnostics(
             X[t_idx, j_idx], inl[:, t_idx, j_idx], res[:, t_idx, j_idx] = Xr, ir, rr
         swapped ^= pair_swapped
         _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, threshold, config)
+    retimed = np.zeros((T, J), bool)
+    if config.temporal:
+        seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
+        choice = choose_over_time(X, xy, seen, extrinsics, focal, threshold, keypoints.format.joints)
+        retimed = choice.changed
+        if retimed.any():
+            X = choice.xyz
+            _update_inliers(extrinsics, focal, xy, seen, X, inl, res, retimed, threshold)
+            log.info("re-chose %d limb point(s) over time", int(retimed.sum()))
     X, outliers = reject_bone_outliers(X, keypoints.format.rigid_segments, keypoints.format.joints,
                                        config.bone_outlier_tolerance)
     inl &= ~outliers.removed[None]
@@ -635,7 +671,8 @@ def triangulate_with_diagnostics(
         filled, error, inl.transpose(1, 2, 0), keypoints.camera_names, keypoints.skeleton,
         keypoints.frame_times, interpolated,
     )
-    return result, TriangulationDiagnostics(pixel_res, swapped, threshold, noise, long_gaps, view_swapped, outliers)
+    return result, TriangulationDiagnostics(pixel_res, swapped, threshold, noise, long_gaps, view_swapped, outliers,
+                                            retimed)
 
 
 def _swap_back(xy: np.ndarray, perm: np.ndarray) -> np.ndarray:
