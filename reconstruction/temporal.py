@@ -31,6 +31,8 @@ CHILD_OF = {"elbow": "shoulder", "wrist": "elbow", "knee": "hip", "ankle": "knee
 SEGMENT_SIGMA = 0.2  # a segment 20 % off its take length costs as much as one disagreeing view
 SEGMENT_CAP = 4.0
 MIN_STEP_M = 0.05
+KEEP_CANDIDATES = 6  # candidates per frame and joint that enter the path search
+DISTINCT_M = 0.03  # candidates closer than this are one
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,14 @@ def _project_cost(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, xy: 
 
 
 def _pair_points(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Two-view points of every camera pair: xy (C, N, 2), seen (C, N) -> (P, N, 3), NaN where a view is
-    missing."""
-    from mocap_studio.reconstruction.triangulate import weighted_dlt
+    """Two-view points of camera pairs (every pair up to 5 cameras, else the C + 2 best-conditioned ones that
+    robust triangulation starts from): xy (C, N, 2), seen (C, N) -> (P, N, 3), NaN where a view is missing."""
+    from mocap_studio.reconstruction.triangulate import hypothesis_pairs, weighted_dlt
 
+    C = extrinsics.shape[0]
+    pairs = itertools.combinations(range(C), 2) if C <= 5 else hypothesis_pairs(extrinsics, C + 2)
     out = []
-    for a, b in itertools.combinations(range(extrinsics.shape[0]), 2):
+    for a, b in pairs:
         w = seen[[a, b]].astype(float)
         out.append(weighted_dlt(extrinsics[[a, b]], np.where(seen[[a, b], :, None], xy[[a, b]], np.nan), w))
     return np.stack(out) if out else np.zeros((0, xy.shape[1], 3))
@@ -106,6 +110,30 @@ def _ray_sphere(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray, centre
             ok = seen[c] & np.isfinite(s) & (s > 0)
             out.append(np.where(ok[:, None], origin + s[:, None] * d, np.nan))
     return np.stack(out)
+
+
+def _prune(cand: np.ndarray, unary: np.ndarray, keep: int = KEEP_CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
+    """The robust point and up to ``keep - 1`` other candidates of each frame and joint, cheapest first but at
+    least ``DISTINCT_M`` apart (with 8 cameras there are 45 candidates, most of them copies of one point; the
+    path's cost grows with the square of their number). Unused slots get an infinite cost."""
+    if unary.shape[-1] <= keep:
+        return cand, unary
+    order = np.argsort(np.where(np.arange(unary.shape[-1]) == 0, -np.inf, unary), axis=-1, kind="stable")
+    cand, unary = np.take_along_axis(cand, order[..., None], 2), np.take_along_axis(unary, order, -1)
+    picked = np.zeros(unary.shape[:-1] + (keep,), dtype=np.int64)
+    free = np.isfinite(unary)
+    for k in range(keep):
+        if k:
+            last = np.take_along_axis(cand, picked[..., k - 1, None, None], 2)  # (T, n, 1, 3)
+            with np.errstate(invalid="ignore"):
+                free &= ~(np.linalg.norm(cand - last, axis=-1) < DISTINCT_M)
+        first = np.argmax(free, axis=-1)  # the cheapest still free (sorted), 0 when none is
+        picked[..., k] = np.where(free.any(-1), first, 0)
+        free &= np.arange(unary.shape[-1]) != picked[..., k, None]
+    out_u = np.take_along_axis(unary, picked, -1)
+    repeated = np.zeros(out_u.shape, bool)
+    repeated[..., 1:] = picked[..., 1:] == 0
+    return np.take_along_axis(cand, picked[..., None], 2), np.where(repeated, np.inf, out_u)
 
 
 def _viterbi(cand: np.ndarray, unary: np.ndarray, step_m: np.ndarray) -> np.ndarray:
@@ -198,6 +226,7 @@ def choose_over_time(
         unary = _project_cost(cand, extrinsics, focal, xy[:, :, js, None], seen[:, :, js, None], threshold_px)
         if (parents >= 0).all():
             unary = unary + _segment_cost(cand, out[:, parents], length)
+        cand, unary = _prune(cand, unary)
         path = _viterbi(cand, unary, _step_scale(X[:, js]))
         chosen = _refit(np.take_along_axis(cand, path[..., None, None], 2)[:, :, 0], extrinsics, focal,
                         xy[:, :, js], seen[:, :, js], threshold_px)
