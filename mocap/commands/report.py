@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-overlays", dest="overlays", action="store_false", default=None,
                    help="skip the overlay videos (the page's frame strips are still drawn)")
     p.add_argument("--strip-frames", dest="strip_frames", type=int, help="frames per camera in the strips (default 4)")
-    p.add_argument("--max-width", dest="max_width", type=int, help="width limit of overlays in pixels (default 640)")
+    p.add_argument("--max-width", dest="max_width", type=int, help="limit of the overlays' longer side in pixels (default 640)")
     p.add_argument("--mesh", dest="mesh_style", choices=("shaded", "wireframe"), help="how the mesh is drawn")
     p.set_defaults(func=run)
 

@@ -41,7 +41,8 @@ class ReportConfig:
     strip_frames: int = 4
     """Frames per camera in the page's strips."""
     max_width: int = 640
-    """Overlay videos and strips are scaled down to at most this width in pixels."""
+    """Overlay videos and strips are scaled down so that their longer side is at most this many pixels (the
+    width of a landscape video, the height of a portrait phone's)."""
     mesh_style: str = "shaded"
     """How the body mesh is drawn over the video: "shaded" (ray-cast, half transparent) or "wireframe"."""
     mesh_alpha: float = 0.5

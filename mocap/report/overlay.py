@@ -93,12 +93,14 @@ def interpolate_keypoints(xyz: np.ndarray, frame_times: np.ndarray, times_s: np.
     return interpolate_gaps(frame_times, xyz, np.atleast_1d(np.asarray(times_s, float)), tolerance_s=1e-9)
 
 
-def scaled_camera(camera: Camera, width: int) -> Camera:
-    """``camera`` with its image resized to ``width`` pixels (even sizes; focal and centre scaled)."""
+def scaled_camera(camera: Camera, longest: int) -> Camera:
+    """``camera`` with its image resized so that its longer side is ``longest`` pixels (even sizes; focal and
+    centre scaled): a portrait phone's 1080x1920 becomes 360x640, as a landscape 1920x1080 becomes 640x360."""
     w, h = camera.size
-    if width >= w:
+    if longest >= max(w, h):
         return camera
-    size = (max(16, int(round(width / 2)) * 2), max(16, int(round(h * width / w / 2)) * 2))
+    f = longest / max(w, h)
+    size = (max(16, int(round(w * f / 2)) * 2), max(16, int(round(h * f / 2)) * 2))
     K = camera.K.copy()
     K[0] *= size[0] / w
     K[1] *= size[1] / h
