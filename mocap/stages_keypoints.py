@@ -86,8 +86,11 @@ def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], o
 
 def _choose_performer(session: Session, detections: Detections2D, warnings: list[str],
                       figures: dict[str, Any] | None = None) -> Keypoints2D:
-    """The performer among several people per frame ([associate] of session.toml). ``figures``, when given,
-    gets ``association``: per camera the fraction of frames the performer was found in and the threshold."""
+    """The performer among several people per frame ([associate] of session.toml): every person is followed
+    over the take and one track chosen (``[associate] performer``). ``figures``, when given, gets
+    ``association``: per camera the fraction of frames the performer was found in, the threshold and the median
+    error against the other cameras; the people found (tracks seen in 10 % of the frames or more), every track,
+    the performer's track with its support and the next best's, and the seconds it took."""
     if detections.num_people == 1:
         return detections.person(0)
     if not session.calibration_path.exists():
@@ -95,12 +98,21 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
                         "the first in every frame; calibrate first (`mocap calibrate`) to choose the performer")
         return detections.person(0)
     config = session.stage_config("associate", AssociationConfig)
-    result = associate_with_diagnostics(read_rig(session, fit_to_recordings=True), detections, config)
+    rig = read_rig(session, fit_to_recordings=True)
+    result = associate_with_diagnostics(rig, detections, config)
     detected = (detections.confidence > 0).any(axis=(2, 3))  # (C, T): anybody seen
     report = result.figures(detected)
     if figures is not None:
         figures["association"] = report
-    cap = {c.name: config.max_error_fraction * float(np.hypot(*c.size)) for c in read_rig(session).cameras}
+    chosen = report.get("performer")
+    if chosen is None:
+        warnings.append("nobody was found by two cameras at once in any frame: no performer; check the calibration "
+                        f"({session.calibration_path.name}) and that the cameras see the same people")
+    elif chosen["next_support"] is not None and chosen["next_support"] >= 0.9 * chosen["support"]:
+        warnings.append(f"{report['people']} people are about equally well seen (support {chosen['support']:.0f} "
+                        f"and {chosen['next_support']:.0f}); the performer was chosen as {chosen['policy']}: check "
+                        "the take, or set [associate] performer (most_seen, first, closest_to_centre)")
+    cap = {c.name: config.max_error_fraction * float(np.hypot(*c.size)) for c in rig.cameras}
     for name, row in report["per_camera"].items():
         threshold, error = row["threshold_px"], row["median_error_px"]
         how = f"threshold {threshold:.0f} px" + (f", its median error against the other cameras {error:.0f} px"
@@ -202,9 +214,10 @@ def run_detect(
 
     detections = detect_sources(sources, config, progress=detect_progress)
     seconds = time.perf_counter() - t0
-    kp = _choose_performer(session, detections, warnings)
+    kp = _choose_performer(session, detections, warnings, association := {})
     frames = detections.xy.shape[0] * detections.xy.shape[1]
-    extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people}
+    extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people,
+             **association}
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
 
 

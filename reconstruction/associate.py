@@ -119,7 +119,8 @@ class Association:
     performer triangulated from the other cameras (NaN where not measurable): each camera's calibration
     checked against the rest. adaptive: thresholds measured from the take (else ``max_error_px``).
     tracks: every person followed over the take (:class:`tracks.Track`), the most seen first; performer: the
-    index of the performer's among them (-1: none). seconds: time spent.
+    index of the performer's among them (-1: none); support (N,): each track's support as the choice weighed it
+    (``most_seen``: views x frames weighted by agreement, see :func:`_verified_support`). seconds: time spent.
     """
 
     keypoints: Keypoints2D
@@ -130,6 +131,7 @@ class Association:
     tracks: tuple[Track, ...] = ()
     performer: int = -1
     policy: str = "most_seen"
+    support: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: float = field(default=0.0, compare=False)
 
     @property
@@ -163,9 +165,11 @@ class Association:
                                "per_camera": per_camera, "seconds": round(self.seconds, 3)}
         if self.performer >= 0:
             track = self.tracks[self.performer]
+            others = np.delete(self.support, self.performer)
             out["performer"] = {"policy": self.policy, "track": self.performer,
                                 "frames_found": round(float(track.frames.mean()), 4),
-                                "support": round(track.support(self.threshold_px), 1)}
+                                "support": round(float(self.support[self.performer]), 1),
+                                "next_support": round(float(others.max()), 1) if others.size else None}
         return out
 
 
@@ -260,14 +264,15 @@ def _verified_support(views: Views, tracks: list[Track], threshold: np.ndarray) 
 
 
 def _performer(views: Views, pairs: tuple[np.ndarray, np.ndarray], threshold: np.ndarray, times: np.ndarray,
-               config: AssociationConfig, weights: np.ndarray | None = None) -> tuple[list[Track], int]:
+               config: AssociationConfig, weights: np.ndarray | None = None) -> tuple[list[Track], int, np.ndarray]:
     """Every frame's people with per-camera ``threshold`` (C,) (cameras weighted by ``weights``), linked into
-    tracks -> (tracks, the performer's index, -1 when nobody was found in two cameras at once)."""
+    tracks -> (tracks, the performer's index (-1 when nobody was found in two cameras at once), each track's
+    support (N,))."""
     people = frame_people(views, *pairs, threshold, weights)
     tracks = link_tracks(people, times, config.max_speed_m_s, config.position_tolerance_m, config.max_gap_s,
                          views, threshold)
     support = _verified_support(views, tracks, threshold) if tracks else np.zeros(0)
-    return tracks, choose_track(tracks, config.performer, support, rig_focus(views.extrinsics))
+    return tracks, choose_track(tracks, config.performer, support, rig_focus(views.extrinsics)), support
 
 
 def associate_with_diagnostics(
@@ -292,13 +297,13 @@ def associate_with_diagnostics(
     else:
         diagonal = np.array([np.hypot(*c.size) for c in rig.cameras], float)
         floor, cap = config.min_error_fraction * diagonal, config.max_error_fraction * diagonal
-        tracks, chosen = _performer(views, pairs, cap, times, config)
+        tracks, chosen, _ = _performer(views, pairs, cap, times, config)
         errors, weights = _leave_one_out(views, _oriented(views, tracks[chosen])) if chosen >= 0 else \
             (np.full((C, T), np.nan), None)
         threshold = _adaptive_thresholds(errors, floor, cap, config.error_mad_factor)
         log.info("association thresholds from the take's reprojection errors: %s",
                  ", ".join(f"{n} {v:.1f} px" for n, v in zip(detections.camera_names, threshold, strict=True)))
-    tracks, chosen = _performer(views, pairs, threshold, times, config, weights)
+    tracks, chosen, support = _performer(views, pairs, threshold, times, config, weights)
     if chosen < 0:
         slots, errors = np.full((C, T), -1), np.full((C, T), np.nan)
         log.warning("association: no person was found by two cameras at once in any of the %d frames", T)
@@ -306,7 +311,7 @@ def associate_with_diagnostics(
         slots = tracks[chosen].slots
         errors = np.where(slots >= 0, _leave_one_out(views, _oriented(views, tracks[chosen]))[0], np.nan)
     result = Association(detections.person(slots), slots, threshold, errors, adaptive=config.max_error_px <= 0,
-                         tracks=tuple(tracks), performer=chosen, policy=config.performer,
+                         tracks=tuple(tracks), performer=chosen, policy=config.performer, support=support,
                          seconds=time.perf_counter() - t0)
     log.info("association: %d people (%d tracks) in %d frames, the performer (%s) found in %.0f %% of frames, "
              "%.2f s", result.people, len(tracks), T, config.performer,
