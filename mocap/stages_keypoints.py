@@ -118,11 +118,17 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
         how = f"threshold {threshold:.0f} px" + (f", its median error against the other cameras {error:.0f} px"
                                                  if error is not None else "")
         if row["found"] < 0.5:
+            anybody = 100 * float(detected[detections.camera_names.index(name)].mean())
             warnings.append(f"camera {name}: the performer was found in only {100 * row['found']:.0f} % of frames "
-                            f"({how}); check that camera's view and calibration, or set [associate] max_error_px")
-        elif result.adaptive and threshold >= cap[name] - 0.01:  # the report rounds to 0.01 px
+                            f"({how}; somebody was detected in {anybody:.0f} %); check that camera's view (the "
+                            "detector may miss the performer there) and calibration, or set [associate] max_error_px")
+        elif result.adaptive and threshold >= cap[name] - 0.01 and (error is None or error >= 0.5 * cap[name]):
             warnings.append(f"camera {name}: its reprojection errors reach the association ceiling ({how}); its "
                             f"calibration may not match the other cameras': check it (`mocap calibrate`)")
+        elif result.adaptive and threshold >= cap[name] - 0.01:  # the report rounds to 0.01 px
+            warnings.append(f"camera {name}: its errors against the other cameras spread up to the association "
+                            f"ceiling ({how}): the detector places joints inconsistently in that view (people "
+                            "overlapping or cut off there); detections beyond the ceiling were left out")
     return result.keypoints
 
 
