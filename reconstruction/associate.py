@@ -161,8 +161,10 @@ class Association:
                 seen = detected[c]
                 row["found_of_detected"] = round(float((self.slots[c][seen] >= 0).mean()), 4) if seen.any() else 0.0
             per_camera[name] = row
-        out: dict[str, Any] = {"adaptive_threshold": self.adaptive, "people": self.people, "tracks": len(self.tracks),
-                               "per_camera": per_camera, "seconds": round(self.seconds, 3)}
+        chose = bool(np.isfinite(self.threshold_px).any())  # else one person per frame: nobody was followed
+        out: dict[str, Any] = {"adaptive_threshold": self.adaptive, "people": self.people if chose else None,
+                               "tracks": len(self.tracks) if chose else None, "per_camera": per_camera,
+                               "seconds": round(self.seconds, 3)}
         if self.performer >= 0:
             track = self.tracks[self.performer]
             others = np.delete(self.support, self.performer)

@@ -102,7 +102,20 @@ def test_one_person_per_frame_needs_no_choice():
     one = Detections2D(det.xy[:, :, :1], det.confidence[:, :, :1], det.camera_names, det.skeleton, det.frame_times)
     result = associate_with_diagnostics(calibration, one)
     assert ((result.slots == 0) == (one.confidence[:, :, 0] > 0).any(-1)).all()
-    assert result.figures()["per_camera"]["cam_1"]["threshold_px"] is None
+    figures = result.figures()
+    assert figures["per_camera"]["cam_1"]["threshold_px"] is None and figures["people"] is None
+
+
+def test_nobody_seen_by_two_cameras_gives_no_performer():
+    calibration, det, *_ = _take(0, 4, frames=10)
+    alone = np.array(det.confidence)
+    alone[1:] = 0  # only the first camera sees anybody
+    for conf, frames in ((alone, 10), (alone[:, :0], 0)):
+        det_ = Detections2D(det.xy[:, :frames], conf, det.camera_names, det.skeleton, det.frame_times[:frames])
+        result = associate_with_diagnostics(calibration, det_)
+        assert result.performer == -1 and (result.slots == -1).all() and result.slots.shape == (4, frames)
+        figures = result.figures()
+        assert "performer" not in figures and figures["people"] == 0 and np.isnan(result.keypoints.xy).all()
 
 
 def test_config_checked():
