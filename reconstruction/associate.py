@@ -40,8 +40,7 @@ from mocap_studio.reconstruction.tracks import (
     Track,
     Views,
     choose_track,
-    frame_people,
-    link_tracks,
+    follow,
     make_views,
     pair_errors,
     rig_focus,
@@ -270,9 +269,8 @@ def _performer(views: Views, pairs: tuple[np.ndarray, np.ndarray], threshold: np
     """Every frame's people with per-camera ``threshold`` (C,) (cameras weighted by ``weights``), linked into
     tracks -> (tracks, the performer's index (-1 when nobody was found in two cameras at once), each track's
     support (N,))."""
-    people = frame_people(views, *pairs, threshold, weights)
-    tracks = link_tracks(people, times, config.max_speed_m_s, config.position_tolerance_m, config.max_gap_s,
-                         views, threshold)
+    _, tracks = follow(views, *pairs, threshold, times, config.max_speed_m_s, config.position_tolerance_m,
+                       config.max_gap_s, weights)
     support = _verified_support(views, tracks, threshold) if tracks else np.zeros(0)
     return tracks, choose_track(tracks, config.performer, support, rig_focus(views.extrinsics)), support
 

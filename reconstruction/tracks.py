@@ -16,12 +16,17 @@ someone else; a person seen by one camera only is nobody's.
 
 Over time (:func:`link_tracks`): each frame's people are matched (Hungarian) to the tracks seen within the last
 ``max_gap_s``, by the distance of their body centre (the median of the joints, so it does not care about
-left/right labels) from where the track is predicted (its last centre moved at its recent velocity), within
+left/right labels) from where the track is predicted (its recent centre, a median of three, moved at its
+recent velocity), within
 ``max_speed_m_s`` x the time elapsed + ``tolerance_m``, and only where the person's detections continue the
 track's in every camera both were seen in (a body centre triangulated from different views of real footage
 jumps by decimetres, a detection in the image by a few pixels, so a "person" made of two people's detections
 fails there); a person matched to no track starts one. So an identity survives two people crossing (each stays
-nearest its own prediction) and a short occlusion.
+nearest its own prediction) and a short occlusion. :func:`follow` builds the tracks as the frames come and lets
+them settle what a frame alone cannot: each detection is labelled with the track whose detection of the last
+0.1 s in the same camera it continues, and a candidate whose views continue different tracks counts one check
+less per such view (where two people are each seen by the same two cameras only, both ways of pairing their
+views can agree equally well).
 
 :func:`choose_track` picks one track (the performer) by a policy: ``most_seen`` (the most views x frames,
 weighted by reprojection quality), ``first`` (the best supported at the first frame anyone is found), or
@@ -46,7 +51,7 @@ from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "POLICIES", "Views", "FramePeople", "Track", "make_views", "triangulate_views", "pair_errors", "frame_people",
-    "link_tracks", "choose_track", "rig_focus",
+    "link_tracks", "follow", "choose_track", "rig_focus",
 ]
 
 POLICIES = ("most_seen", "first", "closest_to_centre")
@@ -297,27 +302,47 @@ _PACK_CANDIDATES = 24
 """Candidate sets searched per frame for the best disjoint choice (the best by views and error first)."""
 
 
-def _pack(sets: np.ndarray, flags: np.ndarray, own: np.ndarray,
-          threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _label_counts(sets: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate (K,): its views that continue a different track than most of its labelled views do
+    (conflicts), and those that continue that track (agreements); ``labels`` (C, P) the track each detection
+    continues (-1: none; None: no tracks yet)."""
+    conflicts, agreements = np.zeros(len(sets), int), np.zeros(len(sets), int)
+    if labels is None or not len(sets):
+        return conflicts, agreements
+    C = sets.shape[1]
+    lab = np.where(sets >= 0, labels[np.arange(C)[None], np.clip(sets, 0, None)], -1)  # (K, C)
+    for k, row in enumerate(lab):
+        known = row[row >= 0]
+        if known.size:
+            agreements[k] = np.bincount(known).max()
+            conflicts[k] = known.size - agreements[k]
+    return conflicts, agreements
+
+
+def _pack(sets: np.ndarray, flags: np.ndarray, own: np.ndarray, threshold: np.ndarray,
+          labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The choice of candidates, no two sharing a detection, with the most checks (each person's views beyond
     the first: a view beyond the second is an independent check, where a pair of views of two different people
-    can agree by chance) and then the smallest summed error over threshold (``own`` (K, C) pixels per view): an
-    exact depth-first search with pruning over the best :data:`_PACK_CANDIDATES` candidates -> the chosen
-    (sets, flags). Exact rather than greedy: where a person hides behind another in one view, the one detection
-    there fits both, and the candidate with the smallest errors may be the one that takes it from its owner."""
+    can agree by chance; less each view that continues another track than the candidate's others, see
+    :func:`_label_counts`), then the most views continuing their tracks, then the smallest summed error over
+    threshold (``own`` (K, C) pixels per view): an exact depth-first search with pruning over the best
+    :data:`_PACK_CANDIDATES` candidates -> the chosen (sets, flags). Exact rather than greedy: where a person
+    hides behind another in one view, the one detection there fits both, and the candidate with the smallest
+    errors may be the one that takes it from its owner."""
     C = sets.shape[1]
     P = int(sets.max()) + 1
     used = sets >= 0
-    views = used.sum(1) - 1  # checks
+    conflicts, agreements = _label_counts(sets, labels)
+    views = used.sum(1) - 1 - conflicts  # checks
     error = np.where(used, own / threshold[None], 0).sum(1)
-    order = np.lexsort((error, -views))[:_PACK_CANDIDATES]
+    order = np.lexsort((error, -agreements, -views))[:_PACK_CANDIDATES]
     masks = [sum(1 << int(c * P + sets[k, c]) for c in np.flatnonzero(used[k])) for k in order]
     everything = 0
     for m in masks:
         everything |= m
-    best: list = [(0, 0.0), []]
+    best: list = [(0, 0, 0.0), []]
 
-    def search(i: int, taken: int, score: tuple[int, float], chosen: list[int]) -> None:
+    def search(i: int, taken: int, score: tuple[int, int, float], chosen: list[int]) -> None:
         if score > best[0]:
             best[0], best[1] = score, list(chosen)
         if score[0] + (everything & ~taken).bit_count() < best[0][0]:  # cannot reach as many checks
@@ -326,10 +351,11 @@ def _pack(sets: np.ndarray, flags: np.ndarray, own: np.ndarray,
             if not masks[j] & taken:
                 k = order[j]
                 chosen.append(k)
-                search(j + 1, taken | masks[j], (score[0] + int(views[k]), score[1] - float(error[k])), chosen)
+                search(j + 1, taken | masks[j], (score[0] + int(views[k]), score[1] + int(agreements[k]),
+                                                 score[2] - float(error[k])), chosen)
                 chosen.pop()
 
-    search(0, 0, (0, 0.0), [])
+    search(0, 0, (0, 0, 0.0), [])
     pick = np.array(sorted(best[1]), int)
     return sets[pick].reshape(-1, C), flags[pick].reshape(-1, C)
 
@@ -350,16 +376,21 @@ def _match(cost: np.ndarray, mirrored: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return sets, flags
 
 
-def _score(sets: np.ndarray, own: np.ndarray, threshold: np.ndarray) -> tuple[int, float]:
-    """How good one frame's assignment is: the checks (views beyond each person's first, see :func:`_pack`),
-    then minus the summed error over threshold (a tuple to compare)."""
+def _score(sets: np.ndarray, own: np.ndarray, threshold: np.ndarray,
+           labels: np.ndarray | None) -> tuple[int, int, float]:
+    """How good one frame's assignment is: the checks (views beyond each person's first, less conflicting
+    ones), then the views continuing their tracks, then minus the summed error over threshold (a tuple to
+    compare; see :func:`_pack`)."""
     used = sets >= 0
-    return int(used.sum() - len(sets)), -float(np.where(used, own / threshold[None], 0).sum())
+    conflicts, agreements = _label_counts(sets, labels)
+    checks = int(used.sum() - len(sets) - conflicts.sum())
+    return checks, int(agreements.sum()), -float(np.where(used, own / threshold[None], 0).sum())
 
 
 def _settle(views: Views, t: int, sets: np.ndarray, flags: np.ndarray, threshold: np.ndarray,
-            weights: np.ndarray | None) -> FramePeople:
-    """Candidate sets of one frame (K, C) with mirror flags -> its people (see the module docstring)."""
+            weights: np.ndarray | None, labels: np.ndarray | None = None) -> FramePeople:
+    """Candidate sets of one frame (K, C) with mirror flags -> its people (see the module docstring); ``labels``
+    (C, P) the track each detection continues (-1: none)."""
     C, J = views.xy.shape[0], views.xy.shape[3]
     own = _fit(views, t, sets, flags, weights)[1]
     sets = np.where(own < threshold[None], sets, -1)  # views that disagree with the others
@@ -367,7 +398,7 @@ def _settle(views: Views, t: int, sets: np.ndarray, flags: np.ndarray, threshold
     if not len(sets):
         return FramePeople.empty(C, J)
     own = _fit(views, t, sets, flags, weights)[1]
-    sets, flags = _pack(sets, flags, own, threshold)
+    sets, flags = _pack(sets, flags, own, threshold, labels)
     body, own = _fit(views, t, sets, flags, weights)
     sets = np.where(own < threshold[None], sets, -1)  # a candidate that lost views: are the rest still agreed?
     keep = (sets >= 0).sum(1) >= 2
@@ -375,7 +406,7 @@ def _settle(views: Views, t: int, sets: np.ndarray, flags: np.ndarray, threshold
     if not len(sets):
         return FramePeople.empty(C, J)
     body, own = _fit(views, t, sets, flags, weights)
-    best = (_score(sets, own, threshold), sets, flags, body, own)
+    best = (_score(sets, own, threshold, labels), sets, flags, body, own)
     for _ in range(4):  # the global matching, until it settles; the best assignment met is kept
         cost, mirrored = _costs(views, t, sets, flags, threshold, weights)
         new_sets, new_flags = _match(cost, mirrored)
@@ -388,7 +419,7 @@ def _settle(views: Views, t: int, sets: np.ndarray, flags: np.ndarray, threshold
         inside = own < threshold[None]
         if not inside[sets >= 0].all():  # a view pushed out by the others' new detections: not an improvement
             continue
-        score = _score(sets, own, threshold)
+        score = _score(sets, own, threshold, labels)
         if score > best[0]:
             best = (score, sets, flags, body, own)
     _, sets, flags, body, own = best
@@ -401,11 +432,13 @@ def _settle(views: Views, t: int, sets: np.ndarray, flags: np.ndarray, threshold
 
 
 def frame_people(views: Views, rows: np.ndarray, errors: np.ndarray, threshold: np.ndarray,
-                 weights: np.ndarray | None = None) -> list[FramePeople]:
+                 weights: np.ndarray | None = None, tracker: _Tracker | None = None) -> list[FramePeople]:
     """Every frame's people, from the two-view hypotheses of :func:`pair_errors` (rows (H, 6), errors
     (H, C, P, 2)) with per-camera ``threshold`` (C,) pixels -> one :class:`FramePeople` per frame. ``weights``
     (C,) weight the cameras when a person is triangulated from three or more (a camera known to be off
-    counts less, as where the thresholds were measured)."""
+    counts less, as where the thresholds were measured). With a ``tracker``, frames are linked as they come,
+    and a candidate whose detections continue different tracks in the images counts less (where two people
+    are each seen by two cameras only, the two ways of pairing their views can agree equally well)."""
     C, T, P, J = views.xy.shape[:4]
     threshold = np.asarray(threshold, float)
     if threshold.shape != (C,):
@@ -417,16 +450,20 @@ def frame_people(views: Views, rows: np.ndarray, errors: np.ndarray, threshold: 
         best, mirrored = e.min(-1), e.argmin(-1).astype(bool)  # (H, C, P)
         h = np.arange(len(r))
         valid = (best[h, r[:, 1], r[:, 2]] < threshold[r[:, 1]]) & (best[h, r[:, 3], r[:, 4]] < threshold[r[:, 3]])
-        if not valid.any():
-            out.append(FramePeople.empty(C, J))
-            continue
-        best, mirrored, r = best[valid], mirrored[valid], r[valid]
-        nearest = best.argmin(-1)  # (H, C)
-        near_error = np.take_along_axis(best, nearest[..., None], -1)[..., 0]
-        sets = np.where(near_error < threshold[None], nearest, -1)
-        flags = np.take_along_axis(mirrored, nearest[..., None], -1)[..., 0]
-        sets, flags = _unique_sets(sets, flags)
-        out.append(_settle(views, t, sets, flags, threshold, weights) if len(sets) else FramePeople.empty(C, J))
+        frame = FramePeople.empty(C, J)
+        if valid.any():
+            best, mirrored, r = best[valid], mirrored[valid], r[valid]
+            nearest = best.argmin(-1)  # (H, C)
+            near_error = np.take_along_axis(best, nearest[..., None], -1)[..., 0]
+            sets = np.where(near_error < threshold[None], nearest, -1)
+            flags = np.take_along_axis(mirrored, nearest[..., None], -1)[..., 0]
+            sets, flags = _unique_sets(sets, flags)
+            if len(sets):
+                labels = tracker.labels(t) if tracker is not None else None
+                frame = _settle(views, t, sets, flags, threshold, weights, labels)
+        out.append(frame)
+        if tracker is not None:
+            tracker.step(t, frame)
     return out
 
 
@@ -468,18 +505,27 @@ class _Open:
     last_xy: np.ndarray
     last_seen: np.ndarray
 
+    def _around(self, k: int) -> tuple[np.ndarray, float]:
+        """The median of the centres (and times) of sightings k-2..k: one stray centre (two views that see
+        depth poorly) does not move it."""
+        lo = max(0, k - 2)
+        return np.median(np.array(self.centres[lo:k + 1]), axis=0), float(np.median(self.times[lo:k + 1]))
+
     def predict(self, time: float, max_speed: float, window_s: float) -> np.ndarray:
-        """Centre expected at ``time``: the last one moved at the velocity over the last ``window_s``."""
-        last, t_last = self.centres[-1], self.times[-1]
-        k = next((i for i in range(len(self.times) - 1, -1, -1) if t_last - self.times[i] >= window_s), 0)
-        span = t_last - self.times[k]
+        """Centre expected at ``time``: the recent centre (:meth:`_around` the last sighting) moved at the
+        velocity between it and the one about ``window_s`` before (at most ``max_speed``)."""
+        last = len(self.times) - 1
+        here, t_here = self._around(last)
+        k = next((i for i in range(last, -1, -1) if t_here - self.times[i] >= window_s), 0)
+        there, t_there = self._around(k)
+        span = t_here - t_there
         if span <= 0:
-            return last
-        velocity = (last - self.centres[k]) / span
+            return here
+        velocity = (here - there) / span
         speed = float(np.linalg.norm(velocity))
         if speed > max_speed:
             velocity *= max_speed / speed
-        return last + velocity * (time - t_last)
+        return here + velocity * (time - t_here)
 
     def add(self, t: int, k: int, time: float, centre: np.ndarray, xy: np.ndarray) -> None:
         """Person ``k`` of frame ``t`` joins the track; ``xy`` (C, J, 2) its detections (NaN: not seen)."""
@@ -498,6 +544,18 @@ def _detections(views: Views, t: int, frame: FramePeople) -> np.ndarray:
     return np.where((frame.views >= 0)[..., None, None], xy, np.nan)
 
 
+def _depth(views: Views, track: _Open) -> np.ndarray:
+    """(C,) the track's last centre's depth in every camera (at least 0.1 m)."""
+    return np.maximum(_to_cameras(views.extrinsics, track.centres[-1])[..., 2], 0.1)
+
+
+def _image_distance(views: Views, track: _Open, xy: np.ndarray) -> np.ndarray:
+    """(K, C) pixels from the track's last detection in each camera to detections ``xy`` (K, C, J, 2) (median
+    joint distance, as labelled or mirrored; inf where either is missing)."""
+    d = [np.linalg.norm(track.last_xy[None] - x, axis=-1) for x in (xy, xy[:, :, views.flip])]  # (K, C, J)
+    return np.minimum(*(_median_last(v, views.min_joints) for v in d)) * views.focal[None]
+
+
 def _continuous(views: Views, tracks: list[_Open], now: float, xy: np.ndarray, threshold: np.ndarray,
                 max_speed: float) -> np.ndarray:
     """(L, K) whether each frame person (detections ``xy`` (K, C, J, 2)) continues each open track in the images:
@@ -505,15 +563,93 @@ def _continuous(views: Views, tracks: list[_Open], now: float, xy: np.ndarray, t
     person can have moved in that image since (``max_speed`` x the time, at the track's depth) of the track's
     last detection there (as labelled or mirrored). A person built from two people's detections fails in the
     camera that saw the other one, though his 3D centre may lie between theirs."""
-    last = np.stack([o.last_xy for o in tracks])  # (L, C, J, 2)
-    since = now - np.stack([o.last_seen for o in tracks])  # (L, C)
-    centre = np.stack([o.centres[-1] for o in tracks])
-    depth = np.maximum(_to_cameras(views.extrinsics, centre)[..., 2], 0.1)  # (L, C)
-    allow = threshold[None] + views.focal[None] * max_speed * since / depth
-    d = [np.linalg.norm(last[:, None] - x[None], axis=-1) for x in (xy, xy[:, :, views.flip])]  # (L, K, C, J)
-    dist = np.minimum(*(_median_last(v, views.min_joints) for v in d)) * views.focal[None, None]
-    both = np.isfinite(last).any(-1).any(-1)[:, None] & np.isfinite(xy).any(-1).any(-1)[None]  # (L, K, C)
-    return ~(both & ~(dist < allow[:, None])).any(-1)
+    seen_now = np.isfinite(xy).any(-1).any(-1)  # (K, C)
+    out = np.ones((len(tracks), len(xy)), bool)
+    for i, track in enumerate(tracks):
+        allow = threshold + views.focal * max_speed * (now - track.last_seen) / _depth(views, track)
+        both = np.isfinite(track.last_xy).any(-1).any(-1)[None] & seen_now
+        out[i] = ~(both & ~(_image_distance(views, track, xy) < allow[None])).any(-1)
+    return out
+
+
+class _Tracker:
+    """Tracks built frame by frame (see :func:`link_tracks`): :meth:`labels` says which track each detection of
+    a frame continues in its image, :meth:`step` links the frame's people, :meth:`tracks` gives the result."""
+
+    def __init__(self, times: np.ndarray, max_speed_m_s: float, tolerance_m: float, max_gap_s: float,
+                 views: Views | None = None, threshold: np.ndarray | None = None, velocity_window_s: float = 0.25,
+                 label_window_s: float = 0.1) -> None:
+        self.times = np.asarray(times, float)
+        self.max_speed, self.tolerance, self.max_gap = max_speed_m_s, tolerance_m, max_gap_s
+        self.views = views
+        self.threshold = None if threshold is None else np.asarray(threshold, float)
+        self.velocity_window, self.label_window = velocity_window_s, label_window_s
+        self.open: list[_Open] = []
+        self.closed: list[_Open] = []
+
+    def labels(self, t: int) -> np.ndarray | None:
+        """(C, P) the open track whose detection in the same camera, seen within the last ``label_window_s``,
+        each detection of frame ``t`` continues (index into the open tracks; -1: none), one detection per track
+        and camera, nearest first; None without views and thresholds."""
+        views, now = self.views, self.times[t]
+        if views is None or self.threshold is None:
+            return None
+        C, P = views.xy.shape[0], views.xy.shape[2]
+        out = np.full((C, P), -1)
+        live = [o for o in self.open if now - o.times[-1] <= self.max_gap]
+        if not live:
+            return out
+        slots = views.xy[:, t].transpose(1, 0, 2, 3)  # (P, C, J, 2): each slot as a "person" of every camera
+        fits = []
+        for track in live:
+            since = now - track.last_seen
+            recent = since <= self.label_window + 1e-6
+            dist = _image_distance(views, track, slots)  # (P, C)
+            gate = self.threshold + views.focal * self.max_speed * since / _depth(views, track)
+            fits.append(np.where(recent[None] & (dist < gate[None]), dist, np.inf).T)  # (C, P)
+        cost = np.stack(fits)  # (L, C, P)
+        index = {id(o): k for k, o in enumerate(self.open)}
+        for c in range(C):
+            ok = np.isfinite(cost[:, c])
+            if ok.any():
+                rows, cols = linear_sum_assignment(np.where(ok, cost[:, c], 1e12))
+                for i, p in zip(rows, cols, strict=True):
+                    if ok[i, p]:
+                        out[c, p] = index[id(live[i])]
+        return out
+
+    def step(self, t: int, frame: FramePeople) -> None:
+        """Link the people of frame ``t`` to the open tracks (Hungarian on the distance of their centres from the
+        tracks' predictions, within reach and continuous in the images); the others start tracks."""
+        now = self.times[t]
+        C = frame.views.shape[1]
+        J = self.views.xy.shape[3] if self.views is not None else 1
+        self.closed += [o for o in self.open if now - o.times[-1] > self.max_gap]
+        self.open = [o for o in self.open if now - o.times[-1] <= self.max_gap]
+        xy = _detections(self.views, t, frame) if self.views is not None else np.full((len(frame), C, J, 2), np.nan)
+        matched: set[int] = set()
+        if self.open and len(frame):
+            pred = np.array([o.predict(now, self.max_speed, self.velocity_window) for o in self.open])
+            reach = np.array([self.max_speed * (now - o.times[-1]) + self.tolerance for o in self.open])
+            dist = np.linalg.norm(pred[:, None] - frame.centre[None], axis=-1)
+            ok = np.isfinite(dist) & (dist < reach[:, None])
+            if self.views is not None and self.threshold is not None:
+                ok &= _continuous(self.views, self.open, now, xy, self.threshold, self.max_speed)
+            rows, cols = linear_sum_assignment(np.where(ok, dist, 1e9))
+            for i, k in zip(rows, cols, strict=True):
+                if ok[i, k]:
+                    self.open[i].add(t, int(k), now, frame.centre[k], xy[k])
+                    matched.add(int(k))
+        for k in range(len(frame)):
+            if k not in matched and np.isfinite(frame.centre[k]).all():
+                track = _Open([], [], [], np.full((C, J, 2), np.nan), np.full(C, -np.inf))
+                track.add(t, k, now, frame.centre[k], xy[k])
+                self.open.append(track)
+
+    def tracks(self, people: list[FramePeople]) -> list[Track]:
+        """Every track, longest-lived first."""
+        tracks = [_build(o, people) for o in self.closed + self.open]
+        return sorted(tracks, key=lambda tr: -int(tr.frames.sum()))
 
 
 def link_tracks(people: list[FramePeople], times: np.ndarray, max_speed_m_s: float, tolerance_m: float,
@@ -526,35 +662,21 @@ def link_tracks(people: list[FramePeople], times: np.ndarray, max_speed_m_s: flo
     times = np.asarray(times, float)
     if len(people) != len(times):
         raise ValueError(f"people has {len(people)} frames but times {len(times)}")
-    C = people[0].views.shape[1] if people else 0
-    J = views.xy.shape[3] if views is not None else 1
-    open_: list[_Open] = []
-    closed: list[_Open] = []
+    tracker = _Tracker(times, max_speed_m_s, tolerance_m, max_gap_s, views, threshold, velocity_window_s)
     for t, frame in enumerate(people):
-        now = times[t]
-        closed += [o for o in open_ if now - o.times[-1] > max_gap_s]
-        open_ = [o for o in open_ if now - o.times[-1] <= max_gap_s]
-        xy = _detections(views, t, frame) if views is not None else np.full((len(frame), C, J, 2), np.nan)
-        matched: set[int] = set()
-        if open_ and len(frame):
-            pred = np.array([o.predict(now, max_speed_m_s, velocity_window_s) for o in open_])
-            reach = np.array([max_speed_m_s * (now - o.times[-1]) + tolerance_m for o in open_])
-            dist = np.linalg.norm(pred[:, None] - frame.centre[None], axis=-1)
-            ok = np.isfinite(dist) & (dist < reach[:, None])
-            if views is not None and threshold is not None:
-                ok &= _continuous(views, open_, now, xy, np.asarray(threshold, float), max_speed_m_s)
-            rows, cols = linear_sum_assignment(np.where(ok, dist, 1e9))
-            for i, k in zip(rows, cols, strict=True):
-                if ok[i, k]:
-                    open_[i].add(t, int(k), now, frame.centre[k], xy[k])
-                    matched.add(int(k))
-        for k in range(len(frame)):
-            if k not in matched and np.isfinite(frame.centre[k]).all():
-                track = _Open([], [], [], np.full((C, J, 2), np.nan), np.full(C, -np.inf))
-                track.add(t, k, now, frame.centre[k], xy[k])
-                open_.append(track)
-    tracks = [_build(o, people) for o in closed + open_]
-    return sorted(tracks, key=lambda tr: -int(tr.frames.sum()))
+        tracker.step(t, frame)
+    return tracker.tracks(people)
+
+
+def follow(views: Views, rows: np.ndarray, errors: np.ndarray, threshold: np.ndarray, times: np.ndarray,
+           max_speed_m_s: float, tolerance_m: float, max_gap_s: float,
+           weights: np.ndarray | None = None) -> tuple[list[FramePeople], list[Track]]:
+    """Every frame's people (:func:`frame_people`) and their tracks, built together frame by frame so that each
+    frame's choice between equally consistent pairings follows the tracks -> (people per frame, tracks)."""
+    times = np.asarray(times, float)
+    tracker = _Tracker(times, max_speed_m_s, tolerance_m, max_gap_s, views, threshold)
+    people = frame_people(views, rows, errors, threshold, weights, tracker)
+    return people, tracker.tracks(people)
 
 
 def _build(track: _Open, people: list[FramePeople]) -> Track:

@@ -211,7 +211,7 @@ def _track_of(result, truth_slots: np.ndarray) -> int:
     return int(np.argmax(hits)) if hits and max(hits) else -1
 
 
-@pytest.mark.parametrize("seed,people", [(0, 3), (1, 3), (2, 2), (3, 3), (4, 2)])
+@pytest.mark.parametrize("seed,people", [(0, 3), (1, 3), (2, 2), (3, 3), (4, 2), (6, 2), (8, 3)])
 def test_people_crossing_paths_keep_their_identities_and_the_most_seen_is_the_performer(seed, people):
     calibration, det, truth, bodies, bad = _crossing(seed, people)
     gap = np.linalg.norm(bodies[0].mean(1) - bodies[1].mean(1), axis=-1)
