@@ -13,65 +13,109 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BoneOutliers", "find_view_swaps", "reject_bone_outliers", "robust_bone_variation"]
+__all__ = ["BoneOutliers", "body_halves", "find_view_swaps", "reject_bone_outliers", "robust_bone_variation"]
 
-# A view is mirrored when the mirrored labels fit the other views' 3D points this much better (cost ratio).
-SWAP_RATIO = 0.5
-MIN_SWAP_JOINTS = 4  # left/right joints a view must show to be judged
+MIN_SWAP_JOINTS = 4  # left/right joint pairs a view half must show (against the other views) to be judged
 
 
-def _view_costs(project: Callable[[int, np.ndarray], np.ndarray], xy: np.ndarray, others: np.ndarray, c: int,
-                joints: np.ndarray, perm: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Truncated reprojection costs of camera ``c`` as labelled and mirrored against 3D points the other
-    cameras agree on: (keep (T,), swap (T,), joints judged (T,))."""
-    proj = project(c, others[:, joints])  # (T, K, 2) px
-    obs, mirrored = xy[c][:, joints], xy[c][:, perm[joints]]
-    seen = np.isfinite(obs).all(-1) & np.isfinite(mirrored).all(-1) & np.isfinite(proj).all(-1)
-    keep = np.where(seen, np.minimum(np.linalg.norm(obs - proj, axis=-1), cap), 0.0).sum(1)
-    swap = np.where(seen, np.minimum(np.linalg.norm(mirrored - proj, axis=-1), cap), 0.0).sum(1)
-    return keep, swap, seen.sum(1)
+LOWER_BODY = ("hip", "knee", "ankle", "heel", "foot_index", "big_toe", "small_toe")
+"""Joint name parts of the lower half; a detector can mirror the upper and the lower half separately."""
+SWITCH_COST = 2.0  # changing a view half's labelling between two frames costs as much as two joints' cap
+MIRROR_BIAS = 0.04  # the mirrored reading must beat the detected one by this share of the cap per joint pair
 
 
-def _temporal_vote(decision: np.ndarray, ratio: np.ndarray, judged: np.ndarray) -> np.ndarray:
-    """Swaps come in runs: a frame that could not be judged, or judged weakly (cost ratio 0.35-0.65), between
-    two neighbours that agree takes their decision."""
-    out = decision.copy()
-    weak = ~judged | ((ratio > 0.7 * SWAP_RATIO) & (ratio < 1.3 * SWAP_RATIO))
-    for t in range(1, len(out) - 1):
-        if weak[t] and decision[t - 1] == decision[t + 1]:
-            out[t] = decision[t - 1]
-    return out
+def body_halves(joints: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """The left/right joints (both sides' indices) of the upper and of the lower half of the body."""
+    lower = {j for p in pairs for j in p if any(joints[j].endswith(part) for part in LOWER_BODY)}
+    upper = {j for p in pairs for j in p} - lower
+    return [np.array(sorted(g), dtype=int) for g in (upper, lower) if g]
+
+
+def _epipolar(F: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Symmetric distance (px) of ideal pixels a (..., 2) in one view and b (..., 2) in another to each other's
+    epipolar lines, ``b^T F a = 0``."""
+    ha = np.concatenate([a, np.ones_like(a[..., :1])], -1)
+    hb = np.concatenate([b, np.ones_like(b[..., :1])], -1)
+    lb, la = ha @ F.T, hb @ F
+    num = np.abs(np.sum(hb * lb, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 0.5 * (num / np.linalg.norm(lb[..., :2], axis=-1) + num / np.linalg.norm(la[..., :2], axis=-1))
+
+
+def _half_costs(xy: np.ndarray, fundamental: Callable[[int, int], np.ndarray], c: int, group: np.ndarray,
+                perm: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epipolar costs of view c's half-body labels as detected and mirrored against the other views' labels:
+    (keep (T,), swap (T,), joint pairs judged (T,)). Each is the median over the other views of the mean
+    truncated distance, times the pairs judged: one other view that is itself mirrored at the time cannot
+    outvote the rest."""
+    keeps, swaps, counts = [], [], []
+    for v in range(xy.shape[0]):
+        if v == c:
+            continue
+        F = fundamental(c, v)
+        other, own, mirrored = xy[v][:, group], xy[c][:, group], xy[c][:, perm[group]]
+        dk, ds = _epipolar(F, own, other), _epipolar(F, mirrored, other)
+        ok = np.isfinite(dk) & np.isfinite(ds)
+        n = ok.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            keeps.append(np.where(n >= 2, np.where(ok, np.minimum(dk, cap), 0.0).sum(1) / n, np.nan))
+            swaps.append(np.where(n >= 2, np.where(ok, np.minimum(ds, cap), 0.0).sum(1) / n, np.nan))
+        counts.append(n)
+    n = np.sum(counts, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        keep, swap = np.nanmedian(keeps, axis=0), np.nanmedian(swaps, axis=0)
+    return np.nan_to_num(keep * n), np.nan_to_num(swap * n), n
+
+
+def _two_state_path(keep: np.ndarray, swap: np.ndarray, switch: float) -> np.ndarray:
+    """Viterbi over (labelled as detected, mirrored) with a cost ``switch`` for changing state: (T,) bool."""
+    T = len(keep)
+    cost = np.stack([keep, swap], -1)
+    D = cost[0].copy()
+    back = np.zeros((T, 2), dtype=np.int8)
+    step = np.array([[0.0, switch], [switch, 0.0]])
+    for t in range(1, T):
+        total = D[None, :] + step  # (to, from)
+        back[t] = np.argmin(total, -1)
+        D = cost[t] + total[np.arange(2), back[t]]
+    path = np.zeros(T, dtype=np.int8)
+    path[-1] = int(np.argmin(D))
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path.astype(bool)
 
 
 def find_view_swaps(
     xy: np.ndarray,
-    points: np.ndarray,
-    project: Callable[[int, np.ndarray], np.ndarray],
+    fundamental: Callable[[int, int], np.ndarray],
     perm: np.ndarray,
-    pairs: Sequence[tuple[int, int]],
+    halves: Sequence[np.ndarray],
     cap_px: float,
 ) -> np.ndarray:
-    """Which views are mirrored: (C, T) bool, True where camera c labels the person left for right at frame t.
+    """Which views label which half of the body mirrored: (C, T, J) bool, True where camera c's joint j at frame
+    t holds its mirror's detection (the person's left called right, as detectors do for runs of frames, for the
+    whole body or only its upper or lower half).
 
-    xy (C, T, J, 2) observed pixels (NaN where unseen); ``points`` (T, J, 3) robustly triangulated (a mirrored
-    view disagrees with the others on every left/right joint, so the robust triangulation leaves it out);
-    ``project(c, X)`` camera c's pixels of points (..., 3); ``perm`` (J,) each joint's mirror;
-    ``pairs`` the skeleton's left/right joint pairs. A view is mirrored at a frame when its mirrored labels
-    reproject onto the other cameras' points at half the (truncated at ``cap_px``) cost of its own labels, over
-    at least 4 left/right joints; weak or unjudged frames between two agreeing neighbours follow them.
+    xy (C, T, J, 2) ideal (undistorted) pixels, NaN where unseen; ``fundamental(a, b)`` the (3, 3) matrix with
+    ``u_b^T F u_a = 0``; ``perm`` (J,) each joint's mirror; ``halves`` the left/right joints of each half.
+    For each view and half, its labels as detected and mirrored are put against every other view's by epipolar
+    distance (truncated at ``cap_px``): this needs no 3D point, so it holds where two of the other views are
+    nearly opposite and fix no depth. A two-state path over the take (a switch costs as much as two capped
+    joints) decides; a half needs at least 4 joint pairs judged in a frame to count as mirrored there.
     """
-    C, T = xy.shape[:2]
-    joints = np.array(sorted({j for p in pairs for j in p}), dtype=int)
-    swapped = np.zeros((C, T), bool)
-    if not len(joints) or C < 3:  # with two cameras there is no third view to arbitrate
+    C, T, J = xy.shape[:3]
+    swapped = np.zeros((C, T, J), bool)
+    if C < 3:  # with two cameras there is no third view to arbitrate
         return swapped
     for c in range(C):
-        keep, swap, n = _view_costs(project, xy, points, c, joints, perm, cap_px)
-        judged = n >= MIN_SWAP_JOINTS
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(keep > 0, swap / keep, 1.0)
-        decision = judged & (ratio < SWAP_RATIO)
-        swapped[c] = _temporal_vote(decision, ratio, judged)
+        for group in halves:
+            keep, swap, n = _half_costs(xy, fundamental, c, group, perm, cap_px)
+            judged = n >= MIN_SWAP_JOINTS
+            # unjudged frames cost nothing either way: the path carries the neighbours' state through them
+            keep, swap = np.where(judged, keep, 0.0), np.where(judged, swap + MIRROR_BIAS * cap_px * n, 0.0)
+            mirrored = _two_state_path(keep / cap_px, swap / cap_px, SWITCH_COST)
+            swapped[c][np.ix_(mirrored, group)] = True
     return swapped
 
 

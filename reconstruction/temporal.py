@@ -9,6 +9,8 @@ length). So, per joint, every frame gets a few candidate points:
 - every camera pair's two-view point;
 - for limb joints, each camera's ray cut by the sphere of the segment's length around the parent joint (the
   elbow for a wrist), already chosen: a joint seen right by one camera only can still be placed;
+- the same with one camera's labels read mirrored (its left for right), at a cost of 1.5 views, for the
+  left/right confusions the mirrored-view check (``consistency.find_view_swaps``) did not settle;
 
 each scored by its reprojection error in every camera (truncated at the inlier threshold, so a disagreeing
 view costs 1) and by its segment length, and the candidates of consecutive frames are linked by how far the
@@ -33,6 +35,7 @@ SEGMENT_CAP = 4.0
 MIN_STEP_M = 0.05
 KEEP_CANDIDATES = 6  # candidates per frame and joint that enter the path search
 DISTINCT_M = 0.03  # candidates closer than this are one
+MIRROR_COST = 1.5  # reading one view's labels mirrored costs as much as one disagreeing view
 
 
 @dataclass(frozen=True)
@@ -63,28 +66,40 @@ def limb_levels(joints: tuple[str, ...]) -> list[list[tuple[int, int]]]:
     return levels
 
 
-def _project_cost(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, xy: np.ndarray, seen: np.ndarray,
-                  threshold_px: float) -> np.ndarray:
-    """MSAC cost of points X (..., 3) against observations xy (C, ..., 2) seen (C, ...): sum over seen views of
-    min(e^2, tau^2) / tau^2 (a view behind the camera costs 1); +inf for a NaN point."""
+def _project_cost(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, obs: np.ndarray, seen: np.ndarray,
+                  obs_m: np.ndarray, seen_m: np.ndarray, mirror: np.ndarray, threshold_px: float) -> np.ndarray:
+    """MSAC cost of candidate points X (T, n, K, 3): over the seen views, min(e^2, tau^2) / tau^2 (a view behind
+    the camera costs 1), each view compared with its labels as detected, obs (C, T, n, 2) / seen (C, T, n), or
+    where ``mirror`` (K, C) says so for the candidate with its mirrored labels, obs_m / seen_m; +inf for NaN."""
     cost = np.zeros(X.shape[:-1])
     for c in range(extrinsics.shape[0]):
         cam = X @ extrinsics[c, :, :3].T + extrinsics[c, :, 3]
         with np.errstate(invalid="ignore", divide="ignore"):
             proj = cam[..., :2] / cam[..., 2:3]
-            e2 = (focal[c] ** 2) * np.sum((proj - xy[c]) ** 2, -1) / threshold_px**2
+        use_m = mirror[:, c]  # (K,)
+        target = np.where(use_m[:, None], obs_m[c][:, :, None], obs[c][:, :, None])  # (T, n, K, 2)
+        visible = np.where(use_m, seen_m[c][..., None], seen[c][..., None])  # (T, n, K)
+        with np.errstate(invalid="ignore"):
+            e2 = (focal[c] ** 2) * np.sum((proj - target) ** 2, -1) / threshold_px**2
         e2 = np.where((cam[..., 2] > 1e-6) & np.isfinite(e2), np.minimum(e2, 1.0), 1.0)
-        cost += np.where(seen[c], e2, 0.0)
+        cost += np.where(visible, e2, 0.0)
     return np.where(np.isfinite(X).all(-1), cost, np.inf)
 
 
-def _pair_points(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Two-view points of camera pairs (every pair up to 5 cameras, else the C + 2 best-conditioned ones that
-    robust triangulation starts from): xy (C, N, 2), seen (C, N) -> (P, N, 3), NaN where a view is missing."""
-    from mocap_studio.reconstruction.triangulate import hypothesis_pairs, weighted_dlt
+def _camera_pairs(extrinsics: np.ndarray) -> list[tuple[int, int]]:
+    """Every camera pair up to 5 cameras, else the C + 2 best-conditioned ones robust triangulation starts from."""
+    from mocap_studio.reconstruction.triangulate import hypothesis_pairs
 
     C = extrinsics.shape[0]
     pairs = itertools.combinations(range(C), 2) if C <= 5 else hypothesis_pairs(extrinsics, C + 2)
+    return [(int(a), int(b)) for a, b in pairs]
+
+
+def _pair_points(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray, pairs: list[tuple[int, int]]
+                 ) -> np.ndarray:
+    """Two-view points of camera ``pairs``: xy (C, N, 2), seen (C, N) -> (P, N, 3), NaN where a view is missing."""
+    from mocap_studio.reconstruction.triangulate import weighted_dlt
+
     out = []
     for a, b in pairs:
         w = seen[[a, b]].astype(float)
@@ -92,12 +107,13 @@ def _pair_points(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray) -> np
     return np.stack(out) if out else np.zeros((0, xy.shape[1], 3))
 
 
-def _ray_sphere(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray, centre: np.ndarray, radius: np.ndarray
-                ) -> np.ndarray:
-    """Each camera's ray through xy (C, N, 2) cut by spheres (N, 3), radius (N,): (2C, N, 3), the near and far
-    cuts (the ray's closest point twice where it misses the sphere); NaN where unseen or behind the camera."""
+def _ray_sphere(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray, centre: np.ndarray, radius: np.ndarray,
+                cameras: list[int]) -> np.ndarray:
+    """Each of ``cameras``' rays through xy (C, N, 2) cut by spheres (N, 3), radius (N,): (2 len(cameras), N, 3),
+    the near and far cuts (the ray's closest point twice where it misses the sphere); NaN where unseen or behind
+    the camera."""
     out = []
-    for c in range(extrinsics.shape[0]):
+    for c in cameras:
         R, t = extrinsics[c, :, :3], extrinsics[c, :, 3]
         origin = -R.T @ t
         d = np.concatenate([xy[c], np.ones_like(xy[c][:, :1])], -1) @ R  # R^T [x, y, 1]
@@ -112,12 +128,14 @@ def _ray_sphere(extrinsics: np.ndarray, xy: np.ndarray, seen: np.ndarray, centre
     return np.stack(out)
 
 
-def _prune(cand: np.ndarray, unary: np.ndarray, keep: int = KEEP_CANDIDATES) -> tuple[np.ndarray, np.ndarray]:
+def _prune(cand: np.ndarray, unary: np.ndarray, keep: int = KEEP_CANDIDATES
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The robust point and up to ``keep - 1`` other candidates of each frame and joint, cheapest first but at
     least ``DISTINCT_M`` apart (with 8 cameras there are 45 candidates, most of them copies of one point; the
-    path's cost grows with the square of their number). Unused slots get an infinite cost."""
+    path's cost grows with the square of their number). Unused slots get an infinite cost. Also returns each
+    kept candidate's index among the input's (T, n, keep)."""
     if unary.shape[-1] <= keep:
-        return cand, unary
+        return cand, unary, np.broadcast_to(np.arange(unary.shape[-1]), unary.shape).copy()
     order = np.argsort(np.where(np.arange(unary.shape[-1]) == 0, -np.inf, unary), axis=-1, kind="stable")
     cand, unary = np.take_along_axis(cand, order[..., None], 2), np.take_along_axis(unary, order, -1)
     picked = np.zeros(unary.shape[:-1] + (keep,), dtype=np.int64)
@@ -133,7 +151,8 @@ def _prune(cand: np.ndarray, unary: np.ndarray, keep: int = KEEP_CANDIDATES) -> 
     out_u = np.take_along_axis(unary, picked, -1)
     repeated = np.zeros(out_u.shape, bool)
     repeated[..., 1:] = picked[..., 1:] == 0
-    return np.take_along_axis(cand, picked[..., None], 2), np.where(repeated, np.inf, out_u)
+    return (np.take_along_axis(cand, picked[..., None], 2), np.where(repeated, np.inf, out_u),
+            np.take_along_axis(order, picked, -1))
 
 
 def _viterbi(cand: np.ndarray, unary: np.ndarray, step_m: np.ndarray) -> np.ndarray:
@@ -183,8 +202,9 @@ def _segment_cost(cand: np.ndarray, parent: np.ndarray, length: np.ndarray) -> n
 
 def _refit(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, xy: np.ndarray, seen: np.ndarray,
            threshold_px: float) -> np.ndarray:
-    """Each chosen point (T, n, 3) triangulated again from every view it fits (as robust triangulation's local
-    optimisation does): a pair's point fits two views exactly, all its inliers together fit them best."""
+    """Each chosen point (T, n, 3) triangulated again from every view it fits, xy (C, T, n, 2) and seen (C, T, n)
+    the labels it was chosen against (as robust triangulation's local optimisation does: a pair's point fits
+    two views exactly, all its inliers together fit them best)."""
     from mocap_studio.reconstruction.triangulate import weighted_dlt
 
     C = extrinsics.shape[0]
@@ -198,38 +218,73 @@ def _refit(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, xy: np.ndar
     return np.where((inl.sum(0) >= 2)[..., None] & np.isfinite(refit).all(-1)[..., None], refit, X)
 
 
+def _level_candidates(level: list[tuple[int, int]], X: np.ndarray, out: np.ndarray, xy: np.ndarray,
+                      seen: np.ndarray, perm: np.ndarray, extrinsics: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Candidates (T, n, K, 3) of a level's joints, which views each reads mirrored (K, C), and the segment
+    lengths (n,) when the level hangs from parents (else None)."""
+    js = np.array([j for j, _ in level])
+    parents = np.array([p for _, p in level])
+    T, n, C = X.shape[0], len(js), extrinsics.shape[0]
+    labels = {False: (xy[:, :, js].reshape(C, T * n, 2), seen[:, :, js].reshape(C, T * n)),
+              True: (xy[:, :, perm[js]].reshape(C, T * n, 2), seen[:, :, perm[js]].reshape(C, T * n))}
+    pairs = _camera_pairs(extrinsics)
+    cands, mirror = [X[:, js].reshape(1, -1, 3)], [np.zeros(C, bool)]
+
+    def add(points: np.ndarray, mirrored_view: int | None) -> None:
+        cands.append(points)
+        mask = np.zeros(C, bool)
+        if mirrored_view is not None:
+            mask[mirrored_view] = True
+        mirror.extend([mask] * len(points))
+
+    length = None
+    if (parents >= 0).all():
+        length = np.nanmedian(np.linalg.norm(X[:, js] - X[:, parents], axis=-1), axis=0)
+    centre = out[:, parents].reshape(-1, 3) if length is not None else None
+    radius = np.broadcast_to(length, (T, n)).reshape(-1) if length is not None else None
+    add(_pair_points(extrinsics, *labels[False], pairs), None)
+    if centre is not None:
+        add(_ray_sphere(extrinsics, *labels[False], centre, radius, list(range(C))), None)
+    for c in range(C):  # view c labelling the person mirrored (a detector's left/right swap, whole or partial)
+        obs = np.where((np.arange(C) == c)[:, None, None], labels[True][0], labels[False][0])
+        vis = np.where((np.arange(C) == c)[:, None], labels[True][1], labels[False][1])
+        add(_pair_points(extrinsics, obs, vis, [p for p in pairs if c in p]), c)
+        if centre is not None:
+            add(_ray_sphere(extrinsics, obs, vis, centre, radius, [c]), c)
+    cand = np.moveaxis(np.concatenate(cands).reshape(-1, T, n, 3), 0, 2)
+    return cand, np.array(mirror), length
+
+
 def choose_over_time(
     X: np.ndarray, xy: np.ndarray, seen: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray,
-    threshold_px: float, joints: tuple[str, ...],
+    threshold_px: float, joints: tuple[str, ...], perm: np.ndarray | None = None,
 ) -> TemporalChoice:
     """Re-choose the limb joints' points over the take (see the module docstring).
 
     X (T, J, 3) robust points; xy (C, T, J, 2) undistorted normalized observations; seen (C, T, J) the views
     to use; extrinsics (C, 3, 4); focal (C,) px; ``threshold_px`` the inlier threshold; ``joints`` the
-    skeleton's names. Joints outside the limb chains are returned as they were.
+    skeleton's names; ``perm`` (J,) each joint's left/right mirror (candidates then also read one view's labels
+    mirrored). Joints outside the limb chains are returned as they were.
     """
     X = np.array(X, float)
     out = X.copy()
-    T = X.shape[0]
+    perm = np.arange(X.shape[1]) if perm is None else np.asarray(perm)
     for level in limb_levels(joints):
         js = np.array([j for j, _ in level])
         parents = np.array([p for _, p in level])
-        n = len(js)
-        obs, vis = xy[:, :, js].reshape(xy.shape[0], T * n, 2), seen[:, :, js].reshape(seen.shape[0], T * n)
-        cands = [X[:, js][None], _pair_points(extrinsics, obs, vis).reshape(-1, T, n, 3)]
-        if (parents >= 0).all():
-            centre = out[:, parents]
-            length = np.nanmedian(np.linalg.norm(X[:, js] - X[:, parents], axis=-1), axis=0)
-            radius = np.broadcast_to(length, (T, n)).reshape(-1)
-            cands.append(_ray_sphere(extrinsics, obs, vis, centre.reshape(-1, 3), radius).reshape(-1, T, n, 3))
-        cand = np.moveaxis(np.concatenate(cands), 0, 2)  # (T, n, K, 3)
-        unary = _project_cost(cand, extrinsics, focal, xy[:, :, js, None], seen[:, :, js, None], threshold_px)
-        if (parents >= 0).all():
+        cand, mirror, length = _level_candidates(level, X, out, xy, seen, perm, extrinsics)
+        obs, vis, obs_m, vis_m = xy[:, :, js], seen[:, :, js], xy[:, :, perm[js]], seen[:, :, perm[js]]
+        unary = _project_cost(cand, extrinsics, focal, obs, vis, obs_m, vis_m, mirror, threshold_px)
+        unary = unary + MIRROR_COST * mirror.sum(1)  # a label swap is rarer than a noisy view
+        if length is not None:
             unary = unary + _segment_cost(cand, out[:, parents], length)
-        cand, unary = _prune(cand, unary)
+        cand, unary, kind = _prune(cand, unary)
         path = _viterbi(cand, unary, _step_scale(X[:, js]))
+        mirrored = mirror[np.take_along_axis(kind, path[..., None], -1)[..., 0]]  # (T, n, C)
+        flip = np.moveaxis(mirrored, -1, 0)  # (C, T, n)
         chosen = _refit(np.take_along_axis(cand, path[..., None, None], 2)[:, :, 0], extrinsics, focal,
-                        xy[:, :, js], seen[:, :, js], threshold_px)
+                        np.where(flip[..., None], obs_m, obs), np.where(flip, vis_m, vis), threshold_px)
         has_views = np.isfinite(unary).any(-1)
         out[:, js] = np.where(has_views[..., None], chosen, np.nan)
     moved = np.linalg.norm(out - X, axis=-1)

@@ -25,8 +25,8 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
-from mocap_studio.calibration.camera import CameraRig
-from mocap_studio.reconstruction.consistency import BoneOutliers, find_view_swaps, reject_bone_outliers
+from mocap_studio.calibration.camera import CameraRig, fundamental_matrix
+from mocap_studio.reconstruction.consistency import BoneOutliers, body_halves, find_view_swaps, reject_bone_outliers
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
 from mocap_studio.reconstruction.temporal import choose_over_time
@@ -68,8 +68,9 @@ class TriangulationConfig:
     noise_multiplier: float = 4.0
     """Adaptive threshold = this many times the image noise estimated from the take (then bounded)."""
     fix_swaps: bool = True
-    """Exchange left and right where the other side fits better: a whole view labelled mirrored (the person's
-    left called right, as detectors do for runs of frames), then single left/right pairs."""
+    """Exchange left and right where the other side fits better: a view's upper or lower body labelled mirrored
+    (the person's left called right, as detectors do for runs of frames; found by epipolar distances to the
+    other views and a two-state path over the take), then single left/right pairs."""
     temporal: bool = True
     """Choose the limb joints' points over the whole take (Viterbi over candidate points: the robust point,
     every camera pair's, one camera's ray at the segment's length from the parent joint), scored by
@@ -614,15 +615,16 @@ def triangulate_with_diagnostics(
     if config.fix_swaps:
         fmt = keypoints.format
         perm, pairs = fmt.flip_permutation, fmt.left_right_pairs
-        view_swapped = find_view_swaps(keypoints.xy, X, lambda c, P: rig.cameras[c].project(P), perm, pairs,
-                                       3 * threshold)
+        ideal = np.stack([cam.undistort_pixels(keypoints.xy[c]) for c, cam in enumerate(rig.cameras)])
+        half_swapped = find_view_swaps(ideal, lambda a, b: fundamental_matrix(rig.cameras[a], rig.cameras[b]), perm,
+                                       body_halves(fmt.joints, pairs), 3 * threshold)
+        view_swapped = half_swapped.any(-1)
         if view_swapped.any():
             log.info("fixed %d mirrored view(s) of a frame (left and right labelled the other way round)",
                      int(view_swapped.sum()))
-            flip = view_swapped[..., None]
-            xy = np.where(flip[..., None], xy[:, :, perm], xy)
-            conf = np.where(flip, conf[:, :, perm], conf)
-            swapped |= flip & (perm != np.arange(J))[None, None]
+            xy = np.where(half_swapped[..., None], xy[:, :, perm], xy)
+            conf = np.where(half_swapped, conf[:, :, perm], conf)
+            swapped |= half_swapped
             X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
         xy, conf, pair_swapped = _fix_swaps(extrinsics, focal, xy, conf, X, pairs, threshold)
         redo = pair_swapped.any(0)  # (T, J): points whose observations changed
@@ -638,7 +640,8 @@ def triangulate_with_diagnostics(
     retimed = np.zeros((T, J), bool)
     if config.temporal:
         seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
-        choice = choose_over_time(X, xy, seen, extrinsics, focal, threshold, keypoints.format.joints)
+        choice = choose_over_time(X, xy, seen, extrinsics, focal, threshold, keypoints.format.joints,
+                                  keypoints.format.flip_permutation)
         retimed = choice.changed
         if retimed.any():
             X = choice.xyz
