@@ -10,8 +10,11 @@ Method (per frame, all vectorized over time):
 2. Target world rotation = source world rotation @ offset; unmapped target joints keep their rest pose
    relative to their parent; local rotations follow from the parents' world rotations.
 3. The root moves with the source pelvis, scaled by the ratio of the rigs' leg lengths, over the source's
-   floor (the 2nd percentile of its lowest foot joint) put at Z = 0, heights shifted by the difference of
-   the rigs' ankle heights above the sole (so that the legs bend as much as the source's).
+   floor put at Z = 0, heights shifted by the difference of the rigs' ankle heights above the sole (so that
+   the legs bend as much as the source's). The source's floor is where its lowest foot joint stands on the
+   ground: from the ground a body fit found (``ground_z``, body.npz's: a raised platform's top, where the
+   fit anchored its contacts), else the 2nd percentile of the lowest foot joint over the clip (a BVH file,
+   keypoints; a clip whose feet dip below its ground at times puts the floor too low).
 4. Legs (``RetargetConfig.leg_ik``, :mod:`export.foot_ik`): each ankle aims at the source's ankle, scaled
    the same way. Where the source foot is planted (the contacts of the body fit when given, else found on
    the source's feet: near its floor and slow) the target is raised or lowered so the target foot's
@@ -46,6 +49,7 @@ from mocap_studio.export.rig import (
     _ankle_height,
     _floor_height,
     _leg_length,
+    sole_clearance_m,
 )
 
 __all__ = ["RetargetConfig", "retarget"]
@@ -54,14 +58,17 @@ log = logging.getLogger(__name__)
 
 
 def retarget(
-    source: Motion, source_rig: Rig, target: Rig, config: RetargetConfig | None = None, contacts: np.ndarray | None = None
+    source: Motion, source_rig: Rig, target: Rig, config: RetargetConfig | None = None, contacts: np.ndarray | None = None,
+    ground_z: float | None = None,
 ) -> Motion:
     """``source`` (a motion on ``source_rig``'s skeleton) played on ``target``'s skeleton. Returns a Motion
     with the target's joints, rest offsets (its own bone lengths) and the source's frame rate.
 
     contacts: (T, 2) bool, the source's left and right foot planted per frame, as a body fit decides them
     (body.npz's ``contact``); None finds them on the source's feet (:func:`~export.foot_ik.contact_frames`),
-    for sources without a fit (BVH files, keypoints).
+    for sources without a fit (BVH files, keypoints). ground_z: the height (metres, the source's Z) of the
+    ground the source stands on, as a body fit finds it (body.npz's ``ground_z``); None: from the clip
+    (see the module docstring).
     """
     config = config or RetargetConfig()
     source.check_finite(f"retarget source {source.name or ''}".strip())
@@ -99,7 +106,7 @@ def retarget(
     # heights: the source's floor to Z = 0, and the ankles' heights above the soles (feet differ more than
     # legs between rigs) swapped, so that the legs bend as the source's do
     ankle_lift = _ankle_height(tgt_rest, target, tgt_index) - scale * _ankle_height(src_rest, source_rig, src_index)
-    src_floor = np.array([0.0, 0.0, _floor_height(source, source_rig) - ankle_lift / scale])
+    src_floor = np.array([0.0, 0.0, _source_floor(source, source_rig, ground_z) - ankle_lift / scale])
     pelvis_pos = (src_pos[:, s_pelvis] - src_floor) * scale
     offsets = tgt_rest.copy()
     offsets[1:] = tgt_rest[1:] - tgt_rest[target.parents[1:]]
@@ -113,6 +120,15 @@ def retarget(
         targets = {side: (src_pos[:, src_index[source_rig.bones[f"{side}_ankle"]]] - src_floor) * scale for side in FEET}
         return _leg_ik(motion, target, targets, planted, config)
     return _pin_feet(motion, target, planted)
+
+
+def _source_floor(source: Motion, rig: Rig, ground_z: float | None) -> float:
+    """Height (metres) of the source's lowest foot joint when its foot stands on the ground: ``ground_z``
+    plus that joint's rest height above the rig's sole, else :func:`~export.rig._floor_height` over the
+    clip."""
+    if ground_z is not None and np.isfinite(ground_z):
+        return float(ground_z) + sole_clearance_m(rig)
+    return _floor_height(source, rig)
 
 
 def _contacts_by_side(contacts: np.ndarray, n_frames: int) -> dict[str, np.ndarray]:

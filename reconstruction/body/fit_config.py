@@ -70,6 +70,11 @@ class FitConfig:
     """Weight of the temporal term of the last passes (per radian squared): each frame's local rotations
     are pulled towards the midpoint of its neighbours'. It holds what the keypoints hardly see (a bone's
     twist about its own axis) from flipping frame to frame; 0 turns it off."""
+    start_temporal_weight: float = 10.0
+    """Weight of the temporal term in the passes before the keypoints are low-passed (per radian squared),
+    strong so that the per-frame solves from the analytic start settle every frame in the same orientation
+    of what the keypoints barely tell (a foot's or a forearm's turn about its bone), where a flip, once in,
+    cannot be undone by a later pass; 0 turns it off."""
     shape_prior_weight: float = 1.0
     """Weight of the shape prior (keeps weakly observed shape parameters near the average body)."""
     contact: bool = True
@@ -87,8 +92,10 @@ class FitConfig:
     contact_ramp_s: float = 0.08
     """The contact term fades in and out over this long at each end of a contact."""
     floor_tolerance_m: float = 0.03
-    """A contact whose sole lies within this of the floor (Z = 0) is put on the floor; otherwise it is
-    held where it is (the floor is not where session.toml says)."""
+    """The ground is estimated from the take's still feet (``fit_contacts.estimate_ground``: a raised
+    platform's top); an estimate within this of Z = 0 is taken as the calibrated floor itself. A contact
+    whose sole lies within this of the ground is put on the ground; otherwise it is held where it is (a
+    foot on a step or a box)."""
     reprojection: bool = True
     """In ``mocap fit``: add the 2D keypoints of every calibrated camera (reprojection term) when the session
     has them; ``fit_sequence`` uses them whenever it is given a rig and 2D keypoints."""
@@ -116,7 +123,9 @@ class BodyMotion:
 
     model: body model name; shape: (S,); pose_rotvec: (T, J, 3) local joint rotations; trans: (T, 3)
     metres; frame_rate: frames per second; frame_times: (T,) seconds; gender: for SMPL-family models;
-    contact: (T, 2) bool, left and right foot in contact; figures: fit quality numbers.
+    contact: (T, 2) bool, left and right foot in contact; figures: fit quality numbers; ground_z: the
+    ground's height (metres, world Z) the fit found under the performer's still feet (a raised platform's
+    top), None where unknown (a body file written without it).
     """
 
     model: str
@@ -128,6 +137,7 @@ class BodyMotion:
     gender: str = "neutral"
     contact: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
     figures: dict = field(default_factory=dict)
+    ground_z: float | None = None
 
 
 class FitError(ValueError):

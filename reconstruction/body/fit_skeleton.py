@@ -29,9 +29,10 @@ class _Reduced:
     desc: (Jf, Jf) 1 where column i is row j or below it; anc: (Jf, Jf) 1 where column i is row j or above
     it; vertex_ids: (N,) vertices needed; weights: (N, Jf) merged skinning weights; kp_matrix: (K + P, N)
     the format's keypoints, then the P = 2 * SOLE_POINTS sole vertices (left foot, then right);
-    sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position; limit_joint (L,) and
-    limit_axis (L, 3): the joint-limit terms, each a free joint and a rest-frame axis its rotation about
-    which is penalised (see :func:`_joint_limits`); marker_k (M,): the keypoints that are surface
+    sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position; limit_joint (L,),
+    limit_axis (L, 3), limit_lo (L,) and limit_hi (L,): the joint-limit terms, each a free joint, a
+    rest-frame axis and the range of its rotation about that axis (see :func:`_joint_limits`); cone_joint
+    (Lc,) and cone_max (Lc,): joints whose whole rotation is kept below an angle; marker_k (M,): the keypoints that are surface
     landmarks (:data:`MARKER_WORDS`), marker_j (M,): the free joint each one moves with most.
     """
 
@@ -47,6 +48,10 @@ class _Reduced:
     sem: dict[str, int]
     limit_joint: torch.Tensor
     limit_axis: torch.Tensor
+    limit_lo: torch.Tensor
+    limit_hi: torch.Tensor
+    cone_joint: torch.Tensor
+    cone_max: torch.Tensor
     marker_k: torch.Tensor
     marker_j: torch.Tensor
 
@@ -106,13 +111,17 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
     for r, v in enumerate(sole_ids):
         mat[K + r, col[int(v)]] = 1.0
     sem = {n: pos[j] for n, j in model.semantic_joints.items() if j in pos}
-    limit_joint, limit_axis = _joint_limits(model, sem)
+    limits, cones = _joint_limits(model, sem)
     marker_k = np.array([k for k, n in enumerate(reg.joint_names) if any(w in n for w in MARKER_WORDS)], dtype=np.int64)
     marker_j = np.array([int(np.argmax(mat[k] @ merged[ids])) for k in marker_k], dtype=np.int64)
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
     return _Reduced(
         torch.as_tensor(free), tree_levels(parent_f), parent_f, t(anc.T), t(anc), torch.as_tensor(ids),
-        t(merged[ids]), t(mat), sole_ids, sem, torch.as_tensor(limit_joint, dtype=torch.int64), t(limit_axis),
+        t(merged[ids]), t(mat), sole_ids, sem,
+        torch.as_tensor([sem[lim.joint] for lim in limits], dtype=torch.int64),
+        t(np.array([lim.axis for lim in limits]).reshape(-1, 3)),
+        t([lim.lo for lim in limits]), t([lim.hi for lim in limits]),
+        torch.as_tensor([sem[n] for n in cones], dtype=torch.int64), t(list(cones.values())),
         torch.as_tensor(marker_k), torch.as_tensor(marker_j),
     )
 
@@ -121,24 +130,55 @@ MARKER_WORDS = ("nose", "eye", "ear", "mouth", "pinky", "index", "thumb", "heel"
 """Keypoint names containing one of these are surface landmarks (markers), not joints."""
 
 
-def _joint_limits(model: SkinnedBodyModel, sem: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The anatomical limits as (free joint, rest-frame axis) pairs. A knee is a hinge about the body's
-    left-right axis: its rotation about the two axes across that one (about the shin, made square to it,
-    and about the forward axis) is penalised; a foot hardly turns about the shin (the same first axis).
-    Axes are in the model's axes (where local rotations apply), from the average body's rest skeleton."""
+@dataclass(frozen=True)
+class _Limit:
+    """One anatomical limit: the component of a joint's rotation vector along a rest-frame axis kept within
+    [lo, hi] radians (lo = hi = 0: penalised wherever it is not 0)."""
+
+    joint: str
+    axis: np.ndarray
+    lo: float
+    hi: float
+
+
+CONE_LIMITS = {"left_wrist": 1.4, "right_wrist": 1.4, "neck": 1.0, "head": 1.0}
+"""Largest rotation (radians, about any axis) of joints whose orientation a detector's keypoints barely
+tell: a hand (wrist, index, pinky and thumb keypoints lie nearly on one line) and the head (its keypoints
+are on its front). A wrist bends about 80 degrees at most, a head turns about 60 over each of its two joints."""
+
+
+def _joint_limits(model: SkinnedBodyModel, sem: dict[str, int]) -> tuple[list[_Limit], dict[str, float]]:
+    """The anatomical limits (:class:`_Limit` per joint axis; axes in the model's axes, where local
+    rotations apply, from the average body's rest skeleton) and the cones (:data:`CONE_LIMITS`) of the
+    joints the model has.
+
+    A knee is a hinge about the body's left-right axis: its rotation about the two axes across that one
+    (about the shin, made square to it, and about the forward axis) is penalised, and it bends from
+    straight (a little beyond) to 150 degrees, never backwards. A foot hardly turns about the shin, flexes
+    up 43 and down 50 degrees and rolls 25 degrees either way; a thigh twists 40 degrees either way about
+    its own axis. Without the ranges, a leg twisted half a turn with the knee bent backwards and the foot
+    turned round fits a straight leg's keypoints as well as the right pose: the flip of a real take."""
     rest = model.semantic_rest_joints(model.default_shape())
-    lateral = np.asarray(model.model_to_world_rest).T @ np.array([1.0, 0.0, 0.0])
-    joints, axes = [], []
+    to_model = np.asarray(model.model_to_world_rest).T
+    lateral, forward = to_model @ np.array([1.0, 0.0, 0.0]), to_model @ np.array([0.0, -1.0, 0.0])
+    limits: list[_Limit] = []
     for side in ("left", "right"):
-        knee, ankle = f"{side}_knee", f"{side}_ankle"
+        hip, knee, ankle = f"{side}_hip", f"{side}_knee", f"{side}_ankle"
         if knee not in sem or ankle not in sem:
             continue
         shin = rest[ankle] - rest[knee]
         along = shin - (shin @ lateral) * lateral
         along /= np.linalg.norm(along)
-        joints += [sem[knee], sem[knee], sem[ankle]]
-        axes += [along, np.cross(along, lateral), along]
-    return np.array(joints, dtype=np.int64), np.array(axes, dtype=float).reshape(-1, 3)
+        limits += [
+            _Limit(knee, along, 0.0, 0.0), _Limit(knee, np.cross(along, lateral), 0.0, 0.0),
+            _Limit(ankle, along, 0.0, 0.0), _Limit(knee, lateral, -0.1, 2.6),
+            _Limit(ankle, lateral, -0.75, 0.9), _Limit(ankle, forward, -0.45, 0.45),
+        ]
+        if hip in sem:
+            thigh = rest[knee] - rest[hip]
+            limits.append(_Limit(hip, thigh / np.linalg.norm(thigh), -0.7, 0.7))
+    cones = {n: c for n, c in CONE_LIMITS.items() if n in sem}
+    return limits, cones
 
 
 SOLE_POINTS = 3

@@ -94,11 +94,29 @@ def _residual_blocks(
         out.append(((uv - tg.uv) * (sw2 / cfg.reprojection_sigma_px)[..., None]).permute(1, 0, 2, 3).reshape(T, -1))
     rv = torch_rotmat_to_rotvec(rot)
     out.append(rv[:, 1:].reshape(T, -1) * math.sqrt(cfg.pose_prior_weight))
-    if tg.limits > 0 and len(red.limit_joint):
-        out.append((rv[:, red.limit_joint] * red.limit_axis).sum(-1) * math.sqrt(tg.limits))
+    if tg.limits > 0 and len(red.limit_joint) + len(red.cone_joint):
+        out.append(_limit_terms(red, rv, tg.limits)[0])
     if tg.near is not None and tg.temporal > 0:
         out.append(torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot).reshape(T, -1) * math.sqrt(tg.temporal))
     return out
+
+
+def _limit_terms(red: _Reduced, rv: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals (T, L + Lc) of the joint limits and cones for local rotation vectors rv (T, Jf, 3), and
+    their derivatives (T, L + Lc, 3) with respect to each joint's own rotation increment: a rotation's
+    component along a limit's axis beyond its range [lo, hi], and a cone joint's whole angle beyond its
+    largest; 0 (and no derivative) inside. The derivative of the angle is the unit axis itself (the inverse
+    right Jacobian of SO(3) leaves the rotation's own axis unchanged)."""
+    w = math.sqrt(weight)
+    rl = rv[:, red.limit_joint]  # (T, L, 3)
+    comp = (rl * red.limit_axis).sum(-1)
+    over = torch.clamp(comp - red.limit_hi, min=0.0) + torch.clamp(comp - red.limit_lo, max=0.0)
+    rows = torch.einsum("la,tlab->tlb", red.limit_axis, _log_jacobian(rl)) * (over != 0)[..., None]
+    rc = rv[:, red.cone_joint]  # (T, Lc, 3)
+    angle = rc.norm(dim=-1)
+    excess = torch.clamp(angle - red.cone_max, min=0.0)
+    unit = rc / angle.clamp_min(1e-9)[..., None] * (excess > 0)[..., None]
+    return torch.cat([over, excess], 1) * w, torch.cat([rows, unit], 1) * w
 
 
 def _project(proj: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,12 +149,11 @@ def _normal_equations(
     prior = torch.zeros(m, full.shape[-1], dtype=DT)
     prior[:, 3 : 3 + m] = math.sqrt(cfg.pose_prior_weight) * torch.eye(m, dtype=DT)
     jacs.append(prior.expand(T, m, -1))
-    if tg.limits > 0 and len(red.limit_joint):
-        L = len(red.limit_joint)
-        rv = torch_rotmat_to_rotvec(rot[:, red.limit_joint])  # (T, L, 3)
-        rows = torch.einsum("la,tlab->tlb", red.limit_axis, _log_jacobian(rv)) * math.sqrt(tg.limits)
-        lim = torch.zeros(T, L, full.shape[-1], dtype=DT)
-        lim[:, torch.arange(L)[:, None], 3 * red.limit_joint[:, None] + torch.arange(3)] = rows
+    if tg.limits > 0 and len(red.limit_joint) + len(red.cone_joint):
+        joints = torch.cat([red.limit_joint, red.cone_joint])
+        rows = _limit_terms(red, torch_rotmat_to_rotvec(rot), tg.limits)[1]
+        lim = torch.zeros(T, len(joints), full.shape[-1], dtype=DT)
+        lim[:, torch.arange(len(joints))[:, None], 3 * joints[:, None] + torch.arange(3)] = rows
         jacs.append(lim)
     if tg.near is not None and tg.temporal > 0:  # d log(near^T R exp(step)) / d step ~ identity
         near_j = torch.zeros(m + 3, full.shape[-1], dtype=DT)

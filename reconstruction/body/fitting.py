@@ -50,16 +50,48 @@ import dataclasses
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from mocap_studio.reconstruction.body.fit_config import BodyMotion, FitConfig, FitError
-from mocap_studio.reconstruction.body.fit_contacts import contact_anchors, detect_contacts, foot_sliding_mm_s
+from mocap_studio.reconstruction.body.fit_contacts import (
+    Ground,
+    contact_anchors,
+    detect_contacts,
+    estimate_ground,
+    foot_sliding_mm_s,
+)
+from mocap_studio.reconstruction.body.fit_quality import (
+    FLIP_DEG,
+    WATCHED,
+    derivative_norm_mean,
+    flip_figures,
+    rotation_steps_deg,
+    smoothness_figures,
+)
 from mocap_studio.reconstruction.body.fit_shape import _shape_search, _solve_shape
-from mocap_studio.reconstruction.body.fit_signals import _check_input, _drop_temporal_outliers, _frame_rate, lowpass
-from mocap_studio.reconstruction.body.fit_skeleton import DT, SOLE_POINTS, _coefficients, _fit_setup, _rest
-from mocap_studio.reconstruction.body.fit_solver import _points, _Targets, _windowed, _without_markers
+from mocap_studio.reconstruction.body.fit_signals import (
+    _check_input,
+    _drop_temporal_outliers,
+    _frame_rate,
+    _side_swaps,
+    lowpass,
+    lowpass_views,
+)
+from mocap_studio.reconstruction.body.fit_skeleton import (
+    DT,
+    SOLE_POINTS,
+    _Basis,
+    _coefficients,
+    _fit_setup,
+    _forward,
+    _Reduced,
+    _Rest,
+    _rest,
+)
+from mocap_studio.reconstruction.body.fit_solver import _points, _project, _Targets, _windowed, _without_markers
 from mocap_studio.reconstruction.body.fit_start import _unwrap_rotvec, initialise
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
 from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec as torch_rotmat_to_rotvec
@@ -81,25 +113,84 @@ logger = logging.getLogger(__name__)
 # the driver
 
 
-def _projection_terms(rig: CameraRig, kp2d: Keypoints2D, T: int, K: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+RAYLEIGH_MEDIAN = math.sqrt(2 * math.log(2))
+"""Median of the norm of a 2D vector of unit Gaussian noise per axis."""
+
+
+def _projection_terms(
+    rig: CameraRig, kp2d: Keypoints2D, keypoints: Keypoints3D
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Ideal pinhole matrices (C, 3, 4), undistorted pixels (C, T, K, 2) (0 where missing) and
-    confidences (C, T, K) (0 where missing) of the 2D keypoints' cameras found in the rig, by name."""
+    confidences (C, T, K) (0 where missing) of the 2D keypoints' cameras found in the rig, by name; and the
+    2D noise the 3D keypoints imply (pixels per axis: the median distance of each triangulated keypoint's
+    projection from the 2D keypoints triangulation used for it (``keypoints.cameras_used``, by camera
+    name), over the Rayleigh median), NaN when there is none.
+
+    Every view is fitted, the ones triangulation left out of a point too (the robust kernel weighs them):
+    leaving them out would change the set of views a keypoint is fitted to from frame to frame, a jerk."""
+    T, K = keypoints.num_frames, keypoints.num_joints
     if kp2d.num_frames != T or kp2d.num_joints != K:
         raise FitError(f"2D keypoints have {kp2d.num_frames} frames x {kp2d.num_joints} joints; expected {T} x {K}")
-    mats, uvs, confs = [], [], []
+    used_by = {name: i for i, name in enumerate(keypoints.camera_names)}
+    xyz = np.asarray(keypoints.xyz, dtype=float)
+    seen = np.isfinite(xyz).all(-1) & ~np.asarray(keypoints.interpolated)
+    mats, uvs, confs, gaps = [], [], [], []
     for ci, name in enumerate(kp2d.camera_names):
         if name not in rig:
             continue
         cam = rig[name]
         uv = cam.undistort_pixels(np.nan_to_num(kp2d.xy[ci], nan=0.0))
         ok = np.isfinite(kp2d.xy[ci]).all(-1) & np.isfinite(uv).all(-1)
-        mats.append(cam.K @ np.hstack([cam.R, cam.t[:, None]]))
+        mat = cam.K @ np.hstack([cam.R, cam.t[:, None]])
+        both = ok & seen & (np.asarray(keypoints.cameras_used)[..., used_by[name]] if name in used_by else True)
+        if both.any():
+            cam_pts = xyz[both] @ mat[:, :3].T + mat[:, 3]
+            front = cam_pts[:, 2] > 1e-6
+            gaps.append(np.linalg.norm(cam_pts[front, :2] / cam_pts[front, 2:] - uv[both][front], axis=-1))
+        mats.append(mat)
         uvs.append(np.where(ok[..., None], uv, 0.0))
         confs.append(np.where(ok, np.nan_to_num(kp2d.confidence[ci], nan=0.0), 0.0))
     if not mats:
         raise FitError(f"none of the 2D keypoints' cameras {list(kp2d.camera_names)} is in the rig")
+    gap = np.concatenate(gaps) if gaps else np.zeros(0)
+    implied = float(np.median(gap) / RAYLEIGH_MEDIAN) if gap.size else math.nan
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
-    return t(mats), t(uvs), t(confs)
+    return t(mats), t(uvs), t(confs), implied
+
+
+def _filtered_views(
+    proj: torch.Tensor | None, uv: torch.Tensor | None, conf: torch.Tensor | None, pts: np.ndarray, fps: float,
+    cfg: FitConfig,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The 2D keypoints the low-passed passes fit: those farther than ``outlier_sigmas`` from the fit's
+    projection (pts (T, K, 3)) dropped, then low-passed like the 3D keypoints (raw 2D keypoints in a pass
+    whose 3D targets are smooth would put their noise back into every frame). (None, None) without views."""
+    if proj is None or uv is None or conf is None:
+        return None, None
+    pix = _project(proj, torch.as_tensor(pts, dtype=DT))[0].numpy()
+    far = np.linalg.norm(pix - uv.numpy(), axis=-1) > cfg.outlier_sigmas * cfg.reprojection_sigma_px
+    uv_s, conf_s = lowpass_views(uv.numpy(), np.where(far, 0.0, conf.numpy()), fps, cfg.cutoff_hz)
+    return torch.as_tensor(uv_s, dtype=DT), torch.as_tensor(conf_s, dtype=DT)
+
+
+def _log_pass(label: str, model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor,
+              take: _Take) -> None:
+    """Debug log of a pass: flips of the feet, hands and head, acceleration of the fitted keypoints, residual."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    posed = _forward(model, red, rest, rot, trans)
+    watched = [red.sem[n] for n in WATCHED if n in red.sem]
+    steps = rotation_steps_deg(posed.rg[:, watched].numpy()) if len(rot) > 1 else np.zeros((0, len(watched)))
+    K = take.target.shape[1]
+    pts = posed.pts[:, :K].numpy()
+    obs = np.where(take.weight[..., None] > 0, take.target, np.nan)
+    resid = np.linalg.norm(pts - take.target, axis=-1)[take.weight > 0]
+    logger.debug(
+        "%s: steps > %.0f deg: %d %s (max %.0f), accel fit %.1f kp %.1f m/s2, residual median %.1f mm",
+        label, FLIP_DEG, int((steps > FLIP_DEG).sum()), (steps > FLIP_DEG).sum(0).tolist(), float(steps.max(initial=0)),
+        derivative_norm_mean(np.where(np.isfinite(obs), pts, np.nan), take.fps, 2), derivative_norm_mean(obs, take.fps, 2),
+        1000 * float(np.median(resid)) if resid.size else math.nan,
+    )
 
 
 def fit_sequence(
@@ -126,41 +217,73 @@ def fit_sequence(
         return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d)
 
 
-def _fit(
+@dataclass
+class _Take:
+    """What every pass of one fit reads: targets (T, K, 3) (0 where missing) and weights (T, K) (0:
+    missing or dropped), the 2D terms (None without views), the frame rate, the keypoint names, the frames
+    whose left/right keypoints were swapped back and the settings (the 2D noise set from the take)."""
+
+    target: np.ndarray
+    weight: np.ndarray
+    proj: torch.Tensor | None
+    uv: torch.Tensor | None
+    conf: torch.Tensor | None
+    fps: float
+    names: tuple[str, ...]
+    swapped: int
+    cfg: FitConfig
+
+
+def _prepare(
     model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
     rig: CameraRig | None, keypoints2d: Keypoints2D | None,
-) -> BodyMotion:
-    start = time.monotonic()
-    T = keypoints.num_frames
+) -> _Take:
+    """Checked targets and weights, the 2D terms with their noise, left/right swaps undone (3D and 2D
+    alike), isolated outliers dropped."""
+    T, K = keypoints.num_frames, keypoints.num_joints
     fps = float(frame_rate) if frame_rate else _frame_rate(keypoints.frame_times)
-    names = keypoints.format.joints
-    K = len(names)
-    target_np, weight_np = _check_input(model, keypoints, cfg)
-    red, basis = _fit_setup(model, keypoints.skeleton)
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=DT)  # noqa: E731
+    target, weight = _check_input(model, keypoints, cfg)
     proj = uv = conf = None
     if rig is not None and keypoints2d is not None:
-        proj, uv, conf = _projection_terms(rig, keypoints2d, T, K)
-    weight_np = _drop_temporal_outliers(target_np, weight_np, fps, cfg)
-    # the passes before the low-passed ones run without the joint limits: from the analytic start a
-    # bone's twist may have to pass through them (the limits then bring it home along the valley the
-    # keypoints leave free)
-    free = _Targets(t(target_np), t(weight_np), proj=proj, uv=uv, conf=conf)
+        proj, uv, conf, implied_px = _projection_terms(rig, keypoints2d, keypoints)
+        if implied_px > cfg.reprojection_sigma_px:
+            # 2D keypoints that disagree with the 3D ones more than the setting says (a real take's 3D
+            # keypoints were filtered, its detections are noisier): weighted as noisy as they are, or the
+            # two terms fight and the fit jumps between them from frame to frame
+            logger.info("2D keypoints %.1f px from the 3D keypoints' projections: reprojection sigma %.1f -> %.1f px",
+                        implied_px * RAYLEIGH_MEDIAN, cfg.reprojection_sigma_px, implied_px)
+            cfg = dataclasses.replace(cfg, reprojection_sigma_px=implied_px)
+    order = _side_swaps(target, weight, keypoints.format)
+    frames = np.arange(T)[:, None]
+    swapped = int((order != np.arange(K)).any(1).sum())
+    if swapped:
+        logger.info("left/right keypoints of a body part swapped back in %d frames", swapped)
+        target, weight = target[frames, order], weight[frames, order]
+        if uv is not None and conf is not None:
+            uv, conf = uv[:, frames, order], conf[:, frames, order]
+    weight = _drop_temporal_outliers(target, weight, fps, cfg)
+    return _Take(target, weight, proj, uv, conf, fps, keypoints.format.joints, swapped, cfg)
 
-    # 1. the average body posed in every frame
-    sfree = t(model.free_from_shape(model.default_shape()))
-    rest = _rest(basis, _coefficients(model, sfree))
-    obs = np.where(weight_np[..., None] > 0, target_np, np.nan)
-    parts = [initialise(model, red, rest, obs[a : a + cfg.window], names) for a in range(0, T, cfg.window)]
-    rot, trans = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
 
-    # 2. the shape, with the poses of frames spread over the take
-    observed = np.flatnonzero(weight_np.sum(1) > 0)
+def _t(a: object) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=DT)
+
+
+def _fit_shape(
+    model: SkinnedBodyModel, red: _Reduced, basis: _Basis, rot: torch.Tensor, trans: torch.Tensor, free: _Targets,
+    take: _Take,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, int]:
+    """Step 2: the shape (and marker offsets) on frames spread over the take, their poses refined with it.
+    Returns the unconstrained shape, the offsets (None without markers), rot and trans of every frame (the
+    picked ones refined) and the number of frames picked."""
+    cfg, T = take.cfg, len(rot)
+    observed = np.flatnonzero(take.weight.sum(1) > 0)
     pick = np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)])
     pick_t = torch.as_tensor(pick)
     markers = cfg.marker_offset_sigma_m > 0 and len(red.marker_k) > 0
-    search_tg = _without_markers(free.rows(pick_t), red) if markers else free.rows(pick_t)  # type: ignore[arg-type]
+    # the temporal term needs consecutive frames: only when every frame is picked
+    shape_tg = free.rows(pick_t) if len(pick) == T else dataclasses.replace(free.rows(pick_t), temporal=0.0)  # type: ignore[arg-type]
+    search_tg = _without_markers(shape_tg, red) if markers else shape_tg
     sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], search_tg, cfg)
     offsets = torch.zeros(len(red.marker_k), 3, dtype=DT) if markers else None
     sigma = cfg.marker_offset_sigma_m
@@ -171,72 +294,158 @@ def _fit(
         if round_ > 0 and offsets is not None:
             sigma = float(np.clip(offsets.pow(2).mean().sqrt(), 0.002, sigma))
         sfree, offsets, rot_p, trans_p = _solve_shape(
-            model, red, basis, sfree, rot_p, trans_p, free.rows(pick_t), cfg, offsets, sigma
+            model, red, basis, sfree, rot_p, trans_p, shape_tg, cfg, offsets, sigma
         )  # type: ignore[arg-type]
     if offsets is not None:
         logger.info("marker offsets: prior %.1f mm, largest %.1f mm", 1000 * sigma, 1000 * float(offsets.norm(dim=1).max()))
+    rot, trans = rot.clone(), trans.clone()
     rot[pick_t], trans[pick_t] = rot_p, trans_p
-    shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
-    rest = _rest(basis, _coefficients(model, sfree), red, offsets)
-    logger.info("shape fitted on %d frames: %s", len(pick), np.round(shape, 3).tolist())
-    marker_offsets = (
-        {}
-        if offsets is None
-        else {  # in the upright rest frame of the world (X the body's left, Y its back, Z up)
-            names[k]: np.round(1000 * np.asarray(model.model_to_world_rest) @ offsets[i].numpy(), 1).tolist()
-            for i, k in enumerate(red.marker_k.tolist())
-        }
-    )
+    return sfree, offsets, rot, trans, len(pick)
 
-    # 3. outliers out, keypoints low-passed, every frame posed against them
-    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
-    pts = _points(model, red, rest, rot, trans, cfg.window)
-    far = np.linalg.norm(pts[:, :K] - target_np, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
-    weight_np = np.where(far, 0.0, weight_np)
-    smooth = lowpass(np.where(weight_np[..., None] > 0, target_np, np.nan), fps, cfg.cutoff_hz)
+
+def _smoothed(take: _Take, pts: np.ndarray) -> tuple[_Targets, int]:
+    """Step 3's targets: keypoints farther than ``outlier_sigmas`` from the fit's (pts (T, K, 3)) dropped,
+    the rest low-passed, with the limits and the temporal term; and how many were dropped."""
+    cfg = take.cfg
+    far = np.linalg.norm(pts - take.target, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
+    take.weight = np.where(far, 0.0, take.weight)
+    smooth = lowpass(np.where(take.weight[..., None] > 0, take.target, np.nan), take.fps, cfg.cutoff_hz)
     # the weights are low-passed too: a keypoint dropped or down-weighted in one frame would otherwise
     # change that frame's fit alone (a jerk); the floor keeps gaps (filled by interpolation) pulling, so
     # that a limb left unobserved at the end of a take cannot stay flipped
-    smooth_w = lowpass(np.repeat(weight_np[..., None], 3, -1), fps, cfg.cutoff_hz)[..., 0]
-    smooth_w = np.clip(smooth_w, 0.25, 1.0) * (weight_np.sum(0) > 0)
-    filtered = _Targets(
-        t(smooth), t(smooth_w), proj=proj, uv=uv, conf=conf, limits=cfg.joint_limit_weight, temporal=cfg.temporal_weight
+    smooth_w = lowpass(np.repeat(take.weight[..., None], 3, -1), take.fps, cfg.cutoff_hz)[..., 0]
+    smooth_w = np.clip(smooth_w, 0.25, 1.0) * (take.weight.sum(0) > 0)
+    uv_s, conf_s = _filtered_views(take.proj, take.uv, take.conf, pts, take.fps, cfg)
+    tg = _Targets(
+        _t(smooth), _t(smooth_w), proj=take.proj, uv=uv_s, conf=conf_s, limits=cfg.joint_limit_weight,
+        temporal=cfg.temporal_weight,
     )
-    rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "fit")
+    return tg, int(far.sum())
 
-    # 4. feet in contact held still, on the floor
+
+def _hold_feet(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, tg: _Targets,
+    take: _Take, clearance: np.ndarray,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray, float, Ground]:
+    """Step 4: the ground from the still feet, then contacts held still on it. Returns rot, trans, the
+    posed points (T, K', 3), contacts (T, P), the ground's height and the estimate it came from."""
+    cfg, K = take.cfg, take.target.shape[1]
     pts = _points(model, red, rest, rot, trans, cfg.window)
+    ground = estimate_ground(pts[:, K:], clearance, take.fps, cfg)
+    # the calibrated floor (Z = 0) is measured more closely than the fit's soles tell it: kept where the
+    # take's still feet stand on it (a foot's fitted sole sits a few millimetres off its true height)
+    ground_z = 0.0 if abs(ground.z) < cfg.floor_tolerance_m else ground.z
+    logger.info("ground at Z = %.3f m (the still feet's: %.3f m, %s, %d foot-frames, spread %.1f mm)", ground_z,
+                ground.z, ground.source, ground.frames, 1000 * ground.spread_m)
+    contact = np.zeros((len(rot), len(red.sole_ids)), dtype=bool)
+    if not cfg.contact:
+        return rot, trans, pts, contact, ground_z, ground
+    contact = detect_contacts(pts[:, K:], clearance, take.fps, cfg, ground_z)
+    if contact.any():
+        anchors, aw = contact_anchors(pts[:, K:], clearance, contact, take.fps, cfg, ground_z)
+        held = dataclasses.replace(tg, anchor=_t(anchors), anchor_weight=_t(aw))
+        rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "contact")
+        pts = _points(model, red, rest, rot, trans, cfg.window)
+        _log_pass("contact", model, red, rest, rot, trans, take)
+    return rot, trans, pts, contact, ground_z, ground
+
+
+def _quality(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor, pts: np.ndarray,
+    take: _Take, keypoints: np.ndarray,
+) -> dict:
+    """Figures of the fitted motion: the largest orientation steps of the feet, hands and head and the flips
+    among them (:mod:`fit_quality`), and its smoothness against the keypoints it read (T, K, 3) (NaN:
+    missing; left/right swaps undone)."""
+    watched = [n for n in WATCHED if n in red.sem]
+    rg = torch.cat([_forward(model, red, rest, rot[a : a + take.cfg.window], trans[a : a + take.cfg.window]).rg
+                    for a in range(0, len(rot), take.cfg.window)])
+    out = flip_figures(rg[:, [red.sem[n] for n in watched]].numpy(), tuple(watched), take.fps)
+    out.update(smoothness_figures(pts, keypoints, take.fps))
+    return out
+
+
+def _fit(
+    model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
+    rig: CameraRig | None, keypoints2d: Keypoints2D | None,
+) -> BodyMotion:
+    start = time.monotonic()
+    T, K = keypoints.num_frames, keypoints.num_joints
+    take = _prepare(model, keypoints, cfg, frame_rate, rig, keypoints2d)
+    cfg, names = take.cfg, take.names
+    read = np.where(take.weight[..., None] > 0, take.target, np.nan)  # as read, swaps undone, before outliers go
+    red, basis = _fit_setup(model, keypoints.skeleton)
+    # every pass holds the joint limits and the temporal term (stronger before the keypoints are low-passed:
+    # a per-frame solve from the analytic start would otherwise settle a poorly seen part, a foot or a hand,
+    # in either of two orientations frame by frame, and no later pass could bring the flipped frames home)
+    free = _Targets(
+        _t(take.target), _t(take.weight), proj=take.proj, uv=take.uv, conf=take.conf, limits=cfg.joint_limit_weight,
+        temporal=cfg.start_temporal_weight,
+    )
+
+    # 1. the average body posed in every frame
+    sfree = _t(model.free_from_shape(model.default_shape()))
+    rest = _rest(basis, _coefficients(model, sfree))
+    parts = [initialise(model, red, rest, read[a : a + cfg.window], names) for a in range(0, T, cfg.window)]
+    rot, trans = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
+    _log_pass("average body", model, red, rest, rot, trans, take)
+
+    # 2. the shape, with the poses of frames spread over the take
+    sfree, offsets, rot, trans, picked = _fit_shape(model, red, basis, rot, trans, free, take)
+    shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
+    rest = _rest(basis, _coefficients(model, sfree), red, offsets)
+    logger.info("shape fitted on %d frames: %s", picked, np.round(shape, 3).tolist())
+
+    # 3. outliers out, keypoints low-passed, every frame posed against them
+    _log_pass("shape", model, red, rest, rot, trans, take)
+    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
+    _log_pass("raw keypoints", model, red, rest, rot, trans, take)
+    filtered, dropped = _smoothed(take, _points(model, red, rest, rot, trans, cfg.window)[:, :K])
+    rot, trans = _windowed(model, red, rest, rot, trans, filtered, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "fit")
+    _log_pass("filtered", model, red, rest, rot, trans, take)
+
+    # 4. the ground from the still feet; feet in contact held still on it
     clearance = model.rest_mesh(shape)[red.sole_ids, 2]
-    contact = np.zeros((T, len(red.sole_ids)), dtype=bool)
-    if cfg.contact:
-        contact = detect_contacts(pts[:, K:], clearance, fps, cfg)
-        if contact.any():
-            anchors, aw = contact_anchors(pts[:, K:], clearance, contact, fps, cfg)
-            held = dataclasses.replace(filtered, anchor=t(anchors), anchor_weight=t(aw))
-            rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "contact")
-            pts = _points(model, red, rest, rot, trans, cfg.window)
+    rot, trans, pts, contact, ground_z, ground = _hold_feet(model, red, rest, rot, trans, filtered, take, clearance)
 
     pose_f = torch_rotmat_to_rotvec(rot).numpy()
-    pose_f[:, 0] = _unwrap_rotvec(pose_f[:, 0])
+    for j in range(pose_f.shape[1]):  # continuous over time: no jump of 2 pi between equivalent rotation vectors
+        pose_f[:, j] = _unwrap_rotvec(pose_f[:, j])
     full = np.zeros((T, model.num_joints, 3))
     full[:, red.free.numpy()] = pose_f
-    valid = weight_np > 0
-    resid = np.linalg.norm(pts[:, :K] - target_np, axis=-1)[valid]
+    resid = np.linalg.norm(pts[:, :K] - take.target, axis=-1)[take.weight > 0]
     seconds = time.monotonic() - start
     figures = {
         "frames": T,
-        "frames_observed": int(len(observed)),
-        "keypoints_dropped_as_outliers": int(far.sum()),
+        "frames_observed": int((take.weight.sum(1) > 0).sum()),
+        "keypoints_dropped_as_outliers": dropped,
+        "frames_with_left_right_swapped_back": take.swapped,
+        "reprojection_sigma_px": cfg.reprojection_sigma_px if take.proj is not None else None,
         "keypoint_residual_median_mm": float(np.median(resid) * 1000) if resid.size else math.nan,
         "keypoint_residual_p95_mm": float(np.percentile(resid, 95) * 1000) if resid.size else math.nan,
+        **_quality(model, red, rest, rot, trans, pts[:, :K], take, read),
         "contact_fraction": contact.reshape(T, 2, SOLE_POINTS).any(-1).mean(0).tolist(),
-        "foot_sliding_mm_s": foot_sliding_mm_s(pts[:, K:], contact, fps),
-        "marker_offsets_mm": marker_offsets,
+        "foot_sliding_mm_s": foot_sliding_mm_s(pts[:, K:], contact, take.fps),
+        "ground_z_m": ground_z,
+        "ground": {"still_feet_z_m": ground.z, "source": ground.source, "foot_frames": ground.frames,
+                   "spread_mm": 1000 * ground.spread_m},
+        "marker_offsets_mm": _marker_offsets(model, red, offsets, names),
         "seconds": seconds,
         "frames_per_second": T / max(seconds, 1e-9),
     }
     logger.info("fitted %d frames in %.1f s (%.0f frames/s)", T, seconds, figures["frames_per_second"])
     return BodyMotion(
-        model.name, shape, full, trans.numpy(), fps, np.asarray(keypoints.frame_times, dtype=float),
-        getattr(model, "gender", "neutral"), contact.reshape(T, 2, SOLE_POINTS).any(-1), figures,
+        model.name, shape, full, trans.numpy(), take.fps, np.asarray(keypoints.frame_times, dtype=float),
+        getattr(model, "gender", "neutral"), contact.reshape(T, 2, SOLE_POINTS).any(-1), figures, ground_z,
     )
+
+
+def _marker_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: torch.Tensor | None, names: tuple[str, ...]) -> dict:
+    """Each marker's offset (mm) in the upright rest frame of the world (X the body's left, Y its back, Z up)."""
+    if offsets is None:
+        return {}
+    return {
+        names[k]: np.round(1000 * np.asarray(model.model_to_world_rest) @ offsets[i].numpy(), 1).tolist()
+        for i, k in enumerate(red.marker_k.tolist())
+    }

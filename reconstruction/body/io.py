@@ -3,7 +3,8 @@
 
 body.npz keys, every model: ``model`` (name), ``shape`` (S,), ``pose_rotvec`` (T, J, 3), ``trans`` (T, 3),
 ``frame_times`` (T,), ``mocap_framerate`` (), ``joint_names`` (J,), ``parents`` (J,), ``contact`` (T, 2),
-``shape_names`` (S,). For the SMPL family also the AMASS keys: ``poses`` (T, J*3), ``trans``, ``betas``
+``shape_names`` (S,), ``ground_z`` () the ground's height under the performer (metres; absent where unknown).
+For the SMPL family also the AMASS keys: ``poses`` (T, J*3), ``trans``, ``betas``
 (S,), ``gender``, ``mocap_framerate``. For Anny: ``phenotypes`` (S,) (same as ``shape``).
 """
 
@@ -27,6 +28,8 @@ def save_body_npz(path: str | Path, motion: BodyMotion, joint_names, parents, sh
         "joint_names": np.array(joint_names, dtype=str), "parents": np.asarray(parents),
         "contact": motion.contact, "shape_names": np.array(shape_names, dtype=str),
     }
+    if motion.ground_z is not None:
+        arrays["ground_z"] = np.array(float(motion.ground_z))
     if motion.model.startswith("smpl"):
         arrays.update(poses=motion.pose_rotvec.reshape(T, -1), betas=motion.shape, gender=np.array(motion.gender))
     else:
@@ -35,11 +38,12 @@ def save_body_npz(path: str | Path, motion: BodyMotion, joint_names, parents, sh
 
 
 def load_body_npz(path: str | Path) -> BodyMotion:
-    """Read body.npz as :func:`save_body_npz` writes it (contacts included; no fit figures)."""
+    """Read body.npz as :func:`save_body_npz` writes it (contacts and ground included; no fit figures)."""
     with np.load(path, allow_pickle=False) as d:
         return BodyMotion(
             str(d["model"]), d["shape"], d["pose_rotvec"], d["trans"], float(d["mocap_framerate"]),
             d["frame_times"], str(d["gender"]) if "gender" in d else "neutral", d["contact"],
+            ground_z=float(d["ground_z"]) if "ground_z" in d else None,
         )
 
 
