@@ -192,12 +192,13 @@ def test_fit_command_bad_inputs_leave_no_outputs(tmp_path):
 
 def test_joint_limits_leave_knee_flexion_free(anny):
     # the limit terms see a knee's twist and sideways bend and a foot's turn about the shin, not flexion
+    # within its range (straight to 150 degrees); a knee bent backwards is penalised beyond 0.1 rad
     from mocap_studio.common.rotations import rotvec_to_rotmat as rv2m
     from mocap_studio.reconstruction.body.fit_skeleton import _fit_setup
     from mocap_studio.reconstruction.body.fit_solver import _residual_blocks, _Targets
 
     red, _ = _fit_setup(anny, "blazepose33")
-    assert len(red.limit_joint) == 6
+    assert len(red.limit_joint) == 14 and len(red.cone_joint) == 4  # per leg: 7 axes; wrists, neck, head
     lateral = anny.model_to_world_rest.T @ np.array([1.0, 0.0, 0.0])
     knee = red.sem["left_knee"]
     jf = len(red.free)
@@ -212,6 +213,7 @@ def test_joint_limits_leave_knee_flexion_free(anny):
         return float((blocks[-1] ** 2).sum())
 
     assert limit_cost(1.5 * lateral) < 1e-12
+    assert limit_cost(-0.5 * lateral) == pytest.approx(0.16, rel=1e-6)  # 0.4 rad beyond straight
     up = anny.model_to_world_rest.T @ np.array([0.0, 0.0, 1.0])
     assert limit_cost(0.5 * up) == pytest.approx(0.25, rel=0.02)  # a twist of 0.5 rad about the shin
 

@@ -105,8 +105,11 @@ class FitConfig:
     """Expected 2D keypoint noise in pixels."""
     min_joints: int = 4
     """A frame needs this many valid keypoints to count as observed."""
-    threads: int = 0
-    """torch threads; 0 keeps torch's default."""
+    threads: int = 1
+    """torch threads for the fit (restored afterwards); 0 keeps torch's default (one per core). The fit's
+    batched solves are small, and torch's worker threads spin while they wait: on a machine whose cores
+    are busy with other work, two threads fitted a real 100-frame take in 62 s of CPU (130 s wall) where
+    one takes 7 s; on idle cores more threads gain little."""
 
     def __post_init__(self) -> None:
         if self.window < 10:

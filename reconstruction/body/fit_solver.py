@@ -1,8 +1,9 @@
 """The per-frame least-squares problem of body fitting and its robust Levenberg-Marquardt solver.
 
-Residuals: keypoints (Geman-McClure, by IRLS), sole anchors, 2D reprojection, the pose prior, the joint
-limits and the temporal term; analytic Jacobians (see :mod:`fit_skeleton`); every frame solved at once,
-batched, in windows of ``window`` frames so memory stays bounded on long takes.
+Residuals: keypoints (Geman-McClure, by IRLS), sole anchors, the floor (no sole below the ground), 2D
+reprojection, the pose prior, the joint limits and the temporal term; analytic Jacobians (see
+:mod:`fit_skeleton`); every frame solved at once, batched, in windows of ``window`` frames so memory stays
+bounded on long takes.
 
 The underscored names are the fit's internals, shared by the ``fit_*`` modules of this folder."""
 
@@ -24,6 +25,9 @@ from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat, s
 
 logger = logging.getLogger(__name__)
 
+FLOOR_SIGMA_M = 0.002
+"""How closely a sole point is kept from going below the ground (the one-sided floor term), metres."""
+
 
 # ---------------------------------------------------------------------------------------------------
 # the per-frame least-squares problem
@@ -35,7 +39,8 @@ class _Targets:
     anchors (T, P, 3) and anchor weights (T, P) of the sole points (0: no contact term), optional 2D
     terms: proj (C, 3, 4), uv (C, T, K, 2), conf (C, T, K), the weight of the joint limits, and for the
     temporal term its weight and ``near`` (T, Jf, 3, 3), the rotations each frame is pulled towards (set
-    per iteration)."""
+    per iteration); floor (P,): the height below which each sole point may not go (the ground plus the
+    point's clearance; None: no floor term)."""
 
     target: torch.Tensor
     weight: torch.Tensor
@@ -47,6 +52,7 @@ class _Targets:
     limits: float = 0.0
     temporal: float = 0.0
     near: torch.Tensor | None = None
+    floor: torch.Tensor | None = None
 
     def rows(self, sl: slice) -> _Targets:
         return _Targets(
@@ -54,7 +60,7 @@ class _Targets:
             None if self.anchor is None else self.anchor[sl],
             None if self.anchor_weight is None else self.anchor_weight[sl],
             self.proj, None if self.uv is None else self.uv[:, sl], None if self.conf is None else self.conf[:, sl],
-            self.limits, self.temporal, None if self.near is None else self.near[sl],
+            self.limits, self.temporal, None if self.near is None else self.near[sl], self.floor,
         )
 
 
@@ -82,13 +88,15 @@ def _residual_blocks(
     red: _Reduced, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, sw: torch.Tensor, sw2: torch.Tensor | None,
     cfg: FitConfig,
 ) -> list[torch.Tensor]:
-    """Residuals per frame, as blocks (T, R_b): keypoints, sole anchors, 2D terms, the pose prior, the
-    joint limits, the temporal term."""
+    """Residuals per frame, as blocks (T, R_b): keypoints, sole anchors, the floor, 2D terms, the pose
+    prior, the joint limits, the temporal term."""
     K = tg.target.shape[1]
     T = pts.shape[0]
     out = [((pts[:, :K] - tg.target) * (sw / cfg.keypoint_sigma_m)[..., None]).reshape(T, -1)]
     if tg.anchor is not None and tg.anchor_weight is not None:
         out.append(((pts[:, K:] - tg.anchor) * (tg.anchor_weight / cfg.contact_sigma_m)[..., None]).reshape(T, -1))
+    if tg.floor is not None:
+        out.append(torch.clamp(pts[:, K:, 2] - tg.floor, max=0.0) / FLOOR_SIGMA_M)
     if tg.proj is not None and sw2 is not None:
         uv = _project(tg.proj, pts[:, :K])[0]
         out.append(((uv - tg.uv) * (sw2 / cfg.reprojection_sigma_px)[..., None]).permute(1, 0, 2, 3).reshape(T, -1))
@@ -141,6 +149,9 @@ def _normal_equations(
     jacs = [(full[:, :K] * (sw / cfg.keypoint_sigma_m)[..., None, None]).reshape(T, K * 3, -1)]
     if tg.anchor is not None and tg.anchor_weight is not None:
         jacs.append((full[:, K:] * (tg.anchor_weight / cfg.contact_sigma_m)[..., None, None]).reshape(T, -1, full.shape[-1]))
+    if tg.floor is not None:
+        below = (pts[:, K:, 2] < tg.floor).to(DT)  # (T, P): the one-sided term is on where a sole is below
+        jacs.append(full[:, K:, 2] * (below / FLOOR_SIGMA_M)[..., None])
     if tg.proj is not None and sw2 is not None:
         duv = _project(tg.proj, pts[:, :K])[1]  # (C, T, K, 2, 3)
         j2 = torch.einsum("ctkab,tkbn->ctkan", duv, full[:, :K]) * (sw2 / cfg.reprojection_sigma_px)[..., None, None]

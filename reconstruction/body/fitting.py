@@ -211,10 +211,14 @@ def fit_sequence(
     cfg = config or FitConfig()
     if not isinstance(keypoints, Keypoints3D):
         raise TypeError(f"keypoints must be a Keypoints3D, got {type(keypoints).__name__}")
+    threads = torch.get_num_threads()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    with torch.no_grad():
-        return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d)
+    try:
+        with torch.no_grad():
+            return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -341,12 +345,12 @@ def _hold_feet(
     if not cfg.contact:
         return rot, trans, pts, contact, ground_z, ground
     contact = detect_contacts(pts[:, K:], clearance, take.fps, cfg, ground_z)
-    if contact.any():
-        anchors, aw = contact_anchors(pts[:, K:], clearance, contact, take.fps, cfg, ground_z)
-        held = dataclasses.replace(tg, anchor=_t(anchors), anchor_weight=_t(aw))
-        rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "contact")
-        pts = _points(model, red, rest, rot, trans, cfg.window)
-        _log_pass("contact", model, red, rest, rot, trans, take)
+    anchors, aw = contact_anchors(pts[:, K:], clearance, contact, take.fps, cfg, ground_z)
+    # no sole below the ground either (a foot not in contact that the keypoints' noise would push through it)
+    held = dataclasses.replace(tg, anchor=_t(anchors), anchor_weight=_t(aw), floor=_t(ground_z + clearance))
+    rot, trans = _windowed(model, red, rest, rot, trans, held, cfg, 2 * cfg.frame_iterations, cfg.robust_scale, "contact")
+    pts = _points(model, red, rest, rot, trans, cfg.window)
+    _log_pass("contact", model, red, rest, rot, trans, take)
     return rot, trans, pts, contact, ground_z, ground
 
 
