@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = ["BoneOutliers", "body_halves", "find_view_swaps", "reject_bone_outliers", "robust_bone_variation"]
 
+SPREAD_MULTIPLE = 4.0  # a segment length further than this many robust deviations from its median is an outlier
 MIN_SWAP_JOINTS = 4  # left/right joint pairs a view half must show (against the other views) to be judged
 
 
@@ -159,9 +160,10 @@ def reject_bone_outliers(
 
     xyz (T, J, 3) raw triangulated points (NaN where missing); ``segments`` the rigid (a, b) joint pairs. A
     segment is out of range at a frame when its length differs from its median over the take by more than
-    ``max(tolerance * median, min_tolerance_m)``. The joint to blame is the one with the larger share of
-    out-of-range segments among its own (both when they tie); it is removed and the check repeated, so one bad
-    joint does not take its good neighbours with it. Returns (xyz with NaN at the removed joints, report).
+    ``max(tolerance * median, min_tolerance_m)`` and 4 robust standard deviations of that segment's length. The
+    joint to blame is the one with the larger share of out-of-range segments among its own (both when they
+    tie); it is removed and the check repeated, so one bad joint does not take its good neighbours with it.
+    Returns (xyz with NaN at the removed joints, report).
     """
     xyz = np.array(xyz, float)
     seg = np.array(segments, dtype=int).reshape(-1, 2)
@@ -172,7 +174,9 @@ def reject_bone_outliers(
         return xyz, BoneOutliers(removed, raw, None)
     lengths = np.linalg.norm(xyz[:, seg[:, 1]] - xyz[:, seg[:, 0]], axis=-1)  # (T, S)
     median = _nanmedian(lengths)
-    allowed = np.maximum(tolerance * median, min_tolerance_m)
+    # a segment the detector places loosely (hip width: each view puts the hips elsewhere) varies more
+    spread = SPREAD_MULTIPLE * 1.4826 * _nanmedian(np.abs(lengths - median))
+    allowed = np.maximum(np.maximum(tolerance * median, min_tolerance_m), np.nan_to_num(spread))
     with np.errstate(invalid="ignore", divide="ignore"):
         dev = np.abs(lengths - median) / np.where(median > 0, median, np.nan)
     worst = None
