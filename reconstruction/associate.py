@@ -91,8 +91,8 @@ class AssociationConfig:
     """A track waits this long for its person to be found again (an occlusion, a person seen by one camera
     only); a person found after a longer gap starts a new track."""
     performer: str = "most_seen"
-    """Which track is the performer: ``most_seen`` (the most views x frames over the take, each view weighted
-    by how well it agrees with the others), ``first`` (the best seen at the first frame anyone is found), or
+    """Which track is the performer: ``most_seen`` (the most views x frames over the take, counting the views
+    the others confirm), ``first`` (the best seen at the first frame anyone is found), or
     ``closest_to_centre`` (nearest the point the cameras look at, among tracks with a quarter of the best
     support or more)."""
 
@@ -244,12 +244,13 @@ def _adaptive_thresholds(errors: np.ndarray, floor: np.ndarray, cap: np.ndarray,
 
 
 def _verified_support(views: Views, tracks: list[Track], threshold: np.ndarray) -> np.ndarray:
-    """(N,) each track's support over the take: its views x frames, each view weighted by how well it agrees
-    with the track's other views, ``1 - (e / threshold)^2`` (0 at or beyond the camera's threshold) with ``e``
-    the weighted leave-one-out error (:func:`_leave_one_out`); a view in a frame seen by two cameras only
-    (nothing to check it against) counts 0.5. So a person whose views disagree (a wrong association, a person
-    composited into the footage) counts less than one the cameras agree on. Only tracks with at least a
-    quarter of the best quick support (:meth:`Track.support`), six at most, are checked; the others get 0."""
+    """(N,) each track's support over the take: its views x frames, a view counting 1 where the track's other
+    views confirm it (its weighted leave-one-out error, :func:`_leave_one_out`, within the camera's threshold),
+    0 where they do not, and 0.5 in a frame seen by two cameras only (nothing to check it against). So a person
+    whose views disagree (a wrong association, a person composited into the footage) counts less than one the
+    cameras agree on, while a camera whose calibration is off, within its threshold, weighs every person alike.
+    Only tracks with at least a quarter of the best quick support (:meth:`Track.support`), six at most, are
+    checked; the others get 0."""
     quick = np.array([tr.support(threshold) for tr in tracks])
     out = np.zeros(len(tracks))
     for i in np.argsort(-quick)[:6]:
@@ -258,8 +259,8 @@ def _verified_support(views: Views, tracks: list[Track], threshold: np.ndarray) 
         track = tracks[i]
         loo = _leave_one_out(views, _oriented(views, track))[0]
         seen = track.slots >= 0
-        ratio = np.clip(loo / threshold[:, None], 0, 1)
-        weight = np.where(np.isfinite(loo), 1 - ratio**2, np.where(seen.sum(0)[None] == 2, 0.5, 0.0))
+        confirmed = np.where(loo < threshold[:, None], 1.0, 0.0)
+        weight = np.where(np.isfinite(loo), confirmed, np.where(seen.sum(0)[None] == 2, 0.5, 0.0))
         out[i] = float(np.where(seen, weight, 0).sum())
     return out
 

@@ -304,8 +304,9 @@ _PACK_CANDIDATES = 24
 
 def _label_counts(sets: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate (K,): its views that continue a different track than most of its labelled views do
-    (conflicts), and those that continue that track (agreements); ``labels`` (C, P) the track each detection
-    continues (-1: none; None: no tracks yet)."""
+    (conflicts), and its views beyond the first that continue that track (agreements: a track's views kept
+    together, where splitting them between two candidates earns nothing); ``labels`` (C, P) the track each
+    detection continues (-1: none; None: no tracks yet)."""
     conflicts, agreements = np.zeros(len(sets), int), np.zeros(len(sets), int)
     if labels is None or not len(sets):
         return conflicts, agreements
@@ -314,8 +315,8 @@ def _label_counts(sets: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarr
     for k, row in enumerate(lab):
         known = row[row >= 0]
         if known.size:
-            agreements[k] = np.bincount(known).max()
-            conflicts[k] = known.size - agreements[k]
+            most = np.bincount(known).max()
+            agreements[k], conflicts[k] = most - 1, known.size - most
     return conflicts, agreements
 
 
@@ -335,7 +336,8 @@ def _pack(sets: np.ndarray, flags: np.ndarray, own: np.ndarray, threshold: np.nd
     conflicts, agreements = _label_counts(sets, labels)
     views = used.sum(1) - 1 - conflicts  # checks
     error = np.where(used, own / threshold[None], 0).sum(1)
-    order = np.lexsort((error, -agreements, -views))[:_PACK_CANDIDATES]
+    order = np.lexsort((error, -agreements, -views))
+    order = order[views[order] > 0][:_PACK_CANDIDATES]  # no check left: two views of two different tracks
     masks = [sum(1 << int(c * P + sets[k, c]) for c in np.flatnonzero(used[k])) for k in order]
     everything = 0
     for m in masks:
@@ -410,7 +412,7 @@ def _settle(views: Views, t: int, sets: np.ndarray, flags: np.ndarray, threshold
     for _ in range(4):  # the global matching, until it settles; the best assignment met is kept
         cost, mirrored = _costs(views, t, sets, flags, threshold, weights)
         new_sets, new_flags = _match(cost, mirrored)
-        keep = (new_sets >= 0).sum(1) >= 2
+        keep = (new_sets >= 0).sum(1) - 1 - _label_counts(new_sets, labels)[0] > 0
         new_sets, new_flags = new_sets[keep], _normalize_flags(new_sets[keep], new_flags[keep] & (new_sets[keep] >= 0))
         if not len(new_sets) or (np.array_equal(new_sets, sets) and np.array_equal(new_flags, flags)):
             break
