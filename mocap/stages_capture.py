@@ -168,8 +168,9 @@ def _first_confident(session: Session, sources: dict[str, Path], config: SyncCon
             continue
         tried[method] = found
         # the speed correlation's confidence is a share of surrogates beaten, the others' a correlation or contrast
-        threshold = config.min_agreement if any(o.method == "keypoints" for o in found.values()) \
-            else config.min_confidence
+        kinds = {o.method for o in found.values()}
+        threshold = config.min_agreement if "keypoints" in kinds else \
+            config.min_epipolar_confidence if "epipolar" in kinds else config.min_confidence
         weak = {c: round(o.confidence, 2) for c, o in found.items() if o.confidence < threshold}
         if not weak:
             return found, failures, tried

@@ -260,7 +260,7 @@ def test_short_take_epipolar_sync_sub_frame(seed):
     print("epipolar short take: errors (frames)", np.round(errors, 3), "confidence",
           [round(found[c].confidence, 2) for c in names])
     assert max(errors) < 0.25
-    assert min(found[c].confidence for c in names) >= SyncConfig().min_confidence
+    assert min(found[c].confidence for c in names) >= SyncConfig().min_epipolar_confidence
     same = _camera_take(rig, _motion(seed, duration_s=3.0), dict.fromkeys(names, 0.0), fps, 50, 1.5, seed)[0]
     assert min(o.zero_support for o in epipolar_offsets(ideal(same), times, F).values()) > 0.8
     apart = {names[0]: 0.0, **dict.fromkeys(names[1:], 5 / 60)}
