@@ -66,7 +66,7 @@ class FitConfig:
     flip_rad: float = 0.5
     """A frame with a joint turned more than this from the midpoint of its neighbours' is solved again from
     that midpoint (and kept if better): a single-frame flip of a foot or forearm."""
-    temporal_weight: float = 1.0
+    temporal_weight: float = 3.0
     """Weight of the temporal term of the last passes (per radian squared): each frame's local rotations
     are pulled towards the midpoint of its neighbours'. It holds what the keypoints hardly see (a bone's
     twist about its own axis) from flipping frame to frame; 0 turns it off."""

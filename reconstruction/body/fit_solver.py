@@ -141,42 +141,66 @@ def _normal_equations(
     sw2: torch.Tensor | None, cfg: FitConfig, extra: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Gauss-Newton blocks per frame: H (T, n, n), g (T, n), and with ``extra`` (T, K', 3, S) (shape
-    derivatives) also H_fs (T, n, S) and the per-frame H_ss (T, S, S) and g_s (T, S)."""
+    derivatives) also H_fs (T, n, S) and the per-frame H_ss (T, S, S) and g_s (T, S).
+
+    The keypoint and 2D terms of each keypoint are folded into one 3 x 3 information matrix per keypoint
+    and frame before they meet the Jacobian (3 rows per keypoint instead of 3 + 2 per camera), and the
+    pose prior and the temporal term, whose Jacobians are identities, are added to the diagonal."""
     K = tg.target.shape[1]
     T, n = jp.shape[0], jp.shape[-1]
     full = jp if extra is None else torch.cat([jp, extra], -1)
-    blocks = _residual_blocks(red, pts, rot, tg, sw, sw2, cfg)
-    jacs = [(full[:, :K] * (sw / cfg.keypoint_sigma_m)[..., None, None]).reshape(T, K * 3, -1)]
-    if tg.anchor is not None and tg.anchor_weight is not None:
-        jacs.append((full[:, K:] * (tg.anchor_weight / cfg.contact_sigma_m)[..., None, None]).reshape(T, -1, full.shape[-1]))
-    if tg.floor is not None:
-        below = (pts[:, K:, 2] < tg.floor).to(DT)  # (T, P): the one-sided term is on where a sole is below
-        jacs.append(full[:, K:, 2] * (below / FLOOR_SIGMA_M)[..., None])
+    N = full.shape[-1]
+    s3 = (sw / cfg.keypoint_sigma_m) ** 2  # (T, K)
+    info = s3[..., None, None] * torch.eye(3, dtype=DT)  # (T, K, 3, 3)
+    grad = s3[..., None] * (pts[:, :K] - tg.target)  # (T, K, 3)
     if tg.proj is not None and sw2 is not None:
-        duv = _project(tg.proj, pts[:, :K])[1]  # (C, T, K, 2, 3)
-        j2 = torch.einsum("ctkab,tkbn->ctkan", duv, full[:, :K]) * (sw2 / cfg.reprojection_sigma_px)[..., None, None]
-        jacs.append(j2.permute(1, 0, 2, 3, 4).reshape(T, -1, full.shape[-1]))
+        uv, duv = _project(tg.proj, pts[:, :K])  # (C, T, K, 2), (C, T, K, 2, 3)
+        s2 = (sw2 / cfg.reprojection_sigma_px) ** 2  # (C, T, K)
+        info = info + torch.einsum("ctk,ctkai,ctkaj->tkij", s2, duv, duv)
+        grad = grad + torch.einsum("ctk,ctkai,ctka->tki", s2, duv, uv - tg.uv)
+    fk = full[:, :K]  # (T, K, 3, N)
+    H = fk.reshape(T, 3 * K, N).transpose(1, 2) @ (info @ fk).reshape(T, 3 * K, N)
+    g = torch.einsum("tkan,tka->tn", fk, grad)
+    for res, jac in _dense_terms(red, full, pts, rot, tg, cfg):
+        H = H + jac.transpose(1, 2) @ jac
+        g = g + (jac.transpose(1, 2) @ res[..., None])[..., 0]
     m = (rot.shape[1] - 1) * 3
-    prior = torch.zeros(m, full.shape[-1], dtype=DT)
-    prior[:, 3 : 3 + m] = math.sqrt(cfg.pose_prior_weight) * torch.eye(m, dtype=DT)
-    jacs.append(prior.expand(T, m, -1))
-    if tg.limits > 0 and len(red.limit_joint) + len(red.cone_joint):
-        joints = torch.cat([red.limit_joint, red.cone_joint])
-        rows = _limit_terms(red, torch_rotmat_to_rotvec(rot), tg.limits)[1]
-        lim = torch.zeros(T, len(joints), full.shape[-1], dtype=DT)
-        lim[:, torch.arange(len(joints))[:, None], 3 * joints[:, None] + torch.arange(3)] = rows
-        jacs.append(lim)
+    rv = torch_rotmat_to_rotvec(rot)
+    idx = torch.arange(3, 3 + m)
+    H[:, idx, idx] += cfg.pose_prior_weight
+    g[:, 3 : 3 + m] += cfg.pose_prior_weight * rv[:, 1:].reshape(T, -1)
     if tg.near is not None and tg.temporal > 0:  # d log(near^T R exp(step)) / d step ~ identity
-        near_j = torch.zeros(m + 3, full.shape[-1], dtype=DT)
-        near_j[:, : m + 3] = math.sqrt(tg.temporal) * torch.eye(m + 3, dtype=DT)
-        jacs.append(near_j.expand(T, m + 3, -1))
-    jm = torch.cat(jacs, 1)  # (T, R, n [+ S])
-    r = torch.cat(blocks, 1)  # (T, R)
-    H = jm.transpose(1, 2) @ jm
-    g = (jm.transpose(1, 2) @ r[..., None])[..., 0]
+        idx = torch.arange(m + 3)
+        H[:, idx, idx] += tg.temporal
+        g[:, : m + 3] += tg.temporal * torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot).reshape(T, -1)
     if extra is None:
         return H, g, None, None
     return H[:, :n, :n], g[:, :n], H[:, :n, n:], torch.cat([H[:, n:, n:].reshape(T, -1), g[:, n:]], 1)
+
+
+def _dense_terms(
+    red: _Reduced, full: torch.Tensor, pts: torch.Tensor, rot: torch.Tensor, tg: _Targets, cfg: FitConfig
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Residuals (T, R) and Jacobians (T, R, N) of the sole anchors, the floor and the joint limits (the
+    terms of :func:`_residual_blocks` between the keypoints' and the prior's), for the derivatives of the
+    posed points ``full`` (T, K', 3, N)."""
+    K = tg.target.shape[1]
+    T, N = full.shape[0], full.shape[-1]
+    out = []
+    if tg.anchor is not None and tg.anchor_weight is not None:
+        w = (tg.anchor_weight / cfg.contact_sigma_m)[..., None]
+        out.append((((pts[:, K:] - tg.anchor) * w).reshape(T, -1), (full[:, K:] * w[..., None]).reshape(T, -1, N)))
+    if tg.floor is not None:
+        below = (pts[:, K:, 2] < tg.floor).to(DT)  # (T, P): the one-sided term is on where a sole is below
+        res = torch.clamp(pts[:, K:, 2] - tg.floor, max=0.0) / FLOOR_SIGMA_M
+        out.append((res, full[:, K:, 2] * (below / FLOOR_SIGMA_M)[..., None]))
+    if tg.limits > 0 and len(red.limit_joint) + len(red.cone_joint):
+        joints = torch.cat([red.limit_joint, red.cone_joint])
+        res, rows = _limit_terms(red, torch_rotmat_to_rotvec(rot), tg.limits)
+        lim = torch.zeros(T, len(joints), N, dtype=DT)
+        lim[:, torch.arange(len(joints))[:, None], 3 * joints[:, None] + torch.arange(3)] = rows
+        out.append((res, lim))
+    return out
 
 
 def _cost(

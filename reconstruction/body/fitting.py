@@ -116,6 +116,9 @@ logger = logging.getLogger(__name__)
 RAYLEIGH_MEDIAN = math.sqrt(2 * math.log(2))
 """Median of the norm of a 2D vector of unit Gaussian noise per axis."""
 
+MAXWELL_MEDIAN = 1.5382
+"""Median of the norm of a 3D vector of unit Gaussian noise per axis."""
+
 
 def _projection_terms(
     rig: CameraRig, kp2d: Keypoints2D, keypoints: Keypoints3D
@@ -168,9 +171,25 @@ def _filtered_views(
     if proj is None or uv is None or conf is None:
         return None, None
     pix = _project(proj, torch.as_tensor(pts, dtype=DT))[0].numpy()
-    far = np.linalg.norm(pix - uv.numpy(), axis=-1) > cfg.outlier_sigmas * cfg.reprojection_sigma_px
-    uv_s, conf_s = lowpass_views(uv.numpy(), np.where(far, 0.0, conf.numpy()), fps, cfg.cutoff_hz)
-    return torch.as_tensor(uv_s, dtype=DT), torch.as_tensor(conf_s, dtype=DT)
+    resid = np.linalg.norm(pix - uv.numpy(), axis=-1)  # (C, T, K)
+    far = resid > cfg.outlier_sigmas * cfg.reprojection_sigma_px
+    conf_kept = np.where(far, 0.0, conf.numpy())
+    uv_s, conf_s = lowpass_views(uv.numpy(), conf_kept, fps, cfg.cutoff_hz)
+    noise = _noise_weights(resid.transpose(1, 0, 2).reshape(len(pts), -1), conf_kept.transpose(1, 0, 2).reshape(len(pts), -1) > 0,
+                           cfg.reprojection_sigma_px, RAYLEIGH_MEDIAN).reshape(conf.shape[0], 1, -1)
+    return torch.as_tensor(uv_s, dtype=DT), torch.as_tensor(conf_s * noise, dtype=DT)
+
+
+def _noise_weights(resid: np.ndarray, seen: np.ndarray, sigma: float, unit_median: float) -> np.ndarray:
+    """(N,) a weight per keypoint (or per view of one): (sigma / its own noise)^2 where its own noise, from
+    the median of its residuals resid (T, N) over the frames that see it (seen (T, N)), exceeds ``sigma``
+    (the median of the norm of unit Gaussian noise, ``unit_median``, scales a median to a sigma); 1 else.
+    A keypoint a detector places loosely (a hand's, whose index, pinky and thumb landmarks nearly coincide
+    in real detections) then pulls as little as it tells, and the limits and the temporal term hold what it
+    cannot (the hand's turn), instead of its noise turning the hand from frame to frame."""
+    med = np.array([np.median(resid[seen[:, n], n]) if seen[:, n].any() else 0.0 for n in range(resid.shape[1])])
+    own = np.maximum(med / unit_median, sigma)
+    return (sigma / own) ** 2
 
 
 def _log_pass(label: str, model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor,
@@ -311,7 +330,8 @@ def _smoothed(take: _Take, pts: np.ndarray) -> tuple[_Targets, int]:
     """Step 3's targets: keypoints farther than ``outlier_sigmas`` from the fit's (pts (T, K, 3)) dropped,
     the rest low-passed, with the limits and the temporal term; and how many were dropped."""
     cfg = take.cfg
-    far = np.linalg.norm(pts - take.target, axis=-1) > cfg.outlier_sigmas * cfg.keypoint_sigma_m
+    resid = np.linalg.norm(pts - take.target, axis=-1)
+    far = resid > cfg.outlier_sigmas * cfg.keypoint_sigma_m
     take.weight = np.where(far, 0.0, take.weight)
     smooth = lowpass(np.where(take.weight[..., None] > 0, take.target, np.nan), take.fps, cfg.cutoff_hz)
     # the weights are low-passed too: a keypoint dropped or down-weighted in one frame would otherwise
@@ -319,6 +339,7 @@ def _smoothed(take: _Take, pts: np.ndarray) -> tuple[_Targets, int]:
     # that a limb left unobserved at the end of a take cannot stay flipped
     smooth_w = lowpass(np.repeat(take.weight[..., None], 3, -1), take.fps, cfg.cutoff_hz)[..., 0]
     smooth_w = np.clip(smooth_w, 0.25, 1.0) * (take.weight.sum(0) > 0)
+    smooth_w = smooth_w * _noise_weights(resid, take.weight > 0, cfg.keypoint_sigma_m, MAXWELL_MEDIAN)
     uv_s, conf_s = _filtered_views(take.proj, take.uv, take.conf, pts, take.fps, cfg)
     tg = _Targets(
         _t(smooth), _t(smooth_w), proj=take.proj, uv=uv_s, conf=conf_s, limits=cfg.joint_limit_weight,
@@ -394,6 +415,10 @@ def _fit(
     rot, trans = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
     _log_pass("average body", model, red, rest, rot, trans, take)
+    # each keypoint weighted by its own noise from here on (a detector places some loosely: a hand's)
+    resid = np.linalg.norm(_points(model, red, rest, rot, trans, cfg.window)[:, :K] - take.target, axis=-1)
+    free = dataclasses.replace(free, weight=free.weight * _t(_noise_weights(resid, take.weight > 0, cfg.keypoint_sigma_m,
+                                                                             MAXWELL_MEDIAN)))
 
     # 2. the shape, with the poses of frames spread over the take
     sfree, offsets, rot, trans, picked = _fit_shape(model, red, basis, rot, trans, free, take)
