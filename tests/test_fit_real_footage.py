@@ -199,3 +199,40 @@ def test_quality_figures():
     assert derivative_norm_mean(holed, FPS, 2) == pytest.approx(2.0)
     figures = smoothness_figures(2 * path, path, FPS)
     assert figures["acceleration_ratio"] == pytest.approx(2.0)
+
+
+def test_exported_fbx_has_no_flips(anny, platform_fit, tmp_path):
+    # the fitted take retargeted onto the Mixamo rig (the export's default: leg IK on the fit's contacts and
+    # ground) and read back from the FBX by ufbx: the feet, hands and head turn no more in a frame than the
+    # fitted body's do (plus what the leg IK adds), far from a flip
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ufbx", reason="ufbx (test extra) is not installed")
+    from mocap_studio.export.amass import motion_from_body
+    from mocap_studio.export.fbx import write_fbx
+    from mocap_studio.export.retarget import retarget
+    from mocap_studio.export.rig import load_rig, rig_from_motion
+
+    _, res = platform_fit
+    motion = motion_from_body(anny, res.shape, res.pose_rotvec, res.trans, FPS, name="take")
+    bones = {canon: anny.joint_names[j] for canon, j in anny.semantic_joints.items()}
+    target = load_rig("mixamo")
+    anim = retarget(motion, rig_from_motion(motion, bones, name="anny"), target, contacts=res.contact,
+                    ground_z=res.ground_z)
+    path = write_fbx(tmp_path / "take.fbx", anim)
+    out = tmp_path / "take.ufbx.npz"
+    reader = Path(__file__).resolve().parent / "tools" / "ufbx_read.py"
+    subprocess.run([sys.executable, str(reader), str(path), str(out), str(FPS), str(anim.num_frames)], check=True,
+                   timeout=300)
+    with np.load(out) as data:
+        names, rotations = list(data["names"]), data["rotations"]
+    watched = [target.bones[c] for c in ("left_ankle", "right_ankle", "left_wrist", "right_wrist", "head")]
+    steps = rotation_steps_deg(rotations[:, [names.index(n) for n in watched]]).max(0)
+    fitted = rotation_steps_deg(_world(anny, res.pose_rotvec)).max(0)
+    assert (steps < FLIP_DEG).all() and (steps <= fitted + 10.0).all(), (steps, fitted)
+    # the planted foot stands on the exported floor (Z = 0: the platform's top) wherever the fit has it in contact
+    from mocap_studio.export.rig import feet_above_floor_m
+
+    assert np.abs(feet_above_floor_m(anim, target)["left"][res.contact[:, 0]]).max() < 0.01

@@ -67,9 +67,10 @@ class FitConfig:
     """A frame with a joint turned more than this from the midpoint of its neighbours' is solved again from
     that midpoint (and kept if better): a single-frame flip of a foot or forearm."""
     temporal_weight: float = 3.0
-    """Weight of the temporal term of the last passes (per radian squared): each frame's local rotations
-    are pulled towards the midpoint of its neighbours'. It holds what the keypoints hardly see (a bone's
-    twist about its own axis) from flipping frame to frame; 0 turns it off."""
+    """Weight of the temporal term of the last passes (per radian squared; three times that for the hands,
+    forearms, feet and head, whose turn keypoints barely tell): each frame's local rotations are pulled
+    towards the midpoint of its neighbours'. It holds what the keypoints hardly see (a bone's twist about
+    its own axis) from flipping frame to frame; 0 turns it off."""
     start_temporal_weight: float = 10.0
     """Weight of the temporal term in the passes before the keypoints are low-passed (per radian squared),
     strong so that the per-frame solves from the analytic start settle every frame in the same orientation

@@ -32,8 +32,9 @@ class _Reduced:
     sole_ids: (P,) those vertices; sem: SMPL-24 name -> free-joint position; limit_joint (L,),
     limit_axis (L, 3), limit_lo (L,) and limit_hi (L,): the joint-limit terms, each a free joint, a
     rest-frame axis and the range of its rotation about that axis (see :func:`_joint_limits`); cone_joint
-    (Lc,) and cone_max (Lc,): joints whose whole rotation is kept below an angle; marker_k (M,): the keypoints that are surface
-    landmarks (:data:`MARKER_WORDS`), marker_j (M,): the free joint each one moves with most.
+    (Lc,) and cone_max (Lc,): joints whose whole rotation is kept below an angle; marker_k (M,): the
+    keypoints that are surface landmarks (:data:`MARKER_WORDS`), marker_j (M,): the free joint each one
+    moves with most; temporal_scale (Jf,): each joint's factor on the temporal term (:data:`POORLY_SEEN`).
     """
 
     free: torch.Tensor
@@ -54,6 +55,7 @@ class _Reduced:
     cone_max: torch.Tensor
     marker_k: torch.Tensor
     marker_j: torch.Tensor
+    temporal_scale: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,24 @@ def _reduce(model: SkinnedBodyModel, skeleton: str) -> _Reduced:
         t([lim.lo for lim in limits]), t([lim.hi for lim in limits]),
         torch.as_tensor([sem[n] for n in cones], dtype=torch.int64), t(list(cones.values())),
         torch.as_tensor(marker_k), torch.as_tensor(marker_j),
+        t([POORLY_SEEN.get(n, 1.0) for n in _free_names(model, sem)]),
     )
+
+
+POORLY_SEEN = {n: 3.0 for n in ("left_wrist", "right_wrist", "left_elbow", "right_elbow", "left_ankle", "right_ankle",
+                                  "neck", "head")}
+"""Factor on the temporal term of joints whose turn a detector's keypoints barely tell: a hand's (its
+landmarks nearly on one line) and with it the forearm's twist, a foot's roll, the head's (its landmarks on
+its front). The term penalises a rotation's change of speed, so a strong one holds these steady through
+the keypoints' noise without holding back a smooth motion."""
+
+
+def _free_names(model: SkinnedBodyModel, sem: dict[str, int]) -> list[str]:
+    """The SMPL-24 name of each free joint (its position in ``sem``), "" where it has none."""
+    names = [""] * len(model.free_joints)
+    for name, position in sem.items():
+        names[position] = name
+    return names
 
 
 MARKER_WORDS = ("nose", "eye", "ear", "mouth", "pinky", "index", "thumb", "heel", "toe", "hand", "finger")

@@ -105,7 +105,8 @@ def _residual_blocks(
     if tg.limits > 0 and len(red.limit_joint) + len(red.cone_joint):
         out.append(_limit_terms(red, rv, tg.limits)[0])
     if tg.near is not None and tg.temporal > 0:
-        out.append(torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot).reshape(T, -1) * math.sqrt(tg.temporal))
+        scale = torch.sqrt(tg.temporal * red.temporal_scale)[:, None]
+        out.append((torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot) * scale).reshape(T, -1))
     return out
 
 
@@ -171,8 +172,9 @@ def _normal_equations(
     g[:, 3 : 3 + m] += cfg.pose_prior_weight * rv[:, 1:].reshape(T, -1)
     if tg.near is not None and tg.temporal > 0:  # d log(near^T R exp(step)) / d step ~ identity
         idx = torch.arange(m + 3)
-        H[:, idx, idx] += tg.temporal
-        g[:, : m + 3] += tg.temporal * torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot).reshape(T, -1)
+        w = (tg.temporal * red.temporal_scale).repeat_interleave(3)  # (Jf * 3,)
+        H[:, idx, idx] += w
+        g[:, : m + 3] += w * torch_rotmat_to_rotvec(tg.near.transpose(-1, -2) @ rot).reshape(T, -1)
     if extra is None:
         return H, g, None, None
     return H[:, :n, :n], g[:, :n], H[:, :n, n:], torch.cat([H[:, n:, n:].reshape(T, -1), g[:, n:]], 1)

@@ -4,29 +4,44 @@ Input: :class:`~reconstruction.keypoints.Keypoints3D` (metres, Z-up world, floor
 2D keypoints and the camera rig for reprojection terms. Output: :class:`BodyMotion`.
 
 How (all on the CPU, in torch, float64):
+0. Prepare the keypoints: a detector's left/right swaps of a foot, knee, hand or elbow that triangulation
+   passed on are undone (Viterbi over the take: a swap makes both sides jump to each other's place and
+   back); isolated outliers are dropped; the 2D keypoints' noise is set from how far the 3D keypoints'
+   projections lie from them (a real take's are noisier than the setting: weighting them as if they were
+   not makes the 2D and 3D terms fight, and the fit jump between them), and each camera's view of each
+   keypoint is weighted by its own noise (its path's distance from itself low-passed).
 1. Initialise analytically: the root orientation and translation from the hips and shoulders, then each
    hip, knee, shoulder and elbow from the direction of its bone (a swing that turns the model's bone onto
-   the observed one).
-2. Pose every frame with the average shape (robust Gauss-Newton, batched over frames), then fit the shape
-   jointly with the poses of a subset of frames spread over the take (the shape eliminated by a Schur
-   complement), robustly, with a shape prior that keeps weakly observed shape parameters near the mean.
-   A detector's surface landmarks (eyes, ears, fingers, heels, toes: "markers") are not where the model's
-   definitions put them on every body, so the global shape search scores shapes on the joints alone, and
-   the shape is then refined on every keypoint with one offset per marker for the take (rigid with its
-   bone, as marker placement is solved in optical mocap), whose prior is set from the offsets' own spread.
-3. With the shape fixed: pose every frame against the raw keypoints, drop keypoints farther than
-   ``outlier_sigmas`` from the fit, low-pass the remaining keypoints over time (zero-phase Butterworth),
-   and pose every frame against them with the anatomical joint limits (a knee is a hinge, a foot hardly
-   turns about the shin: keypoints barely see a shin's twist, which otherwise wanders and drags the heel
-   and ankle with it) and a temporal term (each frame's rotations pulled towards the midpoint of its
-   neighbours', solved red-black so neighbours cannot swap); a frame with a joint far from that midpoint
-   (a foot flipped about the shin in one frame) is solved again from the midpoint and kept if better.
-   The first passes run without the limits: from the analytic start a twist may have to pass them.
-4. Foot contact: a sole point (heel and two front points of each foot) that is low and still is in
-   contact (with hysteresis); each contact is anchored where the fit puts it on average, on the floor
-   (Z = 0 plus the point's rest clearance) when it is within ``floor_tolerance_m`` of it, and a last pose
-   pass pulls the soles to their anchors (weights ramped in and out, so no jerk at touch-down or
-   lift-off).
+   the observed one). Pose every frame with the average shape (robust Gauss-Newton, batched over frames),
+   then fit the shape jointly with the poses of a subset of frames spread over the take (the shape
+   eliminated by a Schur complement), robustly, with a shape prior that keeps weakly observed shape
+   parameters near the mean. A detector's surface landmarks (eyes, ears, fingers, heels, toes: "markers")
+   are not where the model's definitions put them on every body, so the global shape search scores shapes
+   on the joints alone, and the shape is then refined on every keypoint with one offset per marker for the
+   take (rigid with its bone, as marker placement is solved in optical mocap), whose prior is set from the
+   offsets' own spread. Only the shape is kept.
+2. Pose every frame anew with the shape, from the analytic start, with the anatomical joint limits (a knee
+   is a hinge that never bends backwards, a foot flexes and rolls within its range and hardly turns about
+   the shin, a thigh twists little; a wrist, the neck and the head turn within a cone) and a strong
+   temporal term (each frame's rotations pulled towards the midpoint of its neighbours', geodesically,
+   solved red-black so neighbours cannot swap; stronger for the parts whose turn keypoints barely tell:
+   hands, forearms, feet, head), so that no frame settles a poorly seen part in its other orientation (a
+   flip no later pass could undo). The shape is fitted without them: a limit that holds a pose a little
+   off would be paid for by the shape.
+3. Pose every frame against the raw keypoints, drop keypoints farther than ``outlier_sigmas`` from the
+   fit, weight each keypoint by its misfit (a steadily misplaced one, a hand's, pulls as little as it
+   tells), low-pass the remaining keypoints and the 2D ones over time (zero-phase Butterworth), and pose
+   every frame against them; a frame with a joint far from its neighbours' midpoint (a foot flipped about
+   the shin in one frame) is solved again from the midpoint and kept if better.
+4. The ground: where the fit's still feet rest (a raised platform's top), the calibrated floor (Z = 0)
+   when within ``floor_tolerance_m`` of it. Foot contact: a sole point (heel and two front points of each
+   foot) that is low and still is in contact (with hysteresis); each contact is anchored where the fit
+   puts it on average, on the ground (plus the point's rest clearance) when within ``floor_tolerance_m``
+   of it, and a last pose pass pulls the soles to their anchors (weights ramped in and out, so no jerk at
+   touch-down or lift-off) and keeps every sole off the ground.
+
+The fit's figures (:mod:`fit_quality`) say how far the feet, hands and head turn in a frame (flips) and how
+smooth the fitted keypoints are against those it read.
 
 Every per-frame pass is a Levenberg-Marquardt with analytic Jacobians (the derivative of a posed point with
 respect to a joint's rotation is a cross product with the point's offset from the joint), batched over
@@ -41,7 +56,8 @@ blend coefficients, so it is folded through the keypoint regressor once per mode
 This module is the driver (:func:`fit_sequence`); the parts live beside it: ``fit_config`` (settings, result,
 error), ``fit_skeleton`` (the reduced skeleton, its rest state, posing with derivatives), ``fit_solver`` (the
 per-frame least squares), ``fit_shape`` (shape search and shape solve), ``fit_signals`` (input checks,
-outliers, low-pass), ``fit_contacts`` (foot contact) and ``fit_start`` (the analytic start).
+left/right swaps, outliers, low-pass), ``fit_contacts`` (ground and foot contact), ``fit_start`` (the
+analytic start) and ``fit_quality`` (flips and smoothness).
 """
 
 from __future__ import annotations
@@ -175,21 +191,42 @@ def _filtered_views(
     far = resid > cfg.outlier_sigmas * cfg.reprojection_sigma_px
     conf_kept = np.where(far, 0.0, conf.numpy())
     uv_s, conf_s = lowpass_views(uv.numpy(), conf_kept, fps, cfg.cutoff_hz)
-    noise = _noise_weights(resid.transpose(1, 0, 2).reshape(len(pts), -1), conf_kept.transpose(1, 0, 2).reshape(len(pts), -1) > 0,
-                           cfg.reprojection_sigma_px, RAYLEIGH_MEDIAN).reshape(conf.shape[0], 1, -1)
-    return torch.as_tensor(uv_s, dtype=DT), torch.as_tensor(conf_s * noise, dtype=DT)
+    return torch.as_tensor(uv_s, dtype=DT), torch.as_tensor(conf_s, dtype=DT)
 
 
-def _noise_weights(resid: np.ndarray, seen: np.ndarray, sigma: float, unit_median: float) -> np.ndarray:
-    """(N,) a weight per keypoint (or per view of one): (sigma / its own noise)^2 where its own noise, from
-    the median of its residuals resid (T, N) over the frames that see it (seen (T, N)), exceeds ``sigma``
-    (the median of the norm of unit Gaussian noise, ``unit_median``, scales a median to a sigma); 1 else.
-    A keypoint a detector places loosely (a hand's, whose index, pinky and thumb landmarks nearly coincide
-    in real detections) then pulls as little as it tells, and the limits and the temporal term hold what it
-    cannot (the hand's turn), instead of its noise turning the hand from frame to frame."""
-    med = np.array([np.median(resid[seen[:, n], n]) if seen[:, n].any() else 0.0 for n in range(resid.shape[1])])
-    own = np.maximum(med / unit_median, sigma)
+def _noise_weights(paths: np.ndarray, seen: np.ndarray, fps: float, cutoff_hz: float, sigma: float) -> np.ndarray:
+    """(N,) a weight per keypoint (or per camera's view of one): (sigma / its own noise)^2 where its own
+    noise exceeds ``sigma``, else 1. paths (T, N, D) (D = 3: metres, 2: pixels), seen (T, N).
+
+    A keypoint's own noise is told by its path alone (never by the fit, whose misfit while the shape is
+    wrong is no noise): the median distance of the path from itself low-passed at ``cutoff_hz`` over the
+    frames that see it, scaled to a sigma per axis for white noise (the median of a D-dimensional unit
+    Gaussian's norm, and the share of its power above the cut-off). A keypoint a detector places loosely (a
+    hand's: its index, pinky and thumb landmarks nearly coincide in real detections) then pulls as little
+    as it tells, and the limits and the temporal term hold what it cannot (the hand's turn), instead of its
+    noise turning the hand from frame to frame."""
+    T, N, D = paths.shape
+    if T < 16 or cutoff_hz <= 0 or cutoff_hz >= fps / 2:
+        return np.ones(N)
+    padded = np.concatenate([paths, np.zeros((T, N, 3 - D))], -1)  # lowpass takes (T, N, 3)
+    smooth = lowpass(np.where(seen[..., None], padded, np.nan), fps, cutoff_hz)[..., :D]
+    dist = np.linalg.norm(paths - smooth, axis=-1)
+    med = np.array([np.median(dist[seen[:, n], n]) if seen[:, n].sum() >= 16 else 0.0 for n in range(N)])
+    unit = {2: RAYLEIGH_MEDIAN, 3: MAXWELL_MEDIAN}[D] * math.sqrt(1.0 - 2.0 * cutoff_hz / fps)
+    own = np.maximum(med / unit, sigma)
     return (sigma / own) ** 2
+
+
+def _misfit_weights(resid: np.ndarray, seen: np.ndarray, sigma: float) -> np.ndarray:
+    """(K,) a weight per keypoint: (sigma / its misfit)^2 where its misfit exceeds ``sigma``, else 1; its
+    misfit is the median of its residuals resid (T, K) (metres, from a fit) over the frames that see it
+    (seen (T, K)), scaled to a sigma per axis. A triangulated keypoint may be steady and still misplaced (a
+    hand's index, pinky and thumb landmarks nearly coincide in real detections, so the hand's turn they
+    tell is wrong but smooth, which :func:`_noise_weights` cannot see): it then pulls as little as it
+    tells, and the limits and the temporal term hold the hand's turn. Not used for the shape, whose misfit
+    before it is fitted is the shape's, not the keypoint's."""
+    med = np.array([np.median(resid[seen[:, k], k]) if seen[:, k].any() else 0.0 for k in range(resid.shape[1])])
+    return (sigma / np.maximum(med / MAXWELL_MEDIAN, sigma)) ** 2
 
 
 def _log_pass(label: str, model: SkinnedBodyModel, red: _Reduced, rest: _Rest, rot: torch.Tensor, trans: torch.Tensor,
@@ -244,7 +281,8 @@ def fit_sequence(
 class _Take:
     """What every pass of one fit reads: targets (T, K, 3) (0 where missing) and weights (T, K) (0:
     missing or dropped), the 2D terms (None without views), the frame rate, the keypoint names, the frames
-    whose left/right keypoints were swapped back and the settings (the 2D noise set from the take)."""
+    whose left/right keypoints were swapped back, the settings (the 2D noise set from the take) and each
+    keypoint's weight for its misfit (K,) (:func:`_misfit_weights`, 1 until a fit tells it)."""
 
     target: np.ndarray
     weight: np.ndarray
@@ -255,6 +293,7 @@ class _Take:
     names: tuple[str, ...]
     swapped: int
     cfg: FitConfig
+    noise: np.ndarray
 
 
 def _prepare(
@@ -285,7 +324,13 @@ def _prepare(
         if uv is not None and conf is not None:
             uv, conf = uv[:, frames, order], conf[:, frames, order]
     weight = _drop_temporal_outliers(target, weight, fps, cfg)
-    return _Take(target, weight, proj, uv, conf, fps, keypoints.format.joints, swapped, cfg)
+    # each camera's view of each keypoint weighted by its own noise (the 3D keypoints by their misfit, later)
+    if uv is not None and conf is not None:
+        C = uv.shape[0]
+        paths = uv.numpy().transpose(1, 0, 2, 3).reshape(T, C * K, 2)
+        seen = conf.numpy().transpose(1, 0, 2).reshape(T, C * K) > 0
+        conf = conf * _t(_noise_weights(paths, seen, fps, cfg.cutoff_hz, cfg.reprojection_sigma_px).reshape(C, 1, K))
+    return _Take(target, weight, proj, uv, conf, fps, keypoints.format.joints, swapped, cfg, np.ones(K))
 
 
 def _t(a: object) -> torch.Tensor:
@@ -295,17 +340,19 @@ def _t(a: object) -> torch.Tensor:
 def _fit_shape(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, rot: torch.Tensor, trans: torch.Tensor, free: _Targets,
     take: _Take,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, int]:
-    """Step 2: the shape (and marker offsets) on frames spread over the take, their poses refined with it.
-    Returns the unconstrained shape, the offsets (None without markers), rot and trans of every frame (the
-    picked ones refined) and the number of frames picked."""
-    cfg, T = take.cfg, len(rot)
+) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Step 2: the shape (and marker offsets) on frames spread over the take, their poses refined with it,
+    from the poses ``rot`` (T, Jf, 3, 3) and ``trans`` (T, 3). Returns the unconstrained shape, the offsets
+    (None without markers) and the number of frames picked. The poses are not kept: solved apart from
+    their neighbours, a poorly seen part (a hand) may settle in the other of its two orientations."""
+    cfg = take.cfg
     observed = np.flatnonzero(take.weight.sum(1) > 0)
     pick = np.unique(observed[np.linspace(0, len(observed) - 1, min(cfg.shape_frames, len(observed))).round().astype(int)])
     pick_t = torch.as_tensor(pick)
     markers = cfg.marker_offset_sigma_m > 0 and len(red.marker_k) > 0
-    # the temporal term needs consecutive frames: only when every frame is picked
-    shape_tg = free.rows(pick_t) if len(pick) == T else dataclasses.replace(free.rows(pick_t), temporal=0.0)  # type: ignore[arg-type]
+    # neither limits nor the temporal term: the shape is told by the keypoints alone (a limit that holds a
+    # pose a little off would otherwise be paid for by the shape)
+    shape_tg = dataclasses.replace(free.rows(pick_t), temporal=0.0, limits=0.0)  # type: ignore[arg-type]
     search_tg = _without_markers(shape_tg, red) if markers else shape_tg
     sfree, rot_p, trans_p = _shape_search(model, red, basis, rot[pick_t], trans[pick_t], search_tg, cfg)
     offsets = torch.zeros(len(red.marker_k), 3, dtype=DT) if markers else None
@@ -321,9 +368,7 @@ def _fit_shape(
         )  # type: ignore[arg-type]
     if offsets is not None:
         logger.info("marker offsets: prior %.1f mm, largest %.1f mm", 1000 * sigma, 1000 * float(offsets.norm(dim=1).max()))
-    rot, trans = rot.clone(), trans.clone()
-    rot[pick_t], trans[pick_t] = rot_p, trans_p
-    return sfree, offsets, rot, trans, len(pick)
+    return sfree, offsets, len(pick)
 
 
 def _smoothed(take: _Take, pts: np.ndarray) -> tuple[_Targets, int]:
@@ -339,7 +384,8 @@ def _smoothed(take: _Take, pts: np.ndarray) -> tuple[_Targets, int]:
     # that a limb left unobserved at the end of a take cannot stay flipped
     smooth_w = lowpass(np.repeat(take.weight[..., None], 3, -1), take.fps, cfg.cutoff_hz)[..., 0]
     smooth_w = np.clip(smooth_w, 0.25, 1.0) * (take.weight.sum(0) > 0)
-    smooth_w = smooth_w * _noise_weights(resid, take.weight > 0, cfg.keypoint_sigma_m, MAXWELL_MEDIAN)
+    take.noise = _misfit_weights(resid, take.weight > 0, cfg.keypoint_sigma_m)
+    smooth_w = smooth_w * take.noise[None]
     uv_s, conf_s = _filtered_views(take.proj, take.uv, take.conf, pts, take.fps, cfg)
     tg = _Targets(
         _t(smooth), _t(smooth_w), proj=take.proj, uv=uv_s, conf=conf_s, limits=cfg.joint_limit_weight,
@@ -390,6 +436,14 @@ def _quality(
     return out
 
 
+def _start(
+    model: SkinnedBodyModel, red: _Reduced, rest: _Rest, read: np.ndarray, names: tuple[str, ...], cfg: FitConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The analytic start of every frame (read (T, K, 3), NaN: missing), window by window."""
+    parts = [initialise(model, red, rest, read[a : a + cfg.window], names) for a in range(0, len(read), cfg.window)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
 def _fit(
     model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
     rig: CameraRig | None, keypoints2d: Keypoints2D | None,
@@ -400,34 +454,28 @@ def _fit(
     cfg, names = take.cfg, take.names
     read = np.where(take.weight[..., None] > 0, take.target, np.nan)  # as read, swaps undone, before outliers go
     red, basis = _fit_setup(model, keypoints.skeleton)
-    # every pass holds the joint limits and the temporal term (stronger before the keypoints are low-passed:
-    # a per-frame solve from the analytic start would otherwise settle a poorly seen part, a foot or a hand,
-    # in either of two orientations frame by frame, and no later pass could bring the flipped frames home)
-    free = _Targets(
-        _t(take.target), _t(take.weight), proj=take.proj, uv=take.uv, conf=take.conf, limits=cfg.joint_limit_weight,
-        temporal=cfg.start_temporal_weight,
-    )
+    free = _Targets(_t(take.target), _t(take.weight), proj=take.proj, uv=take.uv, conf=take.conf)
 
-    # 1. the average body posed in every frame
+    # 1. the average body posed in every frame, then the shape with the poses of frames spread over the take
     sfree = _t(model.free_from_shape(model.default_shape()))
     rest = _rest(basis, _coefficients(model, sfree))
-    parts = [initialise(model, red, rest, read[a : a + cfg.window], names) for a in range(0, T, cfg.window)]
-    rot, trans = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    rot, trans = _start(model, red, rest, read, names, cfg)
     rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
     _log_pass("average body", model, red, rest, rot, trans, take)
-    # each keypoint weighted by its own noise from here on (a detector places some loosely: a hand's)
-    resid = np.linalg.norm(_points(model, red, rest, rot, trans, cfg.window)[:, :K] - take.target, axis=-1)
-    free = dataclasses.replace(free, weight=free.weight * _t(_noise_weights(resid, take.weight > 0, cfg.keypoint_sigma_m,
-                                                                             MAXWELL_MEDIAN)))
-
-    # 2. the shape, with the poses of frames spread over the take
-    sfree, offsets, rot, trans, picked = _fit_shape(model, red, basis, rot, trans, free, take)
+    sfree, offsets, picked = _fit_shape(model, red, basis, rot, trans, free, take)
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     rest = _rest(basis, _coefficients(model, sfree), red, offsets)
     logger.info("shape fitted on %d frames: %s", picked, np.round(shape, 3).tolist())
 
-    # 3. outliers out, keypoints low-passed, every frame posed against them
-    _log_pass("shape", model, red, rest, rot, trans, take)
+    # 2. every frame posed anew with the shape, from the analytic start, with the joint limits and a strong
+    # temporal term: solved frame by frame without them, a poorly seen part (a foot, a hand) settles in
+    # either of two orientations from frame to frame, and no later pass could bring the flipped frames home
+    free = dataclasses.replace(free, limits=cfg.joint_limit_weight, temporal=cfg.start_temporal_weight)
+    rot, trans = _start(model, red, rest, read, names, cfg)
+    rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
+    _log_pass("coherent", model, red, rest, rot, trans, take)
+
+    # 3. outliers out, keypoints low-passed (and weighted by their misfit), every frame posed against them
     rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
     _log_pass("raw keypoints", model, red, rest, rot, trans, take)
     filtered, dropped = _smoothed(take, _points(model, red, rest, rot, trans, cfg.window)[:, :K])
