@@ -64,6 +64,22 @@ def empty_runs(valid: np.ndarray, frame_times: np.ndarray) -> list[str]:
     ]
 
 
+def quality_warnings(figures: dict) -> list[str]:
+    """Warnings from a fit's quality figures: feet, hands or head turned over in one frame (flips, where the
+    keypoints jump, as when triangulation takes a bystander for the performer), a fit jerkier than the
+    keypoints it read."""
+    out = []
+    if figures.get("flips"):
+        frames = figures.get("flip_frames", [])
+        shown = ", ".join(str(f) for f in frames[:10]) + (" ..." if len(frames) > 10 else "")
+        out.append(f"{figures['flips']} turns of a foot, hand or head beyond {figures.get('flip_bound_deg', 90):g} degrees in "
+                   f"one frame (frames {shown}): check the keypoints there (a bystander, a left/right swap)")
+    if figures.get("jerk_ratio", 0) > 1:
+        out.append(f"the fitted motion is jerkier than the keypoints it read ({figures['fitted_jerk_m_s3']:.0f} vs "
+                   f"{figures['keypoints_jerk_m_s3']:.0f} m/s^3)")
+    return out
+
+
 def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tuple[CameraRig | None, Keypoints2D | None]:
     """The rig and the 2D keypoints triangulation used (keypoints2d_synced.npz, on the 3D keypoints' timeline),
     for the fit's reprojection term; (None, None) when the session has no such keypoints or no calibration
@@ -119,7 +135,7 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
         out = model.evaluate(motion.shape, motion.pose_rotvec, motion.trans)
         for i, v in enumerate(out.vertices):
             write_obj(session.export_dir / "meshes" / f"frame_{i:06d}.obj", v, model.faces)
-    warnings += empty_runs(kp.valid, kp.frame_times)
+    warnings += empty_runs(kp.valid, kp.frame_times) + quality_warnings(motion.figures)
     for w in warnings:
         logger.warning("fit: %s", w)
     report = StageReport(

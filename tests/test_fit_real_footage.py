@@ -236,3 +236,18 @@ def test_exported_fbx_has_no_flips(anny, platform_fit, tmp_path):
     from mocap_studio.export.rig import feet_above_floor_m
 
     assert np.abs(feet_above_floor_m(anim, target)["left"][res.contact[:, 0]]).max() < 0.01
+
+
+def test_flips_are_reported():
+    # the fit's report names the frames where a foot, hand or head turned over, and a fit jerkier than its input
+    from mocap_studio.reconstruction.body.fit_quality import flip_figures
+    from mocap_studio.stages_body import quality_warnings
+
+    angles = np.radians(np.r_[np.arange(5) * 10.0, 40.0 + 170.0, 40.0 + 170.0])
+    rot = rotvec_to_rotmat(angles[:, None] * np.array([0.0, 0.0, 1.0]))[:, None]
+    figures = flip_figures(rot, ("head",), FPS)
+    assert figures["flips"] == 1 and figures["flip_frames"] == [5]
+    assert figures["orientation_steps_per_joint_deg"]["head"] == pytest.approx(170.0)
+    warnings = quality_warnings({**figures, "jerk_ratio": 2.0, "fitted_jerk_m_s3": 200.0, "keypoints_jerk_m_s3": 100.0})
+    assert len(warnings) == 2 and "frames 5" in warnings[0] and "jerkier" in warnings[1]
+    assert quality_warnings({"flips": 0, "jerk_ratio": 0.5}) == []

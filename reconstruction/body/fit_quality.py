@@ -71,14 +71,16 @@ def smoothness_figures(fitted: np.ndarray, observed: np.ndarray, fps: float) -> 
 
 def flip_figures(world_rotmat: np.ndarray, names: tuple[str, ...], fps: float) -> dict:
     """The largest per-frame orientation step (deg/frame) of each named joint (world_rotmat (T, J, 3, 3) in
-    the order of ``names``), the largest of all, and the number of steps beyond :data:`FLIP_DEG`."""
+    the order of ``names``), the largest of all, the number of steps beyond :data:`FLIP_DEG` and the frames
+    they end at."""
     if len(world_rotmat) < 2:
-        return {"orientation_step_max_deg": 0.0, "orientation_steps_per_joint_deg": {}, "flips": 0}
+        return {"orientation_step_max_deg": 0.0, "orientation_steps_per_joint_deg": {}, "flips": 0, "flip_frames": []}
     steps = rotation_steps_deg(world_rotmat)
     return {
         "orientation_step_max_deg": float(steps.max()),
         "orientation_steps_per_joint_deg": {n: round(float(steps[:, i].max()), 2) for i, n in enumerate(names)},
         "flips": int((steps > FLIP_DEG).sum()),
+        "flip_frames": (np.flatnonzero((steps > FLIP_DEG).any(1)) + 1).tolist(),
         "flip_bound_deg": FLIP_DEG,
         "frame_rate": float(fps),
     }
