@@ -257,12 +257,28 @@ def import_sources(source: Path, cameras: list[str] | None, fmt: str) -> dict[st
     return {k: found[k] for k in sorted(found, key=natural_key)}
 
 
+def _npz_frame_rate(sources: dict[str, Path]) -> float | None:
+    """The frame rate an npz file's own ``frame_times`` give (median step), None when it stores none."""
+    paths = {Path(p) for p in sources.values()}
+    if len(paths) != 1 or not next(iter(paths)).is_file():
+        return None
+    with np.load(next(iter(paths)), allow_pickle=False) as data:
+        times = np.asarray(data["frame_times"], float) if "frame_times" in data.files else np.zeros(0)
+    steps = np.diff(times[np.isfinite(times)])
+    steps = steps[steps > 0]
+    return float(1.0 / np.median(steps)) if steps.size else None
+
+
 def _import_frame_rate(session: Session, config: ImportConfig, sources: dict[str, Path]) -> tuple[float, dict[str, Any]]:
     """The imported keypoints' frame rate and where it came from: ``frame_rate`` of [import-keypoints]
-    (``--fps``), else session.toml's [session] frame_rate, else the recordings of the same cameras in the session
-    (the first camera's rate when they differ; triangulation reads each camera's own). Raises when none says."""
+    (``--fps``), else an npz file's own frame times, else session.toml's [session] frame_rate, else the
+    recordings of the same cameras in the session (the first camera's rate when they differ; triangulation reads
+    each camera's own). Raises when none says."""
     if config.frame_rate > 0:
         return config.frame_rate, {"from": "--fps / [import-keypoints] frame_rate"}
+    stored = _npz_frame_rate(sources) if config.format == "npz" else None
+    if stored is not None:
+        return stored, {"from": "the frame times stored in the npz file"}
     if session.config().frame_rate > 0:
         return session.config().frame_rate, {"from": f"{session.config_path.name} [session] frame_rate"}
     try:
@@ -522,17 +538,22 @@ def synchronize_keypoints(
     return Keypoints2D(xy_common, conf_common, kp.camera_names, kp.skeleton, timeline), info
 
 
-def _gap_warnings(gaps: tuple[tuple[str, int, int], ...], frames: int) -> list[str]:
-    """One line per joint for its gaps too long to fill (those at the take's ends are left out: nothing to
-    interpolate towards, and a frame or two there is normal)."""
+def _gap_warnings(gaps: tuple[tuple[str, int, int], ...], frames: int, joints: int) -> list[str]:
+    """One line per set of joints sharing the same gaps too long to fill (those at the take's ends are left out:
+    nothing to interpolate towards, and a frame or two there is normal); ``joints`` the skeleton's count."""
     per_joint: dict[str, list[tuple[int, int]]] = {}
     for joint, start, count in gaps:
         if start > 0 and start + count < frames:
             per_joint.setdefault(joint, []).append((start, count))
-    out = []
+    groups: dict[tuple[tuple[int, int], ...], list[str]] = {}
     for joint, runs_ in per_joint.items():
+        groups.setdefault(tuple(runs_), []).append(joint)
+    out = []
+    for runs_, names in groups.items():
         start, count = max(runs_, key=lambda r: r[1])
-        out.append(f"joint {joint}: {sum(n for _, n in runs_)} frame(s) missing in {len(runs_)} gap(s) too long to "
+        who = ("every joint" if len(names) == joints else
+               f"joint {names[0]}" if len(names) == 1 else f"{len(names)} joints ({', '.join(names)})")
+        out.append(f"{who}: {sum(n for _, n in runs_)} frame(s) missing in {len(runs_)} gap(s) too long to "
                    f"fill, the longest {count} frames from frame {start}")
     return out
 
@@ -610,7 +631,7 @@ def run_triangulate(
     times = k3.frame_times
     frame_rate = session.config().frame_rate or (1.0 / np.median(np.diff(times)) if len(times) > 1 else 30.0)
     filtered = k3.with_xyz(smooth(k3.xyz, frame_rate, k3.skeleton, filter_config))
-    warnings += _gap_warnings(diag.long_gaps, diag.residual_px.shape[1])
+    warnings += _gap_warnings(diag.long_gaps, diag.residual_px.shape[1], diag.residual_px.shape[2])
     empty_frames = int((~k3.valid).all(-1).sum())
     if empty_frames:
         warnings.insert(0, f"{empty_frames} frame(s) with no joint triangulated")

@@ -158,20 +158,24 @@ def _prune(cand: np.ndarray, unary: np.ndarray, keep: int = KEEP_CANDIDATES
 def _viterbi(cand: np.ndarray, unary: np.ndarray, step_m: np.ndarray) -> np.ndarray:
     """Cheapest path: cand (T, n, K, 3), unary (T, n, K) (inf: no candidate), step_m (n,) the typical motion
     per frame. A frame without any candidate carries the previous frame's candidates at no cost (the path
-    goes on through the gap). Returns the chosen index (T, n)."""
+    goes on through the gap), and the first frame after a gap of g frames may move g + 1 steps as cheaply as
+    one frame moves one (a performer back in view after a second is rarely where he left). Returns the chosen
+    index (T, n)."""
     T, n, K = unary.shape
     cand, unary = cand.copy(), unary.copy()
     empty = ~np.isfinite(unary).any(-1)  # (T, n)
+    elapsed = np.ones((T, n))  # frames since the last frame with candidates
     for t in range(1, T):
         carry = empty[t]
         cand[t, carry] = cand[t - 1, carry]
         unary[t, carry] = np.where(np.isfinite(unary[t - 1, carry]), 0.0, np.inf)
+        elapsed[t] = np.where(empty[t - 1], elapsed[t - 1] + 1, 1)
     back = np.zeros((T, n, K), dtype=np.int32)
     D = unary[0].copy()
-    scale = (step_m**2)[:, None, None]
     fresh = np.full((K, K), np.inf)
     fresh[:, 0] = 0.0  # a path that starts here (nothing before it)
     for t in range(1, T):
+        scale = ((step_m * elapsed[t]) ** 2)[:, None, None]
         move = np.sum((cand[t][:, :, None] - cand[t - 1][:, None, :]) ** 2, -1) / scale  # (n, K, K')
         total = D[:, None, :] + np.where(np.isfinite(move), move, np.inf)
         dead = ~np.isfinite(D).any(-1)

@@ -48,7 +48,9 @@ def test_asset_origin_recorded():
 def test_landmarker_finds_the_face_and_shoulders(portrait):
     with PoseLandmarker(DetectionConfig(), video=False) as lm:
         xy, conf = lm.detect(portrait)
-    assert xy.shape == (1, 33, 2) and conf.shape == (1, 33)
+    P = DetectionConfig().num_poses  # person slots (2: a bystander is kept apart for association)
+    assert xy.shape == (P, 33, 2) and conf.shape == (P, 33)
+    assert np.isnan(xy[1:]).all() and (conf[1:] == 0).all()  # one person in the photograph, one slot filled
     idx = BLAZEPOSE_33.index
     nose, left_eye, right_eye = xy[0, idx("nose")], xy[0, idx("left_eye")], xy[0, idx("right_eye")]
     # hand-checked on the photograph: nose near (273, 229), eyes above it, her left eye on the image right
@@ -65,7 +67,8 @@ def test_video_and_image_folder_sources_in_worker_processes(tmp_path, portrait):
     for i in range(6):
         cv2.imwrite(str(folder / f"frame_{i}.png"), portrait)
     sources = {"cam_1": video, "cam_2": folder}
-    config = DetectionConfig(chunk_frames=3, frame_rate=30.0, tracking=True)  # video mode, tracking within chunks
+    # video mode, tracking within chunks (MediaPipe tracks and smooths only with one pose per frame)
+    config = DetectionConfig(chunk_frames=3, frame_rate=30.0, tracking=True, num_poses=1)
     calls = []
     det = detect_sources(sources, config, ProcessExecutor(2), progress=lambda *a: calls.append(a))
     assert det.xy.shape == (2, 6, 1, 33, 2) and det.camera_names == ("cam_1", "cam_2")
