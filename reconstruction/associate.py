@@ -284,8 +284,13 @@ def associate_with_diagnostics(
     t0 = time.perf_counter()
     config = config or AssociationConfig()
     C, T, P, J = detections.confidence.shape
-    if P == 1:
-        slots = np.where((detections.confidence[:, :, 0] > 0).any(-1), 0, -1)
+    present = (detections.confidence > 0).any(-1)  # (C, T, P)
+    if P == 1 or (present.any() and present.sum(-1).max() <= 1):
+        # nobody to tell apart: each camera saw one person at a time, the performer (a view of somebody else
+        # is an outlier view to triangulation's consensus). Matching people across cameras reads their frames
+        # as simultaneous, which before sync they are not (the demo's cameras are 4-12 frames apart: the
+        # performer's views split into two "people" in fast motion)
+        slots = np.where(present.any(-1), np.argmax(present, -1), -1)
         return Association(detections.person(slots), slots, np.full(C, np.nan), np.full((C, T), np.nan),
                            adaptive=False, policy=config.performer)
     rig = match_rig(rig, detections.camera_names, "detections")
