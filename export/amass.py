@@ -37,7 +37,8 @@ class AmassError(ValueError):
 @dataclass(frozen=True, eq=False)
 class AmassMotion:
     """What an AMASS-style npz holds: pose_rotvec (T, J, 3), trans (T, 3) metres, betas (S,); and where the
-    motion comes from a fit (body.npz), its foot contacts (T, 2) bool, left and right (None: not known)."""
+    motion comes from a fit (body.npz), its foot contacts (T, 2) bool, left and right (None: not known), and the
+    ground's height."""
 
     pose_rotvec: np.ndarray
     trans: np.ndarray
@@ -46,6 +47,8 @@ class AmassMotion:
     frame_rate: float
     model: str = "smpl"
     contact: np.ndarray | None = None
+    ground_z: float | None = None
+    """The height (metres) of the ground the performer stands on, as a fit found it (None: not known)."""
 
 
 class BodyModelLike(Protocol):

@@ -109,7 +109,7 @@ def read_body(path: Path) -> AmassMotion:
     contact = fitted.contact if fitted.contact is not None and len(fitted.contact) else None
     return AmassMotion(pose_rotvec=fitted.pose_rotvec, trans=fitted.trans, betas=np.asarray(fitted.shape, float),
                        gender=fitted.gender, frame_rate=fitted.frame_rate, model=fitted.model,
-                       contact=contact)
+                       contact=contact, ground_z=fitted.ground_z)
 
 
 def _body_outputs(
@@ -131,7 +131,7 @@ def _body_outputs(
         bones = {canon: model.joint_names[j] for canon, j in semantic.items()}  # type: ignore[attr-defined]
         target = load_rig(config.rig)
         anim = retarget(motion, rig_from_motion(motion, bones, name=body.model), target, retarget_config,
-                        contacts=body.contact)
+                        contacts=body.contact, ground_z=body.ground_z)
         anim_mesh = None  # the body mesh is bound to the body's skeleton, not the rig's
         figures["rig"] = target.name
     out: list[Path] = []

@@ -115,6 +115,8 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
     cap = {c.name: config.max_error_fraction * float(np.hypot(*c.size)) for c in rig.cameras}
     for name, row in report["per_camera"].items():
         threshold, error = row["threshold_px"], row["median_error_px"]
+        if threshold is None:  # one person per camera and frame: nothing was matched, nothing to tell
+            continue
         how = f"threshold {threshold:.0f} px" + (f", its median error against the other cameras {error:.0f} px"
                                                  if error is not None else "")
         if row["found"] < 0.5:

@@ -177,6 +177,9 @@ def test_body_npz_keeps_the_ground(anny, platform_fit, tmp_path):
     path = save_body_npz(tmp_path / "body.npz", res, anny.joint_names, anny.parents, anny.shape_names)
     back = load_body_npz(path)
     assert back.ground_z == pytest.approx(res.ground_z)
+    from mocap_studio.stages_export import read_body  # what the export stage retargets with
+
+    assert read_body(path).ground_z == pytest.approx(res.ground_z) and abs(res.ground_z - PLATFORM_M) < 0.01
     with np.load(path) as d:
         legacy = {k: d[k] for k in d.files if k != "ground_z"}
     np.savez(tmp_path / "old.npz", **legacy)
