@@ -40,6 +40,10 @@ class RetargetConfig:
     """Two-bone IK on each leg towards the source's feet scaled to the target; planted feet on the floor."""
     ik_blend_s: float = 0.1
     """The planting correction fades in and out over this many seconds around each contact."""
+    aim_bones: bool = True
+    """Each mapped bone is swung to point where the source's bone points (joint to mapped child), not only
+    turned as the source joint turns: they differ where the source bone spans joints the target lacks (Anny's
+    spine02 between the rig's Spine1 and Spine2); off, those joints' rotations are dropped."""
     reach: float = 0.999
     """A leg is stretched to at most this fraction of its length (a straight knee has no bend direction)."""
 

@@ -10,10 +10,14 @@ K joint influences per vertex. A body model's mesh and skinning weights become o
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from mocap_studio.export.motion import Motion
+from mocap_studio.common.fileio import atomic_path
+from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
+from mocap_studio.reconstruction.body.io import checked_mesh
 
 log = logging.getLogger(__name__)
 
@@ -169,3 +173,71 @@ def is_watertight(faces: np.ndarray) -> bool:
     if len(fwd) != len(edges):
         return False
     return all((b, a) in fwd for a, b in fwd)
+
+
+def boundary_loops(faces: np.ndarray) -> list[list[int]]:
+    """The mesh's holes: each a closed list of vertex indices along directed edges that no triangle shares
+    in the opposite direction (in the faces' own winding)."""
+    f = np.asarray(faces, np.int64)
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]).tolist()
+    present = {(a, b) for a, b in edges}
+    nxt: dict[int, list[int]] = {}
+    for a, b in edges:
+        if (b, a) not in present:
+            nxt.setdefault(a, []).append(b)
+    loops: list[list[int]] = []
+    while nxt:
+        start = next(iter(nxt))
+        loop, v = [start], nxt[start].pop()
+        if not nxt[start]:
+            del nxt[start]
+        while v != start and v in nxt:
+            loop.append(v)
+            w = nxt[v].pop()
+            if not nxt[v]:
+                del nxt[v]
+            v = w
+        loops.append(loop)
+    return loops
+
+
+def close_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Close every hole (:func:`boundary_loops`) with a fan of triangles around a new vertex at the hole's
+    centroid, wound like the faces around it. Returns vertices (V + holes, 3) and faces (F + boundary edges,
+    3); a closed mesh comes back unchanged."""
+    v = np.asarray(vertices, float)
+    f = np.asarray(faces, np.int64)
+    loops = boundary_loops(f)
+    if not loops:
+        return v, f
+    new_v, new_f = [v], [f]
+    count = len(v)
+    for loop in loops:
+        ring = np.array(loop)
+        new_v.append(v[ring].mean(0, keepdims=True))
+        # a boundary edge (a, b) belongs to a face that runs a -> b: the cap runs b -> a
+        new_f.append(np.stack([np.roll(ring, -1), ring, np.full(len(ring), count)], axis=1))
+        count += 1
+    log.debug("closed %d hole(s) of %s boundary edges", len(loops), [len(lp) for lp in loops])
+    return np.concatenate(new_v), np.concatenate(new_f)
+
+
+def write_obj_yup(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray) -> Path:
+    """Wavefront OBJ for modelling and try-on tools, which read OBJ as Y up (Blender's and Marvelous
+    Designer's importers, three.js): ``vertices_m`` (V, 3) metres in the Z-up world, written turned to Y up
+    (x, z, -y: the body faces +Z), with vertex normals; ``faces`` (F, 3) zero-based, counter-clockwise from
+    outside."""
+    v, f = checked_mesh(vertices_m, faces, path)
+    v = v @ Z_UP_TO_Y_UP.T
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    normals = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(normals, f[:, k], np.cross(b - a, c - a))
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"# mocap-studio mesh: {len(v)} vertices, {len(f)} triangles; units metres, Y up, facing +Z\n")
+        np.savetxt(fh, v, fmt="v %.6f %.6f %.6f")
+        np.savetxt(fh, normals, fmt="vn %.4f %.4f %.4f")
+        np.savetxt(fh, np.repeat(f + 1, 2, axis=1), fmt="f %d//%d %d//%d %d//%d")
+    return path

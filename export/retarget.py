@@ -92,11 +92,20 @@ def retarget(
             world[:, j] = np.eye(3) if p < 0 else world[:, p]
             continue
         offset = np.eye(3)
-        d_tgt = _direction(tgt_rest, target.bones, tgt_index, canon)
-        d_src = _direction(src_rest, source_rig.bones, src_index, canon)
+        # the bone's direction: to the same canonical child on both rigs (CMU has no spine2: its Spine aims at
+        # spine3 on the source too)
+        child = _common_child(canon, target.bones, source_rig.bones, tgt_rest, tgt_index, src_rest, src_index)
+        d_tgt = _direction(tgt_rest, target.bones, tgt_index, canon, child)
+        d_src = _direction(src_rest, source_rig.bones, src_index, canon, child)
         if d_tgt is not None and d_src is not None and canon not in REST_RELATIVE:
             offset = rotation_between(d_tgt, d_src)
         world[:, j] = src_rot[:, src_index[source_rig.bones[canon]]] @ offset
+        if config.aim_bones and d_tgt is not None and d_src is not None and canon not in REST_RELATIVE:
+            # where the source bone spans joints the target lacks (Anny's spine02), its direction is not its
+            # start joint's rotation of the rest direction: swing the bone onto where the source bone points
+            aim = rotation_between(world[:, j] @ d_tgt, _direction(src_pos, source_rig.bones, src_index, canon, child))
+            swung = np.abs(aim - np.eye(3)).max(axis=(1, 2)) > 1e-9  # elsewhere the bone already points there
+            world[swung, j] = aim[swung] @ world[swung, j]
     local = world.copy()
     for j in range(1, n_joints):
         local[:, j] = np.swapaxes(world[:, target.parents[j]], 1, 2) @ world[:, j]
@@ -139,10 +148,25 @@ def _contacts_by_side(contacts: np.ndarray, n_frames: int) -> dict[str, np.ndarr
     return {side: c[:, i].astype(bool) for i, side in enumerate(("left", "right"))}
 
 
-def _direction(rig_rest: np.ndarray, bones: dict[str, str], index: dict[str, int], canon: str) -> np.ndarray | None:
+def _common_child(canon: str, bones_a: dict[str, str], bones_b: dict[str, str], rest_a: np.ndarray,
+                  index_a: dict[str, int], rest_b: np.ndarray, index_b: dict[str, int]) -> str | None:
+    """The first canonical child of ``canon`` (:data:`DIRECTION_CHILD`, then :data:`FALLBACK_CHILD`) that both
+    rigs map at a distance from the joint, or None."""
+    if canon not in bones_a or canon not in bones_b:
+        return None
     for child in (DIRECTION_CHILD.get(canon),) + FALLBACK_CHILD.get(canon, ()):
-        if child and child in bones:
-            d = rig_rest[index[bones[child]]] - rig_rest[index[bones[canon]]]
-            if np.linalg.norm(d) > 1e-6:
-                return d
+        if child and child in bones_a and child in bones_b and all(
+            np.linalg.norm(rest[index[bones[child]]] - rest[index[bones[canon]]]) > 1e-6
+            for rest, bones, index in ((rest_a, bones_a, index_a), (rest_b, bones_b, index_b))
+        ):
+            return child
     return None
+
+
+def _direction(rig_rest: np.ndarray, bones: dict[str, str], index: dict[str, int], canon: str,
+               child: str | None) -> np.ndarray | None:
+    """The direction (..., 3) from the joint ``canon`` to the joint ``child`` in ``rig_rest`` (..., J, 3); None
+    for no child."""
+    if child is None:
+        return None
+    return rig_rest[..., index[bones[child]], :] - rig_rest[..., index[bones[canon]], :]

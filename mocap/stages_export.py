@@ -1,9 +1,12 @@
 """The export stage runner: read the session's body motion and 3D keypoints, call the exporters, write
-``export/<take>.<ext>`` and ``report/export.json``.
+``export/<take>.<rig>.<ext>`` (animation), ``export/<take>.apose.<ext>`` (rest mesh), ``export/<take>.<ext>``
+(keypoints, AMASS) and ``report/export.json``.
 
 From ``body.npz`` (AMASS-style keys, see :mod:`export.amass`): BVH, FBX, GLB, USDZ of the body retargeted
-onto a rig (``rig``, default Mixamo; ``"body"`` keeps the body model's own skeleton with its skinned mesh),
-OBJ/PLY of the rest mesh, and the AMASS npz itself for SMPL bodies. From ``keypoints3d.npz``: TRC and C3D.
+onto a rig (``rig``, default Mixamo; ``"body"`` keeps the body model's own skeleton), FBX, GLB and USD
+carrying the body's mesh skinned to that rig (the avatar, :mod:`export.avatar`: the rig's joints moved into
+the body); OBJ/PLY/GLB of the rest mesh in an A-pose, closed; and the AMASS npz itself for SMPL bodies. From
+``keypoints3d.npz``: TRC and C3D. The rig's name in the file names keeps exports to different rigs apart.
 A format whose input is missing is skipped with a warning in the report; asking only for such formats is
 an error that says which file is missing.
 """
@@ -11,11 +14,12 @@ an error that says which file is missing.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +30,30 @@ from mocap_studio.export.amass import (
     skinned_mesh_from_body,
     write_amass,
 )
+from mocap_studio.export.avatar import avatar_vertex_error_m, body_avatar, rest_mesh_apose
 from mocap_studio.export.bvh import write_bvh
 from mocap_studio.export.c3d import write_c3d_keypoints
 from mocap_studio.export.fbx import write_fbx
-from mocap_studio.export.gltf import write_glb
+from mocap_studio.export.gltf import write_glb, write_mesh_glb
+from mocap_studio.export.mesh import SkinnedMesh, write_obj_yup
 from mocap_studio.export.motion import Motion
 from mocap_studio.export.retarget import RetargetConfig, retarget
-from mocap_studio.export.rig import load_rig, rig_from_motion
+from mocap_studio.export.rig import Rig, load_rig, rig_from_motion
 from mocap_studio.export.trc import keypoints_frame_rate, write_trc_keypoints
 from mocap_studio.export.usd import write_usd
 from mocap_studio.inputs import read_checked, read_keypoints3d
-from mocap_studio.reconstruction.body.io import write_obj, write_ply
+from mocap_studio.reconstruction.body.io import write_ply
 from mocap_studio.session import Session, StageReport
 from mocap_studio.stages import Progress
 
 log = logging.getLogger(__name__)
 
 STAGE = "export"
-BODY_FORMATS = ("bvh", "fbx", "glb", "usdz", "usd", "obj", "ply", "amass")
+RIG_FORMATS = ("bvh", "fbx", "glb", "usdz", "usd")
+"""Animation files: named ``<take>.<rig>.<ext>``."""
+REST_FORMATS = {"obj": "apose.obj", "ply": "apose.ply", "apose_glb": "apose.glb"}
+"""The rest mesh in an A-pose, closed: format -> file name after ``<take>.``."""
+BODY_FORMATS = RIG_FORMATS + tuple(REST_FORMATS) + ("amass",)
 KEYPOINT_FORMATS = ("trc", "c3d")
 FORMATS = BODY_FORMATS + KEYPOINT_FORMATS
 
@@ -52,12 +62,16 @@ FORMATS = BODY_FORMATS + KEYPOINT_FORMATS
 class ExportConfig:
     """The ``[export]`` table of session.toml."""
 
-    formats: tuple[str, ...] = ("bvh", "fbx", "glb", "usdz", "obj", "trc")
-    """Which files to write: any of bvh, fbx, glb, usdz, usd, obj, ply, amass (from body.npz), trc, c3d
-    (from keypoints3d.npz)."""
+    formats: tuple[str, ...] = ("bvh", "fbx", "glb", "usdz", "obj", "apose_glb", "trc")
+    """Which files to write: any of bvh, fbx, glb, usdz, usd (``<take>.<rig>.<ext>``), obj, ply, apose_glb (the
+    A-pose rest mesh, ``<take>.apose.<ext>``), amass (from body.npz), trc, c3d (from keypoints3d.npz)."""
     rig: str = "mixamo"
     """Target rig for the animation: a preset in configs/retarget, a rig TOML, or "body" for the body
     model's own skeleton with its skinned mesh."""
+    avatar: bool = True
+    """FBX, GLB and USD carry the body's mesh skinned to the rig, the rig's joints moved into the body (its
+    names, hierarchy and rest pose kept, the performer's bone lengths). False: the rig's preset skeleton and
+    bone lengths, no mesh."""
     smpl_model_dir: str = ""
     """Folder holding the user's SMPL model files (needed to export an SMPL body.npz)."""
     trc_axes: str = "opensim"
@@ -112,6 +126,50 @@ def read_body(path: Path) -> AmassMotion:
                        contact=contact, ground_z=fitted.ground_z)
 
 
+def file_name(stem: str, fmt: str, rig: str = "") -> str:
+    """The export file name of format ``fmt`` for take ``stem``: ``<stem>.<rig>.<ext>`` for animations (the rig's
+    name made safe for file names), ``<stem>.apose.<ext>`` for the rest mesh, else ``<stem>.<ext>``."""
+    if fmt in RIG_FORMATS:
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", rig).strip("_") or "rig"
+        return f"{stem}.{safe}.{fmt}"
+    if fmt in REST_FORMATS:
+        return f"{stem}.{REST_FORMATS[fmt]}"
+    return f"{stem}.{'amass.npz' if fmt == 'amass' else fmt}"
+
+
+def exported_file(folder: Path, stem: str, fmt: str, rig: str = "") -> Path:
+    """The file a reader should open: the current name (:func:`file_name`), else the name exports had before
+    they carried the rig (``<stem>.<ext>``) where only that exists."""
+    path = folder / file_name(stem, fmt, rig)
+    old = folder / f"{stem}.{fmt}"
+    return old if not path.exists() and old.exists() else path
+
+
+def _rig_name(config: ExportConfig) -> str:
+    """The rig's name as file names carry it: "body", a preset's name, or a rig TOML's ``name``."""
+    return "body" if config.rig == "body" else load_rig(config.rig).name
+
+
+def _standing_body_rig(motion: Motion, bones: dict[str, str], mesh: SkinnedMesh, name: str) -> Rig:
+    """The body's skeleton as a retarget rig, its rest standing with the mesh's sole at Z = 0: retargeting reads
+    a rig's foot joint heights at rest as their heights above the floor (a body model's rest pose is centred
+    on its pelvis, not standing: with the body's ground_z the floor came out 0.8 m low)."""
+    rig = rig_from_motion(motion, bones, name=name)
+    return replace(rig, rest_positions_m=rig.rest_positions_m - np.array([0.0, 0.0, mesh.vertices_m[:, 2].min()]))
+
+
+def _avatar_figures(model: object, shape: np.ndarray, body: AmassMotion, anim: Motion, avatar) -> dict:  # noqa: ANN001
+    """How far the avatar's vertices (as the files deform them) are from the body model's own at 5 frames."""
+    frames = np.unique(np.linspace(0, anim.num_frames - 1, 5).round().astype(int))
+    n_joints = len(model.joint_names)  # type: ignore[attr-defined]
+    truth = model.evaluate(shape, body.pose_rotvec[frames, :n_joints], body.trans[frames]).vertices  # type: ignore[attr-defined]
+    err, offset = avatar_vertex_error_m(anim, avatar, np.asarray(truth), frames)
+    return {"frames": frames.tolist(), "vertex_error_mm": {k: round(float(1000 * np.percentile(err, q)), 2)
+                                                           for k, q in (("median", 50), ("p95", 95), ("max", 100))},
+            "floor_offset_mm": [round(float(1000 * x), 1) for x in offset],
+            "rig_height_m": round(float(avatar.mesh.vertices_m[:, 2].max()), 4)}
+
+
 def _body_outputs(
     session: Session, config: ExportConfig, stem: str, formats: list[str], loader: ModelLoader,
     retarget_config: RetargetConfig,
@@ -122,22 +180,36 @@ def _body_outputs(
     pose = body.pose_rotvec[:, :n_joints]
     shape = body.betas[: len(model.default_shape())]  # type: ignore[attr-defined]
     motion = motion_from_body(model, shape, pose, body.trans, body.frame_rate, name=stem)  # type: ignore[arg-type]
-    mesh = skinned_mesh_from_body(model, shape)  # type: ignore[arg-type]
+    full_mesh = skinned_mesh_from_body(model, shape, max_influences=n_joints)  # type: ignore[arg-type]
     figures: dict = {"frames": motion.num_frames, "frame_rate": motion.frame_rate, "body_model": body.model}
     anim: Motion = motion
-    anim_mesh = mesh
-    if config.rig != "body":
-        semantic = getattr(model, "semantic_joints", None) or {n: i for i, n in enumerate(model.joint_names)}  # type: ignore[attr-defined]
-        bones = {canon: model.joint_names[j] for canon, j in semantic.items()}  # type: ignore[attr-defined]
+    anim_mesh: SkinnedMesh | None = full_mesh.top_k(4)
+    semantic = getattr(model, "semantic_joints", None) or {n: i for i, n in enumerate(model.joint_names)}  # type: ignore[attr-defined]
+    bones = {canon: model.joint_names[j] for canon, j in semantic.items()}  # type: ignore[attr-defined]
+    body_rig = _standing_body_rig(motion, bones, full_mesh, body.model)
+    rig_name = "body"
+    if config.rig != "body" and any(f in RIG_FORMATS for f in formats):
         target = load_rig(config.rig)
-        anim = retarget(motion, rig_from_motion(motion, bones, name=body.model), target, retarget_config,
+        rig_name = target.name
+        avatar = body_avatar(motion, body_rig, full_mesh, target) if config.avatar else None
+        anim = retarget(motion, body_rig, avatar.rig if avatar else target, retarget_config,
                         contacts=body.contact, ground_z=body.ground_z)
-        anim_mesh = None  # the body mesh is bound to the body's skeleton, not the rig's
+        anim_mesh = avatar.mesh if avatar else None
         figures["rig"] = target.name
+        if avatar is not None:
+            figures["avatar"] = _avatar_figures(model, shape, body, anim, avatar)
+    elif config.rig != "body":
+        rig_name = _rig_name(config)
+    apose: tuple[np.ndarray, np.ndarray] | None = None
+    if any(f in REST_FORMATS for f in formats):
+        apose = rest_mesh_apose(motion, body_rig, full_mesh)
+        figures["apose"] = {"vertices": len(apose[0]), "triangles": len(apose[1]),
+                            "holes_closed": len(apose[0]) - full_mesh.num_vertices,
+                            "height_m": round(float(apose[0][:, 2].max()), 4)}
     out: list[Path] = []
     folder = session.export_dir
     for fmt in formats:
-        path = folder / f"{stem}.{fmt if fmt != 'amass' else 'amass.npz'}"
+        path = folder / file_name(stem, fmt, rig_name)
         if fmt == "bvh":
             out.append(write_bvh(path, anim))
         elif fmt == "fbx":
@@ -146,16 +218,18 @@ def _body_outputs(
             out.append(write_glb(path, anim, anim_mesh))
         elif fmt in ("usdz", "usd"):
             out.append(write_usd(path, anim, anim_mesh))
-        elif fmt == "obj":
-            out.append(write_obj(path, mesh.vertices_m, mesh.faces))
-        elif fmt == "ply":
-            out.append(write_ply(path, mesh.vertices_m, mesh.faces))
+        elif fmt == "obj" and apose is not None:
+            out.append(write_obj_yup(path, *apose))
+        elif fmt == "ply" and apose is not None:
+            out.append(write_ply(path, *apose))
+        elif fmt == "apose_glb" and apose is not None:
+            out.append(write_mesh_glb(path, *apose))
         elif fmt == "amass":
             out.append(write_amass(path, body.pose_rotvec, body.trans, body.betas, body.frame_rate, body.gender, body.model))
     return out, figures
 
 
-def _blender_preview(session: Session, stem: str, frames: int, frame_rate: float) -> dict:
+def _blender_preview(session: Session, stem: str, rig: str, frames: int, frame_rate: float) -> dict:
     """Blender imports the FBX and BVH just written and renders three frames (report/export/blender_preview.png);
     skipped, with the reason, where Blender is not installed in the project cache."""
     from mocap_studio.export.blender_preview import PreviewUnavailable, render_preview
@@ -163,8 +237,8 @@ def _blender_preview(session: Session, stem: str, frames: int, frame_rate: float
     out = session.stage_asset_dir(STAGE) / "blender_preview.png"
     picks = sorted({int(frames * q) for q in (0.2, 0.5, 0.8)}) if frames else [0]
     try:
-        preview = render_preview(session.export_dir / f"{stem}.fbx", session.export_dir / f"{stem}.bvh", out,
-                                 frame_rate, picks)
+        preview = render_preview(exported_file(session.export_dir, stem, "fbx", rig),
+                                 exported_file(session.export_dir, stem, "bvh", rig), out, frame_rate, picks)
     except PreviewUnavailable as e:
         log.info("export: no Blender preview (%s)", e)
         return {"skipped": str(e)}
@@ -209,7 +283,8 @@ def run_export(
         raise FileNotFoundError("nothing to export: " + "; ".join(warnings))
     inputs = [p for p, used in ((session.body_path, body_fmts), (session.keypoints3d_path, kp_fmts)) if used]
     fp = session.inputs_fingerprint(inputs, asdict(config) | {"retarget": asdict(retarget_config)})
-    planned = [session.export_dir / f"{stem}.{f if f != 'amass' else 'amass.npz'}" for f in body_fmts + kp_fmts]
+    rig_name = _rig_name(config)
+    planned = [session.export_dir / file_name(stem, f, rig_name) for f in body_fmts + kp_fmts]
     if not overwrite and session.is_up_to_date(STAGE, fp, planned):
         log.info("export: inputs unchanged, outputs present; skipped (use --overwrite to redo)")
         return session.previous_report(STAGE)
@@ -223,7 +298,7 @@ def run_export(
         kp = read_keypoints3d(session)
         rate = config.frame_rate or session.config().frame_rate or keypoints_frame_rate(kp)
         for fmt in kp_fmts:
-            path = session.export_dir / f"{stem}.{fmt}"
+            path = session.export_dir / file_name(stem, fmt)
             if fmt == "trc":
                 outputs.append(write_trc_keypoints(path, kp, rate, axes=config.trc_axes))
             else:
@@ -231,7 +306,8 @@ def run_export(
         figures["keypoints"] = {"frames": kp.num_frames, "joints": kp.num_joints, "frame_rate": rate}
     figures["bytes"] = {p.name: p.stat().st_size for p in outputs}
     if config.blender_preview and {"fbx", "bvh"} <= set(body_fmts):
-        figures["blender_preview"] = _blender_preview(session, stem, figures.get("frames", 0), figures.get("frame_rate", 30.0))
+        figures["blender_preview"] = _blender_preview(session, stem, rig_name, figures.get("frames", 0),
+                                                      figures.get("frame_rate", 30.0))
     for w in warnings:
         log.warning("%s", w)
     report = StageReport(STAGE, fp, tuple(outputs), figures, tuple(warnings), time.perf_counter() - start)
@@ -239,4 +315,4 @@ def run_export(
     return report
 
 
-__all__ = ["ExportConfig", "FORMATS", "export_body_model", "run_export"]
+__all__ = ["ExportConfig", "FORMATS", "export_body_model", "exported_file", "file_name", "run_export"]

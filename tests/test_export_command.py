@@ -24,6 +24,7 @@ from mocap_studio.export.usd import read_usd_joint_positions
 from mocap_studio.reconstruction.body.smpl_model import load_smpl
 from mocap_studio.reconstruction.keypoints import Keypoints3D
 from mocap_studio.reconstruction.skeletons import SMPL_24
+from mocap_studio.stages_export import exported_file, file_name
 from test_export_amass import tiny_smpl_arrays
 
 
@@ -57,20 +58,22 @@ def session(tmp_path: Path) -> Path:
 
 def test_export_command_writes_every_format(session: Path) -> None:
     assert "export" in COMMANDS
-    rc = main(["export", str(session), "--format", "bvh,fbx,glb,usdz,obj,trc,c3d,amass", "--rig", "mixamo"])
+    rc = main(["export", str(session), "--format", "bvh,fbx,glb,usdz,obj,ply,apose_glb,trc,c3d,amass", "--rig", "mixamo"])
     assert rc == 0
     out = session / "export"
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"take1.{e}" for e in ("bvh", "fbx", "glb", "usdz", "obj", "trc", "c3d", "amass.npz"))
+    assert names == sorted([*(f"take1.mixamo.{e}" for e in ("bvh", "fbx", "glb", "usdz")),
+                            *(f"take1.apose.{e}" for e in ("obj", "ply", "glb")),
+                            *(f"take1.{e}" for e in ("trc", "c3d", "amass.npz"))])
     # the animation is on the Mixamo rig, and every reader sees the same joints
-    bvh = read_bvh(out / "take1.bvh")
+    bvh = read_bvh(out / "take1.mixamo.bvh")
     rig = load_rig("mixamo")
     assert set(bvh.joint_names) == set(rig.joints) and bvh.num_frames == 40
     ref = bvh.world_positions_m()
-    glb_names, glb_pos = read_glb_joint_positions(out / "take1.glb")
+    glb_names, glb_pos = read_glb_joint_positions(out / "take1.mixamo.glb")
     order = [bvh.joint_index(n) for n in glb_names]
     assert np.abs(glb_pos - ref[:, order] @ Z_UP_TO_Y_UP.T).max() < 1e-4  # glTF is Y up
-    usd_names, usd_pos, _ = read_usd_joint_positions(out / "take1.usdz")
+    usd_names, usd_pos, _ = read_usd_joint_positions(out / "take1.mixamo.usdz")
     order = [bvh.joint_index(n.split("/")[-1]) for n in usd_names]
     assert np.abs(usd_pos - ref[:, order] @ Z_UP_TO_Y_UP.T).max() < 1e-4
     # keypoints: TRC in OpenSim axes, C3D in millimetres
@@ -82,15 +85,31 @@ def test_export_command_writes_every_format(session: Path) -> None:
     assert np.nanmax(np.abs(points_m(c3d) - kp.xyz)) < 1e-6 and np.isnan(c3d.points[5, 3]).all()
     report = json.loads((session / "report" / "export.json").read_text())
     assert report["figures"]["rig"] == "mixamo" and not report["warnings"]
+    # the avatar's distance from the body model is measured (the tiny model's diffuse random weights lose much
+    # to 4 influences per vertex; test_export_avatar bounds it on Anny)
+    assert set(report["figures"]["avatar"]["vertex_error_mm"]) == {"median", "p95", "max"}
     # unchanged inputs: skipped
-    mtime = (out / "take1.fbx").stat().st_mtime_ns
-    assert main(["export", str(session), "--format", "bvh,fbx,glb,usdz,obj,trc,c3d,amass", "--rig", "mixamo"]) == 0
-    assert (out / "take1.fbx").stat().st_mtime_ns == mtime
+    mtime = (out / "take1.mixamo.fbx").stat().st_mtime_ns
+    assert main(["export", str(session), "--format", "bvh,fbx,glb,usdz,obj,ply,apose_glb,trc,c3d,amass", "--rig", "mixamo"]) == 0
+    assert (out / "take1.mixamo.fbx").stat().st_mtime_ns == mtime
+    # a second rig writes beside the first, which stays as it was
+    assert main(["export", str(session), "--format", "bvh,fbx", "--rig", "ue5_mannequin"]) == 0
+    assert (out / "take1.ue5_mannequin.fbx").exists() and (out / "take1.mixamo.fbx").stat().st_mtime_ns == mtime
+    assert set(read_bvh(out / "take1.ue5_mannequin.bvh").joint_names) == set(load_rig("ue5_mannequin").joints)
+
+
+def test_readers_find_exports_under_their_old_names(tmp_path: Path) -> None:
+    (tmp_path / "take.fbx").write_bytes(b"old")
+    assert exported_file(tmp_path, "take", "fbx", "mixamo") == tmp_path / "take.fbx"
+    (tmp_path / "take.mixamo.fbx").write_bytes(b"new")
+    assert exported_file(tmp_path, "take", "fbx", "mixamo") == tmp_path / "take.mixamo.fbx"
+    assert file_name("take", "bvh", "my rig/v2") == "take.my_rig_v2.bvh"
+    assert file_name("take", "ply") == "take.apose.ply" and file_name("take", "amass") == "take.amass.npz"
 
 
 def test_export_body_skeleton_matches_the_model(session: Path) -> None:
     assert main(["export", str(session), "--format", "bvh", "--rig", "body"]) == 0
-    bvh = read_bvh(session / "export" / "take1.bvh")
+    bvh = read_bvh(session / "export" / "take1.body.bvh")
     model = load_smpl(session.parent / "models")
     body = read_amass(session / "body.npz")
     truth = model.evaluate(body.betas, body.pose_rotvec, body.trans).joints

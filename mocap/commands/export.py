@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "export",
         help="export the take: BVH/FBX/GLB/USDZ/OBJ from body.npz, TRC/C3D from keypoints3d.npz",
-        description="Write SESSION/export/<take>.<format>. Formats: " + ", ".join(FORMATS) + ". "
+        description="Write SESSION/export/<take>.<rig>.<format> (animations), <take>.apose.<format> (the rest mesh) and "
+        "<take>.<format> (keypoints, AMASS). Formats: " + ", ".join(FORMATS) + ". "
         "Defaults come from session.toml [export] (and [retarget] for how the body is put on the rig).",
     )
     parser.add_argument("session", help="the session folder")
