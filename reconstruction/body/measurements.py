@@ -1,25 +1,85 @@
-"""Body measurements from a rest-pose mesh, for virtual try-on.
+"""Body measurements from a rest-pose mesh, for virtual try-on, defined after ISO 8559-1.
 
-The mesh stands in the world frame (Z up, facing -Y, left +X, feet at Z = 0; ``BodyModel.rest_mesh``).
-A circumference is what a tape measure gives: the perimeter of the convex hull of a horizontal slice
-through the mesh (the slice's piece around the body part only). The arms are left out of the slices
-(as a tailor lifts them): in a rest pose with the arms down, a slice at the armpits would otherwise join
-arms and chest into one piece, and the chest girth would jump by tens of centimetres with the build.
-Landmark heights come from the model's keypoints in the rest pose.
+The mesh stands in the world frame (Z up, facing -Y, left +X, feet at Z = 0; ``BodyModel.rest_mesh``), in
+the model's rest pose (an A-pose for Anny: arms down and away from the trunk). Each measurement is what a
+tailor's tape or anthropometer gives, taken at landmarks found on the mesh itself (``DEFINITIONS`` says how):
+
+- a girth is the perimeter of the convex hull of the body's cross-section (the piece around the body part)
+  in the plane the standard sets: horizontal for the trunk and thigh, perpendicular to the neck's axis for
+  the neck. A tape bridges hollows, so the convex hull is the tape's path. The arms are left out of trunk
+  sections (the skinning weights tell arm from trunk), as a tailor has the subject lift them.
+- landmarks come from the surface: the crotch is the highest level at which the legs are apart (found by
+  bisection), the armpits the highest level at which the arms are apart from the trunk, the bust points the
+  most anterior points of the chest between armpit and waist, the buttocks' fullest point the most posterior
+  point between crotch and waist, the natural waist the narrowest level between them, the acromion the top
+  of the shoulder straight above the shoulder joint. Extreme levels are found by bounded Brent searches, so
+  that a measurement changes smoothly with the body's shape (the uncertainty module differentiates it).
+
+ISO 8559-1:2017 (Size designation of clothes, anthropometric definitions for body measurement) was not at
+hand here: the definitions follow its measurement names and the wording of its landmark descriptions as
+commonly cited; the clause numbers are not quoted.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull
 
 
 @dataclass(frozen=True)
+class Definition:
+    """How one measurement is taken: ``iso_name`` (the measurement's name in ISO 8559-1), ``kind``
+    ("girth", "length" or "breadth") and ``landmarks`` (how the mesh gives the landmarks and the tape's path)."""
+
+    iso_name: str
+    kind: str
+    landmarks: str
+
+
+DEFINITIONS: dict[str, Definition] = {
+    "height": Definition("stature (body height)", "length",
+                         "vertical distance from the floor (the soles) to the top of the head (vertex)"),
+    "chest_circumference": Definition(
+        "bust girth (chest girth)", "girth",
+        "horizontal girth at the bust points (nipple line): the level between the armpits and the natural waist "
+        "at which the chest reaches furthest forward; arms left out"),
+    "waist_circumference": Definition(
+        "waist girth (natural waist)", "girth",
+        "horizontal girth at the natural waist: the narrowest level of the trunk between the buttocks' fullest "
+        "point and the bust points; arms left out"),
+    "hip_circumference": Definition(
+        "hip girth", "girth",
+        "horizontal girth at the buttocks' fullest point: the level between crotch and natural waist at which the "
+        "buttocks reach furthest back; arms left out"),
+    "thigh_circumference": Definition(
+        "thigh girth", "girth",
+        "horizontal girth of the thigh at its highest part, 2 cm below the crotch (mean of left and right)"),
+    "neck_circumference": Definition(
+        "neck girth", "girth",
+        "girth of the neck perpendicular to its axis (neck joint to head joint), at its narrowest between the "
+        "base of the neck and the head (just below the larynx)"),
+    "inseam": Definition("inside leg length", "length", "vertical distance from the crotch to the floor"),
+    "shoulder_width": Definition(
+        "biacromial shoulder breadth", "breadth",
+        "horizontal distance between the acromia, each the top of the shoulder straight above the shoulder joint"),
+    "arm_length": Definition(
+        "arm length", "length",
+        "from the acromion to the elbow joint to the wrist joint (left arm; in the rest pose the arm is straight, "
+        "not bent as the standard has it)"),
+}
+"""How each measurement of :class:`Measurements` is taken (keyed by its field name)."""
+
+
+@dataclass(frozen=True)
 class Measurements:
-    """Metres. height: top of head to floor; *_circumference: tape around the body part; inseam: crotch to
-    floor; shoulder_width: between the shoulder keypoints; arm_length: shoulder to elbow to wrist."""
+    """Metres, in the order and with the meaning of :data:`DEFINITIONS` (height: floor to top of head;
+    *_circumference: tape around the body part; inseam: crotch to floor; shoulder_width: acromion to acromion;
+    arm_length: acromion over the elbow to the wrist)."""
 
     height: float
     chest_circumference: float
@@ -35,54 +95,69 @@ class Measurements:
         """The measurements as a JSON-ready dict, metres rounded to 0.1 mm, with ``units``."""
         return {"units": "m", **{k: round(float(v), 4) for k, v in asdict(self).items()}}
 
+    def as_array(self) -> np.ndarray:
+        """(M,) the values in field order (metres)."""
+        return np.array([getattr(self, f.name) for f in fields(self)], dtype=float)
 
-def slice_pieces(vertices: np.ndarray, faces: np.ndarray, z: float) -> list[np.ndarray]:
-    """Points (n_i, 2) of each connected piece of the mesh's cross-section at height ``z``.
 
-    vertices (V, 3), faces (F, 3).
-    """
+MEASUREMENT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Measurements))
+"""The field names of :class:`Measurements`, in order."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# sections
+
+
+def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(vertices, dtype=float)
     f = np.asarray(faces, dtype=np.int64)
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
     if f.ndim != 2 or f.shape[1] != 3:
         raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    return v, f
+
+
+def slice_pieces(vertices: np.ndarray, faces: np.ndarray, z: float) -> list[np.ndarray]:
+    """Points (n_i, 2) of each connected piece of the mesh's cross-section by the plane Z = ``z``.
+
+    vertices (V, 3), faces (F, 3).
+    """
+    v, f = _check_mesh(vertices, faces)
     above = v[:, 2] > z
     fa = above[f]
     crossing = f[(fa.any(1)) & (~fa.all(1))]
     if len(crossing) == 0:
         return []
-    edges = np.concatenate([crossing[:, [0, 1]], crossing[:, [1, 2]], crossing[:, [2, 0]]])
-    edges = np.sort(edges, axis=1)
-    cut = above[edges[:, 0]] != above[edges[:, 1]]
-    # each crossing triangle links its two cut edges: union-find over edges
+    # each crossing triangle has two cut edges and links them: connected pieces by union-find over edges
     tri_edges = np.sort(np.stack([crossing[:, [0, 1]], crossing[:, [1, 2]], crossing[:, [2, 0]]], 1), axis=2)
     tri_cut = above[tri_edges[..., 0]] != above[tri_edges[..., 1]]
-    uniq, inv = np.unique(edges[cut], axis=0, return_inverse=True)
-    key = {tuple(e): i for i, e in enumerate(uniq.tolist())}
-    parent = np.arange(len(uniq))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for tri, ok in zip(tri_edges.tolist(), tri_cut.tolist(), strict=True):
-        ids = [key[tuple(e)] for e, c in zip(tri, ok, strict=True) if c]
-        for a, b in zip(ids[:-1], ids[1:], strict=False):
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[ra] = rb
+    cut_edges = tri_edges[tri_cut].reshape(-1, 2, 2)  # (n_tri, 2 cut edges, 2 vertex ids)
+    uniq, inv = np.unique(cut_edges.reshape(-1, 2), axis=0, return_inverse=True)
+    pairs = inv.reshape(-1, 2)
+    n = len(uniq)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
     p0, p1 = v[uniq[:, 0]], v[uniq[:, 1]]
     s = (z - p0[:, 2]) / (p1[:, 2] - p0[:, 2])
     pts = p0[:, :2] + s[:, None] * (p1[:, :2] - p0[:, :2])
-    roots = np.array([find(i) for i in range(len(uniq))])
-    return [pts[roots == r] for r in np.unique(roots)]
+    return [pts[labels == r] for r in np.unique(labels)]
+
+
+def plane_pieces(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, normal: np.ndarray) -> list[np.ndarray]:
+    """Points (n_i, 2) of each piece of the section by the plane through ``origin`` (3,) with ``normal`` (3,),
+    in an orthonormal frame of the plane whose origin is ``origin``."""
+    n = np.asarray(normal, dtype=float)
+    n = n / np.linalg.norm(n)
+    a = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    frame = np.stack([a, np.cross(n, a), n])  # rows: plane axes, then the normal
+    local = (np.asarray(vertices, dtype=float) - np.asarray(origin, dtype=float)) @ frame.T
+    return slice_pieces(local, faces, 0.0)
 
 
 def convex_perimeter(points: np.ndarray) -> float:
-    """Perimeter of the convex hull of 2D points (n, 2)."""
+    """Perimeter of the convex hull of 2D points (n, 2): the path of a tape around them."""
     if len(points) < 3:
         return 0.0
     hull = ConvexHull(points)
@@ -90,74 +165,188 @@ def convex_perimeter(points: np.ndarray) -> float:
     return float(np.linalg.norm(ring - np.roll(ring, 1, axis=0), axis=1).sum())
 
 
-def _piece_near(vertices, faces, z: float, centre_xy: np.ndarray) -> np.ndarray:
-    pieces = [p for p in slice_pieces(vertices, faces, z) if len(p) >= 3]
+def _nearest(pieces: list[np.ndarray], centre_xy: np.ndarray) -> np.ndarray:
+    pieces = [p for p in pieces if len(p) >= 3]
     if not pieces:
         return np.zeros((0, 2))
     return min(pieces, key=lambda p: float(np.linalg.norm(p.mean(0) - centre_xy)))
 
 
-def circumference_at(vertices, faces, z: float, centre_xy: np.ndarray) -> float:
-    """Tape-measure girth at height z of the slice piece nearest to ``centre_xy`` (2,)."""
-    return convex_perimeter(_piece_near(vertices, faces, z, np.asarray(centre_xy, dtype=float)))
+def circumference_at(vertices, faces, z: float, centre_xy: np.ndarray) -> float:  # noqa: ANN001
+    """Tape girth at height z of the horizontal section's piece nearest to ``centre_xy`` (2,)."""
+    return convex_perimeter(_nearest(slice_pieces(vertices, faces, z), np.asarray(centre_xy, dtype=float)))
 
 
-def measure(vertices: np.ndarray, faces: np.ndarray, keypoints: dict[str, np.ndarray]) -> Measurements:
-    """Measurements of a rest mesh (V, 3) with faces (F, 3) and its rest keypoints (name -> (3,)); needs
-    left/right hip, knee, shoulder, elbow, wrist and ear (or nose)."""
-    v = np.asarray(vertices, dtype=float)
-    kp = {k: np.asarray(x, dtype=float) for k, x in keypoints.items()}
-    floor = v[:, 2].min()
-    height = float(v[:, 2].max() - floor)
-    hip = 0.5 * (kp["left_hip"] + kp["right_hip"])
-    sh = 0.5 * (kp["left_shoulder"] + kp["right_shoulder"])
-    knee_l = kp["left_knee"]
-    head = kp.get("nose", sh + np.array([0, 0, 0.25]))
-    centre = hip[:2]
-    torso = sh[2] - hip[2]
+def _bisect(pred, lo: float, hi: float, tol: float = 1e-5) -> float:  # noqa: ANN001
+    """The level between lo (pred False) and hi (pred True) where ``pred`` turns; pred must be monotone."""
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
 
-    def scan(lo: float, hi: float, centre_xy: np.ndarray, pick) -> float:  # noqa: ANN001
-        values = [circumference_at(v, faces, z, centre_xy) for z in np.linspace(lo, hi, 9)]
-        return float(pick(values))
 
-    chest = scan(sh[2] - 0.35 * torso, sh[2] - 0.2 * torso, sh[:2], max)
-    waist = scan(hip[2] + 0.3 * torso, hip[2] + 0.6 * torso, centre, min)
-    hips = scan(hip[2] - 0.15 * torso, hip[2] + 0.05 * torso, centre, max)
-    # crotch: highest height at which the legs are two pieces near the body's centre line
-    crotch = hip[2] - 0.3 * torso
-    for z in np.linspace(hip[2], knee_l[2], 60):
-        near = [p for p in slice_pieces(v, faces, z) if len(p) >= 3 and abs(p[:, 0].mean() - centre[0]) < 0.2]
-        if len(near) >= 2:
-            crotch = z
-            break
-    thigh_centre = kp["left_hip"][:2] + 0.3 * (knee_l[:2] - kp["left_hip"][:2])
-    thigh = scan(crotch - 0.06, crotch - 0.01, thigh_centre, max)
-    # halfway from the shoulder keypoints to the nose: lower slices catch the trapezius, whose girth changes
-    # steeply with height (and with where a detector-trained shoulder landmark sits)
-    neck_z = sh[2] + 0.5 * (head[2] - sh[2])
-    neck = circumference_at(v, faces, neck_z, sh[:2])
-    arm = float(np.linalg.norm(kp["left_elbow"] - kp["left_shoulder"]) + np.linalg.norm(kp["left_wrist"] - kp["left_elbow"]))
-    return Measurements(
-        height, chest, waist, hips, thigh, neck, float(crotch - floor),
-        float(np.linalg.norm(kp["left_shoulder"] - kp["right_shoulder"])), arm,
+def _argmax(fun, lo: float, hi: float) -> float:  # noqa: ANN001
+    """The level in [lo, hi] where ``fun`` is largest (bounded Brent, 0.05 mm)."""
+    return float(minimize_scalar(lambda z: -fun(z), bounds=(lo, hi), method="bounded", options={"xatol": 5e-5}).x)
+
+
+def ray_down(vertices: np.ndarray, faces: np.ndarray, xy: np.ndarray) -> float:
+    """Z of the highest point of the mesh straight above or below ``xy`` (2,); NaN when the vertical line misses it."""
+    v, f = _check_mesh(vertices, faces)
+    tri = v[f]  # (F, 3, 3)
+    a, b, c = tri[:, 0, :2], tri[:, 1, :2], tri[:, 2, :2]
+    p = np.asarray(xy, dtype=float)
+    den = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
+    ok = np.abs(den) > 1e-15
+    den = np.where(ok, den, 1.0)
+    w0 = ((b[:, 1] - c[:, 1]) * (p[0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (p[1] - c[:, 1])) / den
+    w1 = ((c[:, 1] - a[:, 1]) * (p[0] - c[:, 0]) + (a[:, 0] - c[:, 0]) * (p[1] - c[:, 1])) / den
+    w2 = 1 - w0 - w1
+    inside = ok & (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+    if not inside.any():
+        return float("nan")
+    z = w0 * tri[:, 0, 2] + w1 * tri[:, 1, 2] + w2 * tri[:, 2, 2]
+    return float(z[inside].max())
+
+
+# ---------------------------------------------------------------------------------------------------
+# landmarks and measurements
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Levels (Z, metres) and points (3,) found on the mesh: floor, crotch, armpit, bust, waist, hip (buttocks'
+    fullest), neck (the girth's plane origin on the neck axis), acromion left/right."""
+
+    floor: float
+    crotch: float
+    armpit: float
+    bust: float
+    waist: float
+    hip: float
+    neck_point: np.ndarray
+    acromion_left: np.ndarray
+    acromion_right: np.ndarray
+
+
+JOINTS_NEEDED = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "neck", "head", "left_shoulder",
+                 "right_shoulder", "left_elbow", "left_wrist")
+"""Semantic (SMPL-24 named) joints :func:`measure` needs, at rest in the mesh's frame."""
+
+
+def _landmarks(v: np.ndarray, faces: np.ndarray, trunk_faces: np.ndarray, joints: dict[str, np.ndarray]) -> Landmarks:
+    floor = float(v[:, 2].min())
+    centre = joints["pelvis"][:2]
+    hip_z = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
+    sh = 0.5 * (joints["left_shoulder"] + joints["right_shoulder"])
+    knee_z = min(joints["left_knee"][2], joints["right_knee"][2])
+
+    def legs_apart(z: float) -> bool:
+        near = [p for p in slice_pieces(v, trunk_faces, z) if len(p) >= 3 and abs(p[:, 0].mean() - centre[0]) < 0.25]
+        return len(near) >= 2 and min(p[:, 0].mean() for p in near) < centre[0] < max(p[:, 0].mean() for p in near)
+
+    crotch = _bisect(lambda z: not legs_apart(z), knee_z, hip_z + 0.5 * (sh[2] - hip_z))
+    half = 0.5 * abs(joints["left_shoulder"][0] - joints["right_shoulder"][0])
+
+    def arms_apart(z: float) -> bool:
+        pieces = [p for p in slice_pieces(v, faces, z) if len(p) >= 3]
+        xs = [p[:, 0].mean() - centre[0] for p in pieces]
+        return any(x > 0.5 * half for x in xs) and any(x < -0.5 * half for x in xs) and len(pieces) >= 3
+
+    armpit = _bisect(lambda z: not arms_apart(z), hip_z + 0.5 * (sh[2] - hip_z), sh[2])
+
+    def front(z: float) -> float:  # how far forward the trunk reaches at z (the body faces -Y)
+        p = _nearest(slice_pieces(v, trunk_faces, z), centre)
+        return float(-p[:, 1].min()) if len(p) else -np.inf
+
+    def back(z: float) -> float:
+        p = _nearest(slice_pieces(v, trunk_faces, z), centre)
+        return float(p[:, 1].max()) if len(p) else -np.inf
+
+    span = armpit - crotch
+    bust = _argmax(front, armpit - 0.35 * span, armpit - 0.02 * span)
+    hip = _argmax(back, crotch + 0.02 * span, crotch + 0.45 * span)
+    waist = _argmax(lambda z: -circumference_at(v, trunk_faces, z, centre), hip + 0.1 * (bust - hip), bust - 0.2 * (bust - hip))
+    axis = joints["head"] - joints["neck"]
+
+    def neck_girth(s: float) -> float:
+        origin = joints["neck"] + s * axis
+        return convex_perimeter(_nearest(plane_pieces(v, faces, origin, axis), np.zeros(2)))
+
+    s_neck = _argmax(lambda s: -neck_girth(s), 0.1, 0.7)
+    acromia = []
+    for side in ("left_shoulder", "right_shoulder"):
+        j = joints[side]
+        acromia.append(np.array([j[0], j[1], ray_down(v, faces, j[:2])]))
+    return Landmarks(floor, crotch, armpit, bust, waist, hip, joints["neck"] + s_neck * axis, *acromia)
+
+
+def measure(vertices: np.ndarray, faces: np.ndarray, joints: dict[str, np.ndarray], arm_vertices: np.ndarray
+            ) -> tuple[Measurements, Landmarks]:
+    """Measurements of a rest mesh (V, 3) with faces (F, 3), its rest joints (``JOINTS_NEEDED``, name -> (3,)) and
+    which vertices belong to the arms (V,) bool; and the landmarks they were taken at. See :data:`DEFINITIONS`."""
+    v, f = _check_mesh(vertices, faces)
+    arm = np.asarray(arm_vertices, dtype=bool)
+    if arm.shape != (len(v),):
+        raise ValueError(f"arm_vertices must have shape ({len(v)},), got {arm.shape}")
+    missing = [n for n in JOINTS_NEEDED if n not in joints]
+    if missing:
+        raise ValueError(f"joints lack {missing}; measure needs {JOINTS_NEEDED}")
+    kp = {k: np.asarray(x, dtype=float) for k, x in joints.items()}
+    trunk = f[~arm[f].any(1)]
+    lm = _landmarks(v, f, trunk, kp)
+    centre = kp["pelvis"][:2]
+    axis = kp["head"] - kp["neck"]
+    thighs = [circumference_at(v, trunk, lm.crotch - 0.02, kp[f"{s}_hip"][:2] + 0.3 * (kp[f"{s}_knee"][:2] - kp[f"{s}_hip"][:2]))
+              for s in ("left", "right")]
+    meas = Measurements(
+        height=float(v[:, 2].max() - lm.floor),
+        chest_circumference=circumference_at(v, trunk, lm.bust, centre),
+        waist_circumference=circumference_at(v, trunk, lm.waist, centre),
+        hip_circumference=circumference_at(v, trunk, lm.hip, centre),
+        thigh_circumference=float(np.mean(thighs)),
+        neck_circumference=convex_perimeter(_nearest(plane_pieces(v, f, lm.neck_point, axis), np.zeros(2))),
+        inseam=float(lm.crotch - lm.floor),
+        shoulder_width=float(np.linalg.norm(lm.acromion_left[:2] - lm.acromion_right[:2])),
+        arm_length=float(np.linalg.norm(kp["left_elbow"] - lm.acromion_left)
+                         + np.linalg.norm(kp["left_wrist"] - kp["left_elbow"])),
     )
+    return meas, lm
+
+
+def rest_joints(model, shape: np.ndarray) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Semantic joints (name -> (3,)) of ``model`` at rest for ``shape`` (S,), in the frame of ``model.rest_mesh``."""
+    import torch
+
+    with torch.no_grad():
+        s = torch.as_tensor(np.asarray(shape, float), dtype=model.dtype)
+        raw_v = model.rest_vertices_torch(s, torch.as_tensor([0])).double().numpy()
+        raw_j = model.rest_joints_torch(s).double().numpy()
+    rest0 = model.rest_mesh(shape)[0]
+    shift = rest0 - raw_v[0] @ model.model_to_world_rest.T
+    up = raw_j @ model.model_to_world_rest.T + shift
+    return {name: up[j] for name, j in model.semantic_joints.items()}
+
+
+def arm_vertices(model) -> np.ndarray:  # noqa: ANN001
+    """(V,) bool: the vertices skinned mostly to the arms (upper arm and below)."""
+    return model.skinning_weights()[:, _arm_joints(model)].sum(1) > 0.5
+
+
+def measure_body_landmarks(model, shape: np.ndarray) -> tuple[Measurements, Landmarks]:  # noqa: ANN001
+    """Measurements of ``model`` (a BodyModel) with ``shape`` (S,) in its rest pose, and their landmarks."""
+    cache = model.__dict__.setdefault("_measure_arm_cache", {})
+    if "arm" not in cache:
+        cache["arm"] = arm_vertices(model)
+    return measure(model.rest_mesh(shape), model.faces, rest_joints(model, shape), cache["arm"])
 
 
 def measure_body(model, shape: np.ndarray) -> Measurements:  # noqa: ANN001
     """Measurements of ``model`` (a BodyModel) with ``shape`` (S,) in its rest pose."""
-    rest = model.rest_mesh(shape)
-    reg = model.keypoint_regressor("blazepose33")
-    # the rest mesh is the model's rest vertices rotated upright and shifted; apply the same to keypoints
-    import torch
-
-    with torch.no_grad():
-        raw = model.rest_vertices_torch(torch.as_tensor(np.asarray(shape, float), dtype=model.dtype)).double().numpy()
-    up = raw @ model.model_to_world_rest.T
-    shift = rest[0] - up[0]
-    kp = reg.matrix @ (up[reg.vertex_ids] + shift)
-    names = {n: kp[i] for i, n in enumerate(reg.joint_names) if reg.supported[i]}
-    arm = model.skinning_weights()[:, _arm_joints(model)].sum(1) > 0.5
-    return measure(rest, model.faces[~arm[model.faces].any(1)], names)
+    return measure_body_landmarks(model, shape)[0]
 
 
 def _arm_joints(model) -> np.ndarray:  # noqa: ANN001

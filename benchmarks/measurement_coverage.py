@@ -1,0 +1,83 @@
+"""Do the measurements' stated sigmas cover their true errors? Virtual-studio takes, keypoints only.
+
+For each take of benchmarks/measurement_takes.py (a random adult body per seed, 4 cameras, MediaPipe keypoints,
+triangulation, ``mocap fit``), this measures the fitted body, computes each measurement's one-sigma uncertainty
+(reconstruction/body/uncertainty.py) and compares the error against the true body's measurement. It prints,
+per measurement, the errors and sigmas over the takes and the fraction of takes whose |error| <= sigma (the
+target: at least 2/3 overall), and the same figures overall.
+
+Run: ``.venv/bin/python benchmarks/measurement_coverage.py [--seeds 101 ... 110] [--make]`` (``--make`` builds
+missing takes first, about 30 s each on 2 cores; the uncertainty takes about 10 s a take).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measurement_takes import make_take, take_dir  # noqa: E402
+from mocap_studio.reconstruction.body.io import load_body_npz  # noqa: E402
+from mocap_studio.reconstruction.body.measurements import MEASUREMENT_NAMES, measure_body  # noqa: E402
+from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty  # noqa: E402
+from mocap_studio.reconstruction.keypoints import load_keypoints3d  # noqa: E402
+from mocap_studio.stages_body import load_body_model  # noqa: E402
+
+
+def take_errors(model, root: Path) -> dict:  # noqa: ANN001
+    """Fitted minus true measurement (metres) and sigma per measurement for the take in ``root``."""
+    fitted, truth = load_body_npz(root / "body.npz"), load_body_npz(root / "truth" / "body.npz")
+    kp = load_keypoints3d(root / "keypoints3d.npz")
+    t = time.perf_counter()
+    unc = measurement_uncertainty(model, fitted.shape, fitted.pose_rotvec, fitted.trans, kp.xyz, kp.skeleton)
+    seconds = time.perf_counter() - t
+    true = measure_body(model, truth.shape).as_array()
+    return {"error": unc.values.as_array() - true, "sigma": unc.sigma, "noise_m": unc.noise_m, "rho": unc.rho,
+            "seconds": seconds, "true": true}
+
+
+def main() -> int:
+    """Command line: print coverage of the stated sigmas over the takes."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(101, 111)))
+    ap.add_argument("--make", action="store_true", help="build takes that are missing")
+    ap.add_argument("--json", type=Path, help="also write the per-take figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    model = load_body_model("anny")
+    rows = []
+    for seed in args.seeds:
+        root = make_take(seed) if args.make else take_dir(seed)
+        if not (root / "body.npz").exists():
+            print(f"seed {seed}: no take at {root} (run with --make)")
+            continue
+        r = take_errors(model, root)
+        rows.append((seed, r))
+        print(f"seed {seed}: noise {1000 * r['noise_m']:.1f} mm, rho {r['rho']:.2f}, {r['seconds']:.1f} s; |error|/sigma mm: "
+              + ", ".join(f"{n.split('_')[0]} {1000 * abs(e):.0f}/{1000 * s:.0f}"
+                          for n, e, s in zip(MEASUREMENT_NAMES, r["error"], r["sigma"], strict=True)), flush=True)
+    if not rows:
+        return 1
+    err = np.array([r["error"] for _, r in rows])
+    sig = np.array([r["sigma"] for _, r in rows])
+    inside = np.abs(err) <= sig
+    print(f"\n{len(rows)} takes (seeds {', '.join(str(s) for s, _ in rows)}): |error| <= sigma for "
+          f"{inside.mean():.0%} of measurements (target >= 67 %); within 2 sigma {(np.abs(err) <= 2 * sig).mean():.0%}")
+    print(f"{'measurement':22s} {'covered':>8s} {'mean |err| mm':>14s} {'max |err| mm':>13s} {'median sigma mm':>16s}")
+    for i, n in enumerate(MEASUREMENT_NAMES):
+        e = 1000 * np.abs(err[:, i])
+        print(f"{n:22s} {inside[:, i].mean():8.0%} {e.mean():14.1f} {e.max():13.1f} {1000 * np.median(sig[:, i]):16.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({str(s): {k: np.asarray(v).tolist() for k, v in r.items()} for s, r in rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

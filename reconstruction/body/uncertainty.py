@@ -1,0 +1,242 @@
+"""One standard deviation for each body measurement, from what the 3D keypoints tell about the body's shape.
+
+The route (a Laplace approximation of the shape's posterior):
+
+1. the noise of each keypoint, from the fit's own residuals (observed minus fitted keypoints, robust: the
+   median squared residual), and how correlated it is from frame to frame (the lag-one autocorrelation rho of
+   the residuals: a smoothed track of T frames carries about T (1 - rho) / (1 + rho) frames' information);
+2. the Fisher information of the shape parameters: every frame's keypoints' derivatives with respect to the
+   shape, each frame's pose an unknown eliminated by a Schur complement (as benchmarks/shape_information.py
+   does for the Cramer-Rao bound), plus the Hessian of the model's shape prior;
+3. its inverse, the shape's covariance, carried through each measurement's derivatives with respect to the
+   shape (central differences of :func:`measure_body` in the model's unconstrained shape variables).
+
+What it leaves out: what the 2D views add beyond their triangulation, and any error the keypoints share
+over the whole take (a detector that places a landmark differently from the model's definition of it: the fit
+takes such offsets for surface landmarks, not for joints). The coverage of the stated sigma is measured on
+virtual-studio takes by benchmarks/measurement_coverage.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from mocap_studio.reconstruction.body import fit_skeleton as F
+from mocap_studio.reconstruction.body.measurements import DEFINITIONS, MEASUREMENT_NAMES, Measurements, measure_body
+from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat
+from torch.func import jacfwd
+
+CHI2_3_MEDIAN = 2.3660
+"""Median of a chi-square with 3 degrees of freedom: median(|r|^2) / this is the per-axis variance."""
+DEFAULT_OFFSET_SIGMA_M = 0.005
+"""The effective spread (per axis, metres) of the detector's joints about the model's definition of them, constant
+over a take. The fit's surface-landmark offsets spread 14-18 mm on virtual-studio takes, but the fit does not move
+its shape as a linear least-squares fit would for offsets that large (robust weights, 2D views): 5 mm was set on
+the takes of seeds 111-120 and checked on seeds 101-110 (benchmarks/measurement_coverage.py)."""
+TRUST_LIMITS_M = {"girth": 0.010, "length": 0.005, "breadth": 0.005}
+"""A measurement is trustworthy when its sigma is at most this (metres): a girth within a centimetre (what
+a try-on tool can size by), a length or breadth within 5 mm."""
+
+
+@dataclass(frozen=True)
+class KeypointNoise:
+    """Per keypoint of the skeleton (K,): ``sigma_m`` the noise per axis (metres, NaN where never seen),
+    ``rho`` the lag-one autocorrelation of its residual, ``frames`` the frames that saw it."""
+
+    sigma_m: np.ndarray
+    rho: np.ndarray
+    frames: np.ndarray
+
+
+def keypoint_noise(observed: np.ndarray, fitted: np.ndarray) -> KeypointNoise:
+    """Noise of each keypoint from the fit's residuals: observed (T, K, 3) with NaN where missing, fitted (T, K, 3)."""
+    obs, fit = np.asarray(observed, dtype=float), np.asarray(fitted, dtype=float)
+    if obs.ndim != 3 or obs.shape[-1] != 3 or obs.shape != fit.shape:
+        raise ValueError(f"observed and fitted keypoints must both have shape (T, K, 3), got {obs.shape} and {fit.shape}")
+    r = obs - fit
+    seen = np.isfinite(r).all(-1)
+    sq = np.where(seen, (np.nan_to_num(r) ** 2).sum(-1), np.nan)
+    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+        sup.filter(RuntimeWarning)
+        sigma = np.sqrt(np.nanmedian(sq, axis=0) / CHI2_3_MEDIAN)
+    rc = r - np.nanmean(np.where(seen[..., None], r, np.nan), axis=0, keepdims=True)
+    both = seen[1:] & seen[:-1]
+    rho = np.zeros(r.shape[1])
+    for k in range(r.shape[1]):
+        if both[:, k].sum() < 5:
+            continue
+        a, b = rc[1:][both[:, k], k], rc[:-1][both[:, k], k]
+        den = np.sqrt((a * a).sum() * (b * b).sum())
+        rho[k] = float(np.clip((a * b).sum() / den, 0.0, 0.99)) if den > 0 else 0.0
+    return KeypointNoise(sigma, rho, seen.sum(0))
+
+
+@dataclass(frozen=True)
+class ShapeInformation:
+    """What the keypoints tell about the shape (S,): ``info`` (S, S) the Fisher information with every frame's pose
+    eliminated, each keypoint weighted by 1 / sigma^2 and by (1 - rho) / (1 + rho) for its correlation over frames;
+    ``info_fit`` (S, S) the same without that discount (as a fit weighs them); ``offset_response`` (S, 3 K) how far
+    a fit weighing as ``info_fit`` (plus the prior) moves the shape per metre of a constant offset of each joint
+    keypoint in the body's root frame (surface landmarks, whose offsets the fit solves for, respond 0)."""
+
+    info: np.ndarray
+    info_fit: np.ndarray
+    offset_response: np.ndarray
+
+
+def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str,  # noqa: ANN001
+                      noise: KeypointNoise, seen: np.ndarray) -> ShapeInformation:
+    """The information about the shape parameters (S,) from keypoints of ``skeleton`` seen as ``seen`` (T, K) bool in
+    the frames posed by pose_rotvec (T, J, 3) and trans (T, 3); see :class:`ShapeInformation`."""
+    red, basis = F._fit_setup(model, skeleton)
+    T = len(pose_rotvec)
+    K = basis.P0.shape[0] - len(red.sole_ids)
+    seen = np.asarray(seen, dtype=bool)
+    if seen.shape != (T, K):
+        raise ValueError(f"seen must have shape ({T}, {K}) for {skeleton}, got {seen.shape}")
+    s = torch.as_tensor(np.asarray(shape, dtype=float), dtype=F.DT)
+
+    def coeff(x: torch.Tensor) -> torch.Tensor:
+        return model.blend_coefficients(x.to(model.dtype)).to(F.DT)
+
+    ok = np.isfinite(noise.sigma_m) & (noise.sigma_m > 0)
+    w_fit = np.where(ok, 1.0 / np.where(ok, noise.sigma_m, 1.0), 0.0)
+    discount = np.sqrt((1 - noise.rho) / (1 + noise.rho))
+    with torch.no_grad():
+        rest = F._rest(basis, coeff(s))
+        rot = rotvec_to_rotmat(torch.as_tensor(np.asarray(pose_rotvec)[:, red.free.numpy()], dtype=F.DT))
+        posed = F._forward(model, red, rest, rot, torch.as_tensor(np.asarray(trans), dtype=F.DT))
+        dc = jacfwd(coeff)(s)
+        dP = torch.einsum("cs,ckjd->skjd", dc, basis.Pc)
+        dJ = torch.einsum("cs,cjd->sjd", dc, basis.Jc)
+        jp = F._pose_jacobian(red, rest, posed)[:, :K]  # (T, K, 3, n)
+        js = F._shape_jacobian(red, rest, posed, dP, dJ)[:, :K]  # (T, K, 3, S)
+        out = []
+        for w in (w_fit * discount, w_fit):
+            weight = torch.as_tensor(seen * w[None], dtype=F.DT)[..., None, None]  # sqrt of each residual's weight
+            a, b = (jp * weight).reshape(T, 3 * K, -1), (js * weight).reshape(T, 3 * K, -1)
+            i_ff = a.transpose(1, 2) @ a
+            ridge = 1e-9 * torch.eye(i_ff.shape[-1], dtype=F.DT) * (1 + i_ff.diagonal(dim1=-2, dim2=-1).amax(-1))[:, None, None]
+            # each frame's shape derivatives with the part its pose can take up projected out
+            proj = b - a @ torch.linalg.solve(i_ff + ridge, a.transpose(1, 2) @ b)  # (T, 3K, S)
+            out.append((proj, weight))
+        info = [(p.transpose(1, 2) @ p).sum(0) for p, _ in out]
+        # a constant offset d_k of keypoint k in the root's frame shifts its target by R_root(t) d_k in frame t
+        proj, weight = out[1]
+        r_root = posed.rg[:, 0]  # (T, 3, 3)
+        joint = torch.ones(K, dtype=F.DT)
+        if len(red.marker_k):
+            joint[red.marker_k] = 0.0
+        wr = weight * joint[None, :, None, None] * r_root[:, None]  # (T, K, 3, 3)
+        cross = torch.einsum("tkas,tkab->skb", proj.reshape(T, K, 3, -1), wr).reshape(-1, 3 * K)  # (S, 3K)
+    prior = prior_hessian(model, shape)
+    response = np.linalg.solve(info[1].numpy() + prior, cross.numpy())
+    sym = [0.5 * (i + i.T).numpy() for i in info]
+    return ShapeInformation(sym[0], sym[1], response)
+
+
+def prior_hessian(model, shape: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """(S, S) Hessian of the model's negative log shape prior at ``shape`` (S,)."""
+    s = torch.as_tensor(np.asarray(shape, dtype=float), dtype=torch.float64)
+    return torch.autograd.functional.hessian(lambda x: model.shape_prior(x), s).numpy()
+
+
+def measurement_jacobian(model, shape: np.ndarray, step: float = 0.02) -> tuple[np.ndarray, Measurements]:  # noqa: ANN001
+    """(M, S) derivatives of the measurements (metres, :data:`MEASUREMENT_NAMES` order) with respect to the shape
+    parameters (S,), and the measurements at ``shape``.
+
+    Finite differences of ``step`` on each side, kept inside the shape's range (Anny's phenotypes lie in [0, 1]).
+    Where the two one-sided differences disagree (a landmark that jumps, such as the crotch level found on the other
+    side of a mesh edge), the smaller is taken: a jump is not a derivative."""
+    shape = np.asarray(shape, dtype=float)
+    lo = model.shape_from_free(torch.full((len(shape),), -30.0, dtype=torch.float64)).numpy()
+    hi = model.shape_from_free(torch.full((len(shape),), 30.0, dtype=torch.float64)).numpy()
+    base = measure_body(model, shape)
+    m0 = base.as_array()
+    jac = np.zeros((len(MEASUREMENT_NAMES), len(shape)))
+    for i in range(len(shape)):
+        sides = []
+        for sign in (1.0, -1.0):
+            s = shape.copy()
+            s[i] = np.clip(shape[i] + sign * step, lo[i], hi[i])
+            if abs(s[i] - shape[i]) > 0.25 * step:
+                sides.append((measure_body(model, s).as_array() - m0) / (s[i] - shape[i]))
+        if not sides:
+            continue
+        if len(sides) == 1:
+            jac[:, i] = sides[0]
+            continue
+        a, b = sides
+        agree = (np.sign(a) == np.sign(b)) & (np.abs(a - b) <= 0.5 * np.maximum(np.abs(a), np.abs(b)) + 1e-6)
+        jac[:, i] = np.where(agree, 0.5 * (a + b), np.where(np.abs(a) < np.abs(b), a, b))
+    return jac, base
+
+
+@dataclass(frozen=True)
+class MeasurementUncertainty:
+    """Measurements with one standard deviation each (metres, :data:`MEASUREMENT_NAMES` order): ``values`` (M,),
+    ``sigma`` (M,), ``shape_cov`` (S, S) the shape's covariance, ``jacobian`` (M, S), ``method`` in words, the
+    keypoint noise it was read from (median over keypoints, metres, and the median rho), ``sigma_noise`` (M,) the
+    part of sigma from the keypoints' noise alone, and ``offset_sigma_m`` the joints' assumed offset spread."""
+
+    values: Measurements
+    sigma: np.ndarray
+    shape_cov: np.ndarray
+    jacobian: np.ndarray
+    method: str
+    noise_m: float
+    rho: float
+    sigma_noise: np.ndarray
+    offset_sigma_m: float
+
+    def sigma_of(self, name: str) -> float:
+        """Sigma (metres) of the measurement ``name``."""
+        return float(self.sigma[MEASUREMENT_NAMES.index(name)])
+
+
+def trust(name: str, sigma_m: float) -> tuple[bool, str]:
+    """Whether a measurement with this sigma is trustworthy, and why not (empty when it is)."""
+    limit = TRUST_LIMITS_M[DEFINITIONS[name].kind]
+    if not np.isfinite(sigma_m):
+        return False, "no uncertainty could be computed"
+    if sigma_m > limit:
+        return False, (f"sigma {1000 * sigma_m:.0f} mm is over {1000 * limit:.0f} mm for a {DEFINITIONS[name].kind}: the "
+                       "keypoints tell this little about the body's shape here")
+    return True, ""
+
+
+def measurement_uncertainty(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray,  # noqa: ANN001
+                            observed: np.ndarray, skeleton: str, offset_sigma_m: float = DEFAULT_OFFSET_SIGMA_M
+                            ) -> MeasurementUncertainty:
+    """Measurements of the fitted ``shape`` (S,) with their sigmas, from the keypoints ``observed`` (T, K, 3) of
+    ``skeleton`` (NaN where missing) that the fit posed as pose_rotvec (T, J, 3) and trans (T, 3).
+
+    ``offset_sigma_m``: how far (per axis, metres) the detector's joints may sit from the model's definition of them,
+    the same in every frame (:data:`DEFAULT_OFFSET_SIGMA_M`)."""
+    obs = np.asarray(observed, dtype=float)
+    if obs.ndim != 3 or obs.shape[0] != len(pose_rotvec) or len(trans) != len(pose_rotvec):
+        raise ValueError(f"observed keypoints {obs.shape}, poses {np.shape(pose_rotvec)} and translations {np.shape(trans)} "
+                         "must cover the same frames")
+    fitted = model.keypoints(shape, pose_rotvec, trans, skeleton)
+    noise = keypoint_noise(obs, fitted)
+    seen = np.isfinite(obs).all(-1)
+    si = shape_information(model, shape, pose_rotvec, trans, skeleton, noise, seen)
+    cov_noise = np.linalg.inv(si.info + prior_hessian(model, shape))
+    cov = cov_noise + offset_sigma_m**2 * si.offset_response @ si.offset_response.T
+    jac, values = measurement_jacobian(model, shape)
+    sigma = np.sqrt(np.clip(np.einsum("ms,st,mt->m", jac, cov, jac), 0, None))
+    sigma_noise = np.sqrt(np.clip(np.einsum("ms,st,mt->m", jac, cov_noise, jac), 0, None))
+    used = np.isfinite(noise.sigma_m) & (noise.frames > 0)
+    return MeasurementUncertainty(
+        values, sigma, cov, jac,
+        "Laplace: the 3D keypoints' information about the shape (poses eliminated; noise and its frame-to-frame "
+        "correlation from the fit's residuals) plus the shape prior, and the shape's response to the detector's joints "
+        f"sitting {1000 * offset_sigma_m:.0f} mm (per axis) from the model's, carried through each measurement's "
+        "derivatives with respect to the shape",
+        float(np.median(noise.sigma_m[used])) if used.any() else float("nan"),
+        float(np.median(noise.rho[used])) if used.any() else float("nan"),
+        sigma_noise, offset_sigma_m,
+    )
+
