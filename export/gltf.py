@@ -199,22 +199,22 @@ def write_mesh_glb(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.nd
     return path
 
 
-def read_glb_joint_positions(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """Evaluate a GLB written here at each animation key: joint names and world positions (T, J, 3) in
-    the file's Y-up metres. A small independent reader for tests (nodes, TRS, one animation)."""
+def _read_accessor(doc: gl.GLTF2, blob: bytes, acc_index: int) -> np.ndarray:
+    acc = doc.accessors[acc_index]
+    view = doc.bufferViews[acc.bufferView]
+    width = {gl.SCALAR: 1, gl.VEC3: 3, gl.VEC4: 4, gl.MAT4: 16}[acc.type]
+    dtype = {gl.FLOAT: "<f4", gl.UNSIGNED_SHORT: "<u2", gl.UNSIGNED_INT: "<u4", gl.UNSIGNED_BYTE: "u1"}[acc.componentType]
+    arr = np.frombuffer(blob, dtype, acc.count * width, (view.byteOffset or 0) + (acc.byteOffset or 0))
+    return arr.reshape(acc.count, width).astype(float)
+
+
+def _evaluate_glb(path: str | os.PathLike) -> tuple[gl.GLTF2, bytes, list[int], np.ndarray, np.ndarray]:
+    """A GLB written here evaluated at each animation key: the document, its blob, the joint nodes, and their
+    world rotations (T, J, 3, 3) and positions (T, J, 3) in the file's Y-up metres (nodes, TRS, one animation)."""
     from mocap_studio.common.rotations import quat_wxyz_to_rotmat
 
     doc = gl.GLTF2().load(str(path))
     blob = doc.binary_blob()
-
-    def read(acc_index: int) -> np.ndarray:
-        acc = doc.accessors[acc_index]
-        view = doc.bufferViews[acc.bufferView]
-        width = {gl.SCALAR: 1, gl.VEC3: 3, gl.VEC4: 4, gl.MAT4: 16}[acc.type]
-        dtype = {gl.FLOAT: "<f4", gl.UNSIGNED_SHORT: "<u2", gl.UNSIGNED_INT: "<u4"}[acc.componentType]
-        arr = np.frombuffer(blob, dtype, acc.count * width, (view.byteOffset or 0) + (acc.byteOffset or 0))
-        return arr.reshape(acc.count, width).astype(float)
-
     skin = doc.skins[0] if doc.skins else None
     joint_nodes = skin.joints if skin else [i for i, n in enumerate(doc.nodes) if n.mesh is None]
     anim = doc.animations[0]
@@ -226,7 +226,7 @@ def read_glb_joint_positions(path: str | os.PathLike) -> tuple[list[str], np.nda
         i: np.tile(np.array(n.rotation or [0, 0, 0, 1], float), (n_keys, 1)) for i, n in enumerate(doc.nodes)
     }
     for ch in anim.channels:
-        out = read(anim.samplers[ch.sampler].output)
+        out = _read_accessor(doc, blob, anim.samplers[ch.sampler].output)
         (trans if ch.target.path == "translation" else rots)[ch.target.node] = out
     parent = {c: i for i, n in enumerate(doc.nodes) for c in (n.children or [])}
     world_r: dict[int, np.ndarray] = {}
@@ -246,5 +246,33 @@ def read_glb_joint_positions(path: str | os.PathLike) -> tuple[list[str], np.nda
 
     for i in joint_nodes:
         solve(i)
-    names = [doc.nodes[i].name for i in joint_nodes]
-    return names, np.stack([world_t[i] for i in joint_nodes], axis=1)
+    return (doc, blob, list(joint_nodes), np.stack([world_r[i] for i in joint_nodes], axis=1),
+            np.stack([world_t[i] for i in joint_nodes], axis=1))
+
+
+def read_glb_joint_positions(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Evaluate a GLB written here at each animation key: joint names and world positions (T, J, 3) in
+    the file's Y-up metres. A small independent reader for tests (nodes, TRS, one animation)."""
+    doc, _, joint_nodes, _, pos = _evaluate_glb(path)
+    return [doc.nodes[i].name for i in joint_nodes], pos
+
+
+def read_glb_skinned_vertices(path: str | os.PathLike, frames: np.ndarray) -> np.ndarray:
+    """The skinned mesh of a GLB written here as the file deforms it at animation keys ``frames`` (N,): vertices
+    (N, V, 3) in the file's Y-up metres, from its own joints, inverse bind matrices, JOINTS_0 and WEIGHTS_0
+    (glTF's skinning: sum of weight * jointWorld @ inverseBind, the mesh node's own transform ignored as the
+    spec says)."""
+    doc, blob, _, rot, pos = _evaluate_glb(path)
+    if not doc.skins or not doc.meshes:
+        raise ValueError(f"{path}: no skinned mesh")
+    attrs = doc.meshes[0].primitives[0].attributes
+    verts = _read_accessor(doc, blob, attrs.POSITION)
+    joints = _read_accessor(doc, blob, attrs.JOINTS_0).astype(int)
+    weights = _read_accessor(doc, blob, attrs.WEIGHTS_0)
+    ibm = _read_accessor(doc, blob, doc.skins[0].inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
+    frames = np.asarray(frames)
+    world = np.zeros((len(frames), rot.shape[1], 4, 4))
+    world[..., :3, :3], world[..., :3, 3], world[..., 3, 3] = rot[frames], pos[frames], 1.0
+    mats = world @ ibm  # (N, J, 4, 4)
+    v = np.c_[verts, np.ones(len(verts))]
+    return np.einsum("vk,nvkab,vb->nva", weights, mats[:, joints], v)[..., :3]

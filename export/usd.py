@@ -169,3 +169,33 @@ def read_usd_joint_positions(path: str | os.PathLike) -> tuple[list[str], np.nda
         frames.append(mats[:, 3, :3])
     names = list(skel_prim.GetCustomDataByKey("mocap:jointNames") or skel.GetJointNamesAttr().Get())
     return names, np.array(frames), stage.GetTimeCodesPerSecond()
+
+
+def read_usd_skinned_points(path: str | os.PathLike, frames: np.ndarray) -> np.ndarray:
+    """The skinned mesh of a USD file as ``pxr.UsdSkel`` deforms it at time codes ``frames`` (N,): points
+    (N, V, 3) in the stage's units and axes (UsdSkel's own skinning: the skeleton's animation, bind
+    transforms, the mesh's joint indices and weights and geomBindTransform)."""
+    stage = Usd.Stage.Open(str(path))
+    if stage is None:
+        raise ValueError(f"{path}: USD could not open the file")
+    root_prim = next((p for p in stage.Traverse() if p.IsA(UsdSkel.Root)), None)
+    if root_prim is None:
+        raise ValueError(f"{path}: no SkelRoot")
+    cache = UsdSkel.Cache()
+    root = UsdSkel.Root(root_prim)
+    cache.Populate(root, Usd.PrimDefaultPredicate)
+    bindings = cache.ComputeSkelBindings(root, Usd.PrimDefaultPredicate)
+    if not bindings or not bindings[0].GetSkinningTargets():
+        raise ValueError(f"{path}: no mesh is bound to the skeleton")
+    binding = bindings[0]
+    query = cache.GetSkelQuery(binding.GetSkeleton())
+    target = binding.GetSkinningTargets()[0]
+    mesh = UsdGeom.Mesh(target.GetPrim())
+    out = []
+    for t in np.asarray(frames):
+        xforms = query.ComputeSkinningTransforms(Usd.TimeCode(float(t)))
+        points = mesh.GetPointsAttr().Get(Usd.TimeCode(float(t)))
+        if not target.ComputeSkinnedPoints(xforms, points, Usd.TimeCode(float(t))):
+            raise RuntimeError(f"{path}: UsdSkel could not skin the mesh at time {t}")
+        out.append(np.array(points, float))
+    return np.stack(out)
