@@ -18,6 +18,7 @@ from mocap_studio.inputs import read_keypoints3d, read_rig, read_synced_keypoint
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
 from mocap_studio.reconstruction.body.io import save_body_npz, write_obj, write_ply
 from mocap_studio.reconstruction.body.measurements import measure_body
+from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty, measurements_document, untrusted_warning
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints3D
 from mocap_studio.session import Session, StageReport
@@ -102,6 +103,16 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
     return rig, kp2d
 
 
+def _measurements_json(model, motion, kp: Keypoints3D, meas) -> dict:  # noqa: ANN001
+    """measurements.json: the rest-pose measurements with one sigma each from the keypoints the fit read."""
+    try:
+        unc = measurement_uncertainty(model, motion.shape, motion.pose_rotvec, motion.trans, kp.xyz, kp.skeleton)
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:
+        logger.warning("fit: no uncertainty for the measurements: %s", e)
+        return measurements_document(meas, model.name, None, f"no uncertainty: {e}")
+    return measurements_document(meas, model.name, unc)
+
+
 def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool = False, *,
             progress: Progress | None = None, meshes: bool = False) -> StageReport:
     """Fit the body for ``session`` -> body.npz, body_rest.obj/.ply, measurements.json (and with ``meshes`` one
@@ -126,16 +137,19 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     motion = fit_sequence(model, kp, cfg, frame_rate=rate, rig=rig, keypoints2d=kp2d)
     rest = model.rest_mesh(motion.shape)
     meas = measure_body(model, motion.shape)
+    meas_doc = _measurements_json(model, motion, kp, meas)
     # everything computed before anything is written: no partial outputs on failure
     save_body_npz(session.body_path, motion, model.joint_names, model.parents, model.shape_names)
     write_obj(outputs[1], rest, model.faces)
     write_ply(outputs[2], rest, model.faces)
-    write_json_atomic(outputs[3], meas.to_json())
+    write_json_atomic(outputs[3], meas_doc)
     if meshes:
         out = model.evaluate(motion.shape, motion.pose_rotvec, motion.trans)
         for i, v in enumerate(out.vertices):
             write_obj(session.export_dir / "meshes" / f"frame_{i:06d}.obj", v, model.faces)
     warnings += empty_runs(kp.valid, kp.frame_times) + quality_warnings(motion.figures)
+    if (untrusted := untrusted_warning(meas_doc)) is not None:
+        warnings.append(untrusted)
     for w in warnings:
         logger.warning("fit: %s", w)
     report = StageReport(

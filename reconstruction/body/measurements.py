@@ -349,6 +349,25 @@ def measure_body(model, shape: np.ndarray) -> Measurements:  # noqa: ANN001
     return measure_body_landmarks(model, shape)[0]
 
 
+def read_measurements(doc: dict) -> dict[str, dict]:
+    """The measurements of a measurements.json document, old (flat: name -> metres, ``units``) or version 2, as
+    name -> {"value": metres, "sigma": metres or None, "trustworthy": bool or None, "reason": str, "definition": str}."""
+    if not isinstance(doc, dict):
+        raise ValueError("a measurements document must be a JSON object")
+    if isinstance(doc.get("measurements"), dict):
+        out = {}
+        for name, m in doc["measurements"].items():
+            scale = 0.001 if m.get("unit", doc.get("units", "m")) == "mm" else 1.0
+            sigma = m.get("sigma")
+            out[name] = {"value": float(m["value"]) * scale, "sigma": None if sigma is None else float(sigma) * scale,
+                         "trustworthy": m.get("trustworthy"), "reason": m.get("reason", ""),
+                         "definition": m.get("definition", "")}
+        return out
+    scale = 0.001 if doc.get("units", "m") == "mm" else 1.0
+    return {k: {"value": float(v) * scale, "sigma": None, "trustworthy": None, "reason": "", "definition": ""}
+            for k, v in doc.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
 def _arm_joints(model) -> np.ndarray:  # noqa: ANN001
     """(J,) bool: the shoulder (upper arm) joints and every joint below them."""
     out = np.zeros(model.num_joints, dtype=bool)

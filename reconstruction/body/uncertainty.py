@@ -19,6 +19,7 @@ virtual-studio takes by benchmarks/measurement_coverage.py.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +59,11 @@ def keypoint_noise(observed: np.ndarray, fitted: np.ndarray) -> KeypointNoise:
     r = obs - fit
     seen = np.isfinite(r).all(-1)
     sq = np.where(seen, (np.nan_to_num(r) ** 2).sum(-1), np.nan)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with warnings.catch_warnings():  # a keypoint never seen: all-NaN column, sigma NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         sigma = np.sqrt(np.nanmedian(sq, axis=0) / CHI2_3_MEDIAN)
-    rc = r - np.nanmean(np.where(seen[..., None], r, np.nan), axis=0, keepdims=True)
+        mean = np.nanmean(np.where(seen[..., None], r, np.nan), axis=0, keepdims=True)
+    rc = r - mean
     both = seen[1:] & seen[:-1]
     rho = np.zeros(r.shape[1])
     for k in range(r.shape[1]):
@@ -240,3 +242,46 @@ def measurement_uncertainty(model, shape: np.ndarray, pose_rotvec: np.ndarray, t
         sigma_noise, offset_sigma_m,
     )
 
+
+
+REST_POSE = "the model's rest pose: upright, arms down and away from the trunk (A-pose), feet at Z = 0"
+"""The pose every measurement is taken in."""
+
+
+def measurements_document(values: Measurements, model_name: str, unc: MeasurementUncertainty | None = None,
+                          why_no_sigma: str = "") -> dict:
+    """measurements.json (version 2): per measurement its value and sigma (metres), unit, ISO 8559-1 name, how it
+    was taken, and whether it is trustworthy and why not; the body model and the pose. ``unc`` None: no sigma
+    (``why_no_sigma`` says why) and nothing is called trustworthy."""
+    out = {}
+    for i, name in enumerate(MEASUREMENT_NAMES):
+        d = DEFINITIONS[name]
+        sigma = None if unc is None else float(unc.sigma[i])
+        ok, reason = trust(name, sigma) if sigma is not None else (False, why_no_sigma or "no uncertainty was computed")
+        out[name] = {"value": round(float(getattr(values, name)), 4), "sigma": None if sigma is None else round(sigma, 4),
+                     "unit": "m", "kind": d.kind, "iso_8559_1": d.iso_name, "definition": d.landmarks,
+                     "trustworthy": ok, "reason": reason}
+    doc = {"format": "mocap-measurements", "version": 2, "units": "m", "body_model": model_name, "pose": REST_POSE,
+           "standard": "ISO 8559-1 (measurement names and landmarks; see reconstruction/body/measurements.py)",
+           "measurements": out}
+    if unc is not None:
+        doc["uncertainty"] = {"sigma": "one standard deviation", "method": unc.method,
+                              "keypoint_noise_mm": round(1000 * unc.noise_m, 1),
+                              "keypoint_noise_autocorrelation": round(unc.rho, 2),
+                              "joint_offset_sigma_mm": round(1000 * unc.offset_sigma_m, 1),
+                              "limits_mm": {k: 1000 * v for k, v in TRUST_LIMITS_M.items()}}
+    return doc
+
+
+def untrusted_warning(doc: dict) -> str | None:
+    """A warning naming the measurements of a measurements.json document (version 2) that are not trustworthy, or None."""
+    bad = [(n, m) for n, m in doc.get("measurements", {}).items() if not m.get("trustworthy", True)]
+    if not bad:
+        return None
+    def label(m: dict) -> str:
+        return "no sigma" if m.get("sigma") is None else f"+-{1000 * m['sigma']:.0f} mm"
+
+    shown = ", ".join(f"{n.replace('_', ' ')} ({label(m)})" for n, m in bad)
+    return (f"measurements not trustworthy (one sigma over {1000 * TRUST_LIMITS_M['girth']:.0f} mm for a girth, "
+            f"{1000 * TRUST_LIMITS_M['length']:.0f} mm for a length): {shown}; the keypoints tell the body's girths poorly, "
+            "do not size garments by these")
