@@ -38,7 +38,13 @@ FLAT = RetargetConfig(leg_ik=False, pin_feet=False)
 
 @pytest.fixture(scope="module")
 def anny_take():  # noqa: ANN201
-    """(model, shape, pose (T, J, 3), trans (T, 3), body motion, body rig, full-weight mesh)."""
+    """See :func:`make_anny_take`."""
+    return make_anny_take()
+
+
+def make_anny_take():  # noqa: ANN201
+    """(model, shape, pose (T, J, 3), trans (T, 3), body motion, body rig, full-weight mesh): Anny of a random
+    shape performing squat, arm circles and lunge (3 s at 10 frames per second)."""
     model = load_body_model("anny")
     rng = np.random.default_rng(4)
     shape = model.random_shape(rng, 0.7)
