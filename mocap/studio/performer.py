@@ -99,12 +99,30 @@ def _walk_on_the_spot(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> No
     rot[:, idx["right_elbow"], 2] -= 0.5
 
 
+SCAN_TURN_S = 8.0
+"""The scan's turn: one full turn about the vertical in this many seconds."""
+
+
+def _scan(t: np.ndarray, rot: np.ndarray, idx: dict[str, int]) -> None:
+    """A measuring scan: an A-pose (arms 40 degrees from the body, feet a little apart) held while the
+    performer turns about the vertical, one turn per SCAN_TURN_S."""
+    rot[:, idx["pelvis"], 2] += 2 * np.pi * t / SCAN_TURN_S
+    _arms_down(rot, idx, 0.75)
+    rot[:, idx["left_elbow"], 2] -= 0.2  # straighter elbows than the other exercises' rest
+    rot[:, idx["right_elbow"], 2] += 0.2
+    rot[:, idx["left_hip"], 1] -= 0.1
+    rot[:, idx["right_hip"], 1] += 0.1
+    rot[:, idx["left_ankle"], 1] += 0.1
+    rot[:, idx["right_ankle"], 1] -= 0.1
+
+
 EXERCISES: dict[str, Callable[[np.ndarray, np.ndarray, dict[str, int]], None]] = {
     "squat": _squat,
     "jumping_jack": _jumping_jack,
     "lunge": _lunge,
     "arm_circles": _arm_circles,
     "walk_on_the_spot": _walk_on_the_spot,
+    "scan": _scan,
 }
 """Built-in exercises: name -> f(times (T,), rotvec (T, 24, 3) to add to, joint index)."""
 

@@ -112,7 +112,40 @@ class FitConfig:
     cores other work shares, two threads fitted a real 100-frame take in 62 s of CPU (100 s wall) where one
     takes 7 s. On two idle cores two threads are faster (the demo's 184 frames in 4.2 s against 6.0 s)."""
 
+    silhouettes: bool = True
+    """Fit the shape to the person masks too (``masks.npz`` from the detect stage) where the session has them:
+    girths that keypoints cannot tell (see reconstruction/body/fit_silhouette.py)."""
+    scan: bool = False
+    """A scan take (the person holds an A-pose and turns): the shape from ``scan_frames`` frames' silhouettes,
+    every camera's view of them."""
+    silhouette_frames: int = 10
+    """Frames (spread over the take, every camera seeing the body) whose silhouettes the shape is fitted to."""
+    scan_frames: int = 24
+    """Frames of a scan take (``scan``) whose silhouettes the shape is fitted to."""
+    silhouette_tau_px: float = 2.0
+    """Robust scale of the silhouette distances, in mask pixels (larger misfits, from loose clothing, hair, a
+    shadow or a pose a little off, cost ever less per pixel)."""
+    silhouette_spacing_m: float = 0.015
+    """Spacing of the surface points projected into the masks (one vertex per cube of this size)."""
+    silhouette_candidates: int = 150
+    """Random shapes scored on a coarse silhouette cost before the refinement (a global start)."""
+    silhouette_starts: int = 3
+    """Best candidates refined by Levenberg-Marquardt."""
+    silhouette_rounds: int = 0
+    """Rounds of (pose the frames on the keypoints with the shape; refine the shape on the silhouettes)."""
+    silhouette_weight: float = 200.0
+    """Weight of the silhouettes (per view: the mean robust squared distance over tau^2) against the keypoints
+    (per keypoint: its robust squared distance over keypoint_sigma_m^2) when the shape and the picked frames'
+    poses are refined together."""
+    silhouette_iterations: int = 300
+    """L-BFGS iterations of that joint refinement."""
+    silhouette_keypoint_weight: float = 0.01
+    """Weight of the keypoints' cost model (and of the shape prior) against the silhouettes (one unit per
+    view's mean squared distance, mask pixels) in the silhouette shape fit."""
+
     def __post_init__(self) -> None:
+        if self.silhouette_frames < 1 or self.scan_frames < 1 or self.silhouette_tau_px <= 0:
+            raise ValueError("silhouette_frames and scan_frames must be >= 1, silhouette_tau_px > 0")
         if self.window < 10:
             raise ValueError(f"window must be >= 10 frames, got {self.window}")
         if self.shape_frames < 1 or self.shape_iterations < 0 or self.frame_iterations < 1:

@@ -96,6 +96,7 @@ from mocap_studio.reconstruction.body.fit_signals import (
     lowpass,
     lowpass_views,
 )
+from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput, fit_shape_silhouettes
 from mocap_studio.reconstruction.body.fit_skeleton import (
     DT,
     SOLE_POINTS,
@@ -256,8 +257,10 @@ def fit_sequence(
     frame_rate: float | None = None,
     rig: CameraRig | None = None,
     keypoints2d: Keypoints2D | None = None,
+    silhouettes: SilhouetteInput | None = None,
 ) -> BodyMotion:
-    """Fit ``model`` to a take's 3D keypoints (and optionally 2D keypoints seen by ``rig``).
+    """Fit ``model`` to a take's 3D keypoints (and optionally 2D keypoints seen by ``rig``, and the person's
+    masks, ``silhouettes``, whose ``frame_index`` has the keypoints' frames).
 
     keypoints: (T, K, 3) in a detector skeleton the model supports (NaN: missing); frame_rate defaults to
     the keypoints' frame times; keypoints2d: (C, T, K, 2) of the same skeleton, cameras matched to ``rig``
@@ -272,7 +275,7 @@ def fit_sequence(
         torch.set_num_threads(cfg.threads)
     try:
         with torch.no_grad():
-            return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d)
+            return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d, silhouettes)
     finally:
         torch.set_num_threads(threads)
 
@@ -446,7 +449,7 @@ def _start(
 
 def _fit(
     model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
-    rig: CameraRig | None, keypoints2d: Keypoints2D | None,
+    rig: CameraRig | None, keypoints2d: Keypoints2D | None, silhouettes: SilhouetteInput | None = None,
 ) -> BodyMotion:
     start = time.monotonic()
     T, K = keypoints.num_frames, keypoints.num_joints
@@ -463,6 +466,12 @@ def _fit(
     rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, 2 * cfg.frame_iterations, 8.0)
     _log_pass("average body", model, red, rest, rot, trans, take)
     sfree, offsets, picked = _fit_shape(model, red, basis, rot, trans, free, take)
+    sil_figures: dict = {}
+    if silhouettes is not None and cfg.silhouettes:
+        if silhouettes.frame_index.shape[1] != T:
+            raise FitError(f"silhouettes: frame_index has {silhouettes.frame_index.shape[1]} frames, the keypoints {T}")
+        sfree, sil_figures = fit_shape_silhouettes(model, red, basis, sfree, offsets, rot, trans, free,
+                                                   take.weight.sum(1) > 0, silhouettes, cfg, keypoints.skeleton)
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     rest = _rest(basis, _coefficients(model, sfree), red, offsets)
     logger.info("shape fitted on %d frames: %s", picked, np.round(shape, 3).tolist())
@@ -508,6 +517,7 @@ def _fit(
         "ground": {"still_feet_z_m": ground.z, "source": ground.source, "foot_frames": ground.frames,
                    "spread_mm": 1000 * ground.spread_m},
         "marker_offsets_mm": _marker_offsets(model, red, offsets, names),
+        "silhouettes": sil_figures,
         "seconds": seconds,
         "frames_per_second": T / max(seconds, 1e-9),
     }

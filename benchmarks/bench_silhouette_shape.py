@@ -1,0 +1,89 @@
+"""Body shape from silhouettes against keypoints alone, on virtual-studio scenes (benchmarks/silhouette_scene.py):
+a random Anny body, 4 cameras (ring4), the studio renderer's true masks, keypoints with 10 mm noise and a
+20 mm bias per keypoint (as a detector's). Prints per seed the errors of height, the five girths and the
+per-vertex error of the fitted take, keypoints-only and with silhouettes, and each fit's seconds.
+
+Run: ``.venv/bin/python benchmarks/bench_silhouette_shape.py [--seeds 21 22 23] [--scan] [--frames 40]``
+(tuning used seeds 11 and 12 only; every other seed is held out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
+from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput  # noqa: E402
+from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence  # noqa: E402
+from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
+from silhouette_scene import make_scene  # noqa: E402
+
+MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
+            "neck_circumference")
+LABELS = ("height", "chest", "waist", "hip", "thigh", "neck")
+
+
+def scores(model, scene, motion) -> dict:  # noqa: ANN001
+    """Errors (mm, fitted minus true) of the measurements and the mean per-vertex error of the take."""
+    mt, mf = measure_body(model, scene.shape), measure_body(model, motion.shape)
+    vt = model.evaluate(scene.shape, scene.pose, scene.trans).vertices
+    vf = model.evaluate(motion.shape, motion.pose_rotvec, motion.trans).vertices
+    out = {lab: 1000 * (getattr(mf, m) - getattr(mt, m)) for lab, m in zip(LABELS, MEASURES, strict=True)}
+    out["pve"] = 1000 * float(np.linalg.norm(vt - vf, axis=-1).mean())
+    return out
+
+
+def run(model, seed: int, frames: int, scan: bool, image_scale: float, mask_scale: float) -> dict:  # noqa: ANN001
+    """Both fits of one seed's scene: {"keypoints": scores, "silhouettes": scores, seconds of each}."""
+    scene = make_scene(model, seed, frames=frames, image_scale=image_scale, mask_scale=mask_scale, scan=scan)
+    cfg = FitConfig(scan=scan)
+    out = {}
+    t0 = time.perf_counter()
+    kp_only = fit_sequence(model, scene.keypoints, dataclasses.replace(cfg, silhouettes=False), frame_rate=scene.fps)
+    out["keypoints"] = {**scores(model, scene, kp_only), "seconds": time.perf_counter() - t0}
+    sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(frames), (len(scene.masks.cameras), 1)))
+    t0 = time.perf_counter()
+    with_sil = fit_sequence(model, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)
+    out["silhouettes"] = {**scores(model, scene, with_sil), "seconds": time.perf_counter() - t0,
+                          "silhouette_seconds": with_sil.figures["silhouettes"].get("seconds")}
+    return out
+
+
+def main() -> None:
+    """Command line: the table of errors per seed and the worst over seeds."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23, 24, 25])
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--scan", action="store_true", help="an A-pose turning take instead of squats and arm circles")
+    ap.add_argument("--image-scale", type=float, default=0.5, help="of the ring4 preset's 1280x720")
+    ap.add_argument("--mask-scale", type=float, default=1.0, help="mask pixels per image pixel")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = AnnyBody()
+    rows = {}
+    print("errors in mm (fitted - true); pve: mean per-vertex error of the take; s: seconds of the whole fit")
+    print(f"{'seed':>4} {'fit':12s} " + " ".join(f"{lab:>7s}" for lab in (*LABELS, "pve")) + "       s")
+    for seed in args.seeds:
+        res = run(model, seed, args.frames, args.scan, args.image_scale, args.mask_scale)
+        rows[seed] = res
+        for kind, r in res.items():
+            print(f"{seed:4d} {kind:12s} " + " ".join(f"{r[k]:7.1f}" for k in (*LABELS, "pve")) + f" {r['seconds']:7.1f}")
+    for kind in ("keypoints", "silhouettes"):
+        worst = {k: max(abs(rows[s][kind][k]) for s in rows) for k in (*LABELS, "pve")}
+        print(f"worst {kind:11s} " + " ".join(f"{worst[k]:7.1f}" for k in (*LABELS, "pve")))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,551 @@
+"""The silhouette term of the shape fit: the posed model's outline against each camera's person mask.
+
+Keypoints tell the skeleton (bone lengths, height) but hardly the girths: a chest 10 cm wider moves no joint.
+Silhouettes seen from several sides tell the girths directly. For frames picked over the take (every camera
+seeing the body, poses spread), the model is posed by the keypoint fit and its surface points (a uniform
+subset of vertices) are projected through each calibrated camera into the mask's pixels; two one-sided
+distances, both continuous in the shape (so a search can resolve a fraction of a mask pixel, averaged over
+hundreds of outline points and many views):
+
+- model -> mask: each projected surface point's distance to the mask (0 inside; a distance transform of the
+  mask, bilinear): a model too wide pays along its whole outline;
+- mask -> model: each mask outline pixel's distance to the nearest projected surface point (a k-d tree): a
+  model too narrow leaves the mask's outline uncovered.
+
+Both are robust (Cauchy, scale ``silhouette_tau_px``): loose clothing, hair, a shadow or a pose a little off
+cost a bounded amount instead of dragging the shape. Points projecting outside the image and mask outline
+pixels on the image's border (a body cut by the frame) are left out.
+
+The shape is then searched (compass search in the model's unconstrained shape variables, the model being
+piecewise in them) on the silhouette cost plus the keypoints' quadratic cost model (poses eliminated, from
+:func:`fit_shape._shape_surrogate`) and the shape prior; between rounds the picked frames are posed again
+on the keypoints with the new shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from mocap_studio.reconstruction.body.fit_config import FitConfig
+from mocap_studio.reconstruction.body.fit_shape import _shape_surrogate
+from mocap_studio.reconstruction.body.fit_skeleton import DT, _Basis, _coefficients, _Reduced, _rest
+from mocap_studio.reconstruction.body.fit_solver import _solve_frames, _Targets, _without_markers
+from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin
+from mocap_studio.reconstruction.body.model import SkinnedBodyModel
+from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
+from mocap_studio.reconstruction.silhouettes import MaskError, MaskSet, edge_points, image_to_mask, outside_distance
+from scipy.ndimage import map_coordinates
+from scipy.spatial import cKDTree
+from torch.func import hessian, jacfwd
+
+if TYPE_CHECKING:
+    from mocap_studio.calibration.camera import CameraRig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SilhouetteInput", "SilhouetteTerm", "fit_shape_silhouettes", "pick_frames", "surface_sample"]
+
+
+@dataclass(frozen=True)
+class SilhouetteInput:
+    """Masks for a fit: the rig, the masks and, per camera of ``masks`` and frame of the keypoints, the
+    index of the mask frame taken at that time: ``frame_index`` (C, T) int (-1: none)."""
+
+    rig: object  # CameraRig
+    masks: MaskSet
+    frame_index: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.frame_index.ndim != 2 or self.frame_index.shape[0] != len(self.masks.cameras):
+            raise MaskError(f"frame_index must have shape (C={len(self.masks.cameras)}, T), got {self.frame_index.shape}")
+        missing = [c for c in self.masks.cameras if c not in self.rig]  # type: ignore[operator]
+        if missing:
+            raise MaskError(f"masks of cameras {missing} have no calibration; calibrate them or drop their masks")
+
+    def mask(self, c: int, t: int) -> np.ndarray | None:
+        """The mask (H, W) of camera ``c`` at keypoint frame ``t``, None where there is none."""
+        i = int(self.frame_index[c, t])
+        if i < 0 or not self.masks.present[c, i]:
+            return None
+        return self.masks.masks[c, i]
+
+    def seen(self) -> np.ndarray:
+        """(C, T) bool: a non-empty mask at each keypoint frame."""
+        C, T = self.frame_index.shape
+        ok = self.frame_index >= 0
+        out = np.zeros((C, T), bool)
+        for c in range(C):
+            idx = self.frame_index[c, ok[c]]
+            out[c, ok[c]] = self.masks.present[c, idx] & self.masks.masks[c, idx].any((1, 2))
+        return out
+
+
+NEAR_OUTLINE_PX = 12.0
+"""Mask -> model distances are capped here (mask pixels): only surface points this near the mask's outline are
+searched for an outline pixel's nearest (a robust loss of scale a few pixels hardly changes beyond it)."""
+
+
+def _uncovered(uv: np.ndarray, edges: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """Each mask outline pixel's distance (E,) to the nearest of the projected points uv (N, 2) (mask pixels),
+    capped at NEAR_OUTLINE_PX; ``near`` (H, W) bool marks the pixels within that distance of the outline."""
+    H, W = near.shape
+    ij = np.clip(np.round(uv).astype(np.int64), 0, [W - 1, H - 1])
+    pts = uv[near[ij[:, 1], ij[:, 0]]]
+    if not len(pts):
+        return np.full(len(edges), NEAR_OUTLINE_PX)
+    return np.minimum(cKDTree(pts).query(edges, distance_upper_bound=NEAR_OUTLINE_PX)[0], NEAR_OUTLINE_PX)
+
+
+def surface_sample(model: SkinnedBodyModel, shape: np.ndarray, spacing_m: float) -> np.ndarray:
+    """Vertex ids (N,) of a roughly uniform subset of the surface: one vertex per cube of ``spacing_m`` of
+    the rest mesh (the vertex nearest the cube's centre)."""
+    v = model.rest_mesh(shape)
+    cell = np.floor(v / spacing_m).astype(np.int64)
+    d = np.linalg.norm(v - (cell + 0.5) * spacing_m, axis=1)
+    order = np.lexsort((d, cell[:, 2], cell[:, 1], cell[:, 0]))
+    _, first = np.unique(cell[order], axis=0, return_index=True)
+    return np.sort(order[first])
+
+
+def pick_frames(seen: np.ndarray, observed: np.ndarray, count: int) -> np.ndarray:
+    """Up to ``count`` frames spread evenly over the take among those every camera with masks sees (seen
+    (C, T) bool; observed (T,) bool: keypoints there); where too few are seen by all, those seen by the most.
+    Returns sorted frame indices."""
+    views = seen.sum(0) * observed
+    if views.max() == 0:
+        return np.zeros(0, np.int64)
+    cands = np.flatnonzero(views == views.max())
+    if len(cands) < count:
+        cands = np.flatnonzero(views >= max(1, views.max() - 1))
+    if count <= 0 or count >= len(cands):
+        return cands
+    return np.unique(cands[np.linspace(0, len(cands) - 1, count).round().astype(int)])
+
+
+class SilhouetteTerm:
+    """The robust silhouette cost of shapes for a set of posed frames (see the module docstring).
+
+    model; pose_rotvec (F, J, 3) and trans (F, 3) of the frames; views: per frame, per camera, the mask
+    (H, W) or None; rig: the calibrated cameras (by name); cameras (C,) names; scale: mask pixels per image
+    pixel; vertex_ids (N,) the surface points; tau_px the robust scale in mask pixels."""
+
+    def __init__(self, model: SkinnedBodyModel, pose_rotvec: np.ndarray, trans: np.ndarray,
+                 views: list[list[np.ndarray | None]], rig: CameraRig, cameras: tuple[str, ...], scale: float,
+                 vertex_ids: np.ndarray, tau_px: float):
+        F = len(views)
+        if pose_rotvec.shape != (F, model.num_joints, 3) or trans.shape != (F, 3):
+            raise ValueError(f"pose_rotvec must have shape ({F}, {model.num_joints}, 3) and trans ({F}, 3), got "
+                             f"{pose_rotvec.shape} and {trans.shape}")
+        self.model = model
+        self.ids = torch.as_tensor(vertex_ids)
+        self.scale = scale
+        self.tau = tau_px
+        self.cameras = [rig[c] for c in cameras]  # type: ignore[index]
+        # frame, camera, distance to the mask, its outline pixels, pixels near the outline
+        self.views: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+        for f, row in enumerate(views):
+            for c, mask in enumerate(row):
+                if mask is None or not mask.any():
+                    continue
+                edges = edge_points(mask)
+                if len(edges) < 8:
+                    continue
+                outline = np.zeros(mask.shape, bool)
+                outline[edges[:, 1].astype(int), edges[:, 0].astype(int)] = True
+                near = outside_distance(outline) <= NEAR_OUTLINE_PX  # only points here can be an outline's nearest
+                self.views.append((f, c, outside_distance(mask), edges, near))
+        self.pose(pose_rotvec, trans)
+
+    def pose(self, pose_rotvec: np.ndarray, trans: np.ndarray) -> None:
+        """Set the frames' poses (F, J, 3) and translations (F, 3)."""
+        dt = self.model.dtype
+        self.rotmats = rotvec_to_rotmat(torch.as_tensor(pose_rotvec, dtype=dt))
+        self.trans = torch.as_tensor(trans, dtype=dt)
+
+    @property
+    def num_views(self) -> int:
+        """How many (frame, camera) masks the term compares with."""
+        return len(self.views)
+
+    def posed_points(self, shape: np.ndarray) -> np.ndarray:
+        """(F, N, 3) the surface points of shape (S,) in every frame's pose, world metres."""
+        m = self.model
+        with torch.no_grad():
+            s = torch.as_tensor(shape, dtype=m.dtype)
+            rest_j = m.rest_joints_torch(s)
+            rest_v = m.rest_vertices_torch(s, self.ids)
+            rg, tg = forward_kinematics(self.rotmats, rest_j, m._levels)
+            v = skin(rest_v, m._weights[self.ids], rg, tg, rest_j) + self.trans[:, None]
+        return v.double().numpy()
+
+    def residuals(self, shape: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per view: (model -> mask distances (N',), mask -> model distances (E,)), mask pixels."""
+        pts = self.posed_points(shape)
+        out = []
+        for f, c, dist, edges, near in self.views:
+            cam = self.cameras[c]
+            in_front = cam.to_camera(pts[f])[:, 2] > 0.05
+            uv = image_to_mask(cam.project(pts[f][in_front]), self.scale)
+            H, W = dist.shape
+            inside = (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] <= H - 1)
+            uv = uv[inside]
+            d_out = map_coordinates(dist, [uv[:, 1], uv[:, 0]], order=1, mode="nearest")
+            out.append((d_out, _uncovered(uv, edges, near)))
+        return out
+
+    def residual_vector(self, shape: np.ndarray) -> np.ndarray:
+        """(M,) every view's distances (mask pixels), of a fixed length for any shape (a point leaving the
+        image counts 0); :meth:`residual_weights` weighs each view's two kinds alike."""
+        pts = self.posed_points(shape)
+        out = []
+        for f, c, dist, edges, near in self.views:
+            cam = self.cameras[c]
+            uv = image_to_mask(cam.project(pts[f]), self.scale)
+            H, W = dist.shape
+            inside = np.isfinite(uv).all(1) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] <= H - 1)
+            d_out = np.zeros(len(uv))
+            d_out[inside] = map_coordinates(dist, [uv[inside, 1], uv[inside, 0]], order=1, mode="nearest")
+            out += [d_out, _uncovered(uv[inside], edges, near)]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def residual_weights(self) -> np.ndarray:
+        """(M,) weights of :meth:`residual_vector`'s entries: 1 / count of their view's kind (means per view)."""
+        n = len(self.ids)
+        return np.concatenate([np.r_[np.full(n, 1.0 / n), np.full(len(e), 1.0 / len(e))] for _f, _c, _d, e, _t in self.views]
+                              ) if self.views else np.zeros(0)
+
+    def cost(self, shape: np.ndarray) -> float:
+        """The robust cost (sum over views of the two one-sided mean Cauchy losses, in squared mask pixels)."""
+        tau2 = self.tau**2
+        total = 0.0
+        for d_out, d_in in self.residuals(shape):
+            total += float(np.mean(np.log1p(d_out**2 / tau2)) + np.mean(np.log1p(d_in**2 / tau2))) * tau2
+        return total
+
+    def figures(self, shape: np.ndarray) -> dict:
+        """Median and 90th percentile of both distances over every view (mask pixels), and the views' count."""
+        res = self.residuals(shape)
+        if not res:
+            return {"views": 0}
+        d_out = np.concatenate([r[0] for r in res])
+        d_in = np.concatenate([r[1] for r in res])
+        return {"views": len(res), "model_outside_mask_px_p90": float(np.percentile(d_out, 90)),
+                "mask_outline_uncovered_px_median": float(np.median(d_in)),
+                "mask_outline_uncovered_px_p90": float(np.percentile(d_in, 90))}
+
+
+def levenberg_marquardt(residuals, weights: np.ndarray, tau: float, extra, start: np.ndarray,  # noqa: ANN001
+                        iterations: int = 12, step: float = 0.02, max_step: float = 0.3) -> tuple[np.ndarray, float, int]:
+    """Minimise sum(weights * rho(residuals(x))) + extra(x) over x (S,) by Levenberg-Marquardt with a
+    forward-difference Jacobian of ``step`` and iteratively reweighted residuals (rho: Cauchy of scale ``tau``:
+    tau^2 log(1 + r^2 / tau^2)); ``extra(x)`` returns (value, gradient (S,), Hessian (S, S)) of the smooth part
+    (keypoint cost model, prior). Each step is bounded by ``max_step``. Returns the minimum, its cost and the
+    number of residual evaluations."""
+    x = np.asarray(start, dtype=float).copy()
+    S = len(x)
+    tau2 = tau**2
+
+    def robust(r: np.ndarray) -> float:
+        return float((weights * tau2 * np.log1p(r**2 / tau2)).sum())
+
+    r = residuals(x)
+    evals = 1
+    e_val, e_grad, e_hess = extra(x)
+    cost = robust(r) + e_val
+    lam = 1e-2
+    for _ in range(iterations):
+        J = np.empty((len(r), S))
+        for i in range(S):
+            xs = x.copy()
+            xs[i] += step
+            J[:, i] = (residuals(xs) - r) / step
+        evals += S
+        w = weights / (1.0 + r**2 / tau2)
+        H = (J * w[:, None]).T @ J + e_hess
+        g = (J * w[:, None]).T @ r + 0.5 * e_grad
+        improved = False
+        for _try in range(6):
+            dx = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-9), g)
+            big = np.abs(dx).max()
+            if big > max_step:
+                dx *= max_step / big
+            r_new = residuals(x + dx)
+            evals += 1
+            v_new, g_new, h_new = extra(x + dx)
+            new = robust(r_new) + v_new
+            if new < cost:
+                x, r, cost, lam = x + dx, r_new, new, max(lam / 5, 1e-6)
+                e_val, e_grad, e_hess = v_new, g_new, h_new
+                improved = True
+                break
+            lam *= 10
+        if not improved or np.abs(dx).max() < 1e-3:
+            break
+    return x, cost, evals
+
+
+def compass(objective, start: np.ndarray, step: float, tol: float) -> tuple[np.ndarray, float, int]:  # noqa: ANN001
+    """Minimise ``objective`` ((S,) -> float) from ``start`` by compass search (a step up and down each
+    coordinate, move to the best improvement, else halve the step). Returns the minimum, its value and the
+    number of evaluations."""
+    x = np.asarray(start, dtype=float).copy()
+    val = objective(x)
+    evals = 1
+    S = len(x)
+    while step > tol:
+        best, best_val = None, val
+        for d in range(2 * S):
+            trial = x.copy()
+            trial[d % S] += step if d < S else -step
+            v = objective(trial)
+            evals += 1
+            if v < best_val:
+                best, best_val = trial, v
+        if best is None:
+            step /= 2
+        else:
+            x, val = best, best_val
+    return x, val, evals
+
+
+def log_seconds(label: str, start: float) -> None:
+    """Debug log of the seconds since ``start`` (time.perf_counter)."""
+    logger.debug("%s: %.2f s", label, time.perf_counter() - start)
+
+
+def _full_pose(model: SkinnedBodyModel, red: _Reduced, rot: torch.Tensor) -> np.ndarray:
+    """(F, J, 3) rotation vectors of every joint from the free joints' rot (F, Jf, 3, 3) (the others at rest)."""
+    full = np.zeros((rot.shape[0], model.num_joints, 3))
+    full[:, red.free.numpy()] = rotmat_to_rotvec(rot).numpy()
+    return full
+
+
+def fit_shape_silhouettes(
+    model: SkinnedBodyModel, red: _Reduced, basis: _Basis, sfree: torch.Tensor, offsets: torch.Tensor | None,
+    rot: torch.Tensor, trans: torch.Tensor, tg: _Targets, observed: np.ndarray, sil: SilhouetteInput, cfg: FitConfig,
+    skeleton: str,
+) -> tuple[torch.Tensor, dict]:
+    """The shape refined on the silhouettes (see the module docstring), from the keypoint fit's unconstrained
+    shape ``sfree`` (S,) (and marker ``offsets`` (M, 3) or None), every frame's poses rot (T, Jf, 3, 3) and
+    trans (T, 3) to start the picked frames from, the keypoint targets ``tg`` of every frame, the frames with
+    keypoints ``observed`` (T,) bool. Returns the unconstrained shape and figures of the fit."""
+    start = time.perf_counter()
+    count = cfg.scan_frames if cfg.scan else cfg.silhouette_frames
+    pick = pick_frames(sil.seen(), observed, count)
+    if len(pick) == 0:
+        logger.warning("silhouettes: no frame with both keypoints and a mask; the shape is the keypoints' alone")
+        return sfree, {"frames": 0}
+    pick_t = torch.as_tensor(pick)
+    frame_tg = dataclasses.replace(tg.rows(pick_t), temporal=0.0, limits=0.0)  # type: ignore[arg-type]
+    search_tg = _without_markers(frame_tg, red) if offsets is not None else frame_tg
+    rot_p, trans_p = rot[pick_t], trans[pick_t]
+    views = [[sil.mask(c, int(t)) for c in range(len(sil.masks.cameras))] for t in pick]
+    shape0 = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
+    ids = surface_sample(model, shape0, cfg.silhouette_spacing_m)
+    coarse_frames = np.unique(np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int))
+    coarse_ids = surface_sample(model, shape0, 2 * cfg.silhouette_spacing_m)
+    w_kp = cfg.silhouette_keypoint_weight
+    x = sfree.double().numpy()
+    evals = 0
+    keypoint_shape = shape0
+    term = SilhouetteTerm(model, _full_pose(model, red, rot_p), trans_p.numpy(), views, sil.rig, sil.masks.cameras,
+                          sil.masks.scale, ids, cfg.silhouette_tau_px)
+    for round_ in range(cfg.silhouette_rounds):
+        rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
+        rot_p, trans_p = _solve_frames(model, red, rest, rot_p, trans_p, frame_tg, cfg, cfg.frame_iterations, cfg.robust_scale)
+        pose = _full_pose(model, red, rot_p)
+        term = SilhouetteTerm(model, pose, trans_p.numpy(), views, sil.rig, sil.masks.cameras, sil.masks.scale, ids,
+                              cfg.silhouette_tau_px)
+        c0, g, H = _shape_surrogate(model, red, basis, torch.as_tensor(x, dtype=DT), rot_p, trans_p, search_tg, cfg)
+        extra = _smooth_part(model, c0, g, H, w_kp, cfg.shape_prior_weight)
+        starts = [x]
+        if round_ == 0 and cfg.silhouette_candidates > 0:
+            coarse = SilhouetteTerm(model, pose[coarse_frames], trans_p.numpy()[coarse_frames],
+                                    [views[i] for i in coarse_frames], sil.rig, sil.masks.cameras, sil.masks.scale,
+                                    coarse_ids, cfg.silhouette_tau_px)
+            rng = np.random.default_rng(0)
+            pool = np.stack([shape0, model.default_shape()]
+                            + [model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
+            free_pool = model.free_from_shape(pool)
+            scores = np.array([coarse.cost(p) + extra(f)[0] for p, f in zip(pool, free_pool, strict=True)])
+            evals += len(pool)
+            starts = [free_pool[i] for i in np.argsort(scores)[: cfg.silhouette_starts]]
+            if not any(np.allclose(s_, x) for s_ in starts):
+                starts.append(x)
+
+        def residuals(f: np.ndarray, term: SilhouetteTerm = term) -> np.ndarray:
+            return term.residual_vector(model.shape_from_free(torch.as_tensor(f, dtype=model.dtype)).double().numpy())
+
+        best = None
+        for s0 in starts:
+            xf, val, n = levenberg_marquardt(residuals, term.residual_weights(), cfg.silhouette_tau_px, extra, s0)
+            evals += n
+            if best is None or val < best[1]:
+                best = (xf, val)
+        assert best is not None
+        x = best[0]
+        logger.debug("silhouette round %d: %s, cost %.4g", round_, np.round(model.shape_from_free(
+            torch.as_tensor(x, dtype=model.dtype)).numpy(), 3), best[1])
+    lm_shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
+    if cfg.silhouette_iterations > 0:
+        rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
+        rot_p, trans_p = _solve_frames(model, red, rest, rot_p, trans_p, frame_tg, cfg, cfg.frame_iterations, cfg.robust_scale)
+        joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
+                                skeleton, term, cfg)
+        x, rot_p, trans_p, _loss = joint.run(x, cfg.silhouette_iterations)
+        term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
+    shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
+    figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape),
+               "fixed_pose_shape": np.round(lm_shape, 4).tolist(),
+               "keypoint_shape": np.round(keypoint_shape, 4).tolist(), "evaluations": evals,
+               "seconds": time.perf_counter() - start}
+    logger.info("silhouettes: shape fitted on %d views of %d frames in %.1f s: %s", term.num_views, len(pick),
+                figures["seconds"], np.round(shape, 3).tolist())
+    return torch.as_tensor(x, dtype=DT), figures
+
+
+def _smooth_part(model: SkinnedBodyModel, c0: torch.Tensor, g: torch.Tensor, H: torch.Tensor, weight: float,
+                 prior_weight: float):  # noqa: ANN202 - (S,) -> (value, gradient, Hessian)
+    """The keypoints' quadratic cost model in the blend coefficients (c0, g, H from
+    :func:`fit_shape._shape_surrogate`) plus the shape prior, times ``weight``, as a function of the
+    unconstrained shape with its gradient and Hessian (numpy)."""
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        d = _coefficients(model, x) - c0
+        prior = model.shape_prior(model.shape_from_free(x.to(model.dtype))).to(DT)
+        return weight * (2 * d @ g + d @ H @ d + 2 * prior_weight * prior)
+
+    def out(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        xt = torch.as_tensor(x, dtype=DT)
+        return float(f(xt)), jacfwd(f)(xt).numpy(), hessian(f)(xt).numpy()
+
+    return out
+
+
+def _project_torch(cam, pts: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - a Camera
+    """World points (..., 3) -> image pixels (..., 2) through a pinhole camera with OpenCV distortion (k1 k2 p1
+    p2 k3), differentiable; points behind the camera are placed far outside the image."""
+    if cam.model != "pinhole":
+        raise MaskError(f"camera {cam.name}: the silhouette fit projects pinhole cameras only, not {cam.model}")
+    R = torch.as_tensor(cam.R, dtype=pts.dtype)
+    t = torch.as_tensor(cam.t, dtype=pts.dtype)
+    pc = pts @ R.T + t
+    z = pc[..., 2].clamp_min(1e-3)
+    x, y = pc[..., 0] / z, pc[..., 1] / z
+    d = np.zeros(5)
+    d[: min(5, len(cam.dist))] = np.asarray(cam.dist, dtype=float)[:5]
+    k1, k2, p1, p2, k3 = (float(v) for v in d)
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    K = cam.K
+    u = K[0, 0] * xd + K[0, 1] * yd + K[0, 2]
+    v = K[1, 1] * yd + K[1, 2]
+    behind = pc[..., 2] < 0.05
+    return torch.stack([torch.where(behind, torch.full_like(u, -1e6), u), v], -1)
+
+
+class JointRefinement:
+    """The picked frames' poses and the shape refined together on the silhouettes and the keypoints (torch,
+    L-BFGS): a pose the keypoints place a little off (a detector's bias of 2 cm) would otherwise be paid for by
+    the shape. model; rot0 (F, Jf, 3, 3) and trans0 (F, 3) of the free joints ``free`` (Jf,); keypoint targets
+    (F, K, 3) with weights (F, K) (0: missing) in ``skeleton``; the masks as for :class:`SilhouetteTerm`."""
+
+    def __init__(self, model: SkinnedBodyModel, free: np.ndarray, rot0: torch.Tensor, trans0: torch.Tensor,
+                 target: np.ndarray, weight: np.ndarray, skeleton: str, term: SilhouetteTerm, cfg: FitConfig):
+        self.model, self.term, self.cfg = model, term, cfg
+        dt = torch.float64
+        self.free = torch.as_tensor(free)
+        self.rot0 = rot0.to(dt)
+        self.trans0 = trans0.to(dt)
+        reg = model.keypoint_regressor(skeleton)
+        self.reg_ids = torch.as_tensor(reg.vertex_ids)
+        self.reg = torch.as_tensor(np.where(reg.supported[:, None], reg.matrix, 0.0), dtype=dt)
+        w = np.where(reg.supported[None], weight, 0.0)
+        self.target = torch.as_tensor(np.nan_to_num(target), dtype=dt)
+        self.weight = torch.as_tensor(w, dtype=dt)
+        self.ids_all = torch.cat([term.ids, self.reg_ids])
+        self.n_sil = len(term.ids)
+        dist = [torch.as_tensor(v[2], dtype=dt)[None, None] for v in term.views]
+        self.dist = dist
+        self.edges = [torch.as_tensor(v[3], dtype=dt) for v in term.views]
+
+    def posed(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> torch.Tensor:
+        """(F, N', 3) surface points then regressor vertices for shape x (S,), pose deltas (F, Jf, 3) and
+        translation deltas (F, 3)."""
+        m = self.model
+        shape = m.shape_from_free(x.to(m.dtype)).to(torch.float64)
+        F = self.rot0.shape[0]
+        rot = torch.eye(3, dtype=torch.float64).expand(F, m.num_joints, 3, 3).clone()
+        rot[:, self.free] = self.rot0 @ rotvec_to_rotmat(delta)
+        rest_j = m.rest_joints_torch(shape.to(m.dtype)).to(torch.float64)
+        rest_v = m.rest_vertices_torch(shape.to(m.dtype), self.ids_all).to(torch.float64)
+        rg, tg = forward_kinematics(rot, rest_j, m._levels)
+        return skin(rest_v, m._weights[self.ids_all].to(torch.float64), rg, tg, rest_j) + (self.trans0 + dtrans)[:, None]
+
+    def loss(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> torch.Tensor:
+        """Silhouettes (weight ``silhouette_weight`` per view's mean robust squared distance over tau^2) plus the
+        keypoints' robust cost (sigma ``keypoint_sigma_m``) plus the shape prior."""
+        cfg, term = self.cfg, self.term
+        pts = self.posed(x, delta, dtrans)
+        tau2 = cfg.silhouette_tau_px**2
+        sil = pts.new_zeros(())
+        for i, (f, c, _dist, _edges, near) in enumerate(term.views):
+            uv = (_project_torch(term.cameras[c], pts[f, : self.n_sil]) + 0.5) * term.scale - 0.5
+            H, W = near.shape
+            grid = torch.stack([2 * uv[:, 0] / (W - 1) - 1, 2 * uv[:, 1] / (H - 1) - 1], -1)
+            inside = (grid.abs() <= 1).all(-1)
+            d_out = torch.nn.functional.grid_sample(self.dist[i], grid[None, None], align_corners=True,
+                                                    padding_mode="border")[0, 0, 0] * inside
+            with torch.no_grad():
+                uv_np = uv.numpy()
+                ij = np.clip(np.round(uv_np).astype(np.int64), 0, [W - 1, H - 1])
+                cand = np.flatnonzero(inside.numpy() & near[ij[:, 1], ij[:, 0]])
+            edges = self.edges[i]
+            if len(cand):
+                dd, j = cKDTree(uv_np[cand]).query(edges.numpy(), distance_upper_bound=NEAR_OUTLINE_PX)
+                hit = np.isfinite(dd)
+                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
+                if hit.any():
+                    nearest = uv[torch.as_tensor(cand[j[hit]])]
+                    d_in = d_in.index_put((torch.as_tensor(np.flatnonzero(hit)),),
+                                          (nearest - edges[torch.as_tensor(hit)]).norm(dim=-1).clamp_max(NEAR_OUTLINE_PX))
+            else:
+                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
+            sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
+        kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
+        r2 = ((kp - self.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
+        c2 = cfg.robust_scale**2
+        kp_cost = (self.weight * c2 * torch.log1p(r2 / c2)).sum()
+        prior = self.model.shape_prior(self.model.shape_from_free(x.to(self.model.dtype))).to(torch.float64)
+        return cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior
+
+    def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
+        """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and
+        the final loss."""
+        x = torch.as_tensor(x0, dtype=torch.float64).clone().requires_grad_(True)
+        F, Jf = self.rot0.shape[:2]
+        delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
+        dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([x, delta, dtrans], lr=1.0, max_iter=iterations, history_size=20,
+                                line_search_fn="strong_wolfe", tolerance_change=1e-7, tolerance_grad=1e-6)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = self.loss(x, delta, dtrans)
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+            final = float(self.loss(x, delta, dtrans).detach())
+        with torch.no_grad():
+            rot = self.rot0 @ rotvec_to_rotmat(delta)
+        return x.detach().numpy(), rot, (self.trans0 + dtrans).detach(), final
