@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mocap_studio.reconstruction.body.measurements import DEFINITIONS, TRUST_LIMITS_M, read_measurements
 from mocap_studio.report import html as H
 from mocap_studio.report import plots
 from mocap_studio.report.analysis import ANGLE_GROUPS, JointAngles, analyse
@@ -417,6 +418,33 @@ def _read_obj_vertices(path: Path) -> np.ndarray:
     return np.asarray(rows, float).reshape(-1, 3)
 
 
+def _measurements_html(meas: dict[str, dict]) -> list[str]:
+    """The measurements table (value and one sigma, cm), the error-bar plot and a caveat naming those not trustworthy;
+    ``meas`` as :func:`read_measurements` gives it (older files carry no sigma: said so)."""
+    has_sigma = any(m["sigma"] is not None for m in meas.values())
+    rows = [[k.replace("_", " "), 100 * m["value"], "" if m["sigma"] is None else f"± {100 * m['sigma']:.1f}",
+             {True: "yes", False: "NO", None: ""}[m["trustworthy"]], m["reason"] or m["definition"]]
+            for k, m in meas.items()]
+    out = ["<h3>Measurements</h3>",
+           "<p>Taken on the fitted body in its rest pose (after ISO 8559-1; the last column says how, or why a "
+           "measurement is not to be trusted). ± is one standard deviation.</p>"]
+    if not has_sigma:
+        out.append(H.missing("this measurements.json has no uncertainties (written before they existed): rerun the fit "
+                             "stage; until then no measurement here can be called trustworthy"))
+    out.append(H.table(["measurement", "cm", "± cm (1 sigma)", "trustworthy", "definition / caveat"], rows, digits=4))
+    bad = [k.replace("_", " ") for k, m in meas.items() if m["trustworthy"] is False]
+    if bad:
+        out.append(H.error(f"Not trustworthy: {', '.join(bad)}. Their one-sigma uncertainty is beyond what a garment "
+                           "can be sized by (1 cm for a girth, 5 mm for a length): do not use them for fitting."))
+    if has_sigma:
+        limits = [TRUST_LIMITS_M.get(DEFINITIONS[k].kind, np.nan) * 1000 if k in DEFINITIONS else np.nan for k in meas]
+        out.append(H.image(plots.measurement_errorbars(
+            list(meas), [100 * m["value"] for m in meas.values()],
+            [np.nan if m["sigma"] is None else 1000 * m["sigma"] for m in meas.values()],
+            [bool(m["trustworthy"]) for m in meas.values()], limits), "measurements with error bars", "plot-measurements"))
+    return out
+
+
 def section_body(take: Take) -> H.Section:
     """The fitted body: shape, measurements and fit quality."""
     s = H.Section("body", "Body and measurements")
@@ -427,14 +455,11 @@ def section_body(take: Take) -> H.Section:
     meas_path = take.session.root / "measurements.json"
     if meas_path.exists():
         try:
-            meas = json.loads(meas_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            meas = read_measurements(json.loads(meas_path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
             s.add(H.error(f"{meas_path}: cannot read ({e}); run `{_cmd(take, 'fit')} --force`"))
         else:
-            unit = meas.get("units", "m")
-            rows = [[k.replace("_", " "), 100 * v if unit == "m" else v] for k, v in meas.items()
-                    if isinstance(v, int | float)]
-            s.add("<h3>Measurements</h3>", H.table(["measurement", "cm" if unit == "m" else unit], rows, digits=4))
+            s.add(*_measurements_html(meas))
     else:
         s.add(H.missing("no measurements.json"))
     fit = take.stage_reports.get("fit", {}).get("figures", {})

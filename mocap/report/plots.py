@@ -203,6 +203,33 @@ def silhouettes(vertices_m: np.ndarray) -> bytes:
     return _png(fig)
 
 
+def measurement_errorbars(names: Sequence[str], values_cm: Sequence[float], sigma_mm: Sequence[float],
+                          trustworthy: Sequence[bool], limit_mm: Sequence[float]) -> bytes:
+    """Each measurement (M,) with its one-sigma error bar (left, cm) and its sigma against the limit under which it
+    is trustworthy (right, mm); the untrustworthy ones in red. NaN sigma: no bar."""
+    n = len(names)
+    y = np.arange(n)[::-1]
+    v, s = np.asarray(values_cm, float), np.asarray(sigma_mm, float)
+    ok = np.asarray(trustworthy, bool)
+    colour = np.where(ok, COLOURS[2], "#c0392b")
+    fig, axes = _figure(1, 2, width=10.0, height=0.35 * n + 1.2, gridspec_kw={"width_ratios": [3, 2]})
+    left, right = axes[0]
+    for i in range(n):
+        left.errorbar(v[i], y[i], xerr=None if not np.isfinite(s[i]) else s[i] / 10, fmt="o", color=colour[i], capsize=4)
+    left.set_yticks(y, [nm.replace("_", " ") for nm in names])
+    left.set_xlabel("value +- one sigma (cm)")
+    left.grid(alpha=0.3)
+    right.barh(y, np.nan_to_num(s), color=colour)
+    right.scatter(np.asarray(limit_mm, float), y, marker="|", s=200, color="black", label="trust limit")
+    right.set_yticks(y, [""] * n)
+    right.set_xscale("log")
+    right.set_xlabel("one sigma (mm, log)")
+    right.legend(loc="lower right", fontsize=8)
+    right.grid(alpha=0.3)
+    left.set_title("measurements at rest (red: not trustworthy)")
+    return _png(fig)
+
+
 def image_png(image_bgr: np.ndarray) -> bytes:
     """A BGR image (H, W, 3) uint8 as PNG bytes."""
     import cv2

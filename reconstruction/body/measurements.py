@@ -100,6 +100,22 @@ class Measurements:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=float)
 
 
+TRUST_LIMITS_M = {"girth": 0.010, "length": 0.005, "breadth": 0.005}
+"""A measurement is trustworthy when its sigma is at most this (metres): a girth within a centimetre (what
+a try-on tool can size by), a length or breadth within 5 mm."""
+
+
+def trust(name: str, sigma_m: float) -> tuple[bool, str]:
+    """Whether a measurement with this sigma is trustworthy, and why not (empty when it is)."""
+    limit = TRUST_LIMITS_M[DEFINITIONS[name].kind]
+    if not np.isfinite(sigma_m):
+        return False, "no uncertainty could be computed"
+    if sigma_m > limit:
+        return False, (f"sigma {1000 * sigma_m:.0f} mm is over {1000 * limit:.0f} mm for a {DEFINITIONS[name].kind}: the "
+                       "keypoints tell this little about the body's shape here")
+    return True, ""
+
+
 MEASUREMENT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Measurements))
 """The field names of :class:`Measurements`, in order."""
 
