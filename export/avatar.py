@@ -123,12 +123,10 @@ def fitted_rig_positions(target: Rig, placed: dict[int, np.ndarray], global_scal
             continue
         a = _nearest_mapped_ancestor(parents, mapped, j)
         d = _first_mapped_descendant(parents, mapped, j)
-        if a is None:  # above the pelvis (a ground bone): the pelvis's place, scaled, the floor kept at Z = 0
+        if a is None:  # above the pelvis (UE5's ground bone): the pelvis's place, scaled (the caller sets the floor)
             anchor = _first_mapped_descendant(parents, mapped, j)
             assert anchor is not None, "the pelvis is mapped"
             new[j] = new[anchor] + global_scale * (old[j] - old[anchor])
-            if abs(old[j, 2]) < 1e-6:
-                new[j, 2] = 0.0
         elif d is not None:  # between two mapped joints: the similarity taking a -> d onto its new place
             d_old, d_new = old[d] - old[a], new[d] - new[a]
             s = np.linalg.norm(d_new) / max(np.linalg.norm(d_old), 1e-9)
@@ -165,7 +163,13 @@ def body_avatar(body_motion: Motion, body_rig: Rig, body_mesh: SkinnedMesh, targ
     rest = fitted_rig_positions(target, {t: joints[b] for t, b in pairs.items()}, scale)
     pelvis = rest[target.joints.index(target.bones["pelvis"])]
     shift = np.array([pelvis[0], pelvis[1], verts[:, 2].min()])
-    rig = replace(target, rest_positions_m=rest - shift, description=f"{target.description} Fitted to the body.".strip())
+    rest = rest - shift
+    mapped = set(pairs)
+    for j in range(len(rest)):  # a ground bone above the pelvis (UE5's root) stays on the floor
+        if j not in mapped and _nearest_mapped_ancestor(target.parents, mapped, j) is None and \
+                abs(target.rest_positions_m[j, 2]) < 1e-6:
+            rest[j, 2] = 0.0
+    rig = replace(target, rest_positions_m=rest, description=f"{target.description} Fitted to the body.".strip())
     to_rig = body_to_rig_joints(body_rig, target)
     dense = np.zeros((body_mesh.num_vertices, len(target.joints)))
     np.add.at(dense, (np.arange(body_mesh.num_vertices)[:, None], to_rig[body_mesh.joint_indices]), body_mesh.joint_weights)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from mocap_studio.common.fileio import atomic_path
 from mocap_studio.common.rotations import rotmat_to_euler
-from mocap_studio.export.mesh import SkinnedMesh
+from mocap_studio.export.mesh import SkinnedMesh, vertex_normals
 from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion, unwrap_degrees
 
 log = logging.getLogger(__name__)
@@ -334,8 +334,17 @@ def _add_mesh(
     poly[:, 2] = -poly[:, 2] - 1  # the last index of each polygon is stored as its bitwise complement
     geom.add("PolygonVertexIndex", poly.reshape(-1))
     geom.add("GeometryVersion", 124)
+    normals = geom.add("LayerElementNormal", 0)
+    normals.add("Version", 101)
+    normals.add("Name", "")
+    normals.add("MappingInformationType", "ByVertice")
+    normals.add("ReferenceInformationType", "Direct")
+    normals.add("Normals", np.ascontiguousarray(vertex_normals(verts, mesh.faces), dtype=np.float64))
     layer = geom.add("Layer", 0)
     layer.add("Version", 100)
+    element = layer.add("LayerElement")
+    element.add("Type", "LayerElementNormal")
+    element.add("TypedIndex", 0)
     model = obj("Model", mesh_id, "Body", "Mesh")
     _model_props(model, np.zeros(3))
     connect("OO", geom_id, mesh_id)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pygltflib as gl
 from mocap_studio.common.fileio import atomic_path
-from mocap_studio.export.mesh import SkinnedMesh
+from mocap_studio.export.mesh import SkinnedMesh, vertex_normals
 from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
 from mocap_studio.reconstruction.body.io import checked_mesh
 
@@ -67,17 +67,6 @@ class _Buffer:
         return b"".join(self.chunks)
 
 
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    fn = np.cross(b - a, c - a)
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    norm = np.linalg.norm(vn, axis=1, keepdims=True)
-    vn = np.where(norm > 1e-12, vn / np.maximum(norm, 1e-12), [0.0, 1.0, 0.0])
-    return vn
-
-
 def build_gltf(motion: Motion, mesh: SkinnedMesh | None = None, name: str = "") -> gl.GLTF2:
     """The glTF document (with its binary blob set) for ``motion`` and an optional skinned ``mesh``."""
     motion.check_finite(name or "motion")
@@ -104,7 +93,7 @@ def build_gltf(motion: Motion, mesh: SkinnedMesh | None = None, name: str = "") 
             attributes=gl.Attributes(
                 POSITION=buf.add(verts, gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER, minmax=True),
                 NORMAL=buf.add(
-                    _vertex_normals(verts.astype(float), mesh4.faces).astype(np.float32),
+                    vertex_normals(verts.astype(float), mesh4.faces).astype(np.float32),
                     gl.FLOAT,
                     gl.VEC3,
                     gl.ARRAY_BUFFER,
@@ -181,7 +170,7 @@ def write_mesh_glb(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.nd
         attributes=gl.Attributes(
             POSITION=buf.add(verts, gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER, minmax=True),
             NORMAL=buf.add(
-                _vertex_normals(verts.astype(float), f).astype(np.float32), gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER
+                vertex_normals(verts.astype(float), f).astype(np.float32), gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER
             ),
         ),
         indices=buf.add(f.astype(np.uint32).reshape(-1), gl.UNSIGNED_INT, gl.SCALAR, gl.ELEMENT_ARRAY_BUFFER),

@@ -175,6 +175,20 @@ def is_watertight(faces: np.ndarray) -> bool:
     return all((b, a) in fwd for a, b in fwd)
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit normals: the area-weighted sum of the normals of the triangles around each vertex (faces
+    counter-clockwise from outside); +Y for a vertex no triangle uses."""
+    v = np.asarray(vertices, float)
+    f = np.asarray(faces, np.int64)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    fn = np.cross(b - a, c - a)
+    vn = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(vn, f[:, k], fn)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    return np.where(norm > 1e-12, vn / np.maximum(norm, 1e-12), [0.0, 1.0, 0.0])
+
+
 def boundary_loops(faces: np.ndarray) -> list[list[int]]:
     """The mesh's holes: each a closed list of vertex indices along directed edges that no triangle shares
     in the opposite direction (in the faces' own winding)."""
@@ -229,11 +243,7 @@ def write_obj_yup(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.nda
     outside."""
     v, f = checked_mesh(vertices_m, faces, path)
     v = v @ Z_UP_TO_Y_UP.T
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    normals = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(normals, f[:, k], np.cross(b - a, c - a))
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    normals = vertex_normals(v, f)
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(f"# mocap-studio mesh: {len(v)} vertices, {len(f)} triangles; units metres, Y up, facing +Z\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from mocap_studio.common.fileio import atomic_path
-from mocap_studio.export.mesh import SkinnedMesh
+from mocap_studio.export.mesh import SkinnedMesh, vertex_normals
 from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
 from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdSkel, UsdUtils, Vt
 
@@ -108,6 +108,8 @@ def _add_mesh(stage: Usd.Stage, skel: UsdSkel.Skeleton, mesh: SkinnedMesh) -> No
     geom.CreateFaceVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(len(mesh.faces), 3, np.int32)))
     geom.CreateFaceVertexIndicesAttr(Vt.IntArray.FromNumpy(mesh.faces.astype(np.int32).reshape(-1)))
     geom.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)
+    geom.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(vertex_normals(verts, mesh.faces).astype(np.float32)))
+    geom.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
     geom.CreateExtentAttr(Vt.Vec3fArray.FromNumpy(np.stack([verts.min(0), verts.max(0)])))
     binding = UsdSkel.BindingAPI.Apply(geom.GetPrim())
     binding.CreateSkeletonRel().SetTargets([skel.GetPath()])

@@ -86,6 +86,8 @@ def test_avatar_follows_the_body_model(anny_take, preset: str) -> None:
             cos = d_new @ d_old / np.linalg.norm(d_new) / np.linalg.norm(d_old)
             assert cos > np.cos(np.radians(0.01)), (preset, canon)
     assert abs(avatar.mesh.vertices_m[:, 2].min()) < 1e-9
+    if preset == "ue5_mannequin":
+        assert avatar.rig.rest_positions_m[0, 2] == 0.0  # the ground bone stays on the floor
     assert avatar.mesh.joint_indices.shape[1] == 4 and np.allclose(avatar.mesh.joint_weights.sum(1), 1.0)
     anim = retarget(motion, rig, avatar.rig, FLAT)
     frames = np.linspace(0, motion.num_frames - 1, 6).round().astype(int)

@@ -99,6 +99,7 @@ def test_blender_deforms_the_avatar_as_the_body_model(tmp_path: Path, blender: P
     assert int(data["skinned"]) == 1 and len(data["names"]) == len(anim.joint_names)
     dist, match = cKDTree(avatar.mesh.vertices_m).query(data["mesh_rest"])  # importers may reorder vertices
     assert len(match) == avatar.mesh.num_vertices and dist.max() < 1e-5
+    assert float(data["mesh_smooth"]) == 1.0  # the file's vertex normals: smooth, not faceted
     posed = data["mesh_posed"]
     assert np.abs(posed - skin(avatar.mesh, anim, frames)[:, match]).max() < 1e-4
     truth = np.asarray(model.evaluate(shape, pose[frames], trans[frames]).vertices)[:, match]

@@ -6,7 +6,8 @@ Writes: names (bone names), positions (T, J, 3) bone head world positions in Ble
 after the importers' own unit/axis conversion), skinned (1 when a mesh has an Armature modifier whose
 object is the imported armature and vertex groups named after bones). With mesh frames: mesh_rest (V, 3) the
 skinned mesh's undeformed vertices and mesh_posed (N, V, 3) its vertices as Blender deforms them at those
-frames, both in Blender's world (the importers may reorder vertices: match them by rest position).
+frames, both in Blender's world (the importers may reorder vertices: match them by rest position); mesh_smooth
+the fraction of faces Blender shades smooth (the file's normals read).
 """
 
 import sys
@@ -71,6 +72,7 @@ def main() -> None:
         mw = np.array(body.matrix_world)
         rest = np.array([list(v.co) + [1.0] for v in body.data.vertices]) @ mw.T
         data["mesh_rest"] = rest[:, :3]
+        data["mesh_smooth"] = float(np.mean([p.use_smooth for p in body.data.polygons]))  # the file's normals read
         posed = []
         for t in mesh_frames:
             go_to(t)
