@@ -9,6 +9,7 @@ Layout (DESIGN.md)::
     calibration.toml            the camera rig (aniposelib/Pose2Sim TOML)
     sync.json, keypoints2d.npz, keypoints3d.npz, body.npz
     keypoints2d_synced.npz      the 2D keypoints triangulation used, on the take's one timeline (fit, report)
+    masks.npz                   the performer's mask per camera and frame (detect; the fit's silhouettes)
     export/                     exported files
     report/<stage>.json         each stage's report; report/index.html the take report
     truth/                      a synthetic take's known truth (``mocap synth``); no stage reads it
@@ -132,6 +133,11 @@ class Session:
     def keypoints2d_path(self) -> Path:
         """``keypoints2d.npz``: the 2D keypoints of every camera."""
         return self.root / "keypoints2d.npz"
+
+    @property
+    def masks_path(self) -> Path:
+        """``masks.npz``: the performer's mask per camera and frame (reconstruction/silhouettes.py's format)."""
+        return self.root / "masks.npz"
 
     @property
     def keypoints2d_synced_path(self) -> Path:

@@ -15,12 +15,14 @@ import numpy as np
 from mocap_studio.common.cache import project_cache_dir
 from mocap_studio.common.fileio import write_json_atomic
 from mocap_studio.inputs import read_keypoints3d, read_rig, read_synced_keypoints2d
+from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
 from mocap_studio.reconstruction.body.io import save_body_npz, write_obj, write_ply
 from mocap_studio.reconstruction.body.measurements import measure_body
 from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty, measurements_document, untrusted_warning
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints3D
+from mocap_studio.reconstruction.silhouettes import MaskError, MaskSet
 from mocap_studio.session import Session, StageReport
 from mocap_studio.stages import Progress
 
@@ -113,6 +115,34 @@ def _measurements_json(model, motion, kp: Keypoints3D, meas) -> dict:  # noqa: A
     return measurements_document(meas, model.name, unc)
 
 
+def _silhouettes(session: Session, kp: Keypoints3D, rig: CameraRig | None, warnings: list[str]) -> SilhouetteInput | None:
+    """The performer's masks (masks.npz) matched to the 3D keypoints' frames: each camera's frame nearest the
+    keypoints' time on its own clock (the offsets of keypoints2d_synced.npz); None (with a warning) when the
+    session has no masks or they cannot be used."""
+    if not session.masks_path.exists():
+        return None
+    if rig is None or not session.keypoints2d_synced_path.exists():
+        warnings.append(f"{session.masks_path.name} is not used: the fit needs the calibration and "
+                        f"{session.keypoints2d_synced_path.name} to place the masks; run `mocap triangulate` again")
+        return None
+    try:
+        masks = MaskSet.load(session.masks_path)
+    except MaskError as e:
+        warnings.append(f"{e}: fitted to the keypoints alone")
+        return None
+    offsets = read_synced_keypoints2d(session).offsets_s
+    cams = [c for c in masks.cameras if c in rig and c in offsets]
+    if not cams:
+        warnings.append(f"{session.masks_path.name}: none of its cameras {list(masks.cameras)} is calibrated and synced; "
+                        "fitted to the keypoints alone")
+        return None
+    index = np.full((len(masks.cameras), kp.num_frames), -1)
+    for i, c in enumerate(masks.cameras):
+        if c in cams:
+            index[i] = masks.nearest_frames(c, np.asarray(kp.frame_times, float) - offsets[c])
+    return SilhouetteInput(rig, masks, index)
+
+
 def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool = False, *,
             progress: Progress | None = None, meshes: bool = False) -> StageReport:
     """Fit the body for ``session`` -> body.npz, body_rest.obj/.ply, measurements.json (and with ``meshes`` one
@@ -123,7 +153,9 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
                session.root / "measurements.json"]
     if not session.keypoints3d_path.exists():
         raise FileNotFoundError(f"{session.keypoints3d_path} is missing; run `mocap triangulate {session.root}` first")
-    views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection else []
+    views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection or cfg.silhouettes else []
+    if cfg.silhouettes:
+        views.append(session.masks_path)
     fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**asdict(cfg), "meshes": meshes})
     if not overwrite and session.is_up_to_date(STAGE, fp, outputs):
         logger.info("fit: up to date (use --overwrite to redo)")
@@ -133,8 +165,15 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     model = fit_body_model(cfg)
     rate = session.config().frame_rate or None
     warnings: list[str] = []
-    rig, kp2d = _camera_views(session, kp, warnings) if cfg.reprojection else (None, None)
-    motion = fit_sequence(model, kp, cfg, frame_rate=rate, rig=rig, keypoints2d=kp2d)
+    rig, kp2d = _camera_views(session, kp, warnings) if cfg.reprojection or cfg.silhouettes else (None, None)
+    sil = _silhouettes(session, kp, rig, warnings) if cfg.silhouettes else None
+    if cfg.scan and sil is None:
+        raise FileNotFoundError(f"{session.masks_path}: a scan fits the shape to the performer's masks; run "
+                                f"`mocap detect {session.root} --overwrite` (it writes them), then `mocap triangulate`")
+    if not cfg.reprojection:
+        kp2d = None
+    motion = fit_sequence(model, kp, cfg, frame_rate=rate, rig=rig if kp2d is not None or sil is not None else None,
+                          keypoints2d=kp2d, silhouettes=sil)
     rest = model.rest_mesh(motion.shape)
     meas = measure_body(model, motion.shape)
     meas_doc = _measurements_json(model, motion, kp, meas)

@@ -28,7 +28,7 @@ from mocap_studio.common.order import natural_key
 from mocap_studio.inputs import read_keypoints2d, read_rig
 from mocap_studio.inputs import read_sync as read_sync_file
 from mocap_studio.reconstruction.associate import AssociationConfig, associate_with_diagnostics
-from mocap_studio.reconstruction.detect2d import DetectionConfig, detect_sources
+from mocap_studio.reconstruction.detect2d import DetectionConfig, PersonMasks, detect_sources
 from mocap_studio.reconstruction.filtering import FilterConfig, smooth
 from mocap_studio.reconstruction.importers import read_keypoints
 from mocap_studio.reconstruction.keypoints import (
@@ -38,6 +38,7 @@ from mocap_studio.reconstruction.keypoints import (
     SynchronizedKeypoints2D,
     save_synchronized_keypoints2d,
 )
+from mocap_studio.reconstruction.silhouettes import MaskSet
 from mocap_studio.reconstruction.timeline import common_timeline, resample_series
 from mocap_studio.reconstruction.triangulate import (
     TriangulationConfig,
@@ -220,13 +221,41 @@ def run_detect(
         if progress:
             progress(f"detecting keypoints ({fps:.0f} frames/s)", done, total)
 
-    detections = detect_sources(sources, config, progress=detect_progress)
+    person_masks: list[PersonMasks] = []
+    detections = detect_sources(sources, config, progress=detect_progress, masks_out=person_masks)
     seconds = time.perf_counter() - t0
     kp = _choose_performer(session, detections, warnings, association := {})
     frames = detections.xy.shape[0] * detections.xy.shape[1]
     extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people,
              **association}
+    if person_masks:
+        extra["masks"] = _write_performer_masks(session, detections, kp, person_masks[0])
+    elif session.masks_path.exists():
+        session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
+
+
+def _write_performer_masks(session: Session, detections: Detections2D, kp: Keypoints2D, masks: PersonMasks) -> dict:
+    """masks.npz: in every camera and frame the mask of the person slot whose keypoints were chosen as the
+    performer's (MediaPipe gives one mask per detected pose). Returns figures: the size, the scale, the
+    share of frames with a mask per camera, the file's size."""
+    C, T = kp.xy.shape[:2]
+    chosen = np.full((C, T), -1)
+    for p in range(detections.num_people):
+        same = np.isclose(detections.xy[:, :, p], kp.xy, equal_nan=True).all((-1, -2))
+        seen = (kp.confidence > 0).any(-1) & np.isfinite(kp.xy).all(-1).any(-1)
+        chosen = np.where((chosen < 0) & same & seen, p, chosen)
+    h, w = masks.size
+    out = np.zeros((C, T, h, w), bool)
+    for c in range(C):
+        for t in np.flatnonzero(chosen[c] >= 0):
+            out[c, t] = masks.mask(c, t, int(chosen[c, t]))
+    present = (chosen >= 0) & out.any((2, 3))
+    times = np.where(np.ones((C, 1), bool), np.asarray(detections.frame_times, float)[None], np.nan)
+    MaskSet(tuple(detections.camera_names), out, present, times, masks.scale, masks.image_size).save(session.masks_path)
+    return {"size": [h, w], "scale": masks.scale, "frames_with_mask": {n: float(present[i].mean())
+                                                                       for i, n in enumerate(detections.camera_names)},
+            "file_bytes": session.masks_path.stat().st_size}
 
 
 def import_sources(source: Path, cameras: list[str] | None, fmt: str) -> dict[str, Path]:

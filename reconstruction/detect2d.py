@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 from mocap_studio.capture.frames import open_frames, probe
 from mocap_studio.reconstruction.keypoints import Detections2D
+from mocap_studio.reconstruction.silhouettes import downsample_mask, mask_size
 from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ __all__ = [
     "detect_chunk",
     "plan_jobs",
     "detect_sources",
+    "PersonMasks",
 ]
 
 
@@ -77,7 +79,15 @@ class DetectionConfig:
     about the same speed. MediaPipe tracks and smooths only with ``num_poses`` 1: with 2 (the default) video
     mode gives the same landmarks as image mode (measured on a drifting portrait, frame for frame)."""
 
+    masks: bool = True
+    """Also keep each detected person's segmentation mask (MediaPipe's landmarker computes it from the model
+    already run) for the body fit's silhouettes: the performer's are written to masks.npz."""
+    mask_scale: float = 0.25
+    """Masks are kept at this fraction of the image's size (a quarter of 1280x720: 320x180, 7.2 kB a mask)."""
+
     def __post_init__(self) -> None:
+        if not 0 < self.mask_scale <= 1:
+            raise ValueError(f"mask_scale must be in (0, 1], got {self.mask_scale}")
         if self.num_poses < 1 or self.chunk_frames < 1 or self.workers < 0:
             raise ValueError("num_poses and chunk_frames must be >= 1 and workers >= 0")
 
@@ -146,7 +156,12 @@ class PoseLandmarker:
             min_pose_detection_confidence=config.min_detection_confidence,
             min_pose_presence_confidence=config.min_presence_confidence,
             min_tracking_confidence=config.min_tracking_confidence,
+            output_segmentation_masks=config.masks,
         )
+        self._masks = config.masks
+        self._mask_scale = config.mask_scale
+        self.last_masks: np.ndarray | None = None
+        """After :meth:`detect` (with ``masks``): (P, h, w) bool, each person slot's mask at ``mask_scale``."""
         self._video = video
         self._num_poses = config.num_poses
         self._landmarker = vision.PoseLandmarker.create_from_options(options)
@@ -188,6 +203,11 @@ class PoseLandmarker:
             arr = np.array([(lm.x, lm.y, lm.visibility or 0.0, lm.presence or 0.0) for lm in landmarks])
             xy[p] = arr[:, :2] * (w, h)
             conf[p] = np.clip(arr[:, 2] * arr[:, 3], 0.0, 1.0)
+        if self._masks:
+            size = mask_size(w, h, self._mask_scale)
+            self.last_masks = np.zeros((self._num_poses, *size), bool)
+            for p, seg in enumerate((result.segmentation_masks or [])[: self._num_poses]):
+                self.last_masks[p] = downsample_mask(np.asarray(seg.numpy_view()).reshape(h, w), size)
         return xy, conf
 
 
@@ -208,7 +228,8 @@ class DetectionJob:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """xy (n, P, 33, 2), confidence (n, P, 33) and times (n,) of the frames a job read, plus its speed."""
+    """xy (n, P, 33, 2), confidence (n, P, 33) and times (n,) of the frames a job read, plus its speed; with
+    masks, ``mask_bits`` (n, P, ceil(h w / 8)) uint8 bit-packed (h, w) = ``mask_size`` and the image size."""
 
     camera: str
     start: int
@@ -216,12 +237,34 @@ class ChunkResult:
     confidence: np.ndarray
     times: np.ndarray
     seconds: float
+    mask_bits: np.ndarray | None = None
+    mask_size: tuple[int, int] = (0, 0)
+    image_size: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True)
+class PersonMasks:
+    """Every person slot's mask: ``bits`` (C, T, P, ceil(h w / 8)) uint8 bit-packed (np.packbits of the
+    row-major (h, w) mask; zeros where no frame), ``size`` (h, w), ``scale`` mask pixels per image pixel,
+    ``image_size`` (C, 2) width, height; cameras in the order of the detections."""
+
+    cameras: tuple[str, ...]
+    bits: np.ndarray
+    size: tuple[int, int]
+    scale: float
+    image_size: np.ndarray
+
+    def mask(self, c: int, t: int, p: int) -> np.ndarray:
+        """(h, w) bool mask of camera index c, frame t, person slot p."""
+        h, w = self.size
+        return np.unpackbits(self.bits[c, t, p], count=h * w).reshape(h, w).astype(bool)
 
 
 def detect_chunk(job: DetectionJob) -> ChunkResult:
     """Run the landmarker over one job's frames (top-level, so worker processes can run it)."""
     config = DetectionConfig(**job.config)
-    xs, cs, ts = [], [], []
+    xs, cs, ts, ms = [], [], [], []
+    size = image_size = (0, 0)
     t0 = time.perf_counter()
     with PoseLandmarker(config, video=config.tracking) as landmarker:
         for frame in open_frames(job.source, fps=job.fps, max_frames=job.stop):
@@ -234,10 +277,15 @@ def detect_chunk(job: DetectionJob) -> ChunkResult:
             xs.append(xy)
             cs.append(conf)
             ts.append(time_s)
+            if landmarker.last_masks is not None:
+                size, image_size = landmarker.last_masks.shape[1:], frame.image.shape[1::-1]
+                ms.append(np.packbits(landmarker.last_masks.reshape(len(xy), -1), axis=-1))
     P = config.num_poses
     xy = np.stack(xs) if xs else np.zeros((0, P, 33, 2))
     conf = np.stack(cs) if cs else np.zeros((0, P, 33))
-    return ChunkResult(job.camera, job.start, xy, conf, np.array(ts), time.perf_counter() - t0)
+    bits = np.stack(ms) if ms and len(ms) == len(xs) else None
+    return ChunkResult(job.camera, job.start, xy, conf, np.array(ts), time.perf_counter() - t0, bits,
+                       tuple(int(v) for v in size), tuple(int(v) for v in image_size))
 
 
 def plan_jobs(
@@ -265,12 +313,14 @@ def detect_sources(
     config: DetectionConfig | None = None,
     executor: Executor | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    masks_out: list[PersonMasks] | None = None,
 ) -> Detections2D:
     """Detect BlazePose-33 keypoints in every camera's recording (video file or image folder).
 
     sources: camera name -> recording. Returns :class:`Detections2D` (C, T, P, 33) with T the longest
     recording (shorter ones padded with NaN). ``progress(done_jobs, total_jobs, frames_per_second)`` is
-    called after each job.
+    called after each job. With ``config.masks`` and a list ``masks_out``, the person slots' masks are appended
+    to it as one :class:`PersonMasks` on the same rows.
     """
     config = config or DetectionConfig()
     model_path(config)  # fail before spawning workers
@@ -309,12 +359,35 @@ def detect_sources(
         rows = np.concatenate([r for res, r in placed if res.camera == cam] or [np.zeros(0, np.int64)])
         if len(rows) and int(rows.max() - rows.min()) + 1 > len(rows):
             gaps[cam] = int(rows.max() - rows.min()) + 1 - len(rows)
+    if masks_out is not None and config.masks:
+        person_masks = _person_masks(placed, cameras, T, P, config.mask_scale)
+        if person_masks is not None:
+            masks_out.append(person_masks)
     if gaps:
         log.warning("frames missing from the recordings (dropped by the camera; left as missing rows): %s", gaps)
     short = {cam: n for cam, n in counts.items() if n < T and cam not in gaps}
     if short:
         log.warning("recordings shorter than %d frames (padded with missing detections): %s", T, short)
     return Detections2D(xy, conf, tuple(cameras), BLAZEPOSE_33.name, np.arange(T) / fps)
+
+
+def _person_masks(placed: list[tuple[ChunkResult, np.ndarray]], cameras: list[str], T: int, P: int,
+                  scale: float) -> PersonMasks | None:
+    """The chunks' masks on the detections' rows (zeros where a chunk kept none); None (and a warning) where the
+    cameras' masks differ in size."""
+    with_masks = [(r, rows) for r, rows in placed if r.mask_bits is not None and len(r.mask_bits)]
+    size = with_masks[0][0].mask_size if with_masks else (1, 1)
+    bits = np.zeros((len(cameras), T, P, (size[0] * size[1] + 7) // 8), np.uint8)
+    image_size = np.zeros((len(cameras), 2), np.int64)
+    for result, rows in with_masks:
+        c = cameras.index(result.camera)
+        if result.mask_size != size:
+            log.warning("camera %s: masks of %s where others are %s (the cameras film at different sizes): no masks "
+                        "kept, the body fit uses keypoints alone", result.camera, result.mask_size, size)
+            return None
+        bits[c, rows] = result.mask_bits
+        image_size[c] = result.image_size
+    return PersonMasks(tuple(cameras), bits, size, scale, image_size)
 
 
 def iter_results(executor: Executor, jobs: Iterable[DetectionJob]) -> Iterator[ChunkResult]:

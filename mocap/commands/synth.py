@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mocap_studio.stages_synth import run_synth
 from mocap_studio.studio import EXERCISES, StudioConfig, rig_presets
+from mocap_studio.studio.performer import SCAN_TURN_S
 from mocap_studio.studio.scenery import BACKGROUNDS
 from mocap_studio.studio.studio import HARSH, harsh_config
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -59,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supersample", type=int, help="rays per pixel side (anti-aliasing, default 1)")
     p.add_argument("--vertices", action="store_true", help="also write mesh vertices per frame to the truth")
     p.add_argument("--force", action="store_true", help="write into a folder that already holds recordings")
+    p.add_argument("--scan", action="store_true",
+                   help="a measuring scan: the performer holds an A-pose and turns once (8 s; `mocap scan` fits it)")
     p.set_defaults(func=run)
 
 
@@ -71,6 +74,9 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         given["bvh"] = str(args.bvh)
     if args.vertices:
         given["vertices"] = True
+    if args.scan:
+        given["motions"] = ("scan",)
+        given.setdefault("seconds", SCAN_TURN_S)
     return harsh_config(**given) if args.harsh else StudioConfig(**given)
 
 

@@ -18,6 +18,8 @@ Truth (``Session.truth_dir``; no stage reads it)::
     body.npz                     body model, shape, per-frame pose and translation (same frame times)
     vertices.npy                 (T, V, 3) float32 mesh vertices, only when asked for
     board_poses.npy              (V, 4, 4) world-from-board pose of each calibration frame
+    masks.npz                    the performer's true mask per camera and frame at a quarter of the image size
+                                 (reconstruction/silhouettes.py's format, each camera's own frame times)
     studio.json                  what was asked for (rig, motions, seed, ...)
     scene.json                   the set: background, the platform (height, footprint; the floor stays at Z = 0),
                                  the bystander (which camera it crosses, when, where, frames seen per camera)
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from mocap_studio.capture.video_writer import VideoWriter
+from mocap_studio.reconstruction.silhouettes import MaskSet, downsample_mask, mask_size
 from mocap_studio.studio.bystander import Bystander
 from mocap_studio.studio.performer import (
     MASTER_RATE_HZ,
@@ -371,9 +374,12 @@ def _sighting(labels: np.ndarray, camera, joints: np.ndarray) -> tuple[int, np.n
 
 def _render_performance(session, body, perf: Performance, rig: StudioRig, config: StudioConfig,  # noqa: ANN001
                         schedules: dict, progress: ProgressFn | None, scenery: Scenery | None = None,
-                        bystander: Bystander | None = None) -> tuple[float, dict]:
+                        bystander: Bystander | None = None, masks: dict | None = None) -> tuple[float, dict]:
     """Render and encode every camera's performance video. Returns (frames per second of rendering, per camera
-    the bystander's sightings {"pixels": (N,), "hidden": (N, 24)}; empty without a bystander)."""
+    the bystander's sightings {"pixels": (N,), "hidden": (N, 24)}; empty without a bystander); ``masks`` gets per
+    camera the performer's true mask of every frame at TRUTH_MASK_SCALE (the performer's own pixels, where a
+    bystander in front hides him not counted)."""
+    masks = {} if masks is None else masks
     from mocap_studio.reconstruction.skeletons import SMPL_24
     from mocap_studio.studio.render import BodyRenderer, region_colours
 
@@ -385,6 +391,7 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
     done, render_s = 0, 0.0
     sightings: dict = {}
     for sc in rig.cameras:
+        masks[sc.name] = []
         renderer = BodyRenderer(sc.camera, body.faces, colours, supersample=config.supersample, seed=config.seed,
                                 scenery=scenery)
         _, cam_times = schedules[sc.name]
@@ -399,11 +406,13 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
                 for k, t in enumerate(chunk):
                     t0 = time.perf_counter()
                     if others[k] is None:
-                        image, _ = renderer.render(out.vertices[k])
+                        image, mask = renderer.render(out.vertices[k])
                     else:
                         image, labels = renderer.render_meshes([(out.vertices[k], colours), (others[k], other)])
                         pixels[start + k], hidden[start + k] = _sighting(labels, sc.camera, out.joints[k, sem])
+                        mask = labels == 0
                     render_s += time.perf_counter() - t0
+                    masks[sc.name].append(downsample_mask(mask, mask_size(*sc.camera.size, TRUTH_MASK_SCALE)))
                     writer.write(image, float(t))
                     done += 1
                     if progress:
@@ -452,6 +461,32 @@ def _write_scene_truth(truth: Path, body, rig: StudioRig, config: StudioConfig, 
                    "frames_hiding_performer_joints": int(seen["hidden"].any(1).sum()),
                    "max_pixels": int(seen["pixels"].max(initial=0))} for name, seen in sightings.items()}}
     write_json_atomic(truth / "scene.json", scene)
+
+
+TRUTH_MASK_SCALE = 0.25
+"""The true masks (truth/masks.npz) are kept at this fraction of each camera's image size (the detect stage's
+default ``mask_scale``)."""
+
+
+def _write_truth_masks(truth: Path, rig: StudioRig, schedules: dict, masks: dict) -> None:
+    """truth/masks.npz: the performer's true mask per camera and frame (the silhouettes' format), on each
+    camera's own clock; cameras of other sizes than the first are left out (one mask size per file)."""
+    first = rig.cameras[0].camera.size
+    cams = [sc for sc in rig.cameras if tuple(sc.camera.size) == tuple(first) and masks.get(sc.name)]
+    if not cams:
+        return
+    T = max(len(masks[sc.name]) for sc in cams)
+    h, w = masks[cams[0].name][0].shape
+    out = np.zeros((len(cams), T, h, w), bool)
+    present = np.zeros((len(cams), T), bool)
+    times = np.full((len(cams), T), np.nan)
+    for i, sc in enumerate(cams):
+        n = len(masks[sc.name])
+        out[i, :n] = masks[sc.name]
+        present[i, :n] = True
+        times[i, :n] = schedules[sc.name][1][:n]
+    sizes = np.array([sc.camera.size for sc in cams])
+    MaskSet(tuple(sc.name for sc in cams), out, present, times, TRUTH_MASK_SCALE, sizes).save(truth / "masks.npz")
 
 
 def _board_poses(rig: StudioRig, config: StudioConfig, board) -> np.ndarray:  # noqa: ANN001
@@ -546,10 +581,13 @@ def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), t
     poses = _board_poses(rig, config, board)
     if config.audio:
         _write_audio(session, config, rig, claps)
-    fps, sightings = _render_performance(session, body, perf, rig, config, schedules, progress, scenery, bystander)
+    masks: dict = {}
+    fps, sightings = _render_performance(session, body, perf, rig, config, schedules, progress, scenery, bystander,
+                                         masks)
     _render_calibration(session, rig, board, poses, config, progress)
     times = _write_truth(truth, body, config, rig, perf, claps, poses, schedules)
     _write_scene_truth(truth, body, rig, config, scenery, bystander, sightings, schedules, times)
+    _write_truth_masks(truth, rig, schedules, masks)
     log.info("synthesized %s: %d cameras, %.1f s, render %.1f frames/s", session.root, len(rig.cameras), config.seconds, fps)
     return Take(session.root, truth, rig, perf, claps, fps, scenery, bystander)
 
