@@ -158,7 +158,7 @@ def score_keypoints(session: Session) -> dict[str, Any]:
 
 def score_body(session: Session) -> dict[str, Any]:
     from mocap_studio.reconstruction.body.io import load_body_npz
-    from mocap_studio.reconstruction.body.measurements import measure_body
+    from mocap_studio.reconstruction.body.measurements import measure_body, read_measurements
     from mocap_studio.stages_body import load_body_model
 
     fitted, truth = load_body_npz(session.body_path), load_body_npz(session.truth_dir / "body.npz")
@@ -186,6 +186,14 @@ def score_body(session: Session) -> dict[str, Any]:
     out["height_error_mm"] = abs(errors["height"])
     out["measurement_errors_mm"] = errors
     out["measurements_true_m"] = {k: v for k, v in true.items() if k != "units"}
+    # the uncertainty the fit stage stated (measurements.json; files from before it carry none)
+    stated_path = session.root / "measurements.json"
+    if stated_path.exists():
+        stated = read_measurements(json.loads(stated_path.read_text()))
+        sigma = {k: round(1000 * m["sigma"], 1) for k, m in stated.items() if m["sigma"] is not None and k in errors}
+        if sigma:
+            out["measurement_sigma_mm"] = sigma
+            out["measurements_within_sigma"] = float(np.mean([abs(errors[k]) <= sigma[k] for k in sigma]))
     return out
 
 

@@ -529,7 +529,14 @@ def section_truth(take: Take) -> H.Section | None:
     s.add(H.table(["figure", "value", "target", ""], rows))
     errors = scores.get("measurement_errors_mm", {})
     if errors:
-        s.add("<h3>Measurement errors (mm)</h3>", H.table(["measurement", "fitted - true"], list(errors.items())))
+        sigma = scores.get("measurement_sigma_mm", {})
+        rows = [[k.replace("_", " "), e, sigma.get(k, ""), "" if k not in sigma else ("yes" if abs(e) <= sigma[k] else "no")]
+                for k, e in errors.items()]
+        within = scores.get("measurements_within_sigma")
+        s.add("<h3>Measurement errors (mm)</h3>",
+              "" if within is None else
+              f"<p>The stated one-sigma uncertainty covers {100 * within:.0f} % of the true errors.</p>",
+              H.table(["measurement", "fitted - true", "stated sigma", "within sigma"], rows))
     joints = scores.get("mpjpe_per_joint_mm", {})
     if joints:
         s.add("<h3>Keypoint error per joint (mm)</h3>", H.table(["joint", "mm"], list(joints.items())))
