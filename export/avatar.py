@@ -10,8 +10,9 @@ its joints into the body:
    deformed with the body model's own skinning weights (linear blend skinning).
 2. Each rig joint mapped to a body joint (the rig's and the body's [bones] tables, canonical SMPL-24 names)
    takes that body joint's position; an unmapped rig joint between two mapped ones (UE5 ``spine_04``) keeps
-   its place on the segment's similarity; an unmapped end (``HeadTop_End``, toe ends) keeps its preset
-   offset scaled as its mapped parent's bone was. The rig stands with the mesh's sole at Z = 0.
+   its place on the segment's similarity; an unmapped end (``HeadTop_End``, ``Toe_End``) goes where its
+   parent's part of the mesh ends in the preset's direction (the crown, the toe tips). The rig stands with the
+   mesh's sole at Z = 0.
 3. Skin weights: each body joint's weight goes to the rig bone its canonical name maps to; a body joint with
    no rig bone (toes, fingers, twist and extra spine bones, the face) passes its weight to its nearest
    mapped ancestor. At most 4 influences per vertex (glTF's and most engines' limit), renormalised.
@@ -109,9 +110,13 @@ def _nearest_mapped_ancestor(parents: np.ndarray, mapped: set[int], j: int) -> i
     return p if p >= 0 else None
 
 
-def fitted_rig_positions(target: Rig, placed: dict[int, np.ndarray], global_scale: float) -> np.ndarray:
+def fitted_rig_positions(target: Rig, placed: dict[int, np.ndarray], global_scale: float,
+                         surface: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(J, 3) rest positions of ``target``'s joints with the mapped ones at ``placed`` (rig index -> position)
-    and the others placed around them (see the module docstring, step 2)."""
+    and the others placed around them (see the module docstring, step 2). ``surface``: the mesh's vertices
+    (V, 3) and the rig joint that carries most of each (V,); an end beyond the last mapped joint of its chain
+    (Mixamo's HeadTop_End, Toe_End) then goes where that joint's part of the mesh ends in the end's preset
+    direction (the crown, the tip of the toes)."""
     old = target.rest_positions_m
     parents = target.parents
     mapped = set(placed)
@@ -137,6 +142,12 @@ def fitted_rig_positions(target: Rig, placed: dict[int, np.ndarray], global_scal
             if pa is not None and np.linalg.norm(old[a] - old[pa]) > 1e-6:
                 s = np.linalg.norm(new[a] - new[pa]) / np.linalg.norm(old[a] - old[pa])
             new[j] = new[a] + s * (old[j] - old[a])
+            if surface is not None and _first_mapped_descendant(parents, mapped, a) is None:
+                verts, owner = surface
+                mine = verts[owner == a]
+                u = (old[j] - old[a]) / max(np.linalg.norm(old[j] - old[a]), 1e-9)
+                if len(mine) and np.linalg.norm(old[j] - old[a]) > 1e-6:
+                    new[j] = new[a] + max(float(((mine - new[a]) @ u).max()), 0.0) * u
     return new
 
 
@@ -160,7 +171,10 @@ def body_avatar(body_motion: Motion, body_rig: Rig, body_mesh: SkinnedMesh, targ
     pairs = _mapped_pairs(body_rig, target)
     scale = _leg_length(joints, body_rig, {n: i for i, n in enumerate(body_rig.joints)}) / _leg_length(
         target.rest_positions_m, target, {n: i for i, n in enumerate(target.joints)})
-    rest = fitted_rig_positions(target, {t: joints[b] for t, b in pairs.items()}, scale)
+    to_rig = body_to_rig_joints(body_rig, target)
+    dense = np.zeros((body_mesh.num_vertices, len(target.joints)))
+    np.add.at(dense, (np.arange(body_mesh.num_vertices)[:, None], to_rig[body_mesh.joint_indices]), body_mesh.joint_weights)
+    rest = fitted_rig_positions(target, {t: joints[b] for t, b in pairs.items()}, scale, (verts, dense.argmax(1)))
     pelvis = rest[target.joints.index(target.bones["pelvis"])]
     shift = np.array([pelvis[0], pelvis[1], verts[:, 2].min()])
     rest = rest - shift
@@ -170,9 +184,6 @@ def body_avatar(body_motion: Motion, body_rig: Rig, body_mesh: SkinnedMesh, targ
                 abs(target.rest_positions_m[j, 2]) < 1e-6:
             rest[j, 2] = 0.0
     rig = replace(target, rest_positions_m=rest, description=f"{target.description} Fitted to the body.".strip())
-    to_rig = body_to_rig_joints(body_rig, target)
-    dense = np.zeros((body_mesh.num_vertices, len(target.joints)))
-    np.add.at(dense, (np.arange(body_mesh.num_vertices)[:, None], to_rig[body_mesh.joint_indices]), body_mesh.joint_weights)
     k = min(MAX_INFLUENCES, len(target.joints))
     order = np.argsort(-dense, axis=1)[:, :k]
     w = np.take_along_axis(dense, order, 1)

@@ -6,7 +6,7 @@ Each file is imported with Blender's own importer. An armature is not visible in
 a capsule from its parent's joint to its own, bound to the parent bone alone (vertex group + Armature
 modifier): what is drawn is the imported skeleton moving as Blender plays the file. FBX in blue, BVH in
 orange beside it (moved 1.3 m to the character's left), a floor at Z = 0, a camera from the character's
-front, turned 40 degrees to its right. One PNG per frame
+front, turned 40 degrees to its right; the FBX's avatar mesh, where it has one, in light blue. One PNG per frame
 (OUT_DIR/frame_<n>.png), rendered by Cycles on the CPU (works without a display), plus OUT_DIR/bones.txt
 with the head positions of the bones at each frame for each file (name x y z per line, metres).
 """
@@ -88,6 +88,18 @@ def add_capsules(arm, colour: tuple[float, float, float, float], radius: float =
     mesh.materials.append(material)
 
 
+def colour_skinned_meshes(arm, colour: tuple[float, float, float, float]) -> None:  # noqa: ANN001
+    """Give the meshes the file skins to ``arm`` (the avatar) one light material, so they read as the FBX's."""
+    material = bpy.data.materials.new(arm.name + "_mesh")
+    material.diffuse_color = colour
+    material.use_nodes = True
+    material.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = colour
+    for obj in bpy.context.scene.objects:
+        if obj.type == "MESH" and any(m.type == "ARMATURE" and m.object == arm for m in obj.modifiers):
+            obj.data.materials.clear()
+            obj.data.materials.append(material)
+
+
 def facing(arm) -> Vector:  # noqa: ANN001
     """The character's forward direction on the floor, from its hips (left minus right, crossed with up)."""
     def find(side: str):  # noqa: ANN202
@@ -160,6 +172,7 @@ def main() -> None:
     forward = facing(arms[0])
     arms[1].location += Vector((0.0, 0.0, 1.0)).cross(forward) * 1.3  # beside it, on the character's left
     bpy.context.view_layer.update()
+    colour_skinned_meshes(arms[0], (0.6, 0.72, 0.95, 1.0))
     add_capsules(arms[0], (0.15, 0.35, 0.85, 1.0))
     add_capsules(arms[1], (0.9, 0.45, 0.1, 1.0))
     # frame the characters over the chosen frames

@@ -88,6 +88,10 @@ def test_avatar_follows_the_body_model(anny_take, preset: str) -> None:
     assert abs(avatar.mesh.vertices_m[:, 2].min()) < 1e-9
     if preset == "ue5_mannequin":
         assert avatar.rig.rest_positions_m[0, 2] == 0.0  # the ground bone stays on the floor
+    if preset == "mixamo":  # the ends sit on the mesh: the crown, the tip of the toes
+        top, toe = (avatar.rig.rest_positions_m[index[f"mixamorig:{n}"]] for n in ("HeadTop_End", "LeftToe_End"))
+        v = avatar.mesh.vertices_m
+        assert top[2] == pytest.approx(v[:, 2].max(), abs=0.01) and toe[1] == pytest.approx(v[v[:, 0] > 0, 1].min(), abs=0.01)
     assert avatar.mesh.joint_indices.shape[1] == 4 and np.allclose(avatar.mesh.joint_weights.sum(1), 1.0)
     anim = retarget(motion, rig, avatar.rig, FLAT)
     frames = np.linspace(0, motion.num_frames - 1, 6).round().astype(int)
