@@ -35,7 +35,7 @@ from mocap_studio.export.bvh import write_bvh
 from mocap_studio.export.c3d import write_c3d_keypoints
 from mocap_studio.export.fbx import write_fbx
 from mocap_studio.export.gltf import write_glb, write_mesh_glb
-from mocap_studio.export.mesh import SkinnedMesh, write_obj_yup
+from mocap_studio.export.mesh import SkinnedMesh, is_watertight, write_obj_yup
 from mocap_studio.export.motion import Motion
 from mocap_studio.export.retarget import RetargetConfig, retarget
 from mocap_studio.export.rig import Rig, load_rig, rig_from_motion
@@ -205,7 +205,10 @@ def _body_outputs(
         apose = rest_mesh_apose(motion, body_rig, full_mesh)
         figures["apose"] = {"vertices": len(apose[0]), "triangles": len(apose[1]),
                             "holes_closed": len(apose[0]) - full_mesh.num_vertices,
-                            "height_m": round(float(apose[0][:, 2].max()), 4)}
+                            "watertight": is_watertight(apose[1]), "height_m": round(float(apose[0][:, 2].max()), 4)}
+        if not figures["apose"]["watertight"]:
+            log.warning("export: the %s mesh is not closed after filling its holes (edges shared by more than two "
+                        "triangles, or holes that touch): try-on tools may refuse it", body.model)
     out: list[Path] = []
     folder = session.export_dir
     for fmt in formats:
