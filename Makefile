@@ -79,6 +79,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # Blender 5.3 (bpy, Python 3.13, ~1 GB venv in .cache/blender-venv) imports our BVH/FBX/GLB and compares every
-# joint on every frame; make test runs it as well, this target runs only it.
+# joint on every frame, and the avatar's GLB/FBX/USDZ vertex by vertex; make test runs it as well, this target
+# runs only it.
 blender-check: $(STAMP)
 	MOCAP_BLENDER_CHECK=1 $(BIN)/python -m pytest -q tests/test_export_blender.py
