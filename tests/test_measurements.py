@@ -234,6 +234,27 @@ def test_anny_random_shapes_plausible_and_monotone(anny):
                 assert getattr(m2, name) > getattr(m, name), (pheno, name, getattr(m, name), getattr(m2, name))
 
 
+def test_anny_arms_raised_same_landmarks(anny):
+    """Arms raised towards a T-pose (SMPL's rest pose): the armpits are found where the trunk's section first takes in
+    the arms, so they and the trunk girths stay where the A-pose has them."""
+    from mocap_studio.reconstruction.body.measurements import arm_vertices, measure_body_landmarks
+
+    shape = anny.default_shape()
+    base, lm0 = measure_body_landmarks(anny, shape)
+    pose = np.zeros((1, anny.num_joints, 3))
+    pose[0, anny.semantic_joints["left_shoulder"]] = [0, -0.7, 0]
+    pose[0, anny.semantic_joints["right_shoulder"]] = [0, 0.7, 0]
+    out = anny.evaluate(shape, pose, np.zeros((1, 3)))
+    floor = np.array([0, 0, out.vertices[0][:, 2].min()])
+    joints = {n: out.joints[0, i] - floor for n, i in anny.semantic_joints.items()}
+    assert joints["left_wrist"][2] > joints["left_shoulder"][2] - 0.1  # the arm nearly horizontal
+    raised, lm = measure(out.vertices[0] - floor, anny.faces, joints, arm_vertices(anny))
+    assert abs(lm.armpit - lm0.armpit) < 0.02, (lm.armpit, lm0.armpit)
+    for name in ("waist_circumference", "hip_circumference", "thigh_circumference", "height", "inseam"):
+        assert abs(getattr(raised, name) - getattr(base, name)) < 0.002, name
+    assert abs(raised.chest_circumference - base.chest_circumference) < 0.02  # skinning moves the chest's sides
+
+
 def test_keypoint_noise_and_correlation():
     rng = np.random.default_rng(0)
     T, K = 2000, 4

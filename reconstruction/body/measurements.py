@@ -9,7 +9,8 @@ tailor's tape or anthropometer gives, taken at landmarks found on the mesh itsel
   the neck. A tape bridges hollows, so the convex hull is the tape's path. The arms are left out of trunk
   sections (the skinning weights tell arm from trunk), as a tailor has the subject lift them.
 - landmarks come from the surface: the crotch is the highest level at which the legs are apart (found by
-  bisection), the armpits the highest level at which the arms are apart from the trunk, the bust points the
+  bisection), the armpits the highest level at which the trunk's section takes in none of the arms (so an
+  A-pose and a T-pose give the same armpits), the bust points the
   most anterior points of the chest between armpit and waist, the buttocks' fullest point the most posterior
   point between crotch and waist, the natural waist the narrowest level between them, the acromion the top
   of the shoulder straight above the shoulder joint. Extreme levels are found by bounded Brent searches, so
@@ -134,17 +135,18 @@ def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
     return v, f
 
 
-def slice_pieces(vertices: np.ndarray, faces: np.ndarray, z: float) -> list[np.ndarray]:
+def slice_pieces(vertices: np.ndarray, faces: np.ndarray, z: float, flags: np.ndarray | None = None):  # noqa: ANN201
     """Points (n_i, 2) of each connected piece of the mesh's cross-section by the plane Z = ``z``.
 
-    vertices (V, 3), faces (F, 3).
+    vertices (V, 3), faces (F, 3). With ``flags`` (V,) bool, also each piece's share of points on edges between
+    flagged vertices: (pieces, shares (P,)).
     """
     v, f = _check_mesh(vertices, faces)
     above = v[:, 2] > z
     fa = above[f]
     crossing = f[(fa.any(1)) & (~fa.all(1))]
     if len(crossing) == 0:
-        return []
+        return [] if flags is None else ([], np.zeros(0))
     # each crossing triangle has two cut edges and links them: connected pieces by union-find over edges
     tri_edges = np.sort(np.stack([crossing[:, [0, 1]], crossing[:, [1, 2]], crossing[:, [2, 0]]], 1), axis=2)
     tri_cut = above[tri_edges[..., 0]] != above[tri_edges[..., 1]]
@@ -157,7 +159,11 @@ def slice_pieces(vertices: np.ndarray, faces: np.ndarray, z: float) -> list[np.n
     p0, p1 = v[uniq[:, 0]], v[uniq[:, 1]]
     s = (z - p0[:, 2]) / (p1[:, 2] - p0[:, 2])
     pts = p0[:, :2] + s[:, None] * (p1[:, :2] - p0[:, :2])
-    return [pts[labels == r] for r in np.unique(labels)]
+    pieces = [pts[labels == r] for r in np.unique(labels)]
+    if flags is None:
+        return pieces
+    flagged = np.asarray(flags, dtype=bool)[uniq].all(1)
+    return pieces, np.array([flagged[labels == r].mean() for r in np.unique(labels)])
 
 
 def plane_pieces(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, normal: np.ndarray) -> list[np.ndarray]:
@@ -253,7 +259,8 @@ JOINTS_NEEDED = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "
 """Semantic (SMPL-24 named) joints :func:`measure` needs, at rest in the mesh's frame."""
 
 
-def _landmarks(v: np.ndarray, faces: np.ndarray, trunk_faces: np.ndarray, joints: dict[str, np.ndarray]) -> Landmarks:
+def _landmarks(v: np.ndarray, faces: np.ndarray, trunk_faces: np.ndarray, joints: dict[str, np.ndarray], arm: np.ndarray
+               ) -> Landmarks:
     floor = float(v[:, 2].min())
     centre = joints["pelvis"][:2]
     hip_z = 0.5 * (joints["left_hip"][2] + joints["right_hip"][2])
@@ -265,14 +272,17 @@ def _landmarks(v: np.ndarray, faces: np.ndarray, trunk_faces: np.ndarray, joints
         return len(near) >= 2 and min(p[:, 0].mean() for p in near) < centre[0] < max(p[:, 0].mean() for p in near)
 
     crotch = _bisect(lambda z: not legs_apart(z), knee_z, hip_z + 0.5 * (sh[2] - hip_z))
-    half = 0.5 * abs(joints["left_shoulder"][0] - joints["right_shoulder"][0])
 
-    def arms_apart(z: float) -> bool:
-        pieces = [p for p in slice_pieces(v, faces, z) if len(p) >= 3]
-        xs = [p[:, 0].mean() - centre[0] for p in pieces]
-        return any(x > 0.5 * half for x in xs) and any(x < -0.5 * half for x in xs) and len(pieces) >= 3
+    def arms_joined(z: float) -> bool:  # the trunk's section takes in some of the arms: above the armpits
+        pieces, arm_share = slice_pieces(v, faces, z, arm)
+        near = [i for i, p in enumerate(pieces) if len(p) >= 3]
+        if not near:
+            return False
+        i = min(near, key=lambda i: float(np.linalg.norm(pieces[i].mean(0) - centre)))
+        return arm_share[i] > 0.1
 
-    armpit = _bisect(lambda z: not arms_apart(z), hip_z + 0.5 * (sh[2] - hip_z), sh[2])
+    # A-pose: the arms hang apart below the armpits; T-pose: the trunk's section meets the arms at their undersides
+    armpit = _bisect(arms_joined, hip_z + 0.5 * (sh[2] - hip_z), sh[2])
 
     def front(z: float) -> float:  # how far forward the trunk reaches at z (the body faces -Y)
         p = _nearest(slice_pieces(v, trunk_faces, z), centre)
@@ -313,7 +323,7 @@ def measure(vertices: np.ndarray, faces: np.ndarray, joints: dict[str, np.ndarra
         raise ValueError(f"joints lack {missing}; measure needs {JOINTS_NEEDED}")
     kp = {k: np.asarray(x, dtype=float) for k, x in joints.items()}
     trunk = f[~arm[f].any(1)]
-    lm = _landmarks(v, f, trunk, kp)
+    lm = _landmarks(v, f, trunk, kp, arm)
     centre = kp["pelvis"][:2]
     axis = kp["head"] - kp["neck"]
     thighs = [circumference_at(v, trunk, lm.crotch - 0.02, kp[f"{s}_hip"][:2] + 0.3 * (kp[f"{s}_knee"][:2] - kp[f"{s}_hip"][:2]))
