@@ -277,5 +277,5 @@ def untrusted_warning(doc: dict) -> str | None:
 
     shown = ", ".join(f"{n.replace('_', ' ')} ({label(m)})" for n, m in bad)
     return (f"measurements not trustworthy (one sigma over {1000 * TRUST_LIMITS_M['girth']:.0f} mm for a girth, "
-            f"{1000 * TRUST_LIMITS_M['length']:.0f} mm for a length): {shown}; the keypoints tell the body's girths poorly, "
-            "do not size garments by these")
+            f"{1000 * TRUST_LIMITS_M['length']:.0f} mm for a length): {shown}; what the fit read tells the body's shape too "
+            "poorly for these: do not size garments by them")
