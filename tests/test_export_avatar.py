@@ -178,6 +178,18 @@ def test_avatar_glb_passes_the_validator(tmp_path: Path, mixamo_avatar) -> None:
     assert report["numErrors"] == 0, report["messages"]
 
 
+def test_avatar_usdz_passes_usd_validation(tmp_path: Path, mixamo_avatar) -> None:
+    """pxr's own validators (UsdSkel binding, usdz package, stage metadata, ...: 30 of them) find nothing."""
+    from pxr import Usd, UsdValidation
+
+    avatar, anim, *_ = mixamo_avatar
+    path = write_usd(tmp_path / "take.mixamo.usdz", anim, avatar.mesh)
+    validators = UsdValidation.ValidationRegistry().GetOrLoadAllValidators()
+    assert any("usdSkelValidators" in v.GetMetadata().name for v in validators)
+    errors = UsdValidation.ValidationContext(validators).Validate(Usd.Stage.Open(str(path)))
+    assert not errors, [e.GetMessage() for e in errors]
+
+
 def test_apose_rest_mesh_is_closed_and_stands_on_the_floor(tmp_path: Path, anny_take) -> None:
     model, shape, pose, trans, motion, rig, mesh = anny_take
     verts, faces = rest_mesh_apose(motion, rig, mesh)
