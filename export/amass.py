@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +22,7 @@ from mocap_studio.common.fileio import load_npz, save_npz_atomic
 from mocap_studio.common.rotations import rotvec_to_rotmat
 from mocap_studio.export.mesh import SkinnedMesh
 from mocap_studio.export.motion import Motion
+from mocap_studio.export.rig import Rig, rig_from_motion
 
 log = logging.getLogger(__name__)
 
@@ -191,3 +192,15 @@ def skinned_mesh_from_body(model: BodyModelLike, shape: np.ndarray, max_influenc
     w = np.take_along_axis(weights, order, 1)
     w = np.clip(w, 0.0, None)
     return SkinnedMesh(rest_model @ basis.T, np.asarray(model.faces), order, w / w.sum(1, keepdims=True))
+
+
+def rig_from_body(model: BodyModelLike, motion: Motion, mesh: SkinnedMesh) -> Rig:
+    """The body's skeleton (``motion``, from :func:`motion_from_body`) as a retarget source or target: its
+    canonical bone map (the model's ``semantic_joints``, else its joint names), its rest standing with the rest
+    ``mesh``'s lowest point at Z = 0. Retargeting reads a rig's foot joint heights at rest as their heights
+    above the floor; a body model's rest pose is centred on its pelvis (Anny's soles at -0.8 m), which put the
+    floor 0.8 m low wherever a fit's ``ground_z`` was given."""
+    semantic = getattr(model, "semantic_joints", None) or {n: i for i, n in enumerate(model.joint_names)}
+    bones = {canon: model.joint_names[j] for canon, j in semantic.items()}
+    rig = rig_from_motion(motion, bones, name=getattr(model, "name", "") or "body")
+    return replace(rig, rest_positions_m=rig.rest_positions_m - np.array([0.0, 0.0, mesh.vertices_m[:, 2].min()]))

@@ -19,7 +19,7 @@ import subprocess
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from mocap_studio.export.amass import (
     AmassMotion,
     motion_from_body,
     read_amass,
+    rig_from_body,
     skinned_mesh_from_body,
     write_amass,
 )
@@ -38,7 +39,7 @@ from mocap_studio.export.gltf import write_glb, write_mesh_glb
 from mocap_studio.export.mesh import SkinnedMesh, is_watertight, write_obj_yup
 from mocap_studio.export.motion import Motion
 from mocap_studio.export.retarget import RetargetConfig, retarget
-from mocap_studio.export.rig import Rig, load_rig, rig_from_motion
+from mocap_studio.export.rig import load_rig
 from mocap_studio.export.trc import keypoints_frame_rate, write_trc_keypoints
 from mocap_studio.export.usd import write_usd
 from mocap_studio.inputs import read_checked, read_keypoints3d
@@ -150,14 +151,6 @@ def _rig_name(config: ExportConfig) -> str:
     return "body" if config.rig == "body" else load_rig(config.rig).name
 
 
-def _standing_body_rig(motion: Motion, bones: dict[str, str], mesh: SkinnedMesh, name: str) -> Rig:
-    """The body's skeleton as a retarget rig, its rest standing with the mesh's sole at Z = 0: retargeting reads
-    a rig's foot joint heights at rest as their heights above the floor (a body model's rest pose is centred
-    on its pelvis, not standing: with the body's ground_z the floor came out 0.8 m low)."""
-    rig = rig_from_motion(motion, bones, name=name)
-    return replace(rig, rest_positions_m=rig.rest_positions_m - np.array([0.0, 0.0, mesh.vertices_m[:, 2].min()]))
-
-
 def _avatar_figures(model: object, shape: np.ndarray, body: AmassMotion, anim: Motion, avatar) -> dict:  # noqa: ANN001
     """How far the avatar's vertices (as the files deform them) are from the body model's own at 5 frames."""
     frames = np.unique(np.linspace(0, anim.num_frames - 1, 5).round().astype(int))
@@ -184,9 +177,7 @@ def _body_outputs(
     figures: dict = {"frames": motion.num_frames, "frame_rate": motion.frame_rate, "body_model": body.model}
     anim: Motion = motion
     anim_mesh: SkinnedMesh | None = full_mesh.top_k(4)
-    semantic = getattr(model, "semantic_joints", None) or {n: i for i, n in enumerate(model.joint_names)}  # type: ignore[attr-defined]
-    bones = {canon: model.joint_names[j] for canon, j in semantic.items()}  # type: ignore[attr-defined]
-    body_rig = _standing_body_rig(motion, bones, full_mesh, body.model)
+    body_rig = rig_from_body(model, motion, full_mesh)  # type: ignore[arg-type]
     rig_name = "body"
     if config.rig != "body" and any(f in RIG_FORMATS for f in formats):
         target = load_rig(config.rig)

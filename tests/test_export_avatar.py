@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from export_readers import validate_gltf
-from mocap_studio.export.amass import motion_from_body, skinned_mesh_from_body
+from mocap_studio.export.amass import motion_from_body, rig_from_body, skinned_mesh_from_body
 from mocap_studio.export.avatar import avatar_vertex_error_m, body_avatar, body_to_rig_joints, rest_mesh_apose
 from mocap_studio.export.fbx import write_fbx
 from mocap_studio.export.gltf import read_glb_skinned_vertices, write_glb, write_mesh_glb
 from mocap_studio.export.mesh import boundary_loops, close_holes, is_watertight, skin, write_obj_yup
 from mocap_studio.export.motion import Z_UP_TO_Y_UP
 from mocap_studio.export.retarget import RetargetConfig, retarget
-from mocap_studio.export.rig import DIRECTION_CHILD, REST_RELATIVE, load_rig, rig_from_motion
+from mocap_studio.export.rig import DIRECTION_CHILD, REST_RELATIVE, load_rig
 from mocap_studio.export.usd import read_usd_skinned_points, write_usd
 from mocap_studio.stages_body import load_body_model
 from mocap_studio.studio.performer import exercise_motion, perform
@@ -54,10 +54,7 @@ def make_anny_take():  # noqa: ANN201
     pose[:, model.joint_names.index("spine02")] += rng.normal(0, 0.12, (len(pose), 3))  # as a fit turns it
     motion = motion_from_body(model, shape, pose, trans, 10.0, name="take")
     mesh = skinned_mesh_from_body(model, shape, max_influences=model.num_joints)
-    bones = {c: model.joint_names[j] for c, j in model.semantic_joints.items()}
-    rig = rig_from_motion(motion, bones, "anny")
-    rig = type(rig)(**{**rig.__dict__, "rest_positions_m": rig.rest_positions_m - [0, 0, mesh.vertices_m[:, 2].min()]})
-    return model, shape, pose, trans, motion, rig, mesh
+    return model, shape, pose, trans, motion, rig_from_body(model, motion, mesh), mesh
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +229,17 @@ def test_close_holes_makes_a_mesh_watertight() -> None:
     # the cap faces outwards like the rest: the signed volume stays positive
     vol = np.einsum("ij,ij->i", v2[f2[:, 0]], np.cross(v2[f2[:, 1]], v2[f2[:, 2]])).sum() / 6
     assert vol > 0
+
+
+def test_body_rig_stands_on_its_soles_so_ground_z_is_the_floor(anny_take) -> None:
+    """Retargeting with the fit's ground (here Z = 0, where the performance stands) keeps the Mixamo hips at the
+    body's pelvis height scaled by the legs' ratio on every frame (the rig at the model's rest centre put the
+    floor 0.8 m low: the hips rose by that much wherever no foot was planted)."""
+    model, shape, pose, trans, motion, rig, mesh = anny_take
+    assert abs(rig.rest_positions_m[:, 2].min() - (motion.rest_positions_m()[:, 2].min() - mesh.vertices_m[:, 2].min())) < 1e-9
+    target = load_rig("mixamo")
+    moved = retarget(motion, rig, target, FLAT, ground_z=0.0)
+    hips = moved.world_positions_m()[:, target.joints.index(target.bones["pelvis"]), 2]
+    pelvis = motion.world_positions_m()[:, motion.joint_index(rig.bones["pelvis"]), 2]
+    scale = np.median(hips / pelvis)
+    assert 0.8 < scale < 1.2 and np.abs(hips - scale * pelvis).max() < 0.03, (scale, np.abs(hips - scale * pelvis).max())
