@@ -7,6 +7,8 @@ Pure functions over arrays; the triangulation module calls them and reports what
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ MIN_SWAP_JOINTS = 4  # left/right joint pairs a view half must show (against the
 LOWER_BODY = ("hip", "knee", "ankle", "heel", "foot_index", "big_toe", "small_toe")
 """Joint name parts of the lower half; a detector can mirror the upper and the lower half separately."""
 SWITCH_COST = 2.0  # changing a view half's labelling between two frames costs as much as two joints' cap
-MIRROR_BIAS = 0.04  # the mirrored reading must beat the detected one by this share of the cap per joint pair
+MIRROR_BIAS = 0.04  # a mirrored view costs this share of the cap per joint pair judged (the majority is the reference)
 
 
 def body_halves(joints: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -43,48 +45,43 @@ def _epipolar(F: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return 0.5 * (num / np.linalg.norm(lb[..., :2], axis=-1) + num / np.linalg.norm(la[..., :2], axis=-1))
 
 
-def _half_costs(xy: np.ndarray, fundamental: Callable[[int, int], np.ndarray], c: int, group: np.ndarray,
-                perm: np.ndarray, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Epipolar costs of view c's half-body labels as detected and mirrored against the other views' labels:
-    (keep (T,), swap (T,), joint pairs judged (T,)). Each is the median over the other views of the mean
-    truncated distance, times the pairs judged: one other view that is itself mirrored at the time cannot
-    outvote the rest."""
-    keeps, swaps, counts = [], [], []
-    for v in range(xy.shape[0]):
-        if v == c:
-            continue
+def _pair_costs(xy: np.ndarray, fundamental: Callable[[int, int], np.ndarray], group: np.ndarray, perm: np.ndarray,
+                cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epipolar costs of every camera pair's half-body labels: (same (T, P), mirrored (T, P), joint pairs judged
+    (T, P)) over the pairs ``itertools.combinations(range(C), 2)``. ``same``: the two views read alike, summed
+    truncated distance; ``mirrored``: one view read mirrored (mirroring both is reading both alike, so the cost
+    depends only on whether the two views' readings differ). Pairs with fewer than 2 joints judged cost 0."""
+    C = xy.shape[0]
+    same, mirrored, counts = [], [], []
+    for c, v in itertools.combinations(range(C), 2):
         F = fundamental(c, v)
-        other, own, mirrored = xy[v][:, group], xy[c][:, group], xy[c][:, perm[group]]
-        dk, ds = _epipolar(F, own, other), _epipolar(F, mirrored, other)
+        other, own, flipped = xy[v][:, group], xy[c][:, group], xy[c][:, perm[group]]
+        dk, ds = _epipolar(F, own, other), _epipolar(F, flipped, other)
         ok = np.isfinite(dk) & np.isfinite(ds)
         n = ok.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            keeps.append(np.where(n >= 2, np.where(ok, np.minimum(dk, cap), 0.0).sum(1) / n, np.nan))
-            swaps.append(np.where(n >= 2, np.where(ok, np.minimum(ds, cap), 0.0).sum(1) / n, np.nan))
-        counts.append(n)
-    n = np.sum(counts, axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        keep, swap = np.nanmedian(keeps, axis=0), np.nanmedian(swaps, axis=0)
-    return np.nan_to_num(keep * n), np.nan_to_num(swap * n), n
+        use = n >= 2
+        same.append(np.where(use, np.where(ok, np.minimum(dk, cap), 0.0).sum(1), 0.0))
+        mirrored.append(np.where(use, np.where(ok, np.minimum(ds, cap), 0.0).sum(1), 0.0))
+        counts.append(np.where(use, n, 0))
+    return np.stack(same, 1), np.stack(mirrored, 1), np.stack(counts, 1)
 
 
-def _two_state_path(keep: np.ndarray, swap: np.ndarray, switch: float) -> np.ndarray:
-    """Viterbi over (labelled as detected, mirrored) with a cost ``switch`` for changing state: (T,) bool."""
-    T = len(keep)
-    cost = np.stack([keep, swap], -1)
-    D = cost[0].copy()
-    back = np.zeros((T, 2), dtype=np.int8)
-    step = np.array([[0.0, switch], [switch, 0.0]])
+def _labelling_path(unary: np.ndarray, states: np.ndarray, switch: float) -> np.ndarray:
+    """Viterbi over the joint labellings ``states`` (S, C) bool with unary costs (T, S); changing a camera's
+    labelling between two frames costs ``switch``. Returns the chosen state index per frame (T,)."""
+    T = unary.shape[0]
+    step = switch * (states[:, None, :] != states[None, :, :]).sum(-1)  # (to, from)
+    D = unary[0].copy()
+    back = np.zeros(unary.shape, dtype=np.int32)
     for t in range(1, T):
-        total = D[None, :] + step  # (to, from)
+        total = D[None, :] + step
         back[t] = np.argmin(total, -1)
-        D = cost[t] + total[np.arange(2), back[t]]
-    path = np.zeros(T, dtype=np.int8)
+        D = unary[t] + total[np.arange(len(states)), back[t]]
+    path = np.zeros(T, dtype=np.int32)
     path[-1] = int(np.argmin(D))
     for t in range(T - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
-    return path.astype(bool)
+    return path
 
 
 def find_view_swaps(
@@ -100,23 +97,38 @@ def find_view_swaps(
 
     xy (C, T, J, 2) ideal (undistorted) pixels, NaN where unseen; ``fundamental(a, b)`` the (3, 3) matrix with
     ``u_b^T F u_a = 0``; ``perm`` (J,) each joint's mirror; ``halves`` the left/right joints of each half.
-    For each view and half, its labels as detected and mirrored are put against every other view's by epipolar
-    distance (truncated at ``cap_px``): this needs no 3D point, so it holds where two of the other views are
-    nearly opposite and fix no depth. A two-state path over the take (a switch costs as much as two capped
-    joints) decides; a half needs at least 4 joint pairs judged in a frame to count as mirrored there.
+    Every pair of views is compared by epipolar distance (truncated at ``cap_px``) as read alike and with one of
+    them mirrored: this needs no 3D point, so it holds where two views are nearly opposite and fix no depth.
+    All cameras' readings are chosen together (every labelling of the C views with up to half of them
+    mirrored, at most 3 beyond 8 cameras; each mirrored view costs a small bias so that the unmirrored
+    majority is the reference): a view mirrored at the same time as another
+    is itself a variable rather than a vote, and a pair whose geometry cannot tell left from right (both
+    readings fit alike) weighs nothing. A path over the take (a camera's switch costs as much as two capped
+    joints) decides; a view's half needs at least 4 joint pairs judged in a frame for that frame to count.
     """
     C, T, J = xy.shape[:3]
     swapped = np.zeros((C, T, J), bool)
-    if C < 3:  # with two cameras there is no third view to arbitrate
+    if C < 3 or T == 0:  # with two cameras there is no third view to arbitrate
         return swapped
-    for c in range(C):
-        for group in halves:
-            keep, swap, n = _half_costs(xy, fundamental, c, group, perm, cap_px)
-            judged = n >= MIN_SWAP_JOINTS
-            # unjudged frames cost nothing either way: the path carries the neighbours' state through them
-            keep, swap = np.where(judged, keep, 0.0), np.where(judged, swap + MIRROR_BIAS * cap_px * n, 0.0)
-            mirrored = _two_state_path(keep / cap_px, swap / cap_px, SWITCH_COST)
-            swapped[c][np.ix_(mirrored, group)] = True
+    # labellings with up to half the views mirrored (the rest mirror these), at most 3 beyond 8 cameras
+    most = C // 2 if C <= 8 else 3
+    states = np.zeros((sum(math.comb(C, k) for k in range(most + 1)), C), bool)
+    for i, views in enumerate(v for k in range(most + 1) for v in itertools.combinations(range(C), k)):
+        states[i, list(views)] = True
+    pairs = np.array(list(itertools.combinations(range(C), 2)))
+    differ = (states[:, pairs[:, 0]] != states[:, pairs[:, 1]]).astype(float)  # (S, P)
+    for group in halves:
+        same, mirrored, n = _pair_costs(xy, fundamental, group, perm, cap_px)
+        seen = np.zeros((T, C), int)  # joint pairs judged per view
+        np.add.at(seen.T, pairs[:, 0], n.T)
+        np.add.at(seen.T, pairs[:, 1], n.T)
+        judged = seen >= MIN_SWAP_JOINTS
+        # a view not judged in a frame costs nothing either way: the path carries its state through the frame
+        unary = (same.sum(-1)[:, None] + (mirrored - same) @ differ.T  # (T, S)
+                 + MIRROR_BIAS * cap_px * np.where(judged, seen, 0) @ states.T.astype(float)) / cap_px
+        labelled = states[_labelling_path(unary, states, SWITCH_COST)]  # (T, C)
+        for c in range(C):
+            swapped[c][np.ix_(labelled[:, c], group)] = True
     return swapped
 
 
