@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measurement_takes import make_take, take_dir  # noqa: E402
+from mocap_studio.inputs import read_rig  # noqa: E402
+from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence  # noqa: E402
 from mocap_studio.reconstruction.body.io import load_body_npz  # noqa: E402
 from mocap_studio.reconstruction.body.measurements import MEASUREMENT_NAMES, measure_body  # noqa: E402
 from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty  # noqa: E402
-from mocap_studio.reconstruction.keypoints import load_keypoints3d  # noqa: E402
+from mocap_studio.reconstruction.keypoints import load_keypoints3d, load_synchronized_keypoints2d  # noqa: E402
+from mocap_studio.session import Session  # noqa: E402
 from mocap_studio.stages_body import load_body_model  # noqa: E402
 
 
@@ -43,12 +47,34 @@ def take_errors(model, root: Path) -> dict:  # noqa: ANN001
             "seconds": seconds, "true": true}
 
 
+def jackknife_sigma(model, root: Path, blocks: int) -> np.ndarray:  # noqa: ANN001
+    """(M,) the resampling route: jackknife over ``blocks`` contiguous blocks of frames, each left out in turn (its
+    keypoints, 3D and 2D, made missing) and the take fitted again with the stage's settings; metres."""
+    session = Session(root)
+    kp = load_keypoints3d(root / "keypoints3d.npz")
+    kp2 = load_synchronized_keypoints2d(session.keypoints2d_synced_path).keypoints
+    rig = read_rig(session, fit_to_recordings=True)
+    rate = session.config().frame_rate or None
+    values = []
+    for i, frames in enumerate(np.array_split(np.arange(kp.num_frames), blocks)):
+        xyz, xy, conf = kp.xyz.copy(), kp2.xy.copy(), kp2.confidence.copy()
+        xyz[frames], xy[:, frames], conf[:, frames] = np.nan, np.nan, 0.0
+        fit = fit_sequence(model, replace(kp, xyz=xyz), FitConfig(), frame_rate=rate, rig=rig,
+                           keypoints2d=replace(kp2, xy=xy, confidence=conf))
+        values.append(measure_body(model, fit.shape).as_array())
+        print(f"  jackknife {i + 1}/{blocks}", flush=True)
+    values = np.array(values)
+    return np.sqrt((blocks - 1) / blocks * ((values - values.mean(0)) ** 2).sum(0))
+
+
 def main() -> int:
     """Command line: print coverage of the stated sigmas over the takes."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(101, 111)))
     ap.add_argument("--make", action="store_true", help="build takes that are missing")
     ap.add_argument("--json", type=Path, help="also write the per-take figures here")
+    ap.add_argument("--jackknife", type=int, default=0, help="also the resampling route: leave out each of N blocks of "
+                    "frames and fit again (N fits a take); its sigmas are scored alongside")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = load_body_model("anny")
@@ -59,6 +85,8 @@ def main() -> int:
             print(f"seed {seed}: no take at {root} (run with --make)")
             continue
         r = take_errors(model, root)
+        if args.jackknife:
+            r["sigma_jackknife"] = jackknife_sigma(model, root, args.jackknife)
         rows.append((seed, r))
         print(f"seed {seed}: noise {1000 * r['noise_m']:.1f} mm, rho {r['rho']:.2f}, {r['seconds']:.1f} s; |error|/sigma mm: "
               + ", ".join(f"{n.split('_')[0]} {1000 * abs(e):.0f}/{1000 * s:.0f}"
@@ -74,6 +102,13 @@ def main() -> int:
     for i, n in enumerate(MEASUREMENT_NAMES):
         e = 1000 * np.abs(err[:, i])
         print(f"{n:22s} {inside[:, i].mean():8.0%} {e.mean():14.1f} {e.max():13.1f} {1000 * np.median(sig[:, i]):16.1f}")
+    if args.jackknife:
+        jk = np.array([r["sigma_jackknife"] for _, r in rows])
+        inside_jk = np.abs(err) <= jk
+        print(f"\nresampling route (jackknife over {args.jackknife} blocks of frames): |error| <= sigma for "
+              f"{inside_jk.mean():.0%}")
+        for i, n in enumerate(MEASUREMENT_NAMES):
+            print(f"{n:22s} {inside_jk[:, i].mean():8.0%} median sigma {1000 * np.median(jk[:, i]):7.1f} mm")
     if args.json:
         args.json.write_text(json.dumps({str(s): {k: np.asarray(v).tolist() for k, v in r.items()} for s, r in rows}, indent=1))
     return 0
