@@ -2,7 +2,8 @@
 
 For issue 3's synthetic takes (Anny, 200 frames at 60 fps, BlazePose-33 keypoints, Gaussian noise per axis)
 this computes the Fisher information of the shape parameters at the truth, with every frame's pose an
-unknown (nuisance) parameter eliminated by a Schur complement, and maps its inverse through the derivatives
+unknown (nuisance) parameter eliminated by a Schur complement (reconstruction/body/uncertainty.py's
+``shape_information``, the same that states the measurements' uncertainty), and maps its inverse through the derivatives
 of the measurements (height, girths) with respect to the shape. No unbiased estimator has a smaller standard
 deviation; a prior can only do better for the bodies it happens to favour. The same bound with the poses
 known exactly shows where the information goes: into telling shape from pose.
@@ -22,10 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from body_fixtures import plausible_motion  # noqa: E402
-from mocap_studio.reconstruction.body import fit_skeleton as F  # noqa: E402
 from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
-from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
-from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat  # noqa: E402
+from mocap_studio.reconstruction.body.measurements import MEASUREMENT_NAMES  # noqa: E402
+from mocap_studio.reconstruction.body.uncertainty import KeypointNoise, measurement_jacobian, shape_information  # noqa: E402
+from mocap_studio.reconstruction.skeletons import get_format  # noqa: E402
 
 MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
             "neck_circumference")
@@ -33,43 +34,18 @@ MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumf
 
 def bound(model: AnnyBody, seed: int, noise_m: float, frames: int = 200, fps: float = 60.0) -> dict[str, np.ndarray]:
     """Standard deviations (metres) of the measurements: with the poses unknown, and with them known."""
-    from torch.func import jacfwd
-
     rng = np.random.default_rng(seed)
     shape = model.random_shape(rng)  # as tests/test_body_fitting.py's _take draws it
     pose, trans, _ = plausible_motion(model, shape, frames, fps, seed)
-    red, basis = F._fit_setup(model, "blazepose33")
-    s = torch.as_tensor(shape, dtype=F.DT)
-
-    def coeff(x: torch.Tensor) -> torch.Tensor:
-        return model.blend_coefficients(x.to(model.dtype)).to(F.DT)
-
-    rest = F._rest(basis, coeff(s))
-    rot = rotvec_to_rotmat(torch.as_tensor(pose[:, red.free.numpy()], dtype=F.DT))
-    with torch.no_grad():
-        posed = F._forward(model, red, rest, rot, torch.as_tensor(trans, dtype=F.DT))
-        K = basis.P0.shape[0] - len(red.sole_ids)
-        dc = jacfwd(coeff)(s)
-        dP = torch.einsum("cs,ckjd->skjd", dc, basis.Pc)
-        dJ = torch.einsum("cs,cjd->sjd", dc, basis.Jc)
-        a = F._pose_jacobian(red, rest, posed)[:, :K].reshape(frames, 3 * K, -1) / noise_m
-        b = F._shape_jacobian(red, rest, posed, dP, dJ)[:, :K].reshape(frames, 3 * K, -1) / noise_m
-        i_ff, i_fs = a.transpose(1, 2) @ a, a.transpose(1, 2) @ b
-        i_ss = (b.transpose(1, 2) @ b).sum(0)
-        eye = 1e-9 * torch.eye(i_ff.shape[-1], dtype=F.DT)
-        schur = i_ss - (i_fs.transpose(1, 2) @ torch.linalg.solve(i_ff + eye, i_fs)).sum(0)
-    eps = 1e-3
-    g = np.zeros((len(MEASURES), len(shape)))
-    for i in range(len(shape)):
-        up, down = shape.copy(), shape.copy()
-        up[i] += eps
-        down[i] -= eps
-        mu, md = measure_body(model, up), measure_body(model, down)
-        g[:, i] = [(getattr(mu, n) - getattr(md, n)) / (2 * eps) for n in MEASURES]
+    K = len(get_format("blazepose33").joints)
+    noise = KeypointNoise(np.full(K, noise_m), np.zeros(K), np.full(K, frames))
+    info = shape_information(model, shape, pose, trans, "blazepose33", noise, np.ones((frames, K), bool), ridge=1e-15)
+    g, _ = measurement_jacobian(model, shape)
+    rows = [MEASUREMENT_NAMES.index(n) for n in MEASURES]
     out = {}
-    for label, info in (("poses_unknown", schur), ("poses_known", i_ss)):
-        cov = torch.linalg.inv(info).numpy()
-        out[label] = np.sqrt(np.diag(g @ cov @ g.T))
+    for label, fisher in (("poses_unknown", info.info), ("poses_known", info.info_poses_known)):
+        cov = np.linalg.inv(fisher)
+        out[label] = np.sqrt(np.diag(g[rows] @ cov @ g[rows].T))
     return out
 
 

@@ -36,6 +36,11 @@ from mocap_studio.reconstruction.body.measurements import (
 from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat
 from torch.func import jacfwd
 
+RIDGE = 1e-9
+"""Each frame's pose information gets this times its largest diagonal entry added before the pose is eliminated: a
+pose direction the keypoints barely see (held in the fit by its pose prior, joint limits and temporal term) then
+takes up no shape information. The Cramer-Rao bound as posed (benchmarks/shape_information.py) uses 1e-15: the
+girths' sigma is about 2.3 times this one's there (seed 3)."""
 CHI2_3_MEDIAN = 2.3660
 """Median of a chi-square with 3 degrees of freedom: median(|r|^2) / this is the per-axis variance."""
 DEFAULT_OFFSET_SIGMA_M = 0.003
@@ -86,17 +91,19 @@ class ShapeInformation:
     eliminated, each keypoint weighted by 1 / sigma^2 and by (1 - rho) / (1 + rho) for its correlation over frames;
     ``info_fit`` (S, S) the same without that discount (as a fit weighs them); ``offset_response`` (S, 3 K) how far
     a fit weighing as ``info_fit`` (plus the prior) moves the shape per metre of a constant offset of each joint
-    keypoint in the body's root frame (surface landmarks, whose offsets the fit solves for, respond 0)."""
+    keypoint in the body's root frame (surface landmarks, whose offsets the fit solves for, respond 0);
+    ``info_poses_known`` (S, S) the discounted information were every frame's pose known."""
 
     info: np.ndarray
     info_fit: np.ndarray
     offset_response: np.ndarray
+    info_poses_known: np.ndarray
 
 
 def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str,  # noqa: ANN001
-                      noise: KeypointNoise, seen: np.ndarray) -> ShapeInformation:
+                      noise: KeypointNoise, seen: np.ndarray, ridge: float = RIDGE) -> ShapeInformation:
     """The information about the shape parameters (S,) from keypoints of ``skeleton`` seen as ``seen`` (T, K) bool in
-    the frames posed by pose_rotvec (T, J, 3) and trans (T, 3); see :class:`ShapeInformation`."""
+    the frames posed by pose_rotvec (T, J, 3) and trans (T, 3); see :class:`ShapeInformation` (and :data:`RIDGE`)."""
     red, basis = F._fit_setup(model, skeleton)
     T = len(pose_rotvec)
     K = basis.P0.shape[0] - len(red.sole_ids)
@@ -125,11 +132,13 @@ def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: 
             weight = torch.as_tensor(seen * w[None], dtype=F.DT)[..., None, None]  # sqrt of each residual's weight
             a, b = (jp * weight).reshape(T, 3 * K, -1), (js * weight).reshape(T, 3 * K, -1)
             i_ff = a.transpose(1, 2) @ a
-            ridge = 1e-9 * torch.eye(i_ff.shape[-1], dtype=F.DT) * (1 + i_ff.diagonal(dim1=-2, dim2=-1).amax(-1))[:, None, None]
+            damp = ridge * torch.eye(i_ff.shape[-1], dtype=F.DT) * (1 + i_ff.diagonal(dim1=-2, dim2=-1).amax(-1))[:, None, None]
             # each frame's shape derivatives with the part its pose can take up projected out
-            proj = b - a @ torch.linalg.solve(i_ff + ridge, a.transpose(1, 2) @ b)  # (T, 3K, S)
+            proj = b - a @ torch.linalg.solve(i_ff + damp, a.transpose(1, 2) @ b)  # (T, 3K, S)
             out.append((proj, weight))
         info = [(p.transpose(1, 2) @ p).sum(0) for p, _ in out]
+        b_known = (js * out[0][1]).reshape(T, 3 * K, -1)
+        known = (b_known.transpose(1, 2) @ b_known).sum(0)
         # a constant offset d_k of keypoint k in the root's frame shifts its target by R_root(t) d_k in frame t
         proj, weight = out[1]
         r_root = posed.rg[:, 0]  # (T, 3, 3)
@@ -140,8 +149,8 @@ def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: 
         cross = torch.einsum("tkas,tkab->skb", proj.reshape(T, K, 3, -1), wr).reshape(-1, 3 * K)  # (S, 3K)
     prior = prior_hessian(model, shape)
     response = np.linalg.solve(info[1].numpy() + prior, cross.numpy())
-    sym = [0.5 * (i + i.T).numpy() for i in info]
-    return ShapeInformation(sym[0], sym[1], response)
+    sym = [0.5 * (i + i.T).numpy() for i in (*info, known)]
+    return ShapeInformation(sym[0], sym[1], response, sym[2])
 
 
 def prior_hessian(model, shape: np.ndarray) -> np.ndarray:  # noqa: ANN001
