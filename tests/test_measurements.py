@@ -341,3 +341,22 @@ def test_sigma_covers_true_error_on_studio_takes(studio_coverage):
     # and the sigmas say something: girths' median sigma under 40 cm, lengths' under 10 cm
     girth = [i for i, n in enumerate(MEASUREMENT_NAMES) if DEFINITIONS[n].kind == "girth"]
     assert np.median(sig[:, girth]) < 0.4 and np.median(np.delete(sig, girth, axis=1)) < 0.1, np.round(1000 * sig)
+
+
+def test_shape_information_subsampled_long_take(anny):
+    """A long take's information, read at fewer frames and scaled up, is the whole take's within 25 %."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from body_fixtures import plausible_motion
+    from mocap_studio.reconstruction.body.uncertainty import KeypointNoise, shape_information
+
+    shape = anny.random_shape(np.random.default_rng(4))
+    pose, trans, _ = plausible_motion(anny, shape, 240, 60.0, 4)
+    K = 33
+    noise = KeypointNoise(np.full(K, 0.01), np.full(K, 0.5), np.full(K, 240))
+    seen = np.ones((240, K), bool)
+    full = shape_information(anny, shape, pose, trans, "blazepose33", noise, seen, max_frames=1000)
+    part = shape_information(anny, shape, pose, trans, "blazepose33", noise, seen, max_frames=80)
+    ratio = np.diag(part.info_fit) / np.diag(full.info_fit)
+    assert np.all((ratio > 0.75) & (ratio < 1.25)), ratio
+    # the correlation discount: rho 0.5 carries a third of the frames' information
+    assert np.allclose(3 * full.info, full.info_fit, rtol=1e-3, atol=1e-4 * np.abs(full.info_fit).max())

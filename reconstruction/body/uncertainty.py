@@ -36,6 +36,8 @@ from mocap_studio.reconstruction.body.measurements import (
 from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat
 from torch.func import jacfwd
 
+MAX_INFO_FRAMES = 300
+"""Frames (spread over the take) the shape information is computed on; a longer take's is scaled up (memory)."""
 RIDGE = 1e-9
 """Each frame's pose information gets this times its largest diagonal entry added before the pose is eliminated: a
 pose direction the keypoints barely see (held in the fit by its pose prior, joint limits and temporal term) then
@@ -101,15 +103,23 @@ class ShapeInformation:
 
 
 def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str,  # noqa: ANN001
-                      noise: KeypointNoise, seen: np.ndarray, ridge: float = RIDGE) -> ShapeInformation:
+                      noise: KeypointNoise, seen: np.ndarray, ridge: float = RIDGE, max_frames: int = MAX_INFO_FRAMES
+                      ) -> ShapeInformation:
     """The information about the shape parameters (S,) from keypoints of ``skeleton`` seen as ``seen`` (T, K) bool in
-    the frames posed by pose_rotvec (T, J, 3) and trans (T, 3); see :class:`ShapeInformation` (and :data:`RIDGE`)."""
+    the frames posed by pose_rotvec (T, J, 3) and trans (T, 3); see :class:`ShapeInformation` (and :data:`RIDGE`).
+    Takes longer than ``max_frames`` are read at that many frames spread evenly over them, the information scaled
+    up to the whole take's frames."""
     red, basis = F._fit_setup(model, skeleton)
     T = len(pose_rotvec)
     K = basis.P0.shape[0] - len(red.sole_ids)
     seen = np.asarray(seen, dtype=bool)
     if seen.shape != (T, K):
         raise ValueError(f"seen must have shape ({T}, {K}) for {skeleton}, got {seen.shape}")
+    scale = 1.0
+    if T > max_frames:
+        pick = np.linspace(0, T - 1, max_frames).round().astype(int)
+        pose_rotvec, trans, seen = np.asarray(pose_rotvec)[pick], np.asarray(trans)[pick], seen[pick]
+        scale, T = T / max_frames, max_frames
     s = torch.as_tensor(np.asarray(shape, dtype=float), dtype=F.DT)
 
     def coeff(x: torch.Tensor) -> torch.Tensor:
@@ -136,9 +146,9 @@ def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: 
             # each frame's shape derivatives with the part its pose can take up projected out
             proj = b - a @ torch.linalg.solve(i_ff + damp, a.transpose(1, 2) @ b)  # (T, 3K, S)
             out.append((proj, weight))
-        info = [(p.transpose(1, 2) @ p).sum(0) for p, _ in out]
+        info = [scale * (p.transpose(1, 2) @ p).sum(0) for p, _ in out]
         b_known = (js * out[0][1]).reshape(T, 3 * K, -1)
-        known = (b_known.transpose(1, 2) @ b_known).sum(0)
+        known = scale * (b_known.transpose(1, 2) @ b_known).sum(0)
         # a constant offset d_k of keypoint k in the root's frame shifts its target by R_root(t) d_k in frame t
         proj, weight = out[1]
         r_root = posed.rg[:, 0]  # (T, 3, 3)
@@ -146,7 +156,7 @@ def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: 
         if len(red.marker_k):
             joint[red.marker_k] = 0.0
         wr = weight * joint[None, :, None, None] * r_root[:, None]  # (T, K, 3, 3)
-        cross = torch.einsum("tkas,tkab->skb", proj.reshape(T, K, 3, -1), wr).reshape(-1, 3 * K)  # (S, 3K)
+        cross = scale * torch.einsum("tkas,tkab->skb", proj.reshape(T, K, 3, -1), wr).reshape(-1, 3 * K)  # (S, 3K)
     prior = prior_hessian(model, shape)
     response = np.linalg.solve(info[1].numpy() + prior, cross.numpy())
     sym = [0.5 * (i + i.T).numpy() for i in (*info, known)]
@@ -224,7 +234,8 @@ def measurement_uncertainty(model, shape: np.ndarray, pose_rotvec: np.ndarray, t
     if obs.ndim != 3 or obs.shape[0] != len(pose_rotvec) or len(trans) != len(pose_rotvec):
         raise ValueError(f"observed keypoints {obs.shape}, poses {np.shape(pose_rotvec)} and translations {np.shape(trans)} "
                          "must cover the same frames")
-    fitted = model.keypoints(shape, pose_rotvec, trans, skeleton)
+    fitted = np.concatenate([model.keypoints(shape, pose_rotvec[i:i + 500], trans[i:i + 500], skeleton)
+                             for i in range(0, len(obs), 500)])
     noise = keypoint_noise(obs, fitted)
     seen = np.isfinite(obs).all(-1)
     si = shape_information(model, shape, pose_rotvec, trans, skeleton, noise, seen)
