@@ -127,21 +127,16 @@ class FitConfig:
     shadow or a pose a little off, cost ever less per pixel)."""
     silhouette_spacing_m: float = 0.015
     """Spacing of the surface points projected into the masks (one vertex per cube of this size)."""
-    silhouette_candidates: int = 150
-    """Random shapes scored on a coarse silhouette cost before the refinement (a global start)."""
-    silhouette_starts: int = 3
-    """Best candidates refined by Levenberg-Marquardt."""
-    silhouette_rounds: int = 0
-    """Rounds of (pose the frames on the keypoints with the shape; refine the shape on the silhouettes)."""
-    silhouette_weight: float = 200.0
+    silhouette_weight: float = 1000.0
     """Weight of the silhouettes (per view: the mean robust squared distance over tau^2) against the keypoints
     (per keypoint: its robust squared distance over keypoint_sigma_m^2) when the shape and the picked frames'
     poses are refined together."""
     silhouette_iterations: int = 300
-    """L-BFGS iterations of that joint refinement."""
-    silhouette_keypoint_weight: float = 0.01
-    """Weight of the keypoints' cost model (and of the shape prior) against the silhouettes (one unit per
-    view's mean squared distance, mask pixels) in the silhouette shape fit."""
+    """L-BFGS iterations of that joint refinement (half of them shared among the starts, the rest for the best)."""
+    silhouette_candidates: int = 200
+    """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
+    silhouette_starts: int = 2
+    """How many of the best of them start the refinement (besides the keypoints' shape and the average body)."""
 
     def __post_init__(self) -> None:
         if self.silhouette_frames < 1 or self.scan_frames < 1 or self.silhouette_tau_px <= 0:

@@ -16,10 +16,11 @@ Both are robust (Cauchy, scale ``silhouette_tau_px``): loose clothing, hair, a s
 cost a bounded amount instead of dragging the shape. Points projecting outside the image and mask outline
 pixels on the image's border (a body cut by the frame) are left out.
 
-The shape is then searched (compass search in the model's unconstrained shape variables, the model being
-piecewise in them) on the silhouette cost plus the keypoints' quadratic cost model (poses eliminated, from
-:func:`fit_shape._shape_surrogate`) and the shape prior; between rounds the picked frames are posed again
-on the keypoints with the new shape.
+The picked frames' poses (from the keypoints) are then refined together with the shape on the silhouettes and
+the keypoints (:class:`JointRefinement`, L-BFGS in torch with the distances' derivatives: bilinear in the
+distance transform, through the nearest surface point): with the poses held fixed, a pose a little off (a
+detector's bias) is paid for by the shape (measured: girths 40-70 mm worse than with the poses free). Two starts,
+the keypoints' shape and the average body, the better kept.
 """
 
 from __future__ import annotations
@@ -33,16 +34,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from mocap_studio.reconstruction.body.fit_config import FitConfig
-from mocap_studio.reconstruction.body.fit_shape import _shape_surrogate
 from mocap_studio.reconstruction.body.fit_skeleton import DT, _Basis, _coefficients, _Reduced, _rest
-from mocap_studio.reconstruction.body.fit_solver import _solve_frames, _Targets, _without_markers
+from mocap_studio.reconstruction.body.fit_solver import _solve_frames, _Targets
 from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
 from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
 from mocap_studio.reconstruction.silhouettes import MaskError, MaskSet, edge_points, image_to_mask, outside_distance
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
-from torch.func import hessian, jacfwd
 
 if TYPE_CHECKING:
     from mocap_studio.calibration.camera import CameraRig
@@ -147,6 +146,7 @@ class SilhouetteTerm:
         self.scale = scale
         self.tau = tau_px
         self.cameras = [rig[c] for c in cameras]  # type: ignore[index]
+        self.rig, self.camera_names, self.masks = rig, cameras, views
         # frame, camera, distance to the mask, its outline pixels, pixels near the outline
         self.views: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
         for f, row in enumerate(views):
@@ -165,6 +165,7 @@ class SilhouetteTerm:
     def pose(self, pose_rotvec: np.ndarray, trans: np.ndarray) -> None:
         """Set the frames' poses (F, J, 3) and translations (F, 3)."""
         dt = self.model.dtype
+        self.rotmats_rotvec = np.asarray(pose_rotvec, dtype=float)
         self.rotmats = rotvec_to_rotmat(torch.as_tensor(pose_rotvec, dtype=dt))
         self.trans = torch.as_tensor(trans, dtype=dt)
 
@@ -199,27 +200,6 @@ class SilhouetteTerm:
             out.append((d_out, _uncovered(uv, edges, near)))
         return out
 
-    def residual_vector(self, shape: np.ndarray) -> np.ndarray:
-        """(M,) every view's distances (mask pixels), of a fixed length for any shape (a point leaving the
-        image counts 0); :meth:`residual_weights` weighs each view's two kinds alike."""
-        pts = self.posed_points(shape)
-        out = []
-        for f, c, dist, edges, near in self.views:
-            cam = self.cameras[c]
-            uv = image_to_mask(cam.project(pts[f]), self.scale)
-            H, W = dist.shape
-            inside = np.isfinite(uv).all(1) & (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] <= H - 1)
-            d_out = np.zeros(len(uv))
-            d_out[inside] = map_coordinates(dist, [uv[inside, 1], uv[inside, 0]], order=1, mode="nearest")
-            out += [d_out, _uncovered(uv[inside], edges, near)]
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def residual_weights(self) -> np.ndarray:
-        """(M,) weights of :meth:`residual_vector`'s entries: 1 / count of their view's kind (means per view)."""
-        n = len(self.ids)
-        return np.concatenate([np.r_[np.full(n, 1.0 / n), np.full(len(e), 1.0 / len(e))] for _f, _c, _d, e, _t in self.views]
-                              ) if self.views else np.zeros(0)
-
     def cost(self, shape: np.ndarray) -> float:
         """The robust cost (sum over views of the two one-sided mean Cauchy losses, in squared mask pixels)."""
         tau2 = self.tau**2
@@ -240,85 +220,6 @@ class SilhouetteTerm:
                 "mask_outline_uncovered_px_p90": float(np.percentile(d_in, 90))}
 
 
-def levenberg_marquardt(residuals, weights: np.ndarray, tau: float, extra, start: np.ndarray,  # noqa: ANN001
-                        iterations: int = 12, step: float = 0.02, max_step: float = 0.3) -> tuple[np.ndarray, float, int]:
-    """Minimise sum(weights * rho(residuals(x))) + extra(x) over x (S,) by Levenberg-Marquardt with a
-    forward-difference Jacobian of ``step`` and iteratively reweighted residuals (rho: Cauchy of scale ``tau``:
-    tau^2 log(1 + r^2 / tau^2)); ``extra(x)`` returns (value, gradient (S,), Hessian (S, S)) of the smooth part
-    (keypoint cost model, prior). Each step is bounded by ``max_step``. Returns the minimum, its cost and the
-    number of residual evaluations."""
-    x = np.asarray(start, dtype=float).copy()
-    S = len(x)
-    tau2 = tau**2
-
-    def robust(r: np.ndarray) -> float:
-        return float((weights * tau2 * np.log1p(r**2 / tau2)).sum())
-
-    r = residuals(x)
-    evals = 1
-    e_val, e_grad, e_hess = extra(x)
-    cost = robust(r) + e_val
-    lam = 1e-2
-    for _ in range(iterations):
-        J = np.empty((len(r), S))
-        for i in range(S):
-            xs = x.copy()
-            xs[i] += step
-            J[:, i] = (residuals(xs) - r) / step
-        evals += S
-        w = weights / (1.0 + r**2 / tau2)
-        H = (J * w[:, None]).T @ J + e_hess
-        g = (J * w[:, None]).T @ r + 0.5 * e_grad
-        improved = False
-        for _try in range(6):
-            dx = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-9), g)
-            big = np.abs(dx).max()
-            if big > max_step:
-                dx *= max_step / big
-            r_new = residuals(x + dx)
-            evals += 1
-            v_new, g_new, h_new = extra(x + dx)
-            new = robust(r_new) + v_new
-            if new < cost:
-                x, r, cost, lam = x + dx, r_new, new, max(lam / 5, 1e-6)
-                e_val, e_grad, e_hess = v_new, g_new, h_new
-                improved = True
-                break
-            lam *= 10
-        if not improved or np.abs(dx).max() < 1e-3:
-            break
-    return x, cost, evals
-
-
-def compass(objective, start: np.ndarray, step: float, tol: float) -> tuple[np.ndarray, float, int]:  # noqa: ANN001
-    """Minimise ``objective`` ((S,) -> float) from ``start`` by compass search (a step up and down each
-    coordinate, move to the best improvement, else halve the step). Returns the minimum, its value and the
-    number of evaluations."""
-    x = np.asarray(start, dtype=float).copy()
-    val = objective(x)
-    evals = 1
-    S = len(x)
-    while step > tol:
-        best, best_val = None, val
-        for d in range(2 * S):
-            trial = x.copy()
-            trial[d % S] += step if d < S else -step
-            v = objective(trial)
-            evals += 1
-            if v < best_val:
-                best, best_val = trial, v
-        if best is None:
-            step /= 2
-        else:
-            x, val = best, best_val
-    return x, val, evals
-
-
-def log_seconds(label: str, start: float) -> None:
-    """Debug log of the seconds since ``start`` (time.perf_counter)."""
-    logger.debug("%s: %.2f s", label, time.perf_counter() - start)
-
-
 def _full_pose(model: SkinnedBodyModel, red: _Reduced, rot: torch.Tensor) -> np.ndarray:
     """(F, J, 3) rotation vectors of every joint from the free joints' rot (F, Jf, 3, 3) (the others at rest)."""
     full = np.zeros((rot.shape[0], model.num_joints, 3))
@@ -333,99 +234,68 @@ def fit_shape_silhouettes(
 ) -> tuple[torch.Tensor, dict]:
     """The shape refined on the silhouettes (see the module docstring), from the keypoint fit's unconstrained
     shape ``sfree`` (S,) (and marker ``offsets`` (M, 3) or None), every frame's poses rot (T, Jf, 3, 3) and
-    trans (T, 3) to start the picked frames from, the keypoint targets ``tg`` of every frame, the frames with
-    keypoints ``observed`` (T,) bool. Returns the unconstrained shape and figures of the fit."""
+    trans (T, 3) to start the picked frames from, the keypoint targets ``tg`` of every frame (``skeleton``), the
+    frames with keypoints ``observed`` (T,) bool. Returns the unconstrained shape and figures of the fit."""
     start = time.perf_counter()
-    count = cfg.scan_frames if cfg.scan else cfg.silhouette_frames
-    pick = pick_frames(sil.seen(), observed, count)
+    pick = pick_frames(sil.seen(), observed, cfg.scan_frames if cfg.scan else cfg.silhouette_frames)
     if len(pick) == 0:
         logger.warning("silhouettes: no frame with both keypoints and a mask; the shape is the keypoints' alone")
         return sfree, {"frames": 0}
     pick_t = torch.as_tensor(pick)
     frame_tg = dataclasses.replace(tg.rows(pick_t), temporal=0.0, limits=0.0)  # type: ignore[arg-type]
-    search_tg = _without_markers(frame_tg, red) if offsets is not None else frame_tg
-    rot_p, trans_p = rot[pick_t], trans[pick_t]
     views = [[sil.mask(c, int(t)) for c in range(len(sil.masks.cameras))] for t in pick]
-    shape0 = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
-    ids = surface_sample(model, shape0, cfg.silhouette_spacing_m)
-    coarse_frames = np.unique(np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int))
-    coarse_ids = surface_sample(model, shape0, 2 * cfg.silhouette_spacing_m)
-    w_kp = cfg.silhouette_keypoint_weight
-    x = sfree.double().numpy()
-    evals = 0
-    keypoint_shape = shape0
-    term = SilhouetteTerm(model, _full_pose(model, red, rot_p), trans_p.numpy(), views, sil.rig, sil.masks.cameras,
-                          sil.masks.scale, ids, cfg.silhouette_tau_px)
-    for round_ in range(cfg.silhouette_rounds):
-        rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
-        rot_p, trans_p = _solve_frames(model, red, rest, rot_p, trans_p, frame_tg, cfg, cfg.frame_iterations, cfg.robust_scale)
-        pose = _full_pose(model, red, rot_p)
-        term = SilhouetteTerm(model, pose, trans_p.numpy(), views, sil.rig, sil.masks.cameras, sil.masks.scale, ids,
-                              cfg.silhouette_tau_px)
-        c0, g, H = _shape_surrogate(model, red, basis, torch.as_tensor(x, dtype=DT), rot_p, trans_p, search_tg, cfg)
-        extra = _smooth_part(model, c0, g, H, w_kp, cfg.shape_prior_weight)
-        starts = [x]
-        if round_ == 0 and cfg.silhouette_candidates > 0:
-            coarse = SilhouetteTerm(model, pose[coarse_frames], trans_p.numpy()[coarse_frames],
-                                    [views[i] for i in coarse_frames], sil.rig, sil.masks.cameras, sil.masks.scale,
-                                    coarse_ids, cfg.silhouette_tau_px)
-            rng = np.random.default_rng(0)
-            pool = np.stack([shape0, model.default_shape()]
-                            + [model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
-            free_pool = model.free_from_shape(pool)
-            scores = np.array([coarse.cost(p) + extra(f)[0] for p, f in zip(pool, free_pool, strict=True)])
-            evals += len(pool)
-            starts = [free_pool[i] for i in np.argsort(scores)[: cfg.silhouette_starts]]
-            if not any(np.allclose(s_, x) for s_ in starts):
-                starts.append(x)
-
-        def residuals(f: np.ndarray, term: SilhouetteTerm = term) -> np.ndarray:
-            return term.residual_vector(model.shape_from_free(torch.as_tensor(f, dtype=model.dtype)).double().numpy())
-
-        best = None
-        for s0 in starts:
-            xf, val, n = levenberg_marquardt(residuals, term.residual_weights(), cfg.silhouette_tau_px, extra, s0)
-            evals += n
-            if best is None or val < best[1]:
-                best = (xf, val)
-        assert best is not None
-        x = best[0]
-        logger.debug("silhouette round %d: %s, cost %.4g", round_, np.round(model.shape_from_free(
-            torch.as_tensor(x, dtype=model.dtype)).numpy(), 3), best[1])
-    lm_shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
-    if cfg.silhouette_iterations > 0:
-        rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
-        rot_p, trans_p = _solve_frames(model, red, rest, rot_p, trans_p, frame_tg, cfg, cfg.frame_iterations, cfg.robust_scale)
+    keypoint_shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
+    ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
+    term = SilhouetteTerm(model, _full_pose(model, red, rot[pick_t]), trans[pick_t].numpy(), views, sil.rig,
+                          sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px)
+    # two starts: the keypoints' shape (its phenotypes drawn in from the bounds, where the tanh leaves no
+    # gradient) and the average body; a keypoint fit far off (a detector's biased hips make a heavy, weak body)
+    # can start in the wrong valley of the model's trade-offs (weight against muscle)
+    x_kp = np.clip(sfree.double().numpy(), -FREE_BOUND, FREE_BOUND)
+    starts = [x_kp, model.free_from_shape(model.default_shape())] + _ranked_starts(model, term, pick, cfg)
+    trials = []
+    first = max(cfg.silhouette_iterations // (2 * len(starts)), 1)
+    for x0 in starts:
+        rest = _rest(basis, _coefficients(model, torch.as_tensor(x0, dtype=DT)), red, offsets)
+        rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t], trans[pick_t], frame_tg, cfg, cfg.frame_iterations,
+                                       cfg.robust_scale)
+        joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(),
+                                frame_tg.weight.numpy(), skeleton, term, cfg)
+        trials.append(joint.run(x0, first))
+        logger.debug("silhouettes: start %s -> loss %.4g", np.round(x0, 2), trials[-1][3])
+    x, rot_p, trans_p, loss = min(trials, key=lambda r: r[3])
+    if cfg.silhouette_iterations > first:
         joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
                                 skeleton, term, cfg)
-        x, rot_p, trans_p, _loss = joint.run(x, cfg.silhouette_iterations)
-        term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
+        x, rot_p, trans_p, loss = joint.run(x, cfg.silhouette_iterations - first)
+    term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
     shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
-    figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape),
-               "fixed_pose_shape": np.round(lm_shape, 4).tolist(),
-               "keypoint_shape": np.round(keypoint_shape, 4).tolist(), "evaluations": evals,
+    figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape), "loss": loss,
+               "start_losses": [t[3] for t in trials], "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
                "seconds": time.perf_counter() - start}
     logger.info("silhouettes: shape fitted on %d views of %d frames in %.1f s: %s", term.num_views, len(pick),
                 figures["seconds"], np.round(shape, 3).tolist())
     return torch.as_tensor(x, dtype=DT), figures
 
 
-def _smooth_part(model: SkinnedBodyModel, c0: torch.Tensor, g: torch.Tensor, H: torch.Tensor, weight: float,
-                 prior_weight: float):  # noqa: ANN202 - (S,) -> (value, gradient, Hessian)
-    """The keypoints' quadratic cost model in the blend coefficients (c0, g, H from
-    :func:`fit_shape._shape_surrogate`) plus the shape prior, times ``weight``, as a function of the
-    unconstrained shape with its gradient and Hessian (numpy)."""
+def _ranked_starts(model: SkinnedBodyModel, term: SilhouetteTerm, pick: np.ndarray, cfg: FitConfig) -> list[np.ndarray]:
+    """The ``silhouette_starts`` best of ``silhouette_candidates`` random bodies (unconstrained, (S,) each) on a
+    coarse silhouette cost (4 of the frames, surface points twice as sparse, the keypoints' poses held)."""
+    if cfg.silhouette_starts <= 0 or cfg.silhouette_candidates <= 0:
+        return []
+    keep = np.unique(np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int))
+    coarse = SilhouetteTerm(
+        model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
+        [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
+        surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m), cfg.silhouette_tau_px)
+    rng = np.random.default_rng(0)
+    pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
+    costs = np.array([coarse.cost(p) for p in pool])
+    return [model.free_from_shape(p) for p in pool[np.argsort(costs)[: cfg.silhouette_starts]]]
 
-    def f(x: torch.Tensor) -> torch.Tensor:
-        d = _coefficients(model, x) - c0
-        prior = model.shape_prior(model.shape_from_free(x.to(model.dtype))).to(DT)
-        return weight * (2 * d @ g + d @ H @ d + 2 * prior_weight * prior)
 
-    def out(x: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        xt = torch.as_tensor(x, dtype=DT)
-        return float(f(xt)), jacfwd(f)(xt).numpy(), hessian(f)(xt).numpy()
-
-    return out
+FREE_BOUND = 1.5
+"""Starts of the silhouette fit keep the unconstrained shape within this (Anny: phenotypes within 0.05-0.95)."""
 
 
 def _project_torch(cam, pts: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - a Camera
