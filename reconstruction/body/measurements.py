@@ -64,6 +64,10 @@ DEFINITIONS: dict[str, Definition] = {
         "neck girth", "girth",
         "girth of the neck perpendicular to its axis (neck joint to head joint), at its narrowest between the "
         "base of the neck and the head (just below the larynx)"),
+    "upper_arm_circumference": Definition(
+        "upper arm girth", "girth",
+        "girth of the left upper arm perpendicular to its axis (shoulder joint to elbow joint), midway between the "
+        "acromion and the elbow"),
     "inseam": Definition("inside leg length", "length", "vertical distance from the crotch to the floor"),
     "shoulder_width": Definition(
         "biacromial shoulder breadth", "breadth",
@@ -79,8 +83,8 @@ DEFINITIONS: dict[str, Definition] = {
 @dataclass(frozen=True)
 class Measurements:
     """Metres, in the order and with the meaning of :data:`DEFINITIONS` (height: floor to top of head;
-    *_circumference: tape around the body part; inseam: crotch to floor; shoulder_width: acromion to acromion;
-    arm_length: acromion over the elbow to the wrist)."""
+    *_circumference: tape around the body part (upper arm: the left one); inseam: crotch to floor;
+    shoulder_width: acromion to acromion; arm_length: acromion over the elbow to the wrist)."""
 
     height: float
     chest_circumference: float
@@ -88,6 +92,7 @@ class Measurements:
     hip_circumference: float
     thigh_circumference: float
     neck_circumference: float
+    upper_arm_circumference: float
     inseam: float
     shoulder_width: float
     arm_length: float
@@ -335,12 +340,21 @@ def measure(vertices: np.ndarray, faces: np.ndarray, joints: dict[str, np.ndarra
         hip_circumference=circumference_at(v, trunk, lm.hip, centre),
         thigh_circumference=float(np.mean(thighs)),
         neck_circumference=convex_perimeter(_nearest(plane_pieces(v, f, lm.neck_point, axis), np.zeros(2))),
+        upper_arm_circumference=_upper_arm_girth(v, f[arm[f].all(1)], kp, lm),
         inseam=float(lm.crotch - lm.floor),
         shoulder_width=float(np.linalg.norm(lm.acromion_left[:2] - lm.acromion_right[:2])),
         arm_length=float(np.linalg.norm(kp["left_elbow"] - lm.acromion_left)
                          + np.linalg.norm(kp["left_wrist"] - kp["left_elbow"])),
     )
     return meas, lm
+
+
+def _upper_arm_girth(v: np.ndarray, arm_faces: np.ndarray, kp: dict[str, np.ndarray], lm: Landmarks) -> float:
+    """Girth of the left upper arm (its faces only, so the plane cannot catch the trunk near the armpit)."""
+    axis = kp["left_elbow"] - kp["left_shoulder"]
+    mid = 0.5 * (lm.acromion_left + kp["left_elbow"])
+    origin = kp["left_shoulder"] + axis * float(np.dot(mid - kp["left_shoulder"], axis) / np.dot(axis, axis))
+    return convex_perimeter(_nearest(plane_pieces(v, arm_faces, origin, axis), np.zeros(2)))
 
 
 def rest_joints(model, shape: np.ndarray) -> dict[str, np.ndarray]:  # noqa: ANN001
