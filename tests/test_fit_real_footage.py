@@ -213,17 +213,16 @@ def test_exported_fbx_has_no_flips(anny, platform_fit, tmp_path):
     from pathlib import Path
 
     pytest.importorskip("ufbx", reason="ufbx (test extra) is not installed")
-    from mocap_studio.export.amass import motion_from_body
+    from mocap_studio.export.amass import motion_from_body, rig_from_body, skinned_mesh_from_body
     from mocap_studio.export.fbx import write_fbx
     from mocap_studio.export.retarget import retarget
-    from mocap_studio.export.rig import load_rig, rig_from_motion
+    from mocap_studio.export.rig import load_rig
 
     _, res = platform_fit
     motion = motion_from_body(anny, res.shape, res.pose_rotvec, res.trans, FPS, name="take")
-    bones = {canon: anny.joint_names[j] for canon, j in anny.semantic_joints.items()}
+    source = rig_from_body(anny, motion, skinned_mesh_from_body(anny, res.shape))  # as the export stage builds it
     target = load_rig("mixamo")
-    anim = retarget(motion, rig_from_motion(motion, bones, name="anny"), target, contacts=res.contact,
-                    ground_z=res.ground_z)
+    anim = retarget(motion, source, target, contacts=res.contact, ground_z=res.ground_z)
     path = write_fbx(tmp_path / "take.fbx", anim)
     out = tmp_path / "take.ufbx.npz"
     reader = Path(__file__).resolve().parent / "tools" / "ufbx_read.py"
@@ -239,6 +238,9 @@ def test_exported_fbx_has_no_flips(anny, platform_fit, tmp_path):
     from mocap_studio.export.rig import feet_above_floor_m
 
     assert np.abs(feet_above_floor_m(anim, target)["left"][res.contact[:, 0]]).max() < 0.01
+    # and the hips stay at standing height over the platform's top on every frame, planted or not
+    hips = anim.world_positions_m()[:, list(anim.joint_names).index(target.bones["pelvis"]), 2]
+    assert 0.6 < hips.min() and hips.max() < 1.3, (hips.min(), hips.max())
 
 
 def test_flips_are_reported():
