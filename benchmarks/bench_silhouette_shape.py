@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
 from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput  # noqa: E402
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence  # noqa: E402
+from mocap_studio.reconstruction.body.io import load_body_npz  # noqa: E402
 from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
 from silhouette_scene import make_scene  # noqa: E402
 
@@ -58,6 +59,23 @@ def run(model, seed: int, frames: int, scan: bool, image_scale: float, mask_scal
     return out
 
 
+def score_session(model, session: Path) -> dict:  # noqa: ANN001
+    """A virtual-studio session's fitted body.npz against its truth/body.npz: the measurement errors (mm) and the
+    mean per-vertex error over the frames both have (nearest frame times within 2 ms)."""
+    truth = load_body_npz(session / "truth" / "body.npz")
+    fit = load_body_npz(session / "body.npz")
+    mt, mf = measure_body(model, truth.shape), measure_body(model, fit.shape)
+    out = {lab: 1000 * (getattr(mf, m) - getattr(mt, m)) for lab, m in zip(LABELS, MEASURES, strict=True)}
+    idx = np.clip(np.searchsorted(truth.frame_times, fit.frame_times), 0, len(truth.frame_times) - 1)
+    ok = np.abs(truth.frame_times[idx] - fit.frame_times) < 2e-3
+    vt = model.evaluate(truth.shape, truth.pose_rotvec[idx[ok]], truth.trans[idx[ok]]).vertices
+    vf = model.evaluate(fit.shape, fit.pose_rotvec[ok], fit.trans[ok]).vertices
+    out["pve"] = 1000 * float(np.linalg.norm(vt - vf, axis=-1).mean())
+    report = json.loads((session / "report" / "fit.json").read_text()) if (session / "report" / "fit.json").exists() else {}
+    out["seconds"] = float(report.get("seconds", float("nan")))
+    return out
+
+
 def main() -> None:
     """Command line: the table of errors per seed and the worst over seeds."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,9 +85,16 @@ def main() -> None:
     ap.add_argument("--image-scale", type=float, default=0.5, help="of the ring4 preset's 1280x720")
     ap.add_argument("--mask-scale", type=float, default=1.0, help="mask pixels per image pixel")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--sessions", type=Path, nargs="+", help="score these fitted virtual-studio sessions instead "
+                    "(body.npz against truth/body.npz; e.g. `mocap synth --scan` then `mocap run`)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model = AnnyBody()
+    if args.sessions:
+        for s in args.sessions:
+            r = score_session(model, s)
+            print(f"{s.name}: " + ", ".join(f"{k} {v:+.1f}" for k, v in r.items()))
+        return
     rows = {}
     print("errors in mm (fitted - true); pve: mean per-vertex error of the take; s: seconds of the whole fit")
     print(f"{'seed':>4} {'fit':12s} " + " ".join(f"{lab:>7s}" for lab in (*LABELS, "pve")) + "       s")

@@ -82,8 +82,10 @@ class DetectionConfig:
     masks: bool = True
     """Also keep each detected person's segmentation mask (MediaPipe's landmarker computes it from the model
     already run) for the body fit's silhouettes: the performer's are written to masks.npz."""
-    mask_scale: float = 0.25
-    """Masks are kept at this fraction of the image's size (a quarter of 1280x720: 320x180, 7.2 kB a mask)."""
+    mask_scale: float = 0.5
+    """Masks are kept at this fraction of the image's size (half of 1280x720: 640x360; bit-packed and compressed
+    in masks.npz, a few hundred bytes a mask). The silhouette fit resolves a fraction of a mask pixel, but a
+    quarter-size mask of a 640x360 take (16 mm a pixel at 4 m) let wrong bodies in contorted poses fit."""
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_scale <= 1:

@@ -133,6 +133,8 @@ class FitConfig:
     poses are refined together."""
     silhouette_iterations: int = 300
     """L-BFGS iterations of that joint refinement (half of them shared among the starts, the rest for the best)."""
+    silhouette_pose_sigma_rad: float = 0.15
+    """Prior on each joint's turn away from the pose the keypoints gave it, in that refinement."""
     silhouette_candidates: int = 200
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
     silhouette_starts: int = 2

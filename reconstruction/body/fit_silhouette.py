@@ -252,7 +252,8 @@ def fit_shape_silhouettes(
     # gradient) and the average body; a keypoint fit far off (a detector's biased hips make a heavy, weak body)
     # can start in the wrong valley of the model's trade-offs (weight against muscle)
     x_kp = np.clip(sfree.double().numpy(), -FREE_BOUND, FREE_BOUND)
-    starts = [x_kp, model.free_from_shape(model.default_shape())] + _ranked_starts(model, term, pick, cfg)
+    starts = [x_kp, model.free_from_shape(model.default_shape())] + _ranked_starts(
+        model, red, basis, offsets, rot[pick_t], trans[pick_t], frame_tg, term, cfg)
     trials = []
     first = max(cfg.silhouette_iterations // (2 * len(starts)), 1)
     for x0 in starts:
@@ -278,19 +279,29 @@ def fit_shape_silhouettes(
     return torch.as_tensor(x, dtype=DT), figures
 
 
-def _ranked_starts(model: SkinnedBodyModel, term: SilhouetteTerm, pick: np.ndarray, cfg: FitConfig) -> list[np.ndarray]:
+def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offsets: torch.Tensor | None,
+                   rot: torch.Tensor, trans: torch.Tensor, frame_tg: _Targets, term: SilhouetteTerm,
+                   cfg: FitConfig) -> list[np.ndarray]:
     """The ``silhouette_starts`` best of ``silhouette_candidates`` random bodies (unconstrained, (S,) each) on a
-    coarse silhouette cost (4 of the frames, surface points twice as sparse, the keypoints' poses held)."""
+    coarse silhouette cost: 4 of the picked frames (rot (F, Jf, 3, 3), trans (F, 3), keypoints ``frame_tg``),
+    each posed on its keypoints with the candidate's shape, surface points twice as sparse."""
     if cfg.silhouette_starts <= 0 or cfg.silhouette_candidates <= 0:
         return []
-    keep = np.unique(np.linspace(0, len(pick) - 1, min(4, len(pick))).round().astype(int))
+    keep = np.unique(np.linspace(0, len(rot) - 1, min(4, len(rot))).round().astype(int))
+    keep_t = torch.as_tensor(keep)
+    tg = frame_tg.rows(keep_t)  # type: ignore[arg-type]
     coarse = SilhouetteTerm(
         model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
         [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
         surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m), cfg.silhouette_tau_px)
     rng = np.random.default_rng(0)
     pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
-    costs = np.array([coarse.cost(p) for p in pool])
+    costs = []
+    for p in pool:
+        rest = _rest(basis, _coefficients(model, torch.as_tensor(model.free_from_shape(p), dtype=DT)), red, offsets)
+        r, t = _solve_frames(model, red, rest, rot[keep_t], trans[keep_t], tg, cfg, 2, cfg.robust_scale)
+        coarse.pose(_full_pose(model, red, r), t.numpy())
+        costs.append(coarse.cost(p))
     return [model.free_from_shape(p) for p in pool[np.argsort(costs)[: cfg.silhouette_starts]]]
 
 
@@ -303,8 +314,8 @@ def _project_torch(cam, pts: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - a 
     p2 k3), differentiable; points behind the camera are placed far outside the image."""
     if cam.model != "pinhole":
         raise MaskError(f"camera {cam.name}: the silhouette fit projects pinhole cameras only, not {cam.model}")
-    R = torch.as_tensor(cam.R, dtype=pts.dtype)
-    t = torch.as_tensor(cam.t, dtype=pts.dtype)
+    R = torch.as_tensor(np.array(cam.R), dtype=pts.dtype)
+    t = torch.as_tensor(np.array(cam.t), dtype=pts.dtype)
     pc = pts @ R.T + t
     z = pc[..., 2].clamp_min(1e-3)
     x, y = pc[..., 0] / z, pc[..., 1] / z
@@ -362,7 +373,9 @@ class JointRefinement:
 
     def loss(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> torch.Tensor:
         """Silhouettes (weight ``silhouette_weight`` per view's mean robust squared distance over tau^2) plus the
-        keypoints' robust cost (sigma ``keypoint_sigma_m``) plus the shape prior."""
+        keypoints' robust cost (sigma ``keypoint_sigma_m``) plus the shape prior plus a prior on each joint's turn
+        away from its keypoint pose (sigma ``silhouette_pose_sigma_rad``: coarse masks could otherwise be matched
+        by a contorted pose of the wrong body)."""
         cfg, term = self.cfg, self.term
         pts = self.posed(x, delta, dtrans)
         tau2 = cfg.silhouette_tau_px**2
@@ -395,7 +408,8 @@ class JointRefinement:
         c2 = cfg.robust_scale**2
         kp_cost = (self.weight * c2 * torch.log1p(r2 / c2)).sum()
         prior = self.model.shape_prior(self.model.shape_from_free(x.to(self.model.dtype))).to(torch.float64)
-        return cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior
+        pose_prior = (delta**2).sum() / cfg.silhouette_pose_sigma_rad**2
+        return cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior + pose_prior
 
     def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and
