@@ -15,7 +15,8 @@ from mocap_studio.reconstruction.silhouettes import MaskSet, downsample_mask, ma
 
 
 def compare(session: Path) -> dict[str, dict[str, float]]:
-    """Per camera: IoU median and p5, the share of true-mask frames without a detected mask, and the bytes per mask."""
+    """Per camera: IoU median and p5 (at the coarser of the two masks' sizes), the share of true-mask frames without
+    a detected mask, and the bytes per mask."""
     found = MaskSet.load(session / "masks.npz")
     truth = MaskSet.load(session / "truth" / "masks.npz")
     out = {}
@@ -30,8 +31,8 @@ def compare(session: Path) -> dict[str, dict[str, float]]:
             if i < 0 or not found.present[f, i]:
                 missed += 1
                 continue
-            true = downsample_mask(truth.masks[c, t], found.size) if truth.size != found.size else truth.masks[c, t]
-            ious.append(mask_iou(found.masks[f, i], true))
+            size = min(truth.size, found.size)  # compared at the coarser of the two
+            ious.append(mask_iou(downsample_mask(found.masks[f, i], size), downsample_mask(truth.masks[c, t], size)))
         out[name] = {"iou_median": float(np.median(ious)) if ious else float("nan"),
                      "iou_p5": float(np.percentile(ious, 5)) if ious else float("nan"),
                      "missed": missed / max(int(truth.present[c].sum()), 1)}

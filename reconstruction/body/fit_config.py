@@ -133,6 +133,9 @@ class FitConfig:
     poses are refined together."""
     silhouette_iterations: int = 300
     """L-BFGS iterations of that joint refinement (half of them shared among the starts, the rest for the best)."""
+    silhouette_gap: float = 0.25
+    """Mask-outline distances up to this fraction of the surface points' projected spacing are forgiven (an
+    outline pixel between two points is that far from the true body too)."""
     silhouette_pose_sigma_rad: float = 0.15
     """Prior on each joint's turn away from the pose the keypoints gave it, in that refinement."""
     silhouette_candidates: int = 200

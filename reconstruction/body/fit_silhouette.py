@@ -357,6 +357,11 @@ class JointRefinement:
         dist = [torch.as_tensor(v[2], dtype=dt)[None, None] for v in term.views]
         self.dist = dist
         self.edges = [torch.as_tensor(v[3], dtype=dt) for v in term.views]
+        # the surface points are discrete: an outline pixel between two of them lies a fraction of their projected
+        # spacing away even from the true body, a floor that would push the body outwards; that much is forgiven
+        centre = trans0.double().numpy()
+        self.gap = [cfg.silhouette_gap * cfg.silhouette_spacing_m * term.scale * float(term.cameras[c].K[0, 0])
+                    / max(float(term.cameras[c].to_camera(centre[f])[2]), 0.1) for f, c, *_ in term.views]
 
     def posed(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> torch.Tensor:
         """(F, N', 3) surface points then regressor vertices for shape x (S,), pose deltas (F, Jf, 3) and
@@ -402,6 +407,7 @@ class JointRefinement:
                                           (nearest - edges[torch.as_tensor(hit)]).norm(dim=-1).clamp_max(NEAR_OUTLINE_PX))
             else:
                 d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
+            d_in = (d_in - self.gap[i]).clamp_min(0.0)
             sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
         kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
         r2 = ((kp - self.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
