@@ -162,6 +162,8 @@ def silhouette_fit(anny) -> dict:
 
 
 def test_silhouettes_tell_the_girths(silhouette_fit):
+    # measured: worst girth 18.1 mm (chest; waist 2.6, hip 3.0, thigh 8.6, neck 10.0), height 0.5 mm, against
+    # the keypoints alone 64.9 mm (waist) and 23.3 mm
     kp, sil = silhouette_fit["keypoints"], silhouette_fit["silhouettes"]
     worst_kp, worst_sil = max(kp[g] for g in GIRTHS), max(sil[g] for g in GIRTHS)
     assert silhouette_fit["figures"]["views"] == 24
@@ -169,5 +171,13 @@ def test_silhouettes_tell_the_girths(silhouette_fit):
     assert worst_sil <= BOUND_GIRTH_MM and sil["height"] <= BOUND_HEIGHT_MM, silhouette_fit
 
 
+@pytest.mark.xfail(strict=True, reason="issue 14's acceptance (girths within 10 mm, height 5 mm) is not met: on this "
+                   "scene the chest is 18 mm off; on held-out studio scenes hips and thighs up to 27 and 17 mm "
+                   "(benchmarks/bench_silhouette_shape.py)")
+def test_silhouette_shape_acceptance(silhouette_fit):
+    sil = silhouette_fit["silhouettes"]
+    assert max(sil[g] for g in GIRTHS) <= 10.0 and sil["height"] <= 5.0, silhouette_fit
+
+
 BOUND_GIRTH_MM = 25.0
-BOUND_HEIGHT_MM = 15.0
+BOUND_HEIGHT_MM = 10.0
