@@ -21,11 +21,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mocap_studio.demo import to_truth_world  # noqa: E402
 from mocap_studio.reconstruction.body.anny_model import AnnyBody  # noqa: E402
 from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput  # noqa: E402
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence  # noqa: E402
 from mocap_studio.reconstruction.body.io import load_body_npz  # noqa: E402
 from mocap_studio.reconstruction.body.measurements import measure_body  # noqa: E402
+from mocap_studio.session import Session  # noqa: E402
 from silhouette_scene import make_scene  # noqa: E402
 
 MEASURES = ("height", "chest_circumference", "waist_circumference", "hip_circumference", "thigh_circumference",
@@ -69,7 +71,8 @@ def score_session(model, session: Path) -> dict:  # noqa: ANN001
     idx = np.clip(np.searchsorted(truth.frame_times, fit.frame_times), 0, len(truth.frame_times) - 1)
     ok = np.abs(truth.frame_times[idx] - fit.frame_times) < 2e-3
     vt = model.evaluate(truth.shape, truth.pose_rotvec[idx[ok]], truth.trans[idx[ok]]).vertices
-    vf = model.evaluate(fit.shape, fit.pose_rotvec[ok], fit.trans[ok]).vertices
+    R, t = to_truth_world(Session(session))  # an estimated calibration's world, onto the truth's
+    vf = model.evaluate(fit.shape, fit.pose_rotvec[ok], fit.trans[ok]).vertices @ R.T + t
     out["pve"] = 1000 * float(np.linalg.norm(vt - vf, axis=-1).mean())
     report = json.loads((session / "report" / "fit.json").read_text()) if (session / "report" / "fit.json").exists() else {}
     out["seconds"] = float(report.get("seconds", float("nan")))
