@@ -136,6 +136,9 @@ class FitConfig:
     silhouette_gap: float = 0.25
     """Mask-outline distances up to this fraction of the surface points' projected spacing are forgiven (an
     outline pixel between two points is that far from the true body too)."""
+    silhouette_keypoint_sigma_m: float = 0.0
+    """The keypoints' noise in that refinement (0: ``keypoint_sigma_m``); larger lets the silhouettes move the poses
+    further from a detector's biased keypoints."""
     silhouette_pose_sigma_rad: float = 0.15
     """Prior on each joint's turn away from the pose the keypoints gave it, in that refinement."""
     silhouette_candidates: int = 200

@@ -410,7 +410,7 @@ class JointRefinement:
             d_in = (d_in - self.gap[i]).clamp_min(0.0)
             sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
         kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
-        r2 = ((kp - self.target) ** 2).sum(-1) / cfg.keypoint_sigma_m**2
+        r2 = ((kp - self.target) ** 2).sum(-1) / (cfg.silhouette_keypoint_sigma_m or cfg.keypoint_sigma_m) ** 2
         c2 = cfg.robust_scale**2
         kp_cost = (self.weight * c2 * torch.log1p(r2 / c2)).sum()
         prior = self.model.shape_prior(self.model.shape_from_free(x.to(self.model.dtype))).to(torch.float64)
