@@ -48,7 +48,7 @@ def scores(model, scene, motion) -> dict:  # noqa: ANN001
 def run(model, seed: int, frames: int, scan: bool, image_scale: float, mask_scale: float) -> dict:  # noqa: ANN001
     """Both fits of one seed's scene: {"keypoints": scores, "silhouettes": scores, seconds of each}."""
     scene = make_scene(model, seed, frames=frames, image_scale=image_scale, mask_scale=mask_scale, scan=scan)
-    cfg = FitConfig(scan=scan)
+    cfg = FitConfig(silhouettes=True, scan=scan)
     out = {}
     t0 = time.perf_counter()
     kp_only = fit_sequence(model, scene.keypoints, dataclasses.replace(cfg, silhouettes=False), frame_rate=scene.fps)

@@ -153,7 +153,7 @@ def silhouette_fit(anny) -> dict:
     frames, keypoints with 10 mm noise and a 20 mm bias each; the shape fitted with 6 frames' silhouettes and
     without. (At 320x180 masks, 16 mm a pixel, the chest came out 36 mm off.)"""
     scene = make_scene(anny, 31, frames=20, fps=10.0, image_scale=0.5, mask_scale=1.0)
-    cfg = FitConfig(silhouette_frames=6)
+    cfg = FitConfig(silhouettes=True, silhouette_frames=6)
     kp_only = fit_sequence(anny, scene.keypoints, FitConfig(silhouettes=False), frame_rate=scene.fps)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(20), (len(scene.masks.cameras), 1)))
     with_sil = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)

@@ -112,9 +112,11 @@ class FitConfig:
     cores other work shares, two threads fitted a real 100-frame take in 62 s of CPU (100 s wall) where one
     takes 7 s. On two idle cores two threads are faster (the demo's 184 frames in 4.2 s against 6.0 s)."""
 
-    silhouettes: bool = True
+    silhouettes: bool = False
     """Fit the shape to the person masks too (``masks.npz`` from the detect stage) where the session has them:
-    girths that keypoints cannot tell (see reconstruction/body/fit_silhouette.py)."""
+    girths that keypoints cannot tell (see reconstruction/body/fit_silhouette.py). Off by default for now: it takes
+    the worst girth from 48 to 35 mm on the demo take but makes its hip 33 mm worse (hips come out too large),
+    and adds a minute or two to the fit; ``mocap scan`` turns it on."""
     scan: bool = False
     """A scan take (the person holds an A-pose and turns): the shape from ``scan_frames`` frames' silhouettes,
     every camera's view of them."""
