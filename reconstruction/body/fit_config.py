@@ -134,7 +134,8 @@ class FitConfig:
     (per keypoint: its robust squared distance over keypoint_sigma_m^2) when the shape and the picked frames'
     poses are refined together."""
     silhouette_iterations: int = 300
-    """L-BFGS iterations of that joint refinement (half of them shared among the starts, the rest for the best)."""
+    """L-BFGS iterations of that joint refinement: each start runs this / (2 x starts), the best then runs on to
+    this many."""
     silhouette_gap: float = 0.25
     """Mask-outline distances up to this fraction of the surface points' projected spacing are forgiven (an
     outline pixel between two points is that far from the true body too)."""
