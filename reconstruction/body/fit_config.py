@@ -119,7 +119,7 @@ class FitConfig:
     and adds a minute or two to the fit; ``mocap scan`` turns it on."""
     scan: bool = False
     """A scan take (the person holds an A-pose and turns): the shape from ``scan_frames`` frames' silhouettes,
-    every camera's view of them."""
+    every camera's view of them; no foot contacts are held (the feet pivot as the person turns)."""
     silhouette_frames: int = 10
     """Frames (spread over the take, every camera seeing the body) whose silhouettes the shape is fitted to."""
     scan_frames: int = 24

@@ -412,7 +412,9 @@ def _hold_feet(
     logger.info("ground at Z = %.3f m (the still feet's: %.3f m, %s, %d foot-frames, spread %.1f mm)", ground_z,
                 ground.z, ground.source, ground.frames, 1000 * ground.spread_m)
     contact = np.zeros((len(rot), len(red.sole_ids)), dtype=bool)
-    if not cfg.contact:
+    # a scan's performer turns on the spot: the feet pivot slowly enough to pass for still, and anchoring them at
+    # their average place pinned the legs while the body turned (ankles 14 cm off)
+    if not cfg.contact or cfg.scan:
         return rot, trans, pts, contact, ground_z, ground
     contact = detect_contacts(pts[:, K:], clearance, take.fps, cfg, ground_z)
     anchors, aw = contact_anchors(pts[:, K:], clearance, contact, take.fps, cfg, ground_z)
