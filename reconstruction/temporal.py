@@ -73,13 +73,14 @@ def limb_levels(joints: tuple[str, ...]) -> list[list[tuple[int, int]]]:
 
 
 def _project_cost(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, obs: np.ndarray, seen: np.ndarray,
-                  obs_m: np.ndarray, seen_m: np.ndarray, mirror: np.ndarray, threshold_px: float,
-                  count: bool = False) -> np.ndarray:
+                  obs_m: np.ndarray, seen_m: np.ndarray, mirror: np.ndarray, threshold_px: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """MSAC cost of candidate points X (T, n, K, 3): over the seen views, min(e^2, tau^2) / tau^2 (a view behind
     the camera costs 1), each view compared with its labels as detected, obs (C, T, n, 2) / seen (C, T, n), or
     where ``mirror`` (K, C) says so for the candidate with its mirrored labels, obs_m / seen_m; +inf for NaN.
-    ``count``: the number of seen views within the threshold instead (0 for NaN)."""
+    Also returns each candidate's number of seen views within the threshold (T, n, K)."""
     cost = np.zeros(X.shape[:-1])
+    agree = np.zeros(X.shape[:-1], int)
     for c in range(extrinsics.shape[0]):
         cam = X @ extrinsics[c, :, :3].T + extrinsics[c, :, 3]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -90,10 +91,9 @@ def _project_cost(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, obs:
         with np.errstate(invalid="ignore"):
             e2 = (focal[c] ** 2) * np.sum((proj - target) ** 2, -1) / threshold_px**2
         e2 = np.where((cam[..., 2] > 1e-6) & np.isfinite(e2), np.minimum(e2, 1.0), 1.0)
-        cost += np.where(visible, (e2 < 1.0) if count else e2, 0.0)
-    if count:
-        return cost
-    return np.where(np.isfinite(X).all(-1), cost, np.inf)
+        cost += np.where(visible, e2, 0.0)
+        agree += visible & (e2 < 1.0)
+    return np.where(np.isfinite(X).all(-1), cost, np.inf), agree
 
 
 def _camera_pairs(extrinsics: np.ndarray) -> list[tuple[int, int]]:
@@ -289,12 +289,11 @@ def choose_over_time(
         parents = np.array([p for _, p in level])
         cand, mirror, length = _level_candidates(level, X, out, xy, seen, perm, extrinsics)
         obs, vis, obs_m, vis_m = xy[:, :, js], seen[:, :, js], xy[:, :, perm[js]], seen[:, :, perm[js]]
-        unary = _project_cost(cand, extrinsics, focal, obs, vis, obs_m, vis_m, mirror, threshold_px)
+        unary, agree = _project_cost(cand, extrinsics, focal, obs, vis, obs_m, vis_m, mirror, threshold_px)
         unary = unary + MIRROR_COST * mirror.sum(1)  # a label swap is rarer than a noisy view
-        # the robust point, where three or more views agree on it, stands unless another is clearly better
-        agreed = _project_cost(X[:, js, None], extrinsics, focal, obs, vis, obs_m, vis_m, mirror[:1], threshold_px,
-                               count=True)[..., 0] >= 3
-        unary[..., 1:] += np.where(agreed, LEAVE_COST, 0.0)[..., None]
+        # the robust point (candidate 0), where three or more views agree on it, stands unless another is
+        # clearly better
+        unary[..., 1:] += np.where(agree[..., 0] >= 3, LEAVE_COST, 0.0)[..., None]
         if length is not None:
             unary = unary + _segment_cost(cand, out[:, parents], length)
         cand, unary, kind = _prune(cand, unary)
