@@ -32,7 +32,7 @@ system-deps:
 
 $(STAMP): pyproject.toml | $(BIN)/python system-deps
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,cluster]"
 	@touch $(STAMP)
 
 # Two heavier checks run too: the demo (tests/test_demo.py renders the demo take once into .cache/demo, runs
