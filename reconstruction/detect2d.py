@@ -19,6 +19,8 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -46,6 +48,7 @@ __all__ = [
     "plan_jobs",
     "detect_sources",
     "PersonMasks",
+    "detection_executor",
 ]
 
 
@@ -136,7 +139,24 @@ class ProcessExecutor:
             yield from pool.map(fn, items)
 
 
+_EXECUTOR: ContextVar[Executor | None] = ContextVar("detection_executor", default=None)
+
+
+@contextmanager
+def detection_executor(executor: Executor) -> Iterator[None]:
+    """Within the block, :func:`detect_sources` called without an executor uses ``executor`` (a batch engine's,
+    e.g. one that hands back chunks already detected elsewhere) in place of worker processes."""
+    token = _EXECUTOR.set(executor)
+    try:
+        yield
+    finally:
+        _EXECUTOR.reset(token)
+
+
 def default_executor(workers: int, jobs: int) -> Executor:
+    override = _EXECUTOR.get()
+    if override is not None:
+        return override
     workers = workers or (os.cpu_count() or 1)
     workers = min(workers, max(jobs, 1))
     return SerialExecutor() if workers <= 1 else ProcessExecutor(workers)
