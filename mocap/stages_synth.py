@@ -20,6 +20,11 @@ def _set_figures(take: Take) -> dict:
             out["platform_height_m"] = take.scenery.platform.height_m
     if take.bystander is not None:
         out["bystander_crosses_camera"] = take.bystander.camera
+    if take.others:
+        from mocap_studio.studio.troupe import min_separation_m, person_ids
+
+        out["performers"] = list(person_ids(len(take.others) + 1))
+        out["performers_min_separation_m"] = round(min_separation_m(len(take.others) + 1), 3)
     return out
 
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 _FIELDS = {"rig": "rig", "seconds": "seconds", "seed": "seed", "shape": "body_shape", "scale": "scale",
            "supersample": "supersample", "frames": "frames", "fps": "frame_rate", "in_sync": "in_sync",
            "audio": "audio", "platform": "platform_height_m", "platform_size": "platform_size_m",
-           "background": "background", "bystander": "bystander"}
+           "background": "background", "bystander": "bystander", "performers": "performers"}
 """Command-line option (argparse dest) -> StudioConfig field, for the options passed as they are."""
 
 
@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--background", choices=BACKGROUNDS, help="plain studio or a textured, cluttered room (default plain)")
     p.add_argument("--bystander", action=argparse.BooleanOptionalAction, default=None,
                    help="a second person walks across the take")
+    p.add_argument("--performers", type=int, metavar="N",
+                   help="N performers, each with its own shape, clothes and exercise, crossing each other's paths "
+                   "(default 1; the truth then holds truth/p0/ ... per performer)")
     p.add_argument("--seed", type=int, default=0, help="seed for shape, motion variation, board poses, set (default 0)")
     p.add_argument("--shape", choices=["random", "default"], help="body shape (default random)")
     p.add_argument("--scale", type=float, help="image size factor for every camera (default 1)")

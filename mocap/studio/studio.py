@@ -117,6 +117,10 @@ class StudioConfig:
     """'plain' (tiled floor, grey walls) or 'textured' (a seeded room: painted walls, posters, shelves, clutter)."""
     bystander: bool = False
     """A second person (another shape, other clothes) walks across the take, in front of one camera's view."""
+    performers: int = 1
+    """How many performers: 1 performs in place at the centre; several each get a seeded shape, clothes and an
+    exercise of their own and move back and forth along lines through the centre, crossing each other's paths
+    (``studio/troupe.py``); the truth then holds one folder per performer (``truth/p0/`` ...)."""
 
 
 HARSH = {"rig": "phones4_portrait", "frames": 100, "frame_rate": 60.0, "in_sync": True, "audio": False, "claps": 0,
@@ -153,6 +157,11 @@ def _check_config(config: StudioConfig) -> None:
                           f"and {config.platform_size_m}")
     if config.background not in BACKGROUNDS:
         raise StudioError(f"background must be one of {list(BACKGROUNDS)}, got {config.background!r}")
+    if not 1 <= config.performers <= 8:
+        raise StudioError(f"performers must be within 1-8, got {config.performers}")
+    if config.performers > 1 and config.platform_height_m > 0:
+        raise StudioError("several performers move over the whole floor: a platform is for one performer only "
+                          "(drop --platform or --performers)")
 
 
 def studio_rig(config: StudioConfig) -> StudioRig:
@@ -236,6 +245,8 @@ class Take:
     """The static set, None for the plain studio without a platform."""
     bystander: Bystander | None = None
     """The bystander, when there is one."""
+    others: tuple[Performance, ...] = ()
+    """With several performers, performers 1, 2, ... (``performance`` is performer 0)."""
 
 
 def _body_and_shape(config: StudioConfig):  # noqa: ANN202 - (AnnyBody, (S,) shape)
@@ -270,6 +281,20 @@ def make_performance(body, shape: np.ndarray, config: StudioConfig, rig: StudioR
     return perf
 
 
+def make_others(body, config: StudioConfig, rig: StudioRig, first: Performance) -> tuple[Performance, ...]:  # noqa: ANN001
+    """With several performers: performer 0 (``first``) put on its path, then performers 1, 2, ... with their own
+    seeded shapes and exercises on theirs (:mod:`.troupe`) -> (performer 0, the others)."""
+    from mocap_studio.studio.troupe import on_path, performer_motions
+
+    n = config.performers
+    out = [on_path(first, 0, n)]
+    for i in range(1, n):
+        shape = body.random_shape(np.random.default_rng([config.seed, 90, i]))
+        own = replace(config, motions=performer_motions(config.motions, i), seed=config.seed + 1000 * i)
+        out.append(on_path(make_performance(body, shape, own, rig), i, n))
+    return tuple(out)
+
+
 def make_scenery(body, perf: Performance, config: StudioConfig, rig: StudioRig) -> Scenery | None:  # noqa: ANN001
     """The static set, or None for the plain studio with no platform (rendered exactly as it always was).
 
@@ -294,20 +319,56 @@ def make_scenery(body, perf: Performance, config: StudioConfig, rig: StudioRig) 
 
 
 def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: Performance,  # noqa: ANN001
-                 claps: np.ndarray, board_poses: np.ndarray, schedules: dict) -> np.ndarray:
-    """The truth files but scene.json and bystander.npz; returns the reference camera's frame times."""
+                 claps: np.ndarray, board_poses: np.ndarray, schedules: dict,
+                 performers: tuple[Performance, ...] = ()) -> np.ndarray:
+    """The truth files but scene.json and bystander.npz; returns the reference camera's frame times. With
+    several ``performers`` each one's files go to ``truth/<id>/`` (:func:`troupe.person_ids`) instead of
+    ``truth/``."""
     from mocap_studio.calibration.formats import write_calibration
     from mocap_studio.common.fileio import save_npz_atomic, write_json_atomic
-    from mocap_studio.reconstruction.body.fitting import BodyMotion
-    from mocap_studio.reconstruction.body.io import save_body_npz
-    from mocap_studio.reconstruction.keypoints import Keypoints3D
-    from mocap_studio.reconstruction.skeletons import FORMATS
+    from mocap_studio.studio.troupe import person_ids
 
     truth.mkdir(parents=True, exist_ok=True)
     write_calibration(rig.rig, truth / "calibration.toml", {"source": "virtual studio truth", "rig_preset": rig.name})
     ref = rig.cameras[0]
     n_ref = int(np.floor(config.seconds * ref.frame_rate + 1e-9))
     times = np.arange(n_ref) / ref.frame_rate + ref.offset_s
+    if performers:
+        for pid, one in zip(person_ids(len(performers)), performers, strict=True):
+            _write_person_truth(truth / pid, body, config, rig, one, times)
+    else:
+        _write_person_truth(truth, body, config, rig, perf, times)
+    save_npz_atomic(truth / "board_poses.npz", world_from_board=board_poses)
+    write_json_atomic(truth / "timing.json", {
+        "convention": "common_time = camera_time + offset_s; frame i of a camera is at camera time i / frame_rate",
+        "reference_camera": ref.name,
+        "claps_common_s": claps.tolist(),
+        "cameras": {sc.name: {
+            "offset_s": sc.offset_s, "frame_rate": sc.frame_rate, "dropped_frames": list(sc.dropped_frames),
+            "frame_indices": schedules[sc.name][0].tolist(), "frame_times_s": schedules[sc.name][1].tolist(),
+            "size": list(sc.camera.size)} for sc in rig.cameras},
+    })
+    write_json_atomic(truth / "studio.json", {**asdict(config), "rig_cameras": list(rig.names),
+                                              "shape": perf.shape.tolist(), "shape_names": list(body.shape_names),
+                                              "motion_source": perf.source,
+                                              **({"performers_truth": {
+                                                  pid: {"shape": one.shape.tolist(), "motion_source": one.source}
+                                                  for pid, one in zip(person_ids(len(performers)), performers,
+                                                                      strict=True)}} if performers else {})})
+    return times
+
+
+def _write_person_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: Performance,  # noqa: ANN001
+                        times: np.ndarray) -> None:
+    """One performer's truth in ``truth``: keypoints3d_<format>.npz of every format, body.npz and (when asked)
+    vertices.npy, on the reference camera's frame times ``times``."""
+    from mocap_studio.reconstruction.body.fitting import BodyMotion
+    from mocap_studio.reconstruction.body.io import save_body_npz
+    from mocap_studio.reconstruction.keypoints import Keypoints3D
+    from mocap_studio.reconstruction.skeletons import FORMATS
+
+    truth.mkdir(parents=True, exist_ok=True)
+    ref = rig.cameras[0]
     pose, trans = perf.sample(times)
     out = body.evaluate(perf.shape, pose, trans)
     C = len(rig.cameras)
@@ -328,20 +389,6 @@ def _write_truth(truth: Path, body, config: StudioConfig, rig: StudioRig, perf: 
 
         with atomic_path(truth / "vertices.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, out.vertices.astype(np.float32))
-    save_npz_atomic(truth / "board_poses.npz", world_from_board=board_poses)
-    write_json_atomic(truth / "timing.json", {
-        "convention": "common_time = camera_time + offset_s; frame i of a camera is at camera time i / frame_rate",
-        "reference_camera": ref.name,
-        "claps_common_s": claps.tolist(),
-        "cameras": {sc.name: {
-            "offset_s": sc.offset_s, "frame_rate": sc.frame_rate, "dropped_frames": list(sc.dropped_frames),
-            "frame_indices": schedules[sc.name][0].tolist(), "frame_times_s": schedules[sc.name][1].tolist(),
-            "size": list(sc.camera.size)} for sc in rig.cameras},
-    })
-    write_json_atomic(truth / "studio.json", {**asdict(config), "rig_cameras": list(rig.names),
-                                              "shape": perf.shape.tolist(), "shape_names": list(body.shape_names),
-                                              "motion_source": perf.source})
-    return times
 
 
 def _sample_bodies(body, perf: Performance, times: np.ndarray):  # noqa: ANN001, ANN202 - BodyOutput
@@ -362,30 +409,35 @@ def _bystander_vertices(body, bystander: Bystander | None, times: np.ndarray) ->
     return out
 
 
-def _sighting(labels: np.ndarray, camera, joints: np.ndarray) -> tuple[int, np.ndarray]:  # noqa: ANN001
+def _sighting(labels: np.ndarray, camera, joints: np.ndarray, label: int = 1) -> tuple[int, np.ndarray]:  # noqa: ANN001
     """(pixels showing the bystander, (J,) bool performer joints whose pixel shows the bystander) of one frame;
-    labels (H, W) from render_meshes (0 performer, 1 bystander), joints (J, 3) the performer's."""
+    labels (H, W) from render_meshes (0 performer, ``label`` the bystander), joints (J, 3) the performer's."""
     uv = np.round(camera.project(joints)).astype(int)
     inside = camera.in_image(uv)
     hidden = np.zeros(len(joints), bool)
-    hidden[inside] = labels[uv[inside, 1], uv[inside, 0]] == 1
-    return int((labels == 1).sum()), hidden
+    hidden[inside] = labels[uv[inside, 1], uv[inside, 0]] == label
+    return int((labels == label).sum()), hidden
 
 
 def _render_performance(session, body, perf: Performance, rig: StudioRig, config: StudioConfig,  # noqa: ANN001
                         schedules: dict, progress: ProgressFn | None, scenery: Scenery | None = None,
-                        bystander: Bystander | None = None, masks: dict | None = None) -> tuple[float, dict]:
+                        bystander: Bystander | None = None, masks: dict | None = None,
+                        others: tuple[Performance, ...] = ()) -> tuple[float, dict]:
     """Render and encode every camera's performance video. Returns (frames per second of rendering, per camera
     the bystander's sightings {"pixels": (N,), "hidden": (N, 24)}; empty without a bystander); ``masks`` gets per
     camera the performer's true mask of every frame at TRUTH_MASK_SCALE (the performer's own pixels, where a
-    bystander in front hides him not counted)."""
+    bystander in front hides him not counted). ``others``: more performers, rendered beside ``perf`` in their
+    own clothes (:data:`troupe.PALETTES`)."""
     masks = {} if masks is None else masks
     from mocap_studio.reconstruction.skeletons import SMPL_24
     from mocap_studio.studio.render import BodyRenderer, region_colours
+    from mocap_studio.studio.troupe import PALETTES
 
     colours = region_colours(body.joint_names, body.skinning_weights(), body.rest_mesh(perf.shape))
     other = None if bystander is None else region_colours(
         body.joint_names, body.skinning_weights(), body.rest_mesh(bystander.performance.shape), bystander.palette)
+    troupe = [region_colours(body.joint_names, body.skinning_weights(), body.rest_mesh(o.shape),
+                             PALETTES[(i + 1) % len(PALETTES)]) for i, o in enumerate(others)]
     sem = [body.semantic_joints[j] for j in SMPL_24.joints]
     total = sum(len(s[0]) for s in schedules.values())
     done, render_s = 0, 0.0
@@ -402,14 +454,20 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
             for start in range(0, len(cam_times), 64):
                 chunk = cam_times[start:start + 64]
                 out = _sample_bodies(body, perf, chunk + sc.offset_s)
-                others = _bystander_vertices(body, bystander, chunk + sc.offset_s)
+                passer = _bystander_vertices(body, bystander, chunk + sc.offset_s)
+                crowd = [_sample_bodies(body, o, chunk + sc.offset_s).vertices for o in others]
                 for k, t in enumerate(chunk):
                     t0 = time.perf_counter()
-                    if others[k] is None:
+                    if passer[k] is None and not others:
                         image, mask = renderer.render(out.vertices[k])
                     else:
-                        image, labels = renderer.render_meshes([(out.vertices[k], colours), (others[k], other)])
-                        pixels[start + k], hidden[start + k] = _sighting(labels, sc.camera, out.joints[k, sem])
+                        meshes = [(out.vertices[k], colours)] + [(v[k], c) for v, c in zip(crowd, troupe, strict=True)]
+                        if passer[k] is not None:
+                            meshes.append((passer[k], other))
+                        image, labels = renderer.render_meshes(meshes)
+                        if passer[k] is not None:
+                            pixels[start + k], hidden[start + k] = _sighting(labels, sc.camera, out.joints[k, sem],
+                                                                             len(meshes) - 1)
                         mask = labels == 0
                     render_s += time.perf_counter() - t0
                     masks[sc.name].append(downsample_mask(mask, mask_size(*sc.camera.size, TRUTH_MASK_SCALE)))
@@ -570,26 +628,31 @@ def synthesize(session_dir: str | Path, config: StudioConfig = StudioConfig(), t
     truth = Path(truth_dir) if truth_dir is not None else session.truth_dir
     body, shape = _body_and_shape(config)
     perf = make_performance(body, shape, config, rig)
+    performers = make_others(body, config, rig, perf) if config.performers > 1 else ()
+    perf, others = (performers[0], performers[1:]) if performers else (perf, ())
     scenery = make_scenery(body, perf, config, rig)
     bystander = _plan_bystander(body, config, rig, scenery) if config.bystander else None
     schedules = {sc.name: sc.frame_schedule(config.seconds) for sc in rig.cameras}
     session.root.mkdir(parents=True, exist_ok=True)
     # no name: the take is named after its folder when read (Session.config), never after a temporary folder the
     # take is built in before it is moved into place (the demo builds in "take.partial")
-    write_text_atomic(session.config_path, tomli_w.dumps({"session": {
-        "board": config.board, "frame_rate": rig.cameras[0].frame_rate}}))
+    tables: dict = {"session": {"board": config.board, "frame_rate": rig.cameras[0].frame_rate}}
+    if performers:  # detect every performer (and the bystander) and follow them all
+        tables["detect"] = {"num_poses": config.performers + int(config.bystander)}
+        tables["associate"] = {"people": config.performers}
+    write_text_atomic(session.config_path, tomli_w.dumps(tables))
     poses = _board_poses(rig, config, board)
     if config.audio:
         _write_audio(session, config, rig, claps)
     masks: dict = {}
     fps, sightings = _render_performance(session, body, perf, rig, config, schedules, progress, scenery, bystander,
-                                         masks)
+                                         masks, others)
     _render_calibration(session, rig, board, poses, config, progress)
-    times = _write_truth(truth, body, config, rig, perf, claps, poses, schedules)
+    times = _write_truth(truth, body, config, rig, perf, claps, poses, schedules, performers)
     _write_scene_truth(truth, body, rig, config, scenery, bystander, sightings, schedules, times)
     _write_truth_masks(truth, rig, schedules, masks)
     log.info("synthesized %s: %d cameras, %.1f s, render %.1f frames/s", session.root, len(rig.cameras), config.seconds, fps)
-    return Take(session.root, truth, rig, perf, claps, fps, scenery, bystander)
+    return Take(session.root, truth, rig, perf, claps, fps, scenery, bystander, others)
 
 
 __all__ = ["StudioConfig", "StudioError", "PerformerError", "Take", "synthesize", "make_performance", "clap_audio",
