@@ -7,6 +7,11 @@ with the same contract (``run(session, config, overwrite) -> StageReport``), so 
 skip rule are the same whether it ran alone or here. ``report/run.json`` records what every stage did on the last run (ran, was up
 to date, was not needed, failed), how long it took, and the error if one stopped the run.
 
+Several people (``[associate] people``, see ``people.json``): the stages of :data:`PER_PERSON` run for every
+person too, in the person's folder (``people/<id>/``, a :class:`session.PersonSession`), each person's before
+the take's own (whose outputs stay the performer's, as in a single-performer take); ``report/run.json`` lists
+them as ``<stage> <id>``.
+
 A failing stage stops the run with a :class:`PipelineError` naming the stage and what to do; everything
 earlier stages wrote stays (every output is written atomically), so the next run resumes at that stage.
 """
@@ -28,6 +33,8 @@ from mocap_studio.stages import STAGES as REGISTRY
 log = logging.getLogger(__name__)
 
 STAGES = PIPELINE
+PER_PERSON = ("triangulate", "fit", "export", "report")
+"""Stages run once per person of a several-people take (in ``people/<id>/``) besides the take's own."""
 MODELS = ("anny", "smpl", "smplh", "smplx")
 
 
@@ -176,6 +183,8 @@ def run_pipeline(
             NEEDED.get(stage, lambda s: None)(session)
             spec = REGISTRY[stage]
             stage_config = spec.load_config(session, overrides.get(stage))
+            if stage in PER_PERSON:
+                _each_person(session, stage, stage_config, stage in overwrite, progress, result, on_stage)
             report = spec.run(session, stage_config, stage in overwrite, progress=progress)
         except NotNeeded as e:
             outcome = StageOutcome(stage, "not needed", time.perf_counter() - t0, str(e))
@@ -204,10 +213,31 @@ def run_pipeline(
     return result
 
 
+def _each_person(session: Session, stage: str, config: Any, overwrite: bool, progress: Progress | None,
+                 result: RunResult, on_stage: Callable[[StageOutcome], None] | None) -> None:
+    """Run ``stage`` for every person of the take (``people.json``), recording ``<stage> <id>`` outcomes; a
+    failure is raised naming the person."""
+    spec = REGISTRY[stage]
+    for person in session.people():
+        t0 = time.perf_counter()
+        try:
+            report = spec.run(person, config, overwrite, progress=progress)
+        except NotNeeded as e:
+            outcome = StageOutcome(f"{stage} {person.person_id}", "not needed", time.perf_counter() - t0, str(e))
+        except Exception as e:  # noqa: BLE001 - named after the person, then handled as the stage's failure
+            raise RuntimeError(f"person {person.person_id} ({person.root}): {_explain(e)}") from e
+        else:
+            outcome = StageOutcome(f"{stage} {person.person_id}", "up to date" if report.skipped else "ran",
+                                   time.perf_counter() - t0)
+        result.outcomes.append(outcome)
+        if on_stage:
+            on_stage(outcome)
+
+
 def run_figures(session: Session) -> dict[str, Any]:
     """The last run's record (``report/run.json``), or {} when the take was never run."""
     return session.read_stage_report("run") or {}
 
 
-__all__ = ["MODELS", "NEEDED", "STAGES", "NotNeeded", "PipelineError", "RunConfig", "RunResult", "StageOutcome",
+__all__ = ["MODELS", "NEEDED", "PER_PERSON", "STAGES", "NotNeeded", "PipelineError", "RunConfig", "RunResult", "StageOutcome",
            "run_figures", "run_pipeline"]

@@ -13,6 +13,9 @@ Layout (DESIGN.md)::
     export/                     exported files
     report/<stage>.json         each stage's report; report/index.html the take report
     truth/                      a synthetic take's known truth (``mocap synth``); no stage reads it
+    people.json                 several people ([associate] people): their ids and how each was found (detect)
+    people/<id>/                one person's folder (:class:`PersonSession`): keypoints2d.npz, keypoints3d.npz,
+                                body.npz, export/, report/ ... under today's names; the rest is the take's
 
 Stages never look for files themselves: they ask this class. A stage records the fingerprint of its inputs
 and settings in its report, so a re-run with unchanged inputs is skipped (an interrupted run resumes).
@@ -172,6 +175,37 @@ class Session:
         """Pictures and side files of one stage's report (``report/<stage>/``)."""
         return self.report_dir / stage
 
+    # ---- several people
+    @property
+    def people_path(self) -> Path:
+        """``people.json``: the take's people when several are reconstructed (ids, tracks, figures)."""
+        return self.root / "people.json"
+
+    @property
+    def people_dir(self) -> Path:
+        """``people/``: one folder per person (``people/<id>/``)."""
+        return self.root / "people"
+
+    def person_ids(self) -> tuple[str, ...]:
+        """The ids of the take's people as ``people.json`` lists them; () for a single-performer take."""
+        if not self.people_path.exists():
+            return ()
+        try:
+            data = json.loads(self.people_path.read_text())
+            return tuple(str(p["id"]) for p in data["people"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{self.people_path}: unreadable ({e}); run `mocap detect {self.root} --overwrite` "
+                             "to write it again") from e
+
+    def person(self, person_id: str) -> PersonSession:
+        """One person's session (``people/<id>/``): that person's keypoints, fit, exports and report, sharing
+        the take's recordings, calibration, sync and settings."""
+        return PersonSession(self, person_id)
+
+    def people(self) -> tuple[PersonSession, ...]:
+        """Every person's session, in id order; () for a single-performer take."""
+        return tuple(self.person(p) for p in self.person_ids())
+
     # ---- what the folder is
     def is_session(self) -> bool:
         """True when the folder holds anything of a take: session.toml, recordings, a calibration or any stage's
@@ -325,3 +359,78 @@ class Session:
     def previous_report(self, stage: str) -> StageReport:
         """The stage's last report, marked ``skipped`` (what a runner returns when it is up to date)."""
         return StageReport.from_record(self.read_stage_report(stage) or {"stage": stage}, skipped=True)
+
+
+class PersonSession(Session):
+    """One person of a several-people take: the folder ``people/<id>/`` of the take holds that person's stage
+    outputs under today's names (keypoints2d.npz, keypoints2d_synced.npz, keypoints3d.npz, body.npz, masks.npz,
+    export/, report/), so every stage and reader of a single-person take reads one person's folder; session.toml,
+    the recordings, the calibration, sync.json and the truth's rig are the take's."""
+
+    def __init__(self, take: Session, person_id: str):
+        if not person_id or "/" in person_id or person_id.startswith("."):
+            raise ValueError(f"{take.root}: {person_id!r} is not a person id (p0, p1, ...)")
+        super().__init__(take.people_dir / person_id)
+        self.take = take
+        self.person_id = person_id
+
+    def __repr__(self) -> str:
+        return f"PersonSession({str(self.take.root)!r}, {self.person_id!r})"
+
+    @property
+    def config_path(self) -> Path:
+        """The take's ``session.toml``."""
+        return self.take.config_path
+
+    @property
+    def videos_dir(self) -> Path:
+        """The take's ``videos/``."""
+        return self.take.videos_dir
+
+    @property
+    def images_dir(self) -> Path:
+        """The take's ``images/``."""
+        return self.take.images_dir
+
+    @property
+    def calibration_recordings_dir(self) -> Path:
+        """The take's ``calibration/``."""
+        return self.take.calibration_recordings_dir
+
+    @property
+    def calibration_path(self) -> Path:
+        """The take's ``calibration.toml``."""
+        return self.take.calibration_path
+
+    @property
+    def sync_path(self) -> Path:
+        """The take's ``sync.json``."""
+        return self.take.sync_path
+
+    @property
+    def truth_dir(self) -> Path:
+        """The take's truth (``truth/``); a synthetic take's per-person truth is ``truth/<id>/``."""
+        return self.take.truth_dir
+
+    @property
+    def people_path(self) -> Path:
+        """The take's ``people.json``."""
+        return self.take.people_path
+
+    def person_ids(self) -> tuple[str, ...]:
+        """A person has no people of its own."""
+        return ()
+
+    def config(self) -> SessionConfig:
+        """The take's ``[session]`` table, named ``<take> <id>`` unless it names itself."""
+        cfg = self.take.config()
+        return SessionConfig(**{**cfg.__dict__, "name": f"{cfg.name} {self.person_id}"})
+
+    def board_path(self) -> Path | str:
+        """The take's board."""
+        return self.take.board_path()
+
+    def inputs_fingerprint(self, inputs: list[Path], settings: Any) -> str:
+        """As the take's (the inputs are named relative to the take's folder: the calibration lies outside the
+        person's)."""
+        return self.take.inputs_fingerprint(inputs, settings)

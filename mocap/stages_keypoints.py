@@ -24,10 +24,16 @@ from mocap_studio.capture.frames import FrameSourceError, probe
 from mocap_studio.capture.sync import SyncError
 from mocap_studio.common.config import config_to_mapping
 from mocap_studio.common.fileio import fingerprint as fingerprint_files
+from mocap_studio.common.fileio import write_json_atomic
 from mocap_studio.common.order import natural_key
 from mocap_studio.inputs import read_keypoints2d, read_rig
 from mocap_studio.inputs import read_sync as read_sync_file
-from mocap_studio.reconstruction.associate import AssociationConfig, associate_with_diagnostics
+from mocap_studio.reconstruction.associate import (
+    AssociationConfig,
+    associate_with_diagnostics,
+    person_ids,
+    person_keypoints,
+)
 from mocap_studio.reconstruction.detect2d import DetectionConfig, PersonMasks, detect_sources
 from mocap_studio.reconstruction.filtering import FilterConfig, smooth
 from mocap_studio.reconstruction.importers import read_keypoints
@@ -85,15 +91,26 @@ def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], o
     return None
 
 
+def _several(session: Session) -> bool:
+    """True when session.toml asks for several people (``[associate] people`` other than 1)."""
+    return session.stage_config("associate", AssociationConfig).people != 1
+
+
 def _choose_performer(session: Session, detections: Detections2D, warnings: list[str],
-                      figures: dict[str, Any] | None = None) -> Keypoints2D:
+                      figures: dict[str, Any] | None = None,
+                      people: dict[str, Keypoints2D] | None = None) -> Keypoints2D:
     """The performer among several people per frame ([associate] of session.toml): every person is followed
     over the take and one track chosen (``[associate] performer``). ``figures``, when given, gets
     ``association``: per camera the fraction of frames the performer was found in, the threshold and the median
     error against the other cameras; the people found (tracks seen in 10 % of the frames or more), every track,
-    the performer's track with its support and the next best's, and the seconds it took."""
+    the performer's track with its support and the next best's, and the seconds it took. ``people``, when given
+    and ``[associate] people`` is not 1, gets each kept person's keypoints by id (the performer's alone, as
+    ``p0``, where nobody was told apart)."""
     if detections.num_people == 1:
-        return detections.person(0)
+        kp = detections.person(0)
+        if people is not None and _several(session):
+            people["p0"] = kp
+        return kp
     if not session.calibration_path.exists():
         warnings.append(f"several people per frame but no {session.calibration_path.name} to tell them apart: took "
                         "the first in every frame; calibrate first (`mocap calibrate`) to choose the performer")
@@ -105,6 +122,12 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
     report = result.figures(detected)
     if figures is not None:
         figures["association"] = report
+    if people is not None and config.people != 1:
+        people.update(person_keypoints(detections, result) or {"p0": result.keypoints})
+        if isinstance(config.people, int) and len(people) < config.people:
+            warnings.append(f"{config.people} people asked for ([associate] people) but {len(people)} found by two "
+                            "cameras at once; check that every camera sees them, and [detect] num_poses (people "
+                            "detected per image)")
     chosen = report.get("performer")
     if chosen is None:
         warnings.append("nobody was found by two cameras at once in any frame: no performer; check the calibration "
@@ -210,7 +233,11 @@ def run_detect(
     if not sources:
         raise FileNotFoundError(f"{session.videos_dir} or {session.images_dir}: no recordings found")
     inputs = list(sources.values()) + [session.calibration_path]
-    fingerprint = session.inputs_fingerprint(inputs, config_to_mapping(config))
+    settings = config_to_mapping(config)
+    if _several(session):  # the people kept depend on the association's settings
+        settings = {"detect": settings, "associate": config_to_mapping(session.stage_config("associate",
+                                                                                            AssociationConfig))}
+    fingerprint = session.inputs_fingerprint(inputs, settings)
     skipped = _skip(session, "detect", fingerprint, [session.keypoints2d_path], overwrite)
     if skipped is not None:
         return skipped
@@ -224,7 +251,8 @@ def run_detect(
     person_masks: list[PersonMasks] = []
     detections = detect_sources(sources, config, progress=detect_progress, masks_out=person_masks)
     seconds = time.perf_counter() - t0
-    kp = _choose_performer(session, detections, warnings, association := {})
+    people: dict[str, Keypoints2D] = {}
+    kp = _choose_performer(session, detections, warnings, association := {}, people)
     frames = detections.xy.shape[0] * detections.xy.shape[1]
     extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people,
              **association}
@@ -232,7 +260,31 @@ def run_detect(
         extra["masks"] = _write_performer_masks(session, detections, kp, person_masks[0])
     elif session.masks_path.exists():
         session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
+    _write_people(session, people, extra)
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
+
+
+def _write_people(session: Session, people: dict[str, Keypoints2D], figures: dict[str, Any]) -> None:
+    """Several people: each one's keypoints2d.npz in ``people/<id>/`` and ``people.json`` (ids and figures:
+    frames found per camera); one performer: any earlier run's ``people.json`` removed (its folders stay, unread).
+    ``figures`` gets ``people``."""
+    if not people:
+        if session.people_path.exists():
+            session.people_path.unlink()
+        return
+    rows = []
+    for pid in person_ids(len(people)):
+        kp = people[pid]
+        person = session.person(pid)
+        person.root.mkdir(parents=True, exist_ok=True)
+        kp.save(person.keypoints2d_path)
+        seen = (kp.confidence > 0).any(-1)
+        rows.append({"id": pid, "folder": str(person.root.relative_to(session.root)),
+                     "frames_seen_by_two_cameras": round(float((seen.sum(0) >= 2).mean()), 4),
+                     "frames_found_per_camera": {c: round(float(seen[i].mean()), 4)
+                                                 for i, c in enumerate(kp.camera_names)}})
+    write_json_atomic(session.people_path, {"people": rows})
+    figures["people"] = rows
 
 
 def _write_performer_masks(session: Session, detections: Detections2D, kp: Keypoints2D, masks: PersonMasks) -> dict:
@@ -375,7 +427,9 @@ def run_import_keypoints(
     extra: dict[str, Any] = {"format": fmt, "source": str(source), "people_slots": detections.num_people,
                              "frame_rate": frame_rate, "frame_rate_from": rate_info,
                              "skeleton_choice": imported.layout.as_report()}
-    kp = _choose_performer(session, detections, warnings, extra)
+    people: dict[str, Keypoints2D] = {}
+    kp = _choose_performer(session, detections, warnings, extra, people)
+    _write_people(session, people, extra)
     return _write_keypoints2d(session, "import-keypoints", kp, fingerprint, t0, warnings, extra)
 
 

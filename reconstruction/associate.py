@@ -21,7 +21,11 @@ the pooled figure. A second pass finds people and the performer with those thres
 calibration is a degree off (30-40 px) keeps its performer, while a bystander a metre or two away (hundreds of
 pixels) stays out. An explicit ``max_error_px`` sets one fixed threshold for every camera instead.
 
-Every track is kept in :class:`Association` (``tracks``), so multi-person capture can take them all.
+Every track is kept in :class:`Association` (``tracks``). Several people (``people`` N > 1, or "all"): the N
+best-supported tracks, or every track seen by ``min_cameras`` cameras or more in at least a tenth of the frames,
+are the take's people (:attr:`Association.people_tracks`, the performer first, then by support), each one's
+detections per camera and frame given by :func:`person_keypoints`; a person keeps one identity for as long as
+its track lasts (through crossings and gaps up to ``max_gap_s``).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from mocap_studio.reconstruction.triangulate import match_rig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AssociationConfig", "Association", "associate", "associate_with_diagnostics"]
+__all__ = ["AssociationConfig", "Association", "associate", "associate_with_diagnostics", "choose_people",
+           "person_ids", "person_keypoints"]
 
 _MAD_TO_SIGMA = 1.4826
 _MIN_SAMPLES = 20
@@ -96,7 +101,21 @@ class AssociationConfig:
     ``closest_to_centre`` (nearest the point the cameras look at, among tracks with a quarter of the best
     support or more)."""
 
+    people: int | str = 1
+    """How many people to reconstruct: 1 (the default) chooses the performer (``performer``), everyone else is
+    a bystander; N > 1 keeps the N best-supported tracks (most views x frames, the cameras agreeing), each a
+    person of its own (``people/<id>/`` in the session); "all" keeps every track seen by ``min_cameras`` or more
+    cameras (median over the frames it is found in) in at least a tenth of the frames."""
+    min_cameras: int = 2
+    """With ``people = "all"``: a track seen by fewer cameras than this (median over its frames) is left out."""
+
     def __post_init__(self) -> None:
+        if not (self.people == "all" or (isinstance(self.people, int) and not isinstance(self.people, bool)
+                                         and self.people >= 1)):
+            raise ValueError(f"people must be a whole number >= 1 or \"all\", got {self.people!r}")
+        if self.min_cameras < 2:
+            raise ValueError(f"min_cameras must be >= 2 (a person is triangulated from two cameras), got "
+                             f"{self.min_cameras}")
         if self.max_error_px < 0 or self.max_speed_m_s <= 0 or self.error_mad_factor < 0 or self.position_tolerance_m < 0:
             raise ValueError("max_error_px, error_mad_factor and position_tolerance_m must be >= 0 (max_error_px 0 "
                              "adapts) and max_speed_m_s > 0")
@@ -132,6 +151,9 @@ class Association:
     policy: str = "most_seen"
     support: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: float = field(default=0.0, compare=False)
+    people_tracks: tuple[int, ...] = ()
+    """With several people asked for (``people`` != 1): the indices in ``tracks`` of the people kept, in the
+    order of their ids (``p0`` first: the performer, then by support); empty otherwise."""
 
     @property
     def found(self) -> np.ndarray:
@@ -164,6 +186,12 @@ class Association:
         out: dict[str, Any] = {"adaptive_threshold": self.adaptive, "people": self.people if chose else None,
                                "tracks": len(self.tracks) if chose else None, "per_camera": per_camera,
                                "seconds": round(self.seconds, 3)}
+        if self.people_tracks:
+            out["people_kept"] = [{"id": pid, "track": i, "frames_found": round(float(self.tracks[i].frames.mean()), 4),
+                                   "support": round(float(self.support[i]), 1),
+                                   "median_views": _median_views(self.tracks[i])}
+                                  for pid, i in zip(person_ids(len(self.people_tracks)), self.people_tracks,
+                                                    strict=True)]
         if self.performer >= 0:
             track = self.tracks[self.performer]
             others = np.delete(self.support, self.performer)
@@ -172,6 +200,42 @@ class Association:
                                 "support": round(float(self.support[self.performer]), 1),
                                 "next_support": round(float(others.max()), 1) if others.size else None}
         return out
+
+
+def person_ids(count: int) -> tuple[str, ...]:
+    """The people's ids in a session, ``p0`` .. ``p<count-1>`` (``people/<id>/``)."""
+    return tuple(f"p{i}" for i in range(count))
+
+
+def _median_views(track: Track) -> float:
+    """The median number of cameras that see the track's person, over the frames it is found in."""
+    views = (track.slots >= 0).sum(0)
+    return float(np.median(views[track.frames])) if track.frames.any() else 0.0
+
+
+def choose_people(tracks: tuple[Track, ...] | list[Track], support: np.ndarray, performer: int,
+                  config: AssociationConfig) -> tuple[int, ...]:
+    """The tracks kept as the take's people by ``config.people`` (N, or "all" with ``min_cameras``): the
+    performer first, then the others by ``support`` (N,) (a track left unchecked by the verified support, 0,
+    ranks by the frames it is found in after every checked one); only tracks found in a tenth of the frames (and
+    three) count as people. () when ``people`` is 1 or there is no track."""
+    if config.people == 1 or not tracks or performer < 0:
+        return ()
+    T = len(tracks[0].frames)
+    quick = np.array([float(tr.frames.sum()) for tr in tracks])
+    order = sorted(range(len(tracks)), key=lambda i: (i != performer, -support[i], -quick[i]))
+    enough = max(3, _PERSON_FRACTION * T)  # a track found in fewer frames is no person of the take (a fragment)
+    order = [i for i in order if i == performer or tracks[i].frames.sum() >= enough]
+    if config.people == "all":
+        return tuple(i for i in order if _median_views(tracks[i]) >= config.min_cameras)
+    return tuple(order[:int(config.people)])
+
+
+def person_keypoints(detections: Detections2D, result: Association) -> dict[str, Keypoints2D]:
+    """Each kept person's detections per camera and frame (NaN where not seen), by id (:func:`person_ids`);
+    {} when one person was asked for."""
+    ids = person_ids(len(result.people_tracks))
+    return {pid: detections.person(result.tracks[i].slots) for pid, i in zip(ids, result.people_tracks, strict=True)}
 
 
 def _oriented(views: Views, track: Track) -> np.ndarray:
@@ -316,9 +380,10 @@ def associate_with_diagnostics(
     else:
         slots = tracks[chosen].slots
         errors = np.where(slots >= 0, _leave_one_out(views, _oriented(views, tracks[chosen]))[0], np.nan)
+    kept = choose_people(tracks, support, chosen, config)
     result = Association(detections.person(slots), slots, threshold, errors, adaptive=config.max_error_px <= 0,
                          tracks=tuple(tracks), performer=chosen, policy=config.performer, support=support,
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0, people_tracks=kept)
     log.info("association: %d people (%d tracks) in %d frames, the performer (%s) found in %.0f %% of frames, "
              "%.2f s", result.people, len(tracks), T, config.performer,
              100 * (tracks[chosen].frames.mean() if chosen >= 0 else 0.0), result.seconds)
