@@ -22,8 +22,9 @@ studio.toml). A task whose worker dies (killed, out of memory, node lost) is ret
 retried take resumes at the stage it was in, since every stage skips when up to date. A take that fails (bad input,
 retries spent) is reported in the summary and the others go on.
 
-Test hook: with ``MOCAP_BATCH_FAULT_DIR`` set, the first detect task and the first take reaching its fit stage
-each kill their own worker process (SIGKILL), once per batch (a marker file in that folder says it happened).
+Test hook: with ``MOCAP_BATCH_FAULT_DIR`` naming a folder that exists, the first detect task and the first take
+reaching its fit stage each kill their own worker process (SIGKILL), once (a marker file in that folder says it
+happened and holds the killed process's id).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class PrecomputedExecutor:
 def _fault(kind: str) -> None:
     """The test hook (module docstring): kill this worker the first time ``kind`` is reached in the batch."""
     folder = os.environ.get(FAULT_ENV)
-    if not folder:
+    if not folder or not Path(folder).is_dir():
         return
     try:
         fd = os.open(Path(folder) / f"killed-{kind}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -313,11 +314,13 @@ def _failed_row(take: Take, error: str) -> dict[str, Any]:
 
 
 def run_batch(studio_root: str | Path, address: str | None = None, cpus: int | None = None,
-              overwrite: tuple[str, ...] = (), view: ProgressView | None = None) -> BatchResult:
+              overwrite: tuple[str, ...] = (), view: ProgressView | None = None,
+              timeout_s: float | None = None) -> BatchResult:
     """Process every take of the studio folder that is not up to date (see the module docstring).
 
     ``address``: None starts a local Ray runtime (``cpus`` CPUs, default all); "auto" or "ray://HOST:PORT" joins
-    a cluster. ``overwrite`` names stages to redo in every take. Writes batch/summary.json and summary.html (also
+    a cluster. ``overwrite`` names stages to redo in every take; ``timeout_s`` stops waiting (BatchError, the
+    tasks still running are cancelled; what finished is in the summary). Writes batch/summary.json and summary.html (also
     after each take, so an interrupted batch leaves what it did) and returns the rows.
     """
     studio = read_studio(studio_root)
@@ -328,14 +331,14 @@ def run_batch(studio_root: str | Path, address: str | None = None, cpus: int | N
     started = _connect(ray, address, cpus)
     t0 = time.perf_counter()
     try:
-        return _drive(ray, studio, overwrite, view, t0, address)
+        return _drive(ray, studio, overwrite, view, t0, address, timeout_s)
     finally:
         if started:
             ray.shutdown()
 
 
 def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressView | None, t0: float,
-           address: str | None) -> BatchResult:
+           address: str | None, timeout_s: float | None = None) -> BatchResult:
     res = studio.resources
     take_res: Resources = take_resources(res, STAGES)
     specs = _specs(studio, overwrite, max(1, int(take_res.cpus)))
@@ -372,14 +375,22 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     while pending:
+        if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            summary()
+            names = sorted({spec.name for _, spec in pending.values()})
+            raise BatchError(f"the batch ran past {timeout_s:.0f} s with take(s) {names} unfinished; they were "
+                             f"cancelled (the summary in {studio.summary_dir} has the others); run it again to resume")
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in ready:
             kind, spec = pending.pop(ref)
             try:
                 value = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - a task that failed for good: this take fails, the others go on
-                rows[spec.name] = _failed_row(_take_of(studio, spec), f"{kind} task failed after {MAX_RETRIES} retries: "
-                                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                cause = getattr(e, "cause", None) or e
+                rows[spec.name] = _failed_row(_take_of(studio, spec), f"the {kind} task failed: "
+                                              f"{type(cause).__name__}: {cause}")
                 summary()
                 continue
             if kind == "prepare":
