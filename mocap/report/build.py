@@ -482,6 +482,9 @@ def section_body(take: Take) -> H.Section:
             s.add(H.image(plots.silhouettes(_read_obj_vertices(rest)), "fitted body at rest", "plot-body"))
         except (OSError, ValueError) as e:
             s.add(H.error(f"{rest}: cannot read ({e})"))
+    from mocap_studio.report.scene3d import write_scene3d
+
+    s.add(*write_scene3d(take.session)[0])
     return s
 
 
