@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from mocap_studio.capture.frames import CameraSource, FrameSourceError, probe
+from mocap_studio.capture.frames import CameraSource, FrameSourceError, LiveSource, probe
 from mocap_studio.capture.record import RecordConfig, read_timestamps, record
 from mocap_studio.capture.sync import (
     CameraOffset,
@@ -39,28 +39,32 @@ __all__ = ["run_record", "run_sync"]
 
 
 def run_record(
-    session: Session, devices: Mapping[str, str], config: RecordConfig | None = None, overwrite: bool = False
+    session: Session, devices: Mapping[str, str], config: RecordConfig | None = None, overwrite: bool = False, *,
+    sources: Mapping[str, LiveSource] | None = None,
 ) -> StageReport:
     """Record live cameras (camera name -> USB index or URL) into ``videos/<camera>.mp4`` + timestamps.
 
     ``config`` None reads session.toml's [record]. The report's figures hold per camera ("cameras") the frames,
-    measured rate and dropped frames."""
-    if not devices:
+    measured rate and dropped frames. ``sources`` (camera name -> an opened live source, e.g. ``mocap live``'s
+    cameras that also feed its preview) replaces opening ``devices``."""
+    if not devices and not sources:
         raise ValueError("no cameras given: add --camera NAME=DEVICE (e.g. --camera cam_0=0)")
     config = config or session.stage_config("record", RecordConfig)
-    videos = {c: session.videos_dir / f"{c}.mp4" for c in devices}
-    stamps = {c: session.timestamps_path(c) for c in devices}
+    names = list(sources) if sources else list(devices)
+    videos = {c: session.videos_dir / f"{c}.mp4" for c in names}
+    stamps = {c: session.timestamps_path(c) for c in names}
     existing = [str(p) for p in videos.values() if p.exists()]
     if existing and not overwrite:
         raise ValueError(f"{existing}: already recorded; use another session folder or --overwrite")
-    sources: dict[str, CameraSource] = {}
+    opened: dict[str, LiveSource] = dict(sources or {})
     try:
-        for c, device in devices.items():
-            sources[c] = CameraSource(device, c, fps=config.fps)
+        for c, device in ({} if sources else devices).items():
+            opened[c] = CameraSource(device, c, fps=config.fps)
     except FrameSourceError:
-        for s in sources.values():
+        for s in opened.values():
             s.close()
         raise
+    sources = opened
     t0 = time.monotonic()
     log.info("recording %d camera(s); press Ctrl-C to stop", len(sources))
     stats, interrupted = record(sources, videos, stamps, config)
