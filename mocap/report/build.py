@@ -723,6 +723,11 @@ def build_page(session: Session, config, progress=None) -> tuple[str, dict, list
     truth = section_truth(take)
     if truth is not None:
         sections.append(truth)
+    from mocap_studio.report.people import section_people
+
+    people = section_people(session)  # several people only (people.json)
+    if people is not None:
+        sections.insert(0, people)
     warnings = section_warnings(take)
     sections = [section_overview(take), *sections, warnings]
     name = session.config().name
