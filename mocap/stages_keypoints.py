@@ -14,6 +14,7 @@ and 60 fps, or with sub-frame offsets, triangulate together.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -579,7 +580,7 @@ def synchronize_keypoints(
                 f"run `mocap sync {session.root} --overwrite` to synchronize every camera"
             )
         offsets = {c: found[c].offset_s for c in names}
-        info.update(applied=True, sync_file=str(session.sync_path.relative_to(session.root)),
+        info.update(applied=True, sync_file=os.path.relpath(session.sync_path, session.root),
                     reference=next((c for c in names if offsets[c] == 0.0), None))
         per_camera = {c: {"offset_s": offsets[c], "method": found[c].method, "confidence": found[c].confidence}
                       for c in names}

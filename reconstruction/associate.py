@@ -46,6 +46,7 @@ from mocap_studio.reconstruction.tracks import (
     choose_track,
     follow,
     make_views,
+    merge_fragments,
     pair_errors,
     rig_focus,
     triangulate_views,
@@ -374,6 +375,10 @@ def associate_with_diagnostics(
         log.info("association thresholds from the take's reprojection errors: %s",
                  ", ".join(f"{n} {v:.1f} px" for n, v in zip(detections.camera_names, threshold, strict=True)))
     tracks, chosen, support = _performer(views, pairs, threshold, times, config, weights)
+    if config.people != 1 and len(tracks) > 1:  # several people: each one's pieces joined into one identity
+        tracks = merge_fragments(tracks, times, config.max_speed_m_s, config.position_tolerance_m, config.max_gap_s)
+        support = _verified_support(views, tracks, threshold)
+        chosen = choose_track(tracks, config.performer, support, rig_focus(views.extrinsics))
     if chosen < 0:
         slots, errors = np.full((C, T), -1), np.full((C, T), np.nan)
         log.warning("association: no person was found by two cameras at once in any of the %d frames", T)

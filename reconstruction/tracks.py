@@ -51,7 +51,7 @@ from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "POLICIES", "Views", "FramePeople", "Track", "make_views", "triangulate_views", "pair_errors", "frame_people",
-    "link_tracks", "follow", "choose_track", "rig_focus",
+    "link_tracks", "follow", "choose_track", "rig_focus", "merge_fragments",
 ]
 
 POLICIES = ("most_seen", "first", "closest_to_centre")
@@ -691,6 +691,63 @@ def _build(track: _Open, people: list[FramePeople]) -> Track:
         slots[:, t], flipped[:, t], error[:, t], centre[t] = frame.views[k], frame.flipped[k], frame.error_px[k], \
             frame.centre[k]
     return Track(slots, flipped, error, centre)
+
+
+def _join(a: Track, b: Track) -> Track:
+    """One track from two pieces of one person: each frame from the piece that sees the person in more views
+    (``a`` on a tie)."""
+    take_b = (b.slots >= 0).sum(0) > np.where(a.frames, (a.slots >= 0).sum(0), -1)
+    pick = take_b[None]
+    return Track(np.where(pick, b.slots, a.slots), np.where(pick, b.flipped, a.flipped),
+                 np.where(pick, b.error_px, a.error_px), np.where(take_b[:, None], b.centre, a.centre))
+
+
+def _junction(a: Track, b: Track, times: np.ndarray, max_speed_m_s: float, tolerance_m: float,
+              max_gap_s: float) -> float:
+    """How far (metres) piece ``b`` lies from continuing piece ``a`` where they meet, or inf when it cannot: ``b``
+    must start and end after ``a`` does. Where their spans overlap (at most ``max_gap_s``), each of ``b``'s
+    centres there is compared with ``a``'s nearest in time, less the distance the person can move meanwhile
+    (``max_speed_m_s``), and the median must lie within ``tolerance_m``; else ``b`` must start within
+    ``max_gap_s`` of ``a``'s end and within reach of it (``max_speed_m_s`` x the gap + ``tolerance_m``)."""
+    fa, fb = np.flatnonzero(a.frames), np.flatnonzero(b.frames)
+    if not len(fa) or not len(fb) or fb[0] <= fa[0] or fb[-1] <= fa[-1]:
+        return float("inf")
+    if fb[0] > fa[-1]:
+        gap = float(times[fb[0]] - times[fa[-1]])
+        d = float(np.linalg.norm(a.centre[fa[-1]] - b.centre[fb[0]]))
+        return d if gap <= max_gap_s and d <= max_speed_m_s * gap + tolerance_m else float("inf")
+    if times[fa[-1]] - times[fb[0]] > max_gap_s:
+        return float("inf")
+    kb = fb[fb <= fa[-1]]
+    nearest = fa[np.abs(times[fa][None] - times[kb][:, None]).argmin(1)]
+    moved = max_speed_m_s * np.abs(times[kb] - times[nearest])
+    d = float(np.median(np.maximum(np.linalg.norm(b.centre[kb] - a.centre[nearest], axis=-1) - moved, 0.0)))
+    return d if d <= tolerance_m else float("inf")
+
+
+def merge_fragments(tracks: list[Track], times: np.ndarray, max_speed_m_s: float, tolerance_m: float,
+                    max_gap_s: float, min_fraction: float = 0.1) -> list[Track]:
+    """Tracks that are pieces of one person joined, nearest junction first (:func:`_junction`): a person whose
+    detections jump in the images (two people overlapping in a view move a detector's joints by more than the
+    continuity gate) starts a new track while the old one waits out its gap; the two pieces meet at the same
+    place. Only pieces found in ``min_fraction`` of the frames (and three) are joined: a stray few frames near
+    somebody's junction (often another person's detections, paired where people overlap) are not. Returns the
+    tracks, longest-lived first."""
+    tracks = list(tracks)
+    times = np.asarray(times, float)
+    enough = max(3, min_fraction * len(times))
+    while len(tracks) > 1:
+        pieces = [k for k, tr in enumerate(tracks) if tr.frames.sum() >= enough]
+        pairs = [(_junction(tracks[i], tracks[j], times, max_speed_m_s, tolerance_m, max_gap_s), i, j)
+                 for i, j in itertools.permutations(pieces, 2)]
+        if not pairs:
+            break
+        d, i, j = min(pairs)
+        if not np.isfinite(d):
+            break
+        joined = _join(tracks[i], tracks[j])
+        tracks = [tr for k, tr in enumerate(tracks) if k not in (i, j)] + [joined]
+    return sorted(tracks, key=lambda tr: -int(tr.frames.sum()))
 
 
 def rig_focus(extrinsics: np.ndarray) -> np.ndarray:
