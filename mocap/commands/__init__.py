@@ -5,5 +5,5 @@ Only commands that work are listed in ``COMMANDS``.
 
 COMMANDS: list[str] = [
     "record", "sync", "board", "calibrate", "detect", "import_keypoints", "triangulate", "fit", "export", "synth", "report",
-    "run", "demo", "config", "scan", "batch", "view",
+    "run", "demo", "config", "scan", "batch", "view", "live",
 ]
