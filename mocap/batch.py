@@ -8,9 +8,9 @@ storage): each stage reads and writes its take's session folder as it does under
 The work is a graph of Ray tasks, submitted and watched by this process:
 
 - ``calibrate``: one task per calibration session that some take uses (the calibrate stage, resumable).
-- ``prepare``: per take, after its calibration: copies the calibration session's calibration.toml in (see
-  :func:`batch_studio.install_calibration`) and plans detection exactly as the detect stage will (the same
-  camera/chunk jobs), unless detection is up to date or not needed.
+- prepare (in this process, which sees the studio folder too): per take, after its calibration, copy the calibration
+  session's calibration.toml in (see :func:`batch_studio.install_calibration`) and plan detection exactly as the
+  detect stage will (the same camera/chunk jobs), unless detection is up to date or not needed.
 - ``detect``: one task per camera and chunk of frames (``[detect] chunk_frames``); the keypoints and masks go
   back through Ray's object store, not through files.
 - ``take``: the rest of the take, ``run_pipeline`` over every stage as ``mocap run`` does, with the chunks
@@ -149,7 +149,8 @@ def calibrate_task(root: str, defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_task(spec: TakeSpec, calibrated: dict[str, Any] | None) -> dict[str, Any]:
-    """Install the take's calibration and plan its detection; returns {"calibration", "jobs", "error"}."""
+    """Install the take's calibration and plan its detection; returns {"calibration", "jobs", "error"}. Run by the
+    driver (cheap: probes the recordings and fingerprints the inputs)."""
     from mocap_studio.common.config import config_to_mapping
     from mocap_studio.reconstruction.detect2d import DetectionConfig, plan_jobs
 
@@ -187,7 +188,10 @@ def detect_task(job: Any) -> tuple[str, Any]:
 
     _fault("detect")
     try:
-        return _job_key(job), detect_chunk(job)
+        result = detect_chunk(job)
+        log.info("detected %s frames %d-%d on node %s in %.1f s", job.camera, job.start, job.stop, _node_id(),
+                 result.seconds)
+        return _job_key(job), result
     except Exception as e:  # noqa: BLE001 - handed to the detect stage, which names the camera and file
         return _job_key(job), ChunkFailure(e)
 
@@ -207,6 +211,25 @@ class Board:
         return self.state
 
 
+def _node_id() -> str:
+    """The Ray node this task runs on (short id), "" outside Ray."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()[:8]
+    except Exception:  # noqa: BLE001 - only a label for the summary
+        return ""
+
+
+def _chunk_bytes(chunks: Sequence[tuple[str, Any]]) -> int:
+    """Bytes of the detected chunks' arrays (what came to this task through the object store)."""
+    total = 0
+    for _, chunk in chunks:
+        for name in ("xy", "confidence", "times", "mask_bits"):
+            total += int(getattr(getattr(chunk, name, None), "nbytes", 0) or 0)
+    return total
+
+
 def take_task(spec: TakeSpec, board: Any, prepared: dict[str, Any], *chunks: tuple[str, Any]) -> dict[str, Any]:
     """Every stage of the take, as ``mocap run`` runs them, with the detected chunks; returns its summary row."""
     from mocap_studio.reconstruction.detect2d import detection_executor
@@ -220,7 +243,8 @@ def take_task(spec: TakeSpec, board: Any, prepared: dict[str, Any], *chunks: tup
     t0 = time.perf_counter()
     session = spec.session()
     row: dict[str, Any] = {"take": spec.name, "root": spec.root, "calibration": prepared.get("calibration", ""),
-                           "chunks_detected_in_batch": len(chunks), "pid": os.getpid()}
+                           "chunks_detected_in_batch": len(chunks), "chunk_bytes": _chunk_bytes(chunks),
+                           "pid": os.getpid(), "node": _node_id()}
     last = [0.0]
 
     def before(stage: str, result: Any) -> None:
@@ -344,7 +368,6 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
     specs = _specs(studio, overwrite, max(1, int(take_res.cpus)))
     board = ray.remote(num_cpus=0)(Board).remote()
     calibrate = ray.remote(calibrate_task).options(max_retries=MAX_RETRIES, **res["calibrate"].ray_options())
-    prepare = ray.remote(prepare_task).options(num_cpus=0, max_retries=MAX_RETRIES)
     detect = ray.remote(detect_task).options(max_retries=MAX_RETRIES, **res["detect"].ray_options())
     take = ray.remote(take_task).options(max_retries=MAX_RETRIES, **take_res.ray_options())
 
@@ -353,13 +376,14 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
         if t.name in studio.problems:
             rows[t.name] = _failed_row(t, studio.problems[t.name])
     used = sorted({s.calibration for s in specs if s.calibration and s.name not in rows})
-    calibrations = {name: calibrate.remote(str(studio.calibrations[name]), studio.defaults) for name in used}
+    calibration_refs = {name: calibrate.remote(str(studio.calibrations[name]), studio.defaults) for name in used}
+    calibrations: dict[str, dict[str, Any]] = {}
+    for name, ref in calibration_refs.items():
+        try:
+            calibrations[name] = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - the takes using it fail, the others go on
+            calibrations[name] = {"ok": False, "error": f"{type(getattr(e, 'cause', None) or e).__name__}: {e}"}
     pending: dict[Any, tuple[str, TakeSpec]] = {}
-    for spec in specs:
-        if spec.name in rows:
-            continue
-        ref = prepare.remote(spec, calibrations[spec.calibration] if spec.calibration else None)
-        pending[ref] = ("prepare", spec)
     total = len(studio.takes)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     cluster = {"address": address or "local", "nodes": len(nodes),
@@ -374,6 +398,16 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
             "takes_ok": done, "skipped": studio.skipped, "cluster": cluster,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
+    # plan here (this process sees the studio folder too): install each take's calibration, cut its detection into
+    # camera chunks; then the chunks' tasks, and the take's task that takes their results
+    for spec in specs:
+        if spec.name in rows:
+            continue
+        prepared = prepare_task(spec, calibrations.get(spec.calibration) if spec.calibration else None)
+        chunks = [detect.remote(job) for job in prepared["jobs"]]
+        pending[take.remote(spec, board, prepared, *chunks)] = ("take", spec)
+        if view is not None:
+            view({}, len(rows), total)
     while pending:
         if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
             for ref in pending:
@@ -393,12 +427,8 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
                                               f"{type(cause).__name__}: {cause}")
                 summary()
                 continue
-            if kind == "prepare":
-                chunks = [detect.remote(job) for job in value["jobs"]]
-                pending[take.remote(spec, board, value, *chunks)] = ("take", spec)
-            else:
-                rows[spec.name] = value
-                summary()
+            rows[spec.name] = value
+            summary()
         if view is not None:
             view(ray.get(board.snapshot.remote()), len(rows), total)
     json_path, html_path = summary()
