@@ -16,6 +16,7 @@ moved onto the true one from the cameras alone, :func:`demo.to_truth_world`). Pe
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ def score_people(session: Session) -> dict[str, Any]:
         raise FileNotFoundError(f"{session.truth_dir}: no performer folders (truth/p0/ ...); synthesize the take "
                                 "with --performers 2 or more")
     people = json.loads(session.people_path.read_text())["people"] if session.people_path.exists() else []
+    warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)  # frames nobody was found in
     R, t = to_truth_world(session)
     ids = [p["id"] for p in people if session.person(p["id"]).keypoints3d_path.exists()]
     distances = {pid: _distances(session, pid, true_ids, R, t) for pid in ids}

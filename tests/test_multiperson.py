@@ -84,6 +84,17 @@ def test_every_person_is_triangulated_in_a_folder_of_their_own(three):
                         "triangulate": "ran"}
 
 
+def test_report_section_lists_every_person(three):
+    from mocap_studio.report.people import section_people
+
+    session, _ = three
+    section = section_people(session)
+    html = "".join(section.body)
+    assert section.id == "people" and all(f"<td>{p}</td>" in html for p in ("p0", "p1", "p2"))
+    assert 'id="people-paths"' in html  # the paths over the floor (no videos here: no frame to draw on)
+    assert section_people(session.person("p0")) is None
+
+
 def test_a_rerun_skips_every_person(three):
     session, _ = three
     result = run_pipeline(session, RunConfig(stages=("triangulate",)))
@@ -93,8 +104,10 @@ def test_a_rerun_skips_every_person(three):
 
 
 def test_one_performer_writes_no_people(tmp_path):
+    from mocap_studio.report.people import section_people
+
     session, _ = _take(tmp_path / "take", 1)
-    assert not session.people_path.exists() and session.person_ids() == ()
+    assert not session.people_path.exists() and session.person_ids() == () and section_people(session) is None
     assert "people" not in session.read_stage_report("import-keypoints")["figures"]
 
 

@@ -81,10 +81,12 @@ def _paths(people: tuple[PersonSession, ...]) -> bytes | None:
         hips = [joints.index(j) for j in ("left_hip", "right_hip") if j in joints]
         if not hips:
             continue
-        with np.errstate(invalid="ignore"):
-            xy = np.nanmean(k3.xyz[:, hips, :2], axis=1) if np.isfinite(k3.xyz[:, hips]).any() else None
-        if xy is None:
+        pts = k3.xyz[:, hips, :2]
+        if not np.isfinite(pts).any():
             continue
+        counted = np.isfinite(pts).all(-1).sum(1)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xy = np.where(counted > 0, np.nansum(pts, axis=1) / np.maximum(counted, 1), np.nan)
         ax.plot(xy[:, 0], xy[:, 1], color=COLOURS[i % len(COLOURS)], label=person.person_id)
         first = np.flatnonzero(np.isfinite(xy).all(-1))
         if len(first):
@@ -93,7 +95,7 @@ def _paths(people: tuple[PersonSession, ...]) -> bytes | None:
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_aspect("equal")
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title("paths over the floor (dot: first frame)")
