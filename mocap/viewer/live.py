@@ -54,14 +54,20 @@ class Skeleton:
 
 
 class ReplayClock:
-    """The shared start of a replay: common time ``t`` plays at host time ``start_s + (t - t0)``."""
+    """The shared start of a replay: common time ``t`` plays at host time ``start_s + (t - t0)``; the clock starts
+    (``start_s`` = then + ``delay_s``) when the first camera asks for a frame's moment."""
 
     def __init__(self, t0: float = 0.0, delay_s: float = 0.2):
         self.t0 = t0
-        self.start_s = time.monotonic() + delay_s
+        self.delay_s = delay_s
+        self.start_s: float | None = None
+        self._lock = threading.Lock()
 
     def host_time(self, t_common: float) -> float:
         """Host (monotonic) time at which common time ``t_common`` plays."""
+        with self._lock:
+            if self.start_s is None:
+                self.start_s = time.monotonic() + self.delay_s
         return self.start_s + (t_common - self.t0)
 
 
@@ -219,7 +225,7 @@ class LivePipeline:
 
     def __init__(self, rig: CameraRig, mailboxes: dict[str, LatestFrame], *, num_poses: int = 1,
                  on_detection: Callable[[Detection, Frame], None] | None = None,
-                 on_skeleton: Callable[[Skeleton], None] | None = None, history: int = 8):
+                 on_skeleton: Callable[[Skeleton], None] | None = None, history: int = 8, detect_width: int = 640):
         from mocap_studio.reconstruction.triangulate import TriangulationConfig
 
         missing = [c for c in mailboxes if c not in rig.names]
@@ -230,6 +236,9 @@ class LivePipeline:
         self.cameras = list(mailboxes)
         self.mailboxes = mailboxes
         self.num_poses = num_poses
+        self.detect_width = detect_width
+        """Frames wider than this are scaled down to it for detection (the landmarker works at 256x256 anyway;
+        converting a 1280x720 frame cost more than detecting it); keypoints are scaled back to full pixels."""
         self.on_detection = on_detection
         self.on_skeleton = on_skeleton
         self.config = TriangulationConfig()
@@ -280,7 +289,8 @@ class LivePipeline:
                             break
                         continue
                     t_start = time.monotonic()
-                    xy, conf = marker.detect(frame.image)
+                    xy, conf = marker.detect(self._scaled(frame.image))
+                    xy = xy * (frame.image.shape[1] / min(frame.image.shape[1], self.detect_width or frame.image.shape[1]))
                     det = Detection(camera, frame.index, frame.time_s, xy[0], conf[0], time.monotonic())
                     st.detect_s.append(det.done_s - t_start)
                     st.detections += 1
@@ -296,6 +306,15 @@ class LivePipeline:
             self.errors.append(msg)
         finally:
             st.frames = box.offered
+
+    def _scaled(self, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        w = image.shape[1]
+        if not self.detect_width or w <= self.detect_width:
+            return image
+        h = round(image.shape[0] * self.detect_width / w)
+        return cv2.resize(image, (self.detect_width, h), interpolation=cv2.INTER_AREA)
 
     def _fuse(self, det: Detection) -> None:
         from mocap_studio.reconstruction.triangulate import triangulate_normalized
@@ -328,7 +347,7 @@ class LivePipeline:
     def figures(self) -> dict:
         """Frame rates, latency and counts, for the report and the screen."""
         lat = np.array(self.latencies_s) * 1000.0
-        cams = {c: {"frames": s.frames, "detections": s.detections, "fps": round(s.fps, 2),
+        cams = {c: {"frames": self.mailboxes[c].offered, "detections": s.detections, "fps": round(s.fps, 2),
                     "detect_ms_median": round(float(np.median(s.detect_s)) * 1000, 1) if s.detect_s else None}
                 for c, s in self.stats.items()}
         return {"cameras": cams, "skeletons": len(self.skeletons),
