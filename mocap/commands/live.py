@@ -75,13 +75,17 @@ def run(args: argparse.Namespace) -> int:
                 s.close()
             raise
     result = run_live(session, sources, viewer=args.view, host=args.host, port=args.port, max_seconds=args.seconds,
-                      overwrite=args.overwrite, on_viewer=announce)
+                      overwrite=args.overwrite, on_viewer=announce, compare_to=source if args.replay else None)
     f = result.figures
     for name, c in f["cameras"].items():
         print(f"{name}: {c['frames']} frames recorded, {c['fps']:.1f} frames/s detected ({c['detect_ms_median']} ms each)")
     if f["latency_ms"]:
         print(f"latency, frame time stamp to 3D skeleton: median {f['latency_ms']['median']} ms, "
               f"90 % {f['latency_ms']['p90']} ms; {f['skeletons']} skeletons")
+    if "offline_difference" in f:
+        d = f["offline_difference"]["mean_joint_mm"]
+        print(f"3D skeleton against the replayed take's offline triangulation: mean joint distance median {d['median']} "
+              f"mm, 90 % {d['p90']} mm")
     print(f"load average {f['load_average']['before']} -> {f['load_average']['after']} on {f['cpu_count']} cores; "
           f"figures in {session.stage_report_path('live')}")
     if f["errors"]:

@@ -64,9 +64,12 @@ def prepare_replay_session(session: Session, source: Session) -> None:
 
 def run_live(session: Session, sources: Mapping[str, LiveSource], *, viewer: bool = True, host: str = "127.0.0.1",
              port: int = 8080, max_seconds: float = 0.0, overwrite: bool = False,
-             on_viewer=None) -> LiveResult:  # noqa: ANN001 - on_viewer(LiveViewer) is told the preview's address
+             on_viewer=None, compare_to: Session | None = None) -> LiveResult:  # noqa: ANN001 - on_viewer(LiveViewer)
     """Record ``sources`` into ``session`` (videos/ + timestamps, report/record.json, exactly as ``mocap record``)
-    while detecting, triangulating and (``viewer``) showing them; then write report/live.json."""
+    while detecting, triangulating and (``viewer``) showing them; then write report/live.json.
+
+    compare_to: for a replay, the replayed take: when it holds keypoints3d.npz, the live skeletons' distance to
+    that offline triangulation goes into the figures (``offline_difference``, see :func:`offline_difference`)."""
     from mocap_studio import inputs
     from mocap_studio.capture.record import RecordConfig
     from mocap_studio.stages_capture import run_record
@@ -119,9 +122,12 @@ def run_live(session: Session, sources: Mapping[str, LiveSource], *, viewer: boo
     if late:
         figures["replay_late_ms_median"] = {c: round(1000 * float(sorted(v)[len(v) // 2]), 1) if v else None
                                            for c, v in late.items()}
+    result = LiveResult(record, figures, pipeline, dict(tees))
+    if compare_to is not None and compare_to.keypoints3d_path.exists() and pipeline.skeletons:
+        figures["offline_difference"] = offline_difference(result, compare_to)
     report = StageReport("live", "", (), figures, tuple(figures["errors"]), figures["seconds"])
     session.write_stage_report(report)
-    return LiveResult(record, figures, pipeline, dict(tees))
+    return result
 
 
 def offline_difference(result: LiveResult, offline: Session) -> dict:
@@ -152,4 +158,5 @@ def replay_take(session: str | Path, source: str | Path, cameras: list[str] | No
     """``mocap live SESSION --replay SOURCE``: play SOURCE's videos at their pace through the live path into SESSION."""
     session, src = Session(session), Session(source).require()
     prepare_replay_session(session, src)
+    kwargs.setdefault("compare_to", src)
     return run_live(session, replay_sources(src, cameras, kwargs.get("max_seconds", 0.0)), **kwargs)
