@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             for s in sources.values():
                 s.close()
             raise
-    result = run_live(session, sources, viewer=args.view, host=args.host, port=args.port, max_seconds=args.seconds,
+    # a replay's sources end by themselves after --seconds of the take; live cameras are stopped by the recorder
+    result = run_live(session, sources, viewer=args.view, host=args.host, port=args.port,
+                      max_seconds=0.0 if args.replay else args.seconds,
                       overwrite=args.overwrite, on_viewer=announce, compare_to=source if args.replay else None)
     f = result.figures
     for name, c in f["cameras"].items():

@@ -66,7 +66,14 @@ class TakeViewer:
         self._closed = threading.Event()
         self._player: threading.Thread | None = None
         self._build()
-        self.set_frame(0)
+        self.set_frame(self.first_full_frame())
+
+    def first_full_frame(self) -> int:
+        """The first frame with (nearly) every joint triangulated, where the viewer opens (0 without keypoints)."""
+        if self.scene.xyz is None:
+            return 0
+        found = np.isfinite(self.scene.xyz).all(axis=-1).sum(axis=1)
+        return int(np.argmax(found >= 0.9 * found.max()))
 
     @property
     def url(self) -> str:
