@@ -28,6 +28,9 @@ name = "test studio"
 [defaults.run]
 stages = ["calibrate", "detect", "sync", "triangulate", "fit", "export"]
 
+[defaults.detect]
+workers = 1  # `mocap run` detects in its own process (no worker start-up); the batch's detect tasks ignore it
+
 [defaults.sync]
 methods = ["none"]
 
