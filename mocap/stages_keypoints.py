@@ -261,8 +261,34 @@ def run_detect(
         extra["masks"] = _write_performer_masks(session, detections, kp, person_masks[0])
     elif session.masks_path.exists():
         session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
+    if people and session.stage_config("associate", AssociationConfig).crop_refine:
+        people = _refine_people(session, sources, config, people, extra, progress)
+        kp = people["p0"]  # the performer, as every person, detected again in crops
     _write_people(session, people, extra)
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
+
+
+def _refine_people(session: Session, sources: dict[str, Path], config: DetectionConfig,
+                   people: dict[str, Keypoints2D], figures: dict[str, Any],
+                   progress: Progress | None) -> dict[str, Keypoints2D]:
+    """Several people: each person's keypoints detected again in crops around where the other cameras place
+    them (:mod:`reconstruction.crowd`); ``figures`` gets ``crowd`` (crops run, detections replaced and added,
+    seconds)."""
+    from mocap_studio.capture.frames import open_frames
+    from mocap_studio.reconstruction.crowd import refine_in_crops
+    from mocap_studio.reconstruction.detect2d import PoseLandmarker
+
+    crop_config = DetectionConfig(**{**config_to_mapping(config), "num_poses": 2, "masks": False,
+                                     "min_detection_confidence": min(config.min_detection_confidence, 0.3),
+                                     "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
+    if progress:
+        progress("detecting every person again in crops", 0, 1)
+    refined, figures["crowd"] = refine_in_crops(
+        sources, read_rig(session, fit_to_recordings=True), people, lambda: PoseLandmarker(crop_config, video=False),
+        open_frames)
+    if progress:
+        progress("detecting every person again in crops", 1, 1)
+    return refined
 
 
 def _write_people(session: Session, people: dict[str, Keypoints2D], figures: dict[str, Any]) -> None:

@@ -109,6 +109,12 @@ class AssociationConfig:
     cameras (median over the frames it is found in) in at least a tenth of the frames."""
     min_cameras: int = 2
     """With ``people = "all"``: a track seen by fewer cameras than this (median over its frames) is left out."""
+    crop_refine: bool = True
+    """With several people and recordings (``mocap detect``): each person's keypoints are detected again in crops
+    around where the other cameras place them (``reconstruction/crowd.py``): where people overlap, the
+    whole-image detector misses and misplaces them. On a 3-performer studio take: found by two cameras in
+    92.5 / 88.3 / 26.7 % of frames -> 99.2 / 95.8 / 76.7 %, body error 159 / 208 / 141 -> 101 / 129 / 79 mm; about
+    as long again as the detection."""
 
     def __post_init__(self) -> None:
         if not (self.people == "all" or (isinstance(self.people, int) and not isinstance(self.people, bool)

@@ -1,0 +1,121 @@
+"""Each person detected again in a crop around where the other cameras place them (reconstruction/crowd.py):
+the crop's pose that lies on the person's projection is taken, one lying on somebody else's or far from any is
+not, a person the whole-image pass missed in a camera is added there, and each person's 3D points bridge short
+gaps. A stand-in landmarker sees, in any crop, the true bodies that fall in it (as a detector would)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import numpy as np
+from mocap_studio.reconstruction.crowd import person_points, refine_in_crops
+from mocap_studio.reconstruction.keypoints import Keypoints2D
+from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
+
+
+def _scene(frames: int = 20):
+    rig = ring_rig(4, size=(1280, 720), focal_px=1000.0, seed=3)
+    a = walking_skeleton(frames, 30.0, seed=1)
+    b = a + np.array([0.7, 0.0, 0.0])  # a second person 0.7 m to one side
+    truth = {"p0": rig.project(a), "p1": rig.project(b)}  # (C, T, J, 2)
+    return rig, (a, b), truth
+
+
+def _keypoints(xy: np.ndarray, names) -> Keypoints2D:  # noqa: ANN001
+    conf = np.where(np.isfinite(xy).all(-1), 0.9, 0.0)
+    return Keypoints2D(xy, conf, tuple(names), "blazepose33", np.arange(xy.shape[1]) / 30.0)
+
+
+class _Landmarker:
+    """Sees every true body whose joints mostly fall in the crop, plus (``wrong``) a pose 200 px off."""
+
+    def __init__(self, truth: dict, where: dict, wrong: bool = False):
+        self.truth, self.where, self.wrong = truth, where, wrong
+
+    def detect(self, crop: np.ndarray):  # noqa: ANN201
+        c, t, x0, y0 = crop[0, 0, 0], crop[0, 0, 1], *self.where["origin"]
+        side = crop.shape[0]
+        poses = []
+        for xy in self.truth.values():
+            body = xy[int(c), int(t)] - (x0, y0)
+            if ((body >= 0) & (body < side)).all(-1).mean() > 0.8:
+                poses.append(body + np.random.default_rng(int(t)).normal(0, 1.0, body.shape))
+        if self.wrong:
+            poses = [p + 200.0 for p in poses]
+        poses = poses[:2]
+        out = np.full((2, 33, 2), np.nan)
+        conf = np.zeros((2, 33))
+        for k, p in enumerate(poses):
+            out[k], conf[k] = p, 0.9
+        return out, conf
+
+
+def _run(rig, truth, people, wrong=False):  # noqa: ANN001, ANN202
+    where = {"origin": (0, 0)}
+    names = rig.names
+    landmarker = _Landmarker(truth, where, wrong)
+
+    def frames(path):  # noqa: ANN001, ANN202 - the camera index and frame index painted in the first pixel
+        c = names.index(path)
+        for t in range(truth["p0"].shape[1]):
+            image = np.zeros((720, 1280, 3), np.uint8)
+            yield SimpleNamespace(index=t, image=_Marked(image, c, t, where))
+
+    @contextmanager
+    def factory():  # noqa: ANN202
+        yield landmarker
+
+    import mocap_studio.reconstruction.crowd as crowd
+
+    original = crowd._crop
+
+    def marked_crop(image, x0, y0, side):  # noqa: ANN001, ANN202
+        where["origin"] = (x0, y0)
+        out = original(image.image, x0, y0, side)
+        out[0, 0, :2] = (image.c, image.t)
+        return out
+
+    crowd._crop = marked_crop
+    try:
+        return refine_in_crops({n: n for n in names}, rig, people, factory, frames)
+    finally:
+        crowd._crop = original
+
+
+class _Marked:
+    def __init__(self, image, c, t, where):  # noqa: ANN001
+        self.image, self.c, self.t, self.where = image, c, t, where
+        self.shape = image.shape
+
+
+def test_person_points_bridge_short_gaps():
+    rig, (a, _), truth = _scene()
+    xy = truth["p0"].copy()
+    xy[:, 5:8] = np.nan  # nobody saw the person for 3 frames
+    xy[1:, 12:] = np.nan  # one camera only from frame 12: no 3D there
+    X = person_points(rig, _keypoints(xy, rig.names), max_gap_frames=5)
+    assert np.nanmax(np.linalg.norm(X[:12] - a[:12], axis=-1)) < 0.05  # the gap filled along the walk
+    assert np.isnan(X[13:]).all()
+
+
+def test_crops_replace_missing_and_misplaced_detections():
+    rig, _, truth = _scene()
+    p0 = truth["p0"].copy()
+    p0[2, 4:10] = np.nan  # the whole-image pass missed p0 in camera 2
+    p0[1, 10:14] = truth["p1"][1, 10:14]  # and took p1's detection for p0's in camera 1
+    p0[0] += 30.0  # and places p0's joints 30 px off in camera 0
+    people = {"p0": _keypoints(p0, rig.names), "p1": _keypoints(truth["p1"].copy(), rig.names)}
+    out, figures = _run(rig, truth, people)
+    err = np.linalg.norm(out["p0"].xy - truth["p0"], axis=-1)
+    assert np.nanmax(err) < 6.0 and (out["p0"].confidence > 0).all()  # every view of p0 is now p0's
+    assert figures["added"] >= 6 and figures["replaced"] > 0
+    assert np.nanmax(np.linalg.norm(out["p1"].xy - truth["p1"], axis=-1)) < 6.0
+
+
+def test_poses_far_from_the_projection_are_not_taken():
+    rig, _, truth = _scene()
+    people = {"p0": _keypoints(truth["p0"].copy(), rig.names), "p1": _keypoints(truth["p1"].copy(), rig.names)}
+    out, figures = _run(rig, truth, people, wrong=True)
+    assert figures["replaced"] == figures["added"] == 0
+    assert np.allclose(out["p0"].xy, truth["p0"], equal_nan=True)
