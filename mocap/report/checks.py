@@ -142,10 +142,11 @@ def angle_jump_checks(angles: Mapping[str, np.ndarray], times_s: np.ndarray) -> 
 READS: dict[str, tuple[str, ...]] = {
     "sync": ("detect", "import-keypoints"),
     "triangulate": ("calibrate", "detect", "import-keypoints", "sync"),
-    "fit": ("triangulate",),
+    "fit": ("triangulate", "detect"),
     "export": ("fit",),
 }
-"""The stages whose outputs each stage reads."""
+"""The stages whose outputs each stage reads (the fit reads triangulate's keypoints and, for the silhouettes,
+detect's masks.npz)."""
 
 
 def _written(report: Mapping[str, Any]) -> datetime | None:
