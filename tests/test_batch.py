@@ -74,6 +74,7 @@ def pristine(tmp_path_factory) -> Path:
 def ray_runtime(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="the cluster extra (pip install .[cluster]) is not installed")
     faults = tmp_path_factory.mktemp("faults") / "armed"
+    os.environ.setdefault("RAY_worker_niceness", "0")  # workers at this process's priority (Ray's default: +15)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"MOCAP_BATCH_FAULT_DIR": str(faults)}})
     try:
