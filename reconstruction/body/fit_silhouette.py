@@ -26,7 +26,11 @@ projected spacing are forgiven (``silhouette_gap``), the floor the discrete poin
 A prior holds each joint near its keypoint pose (``silhouette_pose_sigma_rad``). Only the shape is returned.
 
 Known weakness (README, "Shape from silhouettes"): hips and thighs come out too large on several takes (+8 to
-+35 mm), and the search can end in another basin of the model's phenotypes (gender trading chest for hip).
++35 mm), and on one held-out take the chest +99 mm. It is the objective, not the search: started from the true
+body the refinement walks to the same wrong shape (seeds 24, 30) or to one of higher loss than the search's
+(seed 27), and the true body costs more than the wrong one. Four views leave a direction of the phenotypes
+(gender and weight against muscle) the silhouettes hardly see, and the keypoints' errors and sub-pixel
+conventions of the outline pick a point along it.
 """
 
 from __future__ import annotations
