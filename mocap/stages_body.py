@@ -153,8 +153,8 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
                session.root / "measurements.json"]
     if not session.keypoints3d_path.exists():
         raise FileNotFoundError(f"{session.keypoints3d_path} is missing; run `mocap triangulate {session.root}` first")
-    views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection or cfg.silhouettes else []
-    if cfg.silhouettes:
+    views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection or cfg.fits_silhouettes else []
+    if cfg.fits_silhouettes:
         views.append(session.masks_path)
     fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**asdict(cfg), "meshes": meshes})
     if not overwrite and session.is_up_to_date(STAGE, fp, outputs):
@@ -165,8 +165,8 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     model = fit_body_model(cfg)
     rate = session.config().frame_rate or None
     warnings: list[str] = []
-    rig, kp2d = _camera_views(session, kp, warnings) if cfg.reprojection or cfg.silhouettes else (None, None)
-    sil = _silhouettes(session, kp, rig, warnings) if cfg.silhouettes else None
+    rig, kp2d = _camera_views(session, kp, warnings) if cfg.reprojection or cfg.fits_silhouettes else (None, None)
+    sil = _silhouettes(session, kp, rig, warnings) if cfg.fits_silhouettes else None
     if cfg.scan and sil is None:
         raise FileNotFoundError(f"{session.masks_path}: a scan fits the shape to the performer's masks; run "
                                 f"`mocap detect {session.root} --overwrite` (it writes them), then `mocap triangulate`")

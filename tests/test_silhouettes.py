@@ -182,3 +182,9 @@ def test_silhouette_shape_acceptance(silhouette_fit):
 
 BOUND_GIRTH_MM = 25.0
 BOUND_HEIGHT_MM = 10.0
+
+
+def test_a_scan_fits_the_silhouettes_whatever_silhouettes_says():
+    # `[fit] scan = true` alone once made the fit stage skip the masks and then refuse the scan for having none
+    assert FitConfig(scan=True).fits_silhouettes and FitConfig(silhouettes=True).fits_silhouettes
+    assert not FitConfig().fits_silhouettes

@@ -119,7 +119,8 @@ class FitConfig:
     and adds a minute or two to the fit; ``mocap scan`` turns it on."""
     scan: bool = False
     """A scan take (the person holds an A-pose and turns): the shape from ``scan_frames`` frames' silhouettes,
-    every camera's view of them; no foot contacts are held (the feet pivot as the person turns)."""
+    every camera's view of them (a scan fits the silhouettes whatever ``silhouettes`` says); no foot contacts are
+    held (the feet pivot as the person turns)."""
     silhouette_frames: int = 10
     """Frames (spread over the take, every camera seeing the body) whose silhouettes the shape is fitted to."""
     scan_frames: int = 24
@@ -148,6 +149,11 @@ class FitConfig:
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
     silhouette_starts: int = 2
     """How many of the best of them start the refinement (besides the keypoints' shape and the average body)."""
+
+    @property
+    def fits_silhouettes(self) -> bool:
+        """Whether the shape is fitted to the masks too: ``silhouettes``, or a ``scan``."""
+        return self.silhouettes or self.scan
 
     def __post_init__(self) -> None:
         if self.silhouette_frames < 1 or self.scan_frames < 1 or self.silhouette_tau_px <= 0:

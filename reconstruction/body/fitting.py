@@ -469,7 +469,7 @@ def _fit(
     _log_pass("average body", model, red, rest, rot, trans, take)
     sfree, offsets, picked = _fit_shape(model, red, basis, rot, trans, free, take)
     sil_figures: dict = {}
-    if silhouettes is not None and cfg.silhouettes:
+    if silhouettes is not None and cfg.fits_silhouettes:
         if silhouettes.frame_index.shape[1] != T:
             raise FitError(f"silhouettes: frame_index has {silhouettes.frame_index.shape[1]} frames, the keypoints {T}")
         sfree, sil_figures = fit_shape_silhouettes(model, red, basis, sfree, offsets, rot, trans, free,
