@@ -28,9 +28,10 @@ A prior holds each joint near its keypoint pose (``silhouette_pose_sigma_rad``).
 Known weakness (README, "Shape from silhouettes"): hips and thighs come out too large on several takes (+8 to
 +35 mm), and on one held-out take the chest +99 mm. It is the objective, not the search: started from the true
 body the refinement walks to the same wrong shape (seeds 24, 30) or to one of higher loss than the search's
-(seed 27), and the true body costs more than the wrong one. Four views leave a direction of the phenotypes
-(gender and weight against muscle) the silhouettes hardly see, and the keypoints' errors and sub-pixel
-conventions of the outline pick a point along it.
+(seed 27), and the true body costs more than the wrong one (on seed 28 the search is what misses). The
+silhouettes leave a direction of the phenotypes (gender and weight against muscle) they hardly see, even from
+96 views of a turning scan, and the keypoints' errors and sub-pixel conventions of the outline pick a point
+along it (with unbiased keypoints the true body holds).
 """
 
 from __future__ import annotations
