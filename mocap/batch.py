@@ -366,7 +366,7 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
     res = studio.resources
     take_res: Resources = take_resources(res, STAGES)
     specs = _specs(studio, overwrite, max(1, int(take_res.cpus)))
-    board = ray.remote(num_cpus=0)(Board).remote()
+    board = ray.remote(num_cpus=0, max_restarts=3)(Board).remote()
     calibrate = ray.remote(calibrate_task).options(max_retries=MAX_RETRIES, **res["calibrate"].ray_options())
     detect = ray.remote(detect_task).options(max_retries=MAX_RETRIES, **res["detect"].ray_options())
     take = ray.remote(take_task).options(max_retries=MAX_RETRIES, **take_res.ray_options())
@@ -430,7 +430,12 @@ def _drive(ray: Any, studio: Studio, overwrite: tuple[str, ...], view: ProgressV
             rows[spec.name] = value
             summary()
         if view is not None:
-            view(ray.get(board.snapshot.remote()), len(rows), total)
+            try:
+                state = ray.get(board.snapshot.remote(), timeout=10)
+            except Exception as e:  # noqa: BLE001 - the progress view is not worth stopping the batch for
+                log.debug("progress board unavailable: %s", e)
+                state = {}
+            view(state, len(rows), total)
     json_path, html_path = summary()
     ordered = [rows[t.name] for t in studio.takes]
     return BatchResult(ordered, json_path, html_path, time.perf_counter() - t0, cluster)
