@@ -215,8 +215,20 @@ def _bisect(pred, lo: float, hi: float, tol: float = 1e-5) -> float:  # noqa: AN
     return 0.5 * (lo + hi)
 
 
-def _argmax(fun, lo: float, hi: float) -> float:  # noqa: ANN001
-    """The level in [lo, hi] where ``fun`` is largest (bounded Brent, 0.05 mm)."""
+ARGMAX_GRID = 24
+"""Levels scanned before the Brent search for the bust and the buttocks (:func:`_argmax` with ``grid``): a trunk's
+profile has several bumps, and a bounded Brent search alone could stop on a lower one (the chest girth jumped by
+110 mm between shapes a few hundredths apart). The waist and neck searches (narrowest girths) are not scanned: a
+level where the section is cut short would pass for the narrowest."""
+
+
+def _argmax(fun, lo: float, hi: float, grid: bool = False) -> float:  # noqa: ANN001
+    """The level in [lo, hi] where ``fun`` is largest (bounded Brent, 0.05 mm); with ``grid``, the Brent search
+    runs between the neighbours of the best of ``ARGMAX_GRID`` levels (the global maximum, not any local one)."""
+    if grid:
+        zs = np.linspace(lo, hi, ARGMAX_GRID)
+        i = int(np.argmax([fun(z) for z in zs]))
+        lo, hi = zs[max(i - 1, 0)], zs[min(i + 1, len(zs) - 1)]
     return float(minimize_scalar(lambda z: -fun(z), bounds=(lo, hi), method="bounded", options={"xatol": 5e-5}).x)
 
 
@@ -298,8 +310,8 @@ def _landmarks(v: np.ndarray, faces: np.ndarray, trunk_faces: np.ndarray, joints
         return float(p[:, 1].max()) if len(p) else -np.inf
 
     span = armpit - crotch
-    bust = _argmax(front, armpit - 0.35 * span, armpit - 0.02 * span)
-    hip = _argmax(back, crotch + 0.02 * span, crotch + 0.45 * span)
+    bust = _argmax(front, armpit - 0.35 * span, armpit - 0.02 * span, grid=True)
+    hip = _argmax(back, crotch + 0.02 * span, crotch + 0.45 * span, grid=True)
     waist = _argmax(lambda z: -circumference_at(v, trunk_faces, z, centre), hip + 0.1 * (bust - hip), bust - 0.2 * (bust - hip))
     axis = joints["head"] - joints["neck"]
 
