@@ -172,8 +172,8 @@ def test_silhouettes_tell_the_girths(silhouette_fit):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14's acceptance (girths within 10 mm, height 5 mm) is not met: on this "
-                   "scene the chest is 18 mm off; on held-out studio scenes hips and thighs up to 27 and 17 mm, "
-                   "one chest 99 mm (benchmarks/bench_silhouette_shape.py); the fit's objective, not its search, "
+                   "scene the chest is 18 mm off; on held-out studio scenes hips and thighs up to 27 and 17 mm "
+                   "(benchmarks/bench_silhouette_shape.py); the fit's objective, not its search, "
                    "prefers those shapes (README, 'Is it the search or the objective?')")
 def test_silhouette_shape_acceptance(silhouette_fit):
     sil = silhouette_fit["silhouettes"]

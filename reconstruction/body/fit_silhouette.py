@@ -26,7 +26,7 @@ projected spacing are forgiven (``silhouette_gap``), the floor the discrete poin
 A prior holds each joint near its keypoint pose (``silhouette_pose_sigma_rad``). Only the shape is returned.
 
 Known weakness (README, "Shape from silhouettes"): hips and thighs come out too large on several takes (+8 to
-+35 mm), and on one held-out take the chest +99 mm. It is the objective, not the search: started from the true
++35 mm). It is the objective, not the search: started from the true
 body the refinement walks to the same wrong shape (seeds 24, 30) or to one of higher loss than the search's
 (seed 27), and the true body costs more than the wrong one (on seed 28 the search is what misses). The
 silhouettes leave a direction of the phenotypes (gender and weight against muscle) they hardly see, even from
