@@ -7,12 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _camera(text: str) -> tuple[str, str]:
-    name, sep, device = text.partition("=")
-    if not sep or not name or not device:
-        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=DEVICE, e.g. cam_0=0 or cam_1=rtsp://host/stream")
-    return name, device
+from mocap_studio.commands.record import _camera
 
 
 def register(sub: argparse._SubParsersAction) -> None:
