@@ -10,27 +10,18 @@ import json
 import os
 import shutil
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from mocap_studio.cli import main
 from mocap_studio.reconstruction.keypoints import Keypoints3D
 from mocap_studio.session import Session
+from test_real_footage import _pose2sim_demo
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("MOCAP_DEMO_CHECK") != "1",
     reason="real footage through detection (~1 min on 2 cores) runs with MOCAP_DEMO_CHECK=1 (make test sets it)",
 )
-
-
-def _demo() -> Path | None:
-    try:
-        import Pose2Sim
-    except ImportError:
-        return None
-    root = Path(Pose2Sim.__file__).parent / "Demo_MultiPerson"
-    return root if (root / "videos").is_dir() else None
 
 
 def _hips(k3: Keypoints3D) -> np.ndarray:
@@ -42,7 +33,7 @@ def _hips(k3: Keypoints3D) -> np.ndarray:
 
 
 def test_both_people_each_with_one_identity(tmp_path):
-    demo = _demo()
+    demo = _pose2sim_demo()
     if demo is None:
         pytest.skip("Pose2Sim's Demo_MultiPerson is not installed (`make bench-setup` installs the pose2sim wheel)")
     take = tmp_path / "take"
