@@ -12,6 +12,17 @@ nearer it than any other person's projection (a crop of two overlapping people c
 replaces the person's detection in that camera and frame, or adds one where the whole-image pass found nobody.
 Elsewhere the association's detection stays.
 
+Then the views in which a person is hidden are dropped. The landmarker cannot see through a body: where a
+nearer person covers much of someone's body box in a camera, it reports the hidden person's joints on the nearer
+one's limbs or guesses them. On the virtual studio's three crossing performers (4 cameras, 1280x720), views a
+nearer performer covers more than half of are 28-31 % of all, and their joints are 20-47 px off (median per view)
+against 6-10 px in views nobody covers. Each person is triangulated from the refined detections, every person's
+body box and depth projected into every camera (:func:`occlusion_cover`), and a person's view covered more than
+``max_cover`` by a nearer person's box is dropped (:func:`drop_occluded`): measured there, the triangulated body
+joints' mean error 105 / 130 / 68 mm -> 78 / 88 / 60 mm per performer. A frame left with fewer than two views
+stays missing (the triangulate stage bridges short gaps): keeping the two least hidden views instead gave
+92 / 110 / 84 mm.
+
 Arrays: cameras C, frames T, joints J; pixels; each person a :class:`Keypoints2D` (C, T, J) in the cameras'
 order, frame k of every camera being its k-th recorded frame.
 """
@@ -33,7 +44,7 @@ from mocap_studio.reconstruction.triangulate import match_rig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["person_points", "refine_in_crops"]
+__all__ = ["drop_occluded", "occlusion_cover", "person_points", "refine_in_crops"]
 
 
 def person_points(rig: CameraRig, kp: Keypoints2D, min_confidence: float = 0.3, max_gap_frames: int = 15,
@@ -79,6 +90,61 @@ def person_points(rig: CameraRig, kp: Keypoints2D, min_confidence: float = 0.3, 
     return X
 
 
+def occlusion_cover(rig: CameraRig, points: dict[str, np.ndarray], camera_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """id -> (C, T): how much of each person's body box in each camera and frame another person nearer that camera
+    hides (the largest share of the box's area covered by one nearer person's box), from every person's 3D points
+    ``points`` (id -> (T, J, 3), NaN where unknown) projected through the cameras ``camera_names`` of ``rig``.
+    NaN where the person has no points in that frame; 0 where nobody nearer overlaps them."""
+    ids = list(points)
+    if not ids:
+        return {}
+    T = next(iter(points.values())).shape[0]
+    cover = {pid: np.full((len(camera_names), T), np.nan) for pid in ids}
+    for c, name in enumerate(camera_names):
+        camera = rig[name]
+        boxes, depth = {}, {}
+        for pid in ids:
+            X = points[pid]
+            if X.ndim != 3 or X.shape[0] != T or X.shape[2] != 3:
+                raise ValueError(f"person {pid}: points must be (T, J, 3) with T = {T}, got {X.shape}")
+            uv = camera.project(X.reshape(-1, 3)).reshape(X.shape[0], X.shape[1], 2)
+            z = (X.reshape(-1, 3) @ camera.R.T + camera.t).reshape(X.shape)[..., 2]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # frames without points
+                boxes[pid] = np.concatenate([np.nanmin(uv, 1), np.nanmax(uv, 1)], -1)  # (T, 4)
+                depth[pid] = np.nanmean(z, 1)
+        for pid in ids:
+            lo, hi = boxes[pid][:, :2], boxes[pid][:, 2:]
+            area = np.prod(np.clip(hi - lo, 1e-6, None), -1)
+            worst = np.where(np.isfinite(area) & np.isfinite(depth[pid]), 0.0, np.nan)
+            for other in ids:
+                if other == pid:
+                    continue
+                lo2, hi2 = boxes[other][:, :2], boxes[other][:, 2:]
+                inter = np.prod(np.clip(np.minimum(hi, hi2) - np.maximum(lo, lo2), 0, None), -1)
+                nearer = depth[other] < depth[pid]  # False where either is unknown
+                worst = np.where(nearer, np.fmax(worst, inter / area), worst)
+            cover[pid][c] = worst
+    return cover
+
+
+def drop_occluded(kp: Keypoints2D, cover: np.ndarray, max_cover: float, keep: int = 2) -> tuple[Keypoints2D, int]:
+    """``kp`` (C, T, J) without its views (camera and frame) that a nearer person hides more than ``max_cover`` of
+    (``cover`` (C, T) from :func:`occlusion_cover`), except that the ``keep`` least hidden views that have a
+    detection always stay (a frame seen only through others keeps its best views). -> (keypoints, views dropped)."""
+    C, T = kp.confidence.shape[:2]
+    if cover.shape != (C, T):
+        raise ValueError(f"cover must be (C, T) = {(C, T)}, got {cover.shape}")
+    seen = (kp.confidence > 0).any(-1)
+    hidden = np.nan_to_num(cover, nan=0.0)
+    order = np.argsort(np.where(seen, hidden, np.inf), axis=0, kind="stable")  # least hidden seen views first
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(C)[:, None].repeat(T, 1), axis=0)
+    drop = seen & (hidden > max_cover) & (rank >= keep)
+    conf = np.where(drop[..., None], 0.0, kp.confidence)
+    return Keypoints2D(kp.xy, conf, kp.camera_names, kp.skeleton, kp.frame_times), int(drop.sum())
+
+
 def _crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     """The square ``side`` x ``side`` at (x0, y0) of ``image`` (H, W, 3), black where it leaves the image."""
     h, w = image.shape[:2]
@@ -100,12 +166,14 @@ def refine_in_crops(
     sources: dict[str, Path], rig: CameraRig, people: dict[str, Keypoints2D],
     landmarker_factory: Callable[[], object], open_frames: Callable[[Path], object], *,
     gate: float = 0.15, margin: float = 1.3, min_side_px: int = 96, min_confidence: float = 0.3,
-    max_gap_s: float = 0.5,
+    max_gap_s: float = 0.5, max_cover: float = 0.3,
 ) -> tuple[dict[str, Keypoints2D], dict[str, object]]:
     """Each person's keypoints (id -> (C, T, J)) with their detections redone in crops (see the module
     docstring). ``sources``: camera -> recording; ``landmarker_factory()`` a context manager whose ``detect(image)``
     gives (P, J, 2) pixels and (P, J) confidences; ``open_frames(path)`` yields frames with ``index`` and
-    ``image``. -> (refined people, figures: crops run, poses taken (replaced, added), seconds)."""
+    ``image``. Last, a person's views that a nearer person hides more than ``max_cover`` of (:func:`occlusion_cover`,
+from the refined people's points) are dropped (1: none). -> (refined people, figures: crops run, poses taken
+(replaced, added), hidden views dropped, seconds)."""
     t0 = time.perf_counter()
     ids = list(people)
     if not ids:
@@ -163,6 +231,17 @@ def refine_in_crops(
                     conf[pid][c, t] = scores[best]
                     replaced, added = replaced + had, added + (not had)
     out = {pid: Keypoints2D(xy[pid], conf[pid], first.camera_names, first.skeleton, first.frame_times) for pid in ids}
-    figures = {"crops": crops, "replaced": replaced, "added": added, "seconds": round(time.perf_counter() - t0, 2)}
-    log.info("crowd: %d crops, %d detections replaced and %d added, %.1f s", crops, replaced, added, figures["seconds"])
+    dropped = 0
+    if max_cover < 1.0 and len(ids) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            points = {pid: person_points(rig, out[pid], min_confidence, int(round(max_gap_s * fps))) for pid in ids}
+        cover = occlusion_cover(rig, points, first.camera_names)
+        for pid in ids:
+            out[pid], n = drop_occluded(out[pid], cover[pid], max_cover, keep=0)
+            dropped += n
+    figures = {"crops": crops, "replaced": replaced, "added": added, "hidden_views_dropped": dropped,
+               "seconds": round(time.perf_counter() - t0, 2)}
+    log.info("crowd: %d crops, %d detections replaced and %d added, %d hidden views dropped, %.1f s", crops,
+             replaced, added, dropped, figures["seconds"])
     return out, figures

@@ -1,7 +1,8 @@
 """Each person detected again in a crop around where the other cameras place them (reconstruction/crowd.py):
 the crop's pose that lies on the person's projection is taken, one lying on somebody else's or far from any is
-not, a person the whole-image pass missed in a camera is added there, and each person's 3D points bridge short
-gaps. A stand-in landmarker sees, in any crop, the true bodies that fall in it (as a detector would)."""
+not, a person the whole-image pass missed in a camera is added there, each person's 3D points bridge short
+gaps, and a view in which a nearer person hides someone is dropped for them, not for the nearer one. A stand-in
+landmarker sees, in any crop, the true bodies that fall in it (as a detector would)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
-from mocap_studio.reconstruction.crowd import person_points, refine_in_crops
+from mocap_studio.reconstruction.crowd import drop_occluded, occlusion_cover, person_points, refine_in_crops
 from mocap_studio.reconstruction.keypoints import Keypoints2D
 from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
 
@@ -51,7 +52,7 @@ class _Landmarker:
         return out, conf
 
 
-def _run(rig, truth, people, wrong=False):  # noqa: ANN001, ANN202
+def _run(rig, truth, people, wrong=False, max_cover=1.0):  # noqa: ANN001, ANN202
     where = {"origin": (0, 0)}
     names = rig.names
     landmarker = _Landmarker(truth, where, wrong)
@@ -78,7 +79,7 @@ def _run(rig, truth, people, wrong=False):  # noqa: ANN001, ANN202
 
     crowd._crop = marked_crop
     try:
-        return refine_in_crops({n: n for n in names}, rig, people, factory, frames)
+        return refine_in_crops({n: n for n in names}, rig, people, factory, frames, max_cover=max_cover)
     finally:
         crowd._crop = original
 
@@ -109,8 +110,19 @@ def test_crops_replace_missing_and_misplaced_detections():
     out, figures = _run(rig, truth, people)
     err = np.linalg.norm(out["p0"].xy - truth["p0"], axis=-1)
     assert np.nanmax(err) < 6.0 and (out["p0"].confidence > 0).all()  # every view of p0 is now p0's
-    assert figures["added"] >= 6 and figures["replaced"] > 0
+    assert figures["added"] >= 6 and figures["replaced"] > 0 and figures["hidden_views_dropped"] == 0
     assert np.nanmax(np.linalg.norm(out["p1"].xy - truth["p1"], axis=-1)) < 6.0
+
+
+def test_crops_then_drop_the_views_a_nearer_person_hides():
+    rig, (a, b), truth = _scene()  # 0.7 m apart along x: cameras on that axis see one behind the other
+    people = {"p0": _keypoints(truth["p0"].copy(), rig.names), "p1": _keypoints(truth["p1"].copy(), rig.names)}
+    out, figures = _run(rig, truth, people, max_cover=0.3)
+    cover = occlusion_cover(rig, {"p0": a, "p1": b}, rig.names)
+    for pid in ("p0", "p1"):
+        hidden = cover[pid] > 0.3
+        assert ((out[pid].confidence > 0).any(-1) == ~hidden).all()
+    assert figures["hidden_views_dropped"] == sum(int((c > 0.3).sum()) for c in cover.values()) > 0
 
 
 def test_poses_far_from_the_projection_are_not_taken():
@@ -119,3 +131,41 @@ def test_poses_far_from_the_projection_are_not_taken():
     out, figures = _run(rig, truth, people, wrong=True)
     assert figures["replaced"] == figures["added"] == 0
     assert np.allclose(out["p0"].xy, truth["p0"], equal_nan=True)
+
+
+def _hiding_scene(frames: int = 10):
+    """p1 stands 1.2 m in front of p0 on the line to camera 1 (the first camera): there it hides p0; camera 3,
+    across the ring, sees p1 behind p0."""
+    rig = ring_rig(4, size=(1280, 720), focal_px=1000.0, seed=3)
+    a = walking_skeleton(frames, 30.0, seed=1)
+    centre = a.mean((0, 1))
+    eye = rig[rig.names[0]].center
+    toward = (eye - centre) * np.array([1.0, 1.0, 0.0])
+    b = a + 1.2 * toward / np.linalg.norm(toward)
+    return rig, {"p0": a, "p1": b}
+
+
+def test_occlusion_cover_knows_who_hides_whom():
+    rig, points = _hiding_scene()
+    cover = occlusion_cover(rig, points, rig.names)
+    assert cover["p0"].shape == (4, 10)
+    assert cover["p0"][0].min() > 0.6  # camera 1: p1 is in front of p0 and covers most of p0's box
+    assert cover["p1"][0].max() == 0.0  # ... and nobody is in front of p1 there
+    assert cover["p1"][2].min() > 0.3 and cover["p0"][2].max() == 0.0  # camera 3, across: the other way round
+    far = {"p0": points["p0"], "p1": points["p1"] + np.array([0.0, 0.0, 50.0])}  # p1 far off every picture
+    assert np.nanmax(occlusion_cover(rig, far, rig.names)["p0"]) == 0.0
+    gone = {"p0": points["p0"], "p1": np.where(np.arange(10)[:, None, None] < 5, points["p1"], np.nan)}
+    partly = occlusion_cover(rig, gone, rig.names)
+    assert np.isnan(partly["p1"][:, 5:]).all() and partly["p0"][0, 5:].max() == 0.0  # p1 gone: p0 not hidden
+
+
+def test_hidden_views_are_dropped_and_no_others():
+    rig, points = _hiding_scene()
+    cover = occlusion_cover(rig, points, rig.names)
+    kp = _keypoints(rig.project(points["p0"]), rig.names)
+    out, dropped = drop_occluded(kp, cover["p0"], 0.3)
+    hidden = cover["p0"] > 0.3
+    assert dropped == hidden.sum() > 0 and (out.confidence[hidden] == 0).all()
+    assert np.array_equal(out.confidence[~hidden], kp.confidence[~hidden])
+    kept, _ = drop_occluded(kp, cover["p0"], 0.3, keep=4)  # the least hidden views kept whatever hides them
+    assert np.array_equal(kept.confidence, kp.confidence)
