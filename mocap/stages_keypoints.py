@@ -281,13 +281,9 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
     crop_config = DetectionConfig(**{**config_to_mapping(config), "num_poses": 2, "masks": False,
                                      "min_detection_confidence": min(config.min_detection_confidence, 0.3),
                                      "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
-    if progress:
-        progress("detecting every person again in crops", 0, 1)
     refined, figures["crowd"] = refine_in_crops(
         sources, read_rig(session, fit_to_recordings=True), people, lambda: PoseLandmarker(crop_config, video=False),
-        open_frames)
-    if progress:
-        progress("detecting every person again in crops", 1, 1)
+        open_frames, progress=progress)
     return refined
 
 

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from mocap_studio.reconstruction.crowd import drop_occluded, occlusion_cover, person_points, refine_in_crops
 from mocap_studio.reconstruction.keypoints import Keypoints2D
 from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
@@ -52,7 +53,7 @@ class _Landmarker:
         return out, conf
 
 
-def _run(rig, truth, people, wrong=False, max_cover=1.0):  # noqa: ANN001, ANN202
+def _run(rig, truth, people, wrong=False, max_cover=1.0, **options):  # noqa: ANN001, ANN202
     where = {"origin": (0, 0)}
     names = rig.names
     landmarker = _Landmarker(truth, where, wrong)
@@ -79,7 +80,7 @@ def _run(rig, truth, people, wrong=False, max_cover=1.0):  # noqa: ANN001, ANN20
 
     crowd._crop = marked_crop
     try:
-        return refine_in_crops({n: n for n in names}, rig, people, factory, frames, max_cover=max_cover)
+        return refine_in_crops({n: n for n in names}, rig, people, factory, frames, max_cover=max_cover, **options)
     finally:
         crowd._crop = original
 
@@ -122,7 +123,21 @@ def test_crops_then_drop_the_views_a_nearer_person_hides():
     for pid in ("p0", "p1"):
         hidden = cover[pid] > 0.3
         assert ((out[pid].confidence > 0).any(-1) == ~hidden).all()
-    assert figures["hidden_views_dropped"] == sum(int((c > 0.3).sum()) for c in cover.values()) > 0
+    hidden = sum(int((c > 0.3).sum()) for c in cover.values())
+    assert [r["hidden_views_dropped"] for r in figures["rounds"]] == [hidden, hidden] and hidden > 0
+    assert figures["hidden_views_dropped"] == 2 * hidden  # each round's crops find them again; each drops them
+
+
+def test_rounds_and_progress():
+    rig, _, truth = _scene(frames=6)
+    people = {"p0": _keypoints(truth["p0"].copy(), rig.names), "p1": _keypoints(truth["p1"].copy(), rig.names)}
+    told = []
+    out, figures = _run(rig, truth, people, rounds=3, progress=lambda m, d, n: told.append((m, d, n)))
+    assert len(figures["rounds"]) == 3 and figures["crops"] == sum(r["crops"] for r in figures["rounds"]) > 0
+    assert told[0] == ("detecting every person again in crops (round 1 of 3)", 0, 4)
+    assert told[-1] == ("detecting every person again in crops (round 3 of 3)", 4, 4) and len(told) == 15
+    with pytest.raises(ValueError, match="rounds"):
+        _run(rig, truth, people, rounds=0)
 
 
 def test_poses_far_from_the_projection_are_not_taken():
