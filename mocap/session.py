@@ -361,6 +361,27 @@ class Session:
         return StageReport.from_record(self.read_stage_report(stage) or {"stage": stage}, skipped=True)
 
 
+def open_session(root: str | Path) -> Session:
+    """The session of folder ``root``: one person's (:class:`PersonSession`) where ``root`` is ``people/<id>/`` of
+    a take whose people.json lists that id, else the take's own."""
+    path = Path(root).expanduser().resolve()
+    if path.parent.name == "people":
+        take = Session(path.parent.parent)
+        if take.people_path.exists() and path.name in take.person_ids():
+            return take.person(path.name)
+    return Session(path)
+
+
+def take_session(root: str | Path, command: str) -> Session:
+    """The take of folder ``root`` for a command that works on a whole take (``mocap detect``, ``sync``, ``run``,
+    ``calibrate``); a person's folder (``people/<id>/``) is refused with the command to run on the take."""
+    session = open_session(root)
+    if isinstance(session, PersonSession):
+        raise NotASessionError(f"{session.root} is person {session.person_id} of the take {session.take.root}: "
+                               f"`mocap {command}` works on the whole take; run `mocap {command} {session.take.root}`")
+    return session
+
+
 class PersonSession(Session):
     """One person of a several-people take: the folder ``people/<id>/`` of the take holds that person's stage
     outputs under today's names (keypoints2d.npz, keypoints2d_synced.npz, keypoints3d.npz, body.npz, masks.npz,

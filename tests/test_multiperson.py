@@ -103,6 +103,27 @@ def test_a_rerun_skips_every_person(three):
         "triangulate": "up to date"}
 
 
+def test_stage_commands_on_a_persons_folder(three, capsys):
+    from mocap_studio.session import open_session, take_session
+
+    session, _ = three
+    folder = session.person("p1").root
+    person = open_session(folder)
+    assert isinstance(person, PersonSession) and person.person_id == "p1" and person.take.root == session.root
+    assert type(open_session(session.root)) is Session
+    before = Keypoints3D.load(person.keypoints3d_path).xyz
+    person.keypoints3d_path.unlink()
+    assert main(["triangulate", str(folder)]) == 0  # one person's stage on their folder, the take's calibration
+    assert np.allclose(Keypoints3D.load(person.keypoints3d_path).xyz, before, equal_nan=True)
+    assert not (folder / "calibration.toml").exists() and not (folder / "people").exists()
+    with pytest.raises(FileNotFoundError, match=f"person p1 of the take {session.root}"):
+        take_session(folder, "detect")
+    capsys.readouterr()
+    assert main(["detect", str(folder)]) == 1
+    said = capsys.readouterr()
+    assert f"run `mocap detect {session.root}`" in " ".join((said.out + said.err).split())
+
+
 def test_one_performer_writes_no_people(tmp_path):
     from mocap_studio.report.people import section_people
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from mocap_studio.common.order import natural_key
-from mocap_studio.session import Session
+from mocap_studio.session import take_session
 from mocap_studio.stages import STAGES
 from mocap_studio.stages_calibration import load_stage_config, run_calibrate, run_explicit
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -96,7 +96,7 @@ def _run_refine(args: argparse.Namespace) -> int:
     from mocap_studio.stages_calibration import refine_calibration
 
     if args.session is not None:
-        calibration = Session(args.session).calibration_path
+        calibration = take_session(args.session, "calibrate").calibration_path
         out = args.out or calibration
     else:
         if not (args.intrinsics and args.out):
@@ -136,7 +136,7 @@ def _run_import(args: argparse.Namespace) -> int:
     if args.session is not None:
         if args.out:
             raise ValueError("give either a SESSION or --out with --import, not both")
-        session = Session(args.session).require()
+        session = take_session(args.session, "calibrate").require()
         outcome = import_calibration(args.import_file, session.calibration_path, session, args.overwrite, args.force)
     else:
         if not args.out:
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             return _run_explicit(args, progress)
         if args.camera or args.board or args.out:
             raise ValueError("give either a SESSION or --board/--camera/--out, not both")
-        session = Session(args.session).require()
+        session = take_session(args.session, "calibrate").require()
         config = STAGES["calibrate"].load_config(session, _overrides(args))
         report = run_calibrate(session, config, args.overwrite, progress=progress,
                                intrinsics_file=args.intrinsics, force=args.force, intrinsics_only=args.intrinsics_only)

@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from mocap_studio.session import Session
+from mocap_studio.session import take_session
 from mocap_studio.stages import STAGES
 from mocap_studio.stages_keypoints import run_detect
 
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap detect``."""
-    session = Session(args.session).require()
+    session = take_session(args.session, "detect").require()
     overrides = {"workers": args.workers, "num_poses": args.num_poses, "chunk_frames": args.chunk_frames}
     config = STAGES["detect"].load_config(session, overrides)
     started = time.perf_counter()

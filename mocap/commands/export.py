@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mocap_studio.session import Session
+from mocap_studio.session import open_session
 from mocap_studio.stages_export import FORMATS, STAGE, ExportConfig, run_export
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap export``."""
-    session = Session(args.session).require()
+    session = open_session(args.session).require()
     overrides = {
         "formats": [f.strip().lower() for f in args.formats.split(",") if f.strip()] if args.formats else None,
         "rig": args.rig,

@@ -21,11 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap fit``."""
-    from mocap_studio.session import Session
+    from mocap_studio.session import open_session
     from mocap_studio.stages import STAGES
     from mocap_studio.stages_body import run_fit
 
-    session = Session(args.session).require()
+    session = open_session(args.session).require()
     overrides = {"model": args.model, "gender": args.gender, "model_dir": args.model_dir}
     config = STAGES["fit"].load_config(session, overrides)
     report = run_fit(session, config, args.overwrite, meshes=args.meshes)

@@ -26,11 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap report``."""
     from mocap_studio.report import run_report
-    from mocap_studio.session import Session
+    from mocap_studio.session import open_session
     from mocap_studio.stages import STAGES
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    session = Session(args.session).require()
+    session = open_session(args.session).require()
     overrides = {"overlays": args.overlays, "strip_frames": args.strip_frames, "max_width": args.max_width,
                  "mesh_style": args.mesh_style}
     config = STAGES["report"].load_config(session, overrides, {"overlays": "--no-overlays", "mesh_style": "--mesh"})

@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from mocap_studio.pipeline import MODELS, STAGES, RunConfig, RunResult, StageOutcome, run_pipeline
-from mocap_studio.session import Session
+from mocap_studio.session import Session, take_session
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -104,7 +104,7 @@ def config_from_args(session: Session, args: argparse.Namespace) -> RunConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap run``."""
-    session = Session(args.session).require()
+    session = take_session(args.session, "run").require()
     config = config_from_args(session, args)
     overwrite = STAGES if args.overwrite == "all" else _names(args.overwrite, STAGES, "--overwrite")
     with stage_progress() as (progress, on_stage):

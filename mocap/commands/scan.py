@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> int:
     """Run ``mocap scan``."""
     import json
 
-    from mocap_studio.session import Session
+    from mocap_studio.session import open_session
     from mocap_studio.stages import STAGES
     from mocap_studio.stages_body import run_fit
 
-    session = Session(args.session).require()
+    session = open_session(args.session).require()
     config = STAGES["fit"].load_config(session, {"scan": True, "silhouettes": True, "scan_frames": args.frames})
     report = run_fit(session, config, args.overwrite)
     print(f"{'up to date' if report.skipped else 'wrote'} {session.body_path} and {session.root / 'measurements.json'}")

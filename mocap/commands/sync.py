@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mocap_studio.capture.sync import METHODS
-from mocap_studio.session import Session
+from mocap_studio.session import take_session
 from mocap_studio.stages import STAGES
 from mocap_studio.stages_capture import run_sync
 
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``mocap sync``."""
-    session = Session(args.session).require()
+    session = take_session(args.session, "sync").require()
     if args.none and args.method:
         raise SystemExit("mocap sync: give --none or --method, not both")
     methods = ("none",) if args.none else tuple(args.method) if args.method else None

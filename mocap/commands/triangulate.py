@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mocap_studio.reconstruction.filtering import METHODS
-from mocap_studio.session import Session
+from mocap_studio.session import open_session
 from mocap_studio.stages import STAGES
 from mocap_studio.stages_keypoints import run_triangulate
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``mocap triangulate``."""
     from mocap_studio.reconstruction.filtering import FilterConfig
 
-    session = Session(args.session).require()
+    session = open_session(args.session).require()
     config = STAGES["triangulate"].load_config(
         session, {"min_cameras": args.min_cameras, "max_reprojection_error_px": args.max_error},
         {"max_reprojection_error_px": "--max-error-px"})
