@@ -101,6 +101,24 @@ def test_person_points_bridge_short_gaps():
     assert np.isnan(X[13:]).all()
 
 
+def test_person_points_carried_towards_the_takes_ends():
+    rig, (a, _), truth = _scene(frames=30)
+    xy = truth["p0"].copy()
+    xy[:, :3] = np.nan  # the take starts and ends without the person
+    xy[:, 24:] = np.nan
+    kp = _keypoints(xy, rig.names)
+    assert np.isnan(person_points(rig, kp)[24:]).all()  # not carried unless asked
+    X = person_points(rig, kp, extend_frames=4)
+    assert np.isnan(X[28:]).all() and np.isfinite(X[:28]).all()  # 4 frames at the end, all 3 at the start
+    drift = np.linalg.norm(X[24:28].mean(1) - a[24:28].mean(1), axis=-1)
+    assert drift.max() < 0.05  # the body carried at its walking velocity: within a few cm of where it went
+    held = np.linalg.norm(a[23].mean(0) - a[27].mean(0))
+    assert drift[-1] < 0.7 * held  # ... nearer than holding the last pose still would be
+    gap = xy.copy()
+    gap[1:, 10:12] = np.nan  # a frame seen by one camera is not empty: nothing carried into it
+    assert np.isnan(person_points(rig, _keypoints(gap, rig.names), max_gap_frames=0, extend_frames=4)[10:12]).all()
+
+
 def test_crops_replace_missing_and_misplaced_detections():
     rig, _, truth = _scene()
     p0 = truth["p0"].copy()
