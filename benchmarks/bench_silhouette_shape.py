@@ -45,10 +45,12 @@ def scores(model, scene, motion) -> dict:  # noqa: ANN001
     return out
 
 
-def run(model, seed: int, frames: int, scan: bool, image_scale: float, mask_scale: float) -> dict:  # noqa: ANN001
-    """Both fits of one seed's scene: {"keypoints": scores, "silhouettes": scores, seconds of each}."""
+def run(model, seed: int, frames: int, scan: bool, image_scale: float, mask_scale: float,  # noqa: ANN001
+        overrides: dict | None = None) -> dict:
+    """Both fits of one seed's scene: {"keypoints": scores, "silhouettes": scores, seconds of each}; ``overrides``:
+    FitConfig fields to set (name -> value)."""
     scene = make_scene(model, seed, frames=frames, image_scale=image_scale, mask_scale=mask_scale, scan=scan)
-    cfg = FitConfig(silhouettes=True, scan=scan)
+    cfg = FitConfig(silhouettes=True, scan=scan, **(overrides or {}))
     out = {}
     t0 = time.perf_counter()
     kp_only = fit_sequence(model, scene.keypoints, dataclasses.replace(cfg, silhouettes=False), frame_rate=scene.fps)
@@ -57,7 +59,9 @@ def run(model, seed: int, frames: int, scan: bool, image_scale: float, mask_scal
     t0 = time.perf_counter()
     with_sil = fit_sequence(model, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)
     out["silhouettes"] = {**scores(model, scene, with_sil), "seconds": time.perf_counter() - t0,
-                          "silhouette_seconds": with_sil.figures["silhouettes"].get("seconds")}
+                          "silhouette_seconds": with_sil.figures["silhouettes"].get("seconds"),
+                          "silhouette_loss": with_sil.figures["silhouettes"].get("loss"),
+                          "keypoint_offsets_mm_rms": with_sil.figures["silhouettes"].get("keypoint_offsets_mm_rms")}
     return out
 
 
@@ -87,6 +91,8 @@ def main() -> None:
     ap.add_argument("--scan", action="store_true", help="an A-pose turning take instead of squats and arm circles")
     ap.add_argument("--image-scale", type=float, default=0.5, help="of the ring4 preset's 1280x720")
     ap.add_argument("--mask-scale", type=float, default=1.0, help="mask pixels per image pixel")
+    ap.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="FitConfig fields to set for both fits, e.g. silhouette_pose_sigma_rad=0.5")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--sessions", type=Path, nargs="+", help="score these fitted virtual-studio sessions instead "
                     "(body.npz against truth/body.npz; e.g. `mocap synth --scan` then `mocap run`)")
@@ -98,14 +104,23 @@ def main() -> None:
             r = score_session(model, s)
             print(f"{s.name}: " + ", ".join(f"{k} {v:+.1f}" for k, v in r.items()))
         return
+    fields = {f.name: f.type for f in dataclasses.fields(FitConfig)}
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in fields:
+            ap.error(f"--set {item}: FitConfig has no field {name!r}")
+        overrides[name] = {"bool": lambda v: v.lower() in ("1", "true", "yes"), "int": int, "float": float}.get(
+            str(fields[name]), str)(value)
     rows = {}
     print("errors in mm (fitted - true); pve: mean per-vertex error of the take; s: seconds of the whole fit")
     print(f"{'seed':>4} {'fit':12s} " + " ".join(f"{lab:>7s}" for lab in (*LABELS, "pve")) + "       s")
     for seed in args.seeds:
-        res = run(model, seed, args.frames, args.scan, args.image_scale, args.mask_scale)
+        res = run(model, seed, args.frames, args.scan, args.image_scale, args.mask_scale, overrides)
         rows[seed] = res
         for kind, r in res.items():
-            print(f"{seed:4d} {kind:12s} " + " ".join(f"{r[k]:7.1f}" for k in (*LABELS, "pve")) + f" {r['seconds']:7.1f}")
+            print(f"{seed:4d} {kind:12s} " + " ".join(f"{r[k]:7.1f}" for k in (*LABELS, "pve")) + f" {r['seconds']:7.1f}",
+                  flush=True)
     for kind in ("keypoints", "silhouettes"):
         worst = {k: max(abs(rows[s][kind][k]) for s in rows) for k in (*LABELS, "pve")}
         print(f"worst {kind:11s} " + " ".join(f"{worst[k]:7.1f}" for k in (*LABELS, "pve")))

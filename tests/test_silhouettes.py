@@ -188,3 +188,33 @@ def test_a_scan_fits_the_silhouettes_whatever_silhouettes_says():
     # `[fit] scan = true` alone once made the fit stage skip the masks and then refuse the scan for having none
     assert FitConfig(scan=True).fits_silhouettes and FitConfig(silhouettes=True).fits_silhouettes
     assert not FitConfig().fits_silhouettes
+
+
+def test_keypoint_offsets_turn_with_their_joints():
+    """The silhouette refinement's keypoint offsets (one per keypoint for the take, in its joint's frame) are the
+    least-squares ones: keypoints displaced by constant offsets in frames of joints that turn from frame to frame
+    give back those offsets and the displaced keypoints, whatever the turns; the prior shrinks them."""
+    from types import SimpleNamespace
+
+    from mocap_studio.reconstruction.body.fit_silhouette import JointRefinement
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    F, K, J = 7, 5, 3
+    rg = torch.as_tensor(Rotation.random(F * J, random_state=1).as_matrix().reshape(F, J, 3, 3))
+    kp_joint = torch.as_tensor(rng.integers(0, J, K))
+    offsets = torch.as_tensor(rng.normal(0, 0.02, (K, 3)))
+    kp = torch.as_tensor(rng.normal(0, 0.5, (F, K, 3)))
+    target = kp + torch.einsum("fkij,kj->fki", rg[:, kp_joint], offsets)
+    weight = torch.ones(F, K)
+    weight[0, 1] = 0.0  # a missing keypoint
+    for sigma, factor in ((1e3, 1.0), (0.015, 1 / (1 + (0.015 / 0.015) ** 2 / 7))):
+        cfg = SimpleNamespace(silhouette_keypoint_sigma_m=0.0, keypoint_sigma_m=0.015, silhouette_keypoint_offset_sigma_m=sigma)
+        me = SimpleNamespace(cfg=cfg, kp_joint=kp_joint, target=target.double(), weight=weight.double())
+        moved, found = JointRefinement._offset(me, kp.double(), rg)
+        if sigma > 1:
+            np.testing.assert_allclose(found.numpy(), offsets.numpy(), atol=1e-9)
+            np.testing.assert_allclose(moved.numpy(), target.numpy(), atol=1e-9)
+        else:  # keypoints seen in all 7 frames: shrunk by 7 / (7 + (0.015 / 0.015)^2)
+            keep = [0, 2, 3, 4]
+            np.testing.assert_allclose(found.numpy()[keep], factor * offsets.numpy()[keep], atol=1e-9)

@@ -145,6 +145,13 @@ class FitConfig:
     further from a detector's biased keypoints."""
     silhouette_pose_sigma_rad: float = 0.15
     """Prior on each joint's turn away from the pose the keypoints gave it, in that refinement."""
+    silhouette_keypoint_offset_sigma_m: float = 0.0
+    """Prior (metres, per axis) on one offset per keypoint for the take, estimated in that refinement: a detector's
+    constant bias against the model's definition of the keypoint, expressed in the frame of the joint the keypoint
+    moves with (it turns with the body); each is solved in closed form for the shape and poses at hand (not a
+    parameter of the search). 0: no offsets. Measured (README, "Is it the search or the objective?"): with 0.2, a
+    0.5 rad ``silhouette_pose_sigma_rad`` and 1200 ``silhouette_iterations`` seed 24's hip went from +27 to -1 mm;
+    at 300 iterations the refinement stops far short of its minimum (hip +23 mm even from the true body)."""
     silhouette_candidates: int = 200
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
     silhouette_starts: int = 2

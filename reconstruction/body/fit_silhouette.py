@@ -280,14 +280,24 @@ def fit_shape_silhouettes(
         joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
                                 skeleton, term, cfg)
         x, rot_p, trans_p, loss = joint.run(x, cfg.silhouette_iterations - first)
+    kp_offsets = joint.offsets(x, rot_p, trans_p)
     term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
     shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
     figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape), "loss": loss,
-               "start_losses": [t[3] for t in trials], "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
+               "start_losses": [t[3] for t in trials], **_offset_figures(kp_offsets),
+               "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
                "seconds": time.perf_counter() - start}
     logger.info("silhouettes: shape fitted on %d views of %d frames in %.1f s: %s", term.num_views, len(pick),
                 figures["seconds"], np.round(shape, 3).tolist())
     return torch.as_tensor(x, dtype=DT), figures
+
+
+def _offset_figures(offsets: np.ndarray | None) -> dict:
+    """The keypoint offsets' figures for the fit's report (mm): their RMS and largest length."""
+    if offsets is None or not len(offsets):
+        return {}
+    norms = 1000 * np.linalg.norm(offsets, axis=1)
+    return {"keypoint_offsets_mm_rms": float(np.sqrt(np.mean(norms**2))), "keypoint_offsets_mm_max": float(norms.max())}
 
 
 def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offsets: torch.Tensor | None,
@@ -364,6 +374,9 @@ class JointRefinement:
         self.target = torch.as_tensor(np.nan_to_num(target), dtype=dt)
         self.weight = torch.as_tensor(w, dtype=dt)
         self.ids_all = torch.cat([term.ids, self.reg_ids])
+        # each keypoint's offset turns with the joint that moves its regressor's vertices most
+        influence = reg.matrix @ model._weights[self.reg_ids].double().numpy()  # (K, J)
+        self.kp_joint = torch.as_tensor(np.abs(influence).argmax(1))
         self.n_sil = len(term.ids)
         dist = [torch.as_tensor(v[2], dtype=dt)[None, None] for v in term.views]
         self.dist = dist
@@ -374,9 +387,9 @@ class JointRefinement:
         self.gap = [cfg.silhouette_gap * cfg.silhouette_spacing_m * term.scale * float(term.cameras[c].K[0, 0])
                     / max(float(term.cameras[c].to_camera(centre[f])[2]), 0.1) for f, c, *_ in term.views]
 
-    def posed(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> torch.Tensor:
+    def posed(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F, N', 3) surface points then regressor vertices for shape x (S,), pose deltas (F, Jf, 3) and
-        translation deltas (F, 3)."""
+        translation deltas (F, 3), and the joints' global rotations (F, J, 3, 3)."""
         m = self.model
         shape = m.shape_from_free(x.to(m.dtype)).to(torch.float64)
         F = self.rot0.shape[0]
@@ -385,15 +398,43 @@ class JointRefinement:
         rest_j = m.rest_joints_torch(shape.to(m.dtype)).to(torch.float64)
         rest_v = m.rest_vertices_torch(shape.to(m.dtype), self.ids_all).to(torch.float64)
         rg, tg = forward_kinematics(rot, rest_j, m._levels)
-        return skin(rest_v, m._weights[self.ids_all].to(torch.float64), rg, tg, rest_j) + (self.trans0 + dtrans)[:, None]
+        pts = skin(rest_v, m._weights[self.ids_all].to(torch.float64), rg, tg, rest_j) + (self.trans0 + dtrans)[:, None]
+        return pts, rg
+
+    def _offset(self, kp: torch.Tensor, rg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's keypoints kp (F, K, 3) moved by each keypoint's offset for the take, and the offsets (K, 3)
+        in the frame of the joint each turns with (rg (F, J, 3, 3): the joints' global rotations). The offsets are
+        not parameters of the search: for the shape and poses at hand each is the least-squares one (the keypoint
+        residuals turned into its joint's frame, averaged over the frames, shrunk by the prior), so that the
+        search does not have to walk the long valley in which offsets, bones and shape trade off."""
+        cfg = self.cfg
+        R = rg[:, self.kp_joint].to(kp.dtype)  # (F, K, 3, 3)
+        local = torch.einsum("fkji,fkj->fki", R, self.target - kp)  # residuals in the joints' frames
+        sigma = cfg.silhouette_keypoint_sigma_m or cfg.keypoint_sigma_m
+        shrink = (sigma / cfg.silhouette_keypoint_offset_sigma_m) ** 2
+        offsets = (self.weight[..., None] * local).sum(0) / (self.weight.sum(0) + shrink)[:, None]
+        return kp + torch.einsum("fkij,kj->fki", R, offsets), offsets
+
+    def offsets(self, x: np.ndarray, rot: torch.Tensor, trans: torch.Tensor) -> np.ndarray | None:
+        """(K, 3) the keypoint offsets (see :meth:`_offset`) for shape x (S,) and poses rot (F, Jf, 3, 3), trans
+        (F, 3); None when ``silhouette_keypoint_offset_sigma_m`` is 0."""
+        if self.cfg.silhouette_keypoint_offset_sigma_m <= 0:
+            return None
+        with torch.no_grad():
+            delta = rotmat_to_rotvec(self.rot0.transpose(-1, -2) @ rot.to(torch.float64))
+            pts, rg = self.posed(torch.as_tensor(x, dtype=torch.float64), delta, trans.to(torch.float64) - self.trans0)
+            kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
+            return self._offset(kp, rg)[1].numpy()
 
     def loss(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> torch.Tensor:
         """Silhouettes (weight ``silhouette_weight`` per view's mean robust squared distance over tau^2) plus the
         keypoints' robust cost (sigma ``keypoint_sigma_m``) plus the shape prior plus a prior on each joint's turn
         away from its keypoint pose (sigma ``silhouette_pose_sigma_rad``: coarse masks could otherwise be matched
-        by a contorted pose of the wrong body)."""
+        by a contorted pose of the wrong body). With ``silhouette_keypoint_offset_sigma_m``, each keypoint of the
+        model is moved by an offset for the take, expressed in the frame of the joint it moves with (a detector's
+        bias against the model's definition of the keypoint, turning with the body), under that prior."""
         cfg, term = self.cfg, self.term
-        pts = self.posed(x, delta, dtrans)
+        pts, rg = self.posed(x, delta, dtrans)
         tau2 = cfg.silhouette_tau_px**2
         sil = pts.new_zeros(())
         for i, (f, c, _dist, _edges, near) in enumerate(term.views):
@@ -421,12 +462,16 @@ class JointRefinement:
             d_in = (d_in - self.gap[i]).clamp_min(0.0)
             sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
         kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
+        offset_prior = kp.new_zeros(())
+        if cfg.silhouette_keypoint_offset_sigma_m > 0:
+            kp, offsets = self._offset(kp, rg)
+            offset_prior = (offsets**2).sum() / cfg.silhouette_keypoint_offset_sigma_m**2
         r2 = ((kp - self.target) ** 2).sum(-1) / (cfg.silhouette_keypoint_sigma_m or cfg.keypoint_sigma_m) ** 2
         c2 = cfg.robust_scale**2
         kp_cost = (self.weight * c2 * torch.log1p(r2 / c2)).sum()
         prior = self.model.shape_prior(self.model.shape_from_free(x.to(self.model.dtype))).to(torch.float64)
         pose_prior = (delta**2).sum() / cfg.silhouette_pose_sigma_rad**2
-        return cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior + pose_prior
+        return cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior + pose_prior + offset_prior
 
     def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and
