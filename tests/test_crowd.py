@@ -11,7 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from mocap_studio.reconstruction.crowd import drop_occluded, occlusion_cover, person_points, refine_in_crops
+from mocap_studio.reconstruction.crowd import (
+    drop_occluded,
+    occlusion_cover,
+    paint_others_grey,
+    person_points,
+    refine_in_crops,
+)
 from mocap_studio.reconstruction.keypoints import Keypoints2D
 from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
 
@@ -142,8 +148,9 @@ def test_crops_then_drop_the_views_a_nearer_person_hides():
         hidden = cover[pid] > 0.3
         assert ((out[pid].confidence > 0).any(-1) == ~hidden).all()
     hidden = sum(int((c > 0.3).sum()) for c in cover.values())
-    assert [r["hidden_views_dropped"] for r in figures["rounds"]] == [hidden, hidden] and hidden > 0
-    assert figures["hidden_views_dropped"] == 2 * hidden  # each round's crops find them again; each drops them
+    rounds = len(figures["rounds"])
+    assert [r["hidden_views_dropped"] for r in figures["rounds"]] == [hidden] * rounds and hidden > 0
+    assert figures["hidden_views_dropped"] == rounds * hidden  # each round's crops find them again; each drops them
 
 
 def test_rounds_and_progress():
@@ -202,3 +209,22 @@ def test_hidden_views_are_dropped_and_no_others():
     assert np.array_equal(out.confidence[~hidden], kp.confidence[~hidden])
     kept, _ = drop_occluded(kp, cover["p0"], 0.3, keep=4)  # the least hidden views kept whatever hides them
     assert np.array_equal(kept.confidence, kp.confidence)
+
+
+def test_the_others_are_painted_out_of_a_persons_crop():
+    # three upright sticks (one bone each) in a 400 px crop at (100, 50): p0 the person looked for, 4 m away;
+    # p1 behind p0 (5 m) crossing it; p2 in front (3 m) crossing it; focal 1000 px
+    bones = ((0, 1),)
+    stick = lambda x: np.array([[[x, 60.0], [x, 400.0]]])  # noqa: E731  (T=1, J=2, 2), picture pixels
+    proj = {"p0": stick(300.0), "p1": stick(330.0), "p2": stick(200.0)}
+    proj["p2"][0, 1] = (420.0, 400.0)  # p2 leans across p0
+    depth = {"p0": np.array([4.0]), "p1": np.array([5.0]), "p2": np.array([3.0])}
+    image = np.full((400, 400, 3), 200, np.uint8)
+    painted = paint_others_grey(image, (100, 50), "p0", proj, depth, 0, 1000.0, bones)
+    assert (image[painted] == 127).all() and (image[~painted] == 200).all()
+    assert not painted[260:340, 200].any()  # p0's own body (x 300 in the picture: 200 in the crop) stays
+    assert painted[300, 200 + 50]  # ... p1 beside it, where p0 is not, goes (p1 is 0.22 m * 1000 / 5 = 44 px wide)
+    assert not painted[300, 200 + 20]  # p1 where it overlaps p0 is p0's (p0 is in front)
+    assert painted[164, 200]  # p2, in front, is painted where it crosses p0: (100, 10) to (320, 350) in the crop
+    assert paint_others_grey(image.copy(), (100, 50), "p0", proj, {**depth, "p0": np.array([np.nan])}, 0, 1000.0,
+                             bones).sum() == 0  # p0's depth unknown: nothing painted
