@@ -31,7 +31,9 @@ body the refinement walks to the same wrong shape (seeds 24, 30) or to one of hi
 (seed 27), and the true body costs more than the wrong one (on seed 28 the search is what misses). The
 silhouettes leave a direction of the phenotypes (gender and weight against muscle) they hardly see, even from
 96 views of a turning scan, and the keypoints' errors and sub-pixel conventions of the outline pick a point
-along it (with unbiased keypoints the true body holds).
+along it (with unbiased keypoints the true body holds). Revisited since: the 300 iterations stop short of the
+refinement's minimum; with keypoint offsets (``silhouette_keypoint_offset_sigma_m``) and 1200 iterations the true
+body's start ends within 7 mm and the search's hips are right, but the bodies come out too small (README).
 """
 
 from __future__ import annotations
