@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # python3.13 on PATH. `make test-newest` runs the tests on it in its own venv (.venv-3.13).
 PY_NEWEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 
-.PHONY: test test-newest demo lint bench bench-setup clean-venv blender-check system-deps
+.PHONY: test test-newest demo lint bench bench-setup clean-venv blender-check system-deps pose-models
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null || \
@@ -39,14 +39,21 @@ $(STAMP): pyproject.toml | $(BIN)/python system-deps
 # every stage and checks the figures against the truth) and the Blender import check (tests/test_export_blender.py
 # builds an isolated Python 3.13 venv with bpy in .cache/blender-venv once, about 45 s, and skips with the reason
 # where Python 3.13 is absent).
-test: $(STAMP)
+# MediaPipe's heavy pose landmarker, for the crops of several people ([detect] crop_model): built once into
+# .cache/pose_models from the npm package @mediapipe/pose (Apache-2.0, 41 MB download, ~3 s); where npm or the
+# registry is missing, the detect stage uses the full model and says so in its report.
+pose-models: $(STAMP)
+	@$(BIN)/python tools/build_pose_landmarker.py --variant heavy --if-missing || \
+		echo "(the heavy pose landmarker could not be built: several people's crops will use the full model)"
+
+test: $(STAMP) pose-models
 	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q
 
 # The same tests on the newest supported Python, in .venv-3.13 (on Python 3.13 PyPI's torch 2.13.0 is the CUDA
 # build, ~7 GB with its libraries; it runs on the CPU). The demo and the Blender check run once, on 3.11.
 test-newest:
 	@test -n "$(PY_NEWEST)" || { echo "Python 3.13 not found: set PY_NEWEST=/path/to/python3.13"; exit 1; }
-	$(MAKE) --no-print-directory PY=$(PY_NEWEST) VENV=.venv-3.13 .venv-3.13/.installed
+	$(MAKE) --no-print-directory PY=$(PY_NEWEST) VENV=.venv-3.13 .venv-3.13/.installed pose-models
 	.venv-3.13/bin/python -m pytest -q
 
 lint: $(STAMP)
@@ -71,7 +78,7 @@ bench-setup: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps "pose2sim==0.10.49"
 	$(BIN)/python benchmarks/check_peers.py
 
-demo: $(STAMP)
+demo: $(STAMP) pose-models
 	@$(BIN)/python -m mocap_studio.export.blender_preview --install || echo "(continuing without Blender: the report says why)"
 	$(BIN)/mocap demo
 

@@ -235,9 +235,12 @@ def run_detect(
         raise FileNotFoundError(f"{session.videos_dir} or {session.images_dir}: no recordings found")
     inputs = list(sources.values()) + [session.calibration_path]
     settings = config_to_mapping(config)
-    if _several(session):  # the people kept depend on the association's settings
+    if _several(session):  # the people kept depend on the association's settings and the crops' model
+        from mocap_studio.reconstruction.detect2d import crop_model_path
+
         settings = {"detect": settings, "associate": config_to_mapping(session.stage_config("associate",
-                                                                                            AssociationConfig))}
+                                                                                            AssociationConfig)),
+                    "crop_model": crop_model_path(config)[0].name}
     fingerprint = session.inputs_fingerprint(inputs, settings)
     skipped = _skip(session, "detect", fingerprint, [session.keypoints2d_path], overwrite)
     if skipped is not None:
@@ -262,23 +265,29 @@ def run_detect(
     elif session.masks_path.exists():
         session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
     if people and session.stage_config("associate", AssociationConfig).crop_refine:
-        people = _refine_people(session, sources, config, people, extra, progress)
+        people = _refine_people(session, sources, config, people, extra, warnings, progress)
         kp = people["p0"]  # the performer, as every person, detected again in crops
     _write_people(session, people, extra)
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
 
 
 def _refine_people(session: Session, sources: dict[str, Path], config: DetectionConfig,
-                   people: dict[str, Keypoints2D], figures: dict[str, Any],
+                   people: dict[str, Keypoints2D], figures: dict[str, Any], warnings: list[str],
                    progress: Progress | None) -> dict[str, Keypoints2D]:
     """Several people: each person's keypoints detected again in crops around where the other cameras place
     them (:mod:`reconstruction.crowd`); ``figures`` gets ``crowd`` (crops run, detections replaced and added,
     seconds)."""
     from mocap_studio.capture.frames import open_frames
     from mocap_studio.reconstruction.crowd import refine_in_crops
-    from mocap_studio.reconstruction.detect2d import PoseLandmarker
+    from mocap_studio.reconstruction.detect2d import PoseLandmarker, crop_model_path
 
-    crop_config = DetectionConfig(**{**config_to_mapping(config), "num_poses": 2, "masks": False,
+    model, fallback = crop_model_path(config)
+    if fallback:
+        log.warning("%s", fallback)
+        warnings.append(fallback)
+    figures["crop_model"] = model.name
+    crop_config = DetectionConfig(**{**config_to_mapping(config), "model_path": str(model), "num_poses": 2,
+                                     "masks": False,
                                      "min_detection_confidence": min(config.min_detection_confidence, 0.3),
                                      "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
     refined, figures["crowd"] = refine_in_crops(

@@ -14,7 +14,9 @@ from mocap_studio.reconstruction.detect2d import (
     PoseLandmarker,
     ProcessExecutor,
     SerialExecutor,
+    crop_model_path,
     detect_sources,
+    heavy_model_path,
 )
 from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
@@ -58,6 +60,35 @@ def test_landmarker_finds_the_face_and_shoulders(portrait):
     assert left_eye[1] < nose[1] and right_eye[1] < nose[1] and left_eye[0] > right_eye[0]
     assert xy[0, idx("left_shoulder"), 0] > xy[0, idx("right_shoulder"), 0]
     assert conf[0, idx("nose")] > 0.8
+
+
+def test_crop_model_chosen_and_a_missing_heavy_model_said(tmp_path, monkeypatch):
+    assert crop_model_path(DetectionConfig(crop_model="full")) == (ASSET_PATH, None)
+    own = tmp_path / "mine.task"
+    own.write_bytes(ASSET_PATH.read_bytes())
+    assert crop_model_path(DetectionConfig(crop_model=str(own))) == (own, None)
+    with pytest.raises(FileNotFoundError, match="crop_model = .*no such file"):
+        crop_model_path(DetectionConfig(crop_model=str(tmp_path / "absent.task")))
+    monkeypatch.setenv("MOCAP_CACHE_DIR", str(tmp_path / "empty-cache"))
+    path, warning = crop_model_path(DetectionConfig())  # heavy asked for, not built in this cache
+    assert path == ASSET_PATH and "not built" in warning and "--variant heavy" in warning
+
+
+@pytest.mark.skipif(not heavy_model_path().exists(), reason="the heavy pose landmarker is not built (`make pose-models`)")
+def test_heavy_landmarker_finds_what_the_full_one_finds(portrait):
+    assert crop_model_path(DetectionConfig()) == (heavy_model_path(), None)
+    origin = (heavy_model_path().parent / "ORIGIN-heavy.txt").read_text()
+    assert "@mediapipe/pose@0.5.1675469404" in origin and "Apache" in origin
+    found = {}
+    for name, path in (("full", ASSET_PATH), ("heavy", heavy_model_path())):
+        with PoseLandmarker(DetectionConfig(model_path=str(path)), video=False) as lm:
+            found[name] = lm.detect(portrait)
+    idx = BLAZEPOSE_33.index
+    face = [idx(n) for n in ("nose", "left_eye", "right_eye", "left_shoulder", "right_shoulder")]
+    assert np.linalg.norm(found["heavy"][0][0, idx("nose")] - (273, 229)) < 25  # as hand-checked above
+    # the two networks agree on the face and shoulders within a few percent of the 512 px photograph
+    assert np.linalg.norm(found["heavy"][0][0, face] - found["full"][0][0, face], axis=-1).max() < 25
+    assert (found["heavy"][1][1:] == 0).all()  # one person, one slot
 
 
 def test_video_and_image_folder_sources_in_worker_processes(tmp_path, portrait):

@@ -14,6 +14,12 @@ metadata (the legacy ``solutions`` graph normalized inputs itself). This script:
    the sources' and the result's SHA-256.
 
 Run: ``.venv/bin/python tools/build_pose_landmarker.py [--wheel PATH]``.
+
+``--variant heavy`` builds ``pose_landmarker_heavy.task`` into the project cache instead (``make`` runs it once):
+the heavy landmark network (``pose_landmark_heavy.tflite``, Apache-2.0, 27.7 MB) from the npm package
+``@mediapipe/pose@0.5.1675469404`` (``npm pack``, or ``--npm-tgz PATH``), with the same metadata as the full one
+(mean 0, std 255), beside the person detector of the shipped full bundle. The detect stage uses it for the crops
+of several people (``[detect] crop_model``).
 """
 
 from __future__ import annotations
@@ -135,6 +141,53 @@ def build(wheel: Path, out_dir: Path) -> Path:
     return task
 
 
+NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"
+HEAVY_MEMBER = "package/pose_landmark_heavy.tflite"
+
+
+def npm_pack(folder: Path) -> Path:
+    """``npm pack`` the MediaPipe pose package into ``folder``; returns the tarball's path."""
+    subprocess.run(["npm", "pack", NPM_PACKAGE, "--silent"], check=True, cwd=folder, stdout=subprocess.DEVNULL)
+    tarballs = sorted(folder.glob("mediapipe-pose-*.tgz"))
+    if not tarballs:
+        raise FileNotFoundError(f"npm pack {NPM_PACKAGE} left no tarball in {folder}")
+    return tarballs[0]
+
+
+def build_heavy(tgz: Path, out_dir: Path, full_task: Path = ASSET_PATH) -> Path:
+    """Build the heavy bundle from the npm tarball ``tgz`` and the detector of ``full_task`` into ``out_dir``
+    (written atomically, with ORIGIN-heavy.txt); returns the .task path."""
+    import tarfile
+
+    from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
+        AlignZipFile,
+    )
+    from mocap_studio.reconstruction.detect2d import HEAVY_TASK_NAME
+
+    with tarfile.open(tgz) as tf:
+        member = tf.extractfile(HEAVY_MEMBER)
+        if member is None:
+            raise FileNotFoundError(f"{tgz}: no {HEAVY_MEMBER}")
+        raw = member.read()
+    with zipfile.ZipFile(full_task) as zf:
+        detector = zf.read("pose_detector.tflite")
+    models = {"pose_detector.tflite": detector,
+              "pose_landmarks_detector.tflite": with_metadata(raw, "pose_landmarks_detector", 0.0, 255.0)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task, tmp = out_dir / HEAVY_TASK_NAME, out_dir / (HEAVY_TASK_NAME + ".tmp")
+    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
+        for name, content in models.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    tmp.replace(task)
+    (out_dir / "ORIGIN-heavy.txt").write_text("\n".join([
+        f"Built by tools/build_pose_landmarker.py --variant heavy from {tgz.name} (npm: {NPM_PACKAGE},",
+        f"tarball SHA-256 {sha256(tgz.read_bytes())}); licence: Apache License 2.0 (the package's).",
+        f"  pose_landmarks_detector.tflite <- {HEAVY_MEMBER} (SHA-256 {sha256(raw)}), mean 0.0 std 255.0",
+        f"  pose_detector.tflite <- {full_task.name} (the shipped full bundle's detector)",
+        f"{HEAVY_TASK_NAME} SHA-256 {sha256(task.read_bytes())}, {task.stat().st_size} bytes", ""]))
+    return task
+
+
 def sha256(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
@@ -144,8 +197,23 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: build the pose landmarker bundle (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help=f"mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
-    parser.add_argument("--out", type=Path, default=ASSETS_DIR)
+    parser.add_argument("--out", type=Path, help="output folder (default: the package's assets for full, the "
+                        "project cache's pose_models/ for heavy)")
+    parser.add_argument("--variant", choices=("full", "heavy"), default="full")
+    parser.add_argument("--npm-tgz", type=Path, help=f"the {NPM_PACKAGE} tarball (npm pack if omitted; heavy only)")
+    parser.add_argument("--if-missing", action="store_true", help="do nothing when the bundle already exists")
     args = parser.parse_args(argv)
+    if args.variant == "heavy":
+        from mocap_studio.reconstruction.detect2d import heavy_model_path
+
+        out = args.out or heavy_model_path().parent
+        if args.if_missing and (out / heavy_model_path().name).exists():
+            return 0
+        with tempfile.TemporaryDirectory() as tmp:
+            task = build_heavy(args.npm_tgz or npm_pack(Path(tmp)), out)
+        print(f"wrote {task} ({task.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    args.out = args.out or ASSETS_DIR
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or download_wheel(Path(tmp))
         task = build(wheel, args.out)
