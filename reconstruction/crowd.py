@@ -131,6 +131,18 @@ def _extend_ends(X: np.ndarray, frames: int, window: int = 5) -> None:
             X[t] = X[edge] + velocity * (t - edge)
 
 
+def _project_people(camera, points: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:  # noqa: ANN001
+    """Every person's points (id -> (T, J, 3)) seen by ``camera``: id -> (T, J, 2) pixels, and id -> (T,) the
+    body's mean depth in metres (NaN in frames without points)."""
+    uv, depth = {}, {}
+    for pid, X in points.items():
+        uv[pid] = camera.project(X.reshape(-1, 3)).reshape(X.shape[0], X.shape[1], 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames without points
+            depth[pid] = np.nanmean((X.reshape(-1, 3) @ camera.R.T + camera.t)[:, 2].reshape(X.shape[:2]), 1)
+    return uv, depth
+
+
 def occlusion_cover(rig: CameraRig, points: dict[str, np.ndarray], camera_names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """id -> (C, T): how much of each person's body box in each camera and frame another person nearer that camera
     hides (the largest share of the box's area covered by one nearer person's box), from every person's 3D points
@@ -140,20 +152,15 @@ def occlusion_cover(rig: CameraRig, points: dict[str, np.ndarray], camera_names:
     if not ids:
         return {}
     T = next(iter(points.values())).shape[0]
+    for pid, X in points.items():
+        if X.ndim != 3 or X.shape[0] != T or X.shape[2] != 3:
+            raise ValueError(f"person {pid}: points must be (T, J, 3) with T = {T}, got {X.shape}")
     cover = {pid: np.full((len(camera_names), T), np.nan) for pid in ids}
     for c, name in enumerate(camera_names):
-        camera = rig[name]
-        boxes, depth = {}, {}
-        for pid in ids:
-            X = points[pid]
-            if X.ndim != 3 or X.shape[0] != T or X.shape[2] != 3:
-                raise ValueError(f"person {pid}: points must be (T, J, 3) with T = {T}, got {X.shape}")
-            uv = camera.project(X.reshape(-1, 3)).reshape(X.shape[0], X.shape[1], 2)
-            z = (X.reshape(-1, 3) @ camera.R.T + camera.t).reshape(X.shape)[..., 2]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # frames without points
-                boxes[pid] = np.concatenate([np.nanmin(uv, 1), np.nanmax(uv, 1)], -1)  # (T, 4)
-                depth[pid] = np.nanmean(z, 1)
+        uv, depth = _project_people(rig[name], points)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames without points
+            boxes = {pid: np.concatenate([np.nanmin(uv[pid], 1), np.nanmax(uv[pid], 1)], -1) for pid in ids}  # (T, 4)
         for pid in ids:
             lo, hi = boxes[pid][:, :2], boxes[pid][:, 2:]
             area = np.prod(np.clip(hi - lo, 1e-6, None), -1)
@@ -282,11 +289,7 @@ def _crop_round(
             if source is None:
                 continue
             camera = rig[name]
-            proj = {pid: camera.project(points[pid].reshape(-1, 3)).reshape(T, J, 2) for pid in ids}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                depth = {pid: np.nanmean((points[pid].reshape(-1, 3) @ camera.R.T + camera.t)[:, 2].reshape(T, J), 1)
-                         for pid in ids}
+            proj, depth = _project_people(camera, points)
             focal = float(camera.K[0, 0])
             for frame in open_frames(source):
                 t = frame.index
@@ -329,7 +332,6 @@ def _crop_round(
         progress("detecting every person again in crops", C, C)
     out = {pid: Keypoints2D(xy[pid], conf[pid], first.camera_names, first.skeleton, first.frame_times) for pid in ids}
     return out, {"crops": crops, "replaced": replaced, "added": added}
-
 
 
 def _outline_bones(skeleton: str) -> tuple[tuple[int, int], ...]:

@@ -120,12 +120,12 @@ def crop_model_path(config: DetectionConfig) -> tuple[Path, str | None]:
     """The .task file for the crops of several people (``config.crop_model``) -> (path, a warning or None when
     the heavy model asked for is not built and the full one stands in)."""
     if config.crop_model == "full":
-        return model_path(DetectionConfig(model_path=config.model_path)), None
+        return model_path(config), None
     if config.crop_model == "heavy":
         heavy = heavy_model_path()
         if heavy.exists():
             return heavy, None
-        return model_path(DetectionConfig(model_path=config.model_path)), (
+        return model_path(config), (
             f"{heavy}: the heavy pose landmarker is not built, so the crops of several people used the full model "
             "(more limbs misplaced where people overlap); build it once with `python tools/build_pose_landmarker.py "
             "--variant heavy` (or `make`), then run `mocap detect` again")
