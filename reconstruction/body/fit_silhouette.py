@@ -52,7 +52,15 @@ from mocap_studio.reconstruction.body.fit_solver import _solve_frames, _Targets
 from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
 from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
-from mocap_studio.reconstruction.silhouettes import MaskError, MaskSet, edge_points, image_to_mask, outside_distance
+from mocap_studio.reconstruction.silhouettes import (
+    MaskError,
+    MaskSet,
+    contour_distance,
+    contour_points,
+    edge_points,
+    image_to_mask,
+    outside_distance,
+)
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 
@@ -145,11 +153,13 @@ class SilhouetteTerm:
 
     model; pose_rotvec (F, J, 3) and trans (F, 3) of the frames; views: per frame, per camera, the mask
     (H, W) or None; rig: the calibrated cameras (by name); cameras (C,) names; scale: mask pixels per image
-    pixel; vertex_ids (N,) the surface points; tau_px the robust scale in mask pixels."""
+    pixel; vertex_ids (N,) the surface points; tau_px the robust scale in mask pixels; contour: the mask's outline
+    placed halfway between inside and outside pixel centres (:func:`contour_distance`, :func:`contour_points`)
+    instead of at the inside pixels' centres (half a pixel inside the true outline on average)."""
 
     def __init__(self, model: SkinnedBodyModel, pose_rotvec: np.ndarray, trans: np.ndarray,
                  views: list[list[np.ndarray | None]], rig: CameraRig, cameras: tuple[str, ...], scale: float,
-                 vertex_ids: np.ndarray, tau_px: float):
+                 vertex_ids: np.ndarray, tau_px: float, contour: bool = False):
         F = len(views)
         if pose_rotvec.shape != (F, model.num_joints, 3) or trans.shape != (F, 3):
             raise ValueError(f"pose_rotvec must have shape ({F}, {model.num_joints}, 3) and trans ({F}, 3), got "
@@ -160,7 +170,9 @@ class SilhouetteTerm:
         self.tau = tau_px
         self.cameras = [rig[c] for c in cameras]  # type: ignore[index]
         self.rig, self.camera_names, self.masks = rig, cameras, views
-        # frame, camera, distance to the mask, its outline pixels, pixels near the outline
+        self.contour = contour
+        # frame, camera, distance to the mask (negative inside where ``contour``), its outline points, pixels near
+        # the outline
         self.views: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
         for f, row in enumerate(views):
             for c, mask in enumerate(row):
@@ -172,7 +184,12 @@ class SilhouetteTerm:
                 outline = np.zeros(mask.shape, bool)
                 outline[edges[:, 1].astype(int), edges[:, 0].astype(int)] = True
                 near = outside_distance(outline) <= NEAR_OUTLINE_PX  # only points here can be an outline's nearest
-                self.views.append((f, c, outside_distance(mask), edges, near))
+                if contour:
+                    self.views.append((f, c, contour_distance(mask), contour_points(mask), near))
+                else:
+                    self.views.append((f, c, outside_distance(mask), edges, near))
+        self._torch = [(torch.as_tensor(v[2], dtype=torch.float64)[None, None], torch.as_tensor(v[3], dtype=torch.float64))
+                       for v in self.views]
         self.pose(pose_rotvec, trans)
 
     def pose(self, pose_rotvec: np.ndarray, trans: np.ndarray) -> None:
@@ -209,9 +226,49 @@ class SilhouetteTerm:
             H, W = dist.shape
             inside = (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] <= H - 1)
             uv = uv[inside]
-            d_out = map_coordinates(dist, [uv[:, 1], uv[:, 0]], order=1, mode="nearest")
+            d_out = np.maximum(map_coordinates(dist, [uv[:, 1], uv[:, 0]], order=1, mode="nearest"), 0.0)
             out.append((d_out, _uncovered(uv, edges, near)))
         return out
+
+    def gaps(self, centre: np.ndarray, gap_m: float) -> list[float]:
+        """Per view, ``gap_m`` metres at the body's centre ``centre`` (F, 3) of its frame, in mask pixels: the mask
+        outline distances forgiven by :meth:`loss_torch`. The surface points are discrete: an outline point between
+        two of them lies a fraction of their projected spacing away even from the true body, a floor that would
+        push the body outwards."""
+        return [gap_m * self.scale * float(self.cameras[c].K[0, 0]) / max(float(self.cameras[c].to_camera(centre[f])[2]), 0.1)
+                for f, c, *_ in self.views]
+
+    def loss_torch(self, pts: torch.Tensor, gaps: list[float], tau_px: float) -> torch.Tensor:
+        """The silhouette cost, differentiable in the surface points pts (F, N, 3) (world metres, the points of
+        ``vertex_ids`` posed in each frame): the sum over views of the two one-sided mean Cauchy losses of the
+        distances over tau_px^2, mask outline distances less ``gaps`` (per view, mask pixels, :meth:`gaps`)."""
+        tau2 = tau_px**2
+        sil = pts.new_zeros(())
+        for i, (f, c, _dist, _edges, near) in enumerate(self.views):
+            dist, edges = self._torch[i]
+            uv = (_project_torch(self.cameras[c], pts[f]) + 0.5) * self.scale - 0.5
+            H, W = near.shape
+            grid = torch.stack([2 * uv[:, 0] / (W - 1) - 1, 2 * uv[:, 1] / (H - 1) - 1], -1)
+            inside = (grid.abs() <= 1).all(-1)
+            d_out = torch.nn.functional.grid_sample(dist, grid[None, None], align_corners=True,
+                                                    padding_mode="border")[0, 0, 0].clamp_min(0.0) * inside
+            with torch.no_grad():
+                uv_np = uv.numpy()
+                ij = np.clip(np.round(uv_np).astype(np.int64), 0, [W - 1, H - 1])
+                cand = np.flatnonzero(inside.numpy() & near[ij[:, 1], ij[:, 0]])
+            if len(cand):
+                dd, j = cKDTree(uv_np[cand]).query(edges.numpy(), distance_upper_bound=NEAR_OUTLINE_PX)
+                hit = np.isfinite(dd)
+                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
+                if hit.any():
+                    nearest = uv[torch.as_tensor(cand[j[hit]])]
+                    d_in = d_in.index_put((torch.as_tensor(np.flatnonzero(hit)),),
+                                          (nearest - edges[torch.as_tensor(hit)]).norm(dim=-1).clamp_max(NEAR_OUTLINE_PX))
+            else:
+                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
+            d_in = (d_in - gaps[i]).clamp_min(0.0)
+            sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
+        return sil
 
     def cost(self, shape: np.ndarray) -> float:
         """The robust cost (sum over views of the two one-sided mean Cauchy losses, in squared mask pixels)."""
@@ -260,7 +317,7 @@ def fit_shape_silhouettes(
     keypoint_shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
     term = SilhouetteTerm(model, _full_pose(model, red, rot[pick_t]), trans[pick_t].numpy(), views, sil.rig,
-                          sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px)
+                          sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour)
     # two starts: the keypoints' shape (its phenotypes drawn in from the bounds, where the tanh leaves no
     # gradient) and the average body; a keypoint fit far off (a detector's biased hips make a heavy, weak body)
     # can start in the wrong valley of the model's trade-offs (weight against muscle)
@@ -316,7 +373,7 @@ def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offset
     coarse = SilhouetteTerm(
         model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
         [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
-        surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m), cfg.silhouette_tau_px)
+        surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m), cfg.silhouette_tau_px, term.contour)
     rng = np.random.default_rng(0)
     pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
     costs = []
@@ -380,14 +437,7 @@ class JointRefinement:
         influence = reg.matrix @ model._weights[self.reg_ids].double().numpy()  # (K, J)
         self.kp_joint = torch.as_tensor(np.abs(influence).argmax(1))
         self.n_sil = len(term.ids)
-        dist = [torch.as_tensor(v[2], dtype=dt)[None, None] for v in term.views]
-        self.dist = dist
-        self.edges = [torch.as_tensor(v[3], dtype=dt) for v in term.views]
-        # the surface points are discrete: an outline pixel between two of them lies a fraction of their projected
-        # spacing away even from the true body, a floor that would push the body outwards; that much is forgiven
-        centre = trans0.double().numpy()
-        self.gap = [cfg.silhouette_gap * cfg.silhouette_spacing_m * term.scale * float(term.cameras[c].K[0, 0])
-                    / max(float(term.cameras[c].to_camera(centre[f])[2]), 0.1) for f, c, *_ in term.views]
+        self.gap = term.gaps(trans0.double().numpy(), cfg.silhouette_gap * cfg.silhouette_spacing_m)
 
     def posed(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F, N', 3) surface points then regressor vertices for shape x (S,), pose deltas (F, Jf, 3) and
@@ -435,34 +485,9 @@ class JointRefinement:
         by a contorted pose of the wrong body). With ``silhouette_keypoint_offset_sigma_m``, each keypoint of the
         model is moved by an offset for the take, expressed in the frame of the joint it moves with (a detector's
         bias against the model's definition of the keypoint, turning with the body), under that prior."""
-        cfg, term = self.cfg, self.term
+        cfg = self.cfg
         pts, rg = self.posed(x, delta, dtrans)
-        tau2 = cfg.silhouette_tau_px**2
-        sil = pts.new_zeros(())
-        for i, (f, c, _dist, _edges, near) in enumerate(term.views):
-            uv = (_project_torch(term.cameras[c], pts[f, : self.n_sil]) + 0.5) * term.scale - 0.5
-            H, W = near.shape
-            grid = torch.stack([2 * uv[:, 0] / (W - 1) - 1, 2 * uv[:, 1] / (H - 1) - 1], -1)
-            inside = (grid.abs() <= 1).all(-1)
-            d_out = torch.nn.functional.grid_sample(self.dist[i], grid[None, None], align_corners=True,
-                                                    padding_mode="border")[0, 0, 0] * inside
-            with torch.no_grad():
-                uv_np = uv.numpy()
-                ij = np.clip(np.round(uv_np).astype(np.int64), 0, [W - 1, H - 1])
-                cand = np.flatnonzero(inside.numpy() & near[ij[:, 1], ij[:, 0]])
-            edges = self.edges[i]
-            if len(cand):
-                dd, j = cKDTree(uv_np[cand]).query(edges.numpy(), distance_upper_bound=NEAR_OUTLINE_PX)
-                hit = np.isfinite(dd)
-                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
-                if hit.any():
-                    nearest = uv[torch.as_tensor(cand[j[hit]])]
-                    d_in = d_in.index_put((torch.as_tensor(np.flatnonzero(hit)),),
-                                          (nearest - edges[torch.as_tensor(hit)]).norm(dim=-1).clamp_max(NEAR_OUTLINE_PX))
-            else:
-                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
-            d_in = (d_in - self.gap[i]).clamp_min(0.0)
-            sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
+        sil = self.term.loss_torch(pts[:, : self.n_sil], self.gap, cfg.silhouette_tau_px)
         kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
         offset_prior = kp.new_zeros(())
         if cfg.silhouette_keypoint_offset_sigma_m > 0:
