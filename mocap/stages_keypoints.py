@@ -32,6 +32,7 @@ from mocap_studio.inputs import read_sync as read_sync_file
 from mocap_studio.reconstruction.associate import (
     AssociationConfig,
     associate_with_diagnostics,
+    other_keypoints,
     person_ids,
     person_keypoints,
 )
@@ -99,14 +100,16 @@ def _several(session: Session) -> bool:
 
 def _choose_performer(session: Session, detections: Detections2D, warnings: list[str],
                       figures: dict[str, Any] | None = None,
-                      people: dict[str, Keypoints2D] | None = None) -> Keypoints2D:
+                      people: dict[str, Keypoints2D] | None = None,
+                      others: list[Keypoints2D] | None = None) -> Keypoints2D:
     """The performer among several people per frame ([associate] of session.toml): every person is followed
     over the take and one track chosen (``[associate] performer``). ``figures``, when given, gets
     ``association``: per camera the fraction of frames the performer was found in, the threshold and the median
     error against the other cameras; the people found (tracks seen in 10 % of the frames or more), every track,
     the performer's track with its support and the next best's, and the seconds it took. ``people``, when given
     and ``[associate] people`` is not 1, gets each kept person's keypoints by id (the performer's alone, as
-    ``p0``, where nobody was told apart)."""
+    ``p0``, where nobody was told apart); ``others``, when given, the detections of the tracks not kept
+    (:func:`other_keypoints`)."""
     if detections.num_people == 1:
         kp = detections.person(0)
         if people is not None and _several(session):
@@ -125,6 +128,8 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
         figures["association"] = report
     if people is not None and config.people != 1:
         people.update(person_keypoints(detections, result) or {"p0": result.keypoints})
+        if others is not None:
+            others.extend(other_keypoints(detections, result))
         if isinstance(config.people, int) and len(people) < config.people:
             warnings.append(f"{config.people} people asked for ([associate] people) but {len(people)} found by two "
                             "cameras at once; check that every camera sees them, and [detect] num_poses (people "
@@ -256,7 +261,8 @@ def run_detect(
     detections = detect_sources(sources, config, progress=detect_progress, masks_out=person_masks)
     seconds = time.perf_counter() - t0
     people: dict[str, Keypoints2D] = {}
-    kp = _choose_performer(session, detections, warnings, association := {}, people)
+    others: list[Keypoints2D] = []
+    kp = _choose_performer(session, detections, warnings, association := {}, people, others)
     frames = detections.xy.shape[0] * detections.xy.shape[1]
     extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people,
              **association}
@@ -265,18 +271,19 @@ def run_detect(
     elif session.masks_path.exists():
         session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
     if people and session.stage_config("associate", AssociationConfig).crop_refine:
-        people = _refine_people(session, sources, config, people, extra, warnings, progress)
+        people = _refine_people(session, sources, config, people, others, extra, warnings, progress)
         kp = people["p0"]  # the performer, as every person, detected again in crops
     _write_people(session, people, extra)
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
 
 
 def _refine_people(session: Session, sources: dict[str, Path], config: DetectionConfig,
-                   people: dict[str, Keypoints2D], figures: dict[str, Any], warnings: list[str],
-                   progress: Progress | None) -> dict[str, Keypoints2D]:
-    """Several people: each person's keypoints detected again in crops around where the other cameras place
-    them (:mod:`reconstruction.crowd`); ``figures`` gets ``crowd`` (crops run, detections replaced and added,
-    seconds)."""
+                   people: dict[str, Keypoints2D], others: list[Keypoints2D], figures: dict[str, Any],
+                   warnings: list[str], progress: Progress | None) -> dict[str, Keypoints2D]:
+    """Several people: each person followed and detected again in crops around where the other cameras place
+    them (:mod:`reconstruction.crowd`; ``others``: the association's tracks not kept, where a lost person is
+    looked for); ``figures`` gets ``crowd`` (crops run, people taken up and given up, detections replaced and
+    added, seconds)."""
     from mocap_studio.capture.frames import open_frames
     from mocap_studio.reconstruction.crowd import refine_in_crops
     from mocap_studio.reconstruction.detect2d import PoseLandmarker, crop_model_path
@@ -292,7 +299,7 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
                                      "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
     refined, figures["crowd"] = refine_in_crops(
         sources, read_rig(session, fit_to_recordings=True), people, lambda: PoseLandmarker(crop_config, video=False),
-        open_frames, progress=progress)
+        open_frames, candidates=others, progress=progress)
     return refined
 
 

@@ -56,7 +56,7 @@ from mocap_studio.reconstruction.triangulate import match_rig
 log = logging.getLogger(__name__)
 
 __all__ = ["AssociationConfig", "Association", "associate", "associate_with_diagnostics", "choose_people",
-           "person_ids", "person_keypoints"]
+           "other_keypoints", "person_ids", "person_keypoints"]
 
 _MAD_TO_SIGMA = 1.4826
 _MIN_SAMPLES = 20
@@ -243,6 +243,15 @@ def person_keypoints(detections: Detections2D, result: Association) -> dict[str,
     {} when one person was asked for."""
     ids = person_ids(len(result.people_tracks))
     return {pid: detections.person(result.tracks[i].slots) for pid, i in zip(ids, result.people_tracks, strict=True)}
+
+
+def other_keypoints(detections: Detections2D, result: Association, min_frames: int = 5) -> list[Keypoints2D]:
+    """The detections (C, T, J) of every track not kept as a person and found in ``min_frames`` frames or more,
+    longest first: where a person lost by the kept tracks (who changed places with another where they crossed)
+    may be taken up again (:func:`mocap_studio.reconstruction.crowd.follow_in_crops`)."""
+    kept = set(result.people_tracks)
+    return [detections.person(tr.slots) for i, tr in enumerate(result.tracks)
+            if i not in kept and tr.frames.sum() >= min_frames]
 
 
 def _oriented(views: Views, track: Track) -> np.ndarray:

@@ -215,7 +215,7 @@ def refine_in_crops(
     landmarker_factory: Callable[[], object], open_frames: Callable[[Path], object], *,
     gate: float = 0.15, margin: float = 1.3, min_side_px: int = 96, min_confidence: float = 0.3,
     max_gap_s: float = 2.0, extend_s: float = 0.5, max_cover: float = 0.5, rounds: int = 3,
-    paint_others: bool = True,
+    paint_others: bool = True, follow: bool = True, candidates: list[Keypoints2D] | tuple = (),
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, Keypoints2D], dict[str, object]]:
     """Each person's keypoints (id -> (C, T, J)) with their detections redone in crops (see the module
@@ -240,9 +240,15 @@ def refine_in_crops(
     per_round = []
     out = people
     for r in range(rounds):
-        out, counts = _crop_round(sources, rig, out, landmarker_factory, open_frames, gate, margin, min_side_px,
-                                  min_confidence, gap, extend, paint_others, progress and (lambda m, d, n, r=r: progress(
-                                      f"{m} (round {r + 1} of {rounds})", d, n)))
+        told = progress and (lambda m, d, n, r=r: progress(f"{m} (round {r + 1} of {rounds})", d, n))
+        if r == 0 and follow and len(ids) > 1:
+            out, counts = follow_in_crops(sources, rig, out, landmarker_factory, open_frames, candidates=candidates,
+                                          gate=gate, margin=margin, min_side_px=min_side_px,
+                                          min_confidence=min_confidence, max_cover=max_cover,
+                                          paint_others=paint_others, progress=told)
+        else:
+            out, counts = _crop_round(sources, rig, out, landmarker_factory, open_frames, gate, margin, min_side_px,
+                                      min_confidence, gap, extend, paint_others, told)
         counts["hidden_views_dropped"] = 0
         if max_cover < 1.0 and len(ids) > 1:
             points = _points(rig, out, min_confidence, gap)
@@ -251,12 +257,216 @@ def refine_in_crops(
                 out[pid], n = drop_occluded(out[pid], cover[pid], max_cover, keep=0)
                 counts["hidden_views_dropped"] += n
         per_round.append(counts)
-    figures: dict[str, object] = {k: sum(c[k] for c in per_round) for k in per_round[0]}
+    keys = dict.fromkeys(k for c in per_round for k in c)
+    figures: dict[str, object] = {k: sum(c.get(k, 0) for c in per_round) for k in keys}
     figures.update(rounds=per_round, seconds=round(time.perf_counter() - t0, 2))
     log.info("crowd: %d rounds, %d crops, %d detections replaced and %d added, %d hidden views dropped, %.1f s",
-             rounds, figures["crops"], figures["replaced"], figures["added"], figures["hidden_views_dropped"],
+             rounds, figures["crops"], figures.get("replaced", 0), figures.get("added", 0), figures["hidden_views_dropped"],
              figures["seconds"])
     return out, figures
+
+
+def _frames_together(sources: dict[str, Path], names: tuple[str, ...], open_frames: Callable[[Path], object],
+                     T: int):  # noqa: ANN202 - a generator
+    """Per frame index t < ``T``: (t, camera name -> that camera's picture of frame t), every recording read
+    once, side by side (a camera missing frame t, dropped or past its end, is left out)."""
+    streams = {n: iter(open_frames(sources[n])) for n in names if sources.get(n) is not None}
+    current: dict[str, object] = dict.fromkeys(streams)
+    for t in range(T):
+        images = {}
+        for name, stream in streams.items():
+            frame = current[name]
+            while frame is None or frame.index < t:
+                frame = next(stream, None)
+                if frame is None:
+                    break
+            current[name] = frame
+            if frame is not None and frame.index == t:
+                images[name] = frame.image
+        yield t, images
+
+
+def _torso(skeleton: str) -> np.ndarray:
+    """Indices of the skeleton's shoulders and hips (every joint where it names none): a body's centre."""
+    from mocap_studio.reconstruction.skeletons import get_format
+
+    names = list(get_format(skeleton).joints)
+    torso = [names.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip") if n in names]
+    return np.array(torso or range(len(names)))
+
+
+class _Followed:
+    """A person followed through the take frame by frame: the frames found and the body centre there, and
+    every joint's last known place relative to the centre (so a pose with joints missing is completed)."""
+
+    def __init__(self, J: int) -> None:
+        self.frames: list[int] = []
+        self.centres: list[np.ndarray] = []
+        self.shape = np.full((J, 3), np.nan)
+
+    def add(self, t: int, X: np.ndarray, torso: np.ndarray) -> None:
+        centre = _centre(X, torso)
+        known = np.isfinite(X).all(-1)
+        self.shape[known] = X[known] - centre
+        self.frames.append(t)
+        self.centres.append(centre)
+
+    def predict(self, t: int, fps: float, max_gap_s: float, max_speed: float, window_s: float = 0.25) -> np.ndarray | None:
+        """(J, 3) the pose expected at frame ``t``: the last one moved at the centre's mean velocity over the last
+        ``window_s`` (at most ``max_speed``); None when the person was last found over ``max_gap_s`` ago."""
+        if not self.frames or (t - self.frames[-1]) / fps > max_gap_s:
+            return None
+        last = self.frames[-1]
+        recent = [k for k, f in enumerate(self.frames) if (last - f) / fps <= window_s]
+        velocity = np.zeros(3)
+        if len(recent) > 1 and self.frames[recent[-1]] > self.frames[recent[0]]:
+            span = (self.frames[recent[-1]] - self.frames[recent[0]]) / fps
+            velocity = (self.centres[recent[-1]] - self.centres[recent[0]]) / span
+            speed = float(np.linalg.norm(velocity))
+            if speed > max_speed:
+                velocity *= max_speed / speed
+        return self.centres[-1] + velocity * (t - last) / fps + self.shape
+
+
+def _centre(X: np.ndarray, torso: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.nanmean(X[torso], 0)
+        return centre if np.isfinite(centre).all() else np.nanmean(X, 0)
+
+
+def _targets(followed: dict[str, _Followed], starts: list[np.ndarray], ids: list[str], t: int, fps: float,
+             max_gap_s: float, max_speed: float, apart_m: float, torso: np.ndarray) -> tuple[dict[str, np.ndarray], set]:
+    """Where to look for each person at frame ``t`` (:func:`follow_in_crops`): id -> (J, 3) pose expected from
+    their own motion, else the first of their seed's and the candidates' (``starts``: (T, J, 3) each, the
+    people's seeds first in ``ids``' order) poses at ``t`` lying ``apart_m`` or more from every pose already
+    chosen. -> (poses, the ids taken up from a seed or candidate)."""
+    J = starts[0].shape[1]
+    targets: dict[str, np.ndarray] = {}
+    for pid in ids:
+        expected = followed[pid].predict(t, fps, max_gap_s, max_speed)
+        if expected is not None:
+            targets[pid] = expected
+    fresh = set()
+    for k, pid in enumerate(ids):
+        if pid in targets:
+            continue
+        for X in [starts[k]] + starts[len(ids):]:
+            pose = X[t]
+            if np.isfinite(pose).all(-1).sum() < J // 2:
+                continue
+            centre = _centre(pose, torso)
+            if all(np.linalg.norm(centre - _centre(o, torso)) >= apart_m for o in targets.values()):
+                targets[pid] = pose
+                fresh.add(pid)
+                break
+    return targets, fresh
+
+
+def _one_each(found: dict[str, np.ndarray], targets: dict[str, np.ndarray], fresh: set, same_m: float,
+              torso: np.ndarray) -> int:
+    """Two people found within ``same_m`` of each other are one body: the one just taken up (in ``fresh``), else
+    the one found farther from where they were expected (``targets``), is removed from ``found`` (in place).
+    -> how many were removed."""
+    removed = 0
+    for a, b in itertools.combinations(list(found), 2):
+        if a not in found or b not in found:
+            continue
+        if np.linalg.norm(_centre(found[a], torso) - _centre(found[b], torso)) >= same_m:
+            continue
+        if (a in fresh) != (b in fresh):
+            loser = a if a in fresh else b
+        else:
+            miss = {p: np.linalg.norm(_centre(found[p], torso) - _centre(targets[p], torso)) for p in (a, b)}
+            loser = a if miss[a] > miss[b] else b
+        del found[loser]
+        removed += 1
+    return removed
+
+
+def follow_in_crops(
+    sources: dict[str, Path], rig: CameraRig, seeds: dict[str, Keypoints2D],
+    landmarker_factory: Callable[[], object], open_frames: Callable[[Path], object], *,
+    candidates: list[Keypoints2D] | tuple = (), gate: float = 0.15, margin: float = 1.3, min_side_px: int = 96,
+    min_confidence: float = 0.3, max_gap_s: float = 0.5, max_speed_m_s: float = 3.0, apart_m: float = 0.45,
+    same_m: float = 0.3, max_cover: float = 0.5, paint_others: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[dict[str, Keypoints2D], dict[str, int]]:
+    """Each person followed through the take in crops, frame by frame: who is who is kept by each person's own
+    motion, not taken from the association, whose people can change places where they cross (see the module
+    docstring). In every frame, a person found lately is looked for where their last pose, moved at their
+    recent velocity (at most ``max_speed_m_s``), projects in every camera (:func:`_find_in_crop`, the others
+    painted out where they are expected, views a nearer person hides more than ``max_cover`` of skipped) and
+    triangulated from the views found (:func:`person_points`). A person not found for ``max_gap_s`` (or not yet)
+    is looked for from their seed (``seeds``: id -> the association's keypoints (C, T, J)) at that frame, else
+    from any of ``candidates`` (other tracks' keypoints), wherever that lies ``apart_m`` or more from everybody
+    already looked for. Two people found within ``same_m`` of each other are one: the one just taken up, else the
+    one farther from where they were expected, gives their detections up. -> (each person's detections from the
+    crops (C, T, J), NaN where not found; counts: crops, found (views), taken up (people looked for from a seed
+    or candidate), given up (frames a person found another's body))."""
+    ids = list(seeds)
+    first = seeds[ids[0]]
+    C, T, J = first.confidence.shape
+    names = first.camera_names
+    rig = match_rig(rig, names, "keypoints")
+    fps = 1.0 / float(np.median(np.diff(first.frame_times))) if T > 1 else 30.0
+    torso = _torso(first.skeleton)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        starts = [person_points(rig, seeds[pid], min_confidence, 2) for pid in ids]
+        starts += [person_points(rig, kp, min_confidence, 2) for kp in candidates]
+    xy = {pid: np.full((C, T, J, 2), np.nan) for pid in ids}
+    conf = {pid: np.zeros((C, T, J)) for pid in ids}
+    followed = {pid: _Followed(J) for pid in ids}
+    bones = _outline_bones(first.skeleton)
+    counts = {"crops": 0, "found": 0, "taken_up": 0, "given_up": 0}
+    with landmarker_factory() as landmarker:
+        for t, images in _frames_together(sources, names, open_frames, T):
+            if progress and t % max(1, T // 10) == 0:
+                progress("following every person in crops", t, T)
+            targets, fresh = _targets(followed, starts, ids, t, fps, max_gap_s, max_speed_m_s, apart_m, torso)
+            if not targets:
+                continue
+            points = {pid: X[None] for pid, X in targets.items()}
+            cover = occlusion_cover(rig, points, names) if len(points) > 1 and max_cover < 1.0 else {}
+            for c, name in enumerate(names):
+                image = images.get(name)
+                if image is None:
+                    continue
+                camera = rig[name]
+                proj, depth = _project_people(camera, points)
+                for pid in targets:
+                    if pid in cover and np.nan_to_num(cover[pid][c, 0]) > max_cover:
+                        continue
+                    ran, pose, score = _find_in_crop(landmarker, image, pid, proj, depth, 0, float(camera.K[0, 0]),
+                                                     bones, gate, margin, min_side_px, min_confidence, paint_others)
+                    counts["crops"] += ran
+                    if pose is not None:
+                        xy[pid][c, t], conf[pid][c, t] = pose, score
+            found = {}
+            for pid in targets:
+                seen = conf[pid][:, t] > 0
+                if seen.any(-1).sum() < 2:
+                    continue
+                kp = Keypoints2D(xy[pid][:, t:t + 1], conf[pid][:, t:t + 1], names, first.skeleton,
+                                 first.frame_times[t:t + 1])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    X = person_points(rig, kp, min_confidence, 0)[0]
+                if np.isfinite(X).all(-1).sum() >= J // 2:
+                    found[pid] = X
+            counts["given_up"] += _one_each(found, targets, fresh, same_m, torso)
+            for pid in targets:
+                if pid not in found:
+                    xy[pid][:, t], conf[pid][:, t] = np.nan, 0.0
+                    continue
+                followed[pid].add(t, found[pid], torso)
+                counts["found"] += int((conf[pid][:, t] > 0).any(-1).sum())
+                counts["taken_up"] += pid in fresh
+    if progress:
+        progress("following every person in crops", T, T)
+    out = {pid: Keypoints2D(xy[pid], conf[pid], names, first.skeleton, first.frame_times) for pid in ids}
+    return out, counts
 
 
 def _points(rig: CameraRig, people: dict[str, Keypoints2D], min_confidence: float, gap: int,
@@ -295,43 +505,58 @@ def _crop_round(
                 t = frame.index
                 if t >= T:
                     break
-                h, w = frame.image.shape[:2]
                 for pid in ids:
-                    target = proj[pid][t]
-                    inside = np.isfinite(target).all(-1) & (target[:, 0] > -w) & (target[:, 0] < 2 * w) & \
-                        (target[:, 1] > -h) & (target[:, 1] < 2 * h)
-                    if inside.sum() < J // 2:
-                        continue
-                    lo, hi = target[inside].min(0), target[inside].max(0)
-                    height = float(max(hi - lo))
-                    side = int(max(min_side_px, margin * height))
-                    x0, y0 = (((lo + hi) / 2) - side / 2).astype(int)
-                    if x0 + side <= 0 or y0 + side <= 0 or x0 >= w or y0 >= h:
-                        continue
-                    image = _crop(frame.image, x0, y0, side)
-                    if paint_others:
-                        paint_others_grey(image, (x0, y0), pid, proj, depth, t, focal, bones)
-                    poses, scores = landmarker.detect(image)
-                    crops += 1
-                    best, best_d = None, float("inf")
-                    for p in range(len(scores)):
-                        if not (scores[p] > 0).any():
-                            continue
-                        pose = poses[p] + (x0, y0)
-                        d = _median_distance(pose, scores[p], target, min_confidence)
-                        others = [_median_distance(pose, scores[p], proj[o][t], min_confidence) for o in ids if o != pid]
-                        if d < best_d and d < gate * height and all(d < e for e in others):
-                            best, best_d = p, d
-                    if best is None:
+                    ran, pose, score = _find_in_crop(landmarker, frame.image, pid, proj, depth, t, focal, bones, gate,
+                                                     margin, min_side_px, min_confidence, paint_others)
+                    crops += ran
+                    if pose is None:
                         continue
                     had = bool((conf[pid][c, t] > 0).any())
-                    xy[pid][c, t] = poses[best] + (x0, y0)
-                    conf[pid][c, t] = scores[best]
+                    xy[pid][c, t], conf[pid][c, t] = pose, score
                     replaced, added = replaced + had, added + (not had)
     if progress:
         progress("detecting every person again in crops", C, C)
     out = {pid: Keypoints2D(xy[pid], conf[pid], first.camera_names, first.skeleton, first.frame_times) for pid in ids}
     return out, {"crops": crops, "replaced": replaced, "added": added}
+
+
+def _find_in_crop(landmarker, image: np.ndarray, pid: str, proj: dict[str, np.ndarray],  # noqa: ANN001
+                  depth: dict[str, np.ndarray], t: int, focal: float, bones: tuple[tuple[int, int], ...],
+                  gate: float, margin: float, min_side_px: int, min_confidence: float,
+                  paint_others: bool) -> tuple[bool, np.ndarray | None, np.ndarray | None]:
+    """Person ``pid`` looked for in a crop of ``image`` (a camera's picture) around their projection at frame
+    ``t`` (``proj``: id -> (T, J, 2) pixels, ``depth``: id -> (T,) metres), the others painted out: the pose
+    nearest the projection, when it lies within ``gate`` of the projected body's height of it and nearer it than
+    any other person's projection. -> (whether a crop was run, pose (J, 2) pixels or None, its confidences)."""
+    h, w = image.shape[:2]
+    target = proj[pid][t]
+    J = target.shape[0]
+    inside = np.isfinite(target).all(-1) & (target[:, 0] > -w) & (target[:, 0] < 2 * w) & \
+        (target[:, 1] > -h) & (target[:, 1] < 2 * h)
+    if inside.sum() < J // 2:
+        return False, None, None
+    lo, hi = target[inside].min(0), target[inside].max(0)
+    height = float(max(hi - lo))
+    side = int(max(min_side_px, margin * height))
+    x0, y0 = (((lo + hi) / 2) - side / 2).astype(int)
+    if x0 + side <= 0 or y0 + side <= 0 or x0 >= w or y0 >= h:
+        return False, None, None
+    crop = _crop(image, x0, y0, side)
+    if paint_others:
+        paint_others_grey(crop, (x0, y0), pid, proj, depth, t, focal, bones)
+    poses, scores = landmarker.detect(crop)
+    best, best_d = None, float("inf")
+    for p in range(len(scores)):
+        if not (scores[p] > 0).any():
+            continue
+        pose = poses[p] + (x0, y0)
+        d = _median_distance(pose, scores[p], target, min_confidence)
+        others = [_median_distance(pose, scores[p], proj[o][t], min_confidence) for o in proj if o != pid]
+        if d < best_d and d < gate * height and all(d < e for e in others):
+            best, best_d = p, d
+    if best is None:
+        return True, None, None
+    return True, poses[best] + (x0, y0), scores[best]
 
 
 def _outline_bones(skeleton: str) -> tuple[tuple[int, int], ...]:

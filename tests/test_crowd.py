@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from mocap_studio.reconstruction.crowd import (
+    _one_each,
     drop_occluded,
     occlusion_cover,
     paint_others_grey,
@@ -85,6 +86,7 @@ def _run(rig, truth, people, wrong=False, max_cover=1.0, **options):  # noqa: AN
         return out
 
     crowd._crop = marked_crop
+    options.setdefault("follow", False)  # the batch rounds alone, unless a test follows the people
     try:
         return refine_in_crops({n: n for n in names}, rig, people, factory, frames, max_cover=max_cover, **options)
     finally:
@@ -228,3 +230,60 @@ def test_the_others_are_painted_out_of_a_persons_crop():
     assert painted[164, 200]  # p2, in front, is painted where it crosses p0: (100, 10) to (320, 350) in the crop
     assert paint_others_grey(image.copy(), (100, 50), "p0", proj, {**depth, "p0": np.array([np.nan])}, 0, 1000.0,
                              bones).sum() == 0  # p0's depth unknown: nothing painted
+
+
+def _crossing(frames: int = 60):
+    """Two people walking past each other 0.6 m apart (a along +y at 0.5 m/s, b the other way): their centres
+    come within 0.6 m halfway through."""
+    rig = ring_rig(4, size=(1280, 720), focal_px=1000.0, seed=3)
+    a = walking_skeleton(frames, 30.0, seed=1)
+    b = a[::-1] + np.array([0.6, 0.0, 0.0])
+    return rig, (a, b), {"p0": rig.project(a), "p1": rig.project(b)}
+
+
+def _on(kp: Keypoints2D, truth: np.ndarray) -> np.ndarray:
+    """(T,) bool: frames in which ``kp`` is seen in two or more cameras, every view within 6 px of ``truth``."""
+    seen = (kp.confidence > 0).any(-1)
+    err = np.nanmax(np.where(seen[..., None], np.linalg.norm(kp.xy - truth, axis=-1), 0.0), axis=(0, 2))
+    return (seen.sum(0) >= 2) & (err < 6.0)
+
+
+def test_following_keeps_who_is_who_where_the_seeds_change_places():
+    rig, _, truth = _crossing()
+    swapped = {"p0": truth["p0"].copy(), "p1": truth["p1"].copy()}
+    swapped["p0"][:, 30:], swapped["p1"][:, 30:] = truth["p1"][:, 30:], truth["p0"][:, 30:]  # the association's swap
+    people = {pid: _keypoints(xy, rig.names) for pid, xy in swapped.items()}
+    told = []
+    out, figures = _run(rig, truth, people, follow=True, rounds=1, paint_others=False,
+                        progress=lambda m, d, n: told.append((m, d, n)))
+    assert _on(out["p0"], truth["p0"]).all() and _on(out["p1"], truth["p1"]).all()  # every frame, on their own body
+    assert figures["taken_up"] == 2 and figures["given_up"] == 0 and figures["crops"] == 2 * 4 * 60
+    assert told[0] == ("following every person in crops (round 1 of 1)", 0, 60) and told[-1][1:] == (60, 60)
+    batch, _ = _run(rig, truth, people, rounds=1, paint_others=False)  # crops placed from the seeds keep the swap
+    assert _on(batch["p0"], truth["p1"])[30:].all()
+
+
+def test_a_person_the_seeds_lost_is_taken_up_from_another_track():
+    rig, _, truth = _crossing()
+    people = {"p0": _keypoints(truth["p0"].copy(), rig.names),  # both kept tracks on a: b was lost
+              "p1": _keypoints(truth["p0"].copy(), rig.names)}
+    late = truth["p1"].copy()
+    late[:, :5] = np.nan  # another track, not kept, on b from frame 5
+    out, figures = _run(rig, truth, people, follow=True, rounds=1, paint_others=False,
+                        candidates=[_keypoints(late, rig.names)])
+    assert _on(out["p0"], truth["p0"]).all()
+    found = _on(out["p1"], truth["p1"])
+    assert found[5:].all() and not (out["p1"].confidence[:, :5] > 0).any()  # p1 is b from frame 5, nobody before
+    assert figures["taken_up"] == 2
+    out, _ = _run(rig, truth, people, follow=True, rounds=1, paint_others=False)
+    assert not (out["p1"].confidence > 0).any()  # nowhere to take p1 up from: not put on a's body
+
+
+def test_two_people_found_on_one_body_are_one():
+    torso = np.arange(33)
+    body = np.zeros((33, 3))
+    found = {"p0": body, "p1": body + 0.1, "p2": body + 2.0}
+    expected = {"p0": body, "p1": body + 0.5, "p2": body + 2.0}
+    assert _one_each(found, expected, set(), 0.3, torso) == 1 and set(found) == {"p0", "p2"}  # p1 strayed farther
+    found = {"p0": body, "p1": body + 0.1}
+    assert _one_each(found, {"p0": body + 0.5, "p1": body}, {"p1"}, 0.3, torso) == 1 and set(found) == {"p0"}
