@@ -326,19 +326,33 @@ def fit_shape_silhouettes(
         model, red, basis, offsets, rot[pick_t], trans[pick_t], frame_tg, term, cfg)
     trials = []
     first = max(cfg.silhouette_iterations // (2 * len(starts)), 1)
+    sub = np.arange(len(pick))
+    if 0 < cfg.silhouette_start_frames < len(pick):
+        sub = np.unique(np.linspace(0, len(pick) - 1, cfg.silhouette_start_frames).round().astype(int))
+    sub_t, sub_tg = torch.as_tensor(sub), frame_tg.rows(torch.as_tensor(sub))  # type: ignore[arg-type]
+    sub_term = term if len(sub) == len(pick) else SilhouetteTerm(
+        model, term.rotmats_rotvec[sub], term.trans.double().numpy()[sub], [views[i] for i in sub], sil.rig,
+        sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour)
     for x0 in starts:
         rest = _rest(basis, _coefficients(model, torch.as_tensor(x0, dtype=DT)), red, offsets)
-        rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t], trans[pick_t], frame_tg, cfg, cfg.frame_iterations,
-                                       cfg.robust_scale)
-        joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(),
-                                frame_tg.weight.numpy(), skeleton, term, cfg)
+        rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t[sub_t]], trans[pick_t[sub_t]], sub_tg, cfg,
+                                       cfg.frame_iterations, cfg.robust_scale)
+        joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, sub_tg.target.numpy(), sub_tg.weight.numpy(),
+                                skeleton, sub_term, cfg)
         trials.append(joint.run(x0, first))
         logger.debug("silhouettes: start %s -> loss %.4g", np.round(x0, 2), trials[-1][3])
-    x, rot_p, trans_p, loss = min(trials, key=lambda r: r[3])
-    if cfg.silhouette_iterations > first:
+    x, rot_s, trans_s, loss = min(trials, key=lambda r: r[3])
+    rot_p, trans_p = rot_s, trans_s
+    if len(sub) < len(pick):  # the other frames posed on the keypoints with the best start's shape
+        rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
+        rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t], trans[pick_t], frame_tg, cfg, cfg.frame_iterations,
+                                       cfg.robust_scale)
+        rot_p, trans_p = rot_p.clone(), trans_p.clone()
+        rot_p[sub_t], trans_p[sub_t] = rot_s.to(rot_p.dtype), trans_s.to(trans_p.dtype)
+    if cfg.silhouette_iterations > first or len(sub) < len(pick):
         joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
                                 skeleton, term, cfg)
-        x, rot_p, trans_p, loss = joint.run(x, cfg.silhouette_iterations - first)
+        x, rot_p, trans_p, loss = joint.run(x, max(cfg.silhouette_iterations - first, 1))
     kp_offsets = joint.offsets(x, rot_p, trans_p)
     term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
     shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
@@ -507,7 +521,8 @@ class JointRefinement:
         F, Jf = self.rot0.shape[:2]
         delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
         dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([x, delta, dtrans], lr=1.0, max_iter=iterations, history_size=20,
+        opt = torch.optim.LBFGS([x, delta, dtrans], lr=1.0, max_iter=iterations,
+                                history_size=self.cfg.silhouette_history,
                                 line_search_fn="strong_wolfe", tolerance_change=1e-7, tolerance_grad=1e-6)
 
         def closure() -> torch.Tensor:
