@@ -58,20 +58,25 @@ def _vertex_error_mm(session: Session, pid: str, tid: str, R: np.ndarray, t: np.
     from mocap_studio.stages_body import load_body_model
 
     person, truth_dir = session.person(pid), session.truth_dir / tid
-    if not person.body_path.exists() or not (truth_dir / "vertices.npy").exists():
+    if not person.body_path.exists() or not (truth_dir / "body.npz").exists():
         return None
     fitted, truth = load_body_npz(person.body_path), load_body_npz(truth_dir / "body.npz")
     if fitted.model != truth.model:
         return None
     model = load_body_model(fitted.model, fitted.gender)
-    true_vertices = np.load(truth_dir / "vertices.npy", mmap_mode="r")
+    saved = truth_dir / "vertices.npy"  # the studio's own mesh when it was asked to write it; else the true body's
+    true_vertices = np.load(saved, mmap_mode="r") if saved.exists() else None
+    true_model = model if true_vertices is not None else load_body_model(truth.model, truth.gender)
     index = np.searchsorted(truth.frame_times, fitted.frame_times).clip(0, len(truth.frame_times) - 1)
     match = np.flatnonzero(np.abs(truth.frame_times[index] - fitted.frame_times) < 1e-3)
     errors = []
     for start in range(0, len(match), 32):
         sel = match[start:start + 32]
         verts = model.evaluate(fitted.shape, fitted.pose_rotvec[sel], fitted.trans[sel]).vertices
-        errors.append(np.linalg.norm(verts @ R.T + t - np.asarray(true_vertices[index[sel]]), axis=-1).mean(1))
+        at = index[sel]
+        true = np.asarray(true_vertices[at]) if true_vertices is not None else \
+            true_model.evaluate(truth.shape, truth.pose_rotvec[at], truth.trans[at]).vertices
+        errors.append(np.linalg.norm(verts @ R.T + t - true, axis=-1).mean(1))
     return float(1000 * np.concatenate(errors).mean()) if errors else None
 
 

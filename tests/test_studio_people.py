@@ -82,3 +82,38 @@ def test_one_performer_keeps_the_layout():
         synthesize("/nonexistent", StudioConfig(performers=0))
     with pytest.raises(ValueError, match="platform is for one performer"):
         synthesize("/nonexistent", StudioConfig(performers=2, platform_height_m=0.2))
+
+
+def test_people_are_scored_against_their_own_truth(two, tmp_path):
+    """people_scores: each estimated person matched to their true performer by place alone, whatever the ids; the
+    per-vertex error from the true bodies when the studio wrote no mesh; a person who changes places is seen."""
+    import shutil
+
+    from mocap_studio.people_scores import score_people
+    from mocap_studio.session import Session
+
+    take = tmp_path / "take"
+    shutil.copytree(two.session_dir, take)
+    shutil.copy(take / "truth" / "calibration.toml", take / "calibration.toml")
+    assert not (take / "truth" / "p0" / "vertices.npy").exists()
+    truth = {pid: Keypoints3D.load(take / "truth" / pid / "keypoints3d_blazepose33.npz") for pid in ("p0", "p1")}
+    for pid, tid in (("pa", "p1"), ("pb", "p0")):  # ids unlike the truth's, in the other order
+        folder = take / "people" / pid
+        folder.mkdir(parents=True)
+        truth[tid].save(folder / "keypoints3d.npz")
+        shutil.copy(take / "truth" / tid / "body.npz", folder / "body.npz")
+    (take / "people.json").write_text(json.dumps({"people": [{"id": "pa", "frames_seen_by_two_cameras": 1.0},
+                                                             {"id": "pb", "frames_seen_by_two_cameras": 0.9}]}))
+    scores = score_people(Session(take))["people"]
+    assert scores["pa"]["truth"] == "p1" and scores["pb"]["truth"] == "p0" and scores["pb"]["found"] == 0.9
+    for row in scores.values():
+        assert row["mpjpe_body_mm"] < 0.1 and row["per_vertex_error_mm"] < 0.1 and row["identity_switches"] == 0
+    moved = truth["p1"]
+    T = moved.xyz.shape[0]
+    xyz = moved.xyz.copy()
+    xyz[T - 4:] = truth["p0"].xyz[T - 4:]  # pa ends on p0's body
+    Keypoints3D(xyz, moved.error, moved.cameras_used, moved.camera_names, moved.skeleton,
+                moved.frame_times).save(take / "people" / "pa" / "keypoints3d.npz")
+    row = score_people(Session(take))["people"]["pa"]
+    assert row["truth"] == "p1" and row["identity_switches"] == 1 and row["frames_on_another"] == 4
+    assert row["mpjpe_body_mm"] > 4 / T * 500
