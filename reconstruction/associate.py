@@ -111,10 +111,12 @@ class AssociationConfig:
     """With ``people = "all"``: a track seen by fewer cameras than this (median over its frames) is left out."""
     crop_refine: bool = True
     """With several people and recordings (``mocap detect``): each person's keypoints are detected again in crops
-    around where the other cameras place them (``reconstruction/crowd.py``): where people overlap, the
-    whole-image detector misses and misplaces them. On a 3-performer studio take (ring4, seed 0): found by two
-    cameras in 92.5 / 88.3 / 26.7 % of frames -> 99.2 / 97.5 / 78.3 %, body MPJPE 159 / 208 / 141 -> 105 / 130 /
-    68 mm; 48 s for 1424 crops beside 75 s of detection."""
+    around where the other cameras place them (``reconstruction/crowd.py``: the first round follows each person
+    frame by frame, so who is who holds where people cross; two more place the crops from the round before):
+    where people overlap, the whole-image detector misses and misplaces them and mixes them up. On the
+    3-performer studio take (ring4, seed 0): found by two cameras in 92.5 / 88.3 / 26.7 % of frames -> 100 %,
+    body MPJPE 159 / 208 / 141 mm -> about 30-40 mm; about 4 minutes of crops for its 4 s beside 75 s of
+    detection (README, "Several people in one take")."""
 
     def __post_init__(self) -> None:
         if not (self.people == "all" or (isinstance(self.people, int) and not isinstance(self.people, bool)

@@ -20,7 +20,11 @@ from mocap_studio.reconstruction.crowd import (
     refine_in_crops,
 )
 from mocap_studio.reconstruction.keypoints import Keypoints2D
+from mocap_studio.reconstruction.skeletons import get_format
 from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
+
+
+_FLIP = np.asarray(get_format("blazepose33").flip_permutation)
 
 
 def _scene(frames: int = 20):
@@ -39,8 +43,8 @@ def _keypoints(xy: np.ndarray, names) -> Keypoints2D:  # noqa: ANN001
 class _Landmarker:
     """Sees every true body whose joints mostly fall in the crop, plus (``wrong``) a pose 200 px off."""
 
-    def __init__(self, truth: dict, where: dict, wrong: bool = False):
-        self.truth, self.where, self.wrong = truth, where, wrong
+    def __init__(self, truth: dict, where: dict, wrong: bool = False, mirror: tuple = ()):
+        self.truth, self.where, self.wrong, self.mirror = truth, where, wrong, mirror
 
     def detect(self, crop: np.ndarray):  # noqa: ANN201
         c, t, x0, y0 = crop[0, 0, 0], crop[0, 0, 1], *self.where["origin"]
@@ -52,6 +56,8 @@ class _Landmarker:
                 poses.append(body + np.random.default_rng(int(t)).normal(0, 1.0, body.shape))
         if self.wrong:
             poses = [p + 200.0 for p in poses]
+        if int(c) in self.mirror:  # these cameras see the people from behind and label them as from the front
+            poses = [p[_FLIP] for p in poses]
         poses = poses[:2]
         out = np.full((2, 33, 2), np.nan)
         conf = np.zeros((2, 33))
@@ -60,10 +66,10 @@ class _Landmarker:
         return out, conf
 
 
-def _run(rig, truth, people, wrong=False, max_cover=1.0, **options):  # noqa: ANN001, ANN202
+def _run(rig, truth, people, wrong=False, max_cover=1.0, mirror=(), **options):  # noqa: ANN001, ANN202
     where = {"origin": (0, 0)}
     names = rig.names
-    landmarker = _Landmarker(truth, where, wrong)
+    landmarker = _Landmarker(truth, where, wrong, mirror)
 
     def frames(path):  # noqa: ANN001, ANN202 - the camera index and frame index painted in the first pixel
         c = names.index(path)
@@ -287,3 +293,24 @@ def test_two_people_found_on_one_body_are_one():
     assert _one_each(found, expected, set(), 0.3, torso) == 1 and set(found) == {"p0", "p2"}  # p1 strayed farther
     found = {"p0": body, "p1": body + 0.1}
     assert _one_each(found, {"p0": body + 0.5, "p1": body}, {"p1"}, 0.3, torso) == 1 and set(found) == {"p0"}
+
+
+def test_a_view_labelled_left_for_right_is_turned_to_the_body():
+    rig, _, truth = _scene()
+    people = {"p0": _keypoints(truth["p0"].copy(), rig.names), "p1": _keypoints(truth["p1"].copy(), rig.names)}
+    out, figures = _run(rig, truth, people, rounds=1, mirror=(0,))  # camera 1 labels everyone mirrored
+    for pid in people:
+        assert np.nanmax(np.linalg.norm(out[pid].xy - truth[pid], axis=-1)) < 6.0
+    assert figures["mirrored"] == 2 * 20  # both people, every frame of camera 1
+    mirrored = {pid: _keypoints(xy[:, :, _FLIP], rig.names) for pid, xy in truth.items()}
+    assert np.nanmax(np.linalg.norm(mirrored["p0"].xy - truth["p0"], axis=-1)) > 20  # a mirror is far off
+
+
+def test_following_gives_each_body_the_left_and_right_most_views_see():
+    rig, _, truth = _crossing()
+    # the seeds are mirrored in every view (the take-up gets the body's left and right the wrong way round) and
+    # camera 1 sees both people from behind: the views' majority says which is left
+    seeds = {pid: _keypoints(xy[:, :, _FLIP], rig.names) for pid, xy in truth.items()}
+    out, figures = _run(rig, truth, seeds, follow=True, rounds=1, paint_others=False, mirror=(0,))
+    assert _on(out["p0"], truth["p0"]).all() and _on(out["p1"], truth["p1"]).all()
+    assert figures["mirrored"] == 2 * 60  # camera 1's views, turned
