@@ -106,6 +106,10 @@ class SilhouetteInput:
         return out
 
 
+RIM_DEPTH_PX = 2.0
+"""Rim points (see :meth:`SilhouetteTerm.loss_torch`) deeper inside the mask than this (mask pixels) are not on
+the model's outline (an arm's rim before the chest) and are left out of the model -> mask mean."""
+
 NEAR_OUTLINE_PX = 12.0
 """Mask -> model distances are capped here (mask pixels): only surface points this near the mask's outline are
 searched for an outline pixel's nearest (a robust loss of scale a few pixels hardly changes beyond it)."""
@@ -131,6 +135,15 @@ def surface_sample(model: SkinnedBodyModel, shape: np.ndarray, spacing_m: float)
     order = np.lexsort((d, cell[:, 2], cell[:, 1], cell[:, 0]))
     _, first = np.unique(cell[order], axis=0, return_index=True)
     return np.sort(order[first])
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit normals of a mesh's vertices (V, 3) with faces (M, 3): the area-weighted sum of the faces'."""
+    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
+    n = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
 
 
 def pick_frames(seen: np.ndarray, observed: np.ndarray, count: int) -> np.ndarray:
@@ -169,6 +182,7 @@ class SilhouetteTerm:
         self.scale = scale
         self.tau = tau_px
         self.cameras = [rig[c] for c in cameras]  # type: ignore[index]
+        self.centres = [np.asarray(cam.center, dtype=float) for cam in self.cameras]  # world positions
         self.rig, self.camera_names, self.masks = rig, cameras, views
         self.contour = contour
         # frame, camera, distance to the mask (negative inside where ``contour``), its outline points, pixels near
@@ -238,10 +252,16 @@ class SilhouetteTerm:
         return [gap_m * self.scale * float(self.cameras[c].K[0, 0]) / max(float(self.cameras[c].to_camera(centre[f])[2]), 0.1)
                 for f, c, *_ in self.views]
 
-    def loss_torch(self, pts: torch.Tensor, gaps: list[float], tau_px: float) -> torch.Tensor:
+    def loss_torch(self, pts: torch.Tensor, gaps: list[float], tau_px: float, normals: torch.Tensor | None = None,
+                   rim_cos: float = 0.0) -> torch.Tensor:
         """The silhouette cost, differentiable in the surface points pts (F, N, 3) (world metres, the points of
         ``vertex_ids`` posed in each frame): the sum over views of the two one-sided mean Cauchy losses of the
-        distances over tau_px^2, mask outline distances less ``gaps`` (per view, mask pixels, :meth:`gaps`)."""
+        distances over tau_px^2, mask outline distances less ``gaps`` (per view, mask pixels, :meth:`gaps`). With the
+        points' normals (F, N, 3) and ``rim_cos`` > 0, the model -> mask distances are those of the model's rim only
+        (the points whose normal is within ``rim_cos`` of perpendicular to the camera's ray, where the model's outline
+        lies), so that both distances are outline-to-outline: averaged over every surface point, most of them inside
+        the mask, a model that overlaps the mask too far pays little against an outline it leaves uncovered, and a
+        body posed a little off grows."""
         tau2 = tau_px**2
         sil = pts.new_zeros(())
         for i, (f, c, _dist, _edges, near) in enumerate(self.views):
@@ -250,8 +270,15 @@ class SilhouetteTerm:
             H, W = near.shape
             grid = torch.stack([2 * uv[:, 0] / (W - 1) - 1, 2 * uv[:, 1] / (H - 1) - 1], -1)
             inside = (grid.abs() <= 1).all(-1)
-            d_out = torch.nn.functional.grid_sample(dist, grid[None, None], align_corners=True,
-                                                    padding_mode="border")[0, 0, 0].clamp_min(0.0) * inside
+            field = torch.nn.functional.grid_sample(dist, grid[None, None], align_corners=True,
+                                                    padding_mode="border")[0, 0, 0]
+            d_out = field.clamp_min(0.0) * inside
+            if normals is not None and rim_cos > 0:
+                with torch.no_grad():
+                    ray = pts[f].detach() - torch.as_tensor(self.centres[c], dtype=pts.dtype)
+                    rim = (normals[f] * ray).sum(-1).abs() <= rim_cos * ray.norm(dim=-1)
+                    rim &= field.detach() > -RIM_DEPTH_PX  # a rim deep inside the mask (an arm before the chest)
+                d_out = d_out[rim] if bool(rim.any()) else d_out
             with torch.no_grad():
                 uv_np = uv.numpy()
                 ij = np.clip(np.round(uv_np).astype(np.int64), 0, [W - 1, H - 1])
@@ -452,6 +479,10 @@ class JointRefinement:
         self.kp_joint = torch.as_tensor(np.abs(influence).argmax(1))
         self.n_sil = len(term.ids)
         self.gap = term.gaps(trans0.double().numpy(), cfg.silhouette_gap * cfg.silhouette_spacing_m)
+        self.rest_normals = None  # the surface points' normals on the average body's rest mesh, for the rim
+        if cfg.silhouette_rim_cos > 0:
+            self.rest_normals = torch.as_tensor(vertex_normals(model.rest_mesh(model.default_shape()),
+                                                               np.asarray(model.faces))[term.ids.numpy()])
 
     def posed(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(F, N', 3) surface points then regressor vertices for shape x (S,), pose deltas (F, Jf, 3) and
@@ -464,7 +495,15 @@ class JointRefinement:
         rest_j = m.rest_joints_torch(shape.to(m.dtype)).to(torch.float64)
         rest_v = m.rest_vertices_torch(shape.to(m.dtype), self.ids_all).to(torch.float64)
         rg, tg = forward_kinematics(rot, rest_j, m._levels)
-        pts = skin(rest_v, m._weights[self.ids_all].to(torch.float64), rg, tg, rest_j) + (self.trans0 + dtrans)[:, None]
+        weights = m._weights[self.ids_all].to(torch.float64)
+        pts = skin(rest_v, weights, rg, tg, rest_j) + (self.trans0 + dtrans)[:, None]
+        self.normals = None
+        if self.rest_normals is not None:  # turned by the blended rotation of each point (skinning is linear)
+            with torch.no_grad():
+                n, w = self.n_sil, weights[: self.n_sil]
+                turned = skin(rest_v[:n].detach() + self.rest_normals, w, rg.detach(), tg.detach(), rest_j.detach())
+                turned = turned - pts[:, :n].detach() + (self.trans0 + dtrans.detach())[:, None]
+                self.normals = turned / turned.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         return pts, rg
 
     def _offset(self, kp: torch.Tensor, rg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -501,7 +540,8 @@ class JointRefinement:
         bias against the model's definition of the keypoint, turning with the body), under that prior."""
         cfg = self.cfg
         pts, rg = self.posed(x, delta, dtrans)
-        sil = self.term.loss_torch(pts[:, : self.n_sil], self.gap, cfg.silhouette_tau_px)
+        sil = self.term.loss_torch(pts[:, : self.n_sil], self.gap, cfg.silhouette_tau_px, self.normals,
+                                   cfg.silhouette_rim_cos)
         kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
         offset_prior = kp.new_zeros(())
         if cfg.silhouette_keypoint_offset_sigma_m > 0:
