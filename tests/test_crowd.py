@@ -24,7 +24,6 @@ from mocap_studio.reconstruction.keypoints import Keypoints2D
 from mocap_studio.reconstruction.skeletons import get_format
 from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
 
-
 _FLIP, _LEGS = _mirrors("blazepose33")
 
 
