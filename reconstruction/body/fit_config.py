@@ -152,8 +152,10 @@ class FitConfig:
     field and outline points at the pixel pairs' midpoints), instead of at the inside pixels' centres, on average
     half a pixel inside the true outline. Measured on the true body, poses and masks (tuning seeds 11 and 12, 8.5 mm
     a mask pixel at the body): the silhouette cost's minimum over an offset of the surface along its normals sits at
-    -2.5 / -2.3 mm with the inside centres (a body scaled by 0.997: height -5 mm), at -0.1 / +0.3 mm with the
-    contour and a ``silhouette_gap`` of 0.5 (tests/test_silhouettes.py)."""
+    -2.5 / -2.2 mm with the inside centres (a body scaled by 0.997: height -5 mm), at -0.0 / +0.4 mm with the
+    contour and a ``silhouette_gap`` of 0.5 (tests/test_silhouettes.py); with ``silhouette_rim_cos`` the gap of
+    0.25 is the unbiased one. Held-out seeds with the rim and keypoint offsets: README, "Half a pixel, and the
+    rim"."""
     silhouette_rim_cos: float = 0.0
     """The model -> mask distances of that refinement are those of the model's rim only: the surface points whose
     normal is within this cosine of perpendicular to the camera's ray (and no deeper than 2 mask pixels inside the

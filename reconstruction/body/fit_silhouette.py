@@ -34,6 +34,13 @@ silhouettes leave a direction of the phenotypes (gender and weight against muscl
 along it (with unbiased keypoints the true body holds). Revisited since: the 300 iterations stop short of the
 refinement's minimum; with keypoint offsets (``silhouette_keypoint_offset_sigma_m``) and 1200 iterations the true
 body's start ends within 7 mm and the search's hips are right, but the bodies come out too small (README).
+Two biases of the term itself, measured on the true body against its true masks (README, "Half a pixel, and
+the rim"): the mask outline at the inside pixels' centres lies half a pixel inside the true one (the cost least
+with the surface 2.2-2.5 mm inside; ``silhouette_contour`` places it on the contour), and the model -> mask
+distances averaged over every surface point, most of them inside the mask, let a body posed a little off grow
+(+4 mm at 0.01 rad of pose noise; ``silhouette_rim_cos`` takes the model's rim only). Both are off by default for
+now: with them and the offsets 4 of 5 held-out seeds meet the acceptance, but the fifth's hip and thigh are
+worse than the default's.
 """
 
 from __future__ import annotations
