@@ -41,13 +41,6 @@ were expected, gives it up). On a held-out studio take (seed 7) whose associatio
 across a crossing, one round with the full model: found 72 / 94 / 63 -> 100 / 100 / 100 %, MPJPE
 85 / 73 / 182 -> 40 / 42 / 36 mm, no frame nearer another performer.
 
-A crop's pose is labelled left for right where that lies nearer the person's projection: the landmarker often
-takes a body seen from behind for one seen from the front, and where two of a person's three views did so their
-triangulation was a mirrored body (a held-out studio take, seed 3: frames 67-88 of one performer 100-290 mm off).
-In the first round, the left and right a person's take-up gave them stay theirs while they are followed; each
-stretch is then turned round where most of its views were turned to it (the detector's majority decides, as
-the take-up cannot).
-
 Crops, painting and drop run ``rounds`` times: each round places its crops and paints the others from the people
 as the last round left them, so its projections are nearer the truth, its painting fits the bodies better and it
 finds more. Measured from the whole-image pass: two rounds found 99.2 / 95 / 96.7 %, MPJPE 47 / 64 / 51 mm; three
@@ -221,10 +214,9 @@ def _crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     return out
 
 
-def _median_distance(pose: np.ndarray, conf: np.ndarray, target: np.ndarray, min_confidence: float,
-                     min_joints: int = 5) -> float:
+def _median_distance(pose: np.ndarray, conf: np.ndarray, target: np.ndarray, min_confidence: float) -> float:
     good = (conf >= min_confidence) & np.isfinite(pose).all(-1) & np.isfinite(target).all(-1)
-    if good.sum() < min_joints:
+    if good.sum() < 5:
         return float("inf")
     return float(np.median(np.linalg.norm(pose[good] - target[good], axis=-1)))
 
@@ -283,11 +275,6 @@ def refine_in_crops(
              rounds, figures["crops"], figures.get("replaced", 0), figures.get("added", 0), figures["hidden_views_dropped"],
              figures["seconds"])
     return out, figures
-
-
-_TURN_VOTES = 3
-"""A person followed is turned left for right when their views, since they were taken up, were turned to them
-this many times more often than not (:func:`follow_in_crops`)."""
 
 
 def _frames_together(sources: dict[str, Path], names: tuple[str, ...], open_frames: Callable[[Path], object],
@@ -443,12 +430,7 @@ def follow_in_crops(
     conf = {pid: np.zeros((C, T, J)) for pid in ids}
     followed = {pid: _Followed(J) for pid in ids}
     bones = _outline_bones(first.skeleton)
-    flips = _mirrors(first.skeleton)
-    flip = flips[0]
-    mirrored = {pid: np.zeros((C, T), bool) for pid in ids}
-    stretch = {pid: np.full(T, -1) for pid in ids}  # which take-up each frame a person was found in belongs to
-    ups, lean = dict.fromkeys(ids, 0), dict.fromkeys(ids, 0)  # take-ups; views turned less views not, this stretch
-    counts = {"crops": 0, "found": 0, "taken_up": 0, "given_up": 0, "mirrored": 0}
+    counts = {"crops": 0, "found": 0, "taken_up": 0, "given_up": 0}
     with landmarker_factory() as landmarker:
         for t, images in _frames_together(sources, names, open_frames, T):
             if progress and t % max(1, T // 10) == 0:
@@ -467,13 +449,11 @@ def follow_in_crops(
                 for pid in targets:
                     if pid in cover and np.nan_to_num(cover[pid][c, 0]) > max_cover:
                         continue
-                    ran, pose, score, flipped = _find_in_crop(landmarker, image, pid, proj, depth, 0,
-                                                              float(camera.K[0, 0]), bones, gate, margin,
-                                                              min_side_px, min_confidence, paint_others, flips,
-                                                              legs_apart=False)
+                    ran, pose, score = _find_in_crop(landmarker, image, pid, proj, depth, 0, float(camera.K[0, 0]),
+                                                     bones, gate, margin, min_side_px, min_confidence, paint_others)
                     counts["crops"] += ran
                     if pose is not None:
-                        xy[pid][c, t], conf[pid][c, t], mirrored[pid][c, t] = pose, score, flipped
+                        xy[pid][c, t], conf[pid][c, t] = pose, score
             found = {}
             for pid in targets:
                 seen = conf[pid][:, t] > 0
@@ -491,25 +471,11 @@ def follow_in_crops(
                 if pid not in found:
                     xy[pid][:, t], conf[pid][:, t] = np.nan, 0.0
                     continue
-                if pid in fresh:
-                    ups[pid] += 1
-                    lean[pid] = 0
-                stretch[pid][t] = ups[pid]
-                seen = (conf[pid][:, t] > 0).any(-1)
-                lean[pid] += int((mirrored[pid][:, t] & seen).sum() - (~mirrored[pid][:, t] & seen).sum())
-                if lean[pid] >= _TURN_VOTES:  # the take-up gave the body the other left and right than the views do
-                    span = stretch[pid] == ups[pid]
-                    xy[pid][:, span], conf[pid][:, span] = xy[pid][:, span][..., flip, :], conf[pid][:, span][..., flip]
-                    mirrored[pid][:, span] = ~mirrored[pid][:, span]
-                    followed[pid].shape = followed[pid].shape[flip]
-                    found[pid] = found[pid][flip]
-                    lean[pid] = 0
                 followed[pid].add(t, found[pid], torso)
-                counts["found"] += int(seen.sum())
+                counts["found"] += int((conf[pid][:, t] > 0).any(-1).sum())
                 counts["taken_up"] += pid in fresh
     if progress:
         progress("following every person in crops", T, T)
-    counts["mirrored"] = int(sum((mirrored[pid] & (conf[pid] > 0).any(-1)).sum() for pid in ids))
     out = {pid: Keypoints2D(xy[pid], conf[pid], names, first.skeleton, first.frame_times) for pid in ids}
     return out, counts
 
@@ -534,9 +500,8 @@ def _crop_round(
     points = _points(rig, people, min_confidence, gap, extend)
     xy = {pid: people[pid].xy.copy() for pid in ids}
     conf = {pid: people[pid].confidence.copy() for pid in ids}
-    crops = replaced = added = mirrored = 0
+    crops = replaced = added = 0
     bones = _outline_bones(first.skeleton)
-    flips = _mirrors(first.skeleton)
     with landmarker_factory() as landmarker:
         for c, name in enumerate(first.camera_names):
             if progress:
@@ -552,96 +517,57 @@ def _crop_round(
                 if t >= T:
                     break
                 for pid in ids:
-                    ran, pose, score, flipped = _find_in_crop(landmarker, frame.image, pid, proj, depth, t, focal,
-                                                              bones, gate, margin, min_side_px, min_confidence,
-                                                              paint_others, flips)
+                    ran, pose, score = _find_in_crop(landmarker, frame.image, pid, proj, depth, t, focal, bones, gate,
+                                                     margin, min_side_px, min_confidence, paint_others)
                     crops += ran
                     if pose is None:
                         continue
-                    mirrored += flipped
                     had = bool((conf[pid][c, t] > 0).any())
                     xy[pid][c, t], conf[pid][c, t] = pose, score
                     replaced, added = replaced + had, added + (not had)
     if progress:
         progress("detecting every person again in crops", C, C)
     out = {pid: Keypoints2D(xy[pid], conf[pid], first.camera_names, first.skeleton, first.frame_times) for pid in ids}
-    return out, {"crops": crops, "replaced": replaced, "added": added, "mirrored": mirrored}
-
-
-def _mirrors(skeleton: str) -> tuple[np.ndarray, np.ndarray]:
-    """(J,) the skeleton's left/right mirror permutation, and (J,) the same for its hips and legs alone (joints
-    named hip, knee, ankle, heel or foot; the others map to themselves)."""
-    from mocap_studio.reconstruction.skeletons import get_format
-
-    fmt = get_format(skeleton)
-    flip = np.asarray(fmt.flip_permutation)
-    legs = np.array([any(k in n for k in ("hip", "knee", "ankle", "heel", "foot")) for n in fmt.joints])
-    return flip, np.where(legs & legs[flip], flip, np.arange(len(flip)))
+    return out, {"crops": crops, "replaced": replaced, "added": added}
 
 
 def _find_in_crop(landmarker, image: np.ndarray, pid: str, proj: dict[str, np.ndarray],  # noqa: ANN001
                   depth: dict[str, np.ndarray], t: int, focal: float, bones: tuple[tuple[int, int], ...],
-                  gate: float, margin: float, min_side_px: int, min_confidence: float, paint_others: bool,
-                  flips: tuple[np.ndarray, np.ndarray],
-                  legs_apart: bool = True) -> tuple[bool, np.ndarray | None, np.ndarray | None, bool]:
+                  gate: float, margin: float, min_side_px: int, min_confidence: float,
+                  paint_others: bool) -> tuple[bool, np.ndarray | None, np.ndarray | None]:
     """Person ``pid`` looked for in a crop of ``image`` (a camera's picture) around their projection at frame
     ``t`` (``proj``: id -> (T, J, 2) pixels, ``depth``: id -> (T,) metres), the others painted out: the pose
     nearest the projection, when it lies within ``gate`` of the projected body's height of it and nearer it than
-    any other person's projection, labelled left for right where that lies nearer the projection (:func:`_orient`;
-    ``flips`` from :func:`_mirrors`; ``legs_apart``: the legs on their own).
-    -> (whether a crop was run, pose (J, 2) pixels or None, its confidences, whether it was mirrored)."""
+    any other person's projection. -> (whether a crop was run, pose (J, 2) pixels or None, its confidences)."""
     h, w = image.shape[:2]
     target = proj[pid][t]
     J = target.shape[0]
     inside = np.isfinite(target).all(-1) & (target[:, 0] > -w) & (target[:, 0] < 2 * w) & \
         (target[:, 1] > -h) & (target[:, 1] < 2 * h)
     if inside.sum() < J // 2:
-        return False, None, None, False
+        return False, None, None
     lo, hi = target[inside].min(0), target[inside].max(0)
     height = float(max(hi - lo))
     side = int(max(min_side_px, margin * height))
     x0, y0 = (((lo + hi) / 2) - side / 2).astype(int)
     if x0 + side <= 0 or y0 + side <= 0 or x0 >= w or y0 >= h:
-        return False, None, None, False
+        return False, None, None
     crop = _crop(image, x0, y0, side)
     if paint_others:
         paint_others_grey(crop, (x0, y0), pid, proj, depth, t, focal, bones)
     poses, scores = landmarker.detect(crop)
-    best, best_d, mirrored = None, float("inf"), False
+    best, best_d = None, float("inf")
     for p in range(len(scores)):
         if not (scores[p] > 0).any():
             continue
-        xy, score, turned = _orient(poses[p] + (x0, y0), scores[p], target, flips, min_confidence, legs_apart)
-        d = _median_distance(xy, score, target, min_confidence)
-        others = [_median_distance(xy, score, proj[o][t], min_confidence) for o in proj if o != pid]
+        pose = poses[p] + (x0, y0)
+        d = _median_distance(pose, scores[p], target, min_confidence)
+        others = [_median_distance(pose, scores[p], proj[o][t], min_confidence) for o in proj if o != pid]
         if d < best_d and d < gate * height and all(d < e for e in others):
-            best, best_d, mirrored, pose, conf = p, d, turned, xy, score
+            best, best_d = p, d
     if best is None:
-        return True, None, None, False
-    return True, pose, conf, mirrored
-
-
-def _orient(pose: np.ndarray, score: np.ndarray, target: np.ndarray, flips: tuple[np.ndarray, np.ndarray],
-            min_confidence: float, legs_apart: bool) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``pose`` (J, 2) and ``score`` (J,) labelled left for right where that lies nearer ``target`` (J, 2)
-    (``flips``, :func:`_mirrors`): the landmarker takes a body seen from behind for one seen from the front; with
-    ``legs_apart``, the upper body and the legs each on their own (it also crosses the legs of a body seen from
-    the side: a target triangulated in the same frame tells them apart, while one predicted from the frames before
-    does not, since the legs swing). -> (pose, score, whether the upper body was turned)."""
-    flip, flip_legs = flips
-    J = len(flip)
-    upper = np.where(flip_legs == np.arange(J), flip, np.arange(J))
-    turned = False
-    for perm in (upper, flip_legs) if legs_apart else (flip,):
-        moved = perm != np.arange(J)
-        if not moved.any():
-            continue
-        as_is = _median_distance(pose[moved], score[moved], target[moved], min_confidence, 3)
-        other = _median_distance(pose[perm][moved], score[perm][moved], target[moved], min_confidence, 3)
-        if other < as_is:
-            pose, score = pose[perm], score[perm]
-            turned |= perm is not flip_legs
-    return pose, score, turned
+        return True, None, None
+    return True, poses[best] + (x0, y0), scores[best]
 
 
 def _outline_bones(skeleton: str) -> tuple[tuple[int, int], ...]:

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from mocap_studio.reconstruction.crowd import (
-    _mirrors,
     _one_each,
     drop_occluded,
     occlusion_cover,
@@ -21,10 +20,7 @@ from mocap_studio.reconstruction.crowd import (
     refine_in_crops,
 )
 from mocap_studio.reconstruction.keypoints import Keypoints2D
-from mocap_studio.reconstruction.skeletons import get_format
 from mocap_studio.reconstruction.synthetic import ring_rig, walking_skeleton
-
-_FLIP, _LEGS = _mirrors("blazepose33")
 
 
 def _scene(frames: int = 20):
@@ -43,8 +39,8 @@ def _keypoints(xy: np.ndarray, names) -> Keypoints2D:  # noqa: ANN001
 class _Landmarker:
     """Sees every true body whose joints mostly fall in the crop, plus (``wrong``) a pose 200 px off."""
 
-    def __init__(self, truth: dict, where: dict, wrong: bool = False, mirror: tuple = (), crossed: tuple = ()):
-        self.truth, self.where, self.wrong, self.mirror, self.crossed = truth, where, wrong, mirror, crossed
+    def __init__(self, truth: dict, where: dict, wrong: bool = False):
+        self.truth, self.where, self.wrong = truth, where, wrong
 
     def detect(self, crop: np.ndarray):  # noqa: ANN201
         c, t, x0, y0 = crop[0, 0, 0], crop[0, 0, 1], *self.where["origin"]
@@ -56,10 +52,6 @@ class _Landmarker:
                 poses.append(body + np.random.default_rng(int(t)).normal(0, 1.0, body.shape))
         if self.wrong:
             poses = [p + 200.0 for p in poses]
-        if int(c) in self.mirror:  # these cameras see the people from behind and label them as from the front
-            poses = [p[_FLIP] for p in poses]
-        if int(c) in self.crossed:  # these cameras see the people from the side and cross their legs
-            poses = [p[_LEGS] for p in poses]
         poses = poses[:2]
         out = np.full((2, 33, 2), np.nan)
         conf = np.zeros((2, 33))
@@ -68,11 +60,10 @@ class _Landmarker:
         return out, conf
 
 
-def _run(rig, truth, people, wrong=False, max_cover=1.0, mirror=(), crossed=(),  # noqa: ANN001, ANN202
-         **options):
+def _run(rig, truth, people, wrong=False, max_cover=1.0, **options):  # noqa: ANN001, ANN202
     where = {"origin": (0, 0)}
     names = rig.names
-    landmarker = _Landmarker(truth, where, wrong, mirror, crossed)
+    landmarker = _Landmarker(truth, where, wrong)
 
     def frames(path):  # noqa: ANN001, ANN202 - the camera index and frame index painted in the first pixel
         c = names.index(path)
@@ -296,32 +287,3 @@ def test_two_people_found_on_one_body_are_one():
     assert _one_each(found, expected, set(), 0.3, torso) == 1 and set(found) == {"p0", "p2"}  # p1 strayed farther
     found = {"p0": body, "p1": body + 0.1}
     assert _one_each(found, {"p0": body + 0.5, "p1": body}, {"p1"}, 0.3, torso) == 1 and set(found) == {"p0"}
-
-
-def test_a_view_labelled_left_for_right_is_turned_to_the_body():
-    rig, _, truth = _scene()
-    people = {"p0": _keypoints(truth["p0"].copy(), rig.names), "p1": _keypoints(truth["p1"].copy(), rig.names)}
-    out, figures = _run(rig, truth, people, rounds=1, mirror=(0,), crossed=(2,))  # camera 1 labels everyone
-    for pid in people:  # mirrored, camera 3 crosses their legs
-        assert np.nanmax(np.linalg.norm(out[pid].xy - truth[pid], axis=-1)) < 6.0
-    assert figures["mirrored"] == 2 * 20  # both people, every frame of camera 1
-    mirrored = {pid: _keypoints(xy[:, :, _FLIP], rig.names) for pid, xy in truth.items()}
-    assert np.nanmax(np.linalg.norm(mirrored["p0"].xy - truth["p0"], axis=-1)) > 20  # a mirror is far off
-
-
-def test_following_gives_each_body_the_left_and_right_most_views_see():
-    rig, _, truth = _crossing()
-    # the seeds are mirrored in every view (the take-up gets the body's left and right the wrong way round) and
-    # camera 1 sees both people from behind: the views' majority says which is left
-    seeds = {pid: _keypoints(xy[:, :, _FLIP], rig.names) for pid, xy in truth.items()}
-    out, figures = _run(rig, truth, seeds, follow=True, rounds=1, paint_others=False, mirror=(0,))
-    assert _on(out["p0"], truth["p0"]).all() and _on(out["p1"], truth["p1"]).all()
-    assert figures["mirrored"] == 2 * 60  # camera 1's views, turned
-
-
-def test_the_legs_mirror_alone():
-    flip, legs = _mirrors("blazepose33")
-    names = get_format("blazepose33").joints
-    moved = [names[j] for j in np.flatnonzero(legs != np.arange(33))]
-    assert len(moved) == 10 and all(any(k in n for k in ("hip", "knee", "ankle", "heel", "foot")) for n in moved)
-    assert (flip[legs != np.arange(33)] == legs[legs != np.arange(33)]).all()
