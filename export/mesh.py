@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from mocap_studio.common.fileio import atomic_path
 from mocap_studio.export.motion import Z_UP_TO_Y_UP, Motion
-from mocap_studio.reconstruction.body.io import checked_mesh
+from mocap_studio.reconstruction.body.io import checked_mesh, vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -173,20 +173,6 @@ def is_watertight(faces: np.ndarray) -> bool:
     if len(fwd) != len(edges):
         return False
     return all((b, a) in fwd for a, b in fwd)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) unit normals: the area-weighted sum of the normals of the triangles around each vertex (faces
-    counter-clockwise from outside); +Y for a vertex no triangle uses."""
-    v = np.asarray(vertices, float)
-    f = np.asarray(faces, np.int64)
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    fn = np.cross(b - a, c - a)
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, f[:, k], fn)
-    norm = np.linalg.norm(vn, axis=1, keepdims=True)
-    return np.where(norm > 1e-12, vn / np.maximum(norm, 1e-12), [0.0, 1.0, 0.0])
 
 
 def boundary_loops(faces: np.ndarray) -> list[list[int]]:

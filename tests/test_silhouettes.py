@@ -15,9 +15,9 @@ from mocap_studio.reconstruction.body.fit_silhouette import (
     SilhouetteTerm,
     pick_frames,
     surface_sample,
-    vertex_normals,
 )
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
+from mocap_studio.reconstruction.body.io import vertex_normals
 from mocap_studio.reconstruction.body.measurements import measure_body
 from mocap_studio.reconstruction.silhouettes import (
     MaskError,

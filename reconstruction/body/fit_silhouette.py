@@ -56,6 +56,7 @@ import torch
 from mocap_studio.reconstruction.body.fit_config import FitConfig
 from mocap_studio.reconstruction.body.fit_skeleton import DT, _Basis, _coefficients, _Reduced, _rest
 from mocap_studio.reconstruction.body.fit_solver import _solve_frames, _Targets
+from mocap_studio.reconstruction.body.io import vertex_normals
 from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
 from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
@@ -142,15 +143,6 @@ def surface_sample(model: SkinnedBodyModel, shape: np.ndarray, spacing_m: float)
     order = np.lexsort((d, cell[:, 2], cell[:, 1], cell[:, 0]))
     _, first = np.unique(cell[order], axis=0, return_index=True)
     return np.sort(order[first])
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) unit normals of a mesh's vertices (V, 3) with faces (M, 3): the area-weighted sum of the faces'."""
-    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
 
 
 def pick_frames(seen: np.ndarray, observed: np.ndarray, count: int) -> np.ndarray:

@@ -60,6 +60,20 @@ def checked_mesh(vertices_m: np.ndarray, faces: np.ndarray, path: str | os.PathL
     return v, f
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit normals: the area-weighted sum of the normals of the triangles around each vertex (faces
+    counter-clockwise from outside); +Y for a vertex no triangle uses."""
+    v = np.asarray(vertices, float)
+    f = np.asarray(faces, np.int64)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    fn = np.cross(b - a, c - a)
+    vn = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(vn, f[:, k], fn)
+    norm = np.linalg.norm(vn, axis=1, keepdims=True)
+    return np.where(norm > 1e-12, vn / np.maximum(norm, 1e-12), [0.0, 1.0, 0.0])
+
+
 def write_obj(path: str | os.PathLike, vertices_m: np.ndarray, faces: np.ndarray, decimals: int = 6) -> Path:
     """Wavefront OBJ of one mesh: ``vertices_m`` (V, 3) metres, ``faces`` (F, 3) zero-based. Axes as given
     (a comment in the file says Z up, metres; pass Y-up vertices for tools that expect them)."""
