@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mocap_studio.export.amass import motion_from_body, rig_from_body, skinned_mesh_from_body
 from mocap_studio.export.foot_ik import contact_frames
 from mocap_studio.export.motion import Motion
 from mocap_studio.export.retarget import retarget
@@ -180,21 +181,6 @@ def exercise_motion(names: Sequence[str], duration_s: float, seed: int = 0, rate
 # ------------------------------------------------------------------------------------------------
 # retargeting onto the body model and sampling at any time
 # ------------------------------------------------------------------------------------------------
-def body_rig(body, shape: np.ndarray) -> Rig:  # noqa: ANN001 - a BodyModel with ``semantic_joints``
-    """The body model's skeleton for ``shape`` as a retarget :class:`Rig` (canonical SMPL-24 bone map)."""
-    tree = body.kinematic_tree(shape)
-    rest = tree.rest_positions @ np.asarray(body.model_to_world_rest, float).T
-    rest = rest - np.array([0.0, 0.0, _rest_sole_height(body, shape)])  # soles on the floor at rest
-    bones = {sem: body.joint_names[j] for sem, j in body.semantic_joints.items()}
-    return Rig(body.name, tuple(tree.joint_names), np.asarray(tree.parents), rest, bones, description="virtual studio")
-
-
-def _rest_sole_height(body, shape: np.ndarray) -> float:  # noqa: ANN001
-    """Height of the rest mesh's lowest point in the model's own axes (Anny: about -0.8 m)."""
-    with_origin = body.evaluate(shape, np.zeros((1, body.num_joints, 3)), np.zeros((1, 3))).vertices[0]
-    return float(with_origin[:, 2].min())
-
-
 BVH_UNITS_M = {"millimetres": 0.001, "centimetres": 0.01, "inches": 0.0254, "CMU units": 0.0254 / 0.45,
                "metres": 1.0}
 """Units a BVH file may be written in (the format cannot say); the one giving a plausible leg is used."""
@@ -303,7 +289,9 @@ class Performance:
 
 def perform(body, shape: np.ndarray, source: Motion, source_rig: Rig, start_s: float = 0.0) -> Performance:  # noqa: ANN001
     """Retarget ``source`` onto the body's skeleton; frame k is at common time ``start_s + k / rate``."""
-    target = body_rig(body, shape)
+    J = body.num_joints
+    rest = motion_from_body(body, shape, np.zeros((1, J, 3)), np.zeros((1, 3)), 1.0)
+    target = rig_from_body(body, rest, skinned_mesh_from_body(body, shape))  # soles on the floor at rest
     moved = retarget(source, source_rig, target)
     moved.check_finite("retargeted performance")
     if moved.joint_names != tuple(body.joint_names):
