@@ -1,6 +1,7 @@
 """Consistency checks between views and over time that triangulation applies before any filter can hide a
-fault: whole-view left/right swaps (a detector labelling a person mirrored in one camera for a run of frames)
-and gross outliers in segment lengths (a forearm of 2 m in one frame).
+fault: whole-view left/right swaps (a detector labelling a person mirrored in one camera for a run of frames),
+a whole body half triangulated mirrored (most of its views mirrored at once), and gross outliers in segment
+lengths (a forearm of 2 m in one frame).
 
 Pure functions over arrays; the triangulation module calls them and reports what they found.
 """
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BoneOutliers", "body_halves", "find_view_swaps", "reject_bone_outliers", "robust_bone_variation"]
+__all__ = ["BoneOutliers", "body_halves", "find_view_swaps", "orient_halves", "reject_bone_outliers",
+           "robust_bone_variation"]
 
 SPREAD_MULTIPLE = 4.0  # a segment length further than this many robust deviations from its median is an outlier
 MIN_SWAP_JOINTS = 4  # left/right joint pairs a view half must show (against the other views) to be judged
@@ -130,6 +132,153 @@ def find_view_swaps(
         for c in range(C):
             swapped[c][np.ix_(labelled[:, c], group)] = True
     return swapped
+
+
+# orient_halves: a body half's left-to-right axis is the weighted sum of its left-minus-right joints
+AXIS_WEIGHTS = ({"shoulder": 2.0, "ear": 1.0, "eye": 0.5}, {"hip": 2.0, "knee": 1.0, "ankle": 1.0, "heel": 0.5,
+                                                             "foot_index": 0.5, "big_toe": 0.5})
+"""Per half (upper, lower): joint name part -> weight, shared by that part's pairs. Only joints whose left and
+right sides cannot trade places (a person's shoulders, ears, hips and legs stay on their side; the arms cross)."""
+TURN_COST = 4.0  # an axis reversed between two frames (a half turned 180 degrees in one frame) costs this
+TWIST_COST = 2.0  # the upper half's axis reversed against the lower's at one frame (a 180 degree twist)
+CUE_COST = 0.5  # the face (nose ahead of the ears) or the feet (toes ahead of the heels) pointing backwards
+RAW_COST = 0.2  # per view whose labels end up other than the detector's
+TURN_MEMORY_S = 0.5  # across a gap the axis's memory fades with this time constant (people turn round in 0.5 s)
+
+
+def _axis(X: np.ndarray, pairs: Sequence[tuple[int, int]], weights: np.ndarray) -> np.ndarray:
+    """(T, 3) weighted sum of (left - right) over the pairs present, normalized by the weight present; NaN where
+    less than 1.5 of weight (e.g. neither shoulders nor hips) is present."""
+    d = np.stack([X[:, a] - X[:, b] for a, b in pairs], 1)  # (T, P, 3)
+    ok = np.isfinite(d).all(-1)
+    w = np.where(ok, weights, 0.0)
+    total = w.sum(1)
+    a = (np.where(ok[..., None], d, 0.0) * w[..., None]).sum(1) / np.maximum(total, 1e-9)[:, None]
+    return np.where((total >= 1.5)[:, None], a, np.nan)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 1e-9, v / n, np.nan)
+
+
+def _flat(v: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """v with its component along the (unit) body axis ``up`` removed."""
+    return v - (v * up).sum(-1, keepdims=True) * up
+
+
+def _mean_named(X: np.ndarray, index: dict[str, int], names: Sequence[str]) -> np.ndarray:
+    idx = [index[n] for n in names if n in index]
+    if not idx:
+        return np.full((X.shape[0], 3), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(X[:, idx], axis=1)
+
+
+def orient_halves(
+    X: np.ndarray, joints: Sequence[str], pairs: Sequence[tuple[int, int]], relabelled: np.ndarray,
+    views: np.ndarray, fps: float,
+) -> np.ndarray:
+    """Which frames' upper and lower halves were triangulated mirrored: (T, 2) bool, True where every view's
+    labels of that half should be read the other way round.
+
+    :func:`find_view_swaps` settles which views disagree, not which side is right: where most of a half's views
+    are mirrored at once (a body seen from behind taken for one seen from the front by two cameras of three, a
+    walker's legs crossed in two side views), the right view is the one turned and the half is triangulated
+    mirrored, 0.2-0.5 m off. A body cannot do what that shows: its left-to-right axis reverses between two
+    frames (a half turning 180 degrees in 1/30 s) and the upper half's axis points against the lower's. So each
+    half's orientation is chosen over the whole take by a four-state path (upper, lower: as triangulated or
+    mirrored) whose costs are those reversals (``TURN_COST`` weighted by how far the axis turned, fading across a
+    gap with ``TURN_MEMORY_S``; ``TWIST_COST`` between the halves), where the face or the feet point
+    (``CUE_COST``), and each view read other than the detector read it (``RAW_COST``).
+
+    X (T, J, 3) the triangulation; ``pairs`` (left, right) joint indices; ``relabelled`` (C, T, J) bool, views
+    already read mirrored; ``views`` (C, T, J) bool, observations used. Axes are taken across the body's own
+    up (mid-hips to mid-shoulders), so the world's axes do not matter.
+    """
+    T = X.shape[0]
+    flips = np.zeros((T, 2), bool)
+    index = {n: i for i, n in enumerate(joints)}
+    upper = ("left_shoulder", "right_shoulder")
+    lower = ("left_hip", "right_hip")
+    if T < 2 or not all(n in index for n in upper + lower):
+        return flips
+    up = _unit(_mean_named(X, index, upper) - _mean_named(X, index, lower))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        typical = _unit(np.nanmedian(up, axis=0))
+    if not np.isfinite(typical).all():
+        return flips
+    up = np.where(np.isfinite(up).all(-1, keepdims=True), up, typical)
+    axes, cues, groups = [], [], []
+    for h, weights in enumerate(AXIS_WEIGHTS):
+        # (left, right) pairs of this half's parts, each part's weight shared among its pairs (eye_inner, eye, ...)
+        parts = [next((p for p in weights if joints[a].removeprefix("left_").startswith(p)), None) for a, _ in pairs]
+        chosen = [pair for pair, part in zip(pairs, parts, strict=True) if part is not None]
+        named = [part for part in parts if part is not None]
+        w = np.array([weights[p] / named.count(p) for p in named])
+        axes.append(_flat(_axis(X, chosen, w), up) if chosen else np.full((T, 3), np.nan))
+        groups.append(sorted({j for pair in chosen for j in pair}))
+        if h == 0:
+            cue = _mean_named(X, index, ("nose",)) - _mean_named(X, index, ("left_ear", "right_ear"))
+        else:
+            toes = _mean_named(X, index, ("left_foot_index", "right_foot_index", "left_big_toe", "right_big_toe"))
+            cue = toes - _mean_named(X, index, ("left_heel", "right_heel"))
+        cues.append(_flat(cue, up))
+    # reliability: an axis much shorter than usual (joints collapsed onto each other) says little
+    rel = []
+    for a in axes:
+        length = np.linalg.norm(a, axis=-1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            typical_len = np.nanmedian(length)
+        rel.append(np.clip(np.nan_to_num(length / typical_len) if typical_len > 0 else np.zeros(T), 0, 1))
+    unit = [_unit(a) for a in axes]
+    # unary (T, 2 halves, 2 states): cue and raw-label costs
+    unary = np.zeros((T, 2, 2))
+    for h in range(2):
+        forward = _unit(np.cross(unit[h], up))
+        c = np.nan_to_num((forward * _unit(cues[h])).sum(-1))
+        unary[:, h, 0] += CUE_COST * (1 - c) / 2
+        unary[:, h, 1] += CUE_COST * (1 + c) / 2
+        g = groups[h]
+        if g:
+            seen = views[:, :, g].any(-1)  # (C, T)
+            turned = (relabelled[:, :, g].any(-1) & seen).sum(0)
+            unary[:, h, 0] += RAW_COST * turned
+            unary[:, h, 1] += RAW_COST * (seen.sum(0) - turned)
+    # pairwise over time per half: the axis compared with its last known direction, memory fading over gaps
+    turn = np.zeros((T, 2))  # cos between frame t's axis and the last known one, times the weight
+    memory = np.exp(-1.0 / max(fps * TURN_MEMORY_S, 1e-9))
+    for h in range(2):
+        last, weight = None, 0.0
+        for t in range(T):
+            if np.isfinite(unit[h][t]).all():
+                if last is not None:
+                    turn[t, h] = TURN_COST * weight * rel[h][t] * float(np.dot(last, unit[h][t]))
+                last, weight = unit[h][t], rel[h][t]
+            weight *= memory
+    twist = TWIST_COST * np.nan_to_num((unit[0] * unit[1]).sum(-1)) * np.minimum(rel[0], rel[1])
+    # four states (upper flipped, lower flipped); a state's sign per half: +1 as triangulated, -1 mirrored
+    states = np.array([(0, 0), (0, 1), (1, 0), (1, 1)])
+    sign = 1 - 2 * states  # (4, 2)
+    node = unary[:, 0][:, states[:, 0]] + unary[:, 1][:, states[:, 1]]  # (T, 4)
+    node += (np.abs(twist)[:, None] - twist[:, None] * (sign[:, 0] * sign[:, 1])[None]) / 2
+    agree = sign[:, None, :] * sign[None, :, :]  # (to, from, 2)
+    D = node[0].copy()
+    back = np.zeros((T, 4), np.int32)
+    for t in range(1, T):
+        step = ((np.abs(turn[t]) - turn[t] * agree) / 2).sum(-1)  # (to, from): 0 when the axis keeps its way
+        total = D[None, :] + step
+        back[t] = np.argmin(total, -1)
+        D = node[t] + total[np.arange(4), back[t]]
+    path = np.zeros(T, np.int32)
+    path[-1] = int(np.argmin(D))
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return states[path].astype(bool)
 
 
 @dataclass(frozen=True)

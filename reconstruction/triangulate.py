@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from mocap_studio.calibration.camera import CameraRig, fundamental_matrix
-from mocap_studio.reconstruction.consistency import BoneOutliers, body_halves, find_view_swaps, reject_bone_outliers
+from mocap_studio.reconstruction.consistency import (
+    BoneOutliers,
+    body_halves,
+    find_view_swaps,
+    orient_halves,
+    reject_bone_outliers,
+)
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints2D, Keypoints3D
 from mocap_studio.reconstruction.temporal import choose_over_time
@@ -71,6 +77,9 @@ class TriangulationConfig:
     """Exchange left and right where the other side fits better: a view's upper or lower body labelled mirrored
     (the person's left called right, as detectors do for runs of frames; found by epipolar distances to the
     other views and a two-state path over the take), then single left/right pairs."""
+    orient_halves: bool = True
+    """After the mirrored views, choose each body half's orientation over the take (``consistency.orient_halves``):
+    where most of a half's views were mirrored at once, the half was triangulated mirrored."""
     temporal: bool = True
     """Choose the limb joints' points over the whole take (Viterbi over candidate points: the robust point,
     every camera pair's, one camera's ray at the segment's length from the parent joint), scored by
@@ -626,6 +635,21 @@ def triangulate_with_diagnostics(
             conf = np.where(half_swapped, conf[:, :, perm], conf)
             swapped |= half_swapped
             X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
+        if config.orient_halves:
+            seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
+            turned = orient_halves(X, fmt.joints, pairs, swapped, seen, _frame_rate(keypoints.frame_times))
+            if turned.any():
+                halves = body_halves(fmt.joints, pairs)
+                flip = np.zeros((T, J), bool)
+                for h, group in enumerate(halves[:2]):
+                    flip[np.ix_(turned[:, h], group)] = True
+                log.info("turned %d half-bodies of a frame that most views had labelled mirrored",
+                         int(turned.sum()))
+                xy = np.where(flip[None, ..., None], xy[:, :, perm], xy)
+                conf = np.where(flip[None], conf[:, :, perm], conf)
+                swapped ^= flip[None]
+                view_swapped = swapped.any(-1)
+                X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
         xy, conf, pair_swapped = _fix_swaps(extrinsics, focal, xy, conf, X, pairs, threshold)
         redo = pair_swapped.any(0)  # (T, J): points whose observations changed
         if redo.any():
@@ -676,6 +700,13 @@ def triangulate_with_diagnostics(
     )
     return result, TriangulationDiagnostics(pixel_res, swapped, threshold, noise, long_gaps, view_swapped, outliers,
                                             retimed)
+
+
+def _frame_rate(times: np.ndarray) -> float:
+    """Frames per second from the frame times; 30 where they are frame indices (times left at their default)."""
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    fps = 1.0 / step if step > 0 else 0.0
+    return fps if 5.0 <= fps <= 10000.0 else 30.0
 
 
 def _swap_back(xy: np.ndarray, perm: np.ndarray) -> np.ndarray:
