@@ -307,3 +307,34 @@ def test_keypoint_offsets_turn_with_their_joints():
         else:  # keypoints seen in all 7 frames: shrunk by 7 / (7 + (0.015 / 0.015)^2)
             keep = [0, 2, 3, 4]
             np.testing.assert_allclose(found.numpy()[keep], factor * offsets.numpy()[keep], atol=1e-9)
+
+
+def test_take_keypoint_offsets_turn_with_their_joints(anny):
+    """The silhouette refinement's keypoint offsets carried into the take's fit (``silhouette_offsets_for_take``):
+    added to the take's rest points, every posed keypoint moves by its offset turned by the global rotation of the
+    joint it was found in, that joint a free one or not (a hand's finger joint turns with the wrist the fit moves)."""
+    from mocap_studio.reconstruction.body.fit_silhouette import take_keypoint_offsets
+    from mocap_studio.reconstruction.body.fit_skeleton import _coefficients, _fit_setup, _forward, _rest
+    from mocap_studio.reconstruction.body.lbs import forward_kinematics
+    from mocap_studio.reconstruction.body.torch_rotations import rotvec_to_rotmat
+
+    red, basis = _fit_setup(anny, "blazepose33")
+    K = anny.keypoint_regressor("blazepose33").matrix.shape[0]
+    rng = np.random.default_rng(3)
+    non_free = np.setdiff1d(np.arange(anny.num_joints), red.free.numpy())
+    kp_joint = rng.choice(np.concatenate([red.free.numpy(), non_free]), K)
+    kp_joint[:3] = non_free[:3]
+    offsets = rng.normal(0, 0.02, (K, 3))
+    T = 3
+    rot = rotvec_to_rotmat(torch.as_tensor(rng.normal(0, 0.4, (T, len(red.free), 3))))
+    trans = torch.as_tensor(rng.normal(0, 0.3, (T, 3)))
+    sfree = torch.as_tensor(anny.free_from_shape(anny.random_shape(rng)))
+    rest = _rest(basis, _coefficients(anny, sfree))
+    moved = type(rest)(rest.joints, rest.P + take_keypoint_offsets(anny, red, offsets, kp_joint), rest.S, rest.Q)
+    shift = (_forward(anny, red, moved, rot, trans).pts - _forward(anny, red, rest, rot, trans).pts)[:, :K].numpy()
+    full = torch.eye(3, dtype=torch.float64).expand(T, anny.num_joints, 3, 3).clone()
+    full[:, red.free] = rot
+    shape = anny.shape_from_free(sfree.to(anny.dtype))
+    rg, _ = forward_kinematics(full, anny.rest_joints_torch(shape).to(torch.float64), anny._levels)
+    want = np.einsum("tkij,kj->tki", rg[:, kp_joint].numpy(), offsets)
+    np.testing.assert_allclose(shift, want, atol=1e-9)

@@ -176,6 +176,11 @@ class FitConfig:
     parameter of the search). 0: no offsets. Measured (README, "Is it the search or the objective?"): with 0.2, a
     0.5 rad ``silhouette_pose_sigma_rad`` and 1200 ``silhouette_iterations`` seed 24's hip went from +27 to -1 mm;
     at 300 iterations the refinement stops far short of its minimum (hip +23 mm even from the true body)."""
+    silhouette_offsets_for_take: bool = False
+    """With ``silhouette_keypoint_offset_sigma_m``: the take's poses (fitted on the keypoints after the shape) are
+    fitted to the model's keypoints moved by the offsets the silhouette refinement found (each turning with its
+    joint), in place of the marker offsets of the keypoint shape fit: a detector's constant bias, which the
+    silhouettes tell apart from the body, then stays out of the poses as it stays out of the shape."""
     silhouette_candidates: int = 200
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
     silhouette_starts: int = 2

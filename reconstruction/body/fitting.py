@@ -469,13 +469,18 @@ def _fit(
     _log_pass("average body", model, red, rest, rot, trans, take)
     sfree, offsets, picked = _fit_shape(model, red, basis, rot, trans, free, take)
     sil_figures: dict = {}
+    take_offsets = None
     if silhouettes is not None and cfg.fits_silhouettes:
         if silhouettes.frame_index.shape[1] != T:
             raise FitError(f"silhouettes: frame_index has {silhouettes.frame_index.shape[1]} frames, the keypoints {T}")
-        sfree, sil_figures = fit_shape_silhouettes(model, red, basis, sfree, offsets, rot, trans, free,
-                                                   take.weight.sum(1) > 0, silhouettes, cfg, keypoints.skeleton)
+        sfree, sil_figures, take_offsets = fit_shape_silhouettes(model, red, basis, sfree, offsets, rot, trans, free,
+                                                                 take.weight.sum(1) > 0, silhouettes, cfg,
+                                                                 keypoints.skeleton)
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     rest = _rest(basis, _coefficients(model, sfree), red, offsets)
+    if take_offsets is not None:  # the silhouettes' keypoint offsets in place of the markers'
+        rest = _rest(basis, _coefficients(model, sfree))
+        rest = dataclasses.replace(rest, P=rest.P + take_offsets.to(rest.P.dtype))
     logger.info("shape fitted on %d frames: %s", picked, np.round(shape, 3).tolist())
 
     # 2. every frame posed anew with the shape, from the analytic start, with the joint limits and a strong
