@@ -134,11 +134,11 @@ def find_view_swaps(
     return swapped
 
 
-# orient_halves: a body half's left-to-right axis is the weighted sum of its left-minus-right joints
-AXIS_WEIGHTS = ({"shoulder": 2.0, "ear": 1.0, "eye": 0.5}, {"hip": 2.0, "knee": 1.0, "ankle": 1.0, "heel": 0.5,
-                                                             "foot_index": 0.5, "big_toe": 0.5})
-"""Per half (upper, lower): joint name part -> weight, shared by that part's pairs. Only joints whose left and
-right sides cannot trade places (a person's shoulders, ears, hips and legs stay on their side; the arms cross)."""
+# orient_halves: a body half's left-to-right axis is the sum of its parts' unit left-minus-right directions
+AXIS_PARTS = (("shoulder", "ear", "eye", "mouth"), ("hip", "knee", "ankle", "heel", "foot_index", "big_toe"))
+"""Per half (upper, lower): the joint name parts whose left and right sides give the half's axis, one vote each (a
+part with several pairs, eye_inner, eye and eye_outer, votes once), so one pair read the other way round does not
+turn the axis. Not the arms: they cross."""
 TURN_COST = 4.0  # an axis reversed between two frames (a half turned 180 degrees in one frame) costs this
 TWIST_COST = 2.0  # the upper half's axis reversed against the lower's at one frame (a 180 degree twist)
 CUE_COST = 0.5  # the face (nose ahead of the ears) or the feet (toes ahead of the heels) pointing backwards
@@ -146,15 +146,24 @@ RAW_COST = 0.2  # per view whose labels end up other than the detector's
 TURN_MEMORY_S = 0.5  # across a gap the axis's memory fades with this time constant (people turn round in 0.5 s)
 
 
-def _axis(X: np.ndarray, pairs: Sequence[tuple[int, int]], weights: np.ndarray) -> np.ndarray:
-    """(T, 3) weighted sum of (left - right) over the pairs present, normalized by the weight present; NaN where
-    less than 1.5 of weight (e.g. neither shoulders nor hips) is present."""
-    d = np.stack([X[:, a] - X[:, b] for a, b in pairs], 1)  # (T, P, 3)
-    ok = np.isfinite(d).all(-1)
-    w = np.where(ok, weights, 0.0)
-    total = w.sum(1)
-    a = (np.where(ok[..., None], d, 0.0) * w[..., None]).sum(1) / np.maximum(total, 1e-9)[:, None]
-    return np.where((total >= 1.5)[:, None], a, np.nan)
+def _axis(X: np.ndarray, joints: Sequence[str], pairs: Sequence[tuple[int, int]], parts: Sequence[str],
+          up: np.ndarray) -> np.ndarray:
+    """(T, 3) a half's left-to-right axis across the body's ``up``: the sum of its ``parts``' unit directions (each
+    part's pairs averaged); NaN where fewer than two parts are seen."""
+    total = np.zeros(X.shape[::2])
+    count = np.zeros(X.shape[0])
+    for part in parts:
+        chosen = [(a, b) for a, b in pairs if joints[a].removeprefix("left_").startswith(part)]
+        if not chosen:
+            continue
+        d = np.stack([X[:, a] - X[:, b] for a, b in chosen], 1)  # (T, P, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            unit = _unit(_flat(np.nanmean(d, 1), up))
+        ok = np.isfinite(unit).all(-1)
+        total[ok] += unit[ok]
+        count += ok
+    return np.where((count >= 2)[:, None], total, np.nan)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -212,15 +221,12 @@ def orient_halves(
     if not np.isfinite(typical).all():
         return flips
     up = np.where(np.isfinite(up).all(-1, keepdims=True), up, typical)
-    axes, cues, groups = [], [], []
-    for h, weights in enumerate(AXIS_WEIGHTS):
-        # (left, right) pairs of this half's parts, each part's weight shared among its pairs (eye_inner, eye, ...)
-        parts = [next((p for p in weights if joints[a].removeprefix("left_").startswith(p)), None) for a, _ in pairs]
-        chosen = [pair for pair, part in zip(pairs, parts, strict=True) if part is not None]
-        named = [part for part in parts if part is not None]
-        w = np.array([weights[p] / named.count(p) for p in named])
-        axes.append(_flat(_axis(X, chosen, w), up) if chosen else np.full((T, 3), np.nan))
-        groups.append(sorted({j for pair in chosen for j in pair}))
+    axes: list[np.ndarray] = []
+    cues, groups = [], []
+    for h, parts in enumerate(AXIS_PARTS):
+        axes.append(_axis(X, joints, pairs, parts, up))
+        groups.append(sorted({j for a, b in pairs for j in (a, b)
+                              if any(joints[a].removeprefix("left_").startswith(p) for p in parts)}))
         if h == 0:
             cue = _mean_named(X, index, ("nose",)) - _mean_named(X, index, ("left_ear", "right_ear"))
         else:

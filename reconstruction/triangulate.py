@@ -635,21 +635,6 @@ def triangulate_with_diagnostics(
             conf = np.where(half_swapped, conf[:, :, perm], conf)
             swapped |= half_swapped
             X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
-        if config.orient_halves:
-            seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
-            turned = orient_halves(X, fmt.joints, pairs, swapped, seen, _frame_rate(keypoints.frame_times))
-            if turned.any():
-                halves = body_halves(fmt.joints, pairs)
-                flip = np.zeros((T, J), bool)
-                for h, group in enumerate(halves[:2]):
-                    flip[np.ix_(turned[:, h], group)] = True
-                log.info("turned %d half-bodies of a frame that most views had labelled mirrored",
-                         int(turned.sum()))
-                xy = np.where(flip[None, ..., None], xy[:, :, perm], xy)
-                conf = np.where(flip[None], conf[:, :, perm], conf)
-                swapped ^= flip[None]
-                view_swapped = swapped.any(-1)
-                X, inl, res = _run_all(extrinsics, focal, xy, conf, config, threshold)
         xy, conf, pair_swapped = _fix_swaps(extrinsics, focal, xy, conf, X, pairs, threshold)
         redo = pair_swapped.any(0)  # (T, J): points whose observations changed
         if redo.any():
@@ -661,6 +646,23 @@ def triangulate_with_diagnostics(
             X[t_idx, j_idx], inl[:, t_idx, j_idx], res[:, t_idx, j_idx] = Xr, ir, rr
         swapped ^= pair_swapped
         _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, threshold, config)
+        halves = body_halves(fmt.joints, pairs)
+        if config.orient_halves and len(halves) == 2:
+            seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
+            turned = orient_halves(X, fmt.joints, pairs, swapped, seen, _frame_rate(keypoints.frame_times))
+            if turned.any():
+                flip = np.zeros((T, J), bool)
+                for h, group in enumerate(halves):
+                    flip[np.ix_(turned[:, h], group)] = True
+                log.info("turned %d half-bodies of a frame that most views had labelled mirrored",
+                         int(turned.sum()))
+                # every view read the other way round: the points trade places with their mirrors
+                xy = np.where(flip[None, ..., None], xy[:, :, perm], xy)
+                conf = np.where(flip[None], conf[:, :, perm], conf)
+                X = np.where(flip[..., None], X[:, perm], X)
+                inl, res = np.where(flip[None], inl[:, :, perm], inl), np.where(flip[None], res[:, :, perm], res)
+                swapped ^= flip[None]
+                view_swapped = swapped.any(-1)
     retimed = np.zeros((T, J), bool)
     if config.temporal:
         seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
