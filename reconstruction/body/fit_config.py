@@ -180,7 +180,9 @@ class FitConfig:
     """With ``silhouette_keypoint_offset_sigma_m``: the take's poses (fitted on the keypoints after the shape) are
     fitted to the model's keypoints moved by the offsets the silhouette refinement found (each turning with its
     joint), in place of the marker offsets of the keypoint shape fit: a detector's constant bias, which the
-    silhouettes tell apart from the body, then stays out of the poses as it stays out of the shape."""
+    silhouettes tell apart from the body, then stays out of the poses as it stays out of the shape. Measured with
+    the contour, the rim and offsets of 0.2 m on ten held-out studio scenes (README): per-vertex error 17.5-25.8 ->
+    14.4-19.2 mm; the shape and the time are unchanged."""
     silhouette_candidates: int = 200
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
     silhouette_starts: int = 2
