@@ -277,6 +277,8 @@ def test_a_scan_fits_the_silhouettes_whatever_silhouettes_says():
     # `[fit] scan = true` alone once made the fit stage skip the masks and then refuse the scan for having none
     assert FitConfig(scan=True).fits_silhouettes and FitConfig(silhouettes=True).fits_silhouettes
     assert not FitConfig().fits_silhouettes
+    with pytest.raises(ValueError, match="silhouette_keypoint_offset_sigma_m"):
+        FitConfig(silhouette_offsets_for_take=True)  # no offsets to carry
 
 
 def test_keypoint_offsets_turn_with_their_joints():

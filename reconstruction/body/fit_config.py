@@ -196,6 +196,9 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.silhouette_frames < 1 or self.scan_frames < 1 or self.silhouette_tau_px <= 0:
             raise ValueError("silhouette_frames and scan_frames must be >= 1, silhouette_tau_px > 0")
+        if self.silhouette_offsets_for_take and self.silhouette_keypoint_offset_sigma_m <= 0:
+            raise ValueError("silhouette_offsets_for_take carries the silhouette refinement's keypoint offsets into the "
+                             "take: set silhouette_keypoint_offset_sigma_m > 0 (e.g. 0.2) too, or leave it off")
         if self.window < 10:
             raise ValueError(f"window must be >= 10 frames, got {self.window}")
         if self.shape_frames < 1 or self.shape_iterations < 0 or self.frame_iterations < 1:
