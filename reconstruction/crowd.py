@@ -227,7 +227,7 @@ def refine_in_crops(
     gate: float = 0.15, margin: float = 1.3, min_side_px: int = 96, min_confidence: float = 0.3,
     max_gap_s: float = 2.0, extend_s: float = 0.5, max_cover: float = 0.5, rounds: int = 3,
     paint_others: bool = True, follow: bool = True, candidates: list[Keypoints2D] | tuple = (),
-    progress: Callable[[str, int, int], None] | None = None,
+    take_up_m: float = 0.3, progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, Keypoints2D], dict[str, object]]:
     """Each person's keypoints (id -> (C, T, J)) with their detections redone in crops (see the module
     docstring). ``sources``: camera -> recording; ``landmarker_factory()`` a context manager whose ``detect(image)``
@@ -255,7 +255,7 @@ def refine_in_crops(
         if r == 0 and follow and len(ids) > 1:
             out, counts = follow_in_crops(sources, rig, out, landmarker_factory, open_frames, candidates=candidates,
                                           gate=gate, margin=margin, min_side_px=min_side_px,
-                                          min_confidence=min_confidence, max_cover=max_cover,
+                                          min_confidence=min_confidence, max_cover=max_cover, take_up_m=take_up_m,
                                           paint_others=paint_others, progress=told)
         else:
             out, counts = _crop_round(sources, rig, out, landmarker_factory, open_frames, gate, margin, min_side_px,
@@ -400,7 +400,7 @@ def follow_in_crops(
     landmarker_factory: Callable[[], object], open_frames: Callable[[Path], object], *,
     candidates: list[Keypoints2D] | tuple = (), gate: float = 0.15, margin: float = 1.3, min_side_px: int = 96,
     min_confidence: float = 0.3, max_gap_s: float = 0.5, max_speed_m_s: float = 3.0, apart_m: float = 0.45,
-    same_m: float = 0.3, max_cover: float = 0.5, paint_others: bool = True,
+    same_m: float = 0.3, take_up_m: float = 0.3, max_cover: float = 0.5, paint_others: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[dict[str, Keypoints2D], dict[str, int]]:
     """Each person followed through the take in crops, frame by frame: who is who is kept by each person's own
@@ -411,10 +411,13 @@ def follow_in_crops(
     triangulated from the views found (:func:`person_points`). A person not found for ``max_gap_s`` (or not yet)
     is looked for from their seed (``seeds``: id -> the association's keypoints (C, T, J)) at that frame, else
     from any of ``candidates`` (other tracks' keypoints), wherever that lies ``apart_m`` or more from everybody
-    already looked for. Two people found within ``same_m`` of each other are one: the one just taken up, else the
+    already looked for; a take-up whose body is found over ``take_up_m`` from that pose is refused (a seed the
+    association paired from two people's views lies between them, and its crops find whichever body two cameras
+    see nearest: on a studio take's first frames one person was taken up on another's body, 0.2-0.95 m off, and
+    held the other off). Two people found within ``same_m`` of each other are one: the one just taken up, else the
     one farther from where they were expected, gives their detections up. -> (each person's detections from the
     crops (C, T, J), NaN where not found; counts: crops, found (views), taken up (people looked for from a seed
-    or candidate), given up (frames a person found another's body))."""
+    or candidate), given up (frames a person found another's body), refused (take-ups found away from their pose))."""
     ids = list(seeds)
     first = seeds[ids[0]]
     C, T, J = first.confidence.shape
@@ -430,7 +433,7 @@ def follow_in_crops(
     conf = {pid: np.zeros((C, T, J)) for pid in ids}
     followed = {pid: _Followed(J) for pid in ids}
     bones = _outline_bones(first.skeleton)
-    counts = {"crops": 0, "found": 0, "taken_up": 0, "given_up": 0}
+    counts = {"crops": 0, "found": 0, "taken_up": 0, "given_up": 0, "refused": 0}
     with landmarker_factory() as landmarker:
         for t, images in _frames_together(sources, names, open_frames, T):
             if progress and t % max(1, T // 10) == 0:
@@ -466,6 +469,10 @@ def follow_in_crops(
                     X = person_points(rig, kp, min_confidence, 0)[0]
                 if np.isfinite(X).all(-1).sum() >= J // 2:
                     found[pid] = X
+            for pid in fresh & set(found):  # taken up on somebody else's body next to where the seed said
+                if np.linalg.norm(_centre(found[pid], torso) - _centre(targets[pid], torso)) > take_up_m:
+                    del found[pid]
+                    counts["refused"] += 1
             counts["given_up"] += _one_each(found, targets, fresh, same_m, torso)
             for pid in targets:
                 if pid not in found:

@@ -287,3 +287,27 @@ def test_two_people_found_on_one_body_are_one():
     assert _one_each(found, expected, set(), 0.3, torso) == 1 and set(found) == {"p0", "p2"}  # p1 strayed farther
     found = {"p0": body, "p1": body + 0.1}
     assert _one_each(found, {"p0": body + 0.5, "p1": body}, {"p1"}, 0.3, torso) == 1 and set(found) == {"p0"}
+
+
+def test_a_person_is_not_taken_up_on_a_body_away_from_their_seed():
+    """The association's pose for b at the take's start lies between a and b (its cameras paired from both), 0.4 m
+    from a along the line of two opposite cameras, which see a there within the gate and nobody else: taken up
+    there, b's crops would land on a and stay (a, not yet seeded, could then not be taken up within 0.45 m of
+    them). A take-up whose body lies over 0.3 m from the seed is refused; b is taken up where the seed is good."""
+    rig = ring_rig(4, size=(1280, 720), focal_px=1000.0, seed=3)
+    a = walking_skeleton(30, 30.0, seed=1)
+    axis = rig.cameras[0].center - rig.cameras[2].center
+    axis[2] = 0.0
+    axis /= np.linalg.norm(axis)
+    side = np.cross([0.0, 0.0, 1.0], axis)
+    b = a + 1.0 * side
+    truth = {"p0": rig.project(a), "p1": rig.project(b)}
+    seed_a, seed_b = truth["p0"].copy(), truth["p1"].copy()
+    seed_a[:, :10] = np.nan  # a: not seeded before frame 10
+    seed_b[:, :10] = rig.project(a[:10] + 0.4 * axis)  # b: between the two, 0.4 m from a
+    people = {"p0": _keypoints(seed_a, rig.names), "p1": _keypoints(seed_b, rig.names)}
+    out, figures = _run(rig, truth, people, follow=True, rounds=1, paint_others=False)
+    assert _on(out["p0"], truth["p0"])[10:].all() and _on(out["p1"], truth["p1"])[10:].all()
+    assert not _on(out["p1"], truth["p0"]).any() and figures["refused"] >= 10
+    out, _ = _run(rig, truth, people, follow=True, rounds=1, paint_others=False, take_up_m=np.inf)
+    assert _on(out["p1"], truth["p0"])[:10].all()  # without it b is taken up on a
