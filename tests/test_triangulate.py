@@ -334,7 +334,7 @@ def test_a_spinning_performer_is_not_turned():
 
 def test_one_pair_read_the_other_way_round_does_not_turn_a_half():
     """Two of three views swap only the shoulders in a few frames (a single left/right pair, as a harsh phone take
-    showed): the half's other parts (ears, eyes, mouth) still say which way it faces, so the arms are not turned."""
+    showed): the half's other parts (elbows, face) still say which way it faces, so the arms are not turned."""
     scene = make_scene(num_frames=90, num_cameras=3, noise_px=2.0, outlier_fraction=0.0, seed=5)
     kp = scene.keypoints
     fmt = kp.format
