@@ -68,17 +68,16 @@ def _pair_costs(xy: np.ndarray, fundamental: Callable[[int, int], np.ndarray], g
     return np.stack(same, 1), np.stack(mirrored, 1), np.stack(counts, 1)
 
 
-def _labelling_path(unary: np.ndarray, states: np.ndarray, switch: float) -> np.ndarray:
-    """Viterbi over the joint labellings ``states`` (S, C) bool with unary costs (T, S); changing a camera's
-    labelling between two frames costs ``switch``. Returns the chosen state index per frame (T,)."""
-    T = unary.shape[0]
-    step = switch * (states[:, None, :] != states[None, :, :]).sum(-1)  # (to, from)
+def _cheapest_path(unary: np.ndarray, step: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Viterbi: the state per frame (T,) minimising the unary costs (T, S) plus ``step(t)``, the (to, from) cost
+    (S, S) of going from frame t - 1's state to frame t's."""
+    T, S = unary.shape
     D = unary[0].copy()
     back = np.zeros(unary.shape, dtype=np.int32)
     for t in range(1, T):
-        total = D[None, :] + step
+        total = D[None, :] + step(t)
         back[t] = np.argmin(total, -1)
-        D = unary[t] + total[np.arange(len(states)), back[t]]
+        D = unary[t] + total[np.arange(S), back[t]]
     path = np.zeros(T, dtype=np.int32)
     path[-1] = int(np.argmin(D))
     for t in range(T - 1, 0, -1):
@@ -119,6 +118,8 @@ def find_view_swaps(
         states[i, list(views)] = True
     pairs = np.array(list(itertools.combinations(range(C), 2)))
     differ = (states[:, pairs[:, 0]] != states[:, pairs[:, 1]]).astype(float)  # (S, P)
+    # changing a camera's labelling between two frames costs SWITCH_COST
+    switches = SWITCH_COST * (states[:, None, :] != states[None, :, :]).sum(-1)  # (to, from)
     for group in halves:
         same, mirrored, n = _pair_costs(xy, fundamental, group, perm, cap_px)
         seen = np.zeros((T, C), int)  # joint pairs judged per view
@@ -128,7 +129,7 @@ def find_view_swaps(
         # a view not judged in a frame costs nothing either way: the path carries its state through the frame
         unary = (same.sum(-1)[:, None] + (mirrored - same) @ differ.T  # (T, S)
                  + MIRROR_BIAS * cap_px * np.where(judged, seen, 0) @ states.T.astype(float)) / cap_px
-        labelled = states[_labelling_path(unary, states, SWITCH_COST)]  # (T, C)
+        labelled = states[_cheapest_path(unary, lambda t: switches)]  # (T, C)
         for c in range(C):
             swapped[c][np.ix_(labelled[:, c], group)] = True
     return swapped
@@ -272,17 +273,8 @@ def orient_halves(
     node = unary[:, 0][:, states[:, 0]] + unary[:, 1][:, states[:, 1]]  # (T, 4)
     node += (np.abs(twist)[:, None] - twist[:, None] * (sign[:, 0] * sign[:, 1])[None]) / 2
     agree = sign[:, None, :] * sign[None, :, :]  # (to, from, 2)
-    D = node[0].copy()
-    back = np.zeros((T, 4), np.int32)
-    for t in range(1, T):
-        step = ((np.abs(turn[t]) - turn[t] * agree) / 2).sum(-1)  # (to, from): 0 when the axis keeps its way
-        total = D[None, :] + step
-        back[t] = np.argmin(total, -1)
-        D = node[t] + total[np.arange(4), back[t]]
-    path = np.zeros(T, np.int32)
-    path[-1] = int(np.argmin(D))
-    for t in range(T - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
+    # (to, from): nothing where the axis keeps its way between frames, the reversal's weight where it turns
+    path = _cheapest_path(node, lambda t: ((np.abs(turn[t]) - turn[t] * agree) / 2).sum(-1))
     return states[path].astype(bool)
 
 

@@ -624,9 +624,10 @@ def triangulate_with_diagnostics(
     if config.fix_swaps:
         fmt = keypoints.format
         perm, pairs = fmt.flip_permutation, fmt.left_right_pairs
+        halves = body_halves(fmt.joints, pairs)
         ideal = np.stack([cam.undistort_pixels(keypoints.xy[c]) for c, cam in enumerate(rig.cameras)])
         half_swapped = find_view_swaps(ideal, lambda a, b: fundamental_matrix(rig.cameras[a], rig.cameras[b]), perm,
-                                       body_halves(fmt.joints, pairs), 3 * threshold)
+                                       halves, 3 * threshold)
         view_swapped = half_swapped.any(-1)
         if view_swapped.any():
             log.info("fixed %d mirrored view(s) of a frame (left and right labelled the other way round)",
@@ -646,7 +647,6 @@ def triangulate_with_diagnostics(
             X[t_idx, j_idx], inl[:, t_idx, j_idx], res[:, t_idx, j_idx] = Xr, ir, rr
         swapped ^= pair_swapped
         _separate_collapsed(extrinsics, focal, xy, conf, X, inl, res, pairs, threshold, config)
-        halves = body_halves(fmt.joints, pairs)
         if config.orient_halves and len(halves) == 2:
             seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
             turned = orient_halves(X, fmt.joints, pairs, swapped, seen, _frame_rate(keypoints.frame_times))

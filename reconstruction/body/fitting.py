@@ -477,8 +477,9 @@ def _fit(
                                                                  take.weight.sum(1) > 0, silhouettes, cfg,
                                                                  keypoints.skeleton)
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
-    rest = _rest(basis, _coefficients(model, sfree), red, offsets)
-    if take_offsets is not None:  # the silhouettes' keypoint offsets in place of the markers'
+    if take_offsets is None:
+        rest = _rest(basis, _coefficients(model, sfree), red, offsets)
+    else:  # the silhouettes' keypoint offsets in place of the markers'
         rest = _rest(basis, _coefficients(model, sfree))
         rest = dataclasses.replace(rest, P=rest.P + take_offsets.to(rest.P.dtype))
     logger.info("shape fitted on %d frames: %s", picked, np.round(shape, 3).tolist())
