@@ -41,8 +41,11 @@ the rim"): the mask outline at the inside pixels' centres lies half a pixel insi
 with the surface 2.2-2.5 mm inside; ``silhouette_contour`` places it on the contour), and the model -> mask
 distances averaged over every surface point, most of them inside the mask, let a body posed a little off grow
 (+4 mm at 0.01 rad of pose noise; ``silhouette_rim_cos`` takes the model's rim only). Both are off by default for
-now: with them and the offsets 6 of 10 held-out seeds meet the acceptance; the others' hips (and a thigh) come
-out 10.9-17.4 mm too large (README, "Seed 30's miss").
+now. The hips' growth that was left (10.9-17.4 mm on 3 of 10 held-out seeds with them and the offsets) came from
+the picked frames' legs: posed without the take's joint limits, their twist about the bone wandered (the
+keypoints hardly see it), the skinning narrowed the twisted thighs and hips and the shape grew to fill the masks;
+the poses now keep the limits (:meth:`JointRefinement.limit_cost`): hips and thighs within 5.5 mm on all ten, but
+still 6 of 10 meet the acceptance, the misses now a height 5.2-7.7 mm too large (README, "The legs' twist").
 """
 
 from __future__ import annotations
