@@ -311,6 +311,40 @@ def test_keypoint_offsets_turn_with_their_joints():
             np.testing.assert_allclose(found.numpy()[keep], factor * offsets.numpy()[keep], atol=1e-9)
 
 
+def test_refinement_holds_the_take_joint_limits(anny):
+    """The picked frames' poses refined with the shape keep the take's anatomical limits (a knee turns about its
+    hinge only): free of them a knee's twist wandered and the shape paid for it (seed 30: shins 0.76 rad off about
+    their bone, hips and thighs 11 mm too large). A bend costs nothing, a twist or a knee bent backwards beyond its
+    range ``joint_limit_weight`` per radian squared, in every frame; composed with the start poses."""
+    from types import SimpleNamespace
+
+    from mocap_studio.reconstruction.body.fit_silhouette import JointRefinement
+    from mocap_studio.reconstruction.body.fit_skeleton import _fit_setup
+    from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
+
+    red, _ = _fit_setup(anny, "blazepose33")
+    knee = int(red.limit_joint[0])  # the left knee: no turn about the shin, bent from -0.1 to 2.6 rad about lateral
+    rows = np.flatnonzero(red.limit_joint.numpy() == knee)
+    shin = red.limit_axis[rows[0]].double()
+    lateral = red.limit_axis[rows[np.flatnonzero(red.limit_lo.numpy()[rows] == -0.1)[0]]].double()
+    F, Jf = 3, len(red.free)
+    start = torch.zeros(F, Jf, 3, dtype=torch.float64)
+    start[:, knee] = 0.4 * lateral  # the start poses' knees bent
+    me = SimpleNamespace(cfg=FitConfig(), red=red, rot0=rotvec_to_rotmat(start))
+    w = FitConfig().joint_limit_weight
+
+    def cost(turn: torch.Tensor, cfg: FitConfig = me.cfg) -> float:
+        delta = torch.zeros(F, Jf, 3, dtype=torch.float64)
+        delta[:, knee] = turn
+        return float(JointRefinement.limit_cost(SimpleNamespace(**{**vars(me), "cfg": cfg}), delta))
+
+    assert cost(0.9 * lateral) == pytest.approx(0.0, abs=1e-12)
+    assert cost(-0.6 * lateral) == pytest.approx(F * w * 0.1**2, rel=1e-6)  # 0.4 - 0.6 = 0.1 beyond straight
+    twist = rotmat_to_rotvec(rotvec_to_rotmat(0.4 * lateral).T @ rotvec_to_rotmat(0.4 * lateral + 0.2 * shin))
+    assert cost(twist) == pytest.approx(F * w * 0.2**2, rel=1e-6)  # bent 0.4, turned 0.2 about the shin
+    assert cost(twist, FitConfig(joint_limit_weight=0.0)) == 0.0
+
+
 def test_take_keypoint_offsets_turn_with_their_joints(anny):
     """The silhouette refinement's keypoint offsets carried into the take's fit (``silhouette_offsets_for_take``):
     added to the take's rest points, every posed keypoint moves by its offset turned by the global rotation of the

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from mocap_studio.reconstruction.body.fit_config import FitConfig
 from mocap_studio.reconstruction.body.fit_skeleton import DT, _Basis, _coefficients, _Reduced, _rest
-from mocap_studio.reconstruction.body.fit_solver import _solve_frames, _Targets
+from mocap_studio.reconstruction.body.fit_solver import _limit_terms, _solve_frames, _Targets
 from mocap_studio.reconstruction.body.io import vertex_normals
 from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
@@ -343,7 +343,7 @@ def fit_shape_silhouettes(
         logger.warning("silhouettes: no frame with both keypoints and a mask; the shape is the keypoints' alone")
         return sfree, {"frames": 0}, None
     pick_t = torch.as_tensor(pick)
-    frame_tg = dataclasses.replace(tg.rows(pick_t), temporal=0.0, limits=0.0)  # type: ignore[arg-type]
+    frame_tg = dataclasses.replace(tg.rows(pick_t), temporal=0.0, limits=cfg.joint_limit_weight)  # type: ignore[arg-type]
     views = [[sil.mask(c, int(t)) for c in range(len(sil.masks.cameras))] for t in pick]
     keypoint_shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
@@ -368,7 +368,7 @@ def fit_shape_silhouettes(
         rest = _rest(basis, _coefficients(model, torch.as_tensor(x0, dtype=DT)), red, offsets)
         rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t[sub_t]], trans[pick_t[sub_t]], sub_tg, cfg,
                                        cfg.frame_iterations, cfg.robust_scale)
-        joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, sub_tg.target.numpy(), sub_tg.weight.numpy(),
+        joint = JointRefinement(model, red, rot_p, trans_p, sub_tg.target.numpy(), sub_tg.weight.numpy(),
                                 skeleton, sub_term, cfg)
         trials.append(joint.run(x0, first))
         logger.debug("silhouettes: start %s -> loss %.4g", np.round(x0, 2), trials[-1][3])
@@ -381,7 +381,7 @@ def fit_shape_silhouettes(
         rot_p, trans_p = rot_p.clone(), trans_p.clone()
         rot_p[sub_t], trans_p[sub_t] = rot_s.to(rot_p.dtype), trans_s.to(trans_p.dtype)
     if cfg.silhouette_iterations > first or len(sub) < len(pick):
-        joint = JointRefinement(model, red.free.numpy(), rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
+        joint = JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
                                 skeleton, term, cfg)
         x, rot_p, trans_p, loss = joint.run(x, max(cfg.silhouette_iterations - first, 1))
     kp_offsets = joint.offsets(x, rot_p, trans_p)
@@ -480,14 +480,14 @@ def _project_torch(cam, pts: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - a 
 class JointRefinement:
     """The picked frames' poses and the shape refined together on the silhouettes and the keypoints (torch,
     L-BFGS): a pose the keypoints place a little off (a detector's bias of 2 cm) would otherwise be paid for by
-    the shape. model; rot0 (F, Jf, 3, 3) and trans0 (F, 3) of the free joints ``free`` (Jf,); keypoint targets
+    the shape. model; rot0 (F, Jf, 3, 3) and trans0 (F, 3) of the free joints ``red.free`` (Jf,); keypoint targets
     (F, K, 3) with weights (F, K) (0: missing) in ``skeleton``; the masks as for :class:`SilhouetteTerm`."""
 
-    def __init__(self, model: SkinnedBodyModel, free: np.ndarray, rot0: torch.Tensor, trans0: torch.Tensor,
+    def __init__(self, model: SkinnedBodyModel, red: _Reduced, rot0: torch.Tensor, trans0: torch.Tensor,
                  target: np.ndarray, weight: np.ndarray, skeleton: str, term: SilhouetteTerm, cfg: FitConfig):
-        self.model, self.term, self.cfg = model, term, cfg
+        self.model, self.term, self.cfg, self.red = model, term, cfg, red
         dt = torch.float64
-        self.free = torch.as_tensor(free)
+        self.free = red.free
         self.rot0 = rot0.to(dt)
         self.trans0 = trans0.to(dt)
         reg = model.keypoint_regressor(skeleton)
@@ -560,7 +560,8 @@ class JointRefinement:
         away from its keypoint pose (sigma ``silhouette_pose_sigma_rad``: coarse masks could otherwise be matched
         by a contorted pose of the wrong body). With ``silhouette_keypoint_offset_sigma_m``, each keypoint of the
         model is moved by an offset for the take, expressed in the frame of the joint it moves with (a detector's
-        bias against the model's definition of the keypoint, turning with the body), under that prior."""
+        bias against the model's definition of the keypoint, turning with the body), under that prior. Plus the
+        take's joint limits (:meth:`limit_cost`)."""
         cfg = self.cfg
         pts, rg = self.posed(x, delta, dtrans)
         sil = self.term.loss_torch(pts[:, : self.n_sil], self.gap, cfg.silhouette_tau_px, self.normals,
@@ -575,7 +576,20 @@ class JointRefinement:
         kp_cost = (self.weight * c2 * torch.log1p(r2 / c2)).sum()
         prior = self.model.shape_prior(self.model.shape_from_free(x.to(self.model.dtype))).to(torch.float64)
         pose_prior = (delta**2).sum() / cfg.silhouette_pose_sigma_rad**2
-        return cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior + pose_prior + offset_prior
+        return (cfg.silhouette_weight * sil + kp_cost + 2 * cfg.shape_prior_weight * prior + pose_prior + offset_prior
+                + self.limit_cost(delta))
+
+    def limit_cost(self, delta: torch.Tensor) -> torch.Tensor:
+        """The anatomical joint limits of the take's poses (``joint_limit_weight`` per radian squared beyond each
+        range; see ``fit_skeleton._joint_limits``) on the refined poses (pose deltas (F, Jf, 3)): a knee turns about
+        its hinge only, a foot hardly about the shin, a thigh at most 40 degrees about its own axis. The keypoints
+        hardly see those twists (a straight leg's keypoints lie on a line); free here they wandered (seed 30: a shin
+        0.76 rad, a thigh 0.33 rad about its bone, on average over the picked frames; with the limits 0.02 and 0.05),
+        the skinning narrowed the twisted legs and hips and the shape grew to fill the masks."""
+        if self.cfg.joint_limit_weight <= 0:
+            return delta.new_zeros(())
+        rv = rotmat_to_rotvec(self.rot0 @ rotvec_to_rotmat(delta))
+        return (_limit_terms(self.red, rv, self.cfg.joint_limit_weight)[0] ** 2).sum()
 
     def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and
