@@ -51,6 +51,22 @@ def test_exercises_keep_the_feet_on_the_floor():
         exercise_motion(["squat", "burpee"], 2.0)
 
 
+def test_a_performer_sways_but_never_vibrates():
+    # the studio's "little life" was once white noise per 120 Hz sample on every joint: the hips shook 2-3 cm
+    # from one 30 fps frame to the next (median acceleration 28 m/s^2), which no body does, and the trajectory
+    # filter and the fit's smoothing were scored against that shaking truth
+    from mocap_studio.studio.performer import LIFE_RAD, life
+
+    sway = life(np.random.default_rng(5), (2401, 24, 3), 120.0)[::4]  # 20 s, seen at 30 frames a second
+    assert 0.7 * LIFE_RAD < sway.std() < 1.3 * LIFE_RAD
+    assert np.std(sway[2:] - 2 * sway[1:-1] + sway[:-2]) < 0.05 * LIFE_RAD  # white noise: 2.4 x LIFE_RAD
+    motion = exercise_motion(["squat", "arm_circles"], 4.0, seed=3)
+    pos = motion.world_positions_m()[::4]
+    hips = [motion.joint_index(n) for n in ("left_hip", "right_hip")]
+    acc = np.linalg.norm(pos[2:, hips] - 2 * pos[1:-1, hips] + pos[:-2, hips], axis=-1) * 30.0**2
+    assert np.median(acc) < 4.0, f"the hips accelerate at {np.median(acc):.1f} m/s^2 (median)"
+
+
 def test_unreadable_bvh_is_named(tmp_path):
     bad = tmp_path / "broken.bvh"
     bad.write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0\n")

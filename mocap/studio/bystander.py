@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from mocap_studio.export.motion import Motion
 from mocap_studio.export.rig import load_rig
-from mocap_studio.studio.performer import MASTER_RATE_HZ, Performance, _arms_down, perform
+from mocap_studio.studio.performer import MASTER_RATE_HZ, Performance, _arms_down, life, perform
 from mocap_studio.studio.rigs import StudioRig
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def walk_motion(duration_s: float, heading_rad: float, seed: int = 0, rate_hz: f
         rot[:, idx[f"{side}_ankle"], 0] -= 0.1 + 0.3 * swing ** 2
         rot[:, idx[f"{side}_shoulder"], 0] += 0.35 * forward  # the arm swings back as the same leg goes forward
     _arms_down(rot, idx, 1.3)
-    rot += rng.normal(0.0, 0.01, rot.shape)
+    rot += life(rng, rot.shape, rate_hz)
     rot[:, idx["pelvis"]] = 0.0
     rot[:, idx["pelvis"], 2] = heading_rad + np.pi / 2  # the rig faces -Y at rest
     rest = rig.rest_positions_m
