@@ -9,6 +9,7 @@ off as a real take's is.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -60,7 +61,11 @@ def make_scene(body, seed: int, frames: int = 40, fps: float = 15.0, image_scale
 
 
 def _cached_masks(body, shape, vertices, srig, seed, mask_scale, scan, image_scale, fps) -> MaskSet:  # noqa: ANN001
-    key = f"seed{seed}_T{len(vertices)}_img{image_scale:g}_m{mask_scale:g}_fps{fps:g}{'_scan' if scan else ''}_{srig.name}"
+    # keyed by the meshes themselves too: the same seed renders another motion once the studio's motions change
+    # (masks of the old motion were once read back for the new one's keypoints)
+    mesh = hashlib.sha1(np.round(np.asarray(vertices, float), 5).tobytes()).hexdigest()[:12]
+    key = (f"seed{seed}_T{len(vertices)}_img{image_scale:g}_m{mask_scale:g}_fps{fps:g}{'_scan' if scan else ''}"
+           f"_{srig.name}_{mesh}")
     path = project_cache_dir() / "silhouette_scenes" / f"{key}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
