@@ -104,12 +104,10 @@ def build_take(root: Path, config: StudioConfig = DEMO_STUDIO, fresh: bool = Fal
 
 def _add_fit_settings(session: Session) -> None:
     """The take's session.toml with the demo's [fit] table (:data:`DEMO_FIT`) added."""
-    import tomllib
-
     import tomli_w
     from mocap_studio.common.fileio import write_text_atomic
 
-    tables = tomllib.loads(session.config_path.read_text())
+    tables = dict(session.raw_config())  # the session's cached parse: not changed in place
     tables["fit"] = {**tables.get("fit", {}), **DEMO_FIT}
     write_text_atomic(session.config_path, tomli_w.dumps(tables))
 
