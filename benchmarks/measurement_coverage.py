@@ -8,6 +8,13 @@ target: at least 2/3 overall), and the same figures overall.
 
 Run: ``.venv/bin/python benchmarks/measurement_coverage.py [--seeds 101 ... 110] [--make]`` (``--make`` builds
 missing takes first, about 30 s each on 2 cores; the uncertainty takes about 10 s a take).
+
+With ``--silhouettes`` the same for the takes fitted to their silhouettes too (the detector's masks), with the demo
+take's settings (``mocap.demo.DEMO_FIT``: contour, rim, keypoint offsets), each in a copy of the take
+(``seed_<N>_silhouettes``, reused once fitted); the sigmas are the fit stage's own (measurements.json), the
+silhouettes' information added at ``uncertainty.SILHOUETTE_INFORMATION_SCALE`` (set on seeds 101-104; 105-110 check
+it). About 3 minutes a take on 2 cores. ``--scenes`` scores the silhouette scenes of benchmarks/silhouette_scene.py
+instead (true masks, keypoints with 10 mm noise and a 20 mm bias each; seeds 40-49 unless ``--seeds``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,58 @@ def take_errors(model, root: Path) -> dict:  # noqa: ANN001
             "seconds": seconds, "true": true}
 
 
+def silhouette_take_errors(model, seed: int) -> dict:  # noqa: ANN001
+    """As :func:`take_errors` for the take of ``seed`` fitted to its silhouettes too, by the fit stage with the demo's
+    settings in a copy of the take; the sigmas the stage wrote to measurements.json."""
+    import shutil
+
+    from mocap_studio.demo import DEMO_FIT
+    from mocap_studio.reconstruction.body.measurements import read_measurements
+    from mocap_studio.stages_body import run_fit
+
+    root = make_take(seed)
+    dst = root.with_name(f"{root.name}_silhouettes")
+    if not (dst / "measurements.json").exists():
+        partial = dst.with_name(dst.name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+        shutil.copytree(root, partial)
+        run_fit(Session(partial), FitConfig(**DEMO_FIT), overwrite=True)
+        if dst.exists():
+            shutil.rmtree(dst)
+        partial.rename(dst)
+    doc = json.loads((dst / "measurements.json").read_text())
+    stated = read_measurements(doc)
+    values = np.array([stated[n]["value"] for n in MEASUREMENT_NAMES])
+    sigma = np.array([stated[n]["sigma"] for n in MEASUREMENT_NAMES], dtype=float)
+    true = measure_body(model, load_body_npz(dst / "truth" / "body.npz").shape).as_array()
+    unc = doc["uncertainty"]
+    return {"error": values - true, "sigma": sigma, "noise_m": unc.get("keypoint_noise_mm", np.nan) / 1000,
+            "rho": unc.get("keypoint_noise_autocorrelation", np.nan), "seconds": np.nan, "true": true}
+
+
+def scene_errors(model, seed: int) -> dict:  # noqa: ANN001
+    """As :func:`take_errors` for the silhouette scene of ``seed``, fitted with the demo's silhouette settings."""
+    from mocap_studio.demo import DEMO_FIT
+    from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput
+    from silhouette_scene import make_scene
+
+    scene = make_scene(model, seed, frames=SCENE_FRAMES, image_scale=0.5, mask_scale=1.0)
+    sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(SCENE_FRAMES), (len(scene.masks.cameras), 1)))
+    fit = fit_sequence(model, scene.keypoints, FitConfig(**DEMO_FIT), frame_rate=scene.fps, silhouettes=sil)
+    info = np.asarray(fit.figures["silhouettes"]["shape_information"])
+    t = time.perf_counter()
+    unc = measurement_uncertainty(model, fit.shape, fit.pose_rotvec, fit.trans, scene.keypoints.xyz,
+                                  scene.keypoints.skeleton, silhouette_info=info)
+    seconds = time.perf_counter() - t + fit.figures["silhouettes"]["information_seconds"]
+    true = measure_body(model, scene.shape).as_array()
+    return {"error": unc.values.as_array() - true, "sigma": unc.sigma, "noise_m": unc.noise_m, "rho": unc.rho,
+            "seconds": seconds, "true": true}
+
+
+SCENE_FRAMES = 40
+
+
 def jackknife_sigma(model, root: Path, blocks: int) -> np.ndarray:  # noqa: ANN001
     """(M,) the resampling route: jackknife over ``blocks`` contiguous blocks of frames, each left out in turn (its
     keypoints, 3D and 2D, made missing) and the take fitted again with the stage's settings; metres."""
@@ -75,11 +134,23 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the per-take figures here")
     ap.add_argument("--jackknife", type=int, default=0, help="also the resampling route: leave out each of N blocks of "
                     "frames and fit again (N fits a take); its sigmas are scored alongside")
+    ap.add_argument("--silhouettes", action="store_true", help="the takes fitted to their silhouettes too, with the "
+                    "demo's settings")
+    ap.add_argument("--scenes", action="store_true", help="the silhouette scenes (true masks) fitted with the demo's "
+                    "settings (seeds 40-49 unless --seeds)")
     args = ap.parse_args()
+    if (args.silhouettes or args.scenes) and args.jackknife:
+        ap.error("--jackknife refits keypoint-only takes; it goes with neither --silhouettes nor --scenes")
     torch.set_num_threads(2)
     model = load_body_model("anny")
     rows = []
-    for seed in args.seeds:
+    seeds = list(range(40, 50)) if args.scenes and "--seeds" not in sys.argv else args.seeds
+    for seed in seeds:
+        if args.silhouettes or args.scenes:
+            rows.append((seed, r := (scene_errors if args.scenes else silhouette_take_errors)(model, seed)))
+            print(f"seed {seed}: " + ", ".join(f"{n.split('_')[0]} {1000 * abs(e):.1f}/{1000 * s:.1f}" for n, e, s in
+                                               zip(MEASUREMENT_NAMES, r["error"], r["sigma"], strict=True)), flush=True)
+            continue
         root = make_take(seed) if args.make else take_dir(seed)
         if not (root / "body.npz").exists():
             print(f"seed {seed}: no take at {root} (run with --make)")

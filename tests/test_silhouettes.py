@@ -18,7 +18,8 @@ from mocap_studio.reconstruction.body.fit_silhouette import (
 )
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
 from mocap_studio.reconstruction.body.io import vertex_normals
-from mocap_studio.reconstruction.body.measurements import measure_body
+from mocap_studio.reconstruction.body.measurements import MEASUREMENT_NAMES, measure_body
+from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty
 from mocap_studio.reconstruction.silhouettes import (
     MaskError,
     MaskSet,
@@ -245,8 +246,14 @@ def silhouette_fit(anny) -> dict:
     kp_only = fit_sequence(anny, scene.keypoints, FitConfig(silhouettes=False), frame_rate=scene.fps)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(20), (len(scene.masks.cameras), 1)))
     with_sil = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)
+    info = np.asarray(with_sil.figures["silhouettes"]["shape_information"])
+    sigma = {name: measurement_uncertainty(anny, with_sil.shape, with_sil.pose_rotvec, with_sil.trans, scene.keypoints.xyz,
+                                           scene.keypoints.skeleton, silhouette_info=extra).sigma
+             for name, extra in (("keypoints", None), ("silhouettes", info))}
     return {"keypoints": _girth_errors(anny, scene.shape, kp_only.shape),
-            "silhouettes": _girth_errors(anny, scene.shape, with_sil.shape), "figures": with_sil.figures["silhouettes"]}
+            "silhouettes": _girth_errors(anny, scene.shape, with_sil.shape), "figures": with_sil.figures["silhouettes"],
+            "information": info, "sigma": sigma,
+            "error": measure_body(anny, with_sil.shape).as_array() - measure_body(anny, scene.shape).as_array()}
 
 
 def test_silhouettes_tell_the_girths(silhouette_fit):
@@ -259,12 +266,27 @@ def test_silhouettes_tell_the_girths(silhouette_fit):
     assert worst_sil <= BOUND_GIRTH_MM and sil["height"] <= BOUND_HEIGHT_MM, silhouette_fit
 
 
+def test_silhouettes_narrow_the_measurements_sigmas(silhouette_fit):
+    """What the silhouettes told the shape fit enters the measurements' sigmas (Gauss-Newton information, poses
+    eliminated, over uncertainty.SILHOUETTE_INFORMATION_SCALE), and the narrower sigmas still cover the errors."""
+    info = silhouette_fit["information"]
+    assert info.shape == (6, 6) and np.allclose(info, info.T)
+    assert np.linalg.eigvalsh(info).min() >= -1e-9 * np.abs(info).max() and np.trace(info) > 0
+    kp, sil, err = silhouette_fit["sigma"]["keypoints"], silhouette_fit["sigma"]["silhouettes"], silhouette_fit["error"]
+    girths = [MEASUREMENT_NAMES.index(g) for g in GIRTHS]
+    # measured: chest, waist, hip, thigh, neck sigma 19.8, 17.0, 20.3, 21.0, 5.2 mm against 36.0, 31.1, 34.8, 33.5, 9.5
+    # from the keypoints alone (0.55-0.63 of them); 9 of the 10 errors within one sigma (arm length 4.8 / 3.8 mm)
+    assert np.all(sil[girths] < 0.7 * kp[girths]), (np.round(1000 * sil), np.round(1000 * kp))
+    z = np.abs(err) / sil
+    assert np.mean(z <= 1) >= 2 / 3 and np.all(z <= 3), (np.round(1000 * err, 1), np.round(1000 * sil, 1))
+
+
 @pytest.mark.xfail(strict=True, reason="issue 14's acceptance (girths within 10 mm, height 5 mm) is not met with the "
-                   "default settings: on this scene the chest is 16.5 mm off, the hip 14.2 mm; on held-out studio "
-                   "scenes waist and neck up to 12 mm, height 7 mm (bench_silhouette_shape.py, before the joint limits). "
-                   "The outline on the contour with the rim and keypoint offsets (not the default) meets it on 6 of 10 "
-                   "held-out seeds (10 of 15 with 45-49); the misses mostly a height 5.2-7.7 mm too large (README, "
-                   "'The legs' twist')")
+                   "default settings: on this scene the chest is 16.5 mm off, the hip 14.2 mm. The outline on the contour "
+                   "with the rim and keypoint offsets (the demo's settings, not the default) meets it on 13 of 15 "
+                   "held-out scenes with true masks (misses: height +6.6 and +7.3 mm, a waist -12.2 mm), but not through "
+                   "the whole pipeline: on studio takes with MediaPipe's masks at 320x180 girths are 6-18 mm off on "
+                   "average and up to 48 mm (README, 'Body measurements', 'With silhouettes')")
 def test_silhouette_shape_acceptance(silhouette_fit):
     sil = silhouette_fit["silhouettes"]
     assert max(sil[g] for g in GIRTHS) <= 10.0 and sil["height"] <= 5.0, silhouette_fit

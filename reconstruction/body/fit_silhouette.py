@@ -46,6 +46,10 @@ the picked frames' legs: posed without the take's joint limits, their twist abou
 keypoints hardly see it), the skinning narrowed the twisted thighs and hips and the shape grew to fill the masks;
 the poses now keep the limits (:meth:`JointRefinement.limit_cost`): hips and thighs within 5.5 mm on all ten, but
 still 6 of 10 meet the acceptance, the misses now a height 5.2-7.7 mm too large (README, "The legs' twist").
+
+What the silhouettes told the shape (:meth:`JointRefinement.shape_information`, in the figures as
+``shape_information``) goes into the measurements' sigmas (reconstruction/body/uncertainty.py): the refinement's
+Gauss-Newton information, the picked frames' poses eliminated, less what their keypoints alone tell.
 """
 
 from __future__ import annotations
@@ -261,14 +265,25 @@ class SilhouetteTerm:
                    rim_cos: float = 0.0) -> torch.Tensor:
         """The silhouette cost, differentiable in the surface points pts (F, N, 3) (world metres, the points of
         ``vertex_ids`` posed in each frame): the sum over views of the two one-sided mean Cauchy losses of the
-        distances over tau_px^2, mask outline distances less ``gaps`` (per view, mask pixels, :meth:`gaps`). With the
-        points' normals (F, N, 3) and ``rim_cos`` > 0, the model -> mask distances are those of the model's rim only
-        (the points whose normal is within ``rim_cos`` of perpendicular to the camera's ray, where the model's outline
-        lies), so that both distances are outline-to-outline: averaged over every surface point, most of them inside
-        the mask, a model that overlaps the mask too far pays little against an outline it leaves uncovered, and a
-        body posed a little off grows."""
+        distances (:meth:`distances`) over tau_px^2."""
         tau2 = tau_px**2
         sil = pts.new_zeros(())
+        for d_out, d_in in self.distances(pts, gaps, normals, rim_cos)[0]:
+            sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
+        return sil
+
+    def distances(self, pts: torch.Tensor, gaps: list[float], normals: torch.Tensor | None = None,
+                  rim_cos: float = 0.0, fixed: list | None = None) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list]:
+        """Per view, the model -> mask distances (N',) and the mask outline's distances (E,) less ``gaps`` (per
+        view, mask pixels, :meth:`gaps`), differentiable in the surface points pts (F, N, 3). With the points'
+        normals (F, N, 3) and ``rim_cos`` > 0, the model -> mask distances are those of the model's rim only (the
+        points whose normal is within ``rim_cos`` of perpendicular to the camera's ray, where the model's outline
+        lies), so that both distances are outline-to-outline: averaged over every surface point, most of them inside
+        the mask, a model that overlaps the mask too far pays little against an outline it leaves uncovered, and a
+        body posed a little off grows. Also returns which points were taken (per view: the rim's points, the
+        outline points that found a surface point and that point); given back as ``fixed``, the same are taken
+        (distances that are smooth in the points, for derivatives by differences)."""
+        out, taken = [], []
         for i, (f, c, _dist, _edges, near) in enumerate(self.views):
             dist, edges = self._torch[i]
             uv = (_project_torch(self.cameras[c], pts[f]) + 0.5) * self.scale - 0.5
@@ -278,29 +293,34 @@ class SilhouetteTerm:
             field = torch.nn.functional.grid_sample(dist, grid[None, None], align_corners=True,
                                                     padding_mode="border")[0, 0, 0]
             d_out = field.clamp_min(0.0) * inside
-            if normals is not None and rim_cos > 0:
-                with torch.no_grad():
-                    ray = pts[f].detach() - torch.as_tensor(self.centres[c], dtype=pts.dtype)
-                    rim = (normals[f] * ray).sum(-1).abs() <= rim_cos * ray.norm(dim=-1)
-                    rim &= field.detach() > -RIM_DEPTH_PX  # a rim deep inside the mask (an arm before the chest)
-                d_out = d_out[rim] if bool(rim.any()) else d_out
-            with torch.no_grad():
-                uv_np = uv.numpy()
-                ij = np.clip(np.round(uv_np).astype(np.int64), 0, [W - 1, H - 1])
-                cand = np.flatnonzero(inside.numpy() & near[ij[:, 1], ij[:, 0]])
-            if len(cand):
-                dd, j = cKDTree(uv_np[cand]).query(edges.numpy(), distance_upper_bound=NEAR_OUTLINE_PX)
-                hit = np.isfinite(dd)
-                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
-                if hit.any():
-                    nearest = uv[torch.as_tensor(cand[j[hit]])]
-                    d_in = d_in.index_put((torch.as_tensor(np.flatnonzero(hit)),),
-                                          (nearest - edges[torch.as_tensor(hit)]).norm(dim=-1).clamp_max(NEAR_OUTLINE_PX))
+            if fixed is not None:
+                rim, hit, nearest = fixed[i]
             else:
-                d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
-            d_in = (d_in - gaps[i]).clamp_min(0.0)
-            sil = sil + torch.log1p(d_out**2 / tau2).mean() + torch.log1p(d_in**2 / tau2).mean()
-        return sil
+                rim = None
+                if normals is not None and rim_cos > 0:
+                    with torch.no_grad():
+                        ray = pts[f].detach() - torch.as_tensor(self.centres[c], dtype=pts.dtype)
+                        rim = (normals[f] * ray).sum(-1).abs() <= rim_cos * ray.norm(dim=-1)
+                        rim &= field.detach() > -RIM_DEPTH_PX  # a rim deep inside the mask (an arm before the chest)
+                    rim = rim if bool(rim.any()) else None
+                hit, nearest = np.zeros(len(edges), bool), np.zeros(0, np.int64)
+                with torch.no_grad():
+                    uv_np = uv.numpy()
+                    ij = np.clip(np.round(uv_np).astype(np.int64), 0, [W - 1, H - 1])
+                    cand = np.flatnonzero(inside.numpy() & near[ij[:, 1], ij[:, 0]])
+                if len(cand):
+                    dd, j = cKDTree(uv_np[cand]).query(edges.numpy(), distance_upper_bound=NEAR_OUTLINE_PX)
+                    hit = np.isfinite(dd)
+                    nearest = cand[j[hit]]
+            d_out = d_out[rim] if rim is not None else d_out
+            d_in = torch.full((len(edges),), NEAR_OUTLINE_PX, dtype=pts.dtype)
+            if hit.any():
+                d_in = d_in.index_put((torch.as_tensor(np.flatnonzero(hit)),),
+                                      (uv[torch.as_tensor(nearest)] - edges[torch.as_tensor(hit)]).norm(dim=-1)
+                                      .clamp_max(NEAR_OUTLINE_PX))
+            out.append((d_out, (d_in - gaps[i]).clamp_min(0.0)))
+            taken.append((rim, hit, nearest))
+        return out, taken
 
     def cost(self, shape: np.ndarray) -> float:
         """The robust cost (sum over views of the two one-sided mean Cauchy losses, in squared mask pixels)."""
@@ -390,9 +410,14 @@ def fit_shape_silhouettes(
     kp_offsets = joint.offsets(x, rot_p, trans_p)
     term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
     shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
+    t_info = time.perf_counter()
+    info = JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(), skeleton,
+                           term, cfg).shape_information(x)
+    t_info = time.perf_counter() - t_info
     figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape), "loss": loss,
                "start_losses": [t[3] for t in trials], **_offset_figures(kp_offsets),
                "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
+               "shape_information": info.tolist(), "information_seconds": t_info,
                "seconds": time.perf_counter() - start}
     logger.info("silhouettes: shape fitted on %d views of %d frames in %.1f s: %s", term.num_views, len(pick),
                 figures["seconds"], np.round(shape, 3).tolist())
@@ -450,6 +475,20 @@ def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offset
         coarse.pose(_full_pose(model, red, r), t.numpy())
         costs.append(coarse.cost(p))
     return [model.free_from_shape(p) for p in pool[np.argsort(costs)[: cfg.silhouette_starts]]]
+
+
+def _positive(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """Symmetric ``a`` with its eigenvalues raised to at least ``floor`` times the largest (an information that
+    rounding left a little negative in some direction)."""
+    w, v = np.linalg.eigh(0.5 * (a + a.T))
+    return (v * np.maximum(w, floor * max(float(w.max()), 0.0))) @ v.T
+
+
+SHAPE_STEP = 0.01
+"""Central-difference step of the unconstrained shape variables in :meth:`JointRefinement.shape_information`
+(Anny: a phenotype moves by up to 0.005, the surface about a millimetre)."""
+POSE_STEP_RAD = 0.002
+TRANS_STEP_M = 0.001
 
 
 FREE_BOUND = 1.5
@@ -593,6 +632,97 @@ class JointRefinement:
             return delta.new_zeros(())
         rv = rotmat_to_rotvec(self.rot0 @ rotvec_to_rotmat(delta))
         return (_limit_terms(self.red, rv, self.cfg.joint_limit_weight)[0] ** 2).sum()
+
+    def residuals(self, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor, fixed: dict | None = None
+                  ) -> tuple[list[torch.Tensor], torch.Tensor, dict]:
+        """The loss (less the shape prior) as weighted residuals whose squares sum to its quadratic model about the
+        point ``fixed`` was taken at (each robust term's weight, the rim and outline points, the keypoint offsets
+        held there; :meth:`distances`): each frame's silhouette rows (a list of F) and the other rows (F, Q)
+        (keypoints, pose prior, joint limits), each frame's rows depending on its own pose only. Returns both and
+        ``fixed``."""
+        cfg = self.cfg
+        with torch.no_grad():
+            pts, rg = self.posed(x, delta, dtrans)
+            kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
+            if fixed is None:
+                dists, taken = self.term.distances(pts[:, : self.n_sil], self.gap, self.normals, cfg.silhouette_rim_cos)
+                tau2 = cfg.silhouette_tau_px**2
+                sigma = cfg.silhouette_keypoint_sigma_m or cfg.keypoint_sigma_m
+                r2 = ((kp - self.target) ** 2).sum(-1) / sigma**2
+                c2 = cfg.robust_scale**2
+                offsets = self._offset(kp, rg)[1] if cfg.silhouette_keypoint_offset_sigma_m > 0 else None
+                fixed = {"taken": taken, "offsets": offsets, "sigma": sigma,
+                         # Cauchy log1p(d^2 / tau^2) ~ d^2 / (tau^2 + d^2): weights of the views' mean distances
+                         "sil_w": [(cfg.silhouette_weight / (tau2 + d**2) / max(len(d), 1),
+                                    cfg.silhouette_weight / (tau2 + e**2) / max(len(e), 1)) for d, e in dists],
+                         "kp_w": self.weight * c2 / (c2 + r2)}
+            dists = self.term.distances(pts[:, : self.n_sil], self.gap, fixed=fixed["taken"])[0]
+            F = pts.shape[0]
+            sil: list[list[torch.Tensor]] = [[pts.new_zeros(0)] for _ in range(F)]
+            for (f, *_), (d, e), (wd, we) in zip(self.term.views, dists, fixed["sil_w"], strict=True):
+                sil[f] += [d * wd.sqrt(), e * we.sqrt()]
+            if fixed["offsets"] is not None:
+                kp = kp + torch.einsum("fkij,kj->fki", rg[:, self.kp_joint].to(kp.dtype), fixed["offsets"])
+            other = [((kp - self.target) * (fixed["kp_w"].sqrt() / fixed["sigma"])[..., None]).reshape(F, -1),
+                     delta.reshape(F, -1) / cfg.silhouette_pose_sigma_rad]
+            if cfg.joint_limit_weight > 0:
+                rv = rotmat_to_rotvec(self.rot0 @ rotvec_to_rotmat(delta))
+                other.append(_limit_terms(self.red, rv, cfg.joint_limit_weight)[0])
+        return [torch.cat(r) for r in sil], torch.cat(other, 1), fixed
+
+    def shape_information(self, x: np.ndarray) -> np.ndarray:
+        """(S, S) what the picked frames' silhouettes tell about the shape beyond their keypoints, at shape x (S,
+        unconstrained) and the poses this refinement starts from (a finished refinement's): the Gauss-Newton
+        information J^T J of :meth:`residuals` with every frame's pose and translation eliminated (Schur complement),
+        less the same without the silhouette rows, in the model's shape parameters (not the unconstrained ones).
+        The loss is taken as a negative log-likelihood as it stands; :data:`SILHOUETTE_INFORMATION_SCALE` relates it
+        to the errors measured. The residuals' derivatives are central differences (steps that move the surface
+        about a millimetre) with the robust weights and the points taken held (so each residual is smooth)."""
+        F, Jf = self.rot0.shape[:2]
+        dt = torch.float64
+        x0 = torch.as_tensor(x, dtype=dt)
+        zero_d, zero_t = torch.zeros(F, Jf, 3, dtype=dt), torch.zeros(F, 3, dtype=dt)
+        _, _, fixed = self.residuals(x0, zero_d, zero_t)
+
+        def rows(xv: torch.Tensor, dv: torch.Tensor, tv: torch.Tensor) -> list[np.ndarray]:
+            sil, other, _ = self.residuals(xv, dv, tv, fixed)
+            return [torch.cat([s_f, o_f]).numpy() for s_f, o_f in zip(sil, other, strict=True)]
+
+        S, P = len(x0), 3 * Jf + 3
+        base = rows(x0, zero_d, zero_t)
+        n_sil = [len(r) for r in self.residuals(x0, zero_d, zero_t, fixed)[0]]
+        j_x = [np.zeros((len(b), S)) for b in base]
+        j_p = [np.zeros((len(b), P)) for b in base]
+        for i in range(S):
+            e = torch.zeros(S, dtype=dt)
+            e[i] = SHAPE_STEP
+            for f, (a, b) in enumerate(zip(rows(x0 + e, zero_d, zero_t), rows(x0 - e, zero_d, zero_t), strict=True)):
+                j_x[f][:, i] = (a - b) / (2 * SHAPE_STEP)
+        for k in range(P):
+            step = POSE_STEP_RAD if k < 3 * Jf else TRANS_STEP_M
+            d, t = zero_d.clone(), zero_t.clone()
+            if k < 3 * Jf:
+                d[:, k // 3, k % 3] = step
+            else:
+                t[:, k - 3 * Jf] = step
+            for f, (a, b) in enumerate(zip(rows(x0, d, t), rows(x0, -d, -t), strict=True)):
+                j_p[f][:, k] = (a - b) / (2 * step)
+
+        def eliminated(silhouettes: bool) -> np.ndarray:
+            info = np.zeros((S, S))
+            for f in range(F):
+                first = 0 if silhouettes else n_sil[f]
+                a, b = j_x[f][first:], j_p[f][first:]
+                pp = b.T @ b + 1e-9 * np.eye(P) * (1 + np.trace(b.T @ b))
+                xp = a.T @ b
+                info += a.T @ a - xp @ np.linalg.solve(pp, xp.T)
+            return info
+
+        info = eliminated(True) - eliminated(False)
+        # in the shape parameters: shape = g(x) element by element, so d x / d shape = 1 / g'(x)
+        slope = torch.func.jacfwd(lambda v: self.model.shape_from_free(v.to(self.model.dtype)).to(dt))(x0).numpy()
+        inv = np.linalg.inv(slope)
+        return _positive(inv.T @ info @ inv, floor=0.0)
 
     def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and

@@ -53,6 +53,17 @@ its shape as a linear least-squares fit of the 3D keypoints alone would for offs
 errors on the takes of seeds 111-120 (77 % at 2 mm, 64 % at 0); it is checked on seeds 101-110
 (benchmarks/measurement_coverage.py)."""
 
+SILHOUETTE_INFORMATION_SCALE = 100.0
+"""The silhouette refinement's loss read as a negative log-likelihood overstates what it knows: its outline distances
+are correlated along the outline and from view to view (a pose or a mask a little off moves a whole stretch), a
+detector's mask is not the body's outline (MediaPipe's segmentation, 2 cm a pixel on the takes below), and the body
+model cannot match a body exactly. Its information is divided by this. Set on full-pipeline virtual-studio takes
+(benchmarks/measurement_takes.py seeds 101-104: MediaPipe keypoints and masks, fitted with ``mocap.demo.DEMO_FIT``;
+benchmarks/measurement_coverage.py --silhouettes --takes): at 70 the stated sigma covered 68 % of the 40 errors and the
+median |error| / sigma was 0.67 (a Gaussian's: 0.674); 100 for a margin (70 %). True masks tell far more: on the
+silhouette scenes (benchmarks/silhouette_scene.py) 10 would do (62 %, median 0.67), so there the sigmas are wide."""
+
+
 @dataclass(frozen=True)
 class KeypointNoise:
     """Per keypoint of the skeleton (K,): ``sigma_m`` the noise per axis (metres, NaN where never seen),
@@ -94,12 +105,14 @@ class ShapeInformation:
     ``info_fit`` (S, S) the same without that discount (as a fit weighs them); ``offset_response`` (S, 3 K) how far
     a fit weighing as ``info_fit`` (plus the prior) moves the shape per metre of a constant offset of each joint
     keypoint in the body's root frame (surface landmarks, whose offsets the fit solves for, respond 0);
-    ``info_poses_known`` (S, S) the discounted information were every frame's pose known."""
+    ``info_poses_known`` (S, S) the discounted information were every frame's pose known; ``offset_cross`` (S, 3 K)
+    the pull of those offsets on the shape (``offset_response`` is the solve of ``info_fit`` plus the prior with it)."""
 
     info: np.ndarray
     info_fit: np.ndarray
     offset_response: np.ndarray
     info_poses_known: np.ndarray
+    offset_cross: np.ndarray
 
 
 def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray, skeleton: str,  # noqa: ANN001
@@ -160,7 +173,7 @@ def shape_information(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: 
     prior = prior_hessian(model, shape)
     response = np.linalg.solve(info[1].numpy() + prior, cross.numpy())
     sym = [0.5 * (i + i.T).numpy() for i in (*info, known)]
-    return ShapeInformation(sym[0], sym[1], response, sym[2])
+    return ShapeInformation(sym[0], sym[1], response, sym[2], cross.numpy())
 
 
 def prior_hessian(model, shape: np.ndarray) -> np.ndarray:  # noqa: ANN001
@@ -223,13 +236,15 @@ class MeasurementUncertainty:
 
 
 def measurement_uncertainty(model, shape: np.ndarray, pose_rotvec: np.ndarray, trans: np.ndarray,  # noqa: ANN001
-                            observed: np.ndarray, skeleton: str, offset_sigma_m: float = DEFAULT_OFFSET_SIGMA_M
-                            ) -> MeasurementUncertainty:
+                            observed: np.ndarray, skeleton: str, offset_sigma_m: float = DEFAULT_OFFSET_SIGMA_M,
+                            silhouette_info: np.ndarray | None = None) -> MeasurementUncertainty:
     """Measurements of the fitted ``shape`` (S,) with their sigmas, from the keypoints ``observed`` (T, K, 3) of
     ``skeleton`` (NaN where missing) that the fit posed as pose_rotvec (T, J, 3) and trans (T, 3).
 
     ``offset_sigma_m``: how far (per axis, metres) the detector's joints may sit from the model's definition of them,
-    the same in every frame (:data:`DEFAULT_OFFSET_SIGMA_M`)."""
+    the same in every frame (:data:`DEFAULT_OFFSET_SIGMA_M`). ``silhouette_info`` (S, S): what the silhouettes told
+    the shape fit beyond the keypoints (``JointRefinement.shape_information``, in the fit's figures), added at
+    :data:`SILHOUETTE_INFORMATION_SCALE`; None where the shape was fitted to the keypoints alone."""
     obs = np.asarray(observed, dtype=float)
     if obs.ndim != 3 or obs.shape[0] != len(pose_rotvec) or len(trans) != len(pose_rotvec):
         raise ValueError(f"observed keypoints {obs.shape}, poses {np.shape(pose_rotvec)} and translations {np.shape(trans)} "
@@ -239,18 +254,29 @@ def measurement_uncertainty(model, shape: np.ndarray, pose_rotvec: np.ndarray, t
     noise = keypoint_noise(obs, fitted)
     seen = np.isfinite(obs).all(-1)
     si = shape_information(model, shape, pose_rotvec, trans, skeleton, noise, seen)
-    cov_noise = np.linalg.inv(si.info + prior_hessian(model, shape))
-    cov = cov_noise + offset_sigma_m**2 * si.offset_response @ si.offset_response.T
+    prior = prior_hessian(model, shape)
+    response = si.offset_response
+    extra = np.zeros_like(prior)
+    if silhouette_info is not None:
+        extra = np.asarray(silhouette_info, dtype=float) / SILHOUETTE_INFORMATION_SCALE
+        if extra.shape != prior.shape:
+            raise ValueError(f"silhouette_info must have shape {prior.shape}, got {extra.shape}")
+        response = np.linalg.solve(si.info_fit + prior + extra, si.offset_cross)
+    cov_noise = np.linalg.inv(si.info + prior + extra)
+    cov = cov_noise + offset_sigma_m**2 * response @ response.T
     jac, values = measurement_jacobian(model, shape)
     sigma = np.sqrt(np.clip(np.einsum("ms,st,mt->m", jac, cov, jac), 0, None))
     sigma_noise = np.sqrt(np.clip(np.einsum("ms,st,mt->m", jac, cov_noise, jac), 0, None))
     used = np.isfinite(noise.sigma_m) & (noise.frames > 0)
+    silhouettes = "" if silhouette_info is None else (
+        f" plus what the silhouettes added in the shape fit (its Gauss-Newton information, poses eliminated, over "
+        f"{SILHOUETTE_INFORMATION_SCALE:g})")
     return MeasurementUncertainty(
         values, sigma, cov, jac,
         "Laplace: the 3D keypoints' information about the shape (poses eliminated; noise and its frame-to-frame "
-        "correlation from the fit's residuals) plus the shape prior, and the shape's response to the detector's joints "
-        f"sitting {1000 * offset_sigma_m:.0f} mm (per axis) from the model's, carried through each measurement's "
-        "derivatives with respect to the shape",
+        f"correlation from the fit's residuals){silhouettes} plus the shape prior, and the shape's response to the "
+        f"detector's joints sitting {1000 * offset_sigma_m:.0f} mm (per axis) from the model's, carried through each "
+        "measurement's derivatives with respect to the shape",
         float(np.median(noise.sigma_m[used])) if used.any() else float("nan"),
         float(np.median(noise.rho[used])) if used.any() else float("nan"),
         sigma_noise, offset_sigma_m,
