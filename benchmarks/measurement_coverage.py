@@ -13,7 +13,8 @@ With ``--silhouettes`` the same for the takes fitted to their silhouettes too (t
 take's settings (``mocap.demo.DEMO_FIT``: contour, rim, keypoint offsets), each in a copy of the take
 (``seed_<N>_silhouettes``, reused once fitted); the sigmas are the fit stage's own (measurements.json), the
 silhouettes' information added at ``uncertainty.SILHOUETTE_INFORMATION_SCALE`` (set on seeds 101-104; 105-110 check
-it). About 3 minutes a take on 2 cores. ``--scenes`` scores the silhouette scenes of benchmarks/silhouette_scene.py
+it); with ``--full-size`` the takes rendered at 1280x720 (masks 640x360, as the demo's). About 3 minutes a take on 2
+cores. ``--scenes`` scores the silhouette scenes of benchmarks/silhouette_scene.py
 instead (true masks, keypoints with 10 mm noise and a 20 mm bias each; seeds 40-49 unless ``--seeds``).
 """
 
@@ -54,7 +55,7 @@ def take_errors(model, root: Path) -> dict:  # noqa: ANN001
             "seconds": seconds, "true": true}
 
 
-def silhouette_take_errors(model, seed: int) -> dict:  # noqa: ANN001
+def silhouette_take_errors(model, seed: int, full_size: bool = False) -> dict:  # noqa: ANN001
     """As :func:`take_errors` for the take of ``seed`` fitted to its silhouettes too, by the fit stage with the demo's
     settings in a copy of the take; the sigmas the stage wrote to measurements.json."""
     import shutil
@@ -63,7 +64,7 @@ def silhouette_take_errors(model, seed: int) -> dict:  # noqa: ANN001
     from mocap_studio.reconstruction.body.measurements import read_measurements
     from mocap_studio.stages_body import run_fit
 
-    root = make_take(seed)
+    root = make_take(seed, full_size)
     dst = root.with_name(f"{root.name}_silhouettes")
     if not (dst / "measurements.json").exists():
         partial = dst.with_name(dst.name + ".partial")
@@ -136,6 +137,8 @@ def main() -> int:
                     "frames and fit again (N fits a take); its sigmas are scored alongside")
     ap.add_argument("--silhouettes", action="store_true", help="the takes fitted to their silhouettes too, with the "
                     "demo's settings")
+    ap.add_argument("--full-size", action="store_true", help="the takes rendered at full size (1280x720, masks "
+                    "640x360, as the demo)")
     ap.add_argument("--scenes", action="store_true", help="the silhouette scenes (true masks) fitted with the demo's "
                     "settings (seeds 40-49 unless --seeds)")
     args = ap.parse_args()
@@ -147,11 +150,12 @@ def main() -> int:
     seeds = list(range(40, 50)) if args.scenes and "--seeds" not in sys.argv else args.seeds
     for seed in seeds:
         if args.silhouettes or args.scenes:
-            rows.append((seed, r := (scene_errors if args.scenes else silhouette_take_errors)(model, seed)))
+            r = scene_errors(model, seed) if args.scenes else silhouette_take_errors(model, seed, args.full_size)
+            rows.append((seed, r))
             print(f"seed {seed}: " + ", ".join(f"{n.split('_')[0]} {1000 * abs(e):.1f}/{1000 * s:.1f}" for n, e, s in
                                                zip(MEASUREMENT_NAMES, r["error"], r["sigma"], strict=True)), flush=True)
             continue
-        root = make_take(seed) if args.make else take_dir(seed)
+        root = make_take(seed, args.full_size) if args.make else take_dir(seed, args.full_size)
         if not (root / "body.npz").exists():
             print(f"seed {seed}: no take at {root} (run with --make)")
             continue
