@@ -477,11 +477,11 @@ def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offset
     return [model.free_from_shape(p) for p in pool[np.argsort(costs)[: cfg.silhouette_starts]]]
 
 
-def _positive(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
-    """Symmetric ``a`` with its eigenvalues raised to at least ``floor`` times the largest (an information that
-    rounding left a little negative in some direction)."""
+def _positive(a: np.ndarray) -> np.ndarray:
+    """Symmetric ``a`` with its negative eigenvalues set to 0 (an information that rounding left a little negative
+    in some direction)."""
     w, v = np.linalg.eigh(0.5 * (a + a.T))
-    return (v * np.maximum(w, floor * max(float(w.max()), 0.0))) @ v.T
+    return (v * np.maximum(w, 0.0)) @ v.T
 
 
 SHAPE_STEP = 0.01
@@ -641,29 +641,30 @@ class JointRefinement:
         (keypoints, pose prior, joint limits), each frame's rows depending on its own pose only. Returns both and
         ``fixed``."""
         cfg = self.cfg
+        sigma = cfg.silhouette_keypoint_sigma_m or cfg.keypoint_sigma_m
         with torch.no_grad():
             pts, rg = self.posed(x, delta, dtrans)
             kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
             if fixed is None:
                 dists, taken = self.term.distances(pts[:, : self.n_sil], self.gap, self.normals, cfg.silhouette_rim_cos)
                 tau2 = cfg.silhouette_tau_px**2
-                sigma = cfg.silhouette_keypoint_sigma_m or cfg.keypoint_sigma_m
                 r2 = ((kp - self.target) ** 2).sum(-1) / sigma**2
                 c2 = cfg.robust_scale**2
                 offsets = self._offset(kp, rg)[1] if cfg.silhouette_keypoint_offset_sigma_m > 0 else None
-                fixed = {"taken": taken, "offsets": offsets, "sigma": sigma,
+                fixed = {"taken": taken, "offsets": offsets,
                          # Cauchy log1p(d^2 / tau^2) ~ d^2 / (tau^2 + d^2): weights of the views' mean distances
                          "sil_w": [(cfg.silhouette_weight / (tau2 + d**2) / max(len(d), 1),
                                     cfg.silhouette_weight / (tau2 + e**2) / max(len(e), 1)) for d, e in dists],
                          "kp_w": self.weight * c2 / (c2 + r2)}
-            dists = self.term.distances(pts[:, : self.n_sil], self.gap, fixed=fixed["taken"])[0]
+            else:
+                dists = self.term.distances(pts[:, : self.n_sil], self.gap, fixed=fixed["taken"])[0]
             F = pts.shape[0]
             sil: list[list[torch.Tensor]] = [[pts.new_zeros(0)] for _ in range(F)]
             for (f, *_), (d, e), (wd, we) in zip(self.term.views, dists, fixed["sil_w"], strict=True):
                 sil[f] += [d * wd.sqrt(), e * we.sqrt()]
             if fixed["offsets"] is not None:
                 kp = kp + torch.einsum("fkij,kj->fki", rg[:, self.kp_joint].to(kp.dtype), fixed["offsets"])
-            other = [((kp - self.target) * (fixed["kp_w"].sqrt() / fixed["sigma"])[..., None]).reshape(F, -1),
+            other = [((kp - self.target) * (fixed["kp_w"].sqrt() / sigma)[..., None]).reshape(F, -1),
                      delta.reshape(F, -1) / cfg.silhouette_pose_sigma_rad]
             if cfg.joint_limit_weight > 0:
                 rv = rotmat_to_rotvec(self.rot0 @ rotvec_to_rotmat(delta))
@@ -682,17 +683,16 @@ class JointRefinement:
         dt = torch.float64
         x0 = torch.as_tensor(x, dtype=dt)
         zero_d, zero_t = torch.zeros(F, Jf, 3, dtype=dt), torch.zeros(F, 3, dtype=dt)
-        _, _, fixed = self.residuals(x0, zero_d, zero_t)
+        sil0, other0, fixed = self.residuals(x0, zero_d, zero_t)
 
         def rows(xv: torch.Tensor, dv: torch.Tensor, tv: torch.Tensor) -> list[np.ndarray]:
             sil, other, _ = self.residuals(xv, dv, tv, fixed)
             return [torch.cat([s_f, o_f]).numpy() for s_f, o_f in zip(sil, other, strict=True)]
 
         S, P = len(x0), 3 * Jf + 3
-        base = rows(x0, zero_d, zero_t)
-        n_sil = [len(r) for r in self.residuals(x0, zero_d, zero_t, fixed)[0]]
-        j_x = [np.zeros((len(b), S)) for b in base]
-        j_p = [np.zeros((len(b), P)) for b in base]
+        n_sil = [len(r) for r in sil0]
+        j_x = [np.zeros((n + other0.shape[1], S)) for n in n_sil]
+        j_p = [np.zeros((n + other0.shape[1], P)) for n in n_sil]
         for i in range(S):
             e = torch.zeros(S, dtype=dt)
             e[i] = SHAPE_STEP
@@ -722,7 +722,7 @@ class JointRefinement:
         # in the shape parameters: shape = g(x) element by element, so d x / d shape = 1 / g'(x)
         slope = torch.func.jacfwd(lambda v: self.model.shape_from_free(v.to(self.model.dtype)).to(dt))(x0).numpy()
         inv = np.linalg.inv(slope)
-        return _positive(inv.T @ info @ inv, floor=0.0)
+        return _positive(inv.T @ info @ inv)
 
     def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and

@@ -59,9 +59,10 @@ are correlated along the outline and from view to view (a pose or a mask a littl
 detector's mask is not the body's outline (MediaPipe's segmentation, 2 cm a pixel on the takes below), and the body
 model cannot match a body exactly. Its information is divided by this. Set on full-pipeline virtual-studio takes
 (benchmarks/measurement_takes.py seeds 101-104: MediaPipe keypoints and masks, fitted with ``mocap.demo.DEMO_FIT``;
-benchmarks/measurement_coverage.py --silhouettes --takes): at 70 the stated sigma covered 68 % of the 40 errors and the
-median |error| / sigma was 0.67 (a Gaussian's: 0.674); 100 for a margin (70 %). True masks tell far more: on the
-silhouette scenes (benchmarks/silhouette_scene.py) 10 would do (62 %, median 0.67), so there the sigmas are wide."""
+benchmarks/measurement_coverage.py --silhouettes --seeds 101 102 103 104): at 70 the stated sigma covered 68 % of
+the 40 errors and the median |error| / sigma was 0.67 (a Gaussian's: 0.674); 100 for a margin (70 %). True masks
+tell far more: on the silhouette scenes (benchmarks/silhouette_scene.py) 10 would do (62 %, median 0.67), so there
+the sigmas are wide."""
 
 
 @dataclass(frozen=True)
