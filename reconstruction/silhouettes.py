@@ -25,7 +25,7 @@ import numpy as np
 from mocap_studio.common.fileio import load_npz, save_npz_atomic
 
 __all__ = ["MaskSet", "MaskError", "contour_distance", "contour_points", "downsample_mask", "edge_points", "image_to_mask",
-           "mask_iou", "outside_distance"]
+           "mask_iou", "outline_offset", "outside_distance"]
 
 
 class MaskError(ValueError):
@@ -109,19 +109,33 @@ def mask_size(image_width: int, image_height: int, scale: float) -> tuple[int, i
     return max(1, round(image_height * scale)), max(1, round(image_width * scale))
 
 
-def downsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A (H, W) bool or [0, 1] float mask resampled by area to ``size`` (h, w): a pixel is in where at
-    least half of what it covers is."""
+def downsample_mask(mask: np.ndarray, size: tuple[int, int], threshold: float = 0.5) -> np.ndarray:
+    """A (H, W) bool or [0, 1] float mask resampled by area to ``size`` (h, w): a pixel is in where the mean of
+    what it covers is at least ``threshold`` (0.5: at least half of it, for a true mask; a detector's soft mask
+    may need another, see ``DetectionConfig.mask_threshold``)."""
     if mask.ndim != 2:
         raise MaskError(f"mask must have shape (H, W), got {mask.shape}")
     h, w = size
     small = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    return small >= 0.5
+    return small >= threshold
 
 
 def image_to_mask(uv: np.ndarray, scale: float) -> np.ndarray:
     """Image pixel coordinates (..., 2) to mask pixel coordinates (..., 2) (see the module docstring)."""
     return (np.asarray(uv, dtype=float) + 0.5) * scale - 0.5
+
+
+def outline_offset(mask: np.ndarray, points: np.ndarray, within_px: float = 3.0) -> np.ndarray:
+    """The signed distance (pixels; positive: the point lies outside ``mask``) from ``mask``'s contour to each
+    point (N, 2) x, y in its pixels, e.g. a true outline's :func:`contour_points`, the contour field
+    (:func:`contour_distance`) interpolated bilinearly there; points farther than ``within_px`` (a limb the mask
+    missed, a gap it filled) are NaN. Averaged over a body's outline it is how far the mask's edge lies inside
+    the true one: negative for a mask too wide."""
+    from scipy.ndimage import map_coordinates
+
+    pts = np.asarray(points, float).reshape(-1, 2)
+    d = map_coordinates(contour_distance(np.asarray(mask, bool)), [pts[:, 1], pts[:, 0]], order=1, mode="nearest")
+    return np.where(np.abs(d) <= within_px, d, np.nan)
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
