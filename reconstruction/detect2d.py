@@ -117,8 +117,7 @@ class DetectionConfig:
     unbiased (-0.001 px on both seeds); what remains is by part (between the 0.5 and 0.6 figures): thin parts come
     out a little thin (arms +0.03, feet +0.2), broad ones a little wide (trunk, legs, head -0.05, neck -0.1). Each
     0.1 moves the outline about 0.14 pixels. Measured on the ten takes: girths all within 10 mm on 6 of them
-    instead of 2 (README, "With
-    silhouettes")."""
+    instead of 2 (README, "With silhouettes")."""
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_scale <= 1:
