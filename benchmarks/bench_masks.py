@@ -1,7 +1,5 @@
 """The detect stage's masks (masks.npz) against a virtual-studio take's true ones (truth/masks.npz): IoU per camera
-(median and 5th percentile over the frames where both have a mask), the outline offset (the detector's contour's
-signed distance at the true masks' contour, mean over the frames' outlines: negative where the detector's masks are
-too wide), frames the detector missed, the file size.
+(median and 5th percentile over the frames where both have a mask), frames the detector missed, the file size.
 
 Run: ``.venv/bin/python benchmarks/bench_masks.py SESSION [SESSION ...]`` (takes made by ``mocap synth``, then
 ``mocap detect``).
@@ -13,7 +11,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from mocap_studio.reconstruction.silhouettes import MaskSet, contour_points, downsample_mask, mask_iou, outline_offset
+from mocap_studio.reconstruction.silhouettes import MaskSet, downsample_mask, mask_iou
 
 
 def compare(session: Path) -> dict[str, dict[str, float]]:
@@ -27,7 +25,7 @@ def compare(session: Path) -> dict[str, dict[str, float]]:
             continue
         f = found.camera_index(name)
         rows = found.nearest_frames(name, truth.frame_times[c])
-        ious, offsets, missed = [], [], 0
+        ious, missed = [], 0
         for t in np.flatnonzero(truth.present[c]):
             i = rows[t]
             if i < 0 or not found.present[f, i]:
@@ -35,13 +33,9 @@ def compare(session: Path) -> dict[str, dict[str, float]]:
                 continue
             size = min(truth.size, found.size)  # compared at the coarser of the two
             ious.append(mask_iou(downsample_mask(found.masks[f, i], size), downsample_mask(truth.masks[c, t], size)))
-            # the true contour (placed halfway between its pixels: unbiased) in the detector's mask pixels
-            pts = (contour_points(truth.masks[c, t]) + 0.5) * (found.scale / truth.scale) - 0.5
-            offsets.append(outline_offset(found.masks[f, i], pts))
         out[name] = {"iou_median": float(np.median(ious)) if ious else float("nan"),
                      "iou_p5": float(np.percentile(ious, 5)) if ious else float("nan"),
-                     "missed": missed / max(int(truth.present[c].sum()), 1),
-                     "outline_offset_px": float(np.nanmean(np.concatenate(offsets))) if offsets else float("nan")}
+                     "missed": missed / max(int(truth.present[c].sum()), 1)}
     size = (session / "masks.npz").stat().st_size
     out["file"] = {"bytes_per_mask": size / max(int(found.present.sum()), 1), "size": list(found.size)}
     return out
@@ -56,8 +50,7 @@ def main() -> None:
         res = compare(s)
         file = res.pop("file")
         for cam, r in res.items():
-            print(f"{s.name} {cam}: IoU median {r['iou_median']:.3f}, p5 {r['iou_p5']:.3f}, outline offset "
-                  f"{r['outline_offset_px']:+.3f} px, missed {100 * r['missed']:.1f} %")
+            print(f"{s.name} {cam}: IoU median {r['iou_median']:.3f}, p5 {r['iou_p5']:.3f}, missed {100 * r['missed']:.1f} %")
         print(f"{s.name}: masks {file['size'][1]}x{file['size'][0]}, {file['bytes_per_mask']:.0f} bytes per mask in masks.npz")
 
 
