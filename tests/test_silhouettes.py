@@ -27,6 +27,7 @@ from mocap_studio.reconstruction.silhouettes import (
     contour_points,
     downsample_mask,
     edge_points,
+    image_to_mask,
     mask_iou,
     outline_offset,
     outside_distance,
@@ -212,8 +213,8 @@ def test_mediapipe_masks_against_the_truth(anny):
                 found = landmarker.last_masks[0]
                 ious.append(mask_iou(found, downsample_mask(truth, found.shape)))
                 assert mask_iou(downsample_mask(scene.masks.masks[c, t], found.shape), found) > 0.85
-                scale = found.shape[0] / truth.shape[0]  # the true outline at the image's size, in mask pixels
-                offsets.append(outline_offset(found, (contour_points(truth) + 0.5) * scale - 0.5))
+                # the true outline, found at the image's size, in the mask's pixels
+                offsets.append(outline_offset(found, image_to_mask(contour_points(truth), found.shape[0] / truth.shape[0])))
     assert min(ious) > 0.85 and np.mean(ious) > 0.92, ious
     offset = np.concatenate(offsets)
     assert np.isnan(offset).mean() < 0.02  # the outline within 3 pixels of the mask's edge
