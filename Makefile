@@ -45,6 +45,8 @@ $(STAMP): pyproject.toml | $(BIN)/python system-deps
 pose-models: $(STAMP)
 	@$(BIN)/python tools/build_pose_landmarker.py --variant heavy --if-missing || \
 		echo "(the heavy pose landmarker could not be built: several people's crops will use the full model)"
+	@$(BIN)/python tools/build_pose_landmarker.py --variant hand --if-missing || \
+		echo "(the hand landmarker could not be built: the hands' keypoints will be BlazePose's)"
 
 test: $(STAMP) pose-models
 	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q

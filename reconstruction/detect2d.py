@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,6 +118,12 @@ class DetectionConfig:
     out a little thin (arms +0.03, feet +0.2), broad ones a little wide (trunk, legs, head -0.05, neck -0.1). Each
     0.1 moves the outline about 0.14 pixels. Measured on the ten takes: girths all within 10 mm on 6 of them
     instead of 2 (README, "With silhouettes")."""
+
+    hands: bool = True
+    """Move each person's pinky, index and thumb keypoints to the knuckles MediaPipe's hand landmarker finds in a
+    crop around the hand (reconstruction/hands.py): BlazePose's own hardly tell which way a palm faces (45-60
+    degrees off on studio takes, 12-13 with the hand landmarker). Needs the hand bundle in the project cache
+    (``make`` builds it); without it the stage keeps BlazePose's and warns."""
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_scale <= 1:
@@ -217,7 +223,8 @@ def default_executor(workers: int, jobs: int) -> Executor:
 # The landmarker
 # --------------------------------------------------------------------------------------------------
 class PoseLandmarker:
-    """MediaPipe's pose landmarker in video mode. Use as a context manager (mediapipe 1.2 needs close())."""
+    """MediaPipe's pose landmarker (video or image mode), with ``hands`` its hand landmarker on each person's
+    hands. Use as a context manager (mediapipe 1.2 needs close())."""
 
     def __init__(self, config: DetectionConfig, video: bool = True):
         from mediapipe.tasks.python import BaseOptions, vision
@@ -240,6 +247,14 @@ class PoseLandmarker:
         self._num_poses = config.num_poses
         self._landmarker = vision.PoseLandmarker.create_from_options(options)
         self._last_ms = -1
+        self._hands = None
+        if config.hands:
+            from mocap_studio.reconstruction.hands import HandLandmarker, hand_model_path
+
+            if hand_model_path().exists():
+                self._hands = HandLandmarker()
+            else:
+                hands_available(config)  # says it is not built and how to build it
 
     def __enter__(self) -> PoseLandmarker:
         return self
@@ -252,10 +267,14 @@ class PoseLandmarker:
         if self._landmarker is not None:
             self._landmarker.close()
             self._landmarker = None
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None
 
     def detect(self, image_bgr: np.ndarray, time_s: float = math.nan) -> tuple[np.ndarray, np.ndarray]:
         """One frame (H, W, 3) BGR uint8 -> xy (P, 33, 2) pixels and confidence (P, 33), NaN/0 for
-        empty person slots. ``time_s`` must increase from call to call in video mode."""
+        empty person slots; with ``hands``, each person's hand keypoints from the hand landmarker where it found
+        the hand (reconstruction/hands.py). ``time_s`` must increase from call to call in video mode."""
         import mediapipe as mp
 
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
@@ -277,6 +296,8 @@ class PoseLandmarker:
             arr = np.array([(lm.x, lm.y, lm.visibility or 0.0, lm.presence or 0.0) for lm in landmarks])
             xy[p] = arr[:, :2] * (w, h)
             conf[p] = np.clip(arr[:, 2] * arr[:, 3], 0.0, 1.0)
+            if self._hands is not None:
+                xy[p], conf[p] = self._hands.refine(image_bgr, xy[p], conf[p])
         if self._masks:
             size = mask_size(w, h, self._mask_scale)
             self.last_masks = np.zeros((self._num_poses, *size), bool)
@@ -363,6 +384,19 @@ def detect_chunk(job: DetectionJob) -> ChunkResult:
                        tuple(int(v) for v in size), tuple(int(v) for v in image_size))
 
 
+def hands_available(config: DetectionConfig) -> DetectionConfig:
+    """``config`` as the jobs should run it: with ``hands`` off (and a warning saying how to build it) where the
+    hand landmarker's bundle is not built."""
+    from mocap_studio.reconstruction.hands import hand_model_path
+
+    if config.hands and not hand_model_path().exists():
+        log.warning("%s: the hand landmarker is not built, so the hands' keypoints are BlazePose's (which hardly tell "
+                    "which way a palm faces); build it once with `python tools/build_pose_landmarker.py --variant "
+                    "hand` (or `make`), then run `mocap detect` again", hand_model_path())
+        return replace(config, hands=False)
+    return config
+
+
 def plan_jobs(
     sources: dict[str, Path], config: DetectionConfig
 ) -> tuple[list[DetectionJob], dict[str, int], float]:
@@ -397,7 +431,7 @@ def detect_sources(
     called after each job. With ``config.masks`` and a list ``masks_out``, the person slots' masks are appended
     to it as one :class:`PersonMasks` on the same rows.
     """
-    config = config or DetectionConfig()
+    config = hands_available(config or DetectionConfig())
     model_path(config)  # fail before spawning workers
     jobs, counts, fps = plan_jobs(sources, config)
     camera_fps = {job.camera: job.fps for job in jobs}

@@ -59,7 +59,8 @@ def download_wheel(folder: Path) -> Path:
     return wheels[0]
 
 
-def with_metadata(model: bytes, name: str, mean: float, std: float) -> bytes:
+def with_metadata(model: bytes, name: str, mean: float, std: float,
+                  description: str = "BlazePose GHUM 3D (MediaPipe), Apache-2.0") -> bytes:
     """The TFLite model with a TFLITE_METADATA buffer describing an RGB image input normalized as
     ``(pixel - mean) / std``.
 
@@ -89,7 +90,7 @@ def with_metadata(model: bytes, name: str, mean: float, std: float) -> bytes:
     subgraph = md.SubGraphMetadataT()
     subgraph.inputTensorMetadata, subgraph.outputTensorMetadata = [image], outputs
     meta = md.ModelMetadataT()
-    meta.name, meta.description = name, "BlazePose GHUM 3D (MediaPipe), Apache-2.0"
+    meta.name, meta.description = name, description
     meta.subgraphMetadata = [subgraph]
     meta.minParserVersion = "1.0.0"  # normalization and image properties date from the first schema
     builder = flatbuffers.Builder(0)
@@ -188,6 +189,43 @@ def build_heavy(tgz: Path, out_dir: Path, full_task: Path = ASSET_PATH) -> Path:
     return task
 
 
+HAND_MEMBERS = {
+    "hand_detector.tflite": "mediapipe/modules/palm_detection/palm_detection_full.tflite",
+    "hand_landmarks_detector.tflite": "mediapipe/modules/hand_landmark/hand_landmark_full.tflite",
+}
+"""The hand landmarker's members: both read pixels scaled to [0, 1] (mean 0, std 255), as MediaPipe's hand
+graphs feed them."""
+
+
+def build_hand(wheel: Path, out_dir: Path) -> Path:
+    """Build the hand landmarker's bundle (palm detector and hand landmarks, 'full' variants) from ``wheel`` into
+    ``out_dir`` (written atomically, with ORIGIN-hand.txt); returns the .task path."""
+    from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
+        AlignZipFile,
+    )
+    from mocap_studio.reconstruction.hands import HAND_TASK_NAME
+
+    models: dict[str, bytes] = {}
+    lines = [f"Built by tools/build_pose_landmarker.py --variant hand from {wheel.name}",
+             f"(PyPI: mediapipe=={WHEEL_VERSION}, wheel SHA-256 {sha256(wheel.read_bytes())}); licence: Apache "
+             "License 2.0 (the wheel's).", "Models: MediaPipe Hands, 'full' variants (palm detection, hand landmarks)."]
+    with zipfile.ZipFile(wheel) as zf:
+        for member, source in HAND_MEMBERS.items():
+            raw = zf.read(source)
+            models[member] = with_metadata(raw, member.removesuffix(".tflite"), 0.0, 255.0,
+                                           "MediaPipe Hands (palm detection, hand landmarks), Apache-2.0")
+            lines.append(f"  {member} <- {source} (SHA-256 {sha256(raw)}), mean 0.0 std 255.0")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task, tmp = out_dir / HAND_TASK_NAME, out_dir / (HAND_TASK_NAME + ".tmp")
+    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
+        for name, content in models.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    tmp.replace(task)
+    lines.append(f"{HAND_TASK_NAME} SHA-256 {sha256(task.read_bytes())}, {task.stat().st_size} bytes")
+    (out_dir / "ORIGIN-hand.txt").write_text("\n".join(lines) + "\n")
+    return task
+
+
 def sha256(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
@@ -198,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, help=f"mediapipe {WHEEL_VERSION} wheel (downloaded if omitted)")
     parser.add_argument("--out", type=Path, help="output folder (default: the package's assets for full, the "
-                        "project cache's pose_models/ for heavy)")
-    parser.add_argument("--variant", choices=("full", "heavy"), default="full")
+                        "project cache's pose_models/ for heavy and hand)")
+    parser.add_argument("--variant", choices=("full", "heavy", "hand"), default="full")
     parser.add_argument("--npm-tgz", type=Path, help=f"the {NPM_PACKAGE} tarball (npm pack if omitted; heavy only)")
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the bundle already exists")
     args = parser.parse_args(argv)
@@ -211,6 +249,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with tempfile.TemporaryDirectory() as tmp:
             task = build_heavy(args.npm_tgz or npm_pack(Path(tmp)), out)
+        print(f"wrote {task} ({task.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    if args.variant == "hand":
+        from mocap_studio.reconstruction.hands import hand_model_path
+
+        out = args.out or hand_model_path().parent
+        if args.if_missing and (out / hand_model_path().name).exists():
+            return 0
+        with tempfile.TemporaryDirectory() as tmp:
+            task = build_hand(args.wheel or download_wheel(Path(tmp)), out)
         print(f"wrote {task} ({task.stat().st_size / 1e6:.1f} MB)")
         return 0
     args.out = args.out or ASSETS_DIR
