@@ -116,9 +116,9 @@ class FitConfig:
     """Fit the shape to the person masks too (``masks.npz`` from the detect stage) where the session has them:
     girths that keypoints cannot tell (see reconstruction/body/fit_silhouette.py). Off by default for now. With the
     demo take's settings (``mocap.demo.DEMO_FIT``: the contour, the rim and keypoint offsets, each off by default too)
-    studio takes through the whole pipeline at 1280x720 come out with girths 3.0-8.1 mm off on average against
-    39-154 mm from keypoints alone, every girth within 10 mm on 6 of 10 takes (README, "Body measurements"); it
-    adds about two minutes to the fit. The demo take and ``mocap scan`` turn it on."""
+    studio takes through the whole pipeline at 1280x720 come out with girths 3.8-7.9 mm off on average against
+    39-154 mm from keypoints alone, every girth within 10 mm on 3 of 10 takes, per-vertex error 18.5 mm on average
+    (README, "Body measurements"); it adds about two minutes to the fit. The demo take and ``mocap scan`` turn it on."""
     scan: bool = False
     """A scan take (the person holds an A-pose and turns): the shape from ``scan_frames`` frames' silhouettes,
     every camera's view of them (a scan fits the silhouettes whatever ``silhouettes`` says); no foot contacts are
