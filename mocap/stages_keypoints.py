@@ -258,7 +258,8 @@ def run_detect(
             progress(f"detecting keypoints ({fps:.0f} frames/s)", done, total)
 
     person_masks: list[PersonMasks] = []
-    detections = detect_sources(sources, config, progress=detect_progress, masks_out=person_masks)
+    hands: dict[str, dict[str, int]] = {}
+    detections = detect_sources(sources, config, progress=detect_progress, masks_out=person_masks, hands_out=hands)
     seconds = time.perf_counter() - t0
     people: dict[str, Keypoints2D] = {}
     others: list[Keypoints2D] = []
@@ -266,6 +267,8 @@ def run_detect(
     frames = detections.xy.shape[0] * detections.xy.shape[1]
     extra = {"detection_frames_per_second": frames / max(seconds, 1e-9), "people_slots": detections.num_people,
              **association}
+    if hands:  # the share of hands the hand landmarker found where the pose saw a wrist, per camera
+        extra["hands_found"] = {cam: round(n["found"] / n["tried"], 3) if n["tried"] else None for cam, n in hands.items()}
     if person_masks:
         extra["masks"] = _write_performer_masks(session, detections, kp, person_masks[0])
     elif session.masks_path.exists():

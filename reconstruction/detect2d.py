@@ -248,6 +248,8 @@ class PoseLandmarker:
         self._landmarker = vision.PoseLandmarker.create_from_options(options)
         self._last_ms = -1
         self._hands = None
+        self.hands_tried = self.hands_found = 0
+        """With ``hands``: hands looked for (a person's wrist seen) and found by the hand landmarker so far."""
         if config.hands:
             from mocap_studio.reconstruction.hands import HandLandmarker, hand_model_path
 
@@ -298,6 +300,8 @@ class PoseLandmarker:
             conf[p] = np.clip(arr[:, 2] * arr[:, 3], 0.0, 1.0)
             if self._hands is not None:
                 xy[p], conf[p] = self._hands.refine(image_bgr, xy[p], conf[p])
+                self.hands_tried += int(self._hands.tried.sum())
+                self.hands_found += int(self._hands.found.sum())
         if self._masks:
             size = mask_size(w, h, self._mask_scale)
             self.last_masks = np.zeros((self._num_poses, *size), bool)
@@ -336,6 +340,8 @@ class ChunkResult:
     mask_bits: np.ndarray | None = None
     mask_size: tuple[int, int] = (0, 0)
     image_size: tuple[int, int] = (0, 0)
+    hands: tuple[int, int] = (0, 0)
+    """Hands looked for and found by the hand landmarker (``hands``)."""
 
 
 @dataclass(frozen=True)
@@ -381,7 +387,8 @@ def detect_chunk(job: DetectionJob) -> ChunkResult:
     conf = np.stack(cs) if cs else np.zeros((0, P, 33))
     bits = np.stack(ms) if ms and len(ms) == len(xs) else None
     return ChunkResult(job.camera, job.start, xy, conf, np.array(ts), time.perf_counter() - t0, bits,
-                       tuple(int(v) for v in size), tuple(int(v) for v in image_size))
+                       tuple(int(v) for v in size), tuple(int(v) for v in image_size),
+                       (landmarker.hands_tried, landmarker.hands_found))
 
 
 def hands_available(config: DetectionConfig) -> DetectionConfig:
@@ -423,13 +430,15 @@ def detect_sources(
     executor: Executor | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     masks_out: list[PersonMasks] | None = None,
+    hands_out: dict[str, dict[str, int]] | None = None,
 ) -> Detections2D:
     """Detect BlazePose-33 keypoints in every camera's recording (video file or image folder).
 
     sources: camera name -> recording. Returns :class:`Detections2D` (C, T, P, 33) with T the longest
     recording (shorter ones padded with NaN). ``progress(done_jobs, total_jobs, frames_per_second)`` is
     called after each job. With ``config.masks`` and a list ``masks_out``, the person slots' masks are appended
-    to it as one :class:`PersonMasks` on the same rows.
+    to it as one :class:`PersonMasks` on the same rows. With ``config.hands`` and a dict ``hands_out``, it gets each
+    camera's hands looked for and found by the hand landmarker (``{"tried": n, "found": m}``).
     """
     config = hands_available(config or DetectionConfig())
     model_path(config)  # fail before spawning workers
@@ -463,6 +472,10 @@ def detect_sources(
         c = cameras.index(result.camera)
         xy[c, rows] = result.xy
         conf[c, rows] = result.confidence
+        if hands_out is not None and config.hands:
+            count = hands_out.setdefault(result.camera, {"tried": 0, "found": 0})
+            count["tried"] += result.hands[0]
+            count["found"] += result.hands[1]
     for cam in cameras:
         # rows spanned beyond the frames decoded are frames the camera dropped
         rows = np.concatenate([r for res, r in placed if res.camera == cam] or [np.zeros(0, np.int64)])

@@ -96,15 +96,18 @@ class HandLandmarker:
         """The 21 landmarks of each hand of one person (xy (33, 2) BlazePose pixels, conf (33,)) in image pixels:
         (2, 21, 2), left hand then right, NaN where no hand was found. Of the hands found in a crop, the one whose
         wrist lies nearest the pose's wrist is taken, and only within half the crop of it (a hand found there is
-        the person's, not a neighbour's or the other hand of the same person)."""
+        the person's, not a neighbour's or the other hand of the same person). Sets ``tried`` (2,) bool: the hands
+        looked for (the pose's wrist seen)."""
         import cv2
         import mediapipe as mp
 
         out = np.full((2, 21, 2), np.nan)
+        self.tried = np.zeros(2, bool)
         for s, side in enumerate(("left", "right")):
             box = hand_crop(xy, conf, side, self.crop_scale, self.min_half_px, self.min_wrist_confidence)
             if box is None:
                 continue
+            self.tried[s] = True
             x0, y0, size = box
             k = CROP_PX / size
             warp = np.array([[k, 0.0, -x0 * k], [0.0, k, -y0 * k]])

@@ -135,6 +135,10 @@ def test_detect_stage_on_a_session(tmp_path, portrait):
     assert kp.camera_names == ("cam_1", "cam_2") and kp.skeleton == "blazepose33" and kp.num_frames == 4
     figures = session.read_stage_report("detect")["figures"]
     assert figures["per_camera"]["cam_1"]["frames_detected"] == 1.0 and figures["detection_frames_per_second"] > 0
+    from mocap_studio.reconstruction.hands import hand_model_path
+
+    if hand_model_path().exists():  # a portrait: the hands are out of the picture, none looked for
+        assert set(figures["hands_found"]) == {"cam_1", "cam_2"}, figures.get("hands_found")
     # a damaged recording: the command fails with the file's name and the good keypoints stay
     good = session.keypoints2d_path.read_bytes()
     (root / "videos" / "cam_2.mp4").write_bytes(b"\x00broken" * 50)
