@@ -281,7 +281,10 @@ class LivePipeline:
         box = self.mailboxes[camera]
         st = self.stats[camera]
         try:
-            with PoseLandmarker(DetectionConfig(num_poses=self.num_poses, masks=False), video=False) as marker:
+            # no hand landmarker: it costs about 30 ms a frame, and at the live view's detect width the hands are a
+            # few pixels across
+            with PoseLandmarker(DetectionConfig(num_poses=self.num_poses, masks=False, hands=False),
+                                video=False) as marker:
                 while not self._stop.is_set():
                     frame = box.take(timeout=0.5)
                     if frame is None:
