@@ -108,11 +108,25 @@ def with_metadata(model: bytes, name: str, mean: float, std: float,
     return bytes(builder.Output())
 
 
-def build(wheel: Path, out_dir: Path) -> Path:
-    """Build the .task bundle from ``wheel`` into ``out_dir`` with ORIGIN.txt and the licence; returns the .task path."""
+def write_bundle(models: dict[str, bytes], task: Path) -> Path:
+    """Write the .task bundle ``task`` holding ``models`` (member name -> TFLite bytes) atomically, as mediapipe's
+    create_model_asset_bundle does (members aligned for memory mapping), with a fixed time stamp so that the same
+    inputs give the same bytes; returns ``task``."""
     from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
         AlignZipFile,
     )
+
+    task.parent.mkdir(parents=True, exist_ok=True)
+    tmp = task.with_name(task.name + ".tmp")
+    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
+        for name, content in models.items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    tmp.replace(task)
+    return task
+
+
+def build(wheel: Path, out_dir: Path) -> Path:
+    """Build the .task bundle from ``wheel`` into ``out_dir`` with ORIGIN.txt and the licence; returns the .task path."""
 
     models: dict[str, bytes] = {}
     lines = [f"Built by tools/build_pose_landmarker.py from {wheel.name}",
@@ -127,15 +141,7 @@ def build(wheel: Path, out_dir: Path) -> Path:
             models[member] = with_metadata(raw, member.removesuffix(".tflite"), mean, std)
             lines.append(f"  {member} <- {source} (SHA-256 {sha256(raw)}),")
             lines.append(f"    input normalization mean {mean} std {std}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    task = out_dir / TASK_NAME
-    tmp = out_dir / (TASK_NAME + ".tmp")
-    # as mediapipe's create_model_asset_bundle (members aligned for memory mapping), with a fixed time
-    # stamp so that the same inputs give the same bytes
-    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
-        for name, content in models.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
-    tmp.replace(task)
+    task = write_bundle(models, out_dir / TASK_NAME)
     lines += ["", f"{TASK_NAME} SHA-256 {sha256(task.read_bytes())}, {task.stat().st_size} bytes"]
     (out_dir / "ORIGIN.txt").write_text("\n".join(lines) + "\n")
     (out_dir / "LICENSE-mediapipe.txt").write_bytes(licence)
@@ -160,9 +166,6 @@ def build_heavy(tgz: Path, out_dir: Path, full_task: Path = ASSET_PATH) -> Path:
     (written atomically, with ORIGIN-heavy.txt); returns the .task path."""
     import tarfile
 
-    from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
-        AlignZipFile,
-    )
     from mocap_studio.reconstruction.detect2d import HEAVY_TASK_NAME
 
     with tarfile.open(tgz) as tf:
@@ -174,12 +177,7 @@ def build_heavy(tgz: Path, out_dir: Path, full_task: Path = ASSET_PATH) -> Path:
         detector = zf.read("pose_detector.tflite")
     models = {"pose_detector.tflite": detector,
               "pose_landmarks_detector.tflite": with_metadata(raw, "pose_landmarks_detector", 0.0, 255.0)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    task, tmp = out_dir / HEAVY_TASK_NAME, out_dir / (HEAVY_TASK_NAME + ".tmp")
-    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
-        for name, content in models.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
-    tmp.replace(task)
+    task = write_bundle(models, out_dir / HEAVY_TASK_NAME)
     (out_dir / "ORIGIN-heavy.txt").write_text("\n".join([
         f"Built by tools/build_pose_landmarker.py --variant heavy from {tgz.name} (npm: {NPM_PACKAGE},",
         f"tarball SHA-256 {sha256(tgz.read_bytes())}); licence: Apache License 2.0 (the package's).",
@@ -200,9 +198,6 @@ graphs feed them."""
 def build_hand(wheel: Path, out_dir: Path) -> Path:
     """Build the hand landmarker's bundle (palm detector and hand landmarks, 'full' variants) from ``wheel`` into
     ``out_dir`` (written atomically, with ORIGIN-hand.txt); returns the .task path."""
-    from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import (
-        AlignZipFile,
-    )
     from mocap_studio.reconstruction.hands import HAND_TASK_NAME
 
     models: dict[str, bytes] = {}
@@ -215,12 +210,7 @@ def build_hand(wheel: Path, out_dir: Path) -> Path:
             models[member] = with_metadata(raw, member.removesuffix(".tflite"), 0.0, 255.0,
                                            "MediaPipe Hands (palm detection, hand landmarks), Apache-2.0")
             lines.append(f"  {member} <- {source} (SHA-256 {sha256(raw)}), mean 0.0 std 255.0")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    task, tmp = out_dir / HAND_TASK_NAME, out_dir / (HAND_TASK_NAME + ".tmp")
-    with AlignZipFile(str(tmp), mode="w", alignment=4) as zf:
-        for name, content in models.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
-    tmp.replace(task)
+    task = write_bundle(models, out_dir / HAND_TASK_NAME)
     lines.append(f"{HAND_TASK_NAME} SHA-256 {sha256(task.read_bytes())}, {task.stat().st_size} bytes")
     (out_dir / "ORIGIN-hand.txt").write_text("\n".join(lines) + "\n")
     return task
@@ -241,24 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--npm-tgz", type=Path, help=f"the {NPM_PACKAGE} tarball (npm pack if omitted; heavy only)")
     parser.add_argument("--if-missing", action="store_true", help="do nothing when the bundle already exists")
     args = parser.parse_args(argv)
-    if args.variant == "heavy":
-        from mocap_studio.reconstruction.detect2d import heavy_model_path
-
-        out = args.out or heavy_model_path().parent
-        if args.if_missing and (out / heavy_model_path().name).exists():
+    if args.variant in ("heavy", "hand"):  # built into the project cache
+        if args.variant == "heavy":
+            from mocap_studio.reconstruction.detect2d import heavy_model_path as cached_path
+        else:
+            from mocap_studio.reconstruction.hands import hand_model_path as cached_path
+        out = args.out or cached_path().parent
+        if args.if_missing and (out / cached_path().name).exists():
             return 0
         with tempfile.TemporaryDirectory() as tmp:
-            task = build_heavy(args.npm_tgz or npm_pack(Path(tmp)), out)
-        print(f"wrote {task} ({task.stat().st_size / 1e6:.1f} MB)")
-        return 0
-    if args.variant == "hand":
-        from mocap_studio.reconstruction.hands import hand_model_path
-
-        out = args.out or hand_model_path().parent
-        if args.if_missing and (out / hand_model_path().name).exists():
-            return 0
-        with tempfile.TemporaryDirectory() as tmp:
-            task = build_hand(args.wheel or download_wheel(Path(tmp)), out)
+            task = (build_heavy(args.npm_tgz or npm_pack(Path(tmp)), out) if args.variant == "heavy"
+                    else build_hand(args.wheel or download_wheel(Path(tmp)), out))
         print(f"wrote {task} ({task.stat().st_size / 1e6:.1f} MB)")
         return 0
     args.out = args.out or ASSETS_DIR
