@@ -253,6 +253,12 @@ def run_detect(
     warnings: list[str] = recording_warnings(session, sources)
     for w in warnings:
         log.warning("%s", w)
+    if config.hands:
+        from mocap_studio.reconstruction.hands import missing_hand_model
+
+        if missing := missing_hand_model():  # detect_sources says it in the log; the report says it too
+            warnings.append(missing)
+
     def detect_progress(done: int, total: int, fps: float) -> None:
         if progress:
             progress(f"detecting keypoints ({fps:.0f} frames/s)", done, total)

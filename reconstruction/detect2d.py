@@ -121,9 +121,9 @@ class DetectionConfig:
 
     hands: bool = True
     """Move each person's pinky, index and thumb keypoints to the knuckles MediaPipe's hand landmarker finds in a
-    crop around the hand (reconstruction/hands.py): BlazePose's own hardly tell which way a palm faces (45-60
-    degrees off on studio takes, 12-13 with the hand landmarker). Needs the hand bundle in the project cache
-    (``make`` builds it); without it the stage keeps BlazePose's and warns."""
+    crop around the hand (reconstruction/hands.py): BlazePose's own hardly tell which way a palm faces (the palm's
+    normal 43-61 degrees off on studio takes 101 and 104, 7-15 with the hand landmarker). Needs the hand bundle in
+    the project cache (``make`` builds it); without it the stage keeps BlazePose's and warns."""
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_scale <= 1:
@@ -394,12 +394,11 @@ def detect_chunk(job: DetectionJob) -> ChunkResult:
 def hands_available(config: DetectionConfig) -> DetectionConfig:
     """``config`` as the jobs should run it: with ``hands`` off (and a warning saying how to build it) where the
     hand landmarker's bundle is not built."""
-    from mocap_studio.reconstruction.hands import hand_model_path
+    from mocap_studio.reconstruction.hands import missing_hand_model
 
-    if config.hands and not hand_model_path().exists():
-        log.warning("%s: the hand landmarker is not built, so the hands' keypoints are BlazePose's (which hardly tell "
-                    "which way a palm faces); build it once with `python tools/build_pose_landmarker.py --variant "
-                    "hand` (or `make`), then run `mocap detect` again", hand_model_path())
+    message = missing_hand_model() if config.hands else None
+    if message:
+        log.warning("%s", message)
         return replace(config, hands=False)
     return config
 

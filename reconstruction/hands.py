@@ -36,7 +36,7 @@ BLAZEPOSE_HANDS = {"left": {"wrist": 15, "pinky": 17, "index": 19, "thumb": 21},
                    "right": {"wrist": 16, "pinky": 18, "index": 20, "thumb": 22}}
 """BlazePose-33 indices of each side's wrist and hand keypoints."""
 
-__all__ = ["HAND_TASK_NAME", "HandLandmarker", "hand_crop", "hand_model_path"]
+__all__ = ["HAND_TASK_NAME", "HandLandmarker", "hand_crop", "hand_model_path", "missing_hand_model"]
 
 
 def hand_model_path() -> Path:
@@ -44,6 +44,16 @@ def hand_model_path() -> Path:
     from mocap_studio.common.cache import project_cache_dir
 
     return project_cache_dir() / "pose_models" / HAND_TASK_NAME
+
+
+def missing_hand_model() -> str | None:
+    """What to tell the user where the hand landmarker's bundle is not built (None where it is)."""
+    path = hand_model_path()
+    if path.exists():
+        return None
+    return (f"{path}: the hand landmarker is not built, so the hands' keypoints are BlazePose's (which hardly tell "
+            "which way a palm faces); build it once with `python tools/build_pose_landmarker.py --variant hand` (or "
+            "`make`), then run `mocap detect` again")
 
 
 def hand_crop(xy: np.ndarray, conf: np.ndarray, side: str, scale: float, min_half_px: float,
@@ -72,8 +82,7 @@ class HandLandmarker:
 
         path = Path(model) if model is not None else hand_model_path()
         if not path.exists():
-            raise FileNotFoundError(f"{path}: the hand landmarker is not built; build it once with `python "
-                                    "tools/build_pose_landmarker.py --variant hand` (or `make`)")
+            raise FileNotFoundError(missing_hand_model() if model is None else f"{path}: no such hand landmarker")
         options = vision.HandLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(path)), running_mode=vision.RunningMode.IMAGE,
             num_hands=2, min_hand_detection_confidence=min_confidence, min_hand_presence_confidence=min_confidence)

@@ -146,6 +146,23 @@ def test_detect_stage_on_a_session(tmp_path, portrait):
     assert session.keypoints2d_path.read_bytes() == good
 
 
+def test_a_missing_hand_landmarker_is_said_and_blazepose_hands_kept(tmp_path, portrait, monkeypatch):
+    """Without the hand landmarker's bundle the detect stage keeps BlazePose's hand keypoints, writes no hands figure
+    and its report says what is missing and how to build it."""
+    import mocap_studio.reconstruction.hands as hands
+    from mocap_studio.cli import main
+    from mocap_studio.session import Session
+
+    monkeypatch.setattr(hands, "hand_model_path", lambda: tmp_path / "nowhere" / hands.HAND_TASK_NAME)
+    root = tmp_path / "take"
+    (root / "videos").mkdir(parents=True)
+    _video(root / "videos" / "cam_1.mp4", portrait, 2)
+    assert main(["detect", str(root), "--workers", "1"]) == 0
+    report = Session(root).read_stage_report("detect")
+    assert "hands_found" not in report["figures"]
+    assert any("hand landmarker is not built" in w and "--variant hand" in w for w in report["warnings"]), report
+
+
 def _render(camera, vertices, faces):
     """A shaded body (painter's algorithm, faces far to near) on a grey background, (720, 1280, 3) BGR.
     Stands in for the virtual studio until it lands."""
