@@ -250,13 +250,10 @@ class PoseLandmarker:
         self._hands = None
         self.hands_tried = self.hands_found = 0
         """With ``hands``: hands looked for (a person's wrist seen) and found by the hand landmarker so far."""
-        if config.hands:
-            from mocap_studio.reconstruction.hands import HandLandmarker, hand_model_path
+        if hands_available(config).hands:  # where the bundle is missing, that says so and how to build it
+            from mocap_studio.reconstruction.hands import HandLandmarker
 
-            if hand_model_path().exists():
-                self._hands = HandLandmarker()
-            else:
-                hands_available(config)  # says it is not built and how to build it
+            self._hands = HandLandmarker()
 
     def __enter__(self) -> PoseLandmarker:
         return self

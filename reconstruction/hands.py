@@ -19,12 +19,9 @@ hand keypoints and says so.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 HAND_TASK_NAME = "hand_landmarker.task"
 CROP_PX = 256
