@@ -136,6 +136,7 @@ RIM_SOFTNESS = 0.01
 """Width of the rim's edge in the squared cosine (rim_cos 0.2: the weight goes from 0.88 to 0.12 between cosines of
 0.15 and 0.24) in :func:`rim_weights`."""
 RIM_DEPTH_SOFTNESS_PX = 0.5
+"""Width of the rim's edge in its depth in the mask (mask pixels, about ``RIM_DEPTH_PX``) in :func:`rim_weights`."""
 RIM_FLOOR = 1e-6
 """Every surface point's weight in the model -> mask mean at least (so that a view without rim takes them all)."""
 
@@ -245,6 +246,7 @@ class SilhouetteTerm:
         self._frame = torch.as_tensor([v[0] for v in self.views], dtype=torch.int64)
         self._camera = torch.as_tensor([v[1] for v in self.views], dtype=torch.int64)
         counts = [len(v[3]) for v in self.views]
+        self._edge_count = torch.as_tensor(counts, dtype=torch.float64)
         self._edge_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._edges = torch.as_tensor(np.concatenate([v[3] for v in self.views]) if self.views else np.zeros((0, 2)),
                                       dtype=torch.float64)
@@ -309,7 +311,7 @@ class SilhouetteTerm:
         out = (torch.log1p(d_out**2 / tau2) * use).sum(1) / use.sum(1)
         V = len(self.views)
         per_view = torch.zeros(V, dtype=pts.dtype).index_add(0, self._edge_view, torch.log1p(d_in**2 / tau2))
-        return out.sum() + (per_view / torch.as_tensor(np.diff(self._edge_start), dtype=pts.dtype)).sum()
+        return out.sum() + (per_view / self._edge_count.to(pts.dtype)).sum()
 
     def distances(self, pts: torch.Tensor, gaps: list[float], normals: torch.Tensor | None = None,
                   rim_cos: float = 0.0, fixed: list | None = None) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list]:
@@ -362,14 +364,13 @@ class SilhouetteTerm:
                 cos = (normals[self._frame] * ray).sum(-1) / ray.norm(dim=-1).clamp_min(1e-9)
                 with torch.no_grad():  # a rim deep inside the mask (an arm before the chest) is not the outline
                     rims = (cos.abs() <= rim_cos) & (field > -RIM_DEPTH_PX)
-                if smooth:
-                    use = rim_weights(cos, field, rim_cos) + RIM_FLOOR  # a view without rim: every point, as below
+                    rims[~rims.any(1)] = True  # a view without rim: every point
+                # smooth: every point weighs at least RIM_FLOOR, so a view without rim takes them all too
+                use = rim_weights(cos, field, rim_cos) + RIM_FLOOR if smooth else rims
             with torch.no_grad():
                 uv_np, inside_np = uv.detach().numpy(), inside.numpy()
             for v, (_f, _c, _dist, edges, near) in enumerate(self.views):
-                rim = rims[v] if rims is not None and bool(rims[v].any()) else None
-                if rim is not None and not smooth:
-                    use[v] = rim
+                rim = rims[v] if rims is not None and not bool(rims[v].all()) else None
                 hit, near_v = np.zeros(len(edges), bool), np.zeros(0, np.int64)
                 ij = np.clip(np.round(uv_np[v]).astype(np.int64), 0, [W - 1, H - 1])
                 cand = np.flatnonzero(inside_np[v] & near[ij[:, 1], ij[:, 0]])
