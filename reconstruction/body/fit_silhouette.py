@@ -169,6 +169,16 @@ def _uncovered(uv: np.ndarray, edges: np.ndarray, near: np.ndarray) -> np.ndarra
     return np.minimum(tree.query(edges, distance_upper_bound=NEAR_OUTLINE_PX)[0], NEAR_OUTLINE_PX)
 
 
+def foot_vertices(model: SkinnedBodyModel) -> np.ndarray:
+    """(V,) bool: the vertices the ankles move most (each one's strongest skinning joint is an ankle or below it)."""
+    feet = {model.semantic_joints[n] for n in ("left_ankle", "right_ankle") if n in model.semantic_joints}
+    below = np.zeros(model.num_joints, bool)
+    for j in range(model.num_joints):  # parents come before their children
+        p = int(model.parents[j])
+        below[j] = j in feet or (p >= 0 and below[p])
+    return below[model.skinning_weights().argmax(1)]
+
+
 def surface_sample(model: SkinnedBodyModel, shape: np.ndarray, spacing_m: float) -> np.ndarray:
     """Vertex ids (N,) of a roughly uniform subset of the surface: one vertex per cube of ``spacing_m`` of
     the rest mesh (the vertex nearest the cube's centre)."""
@@ -202,11 +212,13 @@ class SilhouetteTerm:
     (H, W) or None; rig: the calibrated cameras (by name); cameras (C,) names; scale: mask pixels per image
     pixel; vertex_ids (N,) the surface points; tau_px the robust scale in mask pixels; contour: the mask's outline
     placed halfway between inside and outside pixel centres (:func:`contour_distance`, :func:`contour_points`)
-    instead of at the inside pixels' centres (half a pixel inside the true outline on average)."""
+    instead of at the inside pixels' centres (half a pixel inside the true outline on average); ``allowance_px``
+    (N,): how far outside the mask each surface point may lie at no cost (mask pixels; None: 0), where the masks
+    are known to fall short of the body (the feet: ``FitConfig.silhouette_feet_allowance_px``)."""
 
     def __init__(self, model: SkinnedBodyModel, pose_rotvec: np.ndarray, trans: np.ndarray,
                  views: list[list[np.ndarray | None]], rig: CameraRig, cameras: tuple[str, ...], scale: float,
-                 vertex_ids: np.ndarray, tau_px: float, contour: bool = False):
+                 vertex_ids: np.ndarray, tau_px: float, contour: bool = False, allowance_px: np.ndarray | None = None):
         F = len(views)
         if pose_rotvec.shape != (F, model.num_joints, 3) or trans.shape != (F, 3):
             raise ValueError(f"pose_rotvec must have shape ({F}, {model.num_joints}, 3) and trans ({F}, 3), got "
@@ -219,6 +231,10 @@ class SilhouetteTerm:
         self.centres = [np.asarray(cam.center, dtype=float) for cam in self.cameras]  # world positions
         self.rig, self.camera_names, self.masks = rig, cameras, views
         self.contour = contour
+        self.allowance = np.zeros(len(vertex_ids)) if allowance_px is None else np.asarray(allowance_px, float)
+        if self.allowance.shape != (len(vertex_ids),):
+            raise ValueError(f"allowance_px must have shape ({len(vertex_ids)},), got {self.allowance.shape}")
+        self._allowance = torch.as_tensor(self.allowance)
         # frame, camera, distance to the mask (negative inside where ``contour``), its outline points, pixels near
         # the outline
         self.views: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -286,8 +302,8 @@ class SilhouetteTerm:
             uv = image_to_mask(cam.project(pts[f][in_front]), self.scale)
             H, W = dist.shape
             inside = (uv[:, 0] >= 0) & (uv[:, 1] >= 0) & (uv[:, 0] <= W - 1) & (uv[:, 1] <= H - 1)
-            uv = uv[inside]
-            d_out = np.maximum(map_coordinates(dist, [uv[:, 1], uv[:, 0]], order=1, mode="nearest"), 0.0)
+            uv, allowance = uv[inside], self.allowance[in_front][inside]
+            d_out = np.maximum(map_coordinates(dist, [uv[:, 1], uv[:, 0]], order=1, mode="nearest") - allowance, 0.0)
             out.append((d_out, _uncovered(uv, edges, near)))
         return out
 
@@ -345,7 +361,7 @@ class SilhouetteTerm:
         inside = (grid.abs() <= 1).all(-1)
         field = torch.nn.functional.grid_sample(self._fields, grid[:, None], align_corners=True,
                                                 padding_mode="border")[:, 0, 0]  # (V, N)
-        d_out = field.clamp_min(0.0) * inside
+        d_out = (field - self._allowance).clamp_min(0.0) * inside
         use = torch.ones(V, N, dtype=torch.bool)
         hits, nearest = [], []
         if fixed is not None:
@@ -440,8 +456,10 @@ def fit_shape_silhouettes(
     views = [[sil.mask(c, int(t)) for c in range(len(sil.masks.cameras))] for t in pick]
     keypoint_shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
+    allowance = cfg.silhouette_feet_allowance_px * foot_vertices(model)[ids]
     term = SilhouetteTerm(model, _full_pose(model, red, rot[pick_t]), trans[pick_t].numpy(), views, sil.rig,
-                          sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour)
+                          sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour,
+                          allowance)
     # two starts: the keypoints' shape (its phenotypes drawn in from the bounds, where the tanh leaves no
     # gradient) and the average body; a keypoint fit far off (a detector's biased hips make a heavy, weak body)
     # can start in the wrong valley of the model's trade-offs (weight against muscle)
@@ -456,7 +474,7 @@ def fit_shape_silhouettes(
     sub_t, sub_tg = torch.as_tensor(sub), frame_tg.rows(torch.as_tensor(sub))  # type: ignore[arg-type]
     sub_term = term if len(sub) == len(pick) else SilhouetteTerm(
         model, term.rotmats_rotvec[sub], term.trans.double().numpy()[sub], [views[i] for i in sub], sil.rig,
-        sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour)
+        sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour, allowance)
     for x0 in starts:
         rest = _rest(basis, _coefficients(model, torch.as_tensor(x0, dtype=DT)), red, offsets)
         rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t[sub_t]], trans[pick_t[sub_t]], sub_tg, cfg,
@@ -532,10 +550,11 @@ def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offset
     keep = np.unique(np.linspace(0, len(rot) - 1, min(4, len(rot))).round().astype(int))
     keep_t = torch.as_tensor(keep)
     tg = frame_tg.rows(keep_t)  # type: ignore[arg-type]
+    ids = surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m)
     coarse = SilhouetteTerm(
         model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
         [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
-        surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m), cfg.silhouette_tau_px, term.contour)
+        ids, cfg.silhouette_tau_px, term.contour, cfg.silhouette_feet_allowance_px * foot_vertices(model)[ids])
     rng = np.random.default_rng(0)
     pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
     costs = []
