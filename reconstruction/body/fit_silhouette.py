@@ -70,7 +70,7 @@ from mocap_studio.reconstruction.body.fit_config import FitConfig
 from mocap_studio.reconstruction.body.fit_skeleton import DT, _Basis, _coefficients, _Reduced, _rest
 from mocap_studio.reconstruction.body.fit_solver import _limit_terms, _solve_frames, _Targets
 from mocap_studio.reconstruction.body.io import vertex_normals
-from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin
+from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin, subtree
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
 from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
 from mocap_studio.reconstruction.silhouettes import (
@@ -171,12 +171,14 @@ def _uncovered(uv: np.ndarray, edges: np.ndarray, near: np.ndarray) -> np.ndarra
 
 def foot_vertices(model: SkinnedBodyModel) -> np.ndarray:
     """(V,) bool: the vertices the ankles move most (each one's strongest skinning joint is an ankle or below it)."""
-    feet = {model.semantic_joints[n] for n in ("left_ankle", "right_ankle") if n in model.semantic_joints}
-    below = np.zeros(model.num_joints, bool)
-    for j in range(model.num_joints):  # parents come before their children
-        p = int(model.parents[j])
-        below[j] = j in feet or (p >= 0 and below[p])
-    return below[model.skinning_weights().argmax(1)]
+    feet = [model.semantic_joints[n] for n in ("left_ankle", "right_ankle") if n in model.semantic_joints]
+    return subtree(model.parents, feet)[model.skinning_weights().argmax(1)]
+
+
+def _feet_allowance(model: SkinnedBodyModel, ids: np.ndarray, cfg: FitConfig) -> np.ndarray:
+    """(N,) each surface point's (vertices ``ids``) allowance outside the masks: ``silhouette_feet_allowance_px``
+    for the feet's, 0 for the others'."""
+    return cfg.silhouette_feet_allowance_px * foot_vertices(model)[ids]
 
 
 def surface_sample(model: SkinnedBodyModel, shape: np.ndarray, spacing_m: float) -> np.ndarray:
@@ -456,7 +458,7 @@ def fit_shape_silhouettes(
     views = [[sil.mask(c, int(t)) for c in range(len(sil.masks.cameras))] for t in pick]
     keypoint_shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
-    allowance = cfg.silhouette_feet_allowance_px * foot_vertices(model)[ids]
+    allowance = _feet_allowance(model, ids, cfg)
     term = SilhouetteTerm(model, _full_pose(model, red, rot[pick_t]), trans[pick_t].numpy(), views, sil.rig,
                           sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour,
                           allowance)
@@ -554,7 +556,7 @@ def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offset
     coarse = SilhouetteTerm(
         model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
         [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
-        ids, cfg.silhouette_tau_px, term.contour, cfg.silhouette_feet_allowance_px * foot_vertices(model)[ids])
+        ids, cfg.silhouette_tau_px, term.contour, _feet_allowance(model, ids, cfg))
     rng = np.random.default_rng(0)
     pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
     costs = []

@@ -34,6 +34,17 @@ class TreeLevels:
     parent_pos: torch.Tensor
 
 
+def subtree(parents: Sequence[int], roots: Sequence[int]) -> np.ndarray:
+    """(J,) bool: the joints ``roots`` and every joint below them; ``parents`` (J,) as in :func:`tree_levels`,
+    parents before their children."""
+    out = np.zeros(len(parents), dtype=bool)
+    out[list(roots)] = True
+    for j, p in enumerate(parents):
+        if p >= 0 and out[p]:
+            out[j] = True
+    return out
+
+
 def tree_levels(parents: Sequence[int]) -> TreeLevels:
     """Group joints by depth. ``parents`` (J,): parent index per joint, -1 for the root(s)."""
     parents = [int(p) for p in parents]

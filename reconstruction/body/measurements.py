@@ -422,9 +422,6 @@ def read_measurements(doc: dict) -> dict[str, dict]:
 
 def _arm_joints(model) -> np.ndarray:  # noqa: ANN001
     """(J,) bool: the shoulder (upper arm) joints and every joint below them."""
-    out = np.zeros(model.num_joints, dtype=bool)
-    out[[model.semantic_joints["left_shoulder"], model.semantic_joints["right_shoulder"]]] = True
-    for j in range(model.num_joints):  # parents come before children
-        if model.parents[j] >= 0 and out[model.parents[j]]:
-            out[j] = True
-    return out
+    from mocap_studio.reconstruction.body.lbs import subtree
+
+    return subtree(model.parents, [model.semantic_joints["left_shoulder"], model.semantic_joints["right_shoulder"]])
