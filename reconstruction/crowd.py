@@ -49,7 +49,8 @@ landmarker run per person, camera and frame: 45 s for the 4 s studio take's 1430
 ``max_gap_s`` (2 s) bridges a person lost for up to that long with a straight line, to look for them there: a
 crop that misses still takes nothing, as the gate holds (the third performer found in 78 -> 90 % of frames
 against a 0.5 s bridge). A person the take starts or ends without is looked for up to ``extend_s`` further
-out, their first and last poses carried at the body's velocity (89.2 -> 90.8 %).
+out, their first and last poses carried at the body's velocity (89.2 -> 90.8 %), also where the first frames
+saw them only in part (a held-out take's performer, seen whole only from her 38th frame, was missed for her first 12).
 
 Arrays: cameras C, frames T, joints J; pixels; each person a :class:`Keypoints2D` (C, T, J) in the cameras'
 order, frame k of every camera being its k-th recorded frame.
@@ -80,9 +81,9 @@ def person_points(rig: CameraRig, kp: Keypoints2D, min_confidence: float = 0.3, 
     """(T, J, 3) the person's joints triangulated per frame from every camera that saw them (NaN where fewer than
     two did), from the largest set of views that agree within ``outlier_px`` (another person's detection taken for
     this one's, or joints misplaced where people overlap, left out), each joint's gaps of up to ``max_gap_frames``
-    frames filled linearly; with ``extend_frames``, the first and last complete poses carried up to that many
-    frames further out, towards the take's ends, at the body's mean velocity over their 5 nearest frames (where
-    to look for a person the take starts or ends without)."""
+    frames filled linearly; with ``extend_frames``, the first and last poses (each joint they lack from its
+    nearest frame) carried up to that many frames further out, towards the take's ends, at the body's velocity
+    over their 5 nearest frames (where to look for a person the take starts or ends without)."""
     C, T, J = kp.confidence.shape
     rig = match_rig(rig, kp.camera_names, "keypoints")
     det = Detections2D(kp.xy[:, :, None], kp.confidence[:, :, None], kp.camera_names, kp.skeleton, kp.frame_times)
@@ -123,23 +124,31 @@ def person_points(rig: CameraRig, kp: Keypoints2D, min_confidence: float = 0.3, 
 
 
 def _extend_ends(X: np.ndarray, frames: int, window: int = 5) -> None:
-    """Carry the first and last complete poses of ``X`` (T, J, 3), in place, up to ``frames`` frames towards the
-    take's ends (only into frames with no joint at all), moving rigidly at the body's mean velocity over the
-    ``window`` complete poses nearest that end."""
-    complete = np.flatnonzero(np.isfinite(X).all((-1, -2)))
-    if len(complete) < 2:
+    """Carry the person's pose at each end of ``X`` (T, J, 3), in place, up to ``frames`` frames towards the
+    take's ends (only into frames with no joint at all), moving rigidly at the body's velocity over the ``window``
+    frames with joints nearest that end (the median of the joints' steps). The pose carried is the end frame's,
+    each joint it lacks taken from the nearest frame that has it and moved with the body: a person first seen in
+    part (some joints under the confidence in all but one view) is carried too, not only one first seen whole."""
+    has = np.isfinite(X).all(-1)  # (T, J)
+    some = np.flatnonzero(has.any(-1))
+    if len(some) < 2:
         return
-    empty = ~np.isfinite(X).any((-1, -2))
-    for edge, inward in ((complete[-1], -1), (complete[0], 1)):
-        near = complete[:window] if inward == 1 else complete[::-1][:window]
-        centre = X[near].mean(1)  # (n, 3) body centres, nearest the end first
-        steps = np.diff(centre, axis=0) / np.diff(near)[:, None] if len(near) > 1 else np.zeros((1, 3))
-        velocity = steps.mean(0)
+    for edge, inward in ((some[-1], -1), (some[0], 1)):
+        near = some[:window] if inward == 1 else some[::-1][:window]
+        steps = (X[near[1:]] - X[near[:-1]]) / (near[1:] - near[:-1])[:, None, None]  # (n - 1, J, 3)
+        steps = steps.reshape(-1, 3)[np.isfinite(steps.reshape(-1, 3)).all(-1)]
+        velocity = np.median(steps, axis=0) if len(steps) else np.zeros(3)
+        pose = X[edge].copy()
+        for j in np.flatnonzero(~has[edge]):
+            seen = np.flatnonzero(has[:, j])
+            if len(seen):
+                k = seen[np.argmin(np.abs(seen - edge))]
+                pose[j] = X[k, j] + velocity * (edge - k)
         for k in range(1, frames + 1):
             t = edge - inward * k
-            if not 0 <= t < len(X) or not empty[t]:
+            if not 0 <= t < len(X) or has[t].any():
                 break
-            X[t] = X[edge] + velocity * (t - edge)
+            X[t] = pose + velocity * (t - edge)
 
 
 def _project_people(camera, points: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:  # noqa: ANN001

@@ -122,6 +122,14 @@ def test_person_points_carried_towards_the_takes_ends():
     assert drift.max() < 0.05  # the body carried at its walking velocity: within a few cm of where it went
     held = np.linalg.norm(a[23].mean(0) - a[27].mean(0))
     assert drift[-1] < 0.7 * held  # ... nearer than holding the last pose still would be
+    part = xy.copy()
+    part[:, 3:9, 23:] = np.nan  # first seen without the legs for 6 frames: carried all the same, legs and all
+    X = person_points(rig, _keypoints(part, rig.names), extend_frames=4)
+    assert np.isfinite(X[:3]).all() and np.isnan(X[3:9, 23:]).all()
+    assert np.linalg.norm(X[:3].mean(1) - a[:3].mean(1), axis=-1).max() < 0.05  # the body where it went
+    uv, true_uv = rig.project(X[:3]), rig.project(a[:3])  # the crop it places (1.3 times its projected body)
+    centre, side = (uv.min(-2) + uv.max(-2)) / 2, 1.3 * (uv.max(-2) - uv.min(-2)).max(-1)
+    assert (np.abs(true_uv - centre[..., None, :]) <= side[..., None, None] / 2).all()  # holds the whole body
     gap = xy.copy()
     gap[1:, 10:12] = np.nan  # a frame seen by one camera is not empty: nothing carried into it
     assert np.isnan(person_points(rig, _keypoints(gap, rig.names), max_gap_frames=0, extend_frames=4)[10:12]).all()
