@@ -198,6 +198,10 @@ class FitConfig:
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
     silhouette_starts: int = 2
     """How many of the best of them start the refinement (besides the keypoints' shape and the average body)."""
+    silhouette_start_iterations: int = 20
+    """Iterations each start still in runs per round of the starts' successive halving (on the
+    ``silhouette_start_frames``): after each round the better half goes on, until one is left
+    (``fit_silhouette._halving``); the winner then runs the rest of ``silhouette_iterations`` on every picked frame."""
 
     @property
     def fits_silhouettes(self) -> bool:
@@ -207,6 +211,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.silhouette_frames < 1 or self.scan_frames < 1 or self.silhouette_tau_px <= 0:
             raise ValueError("silhouette_frames and scan_frames must be >= 1, silhouette_tau_px > 0")
+        if self.silhouette_start_iterations < 1:
+            raise ValueError("silhouette_start_iterations must be >= 1")
         if self.silhouette_offsets_for_take and self.silhouette_keypoint_offset_sigma_m <= 0:
             raise ValueError("silhouette_offsets_for_take carries the silhouette refinement's keypoint offsets into the "
                              "take: set silhouette_keypoint_offset_sigma_m > 0 (e.g. 0.2) too, or leave it off")
