@@ -522,20 +522,36 @@ def fit_shape_silhouettes(
 
 class _Trial:
     """One start of the refinement on the start frames: its :class:`JointRefinement`, the shape x (S,,
-    unconstrained), the pose and translation deltas reached, the loss and the iterations run so far."""
+    unconstrained), the pose and translation deltas and its L-BFGS, kept between the rounds of :func:`_halving`,
+    so that a start run in rounds takes the path it would in one run (the history and the step carried on); the
+    loss and the iterations run so far."""
 
     def __init__(self, joint: JointRefinement, x0: np.ndarray) -> None:
-        self.joint, self.x = joint, np.asarray(x0, dtype=float)
+        self.joint = joint
         F, Jf = joint.rot0.shape[:2]
-        self.delta = torch.zeros(F, Jf, 3, dtype=torch.float64)
-        self.dtrans = torch.zeros(F, 3, dtype=torch.float64)
+        self._x = torch.as_tensor(np.asarray(x0, dtype=float), dtype=torch.float64).clone().requires_grad_(True)
+        self._delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
+        self._dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
+        self._opt = joint.optimizer([self._x, self._delta, self._dtrans], 1)
         self.loss, self.iterations = float("inf"), 0
 
     def advance(self, iterations: int) -> float:
-        """L-BFGS on from where this start stopped (a fresh history); returns the loss reached."""
-        self.x, self.delta, self.dtrans, self.loss = self.joint.descend(self.x, self.delta, self.dtrans, iterations)
+        """``iterations`` more L-BFGS iterations from where this start stopped; returns the loss reached."""
+        self.loss = self.joint.step(self._opt, self._x, self._delta, self._dtrans, iterations)
         self.iterations += iterations
         return self.loss
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x.detach().numpy().copy()
+
+    @property
+    def delta(self) -> torch.Tensor:
+        return self._delta.detach().clone()
+
+    @property
+    def dtrans(self) -> torch.Tensor:
+        return self._dtrans.detach().clone()
 
     def result(self) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """The shape (S,), the poses rot (F, Jf, 3, 3) and trans (F, 3) reached, and the loss."""
@@ -860,20 +876,24 @@ class JointRefinement:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and
         the final loss."""
         F, Jf = self.rot0.shape[:2]
-        x, delta, dtrans, final = self.descend(x0, torch.zeros(F, Jf, 3, dtype=torch.float64),
-                                               torch.zeros(F, 3, dtype=torch.float64), iterations)
-        return x, self.rot0 @ rotvec_to_rotmat(delta), self.trans0 + dtrans, final
-
-    def descend(self, x0: np.ndarray, delta0: torch.Tensor, dtrans0: torch.Tensor, iterations: int
-                ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
-        """L-BFGS from shape x0 (S,), pose deltas delta0 (F, Jf, 3) and translation deltas dtrans0 (F, 3) (the
-        priors stay about the start poses). Returns the shape, the deltas and the final loss."""
         x = torch.as_tensor(x0, dtype=torch.float64).clone().requires_grad_(True)
-        delta = delta0.detach().to(torch.float64).clone().requires_grad_(True)
-        dtrans = dtrans0.detach().to(torch.float64).clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([x, delta, dtrans], lr=1.0, max_iter=iterations,
-                                history_size=self.cfg.silhouette_history,
-                                line_search_fn="strong_wolfe", tolerance_change=1e-7, tolerance_grad=1e-6)
+        delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
+        dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
+        final = self.step(self.optimizer([x, delta, dtrans], iterations), x, delta, dtrans, iterations)
+        with torch.no_grad():
+            rot = self.rot0 @ rotvec_to_rotmat(delta)
+        return x.detach().numpy(), rot, (self.trans0 + dtrans).detach(), final
+
+    def optimizer(self, params: list[torch.Tensor], iterations: int) -> torch.optim.LBFGS:
+        """The refinement's L-BFGS over ``params`` (shape, pose deltas, translation deltas)."""
+        return torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=self.cfg.silhouette_history,
+                                 line_search_fn="strong_wolfe", tolerance_change=1e-7, tolerance_grad=1e-6)
+
+    def step(self, opt: torch.optim.LBFGS, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor,
+             iterations: int) -> float:
+        """``iterations`` iterations of ``opt`` (its state carried from any before) on the loss at shape x,
+        pose deltas delta and translation deltas dtrans (its parameters); returns the loss reached."""
+        opt.param_groups[0].update(max_iter=iterations, max_eval=iterations * 5 // 4)
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
@@ -883,5 +903,4 @@ class JointRefinement:
 
         with torch.enable_grad():
             opt.step(closure)
-            final = float(self.loss(x, delta, dtrans).detach())
-        return x.detach().numpy(), delta.detach(), dtrans.detach(), final
+            return float(self.loss(x, delta, dtrans).detach())
