@@ -532,12 +532,25 @@ class _Trial:
         self._x = torch.as_tensor(np.asarray(x0, dtype=float), dtype=torch.float64).clone().requires_grad_(True)
         self._delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
         self._dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
-        self._opt = joint.optimizer([self._x, self._delta, self._dtrans], 1)
+        self._opt = torch.optim.LBFGS([self._x, self._delta, self._dtrans], lr=1.0, max_iter=1,
+                                      history_size=joint.cfg.silhouette_history, line_search_fn="strong_wolfe",
+                                      tolerance_change=1e-7, tolerance_grad=1e-6)
         self.loss, self.iterations = float("inf"), 0
 
     def advance(self, iterations: int) -> float:
         """``iterations`` more L-BFGS iterations from where this start stopped; returns the loss reached."""
-        self.loss = self.joint.step(self._opt, self._x, self._delta, self._dtrans, iterations)
+        opt, joint = self._opt, self.joint
+        opt.param_groups[0].update(max_iter=iterations, max_eval=iterations * 5 // 4)
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = joint.loss(self._x, self._delta, self._dtrans)
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+            self.loss = float(joint.loss(self._x, self._delta, self._dtrans).detach())
         self.iterations += iterations
         return self.loss
 
@@ -875,32 +888,6 @@ class JointRefinement:
     def run(self, x0: np.ndarray, iterations: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, float]:
         """L-BFGS from shape x0 (S,) and the start poses. Returns the shape, rot (F, Jf, 3, 3), trans (F, 3) and
         the final loss."""
-        F, Jf = self.rot0.shape[:2]
-        x = torch.as_tensor(x0, dtype=torch.float64).clone().requires_grad_(True)
-        delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
-        dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
-        final = self.step(self.optimizer([x, delta, dtrans], iterations), x, delta, dtrans, iterations)
-        with torch.no_grad():
-            rot = self.rot0 @ rotvec_to_rotmat(delta)
-        return x.detach().numpy(), rot, (self.trans0 + dtrans).detach(), final
-
-    def optimizer(self, params: list[torch.Tensor], iterations: int) -> torch.optim.LBFGS:
-        """The refinement's L-BFGS over ``params`` (shape, pose deltas, translation deltas)."""
-        return torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=self.cfg.silhouette_history,
-                                 line_search_fn="strong_wolfe", tolerance_change=1e-7, tolerance_grad=1e-6)
-
-    def step(self, opt: torch.optim.LBFGS, x: torch.Tensor, delta: torch.Tensor, dtrans: torch.Tensor,
-             iterations: int) -> float:
-        """``iterations`` iterations of ``opt`` (its state carried from any before) on the loss at shape x,
-        pose deltas delta and translation deltas dtrans (its parameters); returns the loss reached."""
-        opt.param_groups[0].update(max_iter=iterations, max_eval=iterations * 5 // 4)
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = self.loss(x, delta, dtrans)
-            loss.backward()
-            return loss
-
-        with torch.enable_grad():
-            opt.step(closure)
-            return float(self.loss(x, delta, dtrans).detach())
+        trial = _Trial(self, x0)
+        trial.advance(iterations)
+        return trial.result()
