@@ -32,7 +32,7 @@ def compare(session: Path) -> dict[str, dict[str, float]]:
                 missed += 1
                 continue
             size = min(truth.size, found.size)  # compared at the coarser of the two
-            ious.append(mask_iou(downsample_mask(found.masks[f, i], size), downsample_mask(truth.masks[c, t], size)))
+            ious.append(mask_iou(downsample_mask(found.mask(f, i), size), downsample_mask(truth.mask(c, t), size)))
         out[name] = {"iou_median": float(np.median(ious)) if ious else float("nan"),
                      "iou_p5": float(np.percentile(ious, 5)) if ious else float("nan"),
                      "missed": missed / max(int(truth.present[c].sum()), 1)}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from mocap_studio.common.cache import project_cache_dir
 from mocap_studio.reconstruction.keypoints import Keypoints3D
-from mocap_studio.reconstruction.silhouettes import MaskSet, downsample_mask, mask_size
+from mocap_studio.reconstruction.silhouettes import MaskPacker, MaskSet, downsample_mask, mask_size
 from mocap_studio.studio.render import BodyRenderer, region_colours
 from mocap_studio.studio.studio import StudioConfig, make_performance, studio_rig
 
@@ -72,17 +72,17 @@ def _cached_masks(body, shape, vertices, srig, seed, mask_scale, scan, image_sca
         return MaskSet.load(path)
     colours = region_colours(body.joint_names, body.skinning_weights(), body.rest_mesh(shape))
     cams = srig.rig
-    out = []
-    sizes = []
-    for cam in cams:
+    C, T = len(cams.names), len(vertices)
+    packer, sizes = None, []
+    for c, cam in enumerate(cams):
         renderer = BodyRenderer(cam, body.faces, colours)
         w, h = cam.size
         size = mask_size(w, h, mask_scale)
         sizes.append((w, h))
-        out.append([downsample_mask(renderer.render(v)[1], size) for v in vertices])
-    masks = np.asarray(out)
-    C, T = masks.shape[:2]
-    ms = MaskSet(tuple(cams.names), masks, np.ones((C, T), bool), np.tile(np.arange(T) / fps, (C, 1)),
+        packer = packer or MaskPacker((C, T), size)
+        for t, v in enumerate(vertices):
+            packer.add((c, t), downsample_mask(renderer.render(v)[1], size))
+    ms = MaskSet(tuple(cams.names), packer.build(), np.ones((C, T), bool), np.tile(np.arange(T) / fps, (C, 1)),
                  mask_scale, np.asarray(sizes))
     ms.save(path)
     return ms

@@ -225,7 +225,7 @@ def _chunk_bytes(chunks: Sequence[tuple[str, Any]]) -> int:
     """Bytes of the detected chunks' arrays (what came to this task through the object store)."""
     total = 0
     for _, chunk in chunks:
-        for name in ("xy", "confidence", "times", "mask_bits"):
+        for name in ("xy", "confidence", "times", "masks"):
             total += int(getattr(getattr(chunk, name, None), "nbytes", 0) or 0)
     return total
 

@@ -46,7 +46,7 @@ from mocap_studio.reconstruction.keypoints import (
     SynchronizedKeypoints2D,
     save_synchronized_keypoints2d,
 )
-from mocap_studio.reconstruction.silhouettes import MaskSet
+from mocap_studio.reconstruction.silhouettes import MaskPacker, MaskSet
 from mocap_studio.reconstruction.timeline import common_timeline, resample_series
 from mocap_studio.reconstruction.triangulate import (
     TriangulationConfig,
@@ -346,13 +346,14 @@ def _write_performer_masks(session: Session, detections: Detections2D, kp: Keypo
         seen = (kp.confidence > 0).any(-1) & np.isfinite(kp.xy).all(-1).any(-1)
         chosen = np.where((chosen < 0) & same & seen, p, chosen)
     h, w = masks.size
-    out = np.zeros((C, T, h, w), bool)
+    packer = MaskPacker((C, T), (h, w))
     for c in range(C):
         for t in np.flatnonzero(chosen[c] >= 0):
-            out[c, t] = masks.mask(c, t, int(chosen[c, t]))
-    present = (chosen >= 0) & out.any((2, 3))
+            packer.add_packed((c, t), *masks.packed.packed((c, t, int(chosen[c, t]))))
+    packed = packer.build()
+    present = (chosen >= 0) & packed.nonempty
     times = np.where(np.ones((C, 1), bool), np.asarray(detections.frame_times, float)[None], np.nan)
-    MaskSet(tuple(detections.camera_names), out, present, times, masks.scale, masks.image_size).save(session.masks_path)
+    MaskSet(tuple(detections.camera_names), packed, present, times, masks.scale, masks.image_size).save(session.masks_path)
     return {"size": [h, w], "scale": masks.scale, "frames_with_mask": {n: float(present[i].mean())
                                                                        for i, n in enumerate(detections.camera_names)},
             "file_bytes": session.masks_path.stat().st_size}

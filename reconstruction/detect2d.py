@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 from mocap_studio.capture.frames import open_frames, probe
 from mocap_studio.reconstruction.keypoints import Detections2D
-from mocap_studio.reconstruction.silhouettes import downsample_mask, mask_size
+from mocap_studio.reconstruction.silhouettes import MaskPacker, PackedMasks, downsample_mask, mask_size, pack_mask
 from mocap_studio.reconstruction.skeletons import BLAZEPOSE_33
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,7 @@ class DetectionJob:
 @dataclass(frozen=True)
 class ChunkResult:
     """xy (n, P, 33, 2), confidence (n, P, 33) and times (n,) of the frames a job read, plus its speed; with
-    masks, ``mask_bits`` (n, P, ceil(h w / 8)) uint8 bit-packed (h, w) = ``mask_size`` and the image size."""
+    masks, ``masks`` (n, P) (each slot's mask, packed to its box) and the image size."""
 
     camera: str
     start: int
@@ -334,8 +334,7 @@ class ChunkResult:
     confidence: np.ndarray
     times: np.ndarray
     seconds: float
-    mask_bits: np.ndarray | None = None
-    mask_size: tuple[int, int] = (0, 0)
+    masks: PackedMasks | None = None
     image_size: tuple[int, int] = (0, 0)
     hands: tuple[int, int] = (0, 0)
     """Hands looked for and found by the hand landmarker (``hands``)."""
@@ -343,20 +342,18 @@ class ChunkResult:
 
 @dataclass(frozen=True)
 class PersonMasks:
-    """Every person slot's mask: ``bits`` (C, T, P, ceil(h w / 8)) uint8 bit-packed (np.packbits of the
-    row-major (h, w) mask; zeros where no frame), ``size`` (h, w), ``scale`` mask pixels per image pixel,
-    ``image_size`` (C, 2) width, height; cameras in the order of the detections."""
+    """Every person slot's mask: ``packed`` (C, T, P) (empty where no frame), each (h, w) = ``size`` at ``scale``
+    mask pixels per image pixel, ``image_size`` (C, 2) width, height; cameras in the order of the detections."""
 
     cameras: tuple[str, ...]
-    bits: np.ndarray
-    size: tuple[int, int]
+    packed: PackedMasks
     scale: float
     image_size: np.ndarray
 
-    def mask(self, c: int, t: int, p: int) -> np.ndarray:
-        """(h, w) bool mask of camera index c, frame t, person slot p."""
-        h, w = self.size
-        return np.unpackbits(self.bits[c, t, p], count=h * w).reshape(h, w).astype(bool)
+    @property
+    def size(self) -> tuple[int, int]:
+        """(h, w) of every mask."""
+        return self.packed.size
 
 
 def detect_chunk(job: DetectionJob) -> ChunkResult:
@@ -378,13 +375,19 @@ def detect_chunk(job: DetectionJob) -> ChunkResult:
             ts.append(time_s)
             if landmarker.last_masks is not None:
                 size, image_size = landmarker.last_masks.shape[1:], frame.image.shape[1::-1]
-                ms.append(np.packbits(landmarker.last_masks.reshape(len(xy), -1), axis=-1))
+                ms.append([pack_mask(m) for m in landmarker.last_masks])
     P = config.num_poses
     xy = np.stack(xs) if xs else np.zeros((0, P, 33, 2))
     conf = np.stack(cs) if cs else np.zeros((0, P, 33))
-    bits = np.stack(ms) if ms and len(ms) == len(xs) else None
-    return ChunkResult(job.camera, job.start, xy, conf, np.array(ts), time.perf_counter() - t0, bits,
-                       tuple(int(v) for v in size), tuple(int(v) for v in image_size),
+    masks = None
+    if ms and len(ms) == len(xs):
+        packer = MaskPacker((len(ms), P), size)
+        for i, row in enumerate(ms):
+            for p, (box, bits) in enumerate(row):
+                packer.add_packed((i, p), box, bits)
+        masks = packer.build()
+    return ChunkResult(job.camera, job.start, xy, conf, np.array(ts), time.perf_counter() - t0, masks,
+                       tuple(int(v) for v in image_size),
                        (landmarker.hands_tried, landmarker.hands_found))
 
 
@@ -493,19 +496,21 @@ def _person_masks(placed: list[tuple[ChunkResult, np.ndarray]], cameras: list[st
                   scale: float) -> PersonMasks | None:
     """The chunks' masks on the detections' rows (zeros where a chunk kept none); None (and a warning) where the
     cameras' masks differ in size."""
-    with_masks = [(r, rows) for r, rows in placed if r.mask_bits is not None and len(r.mask_bits)]
-    size = with_masks[0][0].mask_size if with_masks else (1, 1)
-    bits = np.zeros((len(cameras), T, P, (size[0] * size[1] + 7) // 8), np.uint8)
+    with_masks = [(r, rows) for r, rows in placed if r.masks is not None and r.masks.shape[0]]
+    size = with_masks[0][0].masks.size if with_masks else (1, 1)
+    packer = MaskPacker((len(cameras), T, P), size)
     image_size = np.zeros((len(cameras), 2), np.int64)
     for result, rows in with_masks:
         c = cameras.index(result.camera)
-        if result.mask_size != size:
+        if result.masks.size != size:
             log.warning("camera %s: masks of %s where others are %s (the cameras film at different sizes): no masks "
-                        "kept, the body fit uses keypoints alone", result.camera, result.mask_size, size)
+                        "kept, the body fit uses keypoints alone", result.camera, result.masks.size, size)
             return None
-        bits[c, rows] = result.mask_bits
+        for i, t in enumerate(rows):
+            for p in range(P):
+                packer.add_packed((c, int(t), p), *result.masks.packed((i, p)))
         image_size[c] = result.image_size
-    return PersonMasks(tuple(cameras), bits, size, scale, image_size)
+    return PersonMasks(tuple(cameras), packer.build(), scale, image_size)
 
 
 def iter_results(executor: Executor, jobs: Iterable[DetectionJob]) -> Iterator[ChunkResult]:

@@ -1,6 +1,10 @@
 """Person masks (silhouettes) per camera and frame: a compact file format, resampling, agreement figures, and
 the distance fields the body fit compares a model's outline with.
 
+A person covers a tenth to a fifth of a frame, so each mask is kept (in memory and on file) as its bounding box
+and the box's pixels, bit-packed (:class:`PackedMasks`): a full-size 1280x720 mask takes 15-30 kB, not 115 kB
+packed or 920 kB as a bool array, and a take's masks at the image's full size fit in memory.
+
 ``masks.npz`` (the detect stage's, and a synthetic take's ``truth/masks.npz``)::
 
     cameras        (C,) str     camera names, in the order of the other arrays
@@ -9,7 +13,12 @@ the distance fields the body fit compares a model's outline with.
     size           (2,) int     the masks' height and width in pixels
     scale          float        mask pixels per image pixel (0.25: a quarter of the image's width)
     image_size     (C, 2) int   each camera's image width and height
-    bits           (C, T, ceil(H * W / 8)) uint8   the masks, row-major, bit-packed (np.packbits)
+    boxes          (C, T, 4) int32  each mask's bounding box x0, y0, x1, y1 in mask pixels, x1 and y1 excluded
+                                (all 0: an empty mask)
+    offsets        (C, T) int64 where each box's bits start in ``bits``
+    bits           (B,) uint8   every box's pixels, row-major, bit-packed (np.packbits), each padded to whole bytes
+
+Files written before the boxes (``bits`` (C, T, ceil(H * W / 8)), whole masks) are read too.
 
 A mask pixel (i, j) covers image pixels around ((j + 0.5) / scale - 0.5, (i + 0.5) / scale - 0.5): a point at
 image pixel u lies at mask pixel (u + 0.5) * scale - 0.5.
@@ -24,21 +33,139 @@ import cv2
 import numpy as np
 from mocap_studio.common.fileio import load_npz, save_npz_atomic
 
-__all__ = ["MaskSet", "MaskError", "contour_distance", "contour_points", "downsample_mask", "edge_points", "image_to_mask",
-           "mask_iou", "outline_offset", "outside_distance"]
+__all__ = ["MaskError", "MaskPacker", "MaskSet", "PackedMasks", "contour_distance", "contour_points", "downsample_mask",
+           "edge_points", "image_to_mask", "mask_iou", "outline_offset", "outside_distance", "pack_mask"]
 
 
 class MaskError(ValueError):
     """Unusable masks: the message names the file, camera or frame and what to do."""
 
 
+def pack_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (H, W) bool mask's bounding box (4,) int32 x0, y0, x1, y1 (x1, y1 excluded; all 0 when empty) and the
+    box's pixels, row-major, bit-packed (uint8)."""
+    mask = np.asarray(mask, bool)
+    rows = np.flatnonzero(mask.any(1))
+    if not len(rows):
+        return np.zeros(4, np.int32), np.zeros(0, np.uint8)
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(0))
+    x0, y0, x1, y1 = int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+    return np.array([x0, y0, x1, y1], np.int32), np.packbits(mask[y0:y1, x0:x1])
+
+
+@dataclass(frozen=True)
+class PackedMasks:
+    """Masks of one size (H, W) on a grid of any shape (e.g. camera, frame), each kept as its bounding box and the
+    box's pixels bit-packed: ``boxes`` (..., 4) int32 x0, y0, x1, y1 (mask pixels, x1 and y1 excluded; all 0: an
+    empty mask), ``offsets`` (...) int64 where each box's bits start in ``bits`` (B,) uint8 (row-major, np.packbits,
+    each box padded to whole bytes). Build one with :class:`MaskPacker` or :meth:`from_masks`."""
+
+    size: tuple[int, int]
+    boxes: np.ndarray
+    offsets: np.ndarray
+    bits: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.boxes.shape[-1:] != (4,) or self.offsets.shape != self.boxes.shape[:-1]:
+            raise MaskError(f"boxes must have shape (..., 4) and offsets (...), got {self.boxes.shape} and "
+                            f"{self.offsets.shape}")
+        H, W = self.size
+        b = self.boxes.reshape(-1, 4).astype(np.int64)
+        empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        bad = ~empty & ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > W) | (b[:, 3] > H))
+        nbytes = np.where(empty, 0, ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) + 7) // 8)
+        bad |= self.offsets.reshape(-1) + nbytes > len(self.bits)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise MaskError(f"mask {np.unravel_index(i, self.shape)}: box {b[i].tolist()} lies outside the {H}x{W} "
+                            f"masks or its bits outside the {len(self.bits)} bytes; the file is damaged, write it again")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The grid's shape (without the masks' (H, W))."""
+        return tuple(self.offsets.shape)
+
+    @property
+    def nonempty(self) -> np.ndarray:
+        """(...) bool: the mask has a pixel."""
+        return (self.boxes[..., 2] > self.boxes[..., 0]) & (self.boxes[..., 3] > self.boxes[..., 1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (boxes, offsets and bits)."""
+        return int(self.boxes.nbytes + self.offsets.nbytes + self.bits.nbytes)
+
+    def packed(self, index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The box (4,) and bits of the mask at ``index``, as :func:`pack_mask` gives them."""
+        x0, y0, x1, y1 = (int(v) for v in self.boxes[index])
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros(4, np.int32), np.zeros(0, np.uint8)
+        o = int(self.offsets[index])
+        return self.boxes[index].copy(), self.bits[o:o + ((x1 - x0) * (y1 - y0) + 7) // 8]
+
+    def crop(self, index: tuple[int, ...]) -> tuple[int, int, np.ndarray]:
+        """x0, y0 and the (y1 - y0, x1 - x0) bool pixels of the mask's box at ``index`` ((0, 0) for an empty one)."""
+        box, bits = self.packed(index)
+        x0, y0, x1, y1 = (int(v) for v in box)
+        n = (x1 - x0) * (y1 - y0)
+        return x0, y0, np.unpackbits(bits, count=n).reshape(y1 - y0, x1 - x0).astype(bool)
+
+    def mask(self, index: tuple[int, ...]) -> np.ndarray:
+        """The whole (H, W) bool mask at ``index``."""
+        out = np.zeros(self.size, bool)
+        x0, y0, pixels = self.crop(index)
+        out[y0:y0 + pixels.shape[0], x0:x0 + pixels.shape[1]] = pixels
+        return out
+
+    @classmethod
+    def from_masks(cls, masks: np.ndarray) -> PackedMasks:
+        """Pack whole masks (..., H, W) bool."""
+        masks = np.asarray(masks, bool)
+        packer = MaskPacker(masks.shape[:-2], masks.shape[-2:])
+        for index in np.ndindex(*masks.shape[:-2]):
+            packer.add(index, masks[index])
+        return packer.build()
+
+
+class MaskPacker:
+    """Builds a :class:`PackedMasks` of grid ``shape`` and mask ``size`` (H, W) one mask at a time (the ones not
+    added are empty)."""
+
+    def __init__(self, shape: tuple[int, ...], size: tuple[int, int]):
+        self.size = (int(size[0]), int(size[1]))
+        self.boxes = np.zeros((*shape, 4), np.int32)
+        self.offsets = np.zeros(shape, np.int64)
+        self._chunks: list[np.ndarray] = []
+        self._bytes = 0
+
+    def add(self, index: tuple[int, ...], mask: np.ndarray) -> None:
+        """Put the (H, W) mask at ``index``."""
+        if np.shape(mask) != self.size:
+            raise MaskError(f"mask {index} has size {np.shape(mask)}, the others {self.size}")
+        self.add_packed(index, *pack_mask(mask))
+
+    def add_packed(self, index: tuple[int, ...], box: np.ndarray, bits: np.ndarray) -> None:
+        """Put a mask already packed (:func:`pack_mask`, :meth:`PackedMasks.packed`) at ``index``."""
+        self.boxes[index] = box
+        self.offsets[index] = self._bytes
+        if len(bits):
+            self._chunks.append(np.asarray(bits, np.uint8))
+            self._bytes += len(bits)
+
+    def build(self) -> PackedMasks:
+        """The masks added."""
+        bits = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.uint8)
+        return PackedMasks(self.size, self.boxes, self.offsets, bits)
+
+
 @dataclass(frozen=True)
 class MaskSet:
-    """Masks of one take: ``masks`` (C, T, H, W) bool (False where not ``present`` (C, T)), camera names (C,),
-    frame times (C, T) seconds, ``scale`` mask pixels per image pixel, ``image_size`` (C, 2) width, height."""
+    """Masks of one take: ``packed`` (C, T) masks of one size (H, W) (empty where not ``present`` (C, T)), camera
+    names (C,), frame times (C, T) seconds, ``scale`` mask pixels per image pixel, ``image_size`` (C, 2) width,
+    height."""
 
     cameras: tuple[str, ...]
-    masks: np.ndarray
+    packed: PackedMasks
     present: np.ndarray
     frame_times: np.ndarray
     scale: float
@@ -46,9 +173,9 @@ class MaskSet:
 
     def __post_init__(self) -> None:
         C = len(self.cameras)
-        if self.masks.ndim != 4 or self.masks.shape[0] != C:
-            raise MaskError(f"masks must have shape (C={C}, T, H, W), got {self.masks.shape}")
-        T = self.masks.shape[1]
+        if len(self.packed.shape) != 2 or self.packed.shape[0] != C:
+            raise MaskError(f"masks must have shape (C={C}, T), got {self.packed.shape}")
+        T = self.packed.shape[1]
         for name, arr, shape in (("present", self.present, (C, T)), ("frame_times", self.frame_times, (C, T)),
                                  ("image_size", self.image_size, (C, 2))):
             if np.shape(arr) != shape:
@@ -56,10 +183,28 @@ class MaskSet:
         if not 0 < self.scale <= 1:
             raise MaskError(f"scale must be in (0, 1], got {self.scale}")
 
+    @classmethod
+    def from_masks(cls, cameras: tuple[str, ...], masks: np.ndarray, present: np.ndarray, frame_times: np.ndarray,
+                   scale: float, image_size: np.ndarray) -> MaskSet:
+        """A mask set from whole masks (C, T, H, W) bool."""
+        if np.ndim(masks) != 4:
+            raise MaskError(f"masks must have shape (C, T, H, W), got {np.shape(masks)}")
+        return cls(tuple(cameras), PackedMasks.from_masks(masks), np.asarray(present, bool),
+                   np.asarray(frame_times, float), float(scale), np.asarray(image_size))
+
     @property
     def size(self) -> tuple[int, int]:
         """(H, W) of every mask."""
-        return int(self.masks.shape[2]), int(self.masks.shape[3])
+        return self.packed.size
+
+    @property
+    def nonempty(self) -> np.ndarray:
+        """(C, T) bool: a mask with a pixel was stored."""
+        return self.present & self.packed.nonempty
+
+    def mask(self, c: int, i: int) -> np.ndarray:
+        """The whole (H, W) bool mask of camera index ``c``, stored frame ``i``."""
+        return self.packed.mask((c, i))
 
     def camera_index(self, name: str) -> int:
         """Position of camera ``name``; MaskError naming the cameras there are."""
@@ -68,26 +213,38 @@ class MaskSet:
         return self.cameras.index(name)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``masks.npz`` (bit-packed) atomically."""
-        C, T, H, W = self.masks.shape
-        bits = np.packbits(self.masks.reshape(C, T, H * W).astype(bool), axis=-1)
+        """Write ``masks.npz`` (each mask's box, bit-packed) atomically."""
+        H, W = self.size
         return save_npz_atomic(path, cameras=np.asarray(self.cameras, dtype=str), frame_times=self.frame_times,
                                present=self.present, size=np.array([H, W]), scale=np.float64(self.scale),
-                               image_size=np.asarray(self.image_size, dtype=np.int64), bits=bits)
+                               image_size=np.asarray(self.image_size, dtype=np.int64), boxes=self.packed.boxes,
+                               offsets=self.packed.offsets, bits=self.packed.bits)
 
     @classmethod
     def load(cls, path: str | Path) -> MaskSet:
-        """Read a ``masks.npz``; MaskError naming the file when it is not one."""
+        """Read a ``masks.npz`` (boxes, or whole masks as written before them); MaskError naming the file when it
+        is not one."""
         data = load_npz(path, ("cameras", "frame_times", "present", "size", "scale", "image_size", "bits"), MaskError,
-                        "write it again with `mocap detect --overwrite` (or `mocap synth` for a truth folder)")
+                        "; write it again with `mocap detect --overwrite` (or `mocap synth` for a truth folder)")
         H, W = (int(x) for x in data["size"])
         bits = data["bits"]
-        C, T = bits.shape[:2]
-        if bits.shape[2] != (H * W + 7) // 8:
-            raise MaskError(f"{path}: bits hold {bits.shape[2] * 8} pixels per mask, size says {H}x{W}; the file is "
-                            "damaged, write it again")
-        masks = np.unpackbits(bits, axis=-1, count=H * W).reshape(C, T, H, W).astype(bool)
-        return cls(tuple(str(c) for c in data["cameras"]), masks, data["present"].astype(bool),
+        if "boxes" in data:
+            if "offsets" not in data:
+                raise MaskError(f"{path}: boxes without offsets; the file is damaged, write it again")
+            try:
+                packed = PackedMasks((H, W), data["boxes"].astype(np.int32), data["offsets"].astype(np.int64),
+                                     bits.astype(np.uint8))
+            except MaskError as e:
+                raise MaskError(f"{path}: {e}") from e
+        else:  # whole masks, bit-packed
+            if bits.ndim != 3 or bits.shape[2] != (H * W + 7) // 8:
+                raise MaskError(f"{path}: bits hold {bits.shape[-1] * 8} pixels per mask, size says {H}x{W}; the "
+                                "file is damaged, write it again")
+            packer = MaskPacker(bits.shape[:2], (H, W))
+            for index in np.ndindex(*bits.shape[:2]):
+                packer.add(index, np.unpackbits(bits[index], count=H * W).reshape(H, W).astype(bool))
+            packed = packer.build()
+        return cls(tuple(str(c) for c in data["cameras"]), packed, data["present"].astype(bool),
                    data["frame_times"].astype(float), float(data["scale"]), data["image_size"].astype(np.int64))
 
     def nearest_frames(self, camera: str, times: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from mocap_studio.reconstruction.body.measurements import MEASUREMENT_NAMES, mea
 from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty
 from mocap_studio.reconstruction.silhouettes import (
     MaskError,
+    MaskPacker,
     MaskSet,
     contour_distance,
     contour_points,
@@ -53,24 +54,68 @@ def _disk(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
 
 def test_masks_file_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    masks = rng.random((2, 3, 37, 53)) > 0.5  # H * W not a multiple of 8
+    masks = np.zeros((2, 3, 37, 53), bool)
+    masks[..., 5:30, 11:40] = rng.random((2, 3, 25, 29)) > 0.5  # box widths and areas not multiples of 8
+    masks[1, 2] = False
+    masks[1, 2, 36, 52] = True  # a one-pixel mask in the corner
     present = np.array([[True, False, True], [True, True, True]])
     masks[0, 1] = False
     times = np.array([[0.0, 0.1, 0.2], [0.05, 0.15, 0.25]])
-    ms = MaskSet(("cam_1", "cam_2"), masks, present, times, 0.25, np.array([[212, 148], [212, 148]]))
+    ms = MaskSet.from_masks(("cam_1", "cam_2"), masks, present, times, 0.25, np.array([[212, 148], [212, 148]]))
     path = ms.save(tmp_path / "masks.npz")
     back = MaskSet.load(path)
     assert back.cameras == ms.cameras and back.scale == 0.25 and back.size == (37, 53)
-    assert np.array_equal(back.masks, masks) and np.array_equal(back.present, present)
+    for c, t in np.ndindex(2, 3):
+        assert np.array_equal(back.mask(c, t), masks[c, t]), (c, t)
+    assert np.array_equal(back.present, present)
+    assert back.nonempty.tolist() == [[True, False, True], [True, True, True]]
+    assert back.packed.boxes[1, 2].tolist() == [52, 36, 53, 37] and back.packed.boxes[0, 1].tolist() == [0, 0, 0, 0]
     assert path.stat().st_size < masks.size / 8 + 4000  # bit-packed
     assert back.nearest_frames("cam_2", np.array([0.04, 0.16, 0.5])).tolist() == [0, 1, -1]
     with pytest.raises(MaskError, match="no masks for camera 'cam_9'"):
         back.camera_index("cam_9")
     with pytest.raises(MaskError, match="masks must have shape"):
-        MaskSet(("a",), masks, present, times, 0.25, np.zeros((2, 2)))
+        MaskSet.from_masks(("a",), masks[0], present, times, 0.25, np.zeros((2, 2)))
     np.savez(tmp_path / "bad.npz", cameras=np.array(["a"]))
     with pytest.raises(MaskError, match="bad.npz"):
         MaskSet.load(tmp_path / "bad.npz")
+    # a box that the bits cannot hold: the file named, and what to do
+    with np.load(path) as npz:
+        data = dict(npz)
+    data["bits"] = data["bits"][:-3]
+    np.savez(tmp_path / "short.npz", **data)
+    with pytest.raises(MaskError, match="short.npz: mask .* outside the .* bytes.*write it again"):
+        MaskSet.load(tmp_path / "short.npz")
+
+
+def test_masks_written_whole_before_the_boxes_still_load(tmp_path):
+    """A masks.npz of the earlier format (every mask whole, bit-packed) reads as the same masks."""
+    rng = np.random.default_rng(1)
+    masks = rng.random((2, 2, 9, 13)) > 0.7
+    bits = np.packbits(masks.reshape(2, 2, -1), axis=-1)
+    np.savez(tmp_path / "old.npz", cameras=np.array(["a", "b"]), frame_times=np.zeros((2, 2)),
+             present=np.ones((2, 2), bool), size=np.array([9, 13]), scale=np.float64(0.5),
+             image_size=np.array([[26, 18], [26, 18]]), bits=bits)
+    back = MaskSet.load(tmp_path / "old.npz")
+    assert all(np.array_equal(back.mask(c, t), masks[c, t]) for c, t in np.ndindex(2, 2))
+
+
+def test_packed_masks_hold_a_person_in_a_fraction_of_the_bytes():
+    """A body's mask at 1280x720 kept as its box: the same pixels back, in a fifth of the bytes of the whole mask
+    bit-packed (a person in a studio frame covers a tenth to a fifth of it)."""
+    mask = np.zeros((720, 1280), bool)
+    yy, xx = np.mgrid[:720, :1280]
+    mask[((xx - 600) / 110.0) ** 2 + ((yy - 380) / 300.0) ** 2 <= 1] = True  # 221 x 601 px
+    packer = MaskPacker((2,), mask.shape)
+    packer.add((1,), mask)
+    packed = packer.build()
+    assert np.array_equal(packed.mask((1,)), mask) and not packed.mask((0,)).any()
+    assert packed.nonempty.tolist() == [False, True]
+    x0, y0, pixels = packed.crop((1,))
+    assert (x0, y0) == (490, 80) and pixels.shape == (601, 221)
+    assert packed.nbytes < mask.size / 8 / 5, packed.nbytes
+    with pytest.raises(MaskError, match=r"mask \(0,\) has size \(10, 10\), the others \(720, 1280\)"):
+        packer.add((0,), np.zeros((10, 10), bool))
 
 
 def test_outline_and_distances():
@@ -145,7 +190,7 @@ def _silhouette_bias_mm(model, scene, contour: bool, gap: float, noise_rad: floa
     pose[:, 1:] += np.random.default_rng(0).normal(0, noise_rad, pose[:, 1:].shape)
     ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
     term = SilhouetteTerm(model, pose, scene.trans[frames],
-                          [[scene.masks.masks[c, t] for c in range(C)] for t in frames], scene.rig, scene.masks.cameras,
+                          [[scene.masks.mask(c, t) for c in range(C)] for t in frames], scene.rig, scene.masks.cameras,
                           scene.masks.scale, ids, cfg.silhouette_tau_px, contour)
     gaps = term.gaps(scene.trans[frames], gap * cfg.silhouette_spacing_m)
     verts = model.evaluate(scene.shape, pose, scene.trans[frames]).vertices
@@ -194,7 +239,7 @@ def test_batched_distances_match_the_per_view_ones(anny):
     ids = surface_sample(anny, anny.default_shape(), cfg.silhouette_spacing_m)
     for contour in (False, True):
         term = SilhouetteTerm(anny, pose, scene.trans[frames],
-                              [[scene.masks.masks[c, t] if (c + t) % 5 else None for c in range(C)] for t in frames],
+                              [[scene.masks.mask(c, t) if (c + t) % 5 else None for c in range(C)] for t in frames],
                               scene.rig, scene.masks.cameras, scene.masks.scale, ids, cfg.silhouette_tau_px, contour)
         assert term.num_views == sum(1 for t in frames for c in range(C) if (c + t) % 5)  # masks left out: no view
         reference = term.residuals(scene.shape)
@@ -220,7 +265,7 @@ def test_the_rim_cost_is_smooth_in_the_pose(anny):
     cfg, C = FitConfig(silhouettes=True), len(scene.masks.cameras)
     ids = surface_sample(anny, anny.default_shape(), cfg.silhouette_spacing_m)
     term = SilhouetteTerm(anny, scene.pose[frames], scene.trans[frames],
-                          [[scene.masks.masks[c, t] for c in range(C)] for t in frames], scene.rig, scene.masks.cameras,
+                          [[scene.masks.mask(c, t) for c in range(C)] for t in frames], scene.rig, scene.masks.cameras,
                           scene.masks.scale, ids, cfg.silhouette_tau_px, True)
     verts = anny.evaluate(scene.shape, scene.pose[frames], scene.trans[frames]).vertices
     pts = verts[:, ids]
@@ -271,7 +316,7 @@ def test_mediapipe_masks_against_the_truth(anny):
                 assert landmarker.last_masks is not None
                 found = landmarker.last_masks[0]
                 ious.append(mask_iou(found, downsample_mask(truth, found.shape)))
-                assert mask_iou(downsample_mask(scene.masks.masks[c, t], found.shape), found) > 0.85
+                assert mask_iou(downsample_mask(scene.masks.mask(c, t), found.shape), found) > 0.85
                 # the true outline, found at the image's size, in the mask's pixels
                 offsets.append(outline_offset(found, image_to_mask(contour_points(truth), found.shape[0] / truth.shape[0])))
     assert min(ious) > 0.85 and np.mean(ious) > 0.92, ious
@@ -308,8 +353,8 @@ def test_detect_stage_writes_the_performers_masks(tmp_path, anny):
     assert masks.size == (180, 320)
     for c in range(2):
         for i, t in enumerate(frames):
-            truth = downsample_mask(scene.masks.masks[c, t], masks.size)
-            assert mask_iou(masks.masks[c, i], truth) > 0.85
+            truth = downsample_mask(scene.masks.mask(c, t), masks.size)
+            assert mask_iou(masks.mask(c, i), truth) > 0.85
     assert session.read_stage_report("detect")["figures"]["masks"]["frames_with_mask"][masks.cameras[0]] == 1.0
 
 
@@ -549,7 +594,7 @@ def test_the_feet_allowance_forgives_that_much_of_the_feet_outside_the_mask(anny
     pose = scene.pose[frames] + np.random.default_rng(2).normal(0, 0.05, scene.pose[frames].shape)
     ids = surface_sample(anny, anny.default_shape(), cfg.silhouette_spacing_m)
     feet = foot_vertices(anny)[ids]
-    views = [[scene.masks.masks[c, t] for c in range(C)] for t in frames]
+    views = [[scene.masks.mask(c, t) for c in range(C)] for t in frames]
     terms = [SilhouetteTerm(anny, pose, scene.trans[frames], views, scene.rig, scene.masks.cameras, scene.masks.scale,
                             ids, cfg.silhouette_tau_px, True, a) for a in (None, 0.3 * feet)]
     pts = torch.as_tensor(terms[0].posed_points(scene.shape))
@@ -613,7 +658,7 @@ def test_a_start_goes_on_from_where_it_stopped(anny):
     red, _ = _fit_setup(anny, "blazepose33")
     pose = scene.pose[frames] + np.random.default_rng(3).normal(0, 0.05, scene.pose[frames].shape)
     ids = surface_sample(anny, anny.default_shape(), cfg.silhouette_spacing_m)
-    views = [[scene.masks.masks[c, t] for c in range(C)] for t in frames]
+    views = [[scene.masks.mask(c, t) for c in range(C)] for t in frames]
     term = SilhouetteTerm(anny, pose, scene.trans[frames], views, scene.rig, scene.masks.cameras, scene.masks.scale,
                           ids, cfg.silhouette_tau_px, True)
     rot = rotvec_to_rotmat(torch.as_tensor(pose, dtype=torch.float64))[:, red.free]

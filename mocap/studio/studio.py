@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from mocap_studio.capture.video_writer import VideoWriter
-from mocap_studio.reconstruction.silhouettes import MaskSet, downsample_mask, mask_size
+from mocap_studio.reconstruction.silhouettes import MaskPacker, MaskSet, downsample_mask, mask_size, pack_mask
 from mocap_studio.studio.bystander import Bystander
 from mocap_studio.studio.performer import (
     MASTER_RATE_HZ,
@@ -478,7 +478,7 @@ def _render_performance(session, body, perf: Performance, rig: StudioRig, config
                                                                              len(meshes) - 1)
                         mask = labels == 0
                     render_s += time.perf_counter() - t0
-                    masks[sc.name].append(downsample_mask(mask, mask_size(*sc.camera.size, TRUTH_MASK_SCALE)))
+                    masks[sc.name].append(pack_mask(downsample_mask(mask, mask_size(*sc.camera.size, TRUTH_MASK_SCALE))))
                     writer.write(image, float(t))
                     done += 1
                     if progress:
@@ -542,17 +542,18 @@ def _write_truth_masks(truth: Path, rig: StudioRig, schedules: dict, masks: dict
     if not cams:
         return
     T = max(len(masks[sc.name]) for sc in cams)
-    h, w = masks[cams[0].name][0].shape
-    out = np.zeros((len(cams), T, h, w), bool)
+    packer = MaskPacker((len(cams), T), mask_size(*first, TRUTH_MASK_SCALE))
     present = np.zeros((len(cams), T), bool)
     times = np.full((len(cams), T), np.nan)
     for i, sc in enumerate(cams):
         n = len(masks[sc.name])
-        out[i, :n] = masks[sc.name]
+        for t in range(n):
+            packer.add_packed((i, t), *masks[sc.name][t])
         present[i, :n] = True
         times[i, :n] = schedules[sc.name][1][:n]
     sizes = np.array([sc.camera.size for sc in cams])
-    MaskSet(tuple(sc.name for sc in cams), out, present, times, TRUTH_MASK_SCALE, sizes).save(truth / "masks.npz")
+    MaskSet(tuple(sc.name for sc in cams), packer.build(), present, times, TRUTH_MASK_SCALE, sizes).save(
+        truth / "masks.npz")
 
 
 def _board_poses(rig: StudioRig, config: StudioConfig, board) -> np.ndarray:  # noqa: ANN001

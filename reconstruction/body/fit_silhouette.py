@@ -119,7 +119,7 @@ class SilhouetteInput:
         i = int(self.frame_index[c, t])
         if i < 0 or not self.masks.present[c, i]:
             return None
-        return self.masks.masks[c, i]
+        return self.masks.mask(c, i)
 
     def seen(self) -> np.ndarray:
         """(C, T) bool: a non-empty mask at each keypoint frame."""
@@ -128,7 +128,7 @@ class SilhouetteInput:
         out = np.zeros((C, T), bool)
         for c in range(C):
             idx = self.frame_index[c, ok[c]]
-            out[c, ok[c]] = self.masks.present[c, idx] & self.masks.masks[c, idx].any((1, 2))
+            out[c, ok[c]] = self.masks.nonempty[c, idx]
         return out
 
 
