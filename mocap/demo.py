@@ -37,23 +37,12 @@ DEMO_STUDIO = StudioConfig(
     rig="ring4", motions=("squat", "jumping_jack"), seconds=6.0, seed=0, vertices=True,
     calibration_views=60, close_ups_per_camera=12, floor_frames=3,
 )
-DEMO_FIT = {
-    "silhouettes": True, "silhouette_contour": True, "silhouette_rim_cos": 0.2,
-    "silhouette_keypoint_offset_sigma_m": 0.2, "silhouette_pose_sigma_rad": 0.5, "silhouette_history": 100,
-    "silhouette_iterations": 500, "silhouette_start_frames": 4, "silhouette_start_iterations": 31,
-    "silhouette_offsets_for_take": True, "silhouette_feet_allowance_px": 0.25,
-}
-"""The demo take's [fit] table: its body is measured from the silhouettes too (contour, rim and keypoint offsets:
-README, "Shape from silhouettes"), as a take for measurements should be. Keypoints alone cannot fix a body's
-height within 15 mm (the demo performer 21.5 mm short, other performers 30 mm either way), the head's top and the
-waist never being keypoints. 500 refinement iterations rather than the 800 chosen with the rim taken point by point:
-with the rim a smooth weight the refinement runs them all, and on the ten full-size takes 101-110 500 gave per-vertex
-17.45 mm against 17.42 and every mean girth error within 1.2 mm of 800's, the shape fit 109-110 s against 167 s
-(README, "Body measurements"). The feet may lie 0.25 mask pixels outside the masks, which lose them against the
-floor (``FitConfig.silhouette_feet_allowance_px``). The four starts raced by halving in rounds of 31 iterations
-(the winner 62, as when each start ran 62 and the best went on, in three quarters of the time); eight random starts
-in rounds of 20 found the phenotype valley of the truth where four missed it on full-size masks (README, "Body
-measurements", "The starts raced") but ended higher on the half-size masks the demo has."""
+DEMO_FIT = {"silhouettes": True}
+"""The demo take's [fit] table: its body is measured from the silhouettes too, as a take for measurements should be,
+with the fit's default settings for them (``FitConfig``'s ``silhouette_*``: the contour, the rim, keypoint offsets,
+the feet's allowance, ten starts raced; README, "Shape from silhouettes", "Body measurements"). Keypoints alone
+cannot fix a body's height within 15 mm (the demo performer 21.5 mm short, other performers 30 mm either way), the
+head's top and the waist never being keypoints."""
 BODY_JOINTS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 TARGETS = {
     "camera_centre_error_max_mm": 5.0, "sync_error_max_ms": 2.0, "mpjpe_body_mm": 30.0,

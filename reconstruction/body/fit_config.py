@@ -114,11 +114,11 @@ class FitConfig:
 
     silhouettes: bool = False
     """Fit the shape to the person masks too (``masks.npz`` from the detect stage) where the session has them:
-    girths that keypoints cannot tell (see reconstruction/body/fit_silhouette.py). Off by default for now. With the
-    demo take's settings (``mocap.demo.DEMO_FIT``: the contour, the rim and keypoint offsets, each off by default too)
-    studio takes through the whole pipeline at 1280x720 come out with girths 3.8-7.9 mm off on average against
-    39-154 mm from keypoints alone, every girth within 10 mm on 3 of 10 takes, per-vertex error 18.5 mm on average
-    (README, "Body measurements"); it adds about two minutes to the fit. The demo take and ``mocap scan`` turn it on."""
+    girths that keypoints cannot tell (see reconstruction/body/fit_silhouette.py). Off by default: it adds about two
+    minutes to the fit. The ``silhouette_*`` settings' defaults are the ones measured through the whole pipeline
+    (README, "Body measurements"): on ten studio takes at 1280x720 with full-size masks, every girth within 10 mm on
+    10 of 10 (39-154 mm off on average from keypoints alone), the height within 5 mm too on 8. The demo take and
+    ``mocap scan`` turn it on."""
     scan: bool = False
     """A scan take (the person holds an A-pose and turns): the shape from ``scan_frames`` frames' silhouettes,
     every camera's view of them (a scan fits the silhouettes whatever ``silhouettes`` says); no foot contacts are
@@ -136,20 +136,22 @@ class FitConfig:
     """Weight of the silhouettes (per view: the mean robust squared distance over tau^2) against the keypoints
     (per keypoint: its robust squared distance over keypoint_sigma_m^2) when the shape and the picked frames'
     poses are refined together."""
-    silhouette_iterations: int = 300
-    """L-BFGS iterations of that joint refinement: each start runs this / (2 x starts), the best then runs on to
-    this many."""
-    silhouette_history: int = 20
+    silhouette_iterations: int = 500
+    """L-BFGS iterations of that joint refinement: the winner of the starts' rounds (``silhouette_start_iterations``)
+    runs on to this many, on every picked frame. 500 rather than 800: on the ten full-size takes 101-110 per-vertex
+    17.45 mm against 17.42 and every mean girth error within 1.2 mm of 800's, the shape fit 109-110 s against 167 s
+    (README, "Body measurements")."""
+    silhouette_history: int = 100
     """L-BFGS history (pairs of steps) of that refinement. Measured on tuning seed 11 (offsets, contour): 100 reaches
     in 800 iterations the loss 20 reaches in 1200 (751.9 against 750.6; 823 against 854 at 400)."""
-    silhouette_start_frames: int = 0
+    silhouette_start_frames: int = 4
     """Each start of that refinement is refined on this many of the picked frames (spread over them; 0: all of
     them), the best then on all of them, the other frames' poses solved on the keypoints with its shape: the starts
     cost that much less."""
     silhouette_gap: float = 0.25
     """Mask-outline distances up to this fraction of the surface points' projected spacing are forgiven (an
     outline pixel between two points is that far from the true body too)."""
-    silhouette_contour: bool = False
+    silhouette_contour: bool = True
     """Place each mask's outline on its contour, halfway between inside and outside pixel centres (a signed distance
     field and outline points at the pixel pairs' midpoints), instead of at the inside pixels' centres, on average
     half a pixel inside the true outline. Measured on the true body, poses and masks (tuning seeds 11 and 12, 8.5 mm
@@ -157,8 +159,8 @@ class FitConfig:
     -2.5 / -2.2 mm with the inside centres (a body scaled by 0.997: height -5 mm), at -0.0 / +0.4 mm with the
     contour and a ``silhouette_gap`` of 0.5 (tests/test_silhouettes.py); with ``silhouette_rim_cos`` the gap of
     0.25 is the unbiased one. Held-out seeds with the rim and keypoint offsets: README, "Half a pixel, and the
-    rim"."""
-    silhouette_rim_cos: float = 0.0
+    rim". On by default."""
+    silhouette_rim_cos: float = 0.2
     """The model -> mask distances of that refinement are those of the model's rim only: the surface points whose
     normal is within this cosine of perpendicular to the camera's ray (and no deeper than 2 mask pixels inside the
     mask), where the model's outline lies; 0: every surface point, most of them inside the mask, so that a model
@@ -169,35 +171,41 @@ class FitConfig:
     silhouette_keypoint_sigma_m: float = 0.0
     """The keypoints' noise in that refinement (0: ``keypoint_sigma_m``); larger lets the silhouettes move the poses
     further from a detector's biased keypoints."""
-    silhouette_pose_sigma_rad: float = 0.15
+    silhouette_pose_sigma_rad: float = 0.5
     """Prior on each joint's turn away from the pose the keypoints gave it, in that refinement."""
-    silhouette_keypoint_offset_sigma_m: float = 0.0
+    silhouette_keypoint_offset_sigma_m: float = 0.2
     """Prior (metres, per axis) on one offset per keypoint for the take, estimated in that refinement: a detector's
     constant bias against the model's definition of the keypoint, expressed in the frame of the joint the keypoint
     moves with (it turns with the body); each is solved in closed form for the shape and poses at hand (not a
     parameter of the search). 0: no offsets. Measured (README, "Is it the search or the objective?"): with 0.2, a
     0.5 rad ``silhouette_pose_sigma_rad`` and 1200 ``silhouette_iterations`` seed 24's hip went from +27 to -1 mm;
     at 300 iterations the refinement stops far short of its minimum (hip +23 mm even from the true body)."""
-    silhouette_offsets_for_take: bool = False
-    """With ``silhouette_keypoint_offset_sigma_m``: the take's poses (fitted on the keypoints after the shape) are
-    fitted to the model's keypoints moved by the offsets the silhouette refinement found (each turning with its
-    joint), in place of the marker offsets of the keypoint shape fit: a detector's constant bias, which the
-    silhouettes tell apart from the body, then stays out of the poses as it stays out of the shape. Measured with
+    silhouette_offsets_for_take: bool = True
+    """With ``silhouette_keypoint_offset_sigma_m`` > 0 (0: no offsets, nothing to carry): the take's poses (fitted
+    on the keypoints after the shape) are fitted to the model's keypoints moved by the offsets the silhouette
+    refinement found (each turning with its joint), in place of the marker offsets of the keypoint shape fit: a
+    detector's constant bias, which the silhouettes tell apart from the body, then stays out of the poses as it
+    stays out of the shape. Measured with
     the contour, the rim and offsets of 0.2 m on ten held-out studio scenes (README): per-vertex error 17.5-25.8 ->
     14.4-19.2 mm; the shape and the time are unchanged."""
-    silhouette_feet_allowance_px: float = 0.0
+    silhouette_feet_allowance_px: float = 0.25
     """How far outside the masks the feet's surface points may lie at no cost in the silhouette fit (mask pixels; the
     surface points the ankles move most, ``fit_silhouette.foot_vertices``). MediaPipe's masks (at ``mask_threshold``
     0.55) lose the feet against the floor: on full-size studio takes 102 and 109 the feet's outline lies 0.25 / 0.22
     mask pixels inside the true one (the soles 0.29 / 0.36), every other part within 0.1; the body model ties the
-    feet's size to the height, and the body came out short (-7.1 / -6.8 mm; with true masks +0.2 / -0.4). The demo's
-    0.25 (``mocap.demo.DEMO_FIT``), on the ten full-size takes 101-110: height bias -3.7 -> -2.5 mm, every girth within
+    feet's size to the height, and the body came out short (-7.1 / -6.8 mm; with true masks +0.2 / -0.4). 0.25 (the
+    default), on the ten full-size takes 101-110: height bias -3.7 -> -2.5 mm, every girth within
     10 mm on 7 -> 8 of 10, with the height within 5 mm 3 -> 5 of 10 (README, "Body measurements"). Leaving the feet
-    out of the cost instead (tried) let the height wander (-5.9 mm bias, take 110 -18.9 mm)."""
+    out of the cost instead (tried) let the height wander (-5.9 mm bias, take 110 -18.9 mm). Those were half-size
+    masks; with full-size ones 0.5 (the same in image pixels) moved the heights of takes 101-104 by -0.2 to +1.2 mm
+    (the shortfall stays: -5.6 on 102), so the setting stays in mask pixels at 0.25."""
     silhouette_candidates: int = 200
     """Random bodies scored on a coarse silhouette cost (the keypoints' poses held) to start the refinement from."""
-    silhouette_starts: int = 2
-    """How many of the best of them start the refinement (besides the keypoints' shape and the average body)."""
+    silhouette_starts: int = 8
+    """How many of the best of them start the refinement (besides the keypoints' shape and the average body). On the
+    ten full-size takes 101-110 (README, "The starts raced"), eight found the truth's phenotype valley where two
+    missed it on 105 and 108 (chest +14.0, thigh +12.1 mm): every girth within 10 mm on 10 of 10 takes against 8,
+    the shape fit 134-146 s against 114-135 s."""
     silhouette_start_iterations: int = 20
     """Iterations each start still in runs per round of the starts' successive halving (on the
     ``silhouette_start_frames``): after each round the better half goes on, until one is left
@@ -213,9 +221,6 @@ class FitConfig:
             raise ValueError("silhouette_frames and scan_frames must be >= 1, silhouette_tau_px > 0")
         if self.silhouette_start_iterations < 1:
             raise ValueError("silhouette_start_iterations must be >= 1")
-        if self.silhouette_offsets_for_take and self.silhouette_keypoint_offset_sigma_m <= 0:
-            raise ValueError("silhouette_offsets_for_take carries the silhouette refinement's keypoint offsets into the "
-                             "take: set silhouette_keypoint_offset_sigma_m > 0 (e.g. 0.2) too, or leave it off")
         if self.window < 10:
             raise ValueError(f"window must be >= 10 frames, got {self.window}")
         if self.shape_frames < 1 or self.shape_iterations < 0 or self.frame_iterations < 1:
