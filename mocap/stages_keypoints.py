@@ -136,8 +136,9 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
                             "detected per image)")
     chosen = report.get("performer")
     if chosen is None:
-        warnings.append("nobody was found by two cameras at once in any frame: no performer; check the calibration "
-                        f"({session.calibration_path.name}) and that the cameras see the same people")
+        if report["tracks"] is not None:  # None: one person per camera and frame, taken as is
+            warnings.append("nobody was found by two cameras at once in any frame: no performer; check the calibration "
+                            f"({session.calibration_path.name}) and that the cameras see the same people")
     elif chosen["next_support"] is not None and chosen["next_support"] >= 0.9 * chosen["support"]:
         warnings.append(f"{report['people']} people are about equally well seen (support {chosen['support']:.0f} "
                         f"and {chosen['next_support']:.0f}); the performer was chosen as {chosen['policy']}: check "

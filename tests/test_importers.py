@@ -401,3 +401,24 @@ def test_import_frame_rate_precedence_and_fingerprint(tmp_path):
     assert _step(session) == pytest.approx(1 / 48)
     assert main(args + ["--fps", "12"]) == 0  # the option over the table
     assert _step(session) == pytest.approx(1 / 12)
+
+
+def test_one_person_in_every_frame_is_the_performer_without_a_warning(tmp_path):
+    """Two person slots (MediaPipe's num_poses 2, a studio take's setting) but one person in every camera and
+    frame: that person is the performer and no warning says nobody was found (every single-performer studio take
+    said so before)."""
+    from mocap_studio.reconstruction.keypoints import Detections2D
+    from mocap_studio.session import Session
+    from mocap_studio.stages_keypoints import _choose_performer
+
+    scene = make_scene(num_frames=10, num_cameras=3, outlier_fraction=0.0, seed=6)
+    kp = scene.keypoints
+    xy = np.full((*kp.xy.shape[:2], 2, *kp.xy.shape[2:]), np.nan)
+    conf = np.zeros(xy.shape[:-1])
+    xy[:, :, 0], conf[:, :, 0] = kp.xy, kp.confidence
+    detections = Detections2D(xy, conf, kp.camera_names, kp.skeleton)
+    warnings, figures = [], {}
+    chosen = _choose_performer(Session(_session_with_calibration(tmp_path, scene)), detections, warnings, figures)
+    assert warnings == [], warnings
+    np.testing.assert_array_equal(chosen.xy, kp.xy)
+    assert all(row["found"] == 1.0 for row in figures["association"]["per_camera"].values()), figures
