@@ -36,7 +36,7 @@ from mocap_studio.reconstruction.associate import (
     person_ids,
     person_keypoints,
 )
-from mocap_studio.reconstruction.detect2d import DetectionConfig, PersonMasks, detect_sources
+from mocap_studio.reconstruction.detect2d import MEDIAPIPE_MASK_BLUR, DetectionConfig, PersonMasks, detect_sources
 from mocap_studio.reconstruction.filtering import FilterConfig, smooth
 from mocap_studio.reconstruction.importers import read_keypoints
 from mocap_studio.reconstruction.keypoints import (
@@ -354,7 +354,8 @@ def _write_performer_masks(session: Session, detections: Detections2D, kp: Keypo
     packed = packer.build()
     present = (chosen >= 0) & packed.nonempty
     times = np.where(np.ones((C, 1), bool), np.asarray(detections.frame_times, float)[None], np.nan)
-    MaskSet(tuple(detections.camera_names), packed, present, times, masks.scale, masks.image_size).save(session.masks_path)
+    MaskSet(tuple(detections.camera_names), packed, present, times, masks.scale, masks.image_size,
+            MEDIAPIPE_MASK_BLUR).save(session.masks_path)
     return {"size": [h, w], "scale": masks.scale, "frames_with_mask": {n: float(present[i].mean())
                                                                        for i, n in enumerate(detections.camera_names)},
             "file_bytes": session.masks_path.stat().st_size}

@@ -80,11 +80,10 @@ from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, r
 from mocap_studio.reconstruction.silhouettes import (
     MaskError,
     MaskSet,
-    contour_distance,
-    contour_points,
     edge_points,
     image_to_mask,
     outside_distance,
+    unblurred_contour,
 )
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
@@ -220,11 +219,13 @@ class SilhouetteTerm:
     placed halfway between inside and outside pixel centres (:func:`contour_distance`, :func:`contour_points`)
     instead of at the inside pixels' centres (half a pixel inside the true outline on average); ``allowance_px``
     (N,): how far outside the mask each surface point may lie at no cost (mask pixels; None: 0), where the masks
-    are known to fall short of the body (the feet: ``FitConfig.silhouette_feet_allowance_px``)."""
+    are known to fall short of the body (the feet: ``FitConfig.silhouette_feet_allowance_px``); ``blur``: the
+    segmenter's blur (``MaskSet.blur``), undone on the contour (:func:`unblurred_contour`; with ``contour`` only)."""
 
     def __init__(self, model: SkinnedBodyModel, pose_rotvec: np.ndarray, trans: np.ndarray,
                  views: list[list[np.ndarray | None]], rig: CameraRig, cameras: tuple[str, ...], scale: float,
-                 vertex_ids: np.ndarray, tau_px: float, contour: bool = False, allowance_px: np.ndarray | None = None):
+                 vertex_ids: np.ndarray, tau_px: float, contour: bool = False, allowance_px: np.ndarray | None = None,
+                 blur: float = 0.0):
         F = len(views)
         if pose_rotvec.shape != (F, model.num_joints, 3) or trans.shape != (F, 3):
             raise ValueError(f"pose_rotvec must have shape ({F}, {model.num_joints}, 3) and trans ({F}, 3), got "
@@ -236,7 +237,7 @@ class SilhouetteTerm:
         self.cameras = [rig[c] for c in cameras]  # type: ignore[index]
         self.centres = [np.asarray(cam.center, dtype=float) for cam in self.cameras]  # world positions
         self.rig, self.camera_names, self.masks = rig, cameras, views
-        self.contour = contour
+        self.contour, self.blur = contour, blur
         self.allowance = np.zeros(len(vertex_ids)) if allowance_px is None else np.asarray(allowance_px, float)
         if self.allowance.shape != (len(vertex_ids),):
             raise ValueError(f"allowance_px must have shape ({len(vertex_ids)},), got {self.allowance.shape}")
@@ -255,7 +256,7 @@ class SilhouetteTerm:
                 outline[edges[:, 1].astype(int), edges[:, 0].astype(int)] = True
                 near = outside_distance(outline) <= NEAR_OUTLINE_PX  # only points here can be an outline's nearest
                 if contour:
-                    self.views.append((f, c, contour_distance(mask), contour_points(mask), near))
+                    self.views.append((f, c, *unblurred_contour(mask, blur), near))
                 else:
                     self.views.append((f, c, outside_distance(mask), edges, near))
         # every view's tensors at once (the masks of a MaskSet share one size): distance fields (V, 1, H, W), the
@@ -465,7 +466,7 @@ def fit_shape_silhouettes(
     allowance = _feet_allowance(model, ids, cfg)
     term = SilhouetteTerm(model, _full_pose(model, red, rot[pick_t]), trans[pick_t].numpy(), views, sil.rig,
                           sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour,
-                          allowance)
+                          allowance, sil.masks.blur)
     # the starts: the keypoints' shape (its phenotypes drawn in from the bounds, where the tanh leaves no
     # gradient), the average body and random bodies; a keypoint fit far off (a detector's biased hips make a heavy,
     # weak body) can start in the wrong valley of the model's trade-offs (weight against muscle, gender against age)
@@ -478,7 +479,8 @@ def fit_shape_silhouettes(
     sub_t, sub_tg = torch.as_tensor(sub), frame_tg.rows(torch.as_tensor(sub))  # type: ignore[arg-type]
     sub_term = term if len(sub) == len(pick) else SilhouetteTerm(
         model, term.rotmats_rotvec[sub], term.trans.double().numpy()[sub], [views[i] for i in sub], sil.rig,
-        sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour, allowance)
+        sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour, allowance,
+        sil.masks.blur)
     trials = []
     for x0 in starts:
         rest = _rest(basis, _coefficients(model, torch.as_tensor(x0, dtype=DT)), red, offsets)
@@ -628,7 +630,7 @@ def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offset
     coarse = SilhouetteTerm(
         model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
         [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
-        ids, cfg.silhouette_tau_px, term.contour, _feet_allowance(model, ids, cfg))
+        ids, cfg.silhouette_tau_px, term.contour, _feet_allowance(model, ids, cfg), term.blur)
     rng = np.random.default_rng(0)
     pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
     costs = []
