@@ -18,7 +18,7 @@ Truth (``Session.truth_dir``; no stage reads it)::
     body.npz                     body model, shape, per-frame pose and translation (same frame times)
     vertices.npy                 (T, V, 3) float32 mesh vertices, only when asked for
     board_poses.npy              (V, 4, 4) world-from-board pose of each calibration frame
-    masks.npz                    the performer's true mask per camera and frame at a quarter of the image size
+    masks.npz                    the performer's true mask per camera and frame at the image's size, blur 0
                                  (reconstruction/silhouettes.py's format, each camera's own frame times)
     studio.json                  what was asked for (rig, motions, seed, ...)
     scene.json                   the set: background, the platform (height, footprint; the floor stays at Z = 0),
@@ -529,9 +529,11 @@ def _write_scene_truth(truth: Path, body, rig: StudioRig, config: StudioConfig, 
     write_json_atomic(truth / "scene.json", scene)
 
 
-TRUTH_MASK_SCALE = 0.25
-"""The true masks (truth/masks.npz) are kept at this fraction of each camera's image size (the detect stage's
-default ``mask_scale``)."""
+TRUTH_MASK_SCALE = 1.0
+"""The true masks (truth/masks.npz) are kept at this fraction of each camera's image size: the image's own, as the
+detect stage's default ``mask_scale`` (at a quarter, MediaPipe's masks could not be told from the truth at the
+outline's tips: their 0.7-0.8 px short heads and soles, ``detect2d.MEDIAPIPE_MASK_BLUR``, were within a quarter
+mask's pixel)."""
 
 
 def _write_truth_masks(truth: Path, rig: StudioRig, schedules: dict, masks: dict) -> None:
