@@ -287,6 +287,8 @@ def downsample_mask(mask: np.ndarray, size: tuple[int, int], threshold: float = 
     if mask.ndim != 2:
         raise MaskError(f"mask must have shape (H, W), got {mask.shape}")
     h, w = size
+    if mask.dtype == bool and mask.shape == (h, w) and 0 < threshold <= 1:
+        return mask.copy()  # a true mask at its own size (the studio's truth): each pixel its own mean
     small = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
     return small >= threshold
 

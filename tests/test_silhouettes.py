@@ -336,7 +336,8 @@ def test_mediapipe_blurs_the_outline_and_the_fit_undoes_it(anny):
     hands, the soles) come out inside the true one and concave ones (armpits, crotch) outside: each true contour
     point's offset in MediaPipe's contour field, by how convex the true outline is there (the true mask blurred by
     that sigma, at the point: under 0.45 convex, over 0.55 concave). :func:`unblurred_contour` takes at least a
-    third of either off (measured on studio take 122: -0.50 -> -0.29 px and +0.51 -> +0.31 px). And a disk of radius
+    fifth of either off (measured here: -0.69 -> -0.49 px and +0.83 -> +0.48 px; on studio take 122 -0.50 -> -0.29
+    and +0.51 -> +0.31). And a disk of radius
     30 px blurred (sigma 3 and 5 px) and thresholded: 0.13 / 0.40 px too small, its radius given back to within a
     third of that (first order: measured 0.03 / 0.12 px)."""
     import cv2
