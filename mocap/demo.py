@@ -40,7 +40,7 @@ DEMO_STUDIO = StudioConfig(
 DEMO_FIT = {"silhouettes": True}
 """The demo take's [fit] table: its body is measured from the silhouettes too, as a take for measurements should be,
 with the fit's default settings for them (``FitConfig``'s ``silhouette_*``: the contour, the rim, keypoint offsets,
-the feet's allowance, ten starts raced; README, "Shape from silhouettes", "Body measurements"). Keypoints alone
+the feet's allowance, 26 starts raced; README, "Shape from silhouettes", "Body measurements"). Keypoints alone
 cannot fix a body's height within 15 mm (the demo performer 21.5 mm short, other performers 30 mm either way), the
 head's top and the waist never being keypoints."""
 BODY_JOINTS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")

@@ -134,10 +134,15 @@ class AnnyBody(SkinnedBodyModel):
 
     def random_shape(self, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
         """Adults: each phenotype uniform in default +- 0.3 * spread (age +- 0.12 * spread)."""
+        return self.shape_from_unit(rng.uniform(0.0, 1.0, self.num_shape), spread)
+
+    def shape_from_unit(self, unit: np.ndarray, spread: float = 1.0) -> np.ndarray:
+        """The phenotypes at ``unit`` (S,) in the unit cube over default +- 0.3 * spread (age +- 0.12 * spread),
+        clipped to [0, 1]."""
         half = np.full(self.num_shape, 0.3 * spread)
         if "age" in self.shape_names:
             half[self.shape_names.index("age")] = 0.12 * spread
-        return np.clip(self.default_shape() + rng.uniform(-1.0, 1.0, self.num_shape) * half, 0.0, 1.0)
+        return np.clip(self.default_shape() + (2.0 * np.asarray(unit, dtype=float) - 1.0) * half, 0.0, 1.0)
 
     def shape_from_free(self, free: torch.Tensor) -> torch.Tensor:
         """Map unconstrained fitting variables (S,) to phenotypes (S,) in (0, 1) through a tanh."""

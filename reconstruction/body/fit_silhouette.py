@@ -20,12 +20,13 @@ The picked frames' poses (from the keypoints) are then refined together with the
 the keypoints (:class:`JointRefinement`, L-BFGS in torch with the distances' derivatives: bilinear in the
 distance transform, through the nearest surface point): with the poses held fixed, a pose a little off (a
 detector's bias) is paid for by the shape (measured: girths 20-70 mm worse than the keypoints alone). The
-starts (the keypoints' shape, the average body and the best of random bodies on a coarse silhouette cost) are
-raced by successive halving (:func:`_halving`) on a few of the frames, the winner runs on with all of them. The
+starts (the keypoints' shape, the average body and bodies spread evenly over the phenotypes, :data:`START_SPREAD`)
+are raced by successive halving (:func:`_halving`) on a few of the frames, the winner runs on with all of them. The
 phenotypes have valleys (gender against age, weight against muscle): with four starts each run alike, full-size
 takes 105 and 108 ended in valleys of higher loss than the one a start at the true body reaches (10720 against
-10368, 8709 against 7934), girths up to 14 mm off; the coarse ranking had put the random start that reaches the
-right valley 8th of 8. Mask-outline distances up to a fraction of the surface points'
+10368, 8709 against 7934), girths up to 14 mm off. Random bodies ranked on a coarse silhouette cost (until stop 34)
+missed the valley of held-out bodies 112 and 116: that cost is flat along the valleys, and 200 random bodies leave
+gaps in six phenotypes. Mask-outline distances up to a fraction of the surface points'
 projected spacing are forgiven (``silhouette_gap``), the floor the discrete points leave even on the true body.
 A prior holds each joint near its keypoint pose (``silhouette_pose_sigma_rad``). In the refinement's cost the rim
 (below) is a smooth weight of each point (:func:`rim_weights`): taken point by point, the cost jumped wherever a point
@@ -158,6 +159,15 @@ def rim_weights(cos: torch.Tensor, field: torch.Tensor, rim_cos: float) -> torch
     facing = torch.sigmoid((rim_cos**2 - cos**2) / RIM_SOFTNESS)
     return facing * torch.sigmoid((field + RIM_DEPTH_PX) / RIM_DEPTH_SOFTNESS_PX)
 
+
+START_SPREAD = 1.5
+"""The refinement's ``silhouette_starts`` bodies are spread evenly (:meth:`SkinnedBodyModel.spread_shapes`) over
+the range random bodies are drawn from at this spread (Anny: each phenotype the average +- 0.45, age +- 0.18)."""
+
+FIRST_ROUND_KEEP = 0.25
+"""The share of the starts that goes on after the first round of :func:`_halving` (later rounds keep half). On
+the 12 full-size takes measured with 26 starts halved from the first round (README, "Starts spread over the
+phenotypes"), the start that won lay 1st to 3rd after the first round: the other 19 of 26 need no second round."""
 
 NEAR_OUTLINE_PX = 12.0
 """Mask -> model distances are capped here (mask pixels): only surface points this near the mask's outline are
@@ -472,11 +482,12 @@ def fit_shape_silhouettes(
                           sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour,
                           allowance, sil.masks.blur)
     # the starts: the keypoints' shape (its phenotypes drawn in from the bounds, where the tanh leaves no
-    # gradient), the average body and random bodies; a keypoint fit far off (a detector's biased hips make a heavy,
-    # weak body) can start in the wrong valley of the model's trade-offs (weight against muscle, gender against age)
+    # gradient), the average body and bodies spread over the phenotypes; a keypoint fit far off (a detector's
+    # biased hips make a heavy, weak body) can start in the wrong valley of the model's trade-offs (weight against
+    # muscle, gender against age)
     x_kp = np.clip(sfree.double().numpy(), -FREE_BOUND, FREE_BOUND)
-    starts = [x_kp, model.free_from_shape(model.default_shape())] + _ranked_starts(
-        model, red, basis, offsets, rot[pick_t], trans[pick_t], frame_tg, term, cfg)
+    starts = [x_kp, model.free_from_shape(model.default_shape())] + [
+        model.free_from_shape(p) for p in model.spread_shapes(cfg.silhouette_starts, START_SPREAD)]
     sub = np.arange(len(pick))
     if 0 < cfg.silhouette_start_frames < len(pick):
         sub = np.unique(np.linspace(0, len(pick) - 1, cfg.silhouette_start_frames).round().astype(int))
@@ -492,7 +503,7 @@ def fit_shape_silhouettes(
                                        cfg.frame_iterations, cfg.robust_scale)
         trials.append(_Trial(JointRefinement(model, red, rot_p, trans_p, sub_tg.target.numpy(),
                                              sub_tg.weight.numpy(), skeleton, sub_term, cfg), x0))
-    best, rounds = _halving(trials, cfg.silhouette_start_iterations)
+    best, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP)
     x, rot_s, trans_s, loss = best.result()
     first, joint = best.iterations, best.joint
     if len(sub) < len(pick):  # the other frames posed on the keypoints with the best start's shape
@@ -577,14 +588,15 @@ class _Trial:
         return self.x, self.joint.rot0 @ rotvec_to_rotmat(self.delta), self.joint.trans0 + self.dtrans, self.loss
 
 
-def _halving(trials: list[_Trial], iterations: int) -> tuple[_Trial, list[list[float]]]:
+def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5) -> tuple[_Trial, list[list[float]]]:
     """Successive halving of the refinement's starts: each round every start still in runs ``iterations`` more,
-    then the better half (rounded up) of them by loss goes on, until one is left. Starts in a wrong valley of the
-    phenotypes (gender against age, weight against muscle) show it in their loss after a few tens of iterations
-    (take 105: the start nearest the truth's valley was the lowest but one after 62 iterations and after 124),
-    while which of the random bodies lies in the right valley the coarse ranking cannot tell (take 105: the 8th of
-    8); the halving gives many starts a short look and the promising ones the iterations. Returns the best start
-    and each round's losses (in the starts' order, None for those out)."""
+    then the better half (rounded up; after the first round the better ``first_keep``) of them by loss goes on,
+    until one is left. Starts in a wrong valley of the phenotypes (gender against age, weight against muscle) show
+    it in their loss after a few tens of iterations (take 105: the start nearest the truth's valley was the lowest
+    but one after 62 iterations and after 124), while which start lies in the right valley no cheaper cost tells
+    (a coarse silhouette cost is flat along the valleys); the halving gives many starts a short look and the
+    promising ones the iterations. Returns the best start and each round's losses (in the starts' order, None
+    for those out)."""
     alive, rounds = list(range(len(trials))), []
     while True:
         for i in alive:
@@ -593,7 +605,8 @@ def _halving(trials: list[_Trial], iterations: int) -> tuple[_Trial, list[list[f
         rounds.append([trials[i].loss if i in alive else None for i in range(len(trials))])
         if len(alive) == 1:
             return trials[alive[0]], rounds
-        alive = sorted(alive, key=lambda i: trials[i].loss)[: (len(alive) + 1) // 2]
+        keep = max(int(np.ceil(len(alive) * first_keep)), 1) if len(rounds) == 1 else (len(alive) + 1) // 2
+        alive = sorted(alive, key=lambda i: trials[i].loss)[:keep]
 
 
 def take_keypoint_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: np.ndarray, kp_joint: np.ndarray) -> torch.Tensor:
@@ -617,33 +630,6 @@ def _offset_figures(offsets: np.ndarray | None) -> dict:
         return {}
     norms = 1000 * np.linalg.norm(offsets, axis=1)
     return {"keypoint_offsets_mm_rms": float(np.sqrt(np.mean(norms**2))), "keypoint_offsets_mm_max": float(norms.max())}
-
-
-def _ranked_starts(model: SkinnedBodyModel, red: _Reduced, basis: _Basis, offsets: torch.Tensor | None,
-                   rot: torch.Tensor, trans: torch.Tensor, frame_tg: _Targets, term: SilhouetteTerm,
-                   cfg: FitConfig) -> list[np.ndarray]:
-    """The ``silhouette_starts`` best of ``silhouette_candidates`` random bodies (unconstrained, (S,) each) on a
-    coarse silhouette cost: 4 of the picked frames (rot (F, Jf, 3, 3), trans (F, 3), keypoints ``frame_tg``),
-    each posed on its keypoints with the candidate's shape, surface points twice as sparse."""
-    if cfg.silhouette_starts <= 0 or cfg.silhouette_candidates <= 0:
-        return []
-    keep = np.unique(np.linspace(0, len(rot) - 1, min(4, len(rot))).round().astype(int))
-    keep_t = torch.as_tensor(keep)
-    tg = frame_tg.rows(keep_t)  # type: ignore[arg-type]
-    ids = surface_sample(model, model.default_shape(), 2 * cfg.silhouette_spacing_m)
-    coarse = SilhouetteTerm(
-        model, term.rotmats_rotvec[keep], term.trans.double().numpy()[keep],
-        [[term.masks[f][c] for c in range(len(term.cameras))] for f in keep], term.rig, term.camera_names, term.scale,
-        ids, cfg.silhouette_tau_px, term.contour, _feet_allowance(model, ids, cfg), term.blur)
-    rng = np.random.default_rng(0)
-    pool = np.stack([model.random_shape(rng, 1.5) for _ in range(cfg.silhouette_candidates)])
-    costs = []
-    for p in pool:
-        rest = _rest(basis, _coefficients(model, torch.as_tensor(model.free_from_shape(p), dtype=DT)), red, offsets)
-        r, t = _solve_frames(model, red, rest, rot[keep_t], trans[keep_t], tg, cfg, 2, cfg.robust_scale)
-        coarse.pose(_full_pose(model, red, r), t.numpy())
-        costs.append(coarse.cost(p))
-    return [model.free_from_shape(p) for p in pool[np.argsort(costs)[: cfg.silhouette_starts]]]
 
 
 def _positive(a: np.ndarray) -> np.ndarray:

@@ -156,6 +156,23 @@ class SkinnedBodyModel:
         """(S,) a plausible random body, for synthetic tests."""
         raise NotImplementedError
 
+    def spread_shapes(self, count: int, spread: float = 1.0, seed: int = 0) -> np.ndarray:
+        """(count, S) bodies spread evenly over the range :meth:`random_shape` draws from at ``spread``: the first
+        ``count`` points of a scrambled Sobol sequence (``seed``) mapped through :meth:`shape_from_unit`. Starts
+        of a search: random draws leave gaps in six or more dimensions that a low-discrepancy set fills."""
+        if count <= 0:
+            return np.zeros((0, self.num_shape))
+        from scipy.stats import qmc
+
+        power = max(int(np.ceil(np.log2(count))), 0)  # a power of two keeps the set balanced (scipy warns otherwise)
+        unit = qmc.Sobol(self.num_shape, scramble=True, seed=seed).random_base2(power)[:count]
+        return np.stack([self.shape_from_unit(u, spread) for u in unit])
+
+    def shape_from_unit(self, unit: np.ndarray, spread: float = 1.0) -> np.ndarray:
+        """(S,) the body at ``unit`` (S,) in the unit cube, the cube spanning :meth:`random_shape`'s range at
+        ``spread``."""
+        raise NotImplementedError
+
     def shape_from_free(self, free: torch.Tensor) -> torch.Tensor:
         """Map unconstrained fitting variables (S,) to shape parameters (S,)."""
         return free

@@ -206,6 +206,13 @@ class SmplBody(SkinnedBodyModel):
         """(S,) betas drawn from a normal distribution with standard deviation ``spread``."""
         return rng.normal(0.0, spread, self.num_shape)
 
+    def shape_from_unit(self, unit: np.ndarray, spread: float = 1.0) -> np.ndarray:
+        """(S,) betas at ``unit`` (S,) in the unit cube through the normal distribution's quantiles (standard
+        deviation ``spread``), the cube's faces held 3 standard deviations out."""
+        from scipy.stats import norm
+
+        return spread * norm.ppf(np.clip(np.asarray(unit, dtype=float), norm.cdf(-3.0), norm.cdf(3.0)))
+
     def shape_prior(self, shape: torch.Tensor) -> torch.Tensor:
         """Negative log prior of betas (S,) (scalar) or (N, S) (N,): standard normal, 0 at zero."""
         return 0.5 * (shape**2).sum(-1)
