@@ -114,14 +114,13 @@ def test_measurements_plausible(anny):
     assert 0.6 < m.inseam < 1.0
 
 
-
 def test_spread_shapes_cover_the_random_bodies_range_evenly(anny, smpl_dir):
     """The silhouette fit's starts (``spread_shapes``): 24 bodies inside random_shape's range, spread evenly over
     each phenotype. Cut each phenotype's range in 12 equal slices: the Sobol set leaves none of the 72 empty and puts
     at most 3 bodies in one; 200 sets of 24 random draws left 4-12 empty (mean 9.2) and put 4-8 in one (mean 5.8). In
     six dimensions 24 points cannot cover the box much closer than random ones (the farthest of 4000 random bodies
     from its nearest start: 1.88 box half-widths, random sets 1.75-2.07); the even spread along each phenotype is
-    what the fit gains (README, "Starts spread over the phenotypes")."""
+    what the fit gains (README, "The starts spread over the phenotypes")."""
     spread = 1.5
     starts = anny.spread_shapes(24, spread)
     d = anny.default_shape()

@@ -201,7 +201,7 @@ def _silhouette_bias_mm(model, scene, contour: bool, gap: float, noise_rad: floa
     normals = np.stack([vertex_normals(v, np.asarray(model.faces))[ids] for v in verts])
     pts, nt = verts[:, ids], torch.as_tensor(normals)
     eps = np.arange(-8, 8.01, 0.5)
-    cost = np.array([float(term.loss_torch(torch.as_tensor(pts + e / 1000 * normals), gaps, cfg.silhouette_tau_px, nt,
+    cost = np.array([float(term.loss_torch(torch.as_tensor(pts + e / 1000 * normals), gaps, nt,
                                            rim_cos)) for e in eps])
     k = int(np.clip(cost.argmin(), 2, len(eps) - 3))
     a, b, _ = np.polyfit(eps[k - 2 : k + 3], cost[k - 2 : k + 3], 2)
@@ -280,7 +280,7 @@ def test_the_rim_cost_is_smooth_in_the_pose(anny):
     for angle in np.linspace(0.0, np.radians(2.0), 201):
         R = Rotation.from_rotvec([0.0, 0.0, angle]).as_matrix()
         p, n = torch.as_tensor((pts - centre) @ R.T + centre), torch.as_tensor(normals @ R.T)
-        smooth.append(float(term.loss_torch(p, gaps, cfg.silhouette_tau_px, n, 0.2)))
+        smooth.append(float(term.loss_torch(p, gaps, n, 0.2)))
         hard.append(sum(float(torch.log1p(a**2 / tau2).mean() + torch.log1p(b**2 / tau2).mean())
                         for a, b in term.distances(p, gaps, n, 0.2)[0]))
     jumps = {k: float(np.abs(np.diff(v, 2)).max() / np.median(np.abs(np.diff(v, 2))))

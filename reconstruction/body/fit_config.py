@@ -203,13 +203,15 @@ class FitConfig:
     """How many bodies spread evenly over the phenotypes (a scrambled Sobol set, ``fit_silhouette.START_SPREAD``)
     start the refinement besides the keypoints' shape and the average body. The phenotypes have valleys (gender
     against age, weight against muscle) that the silhouettes tell apart only once refined, and random or ranked
-    starts left gaps where the truth's valley lay. On the held-out takes 111-120 (README, "Starts spread over the
-    phenotypes"), 24 of them put 112 and 116 in the truth's valley where the best 8 of 200 random bodies on a
-    coarse silhouette cost had not: every girth within 10 mm and the height within 5 mm on 9 of 10 against 7.
-    12 fixed only 116."""
+    starts left gaps where the truth's valley lay. On the twenty full-pipeline takes 101-120 (README, "The starts
+    spread over the phenotypes"), 24 of them (raced with ``fit_silhouette.FIRST_ROUND_KEEP``) put every girth within
+    10 mm on 20 of 20 and the height within 5 mm too on 19 (the held-out 111-120: 10 of 10), where the best 8 of 200
+    random bodies on a coarse silhouette cost gave 16 and 15 (7 of 10); the shape fit 21 % slower. 12 fixed only
+    116 of the held-out misses; 48 made 110 and 112 worse (the race's picks)."""
     silhouette_start_iterations: int = 20
     """Iterations each start still in runs per round of the starts' successive halving (on the
-    ``silhouette_start_frames``): after each round the better half goes on, until one is left
+    ``silhouette_start_frames``): after each round the better half goes on (after the first the better quarter,
+    ``fit_silhouette.FIRST_ROUND_KEEP``), until one is left
     (``fit_silhouette._halving``); the winner then runs the rest of ``silhouette_iterations`` on every picked frame."""
 
     @property

@@ -166,7 +166,7 @@ the range random bodies are drawn from at this spread (Anny: each phenotype the 
 
 FIRST_ROUND_KEEP = 0.25
 """The share of the starts that goes on after the first round of :func:`_halving` (later rounds keep half). On
-the 12 full-size takes measured with 26 starts halved from the first round (README, "Starts spread over the
+the 12 full-size takes measured with 26 starts halved from the first round (README, "The starts spread over the
 phenotypes"), the start that won lay 1st to 3rd after the first round: the other 19 of 26 need no second round."""
 
 NEAR_OUTLINE_PX = 12.0
@@ -250,8 +250,6 @@ class SilhouetteTerm:
         self.tau = tau_px
         self.cameras = [rig[c] for c in cameras]  # type: ignore[index]
         self.centres = [np.asarray(cam.center, dtype=float) for cam in self.cameras]  # world positions
-        self.rig, self.camera_names, self.masks = rig, cameras, views
-        self.contour, self.blur = contour, blur
         self.allowance = np.zeros(len(vertex_ids)) if allowance_px is None else np.asarray(allowance_px, float)
         if self.allowance.shape != (len(vertex_ids),):
             raise ValueError(f"allowance_px must have shape ({len(vertex_ids)},), got {self.allowance.shape}")
@@ -336,15 +334,15 @@ class SilhouetteTerm:
         return [gap_m * self.scale * float(self.cameras[c].K[0, 0]) / max(float(self.cameras[c].to_camera(centre[f])[2]), 0.1)
                 for f, c, *_ in self.views]
 
-    def loss_torch(self, pts: torch.Tensor, gaps: list[float], tau_px: float, normals: torch.Tensor | None = None,
+    def loss_torch(self, pts: torch.Tensor, gaps: list[float], normals: torch.Tensor | None = None,
                    rim_cos: float = 0.0) -> torch.Tensor:
         """The silhouette cost, differentiable in the surface points pts (F, N, 3) (world metres, the points of
         ``vertex_ids`` posed in each frame): the sum over views of the two one-sided mean Cauchy losses of the
-        distances (:meth:`distances`) over tau_px^2."""
+        distances (:meth:`distances`) over the robust scale ``tau_px`` squared."""
         if not self.views:
             return pts.new_zeros(())
         d_out, use, d_in, _ = self._distances(pts, gaps, normals, rim_cos, smooth=True)
-        tau2 = tau_px**2
+        tau2 = self.tau**2
         out = (torch.log1p(d_out**2 / tau2) * use).sum(1) / use.sum(1)
         V = len(self.views)
         per_view = torch.zeros(V, dtype=pts.dtype).index_add(0, self._edge_view, torch.log1p(d_in**2 / tau2))
@@ -428,14 +426,6 @@ class SilhouetteTerm:
                                   .clamp_max(NEAR_OUTLINE_PX))
         gap = torch.as_tensor(gaps, dtype=pts.dtype)[self._edge_view]
         return d_out, use, (d_in - gap).clamp_min(0.0), taken
-
-    def cost(self, shape: np.ndarray) -> float:
-        """The robust cost (sum over views of the two one-sided mean Cauchy losses, in squared mask pixels)."""
-        tau2 = self.tau**2
-        total = 0.0
-        for d_out, d_in in self.residuals(shape):
-            total += float(np.mean(np.log1p(d_out**2 / tau2)) + np.mean(np.log1p(d_in**2 / tau2))) * tau2
-        return total
 
     def figures(self, shape: np.ndarray) -> dict:
         """Median and 90th percentile of both distances over every view (mask pixels), and the views' count."""
@@ -605,8 +595,8 @@ def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5) -> 
         rounds.append([trials[i].loss if i in alive else None for i in range(len(trials))])
         if len(alive) == 1:
             return trials[alive[0]], rounds
-        keep = max(int(np.ceil(len(alive) * first_keep)), 1) if len(rounds) == 1 else (len(alive) + 1) // 2
-        alive = sorted(alive, key=lambda i: trials[i].loss)[:keep]
+        keep = int(np.ceil(len(alive) * (first_keep if len(rounds) == 1 else 0.5)))
+        alive = sorted(alive, key=lambda i: trials[i].loss)[: max(keep, 1)]
 
 
 def take_keypoint_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: np.ndarray, kp_joint: np.ndarray) -> torch.Tensor:
@@ -759,7 +749,7 @@ class JointRefinement:
         take's joint limits (:meth:`limit_cost`)."""
         cfg = self.cfg
         pts, rg = self.posed(x, delta, dtrans)
-        sil = self.term.loss_torch(pts[:, : self.n_sil], self.gap, cfg.silhouette_tau_px, self.normals,
+        sil = self.term.loss_torch(pts[:, : self.n_sil], self.gap, self.normals,
                                    cfg.silhouette_rim_cos)
         kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
         offset_prior = kp.new_zeros(())
@@ -800,7 +790,7 @@ class JointRefinement:
             kp = torch.einsum("kn,fnd->fkd", self.reg, pts[:, self.n_sil :])
             if fixed is None:
                 dists, taken = self.term.distances(pts[:, : self.n_sil], self.gap, self.normals, cfg.silhouette_rim_cos)
-                tau2 = cfg.silhouette_tau_px**2
+                tau2 = self.term.tau**2
                 r2 = ((kp - self.target) ** 2).sum(-1) / sigma**2
                 c2 = cfg.robust_scale**2
                 offsets = self._offset(kp, rg)[1] if cfg.silhouette_keypoint_offset_sigma_m > 0 else None
