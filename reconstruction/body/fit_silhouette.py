@@ -21,13 +21,15 @@ the keypoints (:class:`JointRefinement`, L-BFGS in torch with the distances' der
 distance transform, through the nearest surface point): with the poses held fixed, a pose a little off (a
 detector's bias) is paid for by the shape (measured: girths 20-70 mm worse than the keypoints alone). The
 starts (the keypoints' shape, the average body and bodies spread evenly over the phenotypes, :data:`START_SPREAD`)
-are raced by successive halving (:func:`_halving`) on a few of the frames, the winner runs on with all of them. The
-phenotypes have valleys (gender against age, weight against muscle): with four starts each run alike, full-size
-takes 105 and 108 ended in valleys of higher loss than the one a start at the true body reaches (10720 against
-10368, 8709 against 7934), girths up to 14 mm off. Random bodies ranked on a coarse silhouette cost (until stop 34)
-missed the valley of held-out bodies 112 and 116: that cost is flat along the valleys, and 200 random bodies leave
-gaps in six phenotypes. Mask-outline distances up to a fraction of the surface points'
-projected spacing are forgiven (``silhouette_gap``), the floor the discrete points leave even on the true body.
+are raced by successive halving (:func:`_halving`) on a few of the frames, the winner runs on with all of them
+(with ``silhouette_finalists``, the last few are raced again on all of them: a few frames can rank two valleys the
+wrong way round). The phenotypes have valleys (gender against age, weight against muscle): with four starts each
+run alike, full-size takes 105 and 108 ended in valleys of higher loss than the one a start at the true body
+reaches (10720 against 10368, 8709 against 7934), girths up to 14 mm off. Random bodies ranked on a coarse
+silhouette cost (until stop 34) missed the valley of held-out bodies 112 and 116: that cost is flat along the
+valleys, and 200 random bodies leave gaps in six phenotypes. Mask-outline distances up to a fraction of the surface
+points' projected spacing are forgiven (``silhouette_gap``), the floor the discrete points leave even on the true
+body.
 A prior holds each joint near its keypoint pose (``silhouette_pose_sigma_rad``). In the refinement's cost the rim
 (below) is a smooth weight of each point (:func:`rim_weights`): taken point by point, the cost jumped wherever a point
 entered or left it as the pose moved, L-BFGS' line search stalled after a third to half of its iterations and the
@@ -493,19 +495,34 @@ def fit_shape_silhouettes(
                                        cfg.frame_iterations, cfg.robust_scale)
         trials.append(_Trial(JointRefinement(model, red, rot_p, trans_p, sub_tg.target.numpy(),
                                              sub_tg.weight.numpy(), skeleton, sub_term, cfg), x0))
-    best, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP)
-    x, rot_s, trans_s, loss = best.result()
-    first, joint = best.iterations, best.joint
-    if len(sub) < len(pick):  # the other frames posed on the keypoints with the best start's shape
-        rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
-        rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t], trans[pick_t], frame_tg, cfg, cfg.frame_iterations,
-                                       cfg.robust_scale)
-        rot_p, trans_p = rot_p.clone(), trans_p.clone()
-        rot_p[sub_t], trans_p[sub_t] = rot_s.to(rot_p.dtype), trans_s.to(trans_p.dtype)
-    if cfg.silhouette_iterations > first or len(sub) < len(pick):
-        joint = JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
-                                skeleton, term, cfg)
-        x, rot_p, trans_p, loss = joint.run(x, max(cfg.silhouette_iterations - first, 1))
+    finalists = cfg.silhouette_finalists if len(sub) < len(pick) else 1
+    left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP, until=finalists)
+    final_rounds: list[list[float]] = []
+    if len(sub) < len(pick):
+        # the starts left go on with every picked frame, the other frames posed on the keypoints with each one's
+        # shape; two or more are raced again there (a few start frames can rank two valleys the wrong way round)
+        finals = []
+        for trial in left:
+            x, rot_s, trans_s, _ = trial.result()
+            rest = _rest(basis, _coefficients(model, torch.as_tensor(x, dtype=DT)), red, offsets)
+            rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t], trans[pick_t], frame_tg, cfg,
+                                           cfg.frame_iterations, cfg.robust_scale)
+            rot_p, trans_p = rot_p.clone(), trans_p.clone()
+            rot_p[sub_t], trans_p[sub_t] = rot_s.to(rot_p.dtype), trans_s.to(trans_p.dtype)
+            final = _Trial(JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(),
+                                           frame_tg.weight.numpy(), skeleton, term, cfg), x)
+            final.iterations = trial.iterations
+            finals.append(final)
+        if len(finals) > 1:
+            left, final_rounds = _halving(finals, cfg.silhouette_final_iterations)
+        else:
+            left = finals
+    best = left[0]
+    remaining = cfg.silhouette_iterations - best.iterations
+    if remaining > 0 or not np.isfinite(best.loss):  # a lone finalist has yet to run on every frame
+        best.advance(max(remaining, 1))
+    x, rot_p, trans_p, loss = best.result()
+    joint = best.joint
     kp_offsets = joint.offsets(x, rot_p, trans_p)
     term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
     shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
@@ -514,7 +531,7 @@ def fit_shape_silhouettes(
                            term, cfg).shape_information(x)
     t_info = time.perf_counter() - t_info
     figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape), "loss": loss,
-               "start_losses": rounds[0], "start_rounds": rounds, **_offset_figures(kp_offsets),
+               "start_losses": rounds[0], "start_rounds": rounds, "final_rounds": final_rounds, **_offset_figures(kp_offsets),
                "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
                "shape_information": info.tolist(), "information_seconds": t_info,
                "seconds": time.perf_counter() - start}
@@ -578,25 +595,27 @@ class _Trial:
         return self.x, self.joint.rot0 @ rotvec_to_rotmat(self.delta), self.joint.trans0 + self.dtrans, self.loss
 
 
-def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5) -> tuple[_Trial, list[list[float]]]:
+def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, until: int = 1
+             ) -> tuple[list[_Trial], list[list[float]]]:
     """Successive halving of the refinement's starts: each round every start still in runs ``iterations`` more,
     then the better half (rounded up; after the first round the better ``first_keep``) of them by loss goes on,
-    until one is left. Starts in a wrong valley of the phenotypes (gender against age, weight against muscle) show
-    it in their loss after a few tens of iterations (take 105: the start nearest the truth's valley was the lowest
-    but one after 62 iterations and after 124), while which start lies in the right valley no cheaper cost tells
-    (a coarse silhouette cost is flat along the valleys); the halving gives many starts a short look and the
-    promising ones the iterations. Returns the best start and each round's losses (in the starts' order, None
-    for those out)."""
+    until ``until`` are left. Starts in a wrong valley of the phenotypes (gender against age, weight against
+    muscle) show it in their loss after a few tens of iterations (take 105: the start nearest the truth's valley
+    was the lowest but one after 62 iterations and after 124), while which start lies in the right valley no
+    cheaper cost tells (a coarse silhouette cost is flat along the valleys); the halving gives many starts a short
+    look and the promising ones the iterations. Returns the starts left, best first, and each round's losses (in
+    the starts' order, None for those out)."""
     alive, rounds = list(range(len(trials))), []
     while True:
         for i in alive:
             trials[i].advance(iterations)
             logger.debug("silhouettes: start %d after %d iterations: loss %.6g", i, trials[i].iterations, trials[i].loss)
         rounds.append([trials[i].loss if i in alive else None for i in range(len(trials))])
-        if len(alive) == 1:
-            return trials[alive[0]], rounds
+        alive = sorted(alive, key=lambda i: trials[i].loss)
+        if len(alive) <= max(until, 1):
+            return [trials[i] for i in alive], rounds
         keep = int(np.ceil(len(alive) * (first_keep if len(rounds) == 1 else 0.5)))
-        alive = sorted(alive, key=lambda i: trials[i].loss)[: max(keep, 1)]
+        alive = alive[: max(keep, until, 1)]
 
 
 def take_keypoint_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: np.ndarray, kp_joint: np.ndarray) -> torch.Tensor:
