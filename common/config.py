@@ -18,13 +18,19 @@ class ConfigError(ValueError):
 
 
 def config_from_mapping(cls: type[T], mapping: dict[str, Any] | None, source: str = "config") -> T:
-    """Build the dataclass ``cls`` from a mapping. Unknown keys are an error that lists the valid ones.
+    """Build the dataclass ``cls`` from a mapping. Unknown keys are an error that lists the valid ones; a key the
+    class names in its ``REMOVED_KEYS`` (a ClassVar mapping an older version's setting to what replaced it) is an
+    error that says so.
 
     Nested dataclass fields take nested mappings; tuples are converted from lists.
     """
     mapping = dict(mapping or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(mapping) - set(fields))
+    removed = {k: why for k, why in getattr(cls, "REMOVED_KEYS", {}).items() if k in unknown}
+    if removed:  # a setting an older version had: say what replaced it rather than the nearest name
+        key, why = next(iter(sorted(removed.items())))
+        raise ConfigError(f"{source}: {key!r} is no longer a setting of {cls.__name__}: {why}; remove it")
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(fields), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""

@@ -51,6 +51,12 @@ def test_an_unknown_table_or_key_names_the_nearest_valid_one(tmp_path, capsys):
     session.config_path.write_text("[retarget]\npin_fet = false\n")
     with pytest.raises(ConfigError, match="did you mean pin_feet"):
         check_session_config(Session(session.root))
+    # a setting an older version had is named with what replaced it, not with the nearest name (shape_candidates)
+    session.config_path.write_text("[fit]\nsilhouette_candidates = 8\n")
+    with pytest.raises(ConfigError, match=r"\[fit\]: 'silhouette_candidates' is no longer a setting of FitConfig: "
+                                          r".*silhouette_starts; remove it") as caught:
+        check_session_config(Session(session.root))
+    assert "did you mean" not in str(caught.value)
 
 
 def test_mocap_config_prints_every_table_with_defaults(tmp_path, capsys):

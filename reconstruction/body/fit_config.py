@@ -6,6 +6,7 @@ Torch-free, so that readers of body.npz (export, the report) need only numpy."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -13,6 +14,12 @@ import numpy as np
 @dataclass(frozen=True)
 class FitConfig:
     """Settings of sequence fitting (the ``[fit]`` table of session.toml)."""
+
+    REMOVED_KEYS: ClassVar[dict[str, str]] = {
+        "silhouette_candidates": "the silhouette refinement's starts are no longer random bodies ranked on a coarse "
+                                 "cost but bodies spread over the phenotypes (since stop 34); their number is "
+                                 "silhouette_starts"}
+    """Settings of older versions, with what replaced them (``common.config.config_from_mapping`` says so)."""
 
     model: str = "anny"
     """Body model: "anny" (open, default), "smpl", "smplh" or "smplx" (user's files)."""
