@@ -27,10 +27,10 @@ def config_from_mapping(cls: type[T], mapping: dict[str, Any] | None, source: st
     mapping = dict(mapping or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(mapping) - set(fields))
-    removed = {k: why for k, why in getattr(cls, "REMOVED_KEYS", {}).items() if k in unknown}
-    if removed:  # a setting an older version had: say what replaced it rather than the nearest name
-        key, why = next(iter(sorted(removed.items())))
-        raise ConfigError(f"{source}: {key!r} is no longer a setting of {cls.__name__}: {why}; remove it")
+    removed = getattr(cls, "REMOVED_KEYS", {})
+    for key in unknown:  # a setting an older version had: say what replaced it rather than the nearest name
+        if key in removed:
+            raise ConfigError(f"{source}: {key!r} is no longer a setting of {cls.__name__}: {removed[key]}; remove it")
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(fields), n=1)
         hint = f"; did you mean {close[0]}?" if close else ""

@@ -484,7 +484,8 @@ def fit_shape_silhouettes(
     if 0 < cfg.silhouette_start_frames < len(pick):
         sub = np.unique(np.linspace(0, len(pick) - 1, cfg.silhouette_start_frames).round().astype(int))
     sub_t, sub_tg = torch.as_tensor(sub), frame_tg.rows(torch.as_tensor(sub))  # type: ignore[arg-type]
-    sub_term = term if len(sub) == len(pick) else SilhouetteTerm(
+    partial = len(sub) < len(pick)  # the starts raced on some of the frames, the finalists then on all of them
+    sub_term = term if not partial else SilhouetteTerm(
         model, term.rotmats_rotvec[sub], term.trans.double().numpy()[sub], [views[i] for i in sub], sil.rig,
         sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour, allowance,
         sil.masks.blur)
@@ -495,10 +496,10 @@ def fit_shape_silhouettes(
                                        cfg.frame_iterations, cfg.robust_scale)
         trials.append(_Trial(JointRefinement(model, red, rot_p, trans_p, sub_tg.target.numpy(),
                                              sub_tg.weight.numpy(), skeleton, sub_term, cfg), x0))
-    finalists = cfg.silhouette_finalists if len(sub) < len(pick) else 1
-    left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP, until=finalists)
+    left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP,
+                            until=cfg.silhouette_finalists if partial else 1)
     final_rounds: list[list[float]] = []
-    if len(sub) < len(pick):
+    if partial:
         # the starts left go on with every picked frame, the other frames posed on the keypoints with each one's
         # shape; two or more are raced again there (a few start frames can rank two valleys the wrong way round)
         finals = []
@@ -612,10 +613,9 @@ def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, unt
             logger.debug("silhouettes: start %d after %d iterations: loss %.6g", i, trials[i].iterations, trials[i].loss)
         rounds.append([trials[i].loss if i in alive else None for i in range(len(trials))])
         alive = sorted(alive, key=lambda i: trials[i].loss)
-        if len(alive) <= max(until, 1):
+        if len(alive) <= until:
             return [trials[i] for i in alive], rounds
-        keep = int(np.ceil(len(alive) * (first_keep if len(rounds) == 1 else 0.5)))
-        alive = alive[: max(keep, until, 1)]
+        alive = alive[: max(int(np.ceil(len(alive) * (first_keep if len(rounds) == 1 else 0.5))), until)]
 
 
 def take_keypoint_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: np.ndarray, kp_joint: np.ndarray) -> torch.Tensor:
