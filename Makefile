@@ -48,15 +48,28 @@ pose-models: $(STAMP)
 	@$(BIN)/python tools/build_pose_landmarker.py --variant hand --if-missing || \
 		echo "(the hand landmarker could not be built: the hands' keypoints will be BlazePose's)"
 
+# The tests run on $(TEST_WORKERS) worker processes (pytest-xdist; tests/conftest.py keeps each module on one worker
+# and the demo take's tests after its build, longest first), after the tests that measure speed or pacing
+# (marked quiet), which run first, alone. Both runs always run; either failing fails make test.
+TEST_WORKERS ?= 2
+PYTEST_QUIET_FIRST = -m "quiet and not demo_take"
+PYTEST_WORKERS = -m "not quiet or demo_take" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: $(STAMP) pose-models
-	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q
+	@status=0; \
+	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q $(PYTEST_QUIET_FIRST) || status=1; \
+	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q $(PYTEST_WORKERS) || status=1; \
+	exit $$status
 
 # The same tests on the newest supported Python, in .venv-3.13 (on Python 3.13 PyPI's torch 2.13.0 is the CUDA
 # build, ~7 GB with its libraries; it runs on the CPU). The demo and the Blender check run once, on 3.11.
 test-newest:
 	@test -n "$(PY_NEWEST)" || { echo "Python 3.13 not found: set PY_NEWEST=/path/to/python3.13"; exit 1; }
 	$(MAKE) --no-print-directory PY=$(PY_NEWEST) VENV=.venv-3.13 .venv-3.13/.installed pose-models
-	.venv-3.13/bin/python -m pytest -q
+	@status=0; \
+	.venv-3.13/bin/python -m pytest -q $(PYTEST_QUIET_FIRST) || status=1; \
+	.venv-3.13/bin/python -m pytest -q $(PYTEST_WORKERS) || status=1; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

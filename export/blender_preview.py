@@ -72,13 +72,18 @@ def blender_python(install: bool = False) -> Path:
     py313 = find_python313()
     if py313 is None:
         raise PreviewUnavailable("Python 3.13 not found (bpy 5.3 needs it; set MOCAP_PYTHON313=/path/to/python3.13)")
-    if not python.exists():
-        subprocess.run([str(py313), "-m", "venv", str(venv)], check=True, timeout=300)
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement],
-                          capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise PreviewUnavailable(f"pip could not install {requirement} for Python 3.13: {proc.stderr.strip()[-300:]}")
-    stamp.write_text(requirement)
+    from mocap_studio.common.cache import file_lock
+
+    with file_lock("blender-venv"):  # two processes at once (make test's workers): one installs, the other waits
+        if stamp.exists() and stamp.read_text() == requirement and python.exists():
+            return python
+        if not python.exists():
+            subprocess.run([str(py313), "-m", "venv", str(venv)], check=True, timeout=300)
+        proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", requirement],
+                              capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise PreviewUnavailable(f"pip could not install {requirement} for Python 3.13: {proc.stderr.strip()[-300:]}")
+        stamp.write_text(requirement)
     return python
 
 

@@ -15,10 +15,10 @@ import pytest
 from mocap_studio.cli import main
 from mocap_studio.demo import TARGETS, demo_root
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     os.environ.get("MOCAP_DEMO_CHECK") != "1",
     reason="the whole demo (~6 min on 2 cores) runs with MOCAP_DEMO_CHECK=1 (make test sets it)",
-)
+), pytest.mark.demo_take]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from viewer_takes import small_take
 
+pytestmark = pytest.mark.quiet  # speed and real-time pacing: make test runs this module first, alone
+
 TARGET_FPS = 15.0
 TARGET_LATENCY_MS = 150.0
 TARGET_OFFLINE_MM = 40.0
@@ -143,6 +145,7 @@ def test_replay_is_paced_in_real_time(take):
 
 @pytest.mark.skipif(os.environ.get("MOCAP_DEMO_CHECK") != "1", reason="the demo take is checked with MOCAP_DEMO_CHECK=1 "
                     "(make test sets it)")
+@pytest.mark.demo_take
 def test_replay_of_the_demo_take_matches_its_offline_triangulation(tmp_path):
     """Two of the demo's four 1280x720 cameras, 3 s, through `mocap live --replay`: the live skeletons against the
     demo's own (four-camera) triangulation. Speed is printed, not judged (the targets are for 640x360)."""

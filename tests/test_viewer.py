@@ -88,6 +88,7 @@ def test_viewer_shows_mesh_skeleton_cameras_and_scrubs(take, browser, tmp_path):
 
 @pytest.mark.skipif(os.environ.get("MOCAP_DEMO_CHECK") != "1", reason="the demo take is checked with MOCAP_DEMO_CHECK=1 "
                     "(make test sets it)")
+@pytest.mark.demo_take
 def test_viewer_on_the_demo_take(browser, tmp_path):
     from mocap_studio.demo import demo_root
 
