@@ -48,12 +48,12 @@ pose-models: $(STAMP)
 	@$(BIN)/python tools/build_pose_landmarker.py --variant hand --if-missing || \
 		echo "(the hand landmarker could not be built: the hands' keypoints will be BlazePose's)"
 
-# The tests run on $(TEST_WORKERS) worker processes (pytest-xdist; tests/conftest.py keeps each module on one worker
-# and the demo take's tests after its build, longest first), after the tests that measure speed or pacing
-# (marked quiet), which run first, alone. Both runs always run; either failing fails make test.
+# The tests run on $(TEST_WORKERS) worker processes (pytest-xdist; each module whole on one worker, the longest
+# first: tests/conftest.py), after the tests that measure speed or pacing (marked quiet), which run first, alone.
+# Both runs always run; either failing fails make test.
 TEST_WORKERS ?= 2
-PYTEST_QUIET_FIRST = -m "quiet and not demo_take"
-PYTEST_WORKERS = -m "not quiet or demo_take" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_QUIET_FIRST = -m quiet
+PYTEST_WORKERS = -m "not quiet" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP) pose-models
 	@status=0; \

@@ -43,12 +43,18 @@ def configure_anny_environment() -> None:
 
 
 @contextlib.contextmanager
-def file_lock(name: str) -> Iterator[None]:
-    """An exclusive lock on ``<cache>/<name>.lock``, so two processes never build the same cache at once."""
+def file_lock(name: str, waiting: str | None = None) -> Iterator[None]:
+    """An exclusive lock on ``<cache>/<name>.lock``, so two processes never build the same cache at once;
+    ``waiting`` is logged when another process holds it (before waiting for it)."""
     root = project_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                logger.info("%s", waiting)
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -74,7 +74,8 @@ def blender_python(install: bool = False) -> Path:
         raise PreviewUnavailable("Python 3.13 not found (bpy 5.3 needs it; set MOCAP_PYTHON313=/path/to/python3.13)")
     from mocap_studio.common.cache import file_lock
 
-    with file_lock("blender-venv"):  # two processes at once (make test's workers): one installs, the other waits
+    # two processes at once (make test's workers): one installs, the other waits
+    with file_lock("blender-venv", f"Blender: another process is installing it into {venv}; waiting"):
         if stamp.exists() and stamp.read_text() == requirement and python.exists():
             return python
         if not python.exists():

@@ -233,7 +233,17 @@ def run_demo(root: Path | None = None, fresh: bool = False, progress: Progress |
     """Build (or reuse) the demo take, run every stage, score it; writes ``report/demo.json``.
 
     Returns (session, the run's stage outcomes, the scores, seconds spent building the take)."""
+    from mocap_studio.common.cache import file_lock
+
     root = Path(root) if root else demo_root()
+    # one demo at a time on a cache: a second one (another terminal) waits, then finds the take built and its
+    # stages up to date, where two at once would render into the same take.partial
+    with file_lock("demo", f"demo: another `mocap demo` is running on {root}; waiting for it to finish"):
+        return _run_demo(root, fresh, progress, on_stage, config)
+
+
+def _run_demo(root: Path, fresh: bool, progress: Progress | None, on_stage, config: StudioConfig  # noqa: ANN001
+              ) -> tuple[Session, RunResult, dict[str, Any], float]:
     t0 = time.perf_counter()
     session = build_take(root, config, fresh=fresh, progress=progress)
     build_s = time.perf_counter() - t0

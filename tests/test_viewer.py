@@ -7,36 +7,17 @@ moves the skeleton and the body.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from viewer_takes import small_take
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--disable-gpu-sandbox"]
-RENDER_S = 2.5  # software WebGL: time for a change to reach the page and be drawn
+from viewer_takes import check_viewer, small_take
 
 
 @pytest.fixture(scope="module")
 def take(tmp_path_factory):
     synth, session = small_take(tmp_path_factory.mktemp("viewer"))
     return {"synth": synth, "session": session}
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed (make system-deps)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_glb_body_follows_the_keypoints(take):
@@ -60,106 +41,8 @@ def test_glb_body_follows_the_keypoints(take):
     assert [c.images.shape[0] for c in scene.cameras] == [2, 2, 2]
 
 
-def _shot(page, path: Path) -> np.ndarray:
-    import cv2
-
-    time.sleep(RENDER_S)
-    page.screenshot(path=str(path))
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB).astype(int)
-
-
-def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.abs(a - b).max(axis=-1) > 30
-
-
-def _quality_pixels(img: np.ndarray) -> np.ndarray:
-    """Pixels of the joint quality colours (saturated red / yellow / green, no blue) in the 3D view (the left
-    part of the page below the notification, clear of the control panel)."""
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    found = (np.maximum(r, g) > 150) & (b < 80) & (np.abs(r - g) + np.maximum(r, g) - b > 150)
-    found[:200] = False
-    found[:, 650:] = False
-    return found
-
-
 def test_viewer_shows_mesh_skeleton_cameras_and_scrubs(take, browser, tmp_path):
-    _check_viewer(take["session"], browser, tmp_path)
-
-
-@pytest.mark.skipif(os.environ.get("MOCAP_DEMO_CHECK") != "1", reason="the demo take is checked with MOCAP_DEMO_CHECK=1 "
-                    "(make test sets it)")
-@pytest.mark.demo_take
-def test_viewer_on_the_demo_take(browser, tmp_path):
-    from mocap_studio.demo import demo_root
-
-    take = demo_root() / "take"
-    if not (take / "export").is_dir():
-        pytest.skip(f"{take} has no export: run `mocap demo` (tests/test_demo.py does)")
-    _check_viewer(take, browser, tmp_path)
-
-
-def _check_viewer(session, browser, tmp_path):
-    from mocap_studio.viewer.app import TakeViewer
-    from mocap_studio.viewer.take import load_take
-
-    start = time.perf_counter()
-    scene = load_take(session, max_pictures=4)
-    viewer = TakeViewer(scene, port=0)
-    try:
-        page = browser.new_page(viewport={"width": 1000, "height": 700})
-        page.set_default_timeout(20_000)
-        page.goto(viewer.url)
-        deadline = time.monotonic() + 20
-        while not viewer.server.get_clients() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert viewer.server.get_clients(), "the page never connected to the viewer"
-        page.get_by_text("frame", exact=True).wait_for()
-        full = _shot(page, tmp_path / "full.png")
-
-        viewer.show_body.value = False
-        no_body = _shot(page, tmp_path / "no_body.png")
-        mesh = _changed(full, no_body)
-        assert mesh.sum() > 1500, f"hiding the body changed {mesh.sum()} pixels"
-
-        skeleton = _quality_pixels(no_body)
-        assert skeleton.sum() > 150, f"{skeleton.sum()} skeleton-coloured pixels"
-        # the skeleton is where the body was drawn
-        ys, xs = np.nonzero(mesh)
-        box = skeleton[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-        assert box.sum() > 0.6 * skeleton.sum()
-
-        for handle in viewer._frustums.values():
-            handle.visible = False
-        no_cameras = _shot(page, tmp_path / "no_cameras.png")
-        cameras = _changed(no_body, no_cameras)
-        assert cameras.sum() > 1500, f"hiding the cameras changed {cameras.sum()} pixels"
-        for handle in viewer._frustums.values():
-            handle.visible = True
-
-        # scrub: click the timeline slider in the page at 80 % of its length
-        first = viewer.frame
-        assert first == viewer.first_full_frame() and np.isfinite(scene.xyz[first]).all(axis=-1).mean() > 0.85
-        slider = page.get_by_role("slider").first
-        box = slider.bounding_box()
-        track = page.locator(".mantine-Slider-track").first.bounding_box()
-        page.mouse.click(track["x"] + 0.8 * track["width"], box["y"] + box["height"] / 2)
-        deadline = time.monotonic() + 10
-        while viewer.frame == first and time.monotonic() < deadline:
-            time.sleep(0.1)
-        expected = 0.8 * (scene.num_frames - 1)
-        assert abs(viewer.frame - expected) <= 0.1 * scene.num_frames, (viewer.frame, expected)
-        later = _shot(page, tmp_path / "later.png")
-        moved = _quality_pixels(later) ^ skeleton
-        assert moved.sum() > 0.3 * skeleton.sum(), "the skeleton did not move when the timeline was scrubbed"
-        rot0, pos0 = scene.body.joint_poses(first)
-        rot1, pos1 = scene.body.joint_poses(viewer.frame)
-        np.testing.assert_allclose(viewer._body.bones[0].position, pos1[0], atol=1e-6)
-        assert np.abs(pos1 - pos0).max() > 0.1
-    finally:
-        viewer.stop()
-    seconds = time.perf_counter() - start
-    print(f"viewer test: {seconds:.1f} s")
-    assert seconds < 60
+    check_viewer(take["session"], browser, tmp_path)
 
 
 def test_view_of_a_folder_without_calibration_says_what_to_run(tmp_path):
