@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("synth", "calibrate", "sync", "detect", "import-keypoints", "triangulate", "fit", "export")
 """Stage reports shown in the overview, in pipeline order."""
+OVERLAY_THREADS = 4  # cameras drawn side by side (at most the cores)
 TRAJECTORY_JOINTS = ("nose", "left_wrist", "right_wrist", "left_ankle", "right_ankle")
 
 
@@ -669,20 +672,30 @@ def section_overlays(take: Take, config, progress) -> tuple[H.Section, list[Path
     strip_times = span[0] + np.ptp(span) * (np.arange(k) + 0.5) / k if k and len(span) else np.zeros(0)
     settings = OverlaySettings(config.max_width, config.mesh_style, config.mesh_alpha, config.video_crf)
     outputs: list[Path] = []
-    for name, source in sources.items():
-        if name not in take.rig.names:
-            s.add(H.missing(f"camera {name}: not in calibration.toml, so nothing can be drawn over it"))
+    # the cameras are drawn side by side (decoding, ray casting and encoding one camera's frames keeps about one
+    # core busy); the section lists them in the take's order
+    jobs: dict[str, tuple[Future, Any, float, Path | None] | str] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(len(sources), os.cpu_count() or 1, OVERLAY_THREADS))) as pool:
+        for name, source in sources.items():
+            if name not in take.rig.names:
+                jobs[name] = H.missing(f"camera {name}: not in calibration.toml, so nothing can be drawn over it")
+                continue
+            try:
+                info = probe(source)
+            except FrameSourceError as e:
+                jobs[name] = H.error(str(e))
+                continue
+            fps = info.fps if np.isfinite(info.fps) and info.fps > 0 else (take.session.config().frame_rate or 30.0)
+            video = take.session.report_dir / "overlays" / f"{name}.mp4" if config.overlays else None
+            jobs[name] = (pool.submit(overlay_camera, take.rig[name], source, take.offsets.get(name, 0.0), keypoints,
+                                      body, settings, video, strip_times, fps, progress, info.frame_count), info, fps, video)
+    for name, job in jobs.items():
+        if isinstance(job, str):
+            s.add(job)
             continue
+        future, info, fps, video = job
         try:
-            info = probe(source)
-        except FrameSourceError as e:
-            s.add(H.error(str(e)))
-            continue
-        fps = info.fps if np.isfinite(info.fps) and info.fps > 0 else (take.session.config().frame_rate or 30.0)
-        video = take.session.report_dir / "overlays" / f"{name}.mp4" if config.overlays else None
-        try:
-            strip, times = overlay_camera(take.rig[name], source, take.offsets.get(name, 0.0), keypoints, body,
-                                          settings, video, strip_times, fps, progress, info.frame_count)
+            strip, times = future.result()
         except (FrameSourceError, OSError, ValueError) as e:
             s.add(H.error(f"camera {name}: overlay failed ({e})"))
             continue

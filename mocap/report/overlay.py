@@ -13,6 +13,7 @@ frame. Without open3d a wireframe of the mesh is drawn instead.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class BodyFrames:
     chunk: int = 32
     keep: int = 256
     _cache: dict[int, np.ndarray] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # the cameras' overlays are drawn side by side
 
     @property
     def faces(self) -> np.ndarray:
@@ -69,15 +71,16 @@ class BodyFrames:
         return i if abs(times[i] - time_s) <= period else None
 
     def vertices(self, frame: int) -> np.ndarray:
-        """(V, 3) mesh vertices in metres at body frame ``frame``."""
-        if frame not in self._cache:
-            stop = min(frame + self.chunk, len(self.frame_times))
-            out = self.model.evaluate(self.shape, self.pose_rotvec[frame:stop], self.trans[frame:stop])  # type: ignore[attr-defined]
-            for k, v in enumerate(np.asarray(out.vertices, np.float32)):
-                self._cache[frame + k] = v
-            while len(self._cache) > self.keep:
-                self._cache.pop(next(iter(self._cache)))
-        return self._cache[frame]
+        """(V, 3) mesh vertices in metres at body frame ``frame`` (safe from several threads)."""
+        with self._lock:
+            if frame not in self._cache:
+                stop = min(frame + self.chunk, len(self.frame_times))
+                out = self.model.evaluate(self.shape, self.pose_rotvec[frame:stop], self.trans[frame:stop])  # type: ignore[attr-defined]
+                for k, v in enumerate(np.asarray(out.vertices, np.float32)):
+                    self._cache[frame + k] = v
+                while len(self._cache) > self.keep:
+                    self._cache.pop(next(iter(self._cache)))
+            return self._cache[frame]
 
 
 def interpolate_keypoints(xyz: np.ndarray, frame_times: np.ndarray, times_s: np.ndarray) -> np.ndarray:
