@@ -52,24 +52,21 @@ pose-models: $(STAMP)
 # first: tests/conftest.py), after the tests that measure speed or pacing (marked quiet), which run first, alone.
 # Both runs always run; either failing fails make test.
 TEST_WORKERS ?= 2
-PYTEST_QUIET_FIRST = -m quiet
-PYTEST_WORKERS = -m "not quiet" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+# $(call run_tests,COMMAND): COMMAND (a python, with its environment) runs pytest both ways
+run_tests = status=0; \
+	$(1) -m pytest -q -m quiet || status=1; \
+	$(1) -m pytest -q -m "not quiet" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder || status=1; \
+	exit $$status
 
 test: $(STAMP) pose-models
-	@status=0; \
-	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q $(PYTEST_QUIET_FIRST) || status=1; \
-	MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q $(PYTEST_WORKERS) || status=1; \
-	exit $$status
+	@$(call run_tests,MOCAP_BLENDER_CHECK=1 MOCAP_DEMO_CHECK=1 $(BIN)/python)
 
 # The same tests on the newest supported Python, in .venv-3.13 (on Python 3.13 PyPI's torch 2.13.0 is the CUDA
 # build, ~7 GB with its libraries; it runs on the CPU). The demo and the Blender check run once, on 3.11.
 test-newest:
 	@test -n "$(PY_NEWEST)" || { echo "Python 3.13 not found: set PY_NEWEST=/path/to/python3.13"; exit 1; }
 	$(MAKE) --no-print-directory PY=$(PY_NEWEST) VENV=.venv-3.13 .venv-3.13/.installed pose-models
-	@status=0; \
-	.venv-3.13/bin/python -m pytest -q $(PYTEST_QUIET_FIRST) || status=1; \
-	.venv-3.13/bin/python -m pytest -q $(PYTEST_WORKERS) || status=1; \
-	exit $$status
+	@$(call run_tests,.venv-3.13/bin/python)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -65,7 +65,11 @@ def blender_python(install: bool = False) -> Path:
     venv = _venv()
     python, stamp = venv / "bin" / "python", venv / ".installed"
     requirement = REQUIREMENT_FILE.read_text().split()[0]
-    if stamp.exists() and stamp.read_text() == requirement and python.exists():
+
+    def installed() -> bool:
+        return stamp.exists() and stamp.read_text() == requirement and python.exists()
+
+    if installed():
         return python
     if not install:
         raise PreviewUnavailable(f"Blender is not installed in {venv}; `make blender-check` installs it (~1 GB, once)")
@@ -76,7 +80,7 @@ def blender_python(install: bool = False) -> Path:
 
     # two processes at once (make test's workers): one installs, the other waits
     with file_lock("blender-venv", f"Blender: another process is installing it into {venv}; waiting"):
-        if stamp.exists() and stamp.read_text() == requirement and python.exists():
+        if installed():  # installed by the process this one waited for
             return python
         if not python.exists():
             subprocess.run([str(py313), "-m", "venv", str(venv)], check=True, timeout=300)
