@@ -176,7 +176,7 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     if not cfg.reprojection:
         kp2d = None
     motion = fit_sequence(model, kp, cfg, frame_rate=rate, rig=rig if kp2d is not None or sil is not None else None,
-                          keypoints2d=kp2d, silhouettes=sil)
+                          keypoints2d=kp2d, silhouettes=sil, progress=progress)
     rest = model.rest_mesh(motion.shape)
     meas = measure_body(model, motion.shape)
     meas_doc = _measurements_json(model, motion, kp, meas)

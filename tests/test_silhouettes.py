@@ -3,6 +3,7 @@ shape fit with silhouettes against the truth (benchmarks/silhouette_scene.py's s
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -445,7 +446,10 @@ def silhouette_fit(anny) -> dict:
     cfg = FitConfig(silhouettes=True, silhouette_frames=6)
     kp_only = fit_sequence(anny, scene.keypoints, FitConfig(silhouettes=False), frame_rate=scene.fps)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(20), (len(scene.masks.cameras), 1)))
-    with_sil = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)
+    calls: list = []
+    with recorded_progress() as made:
+        with_sil = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil,
+                                progress=lambda label, done, total: calls.append((label, done, total)))
     info = np.asarray(with_sil.figures["silhouettes"]["shape_information"])
     sigma = {name: measurement_uncertainty(anny, with_sil.shape, with_sil.pose_rotvec, with_sil.trans, scene.keypoints.xyz,
                                            scene.keypoints.skeleton, silhouette_info=extra).sigma
@@ -453,7 +457,49 @@ def silhouette_fit(anny) -> dict:
     return {"keypoints": _girth_errors(anny, scene.shape, kp_only.shape),
             "silhouettes": _girth_errors(anny, scene.shape, with_sil.shape), "figures": with_sil.figures["silhouettes"],
             "information": info, "sigma": sigma,
-            "error": measure_body(anny, with_sil.shape).as_array() - measure_body(anny, scene.shape).as_array()}
+            "error": measure_body(anny, with_sil.shape).as_array() - measure_body(anny, scene.shape).as_array(),
+            "progress": calls, "work": made}
+
+
+@contextlib.contextmanager
+def recorded_progress():  # noqa: ANN201 - yields the list of the fits' progress objects
+    """Every :class:`ShapeFitProgress` a fit makes within the block, kept, each saying how far it is at every loss
+    evaluation (``every_s`` 0) instead of every 10 s."""
+    from mocap_studio.reconstruction.body import fit_silhouette
+
+    made: list = []
+    original = fit_silhouette.ShapeFitProgress
+
+    class Recorded(original):  # type: ignore[misc, valid-type]
+        def __init__(self, total: float, progress=None, every_s=None) -> None:  # noqa: ANN001
+            super().__init__(total, progress, every_s=0.0)
+            made.append(self)
+
+    fit_silhouette.ShapeFitProgress = Recorded  # type: ignore[misc]
+    try:
+        yield made
+    finally:
+        fit_silhouette.ShapeFitProgress = original  # type: ignore[misc]
+
+
+def test_the_shape_fit_says_how_far_it_is(silhouette_fit):
+    """The shape fit's minutes are never silent: each round of the starts' race and the winner's run is announced,
+    the share done only grows and ends at the whole, and it moves on inside the winner's one long L-BFGS run (its
+    evaluations counted). The planned work (frame-iterations, from the halving's plan) is exactly what ran: 26 starts
+    raced on 4 frames in rounds of 26, 7, 4, 2 and 1, then the winner's 400 iterations on all 6."""
+    (work,) = silhouette_fit["work"]
+    assert work.done == work.total == (26 + 7 + 4 + 2 + 1) * 20 * 4 + 400 * 6
+    calls = silhouette_fit["progress"]
+    done = [d for _, d, _ in calls]
+    assert all(t == 100 for _, _, t in calls) and done[0] == 0 and done[-1] == 100
+    assert all(b >= a for a, b in zip(done[:-1], done[1:], strict=True))
+    phases = list(dict.fromkeys(label for label, _, _ in calls))
+    assert [p for p in phases if "round" in p] == [
+        f"fit: shape from silhouettes (race on 4 frames, round {k}/5: {n} start{'s' if n > 1 else ''})"
+        for k, n in enumerate((26, 7, 4, 2, 1), 1)]
+    winner = [d for label, d, _ in calls if "the winner's 400 iterations on 6 frames" in label]
+    assert len(set(winner)) >= 10 and winner[-1] == 100, winner  # it moved on inside the run
+    assert phases[0].endswith("(posing 26 starts on 4 frames)") and phases[-1].endswith("(what the silhouettes tell the sigmas)")
 
 
 def test_silhouettes_tell_the_girths(silhouette_fit):
@@ -497,8 +543,12 @@ def test_the_finalists_race_on_every_frame(anny):
                     silhouette_start_iterations=5, silhouette_finalists=2, silhouette_final_iterations=10,
                     silhouette_iterations=40)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(12), (len(scene.masks.cameras), 1)))
-    fig = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil).figures["silhouettes"]
+    with recorded_progress() as made:
+        fig = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil).figures["silhouettes"]
     assert [sum(v is not None for v in r) for r in fig["start_rounds"]] == [4, 2]  # no fewer than the finalists
+    # the planned work is what ran: 4 then 2 starts 5 iterations on 2 frames, the finalists 2 then 1 times 10 on
+    # 3, the winner the rest of 40 (40 - 2 * 5 - 2 * 10) on 3
+    assert made[0].done == made[0].total == (4 + 2) * 5 * 2 + (2 + 1) * 10 * 3 + 10 * 3
     final = fig["final_rounds"]
     assert [sum(v is not None for v in r) for r in final] == [2, 1] and all(np.isfinite(final[0]))
     winner = int(np.argmin(final[0]))
@@ -718,12 +768,12 @@ def test_halving_gives_the_promising_starts_the_iterations():
     """Successive halving of the starts: every start runs a round, the better half (rounded up) goes on, until one
     is left (or the finalists asked for). Ten starts: 10, 5, 3, 2, 1 of them in the five rounds; the winner ran five
     rounds, the first out one."""
-    from mocap_studio.reconstruction.body.fit_silhouette import _halving
+    from mocap_studio.reconstruction.body.fit_silhouette import _halving, _halving_plan
 
     rng = np.random.default_rng(4)
     trials = [_ScriptedTrial(f, h) for f, h in zip(rng.uniform(0, 100, 10), rng.uniform(50, 500, 10), strict=True)]
     (best,), rounds = _halving(trials, 7)
-    assert [sum(v is not None for v in r) for r in rounds] == [10, 5, 3, 2, 1]
+    assert [sum(v is not None for v in r) for r in rounds] == [10, 5, 3, 2, 1] == _halving_plan(10)
     assert best.iterations == 35 and sorted(t.iterations for t in trials) == [7] * 5 + [14] * 2 + [21, 28, 35]
     for r, nxt in zip(rounds[:-1], rounds[1:], strict=True):  # those that went on were the best of the round
         kept = [i for i, v in enumerate(nxt) if v is not None]
@@ -738,7 +788,7 @@ def test_halving_gives_the_promising_starts_the_iterations():
     # the first cut deeper (the fit's FIRST_ROUND_KEEP): 26 starts, a quarter (rounded up) after the first round
     many = [_ScriptedTrial(f, h) for f, h in zip(rng.uniform(0, 100, 26), rng.uniform(50, 500, 26), strict=True)]
     (best,), rounds = _halving(many, 5, first_keep=0.25)
-    assert [sum(v is not None for v in r) for r in rounds] == [26, 7, 4, 2, 1]
+    assert [sum(v is not None for v in r) for r in rounds] == [26, 7, 4, 2, 1] == _halving_plan(26, 0.25)
     kept = [i for i, v in enumerate(rounds[1]) if v is not None]
     assert sorted(kept) == sorted(np.argsort(rounds[0])[:7].tolist()) and best.iterations == 25
     # stopped at two finalists (the fit's silhouette_finalists), best first: the race without its last round
@@ -746,6 +796,8 @@ def test_halving_gives_the_promising_starts_the_iterations():
         t.iterations, t.loss = 0, float("inf")
     finalists, short = _halving(many, 5, first_keep=0.25, until=2)
     assert short == rounds[:-1] and [t.iterations for t in finalists] == [20, 20]
+    assert [sum(v is not None for v in r) for r in short] == _halving_plan(26, 0.25, until=2) == [26, 7, 4, 2]
+    assert _halving_plan(1) == [1] and _halving_plan(2, 0.25, until=2) == [2]
     assert finalists[0] is best and finalists[0].loss <= finalists[1].loss
 
 

@@ -72,6 +72,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -100,7 +101,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SilhouetteInput", "SilhouetteTerm", "fit_shape_silhouettes", "pick_frames", "surface_sample",
+__all__ = ["ShapeFitProgress", "SilhouetteInput", "SilhouetteTerm", "fit_shape_silhouettes", "pick_frames", "surface_sample",
            "take_keypoint_offsets"]
 
 
@@ -149,6 +150,94 @@ RIM_DEPTH_SOFTNESS_PX = 0.5
 """Width of the rim's edge in its depth in the mask (mask pixels, about ``RIM_DEPTH_PX``) in :func:`rim_weights`."""
 RIM_FLOOR = 1e-6
 """Every surface point's weight in the model -> mask mean at least (so that a view without rim takes them all)."""
+
+
+PROGRESS_EVERY_S = 10.0
+"""The shape fit logs how far it is at most this often (and at each round), so that its minutes are never silent."""
+
+ProgressCallback = Callable[[str, int, int | None], None]
+"""A stage's progress callback (``mocap_studio.stages.Progress``): label, done, total."""
+
+
+def _halving_plan(starts: int, first_keep: float = 0.5, until: int = 1) -> list[int]:
+    """How many starts run each round of :func:`_halving` (its rule, without running them): all of them, then the
+    better ``first_keep`` (rounded up), then halves, never fewer than ``until``, until ``until`` or fewer are left."""
+    plan = [starts]
+    while plan[-1] > until:
+        keep = first_keep if len(plan) == 1 else 0.5
+        plan.append(max(int(np.ceil(plan[-1] * keep)), until))
+    return plan
+
+
+class ShapeFitProgress:
+    """How far the silhouette shape fit is, in frame-iterations (one start's L-BFGS iteration on F picked frames
+    counts F: an iteration's cost grows with the frames' views): ``total`` is what the race and the winner's run will
+    take (:func:`_halving_plan`), ``done`` what has run. Inside a long run (the winner's hundreds of iterations are one
+    L-BFGS call) the loss evaluations are counted as they happen, at the evaluations per iteration seen so far, so the
+    share moves on between rounds too. Every :data:`PROGRESS_EVERY_S` seconds and at each new phase it logs the share
+    done, the time spent and the time left, and calls ``progress`` (label, percent done, 100) where a stage gave one
+    (``mocap run``'s bar)."""
+
+    LABEL = "fit: shape from silhouettes"
+
+    def __init__(self, total: float, progress: ProgressCallback | None = None, every_s: float | None = None) -> None:
+        if total <= 0:
+            raise ValueError(f"total must be > 0 frame-iterations, got {total}")
+        self.total, self.done, self.progress = float(total), 0.0, progress
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.phase = ""
+        self.evaluations, self.iterations = 0, 0  # of the runs finished, for the evaluations per iteration
+        self._run: tuple[float, float, int] | None = None  # the run under way: its frames, its iterations, evaluations
+        self._start = time.monotonic()
+        self._said = -np.inf
+
+    @property
+    def fraction(self) -> float:
+        """The share of the work done, in [0, 1]."""
+        extra = 0.0
+        if self._run is not None:
+            frames, iterations, evaluations = self._run
+            per_iteration = self.evaluations / self.iterations if self.iterations else 1.25
+            extra = frames * min(evaluations / per_iteration, iterations)
+        return min((self.done + extra) / self.total, 1.0)
+
+    def begin(self, phase: str) -> None:
+        """A new phase (a round of the race, the winner's run): said at once."""
+        self.phase = phase
+        self._say(force=True)
+
+    def run_started(self, frames: int, iterations: int) -> None:
+        """A start is about to run ``iterations`` L-BFGS iterations on ``frames`` frames."""
+        self._run = (float(frames), float(iterations), 0)
+
+    def evaluated(self) -> None:
+        """One loss evaluation of the run under way (called from the L-BFGS closure)."""
+        if self._run is not None:
+            frames, iterations, evaluations = self._run
+            self._run = (frames, iterations, evaluations + 1)
+        self._say()
+
+    def run_finished(self) -> None:
+        """The run under way ended: its iterations count whole (L-BFGS may stop early; the plan counted them)."""
+        if self._run is None:
+            return
+        frames, iterations, evaluations = self._run
+        self._run = None
+        self.done += frames * iterations
+        self.evaluations += evaluations
+        self.iterations += int(iterations)
+        self._say()
+
+    def _say(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._said < self.every_s:
+            return
+        self._said = now
+        fraction, elapsed = self.fraction, now - self._start
+        left = f", about {elapsed / fraction * (1 - fraction):.0f} s left" if fraction > 0.02 else ""
+        logger.info("silhouettes: %s: %.0f %% in %.0f s%s", self.phase, 100 * fraction, elapsed, left)
+        if self.progress is not None:
+            self.progress(f"{self.LABEL} ({self.phase})", int(round(100 * fraction)), 100)
 
 
 def rim_weights(cos: torch.Tensor, field: torch.Tensor, rim_cos: float) -> torch.Tensor:
@@ -451,14 +540,15 @@ def _full_pose(model: SkinnedBodyModel, red: _Reduced, rot: torch.Tensor) -> np.
 def fit_shape_silhouettes(
     model: SkinnedBodyModel, red: _Reduced, basis: _Basis, sfree: torch.Tensor, offsets: torch.Tensor | None,
     rot: torch.Tensor, trans: torch.Tensor, tg: _Targets, observed: np.ndarray, sil: SilhouetteInput, cfg: FitConfig,
-    skeleton: str,
+    skeleton: str, progress: ProgressCallback | None = None,
 ) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
     """The shape refined on the silhouettes (see the module docstring), from the keypoint fit's unconstrained
     shape ``sfree`` (S,) (and marker ``offsets`` (M, 3) or None), every frame's poses rot (T, Jf, 3, 3) and
     trans (T, 3) to start the picked frames from, the keypoint targets ``tg`` of every frame (``skeleton``), the
     frames with keypoints ``observed`` (T,) bool. Returns the unconstrained shape, figures of the fit and, with
     ``silhouette_offsets_for_take`` and keypoint offsets, the keypoints' rest points' increments (K', Jf, 3) for
-    the take's poses (:func:`take_keypoint_offsets`; None otherwise)."""
+    the take's poses (:func:`take_keypoint_offsets`; None otherwise). How far it is gets logged and given to
+    ``progress`` (a stage's callback; :class:`ShapeFitProgress`)."""
     start = time.perf_counter()
     pick = pick_frames(sil.seen(), observed, cfg.scan_frames if cfg.scan else cfg.silhouette_frames)
     if len(pick) == 0:
@@ -489,15 +579,18 @@ def fit_shape_silhouettes(
         model, term.rotmats_rotvec[sub], term.trans.double().numpy()[sub], [views[i] for i in sub], sil.rig,
         sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour, allowance,
         sil.masks.blur)
+    until = cfg.silhouette_finalists if partial else 1
+    work = ShapeFitProgress(_planned_work(len(starts), until, len(sub), len(pick), partial, cfg), progress)
+    work.begin(f"posing {len(starts)} starts on {len(sub)} frames")
     trials = []
     for x0 in starts:
         rest = _rest(basis, _coefficients(model, torch.as_tensor(x0, dtype=DT)), red, offsets)
         rot_p, trans_p = _solve_frames(model, red, rest, rot[pick_t[sub_t]], trans[pick_t[sub_t]], sub_tg, cfg,
                                        cfg.frame_iterations, cfg.robust_scale)
         trials.append(_Trial(JointRefinement(model, red, rot_p, trans_p, sub_tg.target.numpy(),
-                                             sub_tg.weight.numpy(), skeleton, sub_term, cfg), x0))
-    left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP,
-                            until=cfg.silhouette_finalists if partial else 1)
+                                             sub_tg.weight.numpy(), skeleton, sub_term, cfg), x0, work))
+    left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP, until=until,
+                            work=work, what=f"race on {len(sub)} frames")
     final_rounds: list[list[float]] = []
     if partial:
         # the starts left go on with every picked frame, the other frames posed on the keypoints with each one's
@@ -511,17 +604,20 @@ def fit_shape_silhouettes(
             rot_p, trans_p = rot_p.clone(), trans_p.clone()
             rot_p[sub_t], trans_p[sub_t] = rot_s.to(rot_p.dtype), trans_s.to(trans_p.dtype)
             final = _Trial(JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(),
-                                           frame_tg.weight.numpy(), skeleton, term, cfg), x)
+                                           frame_tg.weight.numpy(), skeleton, term, cfg), x, work)
             final.iterations = trial.iterations
             finals.append(final)
         if len(finals) > 1:
-            left, final_rounds = _halving(finals, cfg.silhouette_final_iterations)
+            left, final_rounds = _halving(finals, cfg.silhouette_final_iterations, work=work,
+                                          what=f"finalists' race on {len(pick)} frames")
         else:
             left = finals
     best = left[0]
     remaining = cfg.silhouette_iterations - best.iterations
     if remaining > 0 or not np.isfinite(best.loss):  # a lone finalist has yet to run on every frame
+        work.begin(f"the winner's {max(remaining, 1)} iterations on {len(pick)} frames")
         best.advance(max(remaining, 1))
+    work.begin("what the silhouettes tell the sigmas")
     x, rot_p, trans_p, loss = best.result()
     joint = best.joint
     kp_offsets = joint.offsets(x, rot_p, trans_p)
@@ -545,14 +641,31 @@ def fit_shape_silhouettes(
     return torch.as_tensor(x, dtype=DT), figures, take_offsets
 
 
+def _planned_work(starts: int, until: int, start_frames: int, frames: int, partial: bool, cfg: FitConfig) -> float:
+    """The frame-iterations :func:`fit_shape_silhouettes` will run (:class:`ShapeFitProgress`): the starts' race on
+    ``start_frames`` frames down to ``until`` starts, with ``partial`` the finalists' race on all ``frames`` (two or
+    more of them), then the winner's run to ``silhouette_iterations`` in all (a lone finalist runs at least one)."""
+    race = _halving_plan(starts, FIRST_ROUND_KEEP, until)
+    work = sum(race) * cfg.silhouette_start_iterations * start_frames
+    won = len(race) * cfg.silhouette_start_iterations
+    if partial and race[-1] > 1:
+        finals = _halving_plan(race[-1])
+        work += sum(finals) * cfg.silhouette_final_iterations * frames
+        won += len(finals) * cfg.silhouette_final_iterations
+    remaining = cfg.silhouette_iterations - won
+    if partial and race[-1] == 1:
+        remaining = max(remaining, 1)
+    return float(work + max(remaining, 0) * frames)
+
+
 class _Trial:
     """One start of the refinement on the start frames: its :class:`JointRefinement`, the shape x (S,,
     unconstrained), the pose and translation deltas and its L-BFGS, kept between the rounds of :func:`_halving`,
     so that a start run in rounds takes the path it would in one run (the history and the step carried on); the
     loss and the iterations run so far."""
 
-    def __init__(self, joint: JointRefinement, x0: np.ndarray) -> None:
-        self.joint = joint
+    def __init__(self, joint: JointRefinement, x0: np.ndarray, work: ShapeFitProgress | None = None) -> None:
+        self.joint, self.work = joint, work
         F, Jf = joint.rot0.shape[:2]
         self._x = torch.as_tensor(np.asarray(x0, dtype=float), dtype=torch.float64).clone().requires_grad_(True)
         self._delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
@@ -564,19 +677,25 @@ class _Trial:
 
     def advance(self, iterations: int) -> float:
         """``iterations`` more L-BFGS iterations from where this start stopped; returns the loss reached."""
-        opt, joint = self._opt, self.joint
+        opt, joint, work = self._opt, self.joint, self.work
         opt.param_groups[0].update(max_iter=iterations, max_eval=iterations * 5 // 4)
+        if work is not None:
+            work.run_started(joint.rot0.shape[0], iterations)
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
             loss = joint.loss(self._x, self._delta, self._dtrans)
             loss.backward()
+            if work is not None:
+                work.evaluated()
             return loss
 
         with torch.enable_grad():
             opt.step(closure)
             self.loss = float(joint.loss(self._x, self._delta, self._dtrans).detach())
         self.iterations += iterations
+        if work is not None:
+            work.run_finished()
         return self.loss
 
     @property
@@ -596,7 +715,8 @@ class _Trial:
         return self.x, self.joint.rot0 @ rotvec_to_rotmat(self.delta), self.joint.trans0 + self.dtrans, self.loss
 
 
-def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, until: int = 1
+def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, until: int = 1,
+             work: ShapeFitProgress | None = None, what: str = "race"
              ) -> tuple[list[_Trial], list[list[float]]]:
     """Successive halving of the refinement's starts: each round every start still in runs ``iterations`` more,
     then the better half (rounded up; after the first round the better ``first_keep``) of them by loss goes on,
@@ -605,9 +725,12 @@ def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, unt
     was the lowest but one after 62 iterations and after 124), while which start lies in the right valley no
     cheaper cost tells (a coarse silhouette cost is flat along the valleys); the halving gives many starts a short
     look and the promising ones the iterations. Returns the starts left, best first, and each round's losses (in
-    the starts' order, None for those out)."""
+    the starts' order, None for those out). Each round is announced to ``work`` as a phase of ``what``."""
     alive, rounds = list(range(len(trials))), []
+    plan = _halving_plan(len(trials), first_keep, until)
     while True:
+        if work is not None:
+            work.begin(f"{what}, round {len(rounds) + 1}/{len(plan)}: {len(alive)} start{'s' if len(alive) > 1 else ''}")
         for i in alive:
             trials[i].advance(iterations)
             logger.debug("silhouettes: start %d after %d iterations: loss %.6g", i, trials[i].iterations, trials[i].loss)

@@ -96,7 +96,7 @@ from mocap_studio.reconstruction.body.fit_signals import (
     lowpass,
     lowpass_views,
 )
-from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput, fit_shape_silhouettes
+from mocap_studio.reconstruction.body.fit_silhouette import ProgressCallback, SilhouetteInput, fit_shape_silhouettes
 from mocap_studio.reconstruction.body.fit_skeleton import (
     DT,
     SOLE_POINTS,
@@ -258,9 +258,11 @@ def fit_sequence(
     rig: CameraRig | None = None,
     keypoints2d: Keypoints2D | None = None,
     silhouettes: SilhouetteInput | None = None,
+    progress: ProgressCallback | None = None,
 ) -> BodyMotion:
     """Fit ``model`` to a take's 3D keypoints (and optionally 2D keypoints seen by ``rig``, and the person's
-    masks, ``silhouettes``, whose ``frame_index`` has the keypoints' frames).
+    masks, ``silhouettes``, whose ``frame_index`` has the keypoints' frames). ``progress``: a stage's progress
+    callback, given how far the shape fit on the silhouettes is (its minutes).
 
     keypoints: (T, K, 3) in a detector skeleton the model supports (NaN: missing); frame_rate defaults to
     the keypoints' frame times; keypoints2d: (C, T, K, 2) of the same skeleton, cameras matched to ``rig``
@@ -275,7 +277,7 @@ def fit_sequence(
         torch.set_num_threads(cfg.threads)
     try:
         with torch.no_grad():
-            return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d, silhouettes)
+            return _fit(model, keypoints, cfg, frame_rate, rig, keypoints2d, silhouettes, progress)
     finally:
         torch.set_num_threads(threads)
 
@@ -452,6 +454,7 @@ def _start(
 def _fit(
     model: SkinnedBodyModel, keypoints: Keypoints3D, cfg: FitConfig, frame_rate: float | None,
     rig: CameraRig | None, keypoints2d: Keypoints2D | None, silhouettes: SilhouetteInput | None = None,
+    progress: ProgressCallback | None = None,
 ) -> BodyMotion:
     start = time.monotonic()
     T, K = keypoints.num_frames, keypoints.num_joints
@@ -475,7 +478,7 @@ def _fit(
             raise FitError(f"silhouettes: frame_index has {silhouettes.frame_index.shape[1]} frames, the keypoints {T}")
         sfree, sil_figures, take_offsets = fit_shape_silhouettes(model, red, basis, sfree, offsets, rot, trans, free,
                                                                  take.weight.sum(1) > 0, silhouettes, cfg,
-                                                                 keypoints.skeleton)
+                                                                 keypoints.skeleton, progress)
     shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     if take_offsets is None:
         rest = _rest(basis, _coefficients(model, sfree), red, offsets)
