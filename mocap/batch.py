@@ -238,6 +238,9 @@ def take_task(spec: TakeSpec, board: Any, prepared: dict[str, Any], *chunks: tup
         import torch
 
         torch.set_num_threads(max(1, spec.threads))
+        from mocap_studio.reconstruction.body.fit_silhouette import limit_race_cores
+
+        limit_race_cores(spec.threads)  # the shape fit's race forks no more workers than the task's cores
     except ImportError:  # the fit says what is missing
         pass
     t0 = time.perf_counter()

@@ -159,7 +159,8 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection or cfg.fits_silhouettes else []
     if cfg.fits_silhouettes:
         views.append(session.masks_path)
-    fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**asdict(cfg), "meshes": meshes})
+    settings = {k: v for k, v in asdict(cfg).items() if k not in FitConfig.RUNTIME_KEYS}
+    fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**settings, "meshes": meshes})
     if not overwrite and session.is_up_to_date(STAGE, fp, outputs):
         logger.info("fit: up to date (use --overwrite to redo)")
         return session.previous_report(STAGE)

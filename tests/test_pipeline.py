@@ -89,6 +89,11 @@ def test_run_does_every_stage_then_skips_them(done_take):
     statuses = {o.stage: o.status for o in result.outcomes}
     assert [statuses[s] for s in ("triangulate", "fit", "export")] == ["up to date"] * 3
     assert session.body_path.stat().st_mtime_ns == body_written
+    # settings of how fast the fit runs, never of what it finds, redo nothing
+    _toml(session, '\n[fit]\nthreads = 2\nsilhouette_workers = 3\n')
+    result = run_pipeline(session, FAST)
+    assert {o.stage: o.status for o in result.outcomes}["fit"] == "up to date"
+    assert session.body_path.stat().st_mtime_ns == body_written
     # a changed setting redoes its stage and the stages after it, not those before
     _toml(session, '\n[filter]\nmethod = "one_euro"\n')
     result = run_pipeline(session, FAST)

@@ -4,6 +4,7 @@ shape fit with silhouettes against the truth (benchmarks/silhouette_scene.py's s
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -555,6 +556,69 @@ def test_the_finalists_race_on_every_frame(anny):
     assert final[1][winner] <= final[0][winner] and fig["loss"] <= final[1][winner]
     with pytest.raises(ValueError, match="silhouette_finalists"):
         FitConfig(silhouette_finalists=0)
+
+
+@pytest.mark.parametrize("start_frames", [2, 0], ids=["race-on-some-frames", "race-on-every-frame"])
+def test_the_race_on_worker_processes_finds_the_same_body(anny, start_frames):
+    """The starts' race on two worker processes (``silhouette_workers``) ends at the body the race in the fit's own
+    process does, to the last bit: each start runs whole on one process, the winners come back with their L-BFGS
+    history (with ``silhouette_start_frames`` 0 the winner goes on from it). Held-out seed 31, 4 starts on 3 frames."""
+    scene = make_scene(anny, 31, frames=12, fps=10.0, image_scale=0.5, mask_scale=1.0)
+    sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(12), (len(scene.masks.cameras), 1)))
+    fits = {}
+    for workers in (1, 2):
+        cfg = FitConfig(silhouettes=True, silhouette_frames=3, silhouette_start_frames=start_frames,
+                        silhouette_starts=2, silhouette_start_iterations=5, silhouette_iterations=30,
+                        silhouette_workers=workers)
+        with recorded_progress() as made:
+            fits[workers] = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)
+        assert made[0].done == made[0].total  # the workers' runs counted as they ended
+    one, two = fits[1].figures["silhouettes"], fits[2].figures["silhouettes"]
+    assert (one["race_workers"], two["race_workers"]) == (1, 2)
+    assert one["start_rounds"] == two["start_rounds"] and one["loss"] == two["loss"]
+    assert np.array_equal(fits[1].shape, fits[2].shape) and np.array_equal(fits[1].pose_rotvec, fits[2].pose_rotvec)
+
+
+def test_race_workers_follow_the_setting_and_the_cores():
+    """``silhouette_workers`` as set, never more than the starts; 0 takes the cores this process may use, or the
+    share a batch task was given (``limit_race_cores``)."""
+    from mocap_studio.reconstruction.body.fit_silhouette import limit_race_cores, race_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert race_workers(FitConfig(silhouette_workers=3), 26) == 3 and race_workers(FitConfig(silhouette_workers=3), 2) == 2
+    assert race_workers(FitConfig(silhouette_workers=1), 26) == 1
+    assert race_workers(FitConfig(), 26) == min(cores, 26)
+    try:
+        limit_race_cores(1)
+        assert race_workers(FitConfig(), 26) == 1 and race_workers(FitConfig(silhouette_workers=2), 26) == 2
+    finally:
+        limit_race_cores(None)
+    with pytest.raises(ValueError, match="silhouette_workers"):
+        FitConfig(silhouette_workers=-1)
+
+
+def test_a_failing_race_worker_is_told():
+    """A worker's error comes back to the fit's process with its traceback; a worker that dies is named with the
+    setting that keeps the race at home."""
+    from mocap_studio.reconstruction.body import fit_silhouette
+
+    class Broken:
+        frames, iterations, loss, last_evaluations, work = 2, 0, float("inf"), 0, None
+
+        def advance(self, iterations: int) -> float:
+            if iterations == 3:
+                raise ValueError("no masks here")
+            os._exit(9)  # killed, as by the kernel's out-of-memory killer
+
+    for start, iterations, told in ((0, 3, "(?s)failed in a worker process.*ValueError: no masks here"),
+                                    (1, 4, r"silhouette race 1 \(pid \d+\) .* died \(exit code 9.*silhouette_workers = 1")):
+        pool = fit_silhouette._RacePool([Broken(), Broken()], 2, None)
+        try:
+            with pytest.raises(RuntimeError, match=told):
+                pool.advance([start], iterations)
+        finally:
+            pool.close()
+        assert not any(p.is_alive() for p in pool.procs)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14's acceptance (girths within 10 mm, height 5 mm) is not met on this "

@@ -20,6 +20,9 @@ class FitConfig:
                                  "cost but bodies spread over the phenotypes (since stop 34); their number is "
                                  "silhouette_starts"}
     """Settings of older versions, with what replaced them (``common.config.config_from_mapping`` says so)."""
+    RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("threads", "silhouette_workers")
+    """Settings that change how fast the fit runs, never what it finds: left out of the fit stage's fingerprint, so
+    that changing them refits nothing."""
 
     model: str = "anny"
     """Body model: "anny" (open, default), "smpl", "smplh" or "smplx" (user's files)."""
@@ -232,6 +235,11 @@ class FitConfig:
     the shape fit 1.41x (the twenty) to 1.54x (the demo) as long. Not the default: no more takes pass than with 24
     starts, at that cost. With 24 starts and 2 finalists (4 takes only: the demo, 110, 112, 119) the pick after
     120 iterations was the halving's own."""
+    silhouette_workers: int = 0
+    """Processes the starts' race runs on (``fit_silhouette._RacePool``): 0, one per core this process may use (at
+    most the starts); 1, in this process. Each start runs whole on one process with the fit's ``threads``, so the
+    fit finds the same body to the last bit whatever the count (``tests/test_silhouettes.py``); on Linux only (the
+    workers are forked, sharing the masks' fields), elsewhere and inside a daemonic process the race runs here."""
     silhouette_final_iterations: int = 120
     """Iterations each of the ``silhouette_finalists`` runs on every picked frame before the better one goes on (the
     finalists' losses on every frame, run to the end on four takes: 112 with 48 starts ranks them right from 100
@@ -245,6 +253,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.silhouette_frames < 1 or self.scan_frames < 1 or self.silhouette_tau_px <= 0:
             raise ValueError("silhouette_frames and scan_frames must be >= 1, silhouette_tau_px > 0")
+        if self.silhouette_workers < 0:
+            raise ValueError(f"silhouette_workers must be >= 0 (0: one per core), got {self.silhouette_workers}")
         if self.silhouette_start_iterations < 1:
             raise ValueError("silhouette_start_iterations must be >= 1")
         if self.silhouette_finalists < 1 or self.silhouette_final_iterations < 1:

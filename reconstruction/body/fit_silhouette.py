@@ -71,7 +71,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -223,9 +228,14 @@ class ShapeFitProgress:
             return
         frames, iterations, evaluations = self._run
         self._run = None
+        self.ran(int(frames), int(iterations), evaluations)
+
+    def ran(self, frames: int, iterations: int, evaluations: int) -> None:
+        """A run of ``iterations`` on ``frames`` frames ended, in ``evaluations`` loss evaluations (a worker
+        process's, told when it ends)."""
         self.done += frames * iterations
         self.evaluations += evaluations
-        self.iterations += int(iterations)
+        self.iterations += iterations
         self._say()
 
     def _say(self, force: bool = False) -> None:
@@ -589,8 +599,18 @@ def fit_shape_silhouettes(
                                        cfg.frame_iterations, cfg.robust_scale)
         trials.append(_Trial(JointRefinement(model, red, rot_p, trans_p, sub_tg.target.numpy(),
                                              sub_tg.weight.numpy(), skeleton, sub_term, cfg), x0, work))
-    left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP, until=until,
-                            work=work, what=f"race on {len(sub)} frames")
+    workers = race_workers(cfg, len(trials))
+    pool = _RacePool(trials, workers, work) if workers > 1 else None
+    try:
+        left, rounds = _halving(trials, cfg.silhouette_start_iterations, first_keep=FIRST_ROUND_KEEP, until=until,
+                                work=work, what=f"race on {len(sub)} frames",
+                                advance=pool.advance if pool is not None else None)
+        if pool is not None:
+            for trial in left:
+                pool.fetch(trial)
+    finally:
+        if pool is not None:
+            pool.close()
     final_rounds: list[list[float]] = []
     if partial:
         # the starts left go on with every picked frame, the other frames posed on the keypoints with each one's
@@ -628,6 +648,7 @@ def fit_shape_silhouettes(
                            term, cfg).shape_information(x)
     t_info = time.perf_counter() - t_info
     figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape), "loss": loss,
+               "race_workers": workers,
                "start_losses": rounds[0], "start_rounds": rounds, "final_rounds": final_rounds, **_offset_figures(kp_offsets),
                "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
                "shape_information": info.tolist(), "information_seconds": t_info,
@@ -673,19 +694,42 @@ class _Trial:
         self._opt = torch.optim.LBFGS([self._x, self._delta, self._dtrans], lr=1.0, max_iter=1,
                                       history_size=joint.cfg.silhouette_history, line_search_fn="strong_wolfe",
                                       tolerance_change=1e-7, tolerance_grad=1e-6)
-        self.loss, self.iterations = float("inf"), 0
+        self.loss, self.iterations, self.last_evaluations = float("inf"), 0, 0
+
+    @property
+    def frames(self) -> int:
+        """How many frames this start is posed on."""
+        return int(self.joint.rot0.shape[0])
+
+    def state(self) -> dict:
+        """Everything a start carries between rounds (shape, pose deltas, L-BFGS' history, loss, iterations), to
+        hand it from a worker process to the fit's (:class:`_RacePool`)."""
+        return {"x": self._x.detach().clone(), "delta": self._delta.detach().clone(),
+                "dtrans": self._dtrans.detach().clone(), "opt": self._opt.state_dict(), "loss": self.loss,
+                "iterations": self.iterations}
+
+    def set_state(self, state: dict) -> None:
+        """Take over ``state`` (:meth:`state`): this start then goes on as the one it came from would."""
+        with torch.no_grad():
+            self._x.copy_(state["x"])
+            self._delta.copy_(state["delta"])
+            self._dtrans.copy_(state["dtrans"])
+        self._opt.load_state_dict(state["opt"])
+        self.loss, self.iterations = state["loss"], state["iterations"]
 
     def advance(self, iterations: int) -> float:
         """``iterations`` more L-BFGS iterations from where this start stopped; returns the loss reached."""
         opt, joint, work = self._opt, self.joint, self.work
         opt.param_groups[0].update(max_iter=iterations, max_eval=iterations * 5 // 4)
         if work is not None:
-            work.run_started(joint.rot0.shape[0], iterations)
+            work.run_started(self.frames, iterations)
+        self.last_evaluations = 0
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
             loss = joint.loss(self._x, self._delta, self._dtrans)
             loss.backward()
+            self.last_evaluations += 1
             if work is not None:
                 work.evaluated()
             return loss
@@ -715,8 +759,135 @@ class _Trial:
         return self.x, self.joint.rot0 @ rotvec_to_rotmat(self.delta), self.joint.trans0 + self.dtrans, self.loss
 
 
+_RACE_CORES: int | None = None
+
+
+def limit_race_cores(cores: int | None) -> None:
+    """The cores this process may give the starts' race when ``silhouette_workers`` is 0 (None: every core it may
+    use), as ``torch.set_num_threads`` for its threads: a batch task sets its share of the machine
+    (``mocap.batch.take_task``), so that takes fitted side by side do not each fork one worker per core."""
+    global _RACE_CORES
+    _RACE_CORES = None if cores is None else max(1, int(cores))
+
+
+def race_workers(cfg: FitConfig, starts: int) -> int:
+    """How many processes the starts' race runs on (``FitConfig.silhouette_workers``; 0: one per core this process
+    may use, :func:`limit_race_cores`; 1: in this process): forked workers on Linux only, never from a daemonic
+    process (which may not have children), never more than the starts."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    count = cfg.silhouette_workers or min(cores, _RACE_CORES or cores)
+    if sys.platform != "linux" or multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(count, starts))
+
+
+class _RacePool:
+    """The starts' race on worker processes: forked once the starts are posed (sharing the masks' fields, the model
+    and the starts as they stand), each owning every ``workers``-th start and running its rounds there with the fit's
+    torch threads, so that a start takes exactly the path it would take here. A round's starts go to their owners;
+    each reports its loss and evaluations as it ends (the fit's progress). The starts that win are fetched back
+    whole (:meth:`_Trial.state`) before the pool closes. A worker's error is raised here with its traceback; a
+    worker that dies (out of memory) is named, with the setting that keeps the race in this process."""
+
+    def __init__(self, trials: list[_Trial], workers: int, work: ShapeFitProgress | None) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.trials, self.work, self.conns, self.procs = trials, work, [], []
+        for w in range(workers):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_race_worker, args=(trials, there), daemon=True, name=f"silhouette race {w}")
+            proc.start()
+            there.close()
+            self.conns.append(here)
+            self.procs.append(proc)
+
+    def _owner(self, i: int) -> int:
+        return i % len(self.conns)
+
+    def _receive(self, conn: multiprocessing.connection.Connection) -> tuple:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            proc = self.procs[self.conns.index(conn)]
+            proc.join(1.0)
+            raise RuntimeError(f"{proc.name} (pid {proc.pid}) of the silhouette shape fit died (exit code "
+                               f"{proc.exitcode}; out of memory?); set [fit] silhouette_workers = 1 in session.toml "
+                               "to race the starts in this process") from None
+        if msg[0] == "error":
+            raise RuntimeError(f"the silhouette shape fit's race failed in a worker process:\n{msg[1]}")
+        return msg
+
+    def advance(self, alive: list[int], iterations: int) -> None:
+        """Run ``iterations`` more of each start in ``alive`` on its worker; their losses and iterations are set
+        here as each ends."""
+        owned: dict[int, list[int]] = {}
+        for i in alive:
+            owned.setdefault(self._owner(i), []).append(i)
+        for w, ids in owned.items():
+            self.conns[w].send(("advance", ids, iterations))
+        pending = {self.conns[w]: len(ids) for w, ids in owned.items()}
+        while pending:
+            for conn in multiprocessing.connection.wait(list(pending)):
+                _, i, loss, evaluations = self._receive(conn)  # type: ignore[arg-type]
+                trial = self.trials[i]
+                trial.loss, trial.iterations = loss, trial.iterations + iterations
+                if self.work is not None:
+                    self.work.ran(trial.frames, iterations, evaluations)
+                pending[conn] -= 1
+                if not pending[conn]:
+                    del pending[conn]
+
+    def fetch(self, trial: _Trial) -> None:
+        """Bring ``trial`` back from its worker as it stands there."""
+        i = self.trials.index(trial)
+        conn = self.conns[self._owner(i)]
+        conn.send(("state", i))
+        trial.set_state(self._receive(conn)[2])
+
+    def close(self) -> None:
+        """Stop the workers (at once, if they are still running a round)."""
+        for conn in self.conns:
+            try:
+                conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self.procs:
+            proc.join(5.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for conn in self.conns:
+            conn.close()
+
+
+def _race_worker(trials: list[_Trial], conn: multiprocessing.connection.Connection) -> None:
+    """A worker of :class:`_RacePool`: runs the rounds it is sent, reports each start's loss and evaluations as it
+    ends, sends a start's state when asked, and stops when told (or when the fit's process goes)."""
+    try:
+        for trial in trials:
+            trial.work = None  # the fit's process tells the progress
+        while True:
+            msg = conn.recv()
+            if msg[0] == "stop":
+                return
+            if msg[0] == "state":
+                conn.send(("state", msg[1], trials[msg[1]].state()))
+                continue
+            _, ids, iterations = msg
+            for i in ids:
+                loss = trials[i].advance(iterations)
+                conn.send(("ran", i, loss, trials[i].last_evaluations))
+    except EOFError:
+        return
+    except BaseException:  # noqa: BLE001 - every failure goes back to the fit's process, which raises it
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except (BrokenPipeError, OSError):
+            pass
+
+
 def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, until: int = 1,
-             work: ShapeFitProgress | None = None, what: str = "race"
+             work: ShapeFitProgress | None = None, what: str = "race",
+             advance: Callable[[list[int], int], None] | None = None,
              ) -> tuple[list[_Trial], list[list[float]]]:
     """Successive halving of the refinement's starts: each round every start still in runs ``iterations`` more,
     then the better half (rounded up; after the first round the better ``first_keep``) of them by loss goes on,
@@ -725,14 +896,20 @@ def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, unt
     was the lowest but one after 62 iterations and after 124), while which start lies in the right valley no
     cheaper cost tells (a coarse silhouette cost is flat along the valleys); the halving gives many starts a short
     look and the promising ones the iterations. Returns the starts left, best first, and each round's losses (in
-    the starts' order, None for those out). Each round is announced to ``work`` as a phase of ``what``."""
+    the starts' order, None for those out). Each round is announced to ``work`` as a phase of ``what``. ``advance``
+    (the starts' indices, iterations) runs a round's starts (:meth:`_RacePool.advance`: on worker processes); by
+    default they run here, one after another."""
     alive, rounds = list(range(len(trials))), []
     plan = _halving_plan(len(trials), first_keep, until)
     while True:
         if work is not None:
             work.begin(f"{what}, round {len(rounds) + 1}/{len(plan)}: {len(alive)} start{'s' if len(alive) > 1 else ''}")
+        if advance is None:
+            for i in alive:
+                trials[i].advance(iterations)
+        else:
+            advance(alive, iterations)
         for i in alive:
-            trials[i].advance(iterations)
             logger.debug("silhouettes: start %d after %d iterations: loss %.6g", i, trials[i].iterations, trials[i].loss)
         rounds.append([trials[i].loss if i in alive else None for i in range(len(trials))])
         alive = sorted(alive, key=lambda i: trials[i].loss)
