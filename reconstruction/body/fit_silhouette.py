@@ -77,6 +77,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -861,7 +862,11 @@ class _RacePool:
 
 def _race_worker(trials: list[_Trial], conn: multiprocessing.connection.Connection) -> None:
     """A worker of :class:`_RacePool`: runs the rounds it is sent, reports each start's loss and evaluations as it
-    ends, sends a start's state when asked, and stops when told (or when the fit's process goes)."""
+    ends, sends a start's state when asked, and stops when told (or when the fit's process goes). It says nothing
+    itself: forked from a process whose progress bar may hold its console's lock at that instant, a log line or a
+    warning written here could wait on that lock for ever; its errors go back through the pipe."""
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
     try:
         for trial in trials:
             trial.work = None  # the fit's process tells the progress
