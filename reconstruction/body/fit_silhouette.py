@@ -904,23 +904,24 @@ def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, unt
     the starts' order, None for those out). Each round is announced to ``work`` as a phase of ``what``. ``advance``
     (the starts' indices, iterations) runs a round's starts (:meth:`_RacePool.advance`: on worker processes); by
     default they run here, one after another."""
+    if advance is None:
+        def advance(ids: list[int], n: int) -> None:
+            for i in ids:
+                trials[i].advance(n)
+
     alive, rounds = list(range(len(trials))), []
-    plan = _halving_plan(len(trials), first_keep, until)
-    while True:
+    plan = _halving_plan(len(trials), first_keep, until)  # how many starts run each round: the rule, once
+    for k, count in enumerate(plan):
         if work is not None:
-            work.begin(f"{what}, round {len(rounds) + 1}/{len(plan)}: {len(alive)} start{'s' if len(alive) > 1 else ''}")
-        if advance is None:
-            for i in alive:
-                trials[i].advance(iterations)
-        else:
-            advance(alive, iterations)
+            work.begin(f"{what}, round {k + 1}/{len(plan)}: {count} start{'s' if count > 1 else ''}")
+        advance(alive, iterations)
         for i in alive:
             logger.debug("silhouettes: start %d after %d iterations: loss %.6g", i, trials[i].iterations, trials[i].loss)
         rounds.append([trials[i].loss if i in alive else None for i in range(len(trials))])
         alive = sorted(alive, key=lambda i: trials[i].loss)
-        if len(alive) <= until:
-            return [trials[i] for i in alive], rounds
-        alive = alive[: max(int(np.ceil(len(alive) * (first_keep if len(rounds) == 1 else 0.5))), until)]
+        if k + 1 < len(plan):
+            alive = alive[: plan[k + 1]]
+    return [trials[i] for i in alive], rounds
 
 
 def take_keypoint_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: np.ndarray, kp_joint: np.ndarray) -> torch.Tensor:
