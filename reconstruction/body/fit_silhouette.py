@@ -57,6 +57,14 @@ the picked frames' legs: posed without the take's joint limits, their twist abou
 keypoints hardly see it), the skinning narrowed the twisted thighs and hips and the shape grew to fill the masks;
 the poses now keep the limits (:meth:`JointRefinement.limit_cost`): hips and thighs within 5.5 mm on all ten, but
 still 6 of 10 meet the acceptance, the misses now a height 5.2-7.7 mm too large (README, "The legs' twist").
+That height, and a thigh or chest 12 mm too large on held-out take 139, came from the same cause one step
+earlier: the picked frames' start poses were the average body's, solved frame by frame without the limits or the
+temporal term, with the neck and forearms twisted about their bones 50-70 degrees and the head and hands turned
+back. The refinement's pose prior holds the poses near their start, so it stayed in that valley and grew the body
+(take 131 with its true masks: +6.7 mm tall, loss 5294, where the true body and poses start the same refinement at
+3052 and it ends at 2873, height -1.3 mm). The frames now start from the keypoints' shape posed coherently
+(``fitting._coherent``): take 131 -1.4 mm, loss 2999; held-out takes 131-140 (README, "The silhouettes' start
+poses"): height -4.3 to +0.6 mm (sd 3.3 -> 1.5), 139's chest +11.8 -> +1.3 and thigh +12.3 -> +1.5 mm.
 
 A segmenter's masks are the outline blurred and thresholded (MediaPipe's: heads and soles 0.7-0.8 px short at
 1280x720, every fitted body 4-5 mm too short): with ``contour`` the term undoes the masks' ``blur`` on their contour
