@@ -915,6 +915,7 @@ def test_the_silhouettes_frames_start_from_coherent_poses(anny, monkeypatch):
     the neck's and the forearms' turn from the truth 8.9, 12.6 and 13.7 degrees on average over the take (the
     average body's frame-by-frame poses: 10.0, 30.5 and 25.9)."""
     from mocap_studio.reconstruction.body import fitting
+    from scipy.spatial.transform import Rotation
 
     scene = make_scene(anny, 31, frames=20, fps=10.0, image_scale=0.5, mask_scale=1.0)
     seen: dict = {}
@@ -930,8 +931,6 @@ def test_the_silhouettes_frames_start_from_coherent_poses(anny, monkeypatch):
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(20), (len(scene.masks.cameras), 1)))
     with pytest.raises(Seen):
         fit_sequence(anny, scene.keypoints, FitConfig(silhouettes=True), frame_rate=scene.fps, silhouettes=sil)
-    from scipy.spatial.transform import Rotation
-
     names = [anny.joint_names[j] for j in seen["free"]]
     off = {}
     for n in ("neck01", "lowerarm01.L", "lowerarm01.R"):

@@ -446,16 +446,16 @@ def _quality(
 def _coherent(
     model: SkinnedBodyModel, red: _Reduced, rest: _Rest, read: np.ndarray, names: tuple[str, ...], tg: _Targets,
     take: _Take, label: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, _Targets]:
     """Every frame posed from the analytic start (:func:`_start`) against targets ``tg`` with the take's joint
     limits and its strong start temporal term (``joint_limit_weight``, ``start_temporal_weight``), logged as
-    ``label``."""
+    ``label``. Returns the poses, translations and the targets with those terms set."""
     cfg = take.cfg
     tg = dataclasses.replace(tg, limits=cfg.joint_limit_weight, temporal=cfg.start_temporal_weight)
     rot, trans = _start(model, red, rest, read, names, cfg)
     rot, trans = _windowed(model, red, rest, rot, trans, tg, cfg, 2 * cfg.frame_iterations, 8.0)
     _log_pass(label, model, red, rest, rot, trans, take)
-    return rot, trans
+    return rot, trans, tg
 
 
 def _start(
@@ -492,13 +492,10 @@ def _fit(
         if silhouettes.frame_index.shape[1] != T:
             raise FitError(f"silhouettes: frame_index has {silhouettes.frame_index.shape[1]} frames, the keypoints {T}")
         # the silhouettes' frames start from poses as coherent as the take's will be (step 2), with the keypoints'
-        # shape: the average body's poses above, solved frame by frame without the joint limits or the temporal
-        # term, twist the neck and forearms (the keypoints hardly see a twist) far from the truth, the head and
-        # hands turned back (measured on held-out take 131, true masks: neck 50, forearms 58-67 degrees off); the
-        # refinement stayed in that valley and grew the body to fill the masks (height +6.7 mm, its loss 5294
-        # against 2873 reached from the true body and poses); from these poses: height -1.4 mm, loss 2999
-        rot, trans = _coherent(model, red, _rest(basis, _coefficients(model, sfree), red, offsets), read, names, free,
-                               take, "keypoints' shape, coherent")
+        # shape: the average body's poses above (no limits, no temporal term) twist the neck and forearms about their
+        # bones, and the refinement grew the body from there (fit_silhouette's module docstring)
+        rot, trans, _ = _coherent(model, red, _rest(basis, _coefficients(model, sfree), red, offsets), read, names,
+                                  free, take, "keypoints' shape, coherent")
         sfree, sil_figures, take_offsets = fit_shape_silhouettes(model, red, basis, sfree, offsets, rot, trans, free,
                                                                  take.weight.sum(1) > 0, silhouettes, cfg,
                                                                  keypoints.skeleton, progress)
@@ -513,8 +510,7 @@ def _fit(
     # 2. every frame posed anew with the shape, from the analytic start, with the joint limits and a strong
     # temporal term: solved frame by frame without them, a poorly seen part (a foot, a hand) settles in
     # either of two orientations from frame to frame, and no later pass could bring the flipped frames home
-    free = dataclasses.replace(free, limits=cfg.joint_limit_weight, temporal=cfg.start_temporal_weight)
-    rot, trans = _coherent(model, red, rest, read, names, free, take, "coherent")
+    rot, trans, free = _coherent(model, red, rest, read, names, free, take, "coherent")
 
     # 3. outliers out, keypoints low-passed (and weighted by their misfit), every frame posed against them
     rot, trans = _windowed(model, red, rest, rot, trans, free, cfg, cfg.frame_iterations, 2 * cfg.robust_scale)
