@@ -459,7 +459,7 @@ def silhouette_fit(anny) -> dict:
             "silhouettes": _girth_errors(anny, scene.shape, with_sil.shape), "figures": with_sil.figures["silhouettes"],
             "information": info, "sigma": sigma,
             "error": measure_body(anny, with_sil.shape).as_array() - measure_body(anny, scene.shape).as_array(),
-            "progress": calls, "work": made}
+            "progress": calls, "work": made, "shape": with_sil.shape}
 
 
 @contextlib.contextmanager
@@ -487,9 +487,10 @@ def test_the_shape_fit_says_how_far_it_is(silhouette_fit):
     """The shape fit's minutes are never silent: each round of the starts' race and the winner's run is announced,
     the share done only grows and ends at the whole, and it moves on inside the winner's one long L-BFGS run (its
     evaluations counted). The planned work (frame-iterations, from the halving's plan) is exactly what ran: 26 starts
-    raced on 4 frames in rounds of 26, 7, 4, 2 and 1, then the winner's 400 iterations on all 6."""
+    raced on 4 frames in rounds of 26, 7, 4, 2 and 1, the winner's 400 iterations on all 6, then the four restarts
+    and the winner 150 iterations each on all 6."""
     (work,) = silhouette_fit["work"]
-    assert work.done == work.total == (26 + 7 + 4 + 2 + 1) * 20 * 4 + 400 * 6
+    assert work.done == work.total == (26 + 7 + 4 + 2 + 1) * 20 * 4 + 400 * 6 + 5 * 150 * 6
     calls = silhouette_fit["progress"]
     done = [d for _, d, _ in calls]
     assert all(t == 100 for _, _, t in calls) and done[0] == 0 and done[-1] == 100
@@ -499,14 +500,17 @@ def test_the_shape_fit_says_how_far_it_is(silhouette_fit):
         f"fit: shape from silhouettes (race on 4 frames, round {k}/5: {n} start{'s' if n > 1 else ''})"
         for k, n in enumerate((26, 7, 4, 2, 1), 1)]
     winner = [d for label, d, _ in calls if "the winner's 400 iterations on 6 frames" in label]
-    assert len(set(winner)) >= 10 and winner[-1] == 100, winner  # it moved on inside the run
+    assert len(set(winner)) >= 10, winner  # it moved on inside the run
+    assert any(p.endswith("(4 restarts and the winner, 150 iterations each on 6 frames)") for p in phases), phases
     assert phases[0].endswith("(posing 26 starts on 4 frames)") and phases[-1].endswith("(what the silhouettes tell the sigmas)")
 
 
 def test_silhouettes_tell_the_girths(silhouette_fit):
     # measured with the defaults (the contour, the rim, keypoint offsets, 26 starts spread over the phenotypes, the
-    # frames started from coherent poses): worst girth 12.0 mm (waist; chest 0.6, hip 8.0, thigh 2.6, neck 1.9),
-    # height 2.3 mm, against the keypoints alone 61.6 mm (waist) and 25.7 mm. From the average body's frame-by-frame
+    # frames started from coherent poses, the restarts: the winner went on, 2962 against 3206-3406): worst girth
+    # 11.9 mm (waist; chest 2.6, hip 7.0, thigh 3.8, neck 2.2), height 1.5 mm, against the keypoints alone 61.6 mm
+    # (waist) and 25.7 mm. Before the restarts: waist 12.0, chest 0.6, hip 8.0, thigh 2.6, neck 1.9, height 2.3 mm.
+    # From the average body's frame-by-frame
     # poses (before stop 39): waist 13.2, chest 0.7, hip 9.3, thigh 5.0, neck 2.0, height 0.5 mm; there 50 starts with
     # two finalists raced on all 6 frames (``silhouette_finalists``) ended at the same shape (1864 against 3745 after
     # 120 iterations, 1220 at the end).
@@ -520,6 +524,20 @@ def test_silhouettes_tell_the_girths(silhouette_fit):
     assert worst_sil <= BOUND_GIRTH_MM and sil["height"] <= BOUND_HEIGHT_MM, silhouette_fit
 
 
+def test_the_lowest_of_the_restarts_goes_on(silhouette_fit):
+    """``silhouette_restarts``: the winner and a restart 5 sigmas each way along the two weakest directions of the
+    silhouettes' information ran on, and the fit's shape is the lowest loss's."""
+    rs, figures = silhouette_fit["figures"]["restarts"], silhouette_fit["figures"]
+    assert [(r["direction"], r["sigmas"]) for r in rs] == [(None, 0.0), (0, 5.0), (0, -5.0), (1, 5.0), (1, -5.0)]
+    assert all(np.isfinite(r["loss"]) for r in rs) and sum(r["won"] for r in rs) == 1
+    won = next(r for r in rs if r["won"])
+    assert won["loss"] == min(r["loss"] for r in rs) == figures["loss"]
+    assert np.allclose(won["shape"], silhouette_fit["shape"], atol=1e-5)
+    assert all(r["start"] != rs[0]["start"] for r in rs[1:])  # each moved off the winner
+    with pytest.raises(ValueError, match="silhouette_restarts"):
+        FitConfig(silhouette_restarts=-1)
+
+
 def test_silhouettes_narrow_the_measurements_sigmas(silhouette_fit):
     """What the silhouettes told the shape fit enters the measurements' sigmas (Gauss-Newton information, poses
     eliminated, over uncertainty.SILHOUETTE_INFORMATION_SCALE), and the narrower sigmas still cover the errors."""
@@ -528,9 +546,10 @@ def test_silhouettes_narrow_the_measurements_sigmas(silhouette_fit):
     assert np.linalg.eigvalsh(info).min() >= -1e-9 * np.abs(info).max() and np.trace(info) > 0
     kp, sil, err = silhouette_fit["sigma"]["keypoints"], silhouette_fit["sigma"]["silhouettes"], silhouette_fit["error"]
     girths = [MEASUREMENT_NAMES.index(g) for g in GIRTHS]
-    # measured: chest, waist, hip, thigh, neck sigma 13.1, 15.0, 20.1, 17.9, 3.1 mm against 44.7, 41.1, 46.5, 40.3,
-    # 11.8 from the keypoints alone (0.26-0.44 of them); all 10 errors within one sigma (the largest: waist 12.0 /
-    # 15.0 mm, inseam 4.7 / 7.3 mm). Before stop 39's start poses: 12.5, 16.3, 19.4, 14.6, 2.8 mm against 26.8, 32.1,
+    # measured: chest, waist, hip, thigh, neck sigma 16.0, 16.1, 20.9, 17.4, 3.6 mm against 41.8, 39.0, 45.0, 37.0,
+    # 11.3 from the keypoints alone (0.32-0.47 of them); all 10 errors within one sigma (the largest: waist 11.9 /
+    # 16.1 mm, inseam 5.0 / 12.2 mm). Before the restarts (stop 40): 13.1, 15.0, 20.1, 17.9, 3.1 mm against 44.7, 41.1,
+    # 46.5, 40.3, 11.8, all 10 within. Before stop 39's start poses: 12.5, 16.3, 19.4, 14.6, 2.8 mm against 26.8, 32.1,
     # 40.5, 30.1, 6.8, all 10 within. Ten ranked random starts (stop 33): 10.8, 16.0, 19.1, 15.8, 2.6 mm, all 10
     # within. The defaults before stop 32: 17.8, 15.0, 20.2, 21.5, 5.3 mm, 8 of 10 within
     assert np.all(sil[girths] < 0.7 * kp[girths]), (np.round(1000 * sil), np.round(1000 * kp))
@@ -545,7 +564,7 @@ def test_the_finalists_race_on_every_frame(anny):
     scene = make_scene(anny, 31, frames=12, fps=10.0, image_scale=0.5, mask_scale=1.0)
     cfg = FitConfig(silhouettes=True, silhouette_frames=3, silhouette_start_frames=2, silhouette_starts=2,
                     silhouette_start_iterations=5, silhouette_finalists=2, silhouette_final_iterations=10,
-                    silhouette_iterations=40)
+                    silhouette_iterations=40, silhouette_restarts=0)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(12), (len(scene.masks.cameras), 1)))
     with recorded_progress() as made:
         fig = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil).figures["silhouettes"]
@@ -565,20 +584,22 @@ def test_the_finalists_race_on_every_frame(anny):
 def test_the_race_on_worker_processes_finds_the_same_body(anny, start_frames):
     """The starts' race on two worker processes (``silhouette_workers``) ends at the body the race in the fit's own
     process does, to the last bit: each start runs whole on one process, the winners come back with their L-BFGS
-    history (with ``silhouette_start_frames`` 0 the winner goes on from it). Held-out seed 31, 4 starts on 3 frames."""
+    history (with ``silhouette_start_frames`` 0 the winner goes on from it), and so do the restarts along the weak
+    directions (``silhouette_restarts``). Held-out seed 31, 4 starts on 3 frames."""
     scene = make_scene(anny, 31, frames=12, fps=10.0, image_scale=0.5, mask_scale=1.0)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(12), (len(scene.masks.cameras), 1)))
     fits = {}
     for workers in (1, 2):
         cfg = FitConfig(silhouettes=True, silhouette_frames=3, silhouette_start_frames=start_frames,
                         silhouette_starts=2, silhouette_start_iterations=5, silhouette_iterations=30,
-                        silhouette_workers=workers)
+                        silhouette_restarts=1, silhouette_restart_iterations=5, silhouette_workers=workers)
         with recorded_progress() as made:
             fits[workers] = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil)
         assert made[0].done == made[0].total  # the workers' runs counted as they ended
     one, two = fits[1].figures["silhouettes"], fits[2].figures["silhouettes"]
     assert (one["race_workers"], two["race_workers"]) == (1, 2)
     assert one["start_rounds"] == two["start_rounds"] and one["loss"] == two["loss"]
+    assert one["restarts"] == two["restarts"] and len(one["restarts"]) == 3  # the winner and one direction each way
     assert np.array_equal(fits[1].shape, fits[2].shape) and np.array_equal(fits[1].pose_rotvec, fits[2].pose_rotvec)
 
 
@@ -625,7 +646,7 @@ def test_a_failing_race_worker_is_told():
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14's acceptance (girths within 10 mm, height 5 mm) is not met on this "
-                   "scene with the default settings: the waist is 12.0 mm off (hip 8.0, height 2.3 mm), on 640x360 "
+                   "scene with the default settings: the waist is 11.9 mm off (hip 7.0, height 1.5 mm), on 640x360 "
                    "images with keypoints given 10 mm noise and a 20 mm bias each. Through the whole pipeline at "
                    "1280x720, with MediaPipe's keypoints and full-size masks, the same settings meet it on 9 of ten "
                    "2-s studio takes, 10 of ten held-out 6-s ones and 9 of ten more (README, 'Body measurements', "
@@ -752,7 +773,7 @@ def test_keypoint_offsets_keep_the_detector_bias_out_of_the_take(anny, monkeypat
     scene = make_scene(anny, 31, frames=20, fps=10.0, image_scale=0.5, mask_scale=1.0)
     cfg = FitConfig(silhouettes=True, silhouette_frames=6, silhouette_contour=True, silhouette_rim_cos=0.2,
                     silhouette_keypoint_offset_sigma_m=0.2, silhouette_pose_sigma_rad=0.5, silhouette_iterations=200,
-                    silhouette_history=100, silhouette_starts=0, silhouette_offsets_for_take=True)
+                    silhouette_history=100, silhouette_starts=0, silhouette_restarts=0, silhouette_offsets_for_take=True)
     sil = SilhouetteInput(scene.rig, scene.masks, np.tile(np.arange(20), (len(scene.masks.cameras), 1)))
     found = {}
     shape_fit = fitting.fit_shape_silhouettes

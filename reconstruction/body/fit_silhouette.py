@@ -66,6 +66,11 @@ back. The refinement's pose prior holds the poses near their start, so it stayed
 (``fitting._coherent``): take 131 -1.4 mm, loss 2999; held-out takes 131-140 (README, "The silhouettes' start
 poses"): height -4.3 to +0.6 mm (sd 3.3 -> 1.5), 139's chest +11.8 -> +1.3 and thigh +12.3 -> +1.5 mm.
 
+After the winner's run, ``silhouette_restarts`` restart it from its shape moved a few sigmas each way along the
+weakest directions of what the silhouettes told, its poses kept, and the lowest loss of those and the winner run on
+as long goes on (:func:`_restarts`): the valleys lie along those directions (held-out 139's neck +10.8 -> +4.5 mm,
+fresh take 155's waist -11.1 -> -3.2; README, "Restarts along the weak directions").
+
 A segmenter's masks are the outline blurred and thresholded (MediaPipe's: heads and soles 0.7-0.8 px short at
 1280x720, every fitted body 4-5 mm too short): with ``contour`` the term undoes the masks' ``blur`` on their contour
 (:func:`silhouettes.unblurred_contour`; held-out takes 111-120: height mean abs 4.7 -> 2.0 mm).
@@ -646,6 +651,23 @@ def fit_shape_silhouettes(
     if remaining > 0 or not np.isfinite(best.loss):  # a lone finalist has yet to run on every frame
         work.begin(f"the winner's {max(remaining, 1)} iterations on {len(pick)} frames")
         best.advance(max(remaining, 1))
+
+    def information(trial: _Trial) -> np.ndarray:
+        x, rot_p, trans_p, _ = trial.result()
+        return JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(),
+                               skeleton, term, cfg).shape_information(x)
+
+    restarts: list[dict] = []
+    t_restarts = 0.0
+    if cfg.silhouette_restarts > 0:  # the information at the winner, for its weak directions, and the restarts
+        t0 = time.perf_counter()
+        work.begin("the weak directions, for the restarts")
+        weak = information(best)
+        count = 2 * cfg.silhouette_restarts
+        work.begin(f"{count} restarts and the winner, {cfg.silhouette_restart_iterations} iterations each on "
+                   f"{len(pick)} frames")
+        best, restarts = _restarts(best, weak, cfg, work, race_workers(cfg, count + 1))
+        t_restarts = time.perf_counter() - t0
     work.begin("what the silhouettes tell the sigmas")
     x, rot_p, trans_p, loss = best.result()
     joint = best.joint
@@ -653,13 +675,13 @@ def fit_shape_silhouettes(
     term.pose(_full_pose(model, red, rot_p), trans_p.numpy())
     shape = model.shape_from_free(torch.as_tensor(x, dtype=model.dtype)).double().numpy()
     t_info = time.perf_counter()
-    info = JointRefinement(model, red, rot_p, trans_p, frame_tg.target.numpy(), frame_tg.weight.numpy(), skeleton,
-                           term, cfg).shape_information(x)
+    info = information(best)
     t_info = time.perf_counter() - t_info
     figures = {"frames": int(len(pick)), "views": term.num_views, **term.figures(shape), "loss": loss,
                "race_workers": workers,
                "start_losses": rounds[0], "start_rounds": rounds, "final_rounds": final_rounds, **_offset_figures(kp_offsets),
                "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
+               "restarts": restarts, "restart_seconds": t_restarts,
                "shape_information": info.tolist(), "information_seconds": t_info,
                "seconds": time.perf_counter() - start}
     logger.info("silhouettes: shape fitted on %d views of %d frames in %.1f s: %s", term.num_views, len(pick),
@@ -674,7 +696,8 @@ def fit_shape_silhouettes(
 def _planned_work(starts: int, until: int, start_frames: int, frames: int, partial: bool, cfg: FitConfig) -> float:
     """The frame-iterations :func:`fit_shape_silhouettes` will run (:class:`ShapeFitProgress`): the starts' race on
     ``start_frames`` frames down to ``until`` starts, with ``partial`` the finalists' race on all ``frames`` (two or
-    more of them), then the winner's run to ``silhouette_iterations`` in all (a lone finalist runs at least one)."""
+    more of them), then the winner's run to ``silhouette_iterations`` in all (a lone finalist runs at least one), then
+    the restarts and the winner's run beside them (``silhouette_restarts``)."""
     race = _halving_plan(starts, FIRST_ROUND_KEEP, until)
     work = sum(race) * cfg.silhouette_start_iterations * start_frames
     won = len(race) * cfg.silhouette_start_iterations
@@ -685,7 +708,8 @@ def _planned_work(starts: int, until: int, start_frames: int, frames: int, parti
     remaining = cfg.silhouette_iterations - won
     if partial and race[-1] == 1:
         remaining = max(remaining, 1)
-    return float(work + max(remaining, 0) * frames)
+    restarts = (2 * cfg.silhouette_restarts + 1) * cfg.silhouette_restart_iterations if cfg.silhouette_restarts else 0
+    return float(work + (max(remaining, 0) + restarts) * frames)
 
 
 class _Trial:
@@ -930,6 +954,65 @@ def _halving(trials: list[_Trial], iterations: int, first_keep: float = 0.5, unt
         if k + 1 < len(plan):
             alive = alive[: plan[k + 1]]
     return [trials[i] for i in alive], rounds
+
+
+def _restarts(best: _Trial, information: np.ndarray, cfg: FitConfig, work: ShapeFitProgress | None,
+              workers: int) -> tuple[_Trial, list[dict]]:
+    """Restarts of the refinement from the winner ``best`` (its poses kept, its L-BFGS history not), its shape moved
+    ``cfg.silhouette_restart_sigmas`` each way along the ``cfg.silhouette_restarts`` weakest directions of what the
+    silhouettes told (``information`` (S, S) in the model's shape parameters, :meth:`JointRefinement.shape_information`,
+    taken to the unconstrained variables through the derivative of ``shape_from_free`` and at the sigmas' scale,
+    :data:`uncertainty.SILHOUETTE_INFORMATION_SCALE`). Each and the winner (with its history) run
+    ``cfg.silhouette_restart_iterations`` more, on ``workers`` processes (:class:`_RacePool`), and the lowest loss is
+    returned, with each one's direction, sigmas, shape parameters at its start and end, loss and whether it won (the
+    winner's direction None). The
+    phenotypes' valleys (weight against muscle, gender against age) lie along the directions the silhouettes hardly
+    pull: held-out take 139's winner stopped with the neck 10.8 mm wide, the truth 4.3 of its sigmas away along the
+    second-weakest direction; restarted 5 sigmas that way it ends at a loss of 11161 against the winner's 11176 (run
+    on as long) with the neck +4.5 mm (README, "Restarts along the weak directions")."""
+    from mocap_studio.reconstruction.body.uncertainty import SILHOUETTE_INFORMATION_SCALE
+
+    model = best.joint.model
+    x = best.x
+    jac = torch.autograd.functional.jacobian(model.shape_from_free, torch.as_tensor(x, dtype=model.dtype))
+    jac = jac.double().numpy().reshape(len(x), len(x))
+    w, v = np.linalg.eigh(_positive(jac.T @ information @ jac) / SILHOUETTE_INFORMATION_SCALE)
+
+    def phenotypes(xv: np.ndarray) -> list[float]:
+        return np.round(model.shape_from_free(torch.as_tensor(xv, dtype=model.dtype)).double().numpy(), 5).tolist()
+
+    trials, made = [best], [{"direction": None, "sigmas": 0.0, "start": phenotypes(x)}]
+    for k in range(min(cfg.silhouette_restarts, len(x))):
+        step = cfg.silhouette_restart_sigmas * v[:, k] / np.sqrt(max(w[k], 1e-12))
+        for sign in (1.0, -1.0):
+            trial = _Trial(best.joint, np.clip(x + sign * step, -FREE_BOUND, FREE_BOUND), work)
+            with torch.no_grad():
+                trial._delta.copy_(best.delta)
+                trial._dtrans.copy_(best.dtrans)
+            trial.iterations = best.iterations
+            trials.append(trial)
+            made.append({"direction": k, "sigmas": sign * cfg.silhouette_restart_sigmas,
+                         "start": phenotypes(trial.x)})
+    pool = _RacePool(trials, workers, work) if workers > 1 else None
+    try:
+        if pool is not None:
+            pool.advance(list(range(len(trials))), cfg.silhouette_restart_iterations)
+            for trial in trials:  # every one back, for its shape in the figures
+                pool.fetch(trial)
+        else:
+            for trial in trials:
+                trial.advance(cfg.silhouette_restart_iterations)
+    finally:
+        if pool is not None:
+            pool.close()
+    won = min(range(len(trials)), key=lambda i: trials[i].loss)
+    for i, (trial, d) in enumerate(zip(trials, made, strict=True)):
+        d.update(shape=phenotypes(trial.x), loss=trial.loss, won=i == won)
+        logger.debug("silhouettes: restart %s: loss %.6g", d, trial.loss)
+    if won:
+        logger.info("silhouettes: a restart %+g sigmas along weak direction %d went lower than the winner (%.6g "
+                    "against %.6g)", made[won]["sigmas"], made[won]["direction"], trials[won].loss, trials[0].loss)
+    return trials[won], made
 
 
 def take_keypoint_offsets(model: SkinnedBodyModel, red: _Reduced, offsets: np.ndarray, kp_joint: np.ndarray) -> torch.Tensor:
