@@ -649,8 +649,9 @@ def test_a_failing_race_worker_is_told():
                    "scene with the default settings: the waist is 11.9 mm off (hip 7.0, height 1.5 mm), on 640x360 "
                    "images with keypoints given 10 mm noise and a 20 mm bias each. Through the whole pipeline at "
                    "1280x720, with MediaPipe's keypoints and full-size masks, the same settings meet it on 9 of ten "
-                   "2-s studio takes, 10 of ten held-out 6-s ones and 9 of ten more (README, 'Body measurements', "
-                   "'The starts spread over the phenotypes', 'The silhouettes' start poses')")
+                   "2-s studio takes, 10 of ten held-out 6-s ones, 10 of ten more and 6 of six fresh ones (README, "
+                   "'Body measurements', 'The starts spread over the phenotypes', 'Restarts along the weak "
+                   "directions')")
 def test_silhouette_shape_acceptance(silhouette_fit):
     sil = silhouette_fit["silhouettes"]
     assert max(sil[g] for g in GIRTHS) <= 10.0 and sil["height"] <= 5.0, silhouette_fit
