@@ -252,9 +252,9 @@ class FitConfig:
     the winner itself, runs ``silhouette_restart_iterations`` more (on the race's workers) and the lowest loss goes on
     (``fit_silhouette._restarts``). The phenotypes' valleys lie along the directions the silhouettes hardly pull, a
     few sigmas apart. Measured on six fresh studio takes (151-156) and held-out 139 (README, "Restarts along the weak
-    directions"): the whole acceptance met on 7 of 7 against 4 (a restart won on 155, waist -11.1 -> -3.2 mm, and on
-    139, neck +10.8 -> +4.5; 153's height came within 5 mm from the winner's own further iterations); the shape fit
-    about 95 s longer (226-241 s against 124-143). 0: none."""
+    directions"): the whole acceptance met on 7 of 7 against 4 (a restart won on 139, neck +10.8 -> +4.5 mm, and on
+    155, waist -11.1 -> -3.2, where the winner run on would have passed too at -8.4; 153's height came within 5 mm
+    from the winner's own further iterations); the shape fit about 95 s longer (226-241 s against 124-143). 0: none."""
     silhouette_restart_sigmas: float = 5.0
     """How far each restart (``silhouette_restarts``) starts from the winner, in the sigmas of the silhouettes'
     information (139's truth lay 4.3 of them from its winner along the second-weakest direction; restarts at 3 ended
