@@ -718,12 +718,17 @@ class _Trial:
     so that a start run in rounds takes the path it would in one run (the history and the step carried on); the
     loss and the iterations run so far."""
 
-    def __init__(self, joint: JointRefinement, x0: np.ndarray, work: ShapeFitProgress | None = None) -> None:
+    def __init__(self, joint: JointRefinement, x0: np.ndarray, work: ShapeFitProgress | None = None,
+                 poses_from: _Trial | None = None) -> None:
         self.joint, self.work = joint, work
         F, Jf = joint.rot0.shape[:2]
         self._x = torch.as_tensor(np.asarray(x0, dtype=float), dtype=torch.float64).clone().requires_grad_(True)
         self._delta = torch.zeros(F, Jf, 3, dtype=torch.float64, requires_grad=True)
         self._dtrans = torch.zeros(F, 3, dtype=torch.float64, requires_grad=True)
+        if poses_from is not None:  # a restart: the poses where that start (on the same joint) stands
+            with torch.no_grad():
+                self._delta.copy_(poses_from.delta)
+                self._dtrans.copy_(poses_from.dtrans)
         self._opt = torch.optim.LBFGS([self._x, self._delta, self._dtrans], lr=1.0, max_iter=1,
                                       history_size=joint.cfg.silhouette_history, line_search_fn="strong_wolfe",
                                       tolerance_change=1e-7, tolerance_grad=1e-6)
@@ -985,10 +990,7 @@ def _restarts(best: _Trial, information: np.ndarray, cfg: FitConfig, work: Shape
     for k in range(min(cfg.silhouette_restarts, len(x))):
         step = cfg.silhouette_restart_sigmas * v[:, k] / np.sqrt(max(w[k], 1e-12))
         for sign in (1.0, -1.0):
-            trial = _Trial(best.joint, np.clip(x + sign * step, -FREE_BOUND, FREE_BOUND), work)
-            with torch.no_grad():
-                trial._delta.copy_(best.delta)
-                trial._dtrans.copy_(best.dtrans)
+            trial = _Trial(best.joint, np.clip(x + sign * step, -FREE_BOUND, FREE_BOUND), work, poses_from=best)
             trial.iterations = best.iterations
             trials.append(trial)
             made.append({"direction": k, "sigmas": sign * cfg.silhouette_restart_sigmas,
