@@ -107,11 +107,14 @@ def _camera_views(session: Session, kp: Keypoints3D, warnings: list[str]) -> tup
 
 def _measurements_json(model, motion, kp: Keypoints3D, meas) -> dict:  # noqa: ANN001
     """measurements.json: the rest-pose measurements with one sigma each from the keypoints the fit read (and the
-    silhouettes, where the shape was fitted to them)."""
-    sil_info = motion.figures.get("silhouettes", {}).get("shape_information")
+    silhouettes, where the shape was fitted to them, and the valleys the silhouette fit's restarts ended in)."""
+    sil = motion.figures.get("silhouettes", {})
+    sil_info = sil.get("shape_information")
+    valleys = [(np.asarray(r["shape"]), r["loss"]) for r in sil.get("restarts", []) if "shape" in r]
     try:
         unc = measurement_uncertainty(model, motion.shape, motion.pose_rotvec, motion.trans, kp.xyz, kp.skeleton,
-                                      silhouette_info=None if sil_info is None else np.asarray(sil_info))
+                                      silhouette_info=None if sil_info is None else np.asarray(sil_info),
+                                      valleys=valleys or None)
     except (ValueError, RuntimeError, np.linalg.LinAlgError) as e:
         logger.warning("fit: no uncertainty for the measurements: %s", e)
         return measurements_document(meas, model.name, None, f"no uncertainty: {e}")

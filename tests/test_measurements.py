@@ -351,6 +351,28 @@ def test_sigma_covers_true_error_on_studio_takes(studio_coverage):
     assert np.median(sig[:, girth]) < 0.4 and np.median(np.delete(sig, girth, axis=1)) < 0.1, np.round(1000 * sig)
 
 
+def test_the_valleys_add_their_spread_to_the_sigmas(anny):
+    """uncertainty.valley_spread: each valley the silhouette fit's restarts ended in is weighted by exp(-(its loss above
+    the lowest) / SILHOUETTE_INFORMATION_SCALE); their weighted mean square about the lowest one's measurements is
+    the variance added. Two valleys as low: half the squared distance; one a scale above: e^-1 / (1 + e^-1) of it; one 20
+    scales above, or never finished (infinite loss), or the winner alone: nothing."""
+    from mocap_studio.reconstruction.body.measurements import measure_body
+    from mocap_studio.reconstruction.body.uncertainty import SILHOUETTE_INFORMATION_SCALE as SCALE
+    from mocap_studio.reconstruction.body.uncertainty import valley_spread
+
+    model = anny
+    rng = np.random.default_rng(5)
+    a, b = model.random_shape(rng), model.random_shape(rng)
+    ma = measure_body(model, a)
+    d2 = (measure_body(model, b).as_array() - ma.as_array()) ** 2
+    assert d2.max() > 1e-4  # the two bodies differ by over a centimetre somewhere
+    assert np.allclose(valley_spread(model, [(a, 5000.0), (b, 5000.0)]), 0.5 * d2, rtol=1e-9, atol=0)
+    for valleys in ([(a, 5000.0), (b, 5000.0 + SCALE)], [(b, 5000.0 + SCALE), (a, 5000.0)]):  # about the lowest, a
+        assert np.allclose(valley_spread(model, valleys), d2 * np.exp(-1) / (1 + np.exp(-1)), rtol=1e-9, atol=0)
+    for valleys in ([(a, 5000.0), (b, 5000.0 + 20 * SCALE)], [(a, 5000.0), (b, np.inf)], [(a, 5000.0)]):
+        assert np.all(valley_spread(model, valleys) == 0), valleys
+
+
 def test_shape_information_subsampled_long_take(anny):
     """A long take's information, read at fewer frames and scaled up, is the whole take's within 25 %."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -658,7 +658,7 @@ def fit_shape_silhouettes(
                                skeleton, term, cfg).shape_information(x)
 
     restarts: list[dict] = []
-    t_restarts = 0.0
+    t_restarts = t_finish = 0.0
     if cfg.silhouette_restarts > 0:  # the information at the winner, for its weak directions, and the restarts
         t0 = time.perf_counter()
         work.begin("the weak directions, for the restarts")
@@ -668,6 +668,11 @@ def fit_shape_silhouettes(
                    f"{len(pick)} frames")
         best, restarts = _restarts(best, weak, cfg, work, race_workers(cfg, count + 1))
         t_restarts = time.perf_counter() - t0
+        if cfg.silhouette_restart_finish > 0:  # the valley picked, run to its floor
+            t0 = time.perf_counter()
+            work.begin(f"the lowest's {cfg.silhouette_restart_finish} further iterations on {len(pick)} frames")
+            best.advance(cfg.silhouette_restart_finish)
+            t_finish = time.perf_counter() - t0
     work.begin("what the silhouettes tell the sigmas")
     x, rot_p, trans_p, loss = best.result()
     joint = best.joint
@@ -682,6 +687,7 @@ def fit_shape_silhouettes(
                "start_losses": rounds[0], "start_rounds": rounds, "final_rounds": final_rounds, **_offset_figures(kp_offsets),
                "keypoint_shape": np.round(keypoint_shape, 4).tolist(),
                "restarts": restarts, "restart_seconds": t_restarts,
+               "restart_finish": cfg.silhouette_restart_finish if restarts else 0, "restart_finish_seconds": t_finish,
                "shape_information": info.tolist(), "information_seconds": t_info,
                "seconds": time.perf_counter() - start}
     logger.info("silhouettes: shape fitted on %d views of %d frames in %.1f s: %s", term.num_views, len(pick),
@@ -697,7 +703,8 @@ def _planned_work(starts: int, until: int, start_frames: int, frames: int, parti
     """The frame-iterations :func:`fit_shape_silhouettes` will run (:class:`ShapeFitProgress`): the starts' race on
     ``start_frames`` frames down to ``until`` starts, with ``partial`` the finalists' race on all ``frames`` (two or
     more of them), then the winner's run to ``silhouette_iterations`` in all (a lone finalist runs at least one), then
-    the restarts and the winner's run beside them (``silhouette_restarts``)."""
+    the restarts and the winner's run beside them (``silhouette_restarts``) and the lowest's further run
+    (``silhouette_restart_finish``)."""
     race = _halving_plan(starts, FIRST_ROUND_KEEP, until)
     work = sum(race) * cfg.silhouette_start_iterations * start_frames
     won = len(race) * cfg.silhouette_start_iterations
@@ -708,7 +715,8 @@ def _planned_work(starts: int, until: int, start_frames: int, frames: int, parti
     remaining = cfg.silhouette_iterations - won
     if partial and race[-1] == 1:
         remaining = max(remaining, 1)
-    restarts = (2 * cfg.silhouette_restarts + 1) * cfg.silhouette_restart_iterations if cfg.silhouette_restarts else 0
+    restarts = ((2 * cfg.silhouette_restarts + 1) * cfg.silhouette_restart_iterations + cfg.silhouette_restart_finish
+                if cfg.silhouette_restarts else 0)
     return float(work + (max(remaining, 0) + restarts) * frames)
 
 
