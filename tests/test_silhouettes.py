@@ -667,7 +667,7 @@ def test_a_failing_race_worker_is_told():
                    "scene with the default settings: the waist is 11.3 mm off (hip 7.0, height 0.8 mm), on 640x360 "
                    "images with keypoints given 10 mm noise and a 20 mm bias each. Through the whole pipeline at "
                    "1280x720, with MediaPipe's keypoints and full-size masks, the same settings meet it on the demo "
-                   "and 7 of 8 studio takes refitted (156's height -5.3 mm; README, 'The restart's valley run to its "
+                   "and 10 of 11 studio takes refitted (156's height -5.3 mm; README, 'The restart's valley run to its "
                    "floor')")
 def test_silhouette_shape_acceptance(silhouette_fit):
     sil = silhouette_fit["silhouettes"]

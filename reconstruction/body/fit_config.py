@@ -265,9 +265,9 @@ class FitConfig:
     """Iterations the lowest of the restarts (``silhouette_restarts``; the winner, where it stayed lowest) then runs on,
     its L-BFGS history kept. 150 iterations pick the valley but do not reach its floor: on the demo take the restart
     that won ended there with the waist -11.8 mm, the neck +6.8 mm and the loss still falling; 300 more took them to
-    -4.4 and +2.7 mm (loss 12312 -> 12056). Over nine refitted studio takes the five girths' summed |error| went 114.8
-    -> 93.6 mm, the heights -0.4 mm on average (README, "The restart's valley run to its floor"); the shape fit about
-    30-55 s longer. 0: none."""
+    -4.4 and +2.7 mm (loss 12312 -> 12056). Over the demo and eleven studio takes refitted the five girths' summed
+    |error| went 145.9 -> 122.1 mm, the heights -0.4 mm on average (156's -5.0 -> -5.3 mm, over the bound; README,
+    "The restart's valley run to its floor"); the shape fit about 30-55 s longer. 0: none."""
 
     @property
     def fits_silhouettes(self) -> bool:
