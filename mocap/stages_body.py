@@ -19,7 +19,12 @@ from mocap_studio.reconstruction.body.fit_silhouette import SilhouetteInput
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
 from mocap_studio.reconstruction.body.io import save_body_npz, write_obj, write_ply
 from mocap_studio.reconstruction.body.measurements import measure_body
-from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty, measurements_document, untrusted_warning
+from mocap_studio.reconstruction.body.uncertainty import (
+    measurement_uncertainty,
+    measurements_document,
+    restart_valleys,
+    untrusted_warning,
+)
 from mocap_studio.reconstruction.filtering import runs
 from mocap_studio.reconstruction.keypoints import Keypoints3D
 from mocap_studio.reconstruction.silhouettes import MaskError, MaskSet
@@ -110,7 +115,7 @@ def _measurements_json(model, motion, kp: Keypoints3D, meas) -> dict:  # noqa: A
     silhouettes, where the shape was fitted to them, and the valleys the silhouette fit's restarts ended in)."""
     sil = motion.figures.get("silhouettes", {})
     sil_info = sil.get("shape_information")
-    valleys = [(np.asarray(r["shape"]), r["loss"]) for r in sil.get("restarts", []) if "shape" in r]
+    valleys = restart_valleys(sil.get("restarts", []))
     try:
         unc = measurement_uncertainty(model, motion.shape, motion.pose_rotvec, motion.trans, kp.xyz, kp.skeleton,
                                       silhouette_info=None if sil_info is None else np.asarray(sil_info),

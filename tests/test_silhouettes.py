@@ -22,7 +22,7 @@ from mocap_studio.reconstruction.body.fit_silhouette import (
 from mocap_studio.reconstruction.body.fitting import FitConfig, fit_sequence
 from mocap_studio.reconstruction.body.io import vertex_normals
 from mocap_studio.reconstruction.body.measurements import MEASUREMENT_NAMES, measure_body
-from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty, valley_spread
+from mocap_studio.reconstruction.body.uncertainty import measurement_uncertainty, restart_valleys, valley_spread
 from mocap_studio.reconstruction.silhouettes import (
     MaskError,
     MaskPacker,
@@ -452,7 +452,7 @@ def silhouette_fit(anny) -> dict:
         with_sil = fit_sequence(anny, scene.keypoints, cfg, frame_rate=scene.fps, silhouettes=sil,
                                 progress=lambda label, done, total: calls.append((label, done, total)))
     info = np.asarray(with_sil.figures["silhouettes"]["shape_information"])
-    valleys = [(np.asarray(r["shape"]), r["loss"]) for r in with_sil.figures["silhouettes"]["restarts"]]
+    valleys = restart_valleys(with_sil.figures["silhouettes"]["restarts"])
     sigma = {name: measurement_uncertainty(anny, with_sil.shape, with_sil.pose_rotvec, with_sil.trans, scene.keypoints.xyz,
                                            scene.keypoints.skeleton, silhouette_info=extra, valleys=v).sigma
              for name, extra, v in (("keypoints", None, None), ("silhouettes", info, None), ("valleys", info, valleys))}

@@ -298,6 +298,12 @@ def measurement_uncertainty(model, shape: np.ndarray, pose_rotvec: np.ndarray, t
     )
 
 
+def restart_valleys(restarts: list[dict]) -> list[tuple[np.ndarray, float]]:
+    """The shapes (S,) and losses the silhouette fit's restarts ended at (its figures' ``restarts``), for
+    :func:`valley_spread`."""
+    return [(np.asarray(r["shape"], dtype=float), float(r["loss"])) for r in restarts]
+
+
 def valley_spread(model, valleys: list[tuple[np.ndarray, float]]) -> np.ndarray:  # noqa: ANN001
     """(M,) the variance (metres squared) the shape fit's other valleys add to each measurement. The silhouette fit's
     restarts (:func:`fit_silhouette._restarts`: the winner and the runs restarted along the weak directions, the same
@@ -314,7 +320,8 @@ def valley_spread(model, valleys: list[tuple[np.ndarray, float]]) -> np.ndarray:
     if not ok.any():
         return np.zeros(len(MEASUREMENT_NAMES))
     lowest = int(np.argmin(np.where(ok, loss, np.inf)))
-    w = np.where(ok, np.exp(-(np.where(ok, loss, 0) - loss[lowest]) / SILHOUETTE_INFORMATION_SCALE), 0.0)
+    w = np.zeros(len(loss))
+    w[ok] = np.exp(-(loss[ok] - loss[lowest]) / SILHOUETTE_INFORMATION_SCALE)
     w /= w.sum()
     base = measure_body(model, np.asarray(valleys[lowest][0], dtype=float)).as_array()
     spread = np.zeros(len(MEASUREMENT_NAMES))
