@@ -46,7 +46,7 @@ from mocap_studio.reconstruction.keypoints import (
     SynchronizedKeypoints2D,
     save_synchronized_keypoints2d,
 )
-from mocap_studio.reconstruction.silhouettes import MaskPacker, MaskSet
+from mocap_studio.reconstruction.silhouettes import MEDIAPIPE_OUTLINE_ALLOWANCE_PX, MaskPacker, MaskSet
 from mocap_studio.reconstruction.timeline import common_timeline, resample_series
 from mocap_studio.reconstruction.triangulate import (
     TriangulationConfig,
@@ -355,7 +355,7 @@ def _write_performer_masks(session: Session, detections: Detections2D, kp: Keypo
     present = (chosen >= 0) & packed.nonempty
     times = np.where(np.ones((C, 1), bool), np.asarray(detections.frame_times, float)[None], np.nan)
     MaskSet(tuple(detections.camera_names), packed, present, times, masks.scale, masks.image_size,
-            MEDIAPIPE_MASK_BLUR).save(session.masks_path)
+            MEDIAPIPE_MASK_BLUR, MEDIAPIPE_OUTLINE_ALLOWANCE_PX).save(session.masks_path)
     return {"size": [h, w], "scale": masks.scale, "frames_with_mask": {n: float(present[i].mean())
                                                                        for i, n in enumerate(detections.camera_names)},
             "file_bytes": session.masks_path.stat().st_size}

@@ -20,12 +20,19 @@ masks at the image's full size fit in memory.
     bits           (B,) uint8   every box's pixels, row-major, bit-packed (np.packbits), each padded to whole bytes
     blur           float        the segmenter's blur: a Gaussian's sigma as a fraction of each mask box's longer
                                 side (0: exact masks, as the virtual studio's truth; absent in older files: 0)
+    outline_allowance (P,) float how far outside the segmenter's outline the body's may lie, by body part
+                                (:data:`OUTLINE_PARTS`; mask pixels; negative: inside; empty: exact masks); absent in
+                                older files: MediaPipe's (:data:`MEDIAPIPE_OUTLINE_ALLOWANCE_PX`) where ``blur`` > 0 (only
+                                its masks had a blur then), none where 0
 
 Files written before the boxes (``bits`` (C, T, ceil(H * W / 8)), whole masks) are read too.
 
 A segmenter's masks are not the body's outline thresholded: they are close to the outline blurred (a Gaussian of
 sigma ``blur`` times the person's size) and then thresholded, so convex tips (the head's top, hands, feet) come out
 short and concave corners (armpits, crotch) filled. :func:`unblurred_contour` undoes that to first order for the fit.
+What is left after that differs by body part: MediaPipe's arms and feet come out thin, its head wide, and its hands
+are no outline at all (fingers lost or merged). ``outline_allowance`` says how far outside the masks each part of the
+body may lie, and the fit allows for it.
 
 A mask pixel (i, j) covers image pixels around ((j + 0.5) / scale - 0.5, (i + 0.5) / scale - 0.5): a point at
 image pixel u lies at mask pixel (u + 0.5) * scale - 0.5.
@@ -41,9 +48,33 @@ import numpy as np
 from mocap_studio.common.fileio import load_npz, save_npz_atomic
 from scipy.ndimage import map_coordinates
 
-__all__ = ["MaskError", "MaskPacker", "MaskSet", "PackedMasks", "contour_distance", "contour_points", "downsample_mask",
-           "edge_points", "image_to_mask", "mask_iou", "outline_offset", "outside_distance", "pack_mask",
-           "unblurred_contour"]
+__all__ = ["MEDIAPIPE_OUTLINE_ALLOWANCE_PX", "OUTLINE_PARTS", "MaskError", "MaskPacker", "MaskSet", "PackedMasks",
+           "contour_distance", "contour_points", "downsample_mask", "edge_points", "image_to_mask", "mask_iou",
+           "outline_offset", "outside_distance", "pack_mask", "unblurred_contour"]
+
+
+OUTLINE_PARTS = ("head", "neck", "trunk", "arms", "hands", "thighs", "shins", "feet")
+"""The body parts a segmenter's outline allowance is given for (``MaskSet.outline_allowance``), each the surface a body
+model's joints move most (``fit_silhouette.body_parts``): the head (and eyes); the neck; the trunk (pelvis, spine, collar
+bones); the arms (upper and lower); the hands (from the wrists); the thighs; the shins; the feet (from the ankles)."""
+
+MEDIAPIPE_OUTLINE_ALLOWANCE_PX = (-0.15, 0.11, 0.04, 0.15, 4.0, 0.04, -0.06, 0.21)
+"""How far outside MediaPipe's masks (at ``DetectionConfig.mask_threshold`` 0.55, full size, their blur undone by
+:func:`unblurred_contour`) the body's outline lies on each part of :data:`OUTLINE_PARTS`, in mask pixels (negative:
+inside). Measured on five studio takes (seeds 132, 133, 134, 137, 138; 1280x720, four cameras, every fourth frame):
+the true outline's points, each given the part of the true body's nearest projected vertex, in the unblurred
+contour's signed field, their mean within 3 px: head -0.15, neck +0.11, trunk +0.04, arms +0.15, hands +0.20, thighs
++0.04, shins -0.06, feet +0.21; take by take within 0.02-0.09 of these (the neck, a few thousand points a take,
+0.13). Nine more takes (the demo, 131, 135, 136, 139, 151, 153, 154, 156) gave head -0.15, neck +0.15, trunk +0.04,
+arms +0.12, hands +0.19, thighs +0.04, shins -0.07, feet +0.25.
+
+The hands are the exception: MediaPipe's are no outline to fit to. A quarter of the true hand's outline lies more than
+3 px from theirs (take 156: 12 % outside by 6 px on average, fingers lost; 13 % inside, fingers merged or a hand
+merged with the body; the 10th-90th percentiles -4.0 and +3.7 px, against -1 and +1 for every other part). Held to
+them, the lost fingers pull the arms short, and the model, whose phenotypes grow its limbs, girths and height
+together, makes the whole body short. So the hands' points may lie 4 px outside the masks at no cost (the masks
+still ask to be covered): take 156's height -4.3 mm with their mean bias, -2.5 with 2 px, -2.2 with 4 (with the true
+masks +1.3; with the true body's blurred as MediaPipe blurs, +0.2; stop 41 -5.3)."""
 
 
 class MaskError(ValueError):
@@ -181,6 +212,9 @@ class MaskSet:
     image_size: np.ndarray
     blur: float = 0.0
     """The segmenter's blur (a Gaussian's sigma as a fraction of each mask box's longer side; 0: exact masks)."""
+    outline_allowance: tuple[float, ...] = ()
+    """How far outside the segmenter's outline (its blur undone) the body's may lie, by body part in
+    :data:`OUTLINE_PARTS`' order (mask pixels; negative: how far inside it); empty: none (exact masks)."""
 
     def __post_init__(self) -> None:
         C = len(self.cameras)
@@ -195,15 +229,21 @@ class MaskSet:
             raise MaskError(f"scale must be in (0, 1], got {self.scale}")
         if not 0 <= self.blur < 0.1:
             raise MaskError(f"blur must be in [0, 0.1) (a fraction of the person's size), got {self.blur}")
+        allowance = np.asarray(self.outline_allowance, float)
+        if len(allowance) not in (0, len(OUTLINE_PARTS)) or not np.all(np.abs(allowance) < 5):
+            raise MaskError(f"outline_allowance must give {len(OUTLINE_PARTS)} values (mask pixels, under 5) for "
+                            f"{', '.join(OUTLINE_PARTS)}, or none; got {self.outline_allowance}")
 
     @classmethod
     def from_masks(cls, cameras: tuple[str, ...], masks: np.ndarray, present: np.ndarray, frame_times: np.ndarray,
-                   scale: float, image_size: np.ndarray, blur: float = 0.0) -> MaskSet:
+                   scale: float, image_size: np.ndarray, blur: float = 0.0,
+                   outline_allowance: tuple[float, ...] = ()) -> MaskSet:
         """A mask set from whole masks (C, T, H, W) bool."""
         if np.ndim(masks) != 4:
             raise MaskError(f"masks must have shape (C, T, H, W), got {np.shape(masks)}")
         return cls(tuple(cameras), PackedMasks.from_masks(masks), np.asarray(present, bool),
-                   np.asarray(frame_times, float), float(scale), np.asarray(image_size), float(blur))
+                   np.asarray(frame_times, float), float(scale), np.asarray(image_size), float(blur),
+                   tuple(float(b) for b in outline_allowance))
 
     @property
     def size(self) -> tuple[int, int]:
@@ -231,7 +271,8 @@ class MaskSet:
         return save_npz_atomic(path, cameras=np.asarray(self.cameras, dtype=str), frame_times=self.frame_times,
                                present=self.present, size=np.array([H, W]), scale=np.float64(self.scale),
                                image_size=np.asarray(self.image_size, dtype=np.int64), boxes=self.packed.boxes,
-                               offsets=self.packed.offsets, bits=self.packed.bits, blur=np.float64(self.blur))
+                               offsets=self.packed.offsets, bits=self.packed.bits, blur=np.float64(self.blur),
+                               outline_allowance=np.asarray(self.outline_allowance, np.float64))
 
     @classmethod
     def load(cls, path: str | Path) -> MaskSet:
@@ -257,9 +298,17 @@ class MaskSet:
             for index in np.ndindex(*bits.shape[:2]):
                 packer.add(index, np.unpackbits(bits[index], count=H * W).reshape(H, W).astype(bool))
             packed = packer.build()
-        return cls(tuple(str(c) for c in data["cameras"]), packed, data["present"].astype(bool),
-                   data["frame_times"].astype(float), float(data["scale"]), data["image_size"].astype(np.int64),
-                   float(data["blur"]) if "blur" in data else 0.0)
+        blur = float(data["blur"]) if "blur" in data else 0.0
+        if "outline_allowance" in data:
+            allowance = tuple(float(b) for b in data["outline_allowance"])
+        else:  # written before the allowance was: a blur then meant MediaPipe's masks
+            allowance = MEDIAPIPE_OUTLINE_ALLOWANCE_PX if blur > 0 else ()
+        try:
+            return cls(tuple(str(c) for c in data["cameras"]), packed, data["present"].astype(bool),
+                       data["frame_times"].astype(float), float(data["scale"]), data["image_size"].astype(np.int64),
+                       blur, allowance)
+        except MaskError as e:
+            raise MaskError(f"{path}: {e}; write it again with `mocap detect --overwrite`") from e
 
     def nearest_frames(self, camera: str, times: np.ndarray) -> np.ndarray:
         """Index of each time's nearest stored frame (T',) of ``camera`` (-1 where none within half a frame)."""

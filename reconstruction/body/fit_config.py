@@ -18,7 +18,10 @@ class FitConfig:
     REMOVED_KEYS: ClassVar[dict[str, str]] = {
         "silhouette_candidates": "the silhouette refinement's starts are no longer random bodies ranked on a coarse "
                                  "cost but bodies spread over the phenotypes (since stop 34); their number is "
-                                 "silhouette_starts"}
+                                 "silhouette_starts",
+        "silhouette_feet_allowance_px": "the masks now say how far outside them each body part may lie (masks.npz's "
+                                        "outline_allowance, their segmenter's: MediaPipe's feet 0.21 px, arms 0.15, "
+                                        "hands 4, head -0.15), and the fit allows for it (since stop 42)"}
     """Settings of older versions, with what replaced them (``common.config.config_from_mapping`` says so)."""
     RUNTIME_KEYS: ClassVar[tuple[str, ...]] = ("threads", "silhouette_workers")
     """Settings that change how fast the fit runs, never what it finds: left out of the fit stage's fingerprint, so
@@ -198,17 +201,6 @@ class FitConfig:
     stays out of the shape. Measured with
     the contour, the rim and offsets of 0.2 m on ten held-out studio scenes (README): per-vertex error 17.5-25.8 ->
     14.4-19.2 mm; the shape and the time are unchanged."""
-    silhouette_feet_allowance_px: float = 0.25
-    """How far outside the masks the feet's surface points may lie at no cost in the silhouette fit (mask pixels; the
-    surface points the ankles move most, ``fit_silhouette.foot_vertices``). MediaPipe's masks (at ``mask_threshold``
-    0.55) lose the feet against the floor: on full-size studio takes 102 and 109 the feet's outline lies 0.25 / 0.22
-    mask pixels inside the true one (the soles 0.29 / 0.36), every other part within 0.1; the body model ties the
-    feet's size to the height, and the body came out short (-7.1 / -6.8 mm; with true masks +0.2 / -0.4). 0.25 (the
-    default), on the ten full-size takes 101-110: height bias -3.7 -> -2.5 mm, every girth within
-    10 mm on 7 -> 8 of 10, with the height within 5 mm 3 -> 5 of 10 (README, "Body measurements"). Leaving the feet
-    out of the cost instead (tried) let the height wander (-5.9 mm bias, take 110 -18.9 mm). Those were half-size
-    masks; with full-size ones 0.5 (the same in image pixels) moved the heights of takes 101-104 by -0.2 to +1.2 mm
-    (the shortfall stays: -5.6 on 102), so the setting stays in mask pixels at 0.25."""
     silhouette_starts: int = 24
     """How many bodies spread evenly over the phenotypes (a scrambled Sobol set, ``fit_silhouette.START_SPREAD``)
     start the refinement besides the keypoints' shape and the average body. The phenotypes have valleys (gender

@@ -73,7 +73,13 @@ fresh take 155's waist -11.1 -> -3.2; README, "Restarts along the weak direction
 
 A segmenter's masks are the outline blurred and thresholded (MediaPipe's: heads and soles 0.7-0.8 px short at
 1280x720, every fitted body 4-5 mm too short): with ``contour`` the term undoes the masks' ``blur`` on their contour
-(:func:`silhouettes.unblurred_contour`; held-out takes 111-120: height mean abs 4.7 -> 2.0 mm).
+(:func:`silhouettes.unblurred_contour`; held-out takes 111-120: height mean abs 4.7 -> 2.0 mm). What the blur leaves
+differs by body part: the masks' ``outline_allowance`` says how far outside them each part's surface points may lie at
+no cost (negative: how far inside they must lie; :func:`_outline_allowance`). MediaPipe's
+(``silhouettes.MEDIAPIPE_OUTLINE_ALLOWANCE_PX``): arms and feet 0.15-0.21 px, its head -0.15, its hands 4 px (fingers
+lost or merged: no outline to fit to). Held to them as they were, the lost fingers and thin limbs made every studio
+body short (height -1.8 to -5.3 mm on twelve takes, -3.5 on average): the model's phenotypes grow limbs, girths and
+height together.
 
 What the silhouettes told the shape (:meth:`JointRefinement.shape_information`, in the figures as
 ``shape_information``) goes into the measurements' sigmas (reconstruction/body/uncertainty.py): the refinement's
@@ -105,6 +111,7 @@ from mocap_studio.reconstruction.body.lbs import forward_kinematics, skin, subtr
 from mocap_studio.reconstruction.body.model import SkinnedBodyModel
 from mocap_studio.reconstruction.body.torch_rotations import rotmat_to_rotvec, rotvec_to_rotmat
 from mocap_studio.reconstruction.silhouettes import (
+    OUTLINE_PARTS,
     MaskError,
     MaskSet,
     edge_points,
@@ -301,16 +308,30 @@ def _uncovered(uv: np.ndarray, edges: np.ndarray, near: np.ndarray) -> np.ndarra
     return np.minimum(tree.query(edges, distance_upper_bound=NEAR_OUTLINE_PX)[0], NEAR_OUTLINE_PX)
 
 
-def foot_vertices(model: SkinnedBodyModel) -> np.ndarray:
-    """(V,) bool: the vertices the ankles move most (each one's strongest skinning joint is an ankle or below it)."""
-    feet = [model.semantic_joints[n] for n in ("left_ankle", "right_ankle") if n in model.semantic_joints]
-    return subtree(model.parents, feet)[model.skinning_weights().argmax(1)]
+def body_parts(model: SkinnedBodyModel) -> np.ndarray:
+    """(V,) int: each vertex's body part, an index into ``silhouettes.OUTLINE_PARTS``, by its strongest skinning joint:
+    the feet below the ankles, the hands below the wrists, the arms below the shoulders, the shins below the knees,
+    the thighs below the hips, the head below the head joint, the neck below the neck joint, the trunk the rest
+    (from the model's semantic joints, so for any body model that names them)."""
+    sem = model.semantic_joints
+    part = np.full(model.num_joints, OUTLINE_PARTS.index("trunk"))
+    # parents first, so that each part's subtree is overwritten by the parts below it
+    for name, joints in (("thighs", ("left_hip", "right_hip")), ("shins", ("left_knee", "right_knee")),
+                         ("feet", ("left_ankle", "right_ankle")), ("arms", ("left_shoulder", "right_shoulder")),
+                         ("hands", ("left_wrist", "right_wrist")), ("neck", ("neck",)), ("head", ("head",))):
+        roots = [sem[n] for n in joints if n in sem]
+        if roots:
+            part[subtree(model.parents, roots)] = OUTLINE_PARTS.index(name)
+    return part[model.skinning_weights().argmax(1)]
 
 
-def _feet_allowance(model: SkinnedBodyModel, ids: np.ndarray, cfg: FitConfig) -> np.ndarray:
-    """(N,) each surface point's (vertices ``ids``) allowance outside the masks: ``silhouette_feet_allowance_px``
-    for the feet's, 0 for the others'."""
-    return cfg.silhouette_feet_allowance_px * foot_vertices(model)[ids]
+def _outline_allowance(model: SkinnedBodyModel, ids: np.ndarray, by_part: tuple[float, ...]) -> np.ndarray | None:
+    """(N,) each surface point's (vertices ``ids``) allowance outside the masks (mask pixels; negative: it must lie
+    that far inside): the masks' ``outline_allowance`` ``by_part`` for its body part (:func:`body_parts`); None where
+    the masks have none (exact masks)."""
+    if not len(by_part):
+        return None
+    return np.asarray(by_part, float)[body_parts(model)[ids]]
 
 
 def surface_sample(model: SkinnedBodyModel, shape: np.ndarray, spacing_m: float) -> np.ndarray:
@@ -347,8 +368,9 @@ class SilhouetteTerm:
     pixel; vertex_ids (N,) the surface points; tau_px the robust scale in mask pixels; contour: the mask's outline
     placed halfway between inside and outside pixel centres (:func:`contour_distance`, :func:`contour_points`)
     instead of at the inside pixels' centres (half a pixel inside the true outline on average); ``allowance_px``
-    (N,): how far outside the mask each surface point may lie at no cost (mask pixels; None: 0), where the masks
-    are known to fall short of the body (the feet: ``FitConfig.silhouette_feet_allowance_px``); ``blur``: the
+    (N,): how far outside the mask each surface point may lie at no cost (mask pixels; None: 0; negative: how far
+    inside it must lie), where the segmenter's outline is known to lie inside the body's (or outside it): the
+    masks' ``outline_allowance`` by body part (:func:`body_parts`); ``blur``: the
     segmenter's blur (``MaskSet.blur``), undone on the contour (:func:`unblurred_contour`; with ``contour`` only)."""
 
     def __init__(self, model: SkinnedBodyModel, pose_rotvec: np.ndarray, trans: np.ndarray,
@@ -583,7 +605,7 @@ def fit_shape_silhouettes(
     views = [[sil.mask(c, int(t)) for c in range(len(sil.masks.cameras))] for t in pick]
     keypoint_shape = model.shape_from_free(sfree.to(model.dtype)).double().numpy()
     ids = surface_sample(model, model.default_shape(), cfg.silhouette_spacing_m)
-    allowance = _feet_allowance(model, ids, cfg)
+    allowance = _outline_allowance(model, ids, sil.masks.outline_allowance)
     term = SilhouetteTerm(model, _full_pose(model, red, rot[pick_t]), trans[pick_t].numpy(), views, sil.rig,
                           sil.masks.cameras, sil.masks.scale, ids, cfg.silhouette_tau_px, cfg.silhouette_contour,
                           allowance, sil.masks.blur)
