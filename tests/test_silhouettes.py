@@ -526,6 +526,8 @@ def test_the_shape_fit_says_how_far_it_is(silhouette_fit):
 
 
 def test_silhouettes_tell_the_girths(silhouette_fit):
+    # (stop 42: these exact masks no longer get the feet's 0.25 px allowance, MediaPipe's masks their own; the test
+    # still passes, the figures below are stop 41's)
     # measured with the defaults (the contour, the rim, keypoint offsets, 26 starts spread over the phenotypes, the
     # frames started from coherent poses, the restarts: the winner went on, 2962 against 3206-3406, and ran 300 more
     # to 2892): worst girth 11.3 mm (waist; chest 2.1, hip 7.0, thigh 3.4, neck 2.1), height 0.8 mm, against the
@@ -682,11 +684,13 @@ def test_a_failing_race_worker_is_told():
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14's acceptance (girths within 10 mm, height 5 mm) is not met on this "
-                   "scene with the default settings: the waist is 11.3 mm off (hip 7.0, height 0.8 mm), on 640x360 "
+                   "scene with the default settings: the waist was 11.3 mm off (hip 7.0, height 0.8 mm; stop 41, when "
+                   "exact masks still got the feet's 0.25 px), on 640x360 "
                    "images with keypoints given 10 mm noise and a 20 mm bias each. Through the whole pipeline at "
-                   "1280x720, with MediaPipe's keypoints and full-size masks, the same settings meet it on the demo "
-                   "and 10 of 11 studio takes refitted (156's height -5.3 mm; README, 'The restart's valley run to its "
-                   "floor')")
+                   "1280x720, with MediaPipe's keypoints and full-size masks (and their outline allowance), the same "
+                   "settings meet it on the demo "
+                   "and 11 studio takes refitted (the heights -1.0 to -4.0 mm; README, 'The segmenter's outline by "
+                   "body part')")
 def test_silhouette_shape_acceptance(silhouette_fit):
     sil = silhouette_fit["silhouettes"]
     assert max(sil[g] for g in GIRTHS) <= 10.0 and sil["height"] <= 5.0, silhouette_fit
