@@ -295,8 +295,9 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
     looked for); ``figures`` gets ``crowd`` (crops run, people taken up and given up, detections replaced and
     added, seconds)."""
     from mocap_studio.capture.frames import open_frames
-    from mocap_studio.reconstruction.crowd import refine_in_crops
+    from mocap_studio.reconstruction.crowd import FlipTest, refine_in_crops
     from mocap_studio.reconstruction.detect2d import PoseLandmarker, crop_model_path
+    from mocap_studio.reconstruction.skeletons import get_format
 
     model, fallback = crop_model_path(config)
     if fallback:
@@ -307,8 +308,16 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
                                      "masks": False,
                                      "min_detection_confidence": min(config.min_detection_confidence, 0.3),
                                      "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
+    flip = session.stage_config("associate", AssociationConfig).crop_flip_test
+    figures["crop_flip_test"] = flip
+    mirror = get_format(next(iter(people.values())).skeleton).flip_permutation
+
+    def landmarker() -> PoseLandmarker | FlipTest:
+        plain = PoseLandmarker(crop_config, video=False)
+        return FlipTest(plain, mirror) if flip else plain
+
     refined, figures["crowd"] = refine_in_crops(
-        sources, read_rig(session, fit_to_recordings=True), people, lambda: PoseLandmarker(crop_config, video=False),
+        sources, read_rig(session, fit_to_recordings=True), people, landmarker,
         open_frames, candidates=others, progress=progress)
     return refined
 

@@ -319,3 +319,65 @@ def test_a_person_is_not_taken_up_on_a_body_away_from_their_seed():
     assert not _on(out["p1"], truth["p0"]).any() and figures["refused"] >= 10
     out, _ = _run(rig, truth, people, follow=True, rounds=1, paint_others=False, take_up_m=np.inf)
     assert _on(out["p1"], truth["p0"])[:10].all()  # without it b is taken up on a
+
+
+class _Anatomical:
+    """A stand-in landmarker that knows the crop's true pose (J, 2) and labels joints by their looks, as a detector
+    does: in the mirrored picture the left wrist looks like a right one, so each place comes back under its
+    mirror joint's label, at x -> W - x. ``errors`` (plain, mirrored): offsets (J, 2) each pass adds."""
+
+    def __init__(self, image: np.ndarray, pose: np.ndarray, errors: tuple[np.ndarray, np.ndarray]):
+        self.image, self.pose, self.errors = image, pose, errors
+        self.calls = []
+
+    def detect(self, image: np.ndarray):  # noqa: ANN201
+        from mocap_studio.reconstruction.skeletons import get_format
+
+        mirrored = not np.array_equal(image, self.image)
+        assert not mirrored or np.array_equal(image, self.image[:, ::-1])
+        self.calls.append(mirrored)
+        pose = self.pose.copy()
+        if mirrored:
+            pose[:, 0] = image.shape[1] - pose[:, 0]
+            pose = pose[get_format("blazepose33").flip_permutation]
+        pose = pose + self.errors[mirrored]
+        out, conf = np.full((2, 33, 2), np.nan), np.zeros((2, 33))
+        out[0], conf[0] = pose, 0.9
+        return out, conf
+
+
+def test_the_flip_test_averages_what_both_passes_see_and_doubts_what_they_do_not():
+    """FlipTest looks at the crop and at its mirror image and brings the mirrored pose back (x -> W - x, left and
+    right swapped): a perfect detector's two passes then agree to the pixel. Where each pass is off by its own
+    few pixels, the joint is their average; where the mirrored pass takes the left wrist for the right one (a
+    mix-up the plain pass does not make), the plain pass's place stays at a lower confidence."""
+    from mocap_studio.reconstruction.crowd import FlipTest
+    from mocap_studio.reconstruction.skeletons import get_format
+
+    fmt = get_format("blazepose33")
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 255, (300, 300, 3), np.uint8)
+    pose = walking_skeleton(1, 30.0, seed=2)[0][:, [0, 2]] * (-150.0, -150.0) + (150.0, 150.0)  # front view, 1.5 m ~ 225 px
+    zero = np.zeros((33, 2))
+    with FlipTest(_Anatomical(image, pose, (zero, zero)), fmt.flip_permutation) as flip:
+        xy, conf = flip.detect(image)
+    assert flip.landmarker.calls == [False, True]
+    np.testing.assert_allclose(xy[0], pose, atol=1e-9)
+    np.testing.assert_allclose(conf[0], 0.9)
+
+    plain, mirrored = rng.normal(0, 3.0, (33, 2)), rng.normal(0, 3.0, (33, 2))
+    left, right = fmt.joints.index("left_wrist"), fmt.joints.index("right_wrist")
+    swapped = pose.copy()
+    swapped[:, 0] = 300 - swapped[:, 0]
+    swapped = swapped[fmt.flip_permutation]
+    mirrored[fmt.flip_permutation[left]] += swapped[fmt.flip_permutation[right]] - swapped[fmt.flip_permutation[left]]
+    xy, conf = FlipTest(_Anatomical(image, pose, (plain, mirrored)), fmt.flip_permutation).detect(image)
+    back = mirrored[fmt.flip_permutation] * (-1.0, 1.0)  # the mirrored pass's errors, seen in the plain picture
+    others = np.setdiff1d(np.arange(33), [left])
+    np.testing.assert_allclose(xy[0, others], pose[others] + (plain[others] + back[others]) / 2, atol=1e-9)
+    assert np.linalg.norm(xy[0, others] - pose[others], axis=-1).mean() < \
+        0.8 * np.linalg.norm(plain[others], axis=-1).mean()
+    np.testing.assert_allclose(xy[0, left], pose[left] + plain[left])  # the plain pass's left wrist
+    assert np.linalg.norm(xy[0, left] - pose[right]) > 20  # ... not the right one, where the mirror put it
+    assert conf[0, left] < 0.9 and (conf[0, others] == 0.9).all()
+    assert np.isnan(xy[1]).all() and (conf[1] == 0).all()

@@ -120,6 +120,28 @@ def test_undecodable_video_is_named(tmp_path):
         detect_sources({"cam_1": bad}, DetectionConfig(workers=1))
 
 
+def test_the_flip_test_brings_the_mirrored_pass_back(portrait):
+    """The crowd's flip test (reconstruction/crowd.py) around the real landmarker: the mirrored pass's pose comes
+    back on the photograph's own side and labels (her left eye still on the image right, the nose where the
+    plain pass puts it), and the joints both passes see are fused."""
+    from mocap_studio.reconstruction.crowd import FlipTest
+    from mocap_studio.reconstruction.skeletons import get_format
+
+    idx = BLAZEPOSE_33.index
+    with PoseLandmarker(DetectionConfig(), video=False) as lm:
+        plain, _ = lm.detect(portrait)
+        mirrored, _ = lm.detect(np.ascontiguousarray(portrait[:, ::-1]))
+        xy, conf = FlipTest(lm, get_format("blazepose33").flip_permutation).detect(portrait)
+    # the detector labels by looks: in the mirror image too the eye on the image right is called her left one,
+    # though it is the one on the photograph's left, so the labels must be swapped back
+    assert mirrored[0, idx("left_eye"), 0] > mirrored[0, idx("right_eye"), 0]
+    nose, left_eye, right_eye = xy[0, idx("nose")], xy[0, idx("left_eye")], xy[0, idx("right_eye")]
+    assert np.linalg.norm(nose - (273, 229)) < 25 and np.linalg.norm(nose - plain[0, idx("nose")]) < 10
+    assert left_eye[0] > right_eye[0]
+    face = [idx(n) for n in ("nose", "left_eye", "right_eye", "left_shoulder", "right_shoulder")]
+    assert (conf[0, face] > 0.5).all() and not np.allclose(xy[0, face], plain[0, face])  # averaged, not copied
+
+
 def test_detect_stage_on_a_session(tmp_path, portrait):
     from mocap_studio.cli import main
     from mocap_studio.reconstruction.keypoints import Keypoints2D
