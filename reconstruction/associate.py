@@ -119,10 +119,9 @@ class AssociationConfig:
     detection (README, "Several people in one take")."""
     crop_flip_test: bool = True
     """With ``crop_refine``: every crop is also looked at mirrored (``crowd.FlipTest``), each joint the two passes
-    agree on averaged, one they place apart (a left/right or limb mix-up) kept at a lower confidence. On the
-    3-performer studio takes (seeds 11, 0, 7) the worst performer's body MPJPE 39.2 -> 26.4, 42.6 -> 33.6 and
-    29.8 -> 26.3 mm (the nine 30.4 -> 26.8 mm on average), for twice the crops' time (about 7 more minutes on
-    the 4 s take, 2 cores); ``false`` for speed."""
+    agree on averaged, one they place apart (a left/right or limb mix-up) kept at a lower confidence. On four
+    3-performer studio takes the body MPJPE 28.6 -> 25.7 mm on average, the worst performer 42.6 -> 33.6 mm,
+    for twice the crops' time (README, "Several people in one take"); ``false`` for speed."""
 
     def __post_init__(self) -> None:
         if not (self.people == "all" or (isinstance(self.people, int) and not isinstance(self.people, bool)
