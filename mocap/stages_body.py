@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,12 +154,24 @@ def _silhouettes(session: Session, kp: Keypoints3D, rig: CameraRig | None, warni
     return SilhouetteInput(rig, masks, index)
 
 
+def fit_config_for(session: Session, config: FitConfig) -> FitConfig:
+    """The settings the fit uses for ``session``: ``config``, with ``crowd_robust_scale`` as ``robust_scale``
+    where the take has several people (``[associate] people`` other than 1: each person's folder, and the take's
+    own fit of its performer)."""
+    from mocap_studio.reconstruction.associate import AssociationConfig
+
+    if session.stage_config("associate", AssociationConfig).people == 1:
+        return config
+    return replace(config, robust_scale=config.crowd_robust_scale)
+
+
 def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool = False, *,
             progress: Progress | None = None, meshes: bool = False) -> StageReport:
     """Fit the body for ``session`` -> body.npz, body_rest.obj/.ply, measurements.json (and with ``meshes`` one
-    OBJ per frame under export/meshes/). ``config`` None reads session.toml's [fit]."""
+    OBJ per frame under export/meshes/). ``config`` None reads session.toml's [fit]; a several-people take's
+    fits use its ``crowd_robust_scale`` (:func:`fit_config_for`)."""
     session.require()
-    cfg = config or session.stage_config(STAGE, FitConfig)
+    cfg = fit_config_for(session, config or session.stage_config(STAGE, FitConfig))
     outputs = [session.body_path, session.root / "body_rest.obj", session.root / "body_rest.ply",
                session.root / "measurements.json"]
     if not session.keypoints3d_path.exists():
@@ -167,7 +179,8 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     views = [session.keypoints2d_synced_path, session.calibration_path] if cfg.reprojection or cfg.fits_silhouettes else []
     if cfg.fits_silhouettes:
         views.append(session.masks_path)
-    settings = {k: v for k, v in asdict(cfg).items() if k not in FitConfig.RUNTIME_KEYS}
+    # crowd_robust_scale is in robust_scale where the fit uses it: left out, a lone performer's fit stays up to date
+    settings = {k: v for k, v in asdict(cfg).items() if k not in (*FitConfig.RUNTIME_KEYS, "crowd_robust_scale")}
     fp = session.inputs_fingerprint([session.keypoints3d_path, *views], {**settings, "meshes": meshes})
     if not overwrite and session.is_up_to_date(STAGE, fp, outputs):
         logger.info("fit: up to date (use --overwrite to redo)")
@@ -204,7 +217,8 @@ def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool =
     for w in warnings:
         logger.warning("fit: %s", w)
     report = StageReport(
-        STAGE, fp, tuple(str(o) for o in outputs), {**motion.figures, "measurements": meas.to_json()},
+        STAGE, fp, tuple(str(o) for o in outputs),
+        {**motion.figures, "robust_scale": cfg.robust_scale, "measurements": meas.to_json()},
         tuple(warnings), seconds=time.monotonic() - start,
     )
     session.write_stage_report(report)

@@ -253,3 +253,27 @@ def noisy_keypoints(
     err[gone] = np.nan
     used = np.ones((T, K, 4), bool) & ~gone[..., None]
     return Keypoints3D(xyz, err, used, ("c1", "c2", "c3", "c4"), skeleton, np.arange(T) / fps)
+
+
+def crowd_keypoints(clean: np.ndarray, seed: int = 0, noise_m: float = 0.012, fps: float = 30.0):
+    """Keypoints3D from clean (T, K, 3) as a crowd's triangulation errs: Gaussian noise per axis, and limbs
+    (an elbow and wrist, or a knee and ankle) pulled off together for runs of 5-20 frames, smoothly, by 8-25 cm
+    at the peak (a limb hidden behind another performer, placed by two views that agree on a guess), about one
+    run per 6 frames."""
+    from mocap_studio.reconstruction.keypoints import Keypoints3D
+    from mocap_studio.reconstruction.skeletons import get_format
+
+    rng = np.random.default_rng(seed)
+    T, K, _ = clean.shape
+    joints = get_format("blazepose33").joints
+    limbs = [[joints.index(f"{side}_{part}") for part in parts]
+             for side in ("left", "right") for parts in (("elbow", "wrist"), ("knee", "ankle"))]
+    xyz = clean + rng.normal(0, noise_m, clean.shape)
+    for _ in range(T // 6):
+        limb, n = limbs[rng.integers(len(limbs))], int(rng.integers(5, 20))
+        start = int(rng.integers(0, T - n))
+        d = rng.normal(size=3)
+        peak = rng.uniform(0.08, 0.25) * d / np.linalg.norm(d)
+        xyz[start:start + n, limb] += np.sin(np.linspace(0, np.pi, n))[:, None, None] * peak
+    return Keypoints3D(xyz, np.full((T, K), 2.0), np.ones((T, K, 4), bool), ("c1", "c2", "c3", "c4"), "blazepose33",
+                       np.arange(T) / fps)

@@ -140,3 +140,18 @@ def test_person_folder_checked(tmp_path):
     session.people_path.write_text("{not json")
     with pytest.raises(ValueError, match="people.json"):
         session.person_ids()
+
+
+def test_a_crowds_fits_use_the_crowds_kernel(tmp_path):
+    from mocap_studio.reconstruction.body.fitting import FitConfig
+    from mocap_studio.stages_body import fit_config_for
+
+    lone, crowd = Session(tmp_path / "lone"), Session(tmp_path / "crowd")
+    for session, people in ((lone, None), (crowd, 3)):
+        session.root.mkdir()
+        session.config_path.write_text("[fit]\nrobust_scale = 3.5\ncrowd_robust_scale = 1.25\n"
+                                       + (f"\n[associate]\npeople = {people}\n" if people else ""))
+    config = lone.stage_config("fit", FitConfig)
+    assert fit_config_for(lone, config).robust_scale == 3.5
+    assert fit_config_for(crowd, config).robust_scale == 1.25
+    assert fit_config_for(PersonSession(crowd, "p1"), config).robust_scale == 1.25
