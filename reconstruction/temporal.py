@@ -11,6 +11,11 @@ length). So, per joint, every frame gets a few candidate points:
   elbow for a wrist), already chosen: a joint seen right by one camera only can still be placed;
 - the same with one camera's labels read mirrored (its left for right), at a cost of 1.5 views, for the
   left/right confusions the mirrored-view check (``consistency.find_view_swaps``) did not settle;
+- the same two kinds of point (pairs and rays) from the weak views too, where they are given: views the
+  detector scored below the confidence triangulation trusts, which offer places but are not scored against
+  (MediaPipe's visibility is not accuracy: in a crowd a limb a camera sees end-on or half hidden is often placed
+  within a few pixels at a visibility of 0.05, while the two confident views left are nearly opposite and fix
+  little depth);
 
 each scored by its reprojection error in every camera (truncated at the inlier threshold, so a disagreeing
 view costs 1) and by its segment length, and the candidates of consecutive frames are linked by how far the
@@ -233,10 +238,11 @@ def _refit(X: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray, xy: np.ndar
 
 
 def _level_candidates(level: list[tuple[int, int]], X: np.ndarray, out: np.ndarray, xy: np.ndarray,
-                      seen: np.ndarray, perm: np.ndarray, extrinsics: np.ndarray
+                      seen: np.ndarray, perm: np.ndarray, extrinsics: np.ndarray, weak: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Candidates (T, n, K, 3) of a level's joints, which views each reads mirrored (K, C), and the segment
-    lengths (n,) when the level hangs from parents (else None)."""
+    lengths (n,) when the level hangs from parents (else None). ``weak`` (C, T, J): views that offer candidates
+    beside the seen ones."""
     js = np.array([j for j, _ in level])
     parents = np.array([p for _, p in level])
     T, n, C = X.shape[0], len(js), extrinsics.shape[0]
@@ -260,6 +266,11 @@ def _level_candidates(level: list[tuple[int, int]], X: np.ndarray, out: np.ndarr
     add(_pair_points(extrinsics, *labels[False], pairs), None)
     if centre is not None:
         add(_ray_sphere(extrinsics, *labels[False], centre, radius, list(range(C))), None)
+    if weak is not None and weak[:, :, js].any():
+        only_weak = (weak[:, :, js] & ~seen[:, :, js]).reshape(C, T * n)
+        add(_pair_points(extrinsics, labels[False][0], labels[False][1] | only_weak, pairs), None)
+        if centre is not None:
+            add(_ray_sphere(extrinsics, labels[False][0], only_weak, centre, radius, list(range(C))), None)
     for c in range(C):  # view c labelling the person mirrored (a detector's left/right swap, whole or partial)
         obs = np.where((np.arange(C) == c)[:, None, None], labels[True][0], labels[False][0])
         vis = np.where((np.arange(C) == c)[:, None], labels[True][1], labels[False][1])
@@ -272,14 +283,15 @@ def _level_candidates(level: list[tuple[int, int]], X: np.ndarray, out: np.ndarr
 
 def choose_over_time(
     X: np.ndarray, xy: np.ndarray, seen: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray,
-    threshold_px: float, joints: tuple[str, ...], perm: np.ndarray | None = None,
+    threshold_px: float, joints: tuple[str, ...], perm: np.ndarray | None = None, weak: np.ndarray | None = None,
 ) -> TemporalChoice:
     """Re-choose the limb joints' points over the take (see the module docstring).
 
     X (T, J, 3) robust points; xy (C, T, J, 2) undistorted normalized observations; seen (C, T, J) the views
     to use; extrinsics (C, 3, 4); focal (C,) px; ``threshold_px`` the inlier threshold; ``joints`` the
     skeleton's names; ``perm`` (J,) each joint's left/right mirror (candidates then also read one view's labels
-    mirrored). Joints outside the limb chains are returned as they were.
+    mirrored); ``weak`` (C, T, J) views that offer candidate points but are not scored (see the module
+    docstring). Joints outside the limb chains are returned as they were.
     """
     X = np.array(X, float)
     out = X.copy()
@@ -287,7 +299,7 @@ def choose_over_time(
     for level in limb_levels(joints):
         js = np.array([j for j, _ in level])
         parents = np.array([p for _, p in level])
-        cand, mirror, length = _level_candidates(level, X, out, xy, seen, perm, extrinsics)
+        cand, mirror, length = _level_candidates(level, X, out, xy, seen, perm, extrinsics, weak)
         obs, vis, obs_m, vis_m = xy[:, :, js], seen[:, :, js], xy[:, :, perm[js]], seen[:, :, perm[js]]
         unary, agree = _project_cost(cand, extrinsics, focal, obs, vis, obs_m, vis_m, mirror, threshold_px)
         unary = unary + MIRROR_COST * mirror.sum(1)  # a label swap is rarer than a noisy view

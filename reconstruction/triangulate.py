@@ -63,7 +63,12 @@ class TriangulationConfig:
     min_cameras: int = 2
     """Never triangulate a joint from fewer inlier cameras than this."""
     min_confidence: float = 0.2
-    """Observations with a lower detector confidence are ignored."""
+    """Observations with a lower detector confidence are ignored, except as below."""
+    candidate_min_confidence: float = 0.02
+    """Observations between this confidence and ``min_confidence`` still offer candidate points to the choice
+    over time (``temporal``: their camera pairs and rays), scored by the confident views alone; ``min_confidence``
+    turns it off. On the studio's crowd takes (five, three performers each) body MPJPE 25.0 -> 24.4 mm on
+    average (README, "Several people in one take"); ten lone-performer takes are unchanged to 0.01 mm."""
     max_reprojection_error_px: float = 0.0
     """Upper bound of the inlier threshold (px): a view farther than this from the point is an outlier. 0: 1 %
     of the largest camera's image diagonal (14.7 px at 1280x720, 22 px on 1080x1920 phones), since detectors'
@@ -103,6 +108,9 @@ class TriangulationConfig:
             raise ValueError(f"min_cameras must be at least 2, got {self.min_cameras}")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if not 0 <= self.candidate_min_confidence <= self.min_confidence:
+            raise ValueError(f"candidate_min_confidence must be in [0, min_confidence = {self.min_confidence}], got "
+                             f"{self.candidate_min_confidence}")
         if self.min_reprojection_error_px <= 0 or (
                 self.max_reprojection_error_px and self.min_reprojection_error_px > self.max_reprojection_error_px):
             raise ValueError("need 0 < min_reprojection_error_px <= max_reprojection_error_px (or 0: automatic)")
@@ -666,8 +674,9 @@ def triangulate_with_diagnostics(
     retimed = np.zeros((T, J), bool)
     if config.temporal:
         seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
+        weak = np.isfinite(xy).all(-1) & (conf >= config.candidate_min_confidence) & (conf > 0) & ~seen
         choice = choose_over_time(X, xy, seen, extrinsics, focal, threshold, keypoints.format.joints,
-                                  keypoints.format.flip_permutation)
+                                  keypoints.format.flip_permutation, weak if weak.any() else None)
         retimed = choice.changed
         if retimed.any():
             X = choice.xyz
