@@ -158,11 +158,9 @@ def fit_config_for(session: Session, config: FitConfig) -> FitConfig:
     """The settings the fit uses for ``session``: ``config``, with ``crowd_robust_scale`` as ``robust_scale``
     where the take has several people (``[associate] people`` other than 1: each person's folder, and the take's
     own fit of its performer)."""
-    from mocap_studio.reconstruction.associate import AssociationConfig
+    from mocap_studio.stages_keypoints import several_people
 
-    if session.stage_config("associate", AssociationConfig).people == 1:
-        return config
-    return replace(config, robust_scale=config.crowd_robust_scale)
+    return replace(config, robust_scale=config.crowd_robust_scale) if several_people(session) else config
 
 
 def run_fit(session: Session, config: FitConfig | None = None, overwrite: bool = False, *,

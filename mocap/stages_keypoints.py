@@ -93,7 +93,7 @@ def _skip(session: Session, stage: str, fingerprint: str, outputs: list[Path], o
     return None
 
 
-def _several(session: Session) -> bool:
+def several_people(session: Session) -> bool:
     """True when session.toml asks for several people (``[associate] people`` other than 1)."""
     return session.stage_config("associate", AssociationConfig).people != 1
 
@@ -112,7 +112,7 @@ def _choose_performer(session: Session, detections: Detections2D, warnings: list
     (:func:`other_keypoints`)."""
     if detections.num_people == 1:
         kp = detections.person(0)
-        if people is not None and _several(session):
+        if people is not None and several_people(session):
             people["p0"] = kp
         return kp
     if not session.calibration_path.exists():
@@ -241,7 +241,7 @@ def run_detect(
         raise FileNotFoundError(f"{session.videos_dir} or {session.images_dir}: no recordings found")
     inputs = list(sources.values()) + [session.calibration_path]
     settings = config_to_mapping(config)
-    if _several(session):  # the people kept depend on the association's settings and the crops' model
+    if several_people(session):  # the people kept depend on the association's settings and the crops' model
         from mocap_studio.reconstruction.detect2d import crop_model_path
 
         settings = {"detect": settings, "associate": config_to_mapping(session.stage_config("associate",

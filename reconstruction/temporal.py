@@ -268,7 +268,11 @@ def _level_candidates(level: list[tuple[int, int]], X: np.ndarray, out: np.ndarr
         add(_ray_sphere(extrinsics, *labels[False], centre, radius, list(range(C))), None)
     if weak is not None and weak[:, :, js].any():
         only_weak = (weak[:, :, js] & ~seen[:, :, js]).reshape(C, T * n)
-        add(_pair_points(extrinsics, labels[False][0], labels[False][1] | only_weak, pairs), None)
+        # pairs with a weak view (those of two seen views are in already)
+        with_weak = [(a, b) for a, b in pairs if only_weak[[a, b]].any()]
+        points = _pair_points(extrinsics, labels[False][0], labels[False][1] | only_weak, with_weak)
+        add(np.where((only_weak[[a for a, _ in with_weak]] | only_weak[[b for _, b in with_weak]])[..., None],
+                     points, np.nan), None)
         if centre is not None:
             add(_ray_sphere(extrinsics, labels[False][0], only_weak, centre, radius, list(range(C))), None)
     for c in range(C):  # view c labelling the person mirrored (a detector's left/right swap, whole or partial)
