@@ -308,7 +308,8 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
                                      "masks": False,
                                      "min_detection_confidence": min(config.min_detection_confidence, 0.3),
                                      "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
-    flip = session.stage_config("associate", AssociationConfig).crop_flip_test
+    association = session.stage_config("associate", AssociationConfig)
+    flip = association.crop_flip_test
     figures["crop_flip_test"] = flip
     mirror = get_format(next(iter(people.values())).skeleton).flip_permutation
 
@@ -318,7 +319,7 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
 
     refined, figures["crowd"] = refine_in_crops(
         sources, read_rig(session, fit_to_recordings=True), people, landmarker,
-        open_frames, candidates=others, progress=progress)
+        open_frames, candidates=others, hidden_confidence=association.crop_hidden_confidence, progress=progress)
     return refined
 
 

@@ -123,7 +123,17 @@ class AssociationConfig:
     3-performer studio takes the body MPJPE 28.6 -> 25.7 mm on average, the worst performer 42.6 -> 33.6 mm,
     for twice the crops' time (README, "Several people in one take"); ``false`` for speed."""
 
+    crop_hidden_confidence: float = 0.1
+    """With ``crop_refine``: a person's view that a nearer person hides more than half of is dropped, but for the
+    joints there that no nearer person's body covers (``crowd.covered_joints``), kept at this confidence: under
+    the triangulation's ``min_confidence``, so they offer candidate points and are not trusted
+    (``[triangulate] candidate_min_confidence``). Seen past a nearer person's shoulder, an elbow is often the
+    one view that can tell where two facing cameras place it (README, "Several people in one take"). 0 drops
+    the whole view."""
+
     def __post_init__(self) -> None:
+        if not 0.0 <= self.crop_hidden_confidence < 1.0:
+            raise ValueError(f"crop_hidden_confidence must be in [0, 1), got {self.crop_hidden_confidence}")
         if not (self.people == "all" or (isinstance(self.people, int) and not isinstance(self.people, bool)
                                          and self.people >= 1)):
             raise ValueError(f"people must be a whole number >= 1 or \"all\", got {self.people!r}")

@@ -123,6 +123,8 @@ def test_config_checked():
         AssociationConfig(max_error_px=-1)
     with pytest.raises(ValueError, match="min_error_fraction"):
         AssociationConfig(min_error_fraction=0.1, max_error_fraction=0.05)
+    with pytest.raises(ValueError, match="crop_hidden_confidence"):
+        AssociationConfig(crop_hidden_confidence=1.0)
 
 
 # --------------------------------------------------------------------------------------------------
