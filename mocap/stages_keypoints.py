@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -738,6 +738,13 @@ def _consistency_warnings(kp: Keypoints2D, diag: TriangulationDiagnostics) -> li
     return warnings
 
 
+def triangulate_config_for(session: Session, config: TriangulationConfig) -> TriangulationConfig:
+    """The settings triangulation uses for ``session``: ``config``, with ``crowd_weak_view_weight`` as
+    ``weak_view_weight`` where the take has several people (each person's folder, and the take's own
+    triangulation of its performer)."""
+    return replace(config, weak_view_weight=config.crowd_weak_view_weight) if several_people(session) else config
+
+
 def run_triangulate(
     session: Session, config: TriangulationConfig | None = None, overwrite: bool = False, *,
     progress: Progress | None = None, filter_config: FilterConfig | None = None,
@@ -748,11 +755,13 @@ def run_triangulate(
     ``config`` None reads session.toml's [triangulate]; ``filter_config`` None its [filter]."""
     t0 = time.perf_counter()
     session.require()
-    config = config or session.stage_config("triangulate", TriangulationConfig)
+    config = triangulate_config_for(session, config or session.stage_config("triangulate", TriangulationConfig))
     filter_config = filter_config or session.stage_config("filter", FilterConfig)
     kp = read_keypoints2d(session)
     camera_times = camera_frame_times(session, kp)
-    settings = {"triangulate": config_to_mapping(config), "filter": config_to_mapping(filter_config),
+    # crowd_weak_view_weight is in weak_view_weight where it is used: left out, a lone performer's take stays up to date
+    used = {k: v for k, v in config_to_mapping(config).items() if k != "crowd_weak_view_weight"}
+    settings = {"triangulate": used, "filter": config_to_mapping(filter_config),
                 "camera_frames": {c: [len(t), _rate(t)] for c, t in camera_times.items()}}
     inputs = [session.keypoints2d_path, session.calibration_path, session.sync_path]  # a new sync re-runs
     fingerprint = session.inputs_fingerprint(inputs, settings)

@@ -124,12 +124,11 @@ class AssociationConfig:
     for twice the crops' time (README, "Several people in one take"); ``false`` for speed."""
 
     crop_hidden_confidence: float = 0.1
-    """With ``crop_refine``: a person's view that a nearer person hides more than half of is dropped, but for the
-    joints there that no nearer person's body covers (``crowd.covered_joints``), kept at this confidence: under
-    the triangulation's ``min_confidence``, so they offer candidate points and are not trusted
-    (``[triangulate] candidate_min_confidence``). Seen past a nearer person's shoulder, an elbow is often the
-    one view that can tell where two facing cameras place it (README, "Several people in one take"). 0 drops
-    the whole view."""
+    """With ``crop_refine``: a person's view that a nearer person hides more than half of is not trusted, but stays
+    with its joints at this confidence: under the triangulation's ``min_confidence``, a weak view, which offers
+    candidate points and scores them at ``[triangulate] crowd_weak_view_weight`` of a trusted view. The joints
+    there that nobody covers are seen (seen past a nearer person's shoulder, an elbow is often the one view that
+    can tell where two facing cameras place it; README, "Several people in one take"). 0 drops the whole view."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.crop_hidden_confidence < 1.0:

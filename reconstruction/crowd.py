@@ -30,13 +30,16 @@ over half are 28-31 % of the studio take's, their joints 20-47 px off against 6-
 78 / 88 / 60 mm with 30 %); with it, a third round from the same detections gave 36 / 55 / 45 mm dropping none,
 39 / 55 / 39 mm over 50 % and 46 / 57 / 39 mm over 30 %.
 
-A dropped view is not all guesses: the joints there that no nearer person's body covers (:func:`covered_joints`)
-are seen, past the nearer person's shoulder or beside their legs. On the studio's seed 0 (body joints against
-the truth's projection; cover from the truth) they lie 8.9 px from the truth (median; 22 % over 40 px), the
-covered ones 35.3 px (45 %), the kept views' 5.1 px (8 %). So with ``hidden_confidence`` the uncovered joints of
-a dropped view stay, at a confidence the triangulation does not trust but takes candidate points from. The
-other way, dropping the covered joints of the views kept (20.3 px, 29 % over 40), cost more than it gained:
-body MPJPE 27.1 / 34.7 / 26.1 -> 30.2 / 39.4 / 28.0 mm, as it often leaves a joint one view.
+A dropped view is not all guesses, though: the joints there that no nearer person's body covers are seen, past
+the nearer person's shoulder or beside their legs. On the studio's seed 0 (body joints against the truth's
+projection) they lie 8.9 px from the truth (median; 22 % over 40 px), the covered ones 35.3 px (45 %), the kept
+views' 5.1 px (8 %). So with ``hidden_confidence`` a dropped view stays, every joint at that confidence: a weak
+view, which the triangulation does not trust but takes candidate points from and lets score them at a fraction
+of a trusted view's say (``[triangulate] crowd_weak_view_weight``). Keeping only the joints nobody covers (the
+joint and its detection off the nearer people's painted bones) did no better on two takes and worse once the
+weak views scored; dropping the covered joints of the views kept (20.3 px, 29 % over 40) cost more than it
+gained (seed 0's body MPJPE 27.1 / 34.7 / 26.1 -> 30.2 / 39.4 / 28.0 mm: it often leaves a joint one view).
+Figures in the README ("Several people in one take").
 
 The first round follows the people (:func:`follow_in_crops`): the association's tracks can change places where
 people cross (the whole-image pass mixes up the people who overlap in a view, so a track's centre slides from one
@@ -86,7 +89,7 @@ from mocap_studio.reconstruction.triangulate import match_rig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FlipTest", "covered_joints", "drop_occluded", "fuse_flip_test", "occlusion_cover", "paint_others_grey",
+__all__ = ["FlipTest", "drop_occluded", "fuse_flip_test", "occlusion_cover", "paint_others_grey",
            "person_points", "refine_in_crops"]
 
 
@@ -210,63 +213,14 @@ def occlusion_cover(rig: CameraRig, points: dict[str, np.ndarray], camera_names:
     return cover
 
 
-def covered_joints(rig: CameraRig, points: dict[str, np.ndarray], people: dict[str, Keypoints2D],
-                   limb_m: float = 0.22, margin_px: float = 5.0) -> dict[str, np.ndarray]:
-    """id -> (C, T, J) bool: each person's joints that a nearer person's body covers, per camera and frame of
-    their keypoints ``people`` (id -> (C, T, J), one camera order for all): where the joint's detection, or its
-    own point's projection (``points``: id -> (T, J, 3), as for :func:`occlusion_cover`), lies on the body of
-    someone nearer that camera, their outline (:func:`_outline_bones`) drawn ``limb_m`` wide at their depth as
-    :func:`paint_others_grey` paints it, widened by ``margin_px`` on each side. False where nobody nearer is
-    known."""
-    ids = list(people)
-    if not ids:
-        return {}
-    first = people[ids[0]]
-    C, T, J = first.confidence.shape
-    bones = np.array(_outline_bones(first.skeleton))
-    names = first.camera_names
-    rig = match_rig(rig, names, "keypoints")
-    out = {pid: np.zeros((C, T, J), bool) for pid in ids}
-    for c, name in enumerate(names):
-        camera = rig[name]
-        uv, depth = _project_people(camera, {pid: points[pid] for pid in ids})
-        focal = float(camera.K[0, 0])
-        for pid in ids:
-            for other in ids:
-                if other == pid:
-                    continue
-                with np.errstate(invalid="ignore"):
-                    nearer = depth[other] < depth[pid]  # (T,), False where either is unknown
-                if not nearer.any():
-                    continue
-                a, b = uv[other][nearer][:, bones[:, 0]], uv[other][nearer][:, bones[:, 1]]  # (n, B, 2)
-                reach = limb_m / 2 * focal / depth[other][nearer] + margin_px  # (n,)
-                for at in (people[pid].xy[c][nearer], uv[pid][nearer]):  # (n, J, 2)
-                    d = _segment_distance(at[:, :, None], a[:, None], b[:, None])  # (n, J, B)
-                    with np.errstate(invalid="ignore"):
-                        on = (d <= reach[:, None, None]).any(-1)
-                    out[pid][c][nearer] |= on
-    return out
-
-
-def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance from points ``p`` to the segments ``a``-``b`` (broadcast over the leading axes; last axis 2);
-    NaN where any is unknown."""
-    ab = b - a
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.clip(((p - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
-    return np.linalg.norm(p - (a + s[..., None] * ab), axis=-1)
-
-
 def drop_occluded(kp: Keypoints2D, cover: np.ndarray, max_cover: float, keep: int = 2,
-                  covered: np.ndarray | None = None, hidden_confidence: float = 0.0) -> tuple[Keypoints2D, int]:
+                  hidden_confidence: float = 0.0) -> tuple[Keypoints2D, int]:
     """``kp`` (C, T, J) without its views (camera and frame) that a nearer person hides more than ``max_cover`` of
     (``cover`` (C, T) from :func:`occlusion_cover`), except that the ``keep`` least hidden views that have a
-    detection always stay (a frame seen only through others keeps its best views). With ``covered`` (C, T, J)
-    from :func:`covered_joints` and ``hidden_confidence`` > 0, a dropped view's detected joints that nobody
-    nearer covers stay, at that confidence (below the triangulation's trusted one, they only offer candidate
-    points: :class:`~mocap_studio.reconstruction.triangulate.TriangulationConfig` ``candidate_min_confidence``).
-    -> (keypoints, views dropped)."""
+    detection always stay (a frame seen only through others keeps its best views). With ``hidden_confidence``
+    above 0, a dropped view's detected joints stay at that confidence instead (below the triangulation's trusted
+    one, they are weak views: :class:`~mocap_studio.reconstruction.triangulate.TriangulationConfig`
+    ``candidate_min_confidence``). -> (keypoints, views dropped)."""
     C, T = kp.confidence.shape[:2]
     if cover.shape != (C, T):
         raise ValueError(f"cover must be (C, T) = {(C, T)}, got {cover.shape}")
@@ -276,12 +230,8 @@ def drop_occluded(kp: Keypoints2D, cover: np.ndarray, max_cover: float, keep: in
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(C)[:, None].repeat(T, 1), axis=0)
     drop = seen & (hidden > max_cover) & (rank >= keep)
-    conf = np.where(drop[..., None], 0.0, kp.confidence)
-    if covered is not None and hidden_confidence > 0:
-        if covered.shape != kp.confidence.shape:
-            raise ValueError(f"covered must be (C, T, J) = {kp.confidence.shape}, got {covered.shape}")
-        stays = drop[..., None] & ~covered & (kp.confidence > 0) & np.isfinite(kp.xy).all(-1)
-        conf = np.where(stays, hidden_confidence, conf)
+    weak = (kp.confidence > 0) & np.isfinite(kp.xy).all(-1)
+    conf = np.where(drop[..., None], np.where(weak, hidden_confidence, 0.0), kp.confidence)
     return Keypoints2D(kp.xy, conf, kp.camera_names, kp.skeleton, kp.frame_times), int(drop.sum())
 
 
@@ -314,9 +264,9 @@ def refine_in_crops(
     docstring). ``sources``: camera -> recording; ``landmarker_factory()`` a context manager whose ``detect(image)``
     gives (P, J, 2) pixels and (P, J) confidences; ``open_frames(path)`` yields frames with ``index`` and
     ``image``. After each round of crops, a person's views that a nearer person hides more than ``max_cover`` of
-    (:func:`occlusion_cover`, from the refined people's points; 1: none) are dropped, but for their joints that
-    nobody nearer covers (:func:`covered_joints`), kept at ``hidden_confidence`` when it is above 0; the next
-    round places its crops from the people so cleaned. ``progress(message, done, total)`` is told each camera of each round.
+    (:func:`occlusion_cover`, from the refined people's points; 1: none) are dropped (with ``hidden_confidence``
+    above 0, kept at that confidence as weak views); the next round places its crops from the people so cleaned.
+    ``progress(message, done, total)`` is told each camera of each round.
     -> (refined people, figures: crops run, poses taken (replaced, added), hidden views dropped (summed over the
     rounds; ``rounds`` per round), seconds)."""
     if rounds < 1:
@@ -346,9 +296,8 @@ def refine_in_crops(
         if max_cover < 1.0 and len(ids) > 1:
             points = _points(rig, out, min_confidence, gap)
             cover = occlusion_cover(rig, points, first.camera_names)
-            covered = covered_joints(rig, points, out) if hidden_confidence > 0 else {}
             for pid in ids:
-                out[pid], n = drop_occluded(out[pid], cover[pid], max_cover, keep=0, covered=covered.get(pid),
+                out[pid], n = drop_occluded(out[pid], cover[pid], max_cover, keep=0,
                                             hidden_confidence=hidden_confidence)
                 counts["hidden_views_dropped"] += n
         per_round.append(counts)

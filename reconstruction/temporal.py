@@ -18,8 +18,9 @@ length). So, per joint, every frame gets a few candidate points:
   little depth);
 
 each scored by its reprojection error in every camera (truncated at the inlier threshold, so a disagreeing
-view costs 1) and by its segment length, and the candidates of consecutive frames are linked by how far the
-joint moves. Viterbi (dynamic programming) picks the cheapest path through the take, parents before children.
+view costs 1; a weak view, where ``weak_weight`` asks, that much of it) and by its segment length, and the
+candidates of consecutive frames are linked by how far the joint moves. Viterbi (dynamic programming) picks
+the cheapest path through the take, parents before children.
 Where all views agree there is one candidate in effect and nothing changes.
 """
 
@@ -288,14 +289,16 @@ def _level_candidates(level: list[tuple[int, int]], X: np.ndarray, out: np.ndarr
 def choose_over_time(
     X: np.ndarray, xy: np.ndarray, seen: np.ndarray, extrinsics: np.ndarray, focal: np.ndarray,
     threshold_px: float, joints: tuple[str, ...], perm: np.ndarray | None = None, weak: np.ndarray | None = None,
+    weak_weight: float = 0.0,
 ) -> TemporalChoice:
     """Re-choose the limb joints' points over the take (see the module docstring).
 
     X (T, J, 3) robust points; xy (C, T, J, 2) undistorted normalized observations; seen (C, T, J) the views
     to use; extrinsics (C, 3, 4); focal (C,) px; ``threshold_px`` the inlier threshold; ``joints`` the
     skeleton's names; ``perm`` (J,) each joint's left/right mirror (candidates then also read one view's labels
-    mirrored); ``weak`` (C, T, J) views that offer candidate points but are not scored (see the module
-    docstring). Joints outside the limb chains are returned as they were.
+    mirrored); ``weak`` (C, T, J) views that offer candidate points (see the module docstring), and are scored
+    at ``weak_weight`` of a seen view (each as a seen view is, with its labels as detected; 0: not at all).
+    Joints outside the limb chains are returned as they were.
     """
     X = np.array(X, float)
     out = X.copy()
@@ -307,6 +310,11 @@ def choose_over_time(
         obs, vis, obs_m, vis_m = xy[:, :, js], seen[:, :, js], xy[:, :, perm[js]], seen[:, :, perm[js]]
         unary, agree = _project_cost(cand, extrinsics, focal, obs, vis, obs_m, vis_m, mirror, threshold_px)
         unary = unary + MIRROR_COST * mirror.sum(1)  # a label swap is rarer than a noisy view
+        if weak is not None and weak_weight > 0:  # the weak views' say, at their weight
+            only = weak[:, :, js] & ~vis
+            said, _ = _project_cost(cand, extrinsics, focal, obs, only, obs_m, only, np.zeros_like(mirror),
+                                    threshold_px)
+            unary = unary + weak_weight * np.where(np.isfinite(said), said, 0.0)
         # the robust point (candidate 0), where three or more views agree on it, stands unless another is
         # clearly better
         unary[..., 1:] += np.where(agree[..., 0] >= 3, LEAVE_COST, 0.0)[..., None]

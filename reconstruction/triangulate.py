@@ -70,6 +70,14 @@ class TriangulationConfig:
     turns it off. On the studio's crowd takes (five, three performers each) body MPJPE 25.0 -> 24.4 mm on
     average (README, "Several people in one take"); ten lone-performer takes are unchanged to 0.01 mm, the demo's
     14.2 -> 14.1."""
+    weak_view_weight: float = 0.0
+    """The views between ``candidate_min_confidence`` and ``min_confidence`` also score the choice over time's
+    candidates, each at this fraction of a trusted view's say (``temporal``); 0 (a lone performer's): they only
+    offer candidates. A several-people take's people use ``crowd_weak_view_weight`` instead."""
+    crowd_weak_view_weight: float = 0.5
+    """``weak_view_weight`` for the people of a several-people take (``[associate] people`` other than 1), whose
+    hidden views stay as weak views (``[associate] crop_hidden_confidence``): on the studio's crowd takes
+    (README, "Several people in one take") ..."""
     max_reprojection_error_px: float = 0.0
     """Upper bound of the inlier threshold (px): a view farther than this from the point is an outlier. 0: 1 %
     of the largest camera's image diagonal (14.7 px at 1280x720, 22 px on 1080x1920 phones), since detectors'
@@ -109,6 +117,9 @@ class TriangulationConfig:
             raise ValueError(f"min_cameras must be at least 2, got {self.min_cameras}")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if not (0.0 <= self.weak_view_weight <= 1.0 and 0.0 <= self.crowd_weak_view_weight <= 1.0):
+            raise ValueError(f"weak_view_weight and crowd_weak_view_weight must be in [0, 1] (a fraction of a trusted "
+                             f"view's say), got {self.weak_view_weight} and {self.crowd_weak_view_weight}")
         if not 0 <= self.candidate_min_confidence <= self.min_confidence:
             raise ValueError(f"candidate_min_confidence must be in [0, min_confidence = {self.min_confidence}], got "
                              f"{self.candidate_min_confidence}")
@@ -677,7 +688,8 @@ def triangulate_with_diagnostics(
         seen = np.isfinite(xy).all(-1) & (conf >= config.min_confidence) & (conf > 0)
         weak = np.isfinite(xy).all(-1) & (conf >= config.candidate_min_confidence) & (conf > 0) & ~seen
         choice = choose_over_time(X, xy, seen, extrinsics, focal, threshold, keypoints.format.joints,
-                                  keypoints.format.flip_permutation, weak if weak.any() else None)
+                                  keypoints.format.flip_permutation, weak if weak.any() else None,
+                                  config.weak_view_weight)
         retimed = choice.changed
         if retimed.any():
             X = choice.xyz

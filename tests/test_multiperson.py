@@ -155,3 +155,20 @@ def test_a_crowds_fits_use_the_crowds_kernel(tmp_path):
     assert fit_config_for(lone, config).robust_scale == 3.5
     assert fit_config_for(crowd, config).robust_scale == 1.25
     assert fit_config_for(PersonSession(crowd, "p1"), config).robust_scale == 1.25
+
+
+def test_a_crowds_weak_views_score(tmp_path):
+    from mocap_studio.reconstruction.triangulate import TriangulationConfig
+    from mocap_studio.stages_keypoints import triangulate_config_for
+
+    lone, crowd = Session(tmp_path / "lone"), Session(tmp_path / "crowd")
+    for session, people in ((lone, None), (crowd, "all")):
+        session.root.mkdir()
+        session.config_path.write_text("[triangulate]\ncrowd_weak_view_weight = 0.25\n"
+                                       + (f'\n[associate]\npeople = "{people}"\n' if people else ""))
+    config = lone.stage_config("triangulate", TriangulationConfig)
+    assert triangulate_config_for(lone, config).weak_view_weight == 0.0  # a lone performer's weak views only offer
+    assert triangulate_config_for(crowd, config).weak_view_weight == 0.25
+    assert triangulate_config_for(PersonSession(crowd, "p1"), config).weak_view_weight == 0.25
+    with pytest.raises(ValueError, match="weak_view_weight"):
+        TriangulationConfig(crowd_weak_view_weight=2.0)

@@ -392,3 +392,27 @@ def test_weak_views_offer_the_points_facing_cameras_cannot_fix():
     # measured: the facing pair's points 59.0 mm off, chosen over time 53.6, with the weak views' candidates 45.9
     assert mean["weak too"] <= 0.9 * mean["confident"], mean
     assert mean["confident"] < mean["robust"], mean
+
+
+def test_weak_views_scoring_at_half_a_views_say_helps_even_where_they_guess():
+    """The crowd's weak views (a hidden view kept at a low confidence) score the candidates at half a trusted
+    view's say: the side camera of the facing-cameras scene right in 70 % of the frames and a guess 40-80 px off in
+    the rest."""
+    from mocap_studio.reconstruction.temporal import choose_over_time
+
+    joints = ("left_shoulder", "left_elbow")
+    errors = {"confident": [], "offered": [], "scored": []}
+    for seed in range(5):
+        truth, robust, xy, seen, weak, extrinsics, focal = _facing_cameras_scene(seed)
+        rng = np.random.default_rng(100 + seed)
+        guess = rng.random(xy.shape[1]) < 0.3
+        way = rng.normal(0, 1, (xy.shape[1], 2))
+        off = way / np.linalg.norm(way, axis=-1, keepdims=True) * rng.uniform(40, 80, (xy.shape[1], 1)) / focal[2]
+        xy[2, guess, 1] += off[guess]
+        for name, options in (("confident", {}), ("offered", {"weak": weak}),
+                              ("scored", {"weak": weak, "weak_weight": 0.5})):
+            points = choose_over_time(robust, xy, seen, extrinsics, focal, 12.0, joints, **options).xyz
+            errors[name].append(1000 * np.linalg.norm(points[:, 1] - truth[:, 1], axis=-1).mean())
+    mean = {k: float(np.mean(v)) for k, v in errors.items()}
+    # measured: chosen from the confident views 53.6 mm off, the weak views' candidates offered 48.6, scored 45.4
+    assert mean["scored"] <= 0.96 * mean["offered"] and mean["offered"] < mean["confident"], mean
