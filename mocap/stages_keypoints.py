@@ -280,10 +280,12 @@ def run_detect(
         extra["masks"] = _write_performer_masks(session, detections, kp, person_masks[0])
     elif session.masks_path.exists():
         session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
-    if people and session.stage_config("associate", AssociationConfig).crop_refine:
+    hidden = 0.0
+    if people and (association := session.stage_config("associate", AssociationConfig)).crop_refine:
         people = _refine_people(session, sources, config, people, others, extra, warnings, progress)
         kp = people["p0"]  # the performer, as every person, detected again in crops
-    _write_people(session, people, extra)
+        hidden = association.crop_hidden_confidence
+    _write_people(session, people, extra, hidden)
     return _write_keypoints2d(session, "detect", kp, fingerprint, t0, warnings, extra)
 
 
@@ -323,10 +325,13 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
     return refined
 
 
-def _write_people(session: Session, people: dict[str, Keypoints2D], figures: dict[str, Any]) -> None:
+def _write_people(session: Session, people: dict[str, Keypoints2D], figures: dict[str, Any],
+                  hidden_confidence: float = 0.0) -> None:
     """Several people: each one's keypoints2d.npz in ``people/<id>/`` and ``people.json`` (ids and figures:
-    frames found per camera); one performer: any earlier run's ``people.json`` removed (its folders stay, unread).
-    ``figures`` gets ``people``."""
+    frames found per camera, a camera finding a person where a joint of theirs is above ``hidden_confidence``,
+    so a view kept weak as hidden by a nearer person (``[associate] crop_hidden_confidence``) does not count);
+    one performer: any earlier run's ``people.json`` removed (its folders stay, unread). ``figures`` gets
+    ``people``."""
     if not people:
         if session.people_path.exists():
             session.people_path.unlink()
@@ -337,7 +342,7 @@ def _write_people(session: Session, people: dict[str, Keypoints2D], figures: dic
         person = session.person(pid)
         person.root.mkdir(parents=True, exist_ok=True)
         kp.save(person.keypoints2d_path)
-        seen = (kp.confidence > 0).any(-1)
+        seen = (kp.confidence > hidden_confidence + 1e-6).any(-1)  # the files keep float32
         rows.append({"id": pid, "folder": str(person.root.relative_to(session.root)),
                      "frames_seen_by_two_cameras": round(float((seen.sum(0) >= 2).mean()), 4),
                      "frames_found_per_camera": {c: round(float(seen[i].mean()), 4)

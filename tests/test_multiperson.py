@@ -172,3 +172,25 @@ def test_a_crowds_weak_views_score(tmp_path):
     assert triangulate_config_for(PersonSession(crowd, "p1"), config).weak_view_weight == 0.25
     with pytest.raises(ValueError, match="weak_view_weight"):
         TriangulationConfig(crowd_weak_view_weight=2.0)
+
+
+def test_a_view_kept_weak_as_hidden_does_not_count_as_finding_the_person(tmp_path):
+    from mocap_studio.reconstruction.keypoints import Keypoints2D, load_keypoints2d
+    from mocap_studio.stages_keypoints import _write_people
+
+    session = Session(tmp_path / "take")
+    session.root.mkdir()
+    conf = np.full((3, 4, 33), 0.9)
+    conf[1, 2:] = 0.1  # camera 2 hides the person in frames 2 and 3: kept as a weak view
+    conf[2, 3:] = 0.0  # camera 3 lost them in frame 3
+    kp = Keypoints2D(np.zeros((3, 4, 33, 2)), conf, ("a", "b", "c"), "blazepose33", np.arange(4) / 30.0)
+    figures: dict = {}
+    _write_people(session, {"p0": kp}, figures, hidden_confidence=0.1)
+    row = json.loads(session.people_path.read_text())["people"][0]
+    assert row["frames_seen_by_two_cameras"] == 0.75 and row["frames_found_per_camera"] == {"a": 1.0, "b": 0.5,
+                                                                                           "c": 0.75}
+    kp.save(session.person("p0").keypoints2d_path)  # as read back (float32), the same
+    _write_people(session, {"p0": load_keypoints2d(session.person("p0").keypoints2d_path)}, figures, 0.1)
+    assert json.loads(session.people_path.read_text())["people"][0] == row
+    _write_people(session, {"p0": kp}, figures)  # no views kept weak: any confidence finds
+    assert json.loads(session.people_path.read_text())["people"][0]["frames_seen_by_two_cameras"] == 1.0
