@@ -282,7 +282,7 @@ def run_detect(
         session.masks_path.unlink()  # an earlier run's masks would not match these keypoints
     hidden = 0.0
     if people and (association := session.stage_config("associate", AssociationConfig)).crop_refine:
-        people = _refine_people(session, sources, config, people, others, extra, warnings, progress)
+        people = _refine_people(session, sources, config, association, people, others, extra, warnings, progress)
         kp = people["p0"]  # the performer, as every person, detected again in crops
         hidden = association.crop_hidden_confidence
     _write_people(session, people, extra, hidden)
@@ -290,8 +290,8 @@ def run_detect(
 
 
 def _refine_people(session: Session, sources: dict[str, Path], config: DetectionConfig,
-                   people: dict[str, Keypoints2D], others: list[Keypoints2D], figures: dict[str, Any],
-                   warnings: list[str], progress: Progress | None) -> dict[str, Keypoints2D]:
+                   association: AssociationConfig, people: dict[str, Keypoints2D], others: list[Keypoints2D],
+                   figures: dict[str, Any], warnings: list[str], progress: Progress | None) -> dict[str, Keypoints2D]:
     """Several people: each person followed and detected again in crops around where the other cameras place
     them (:mod:`reconstruction.crowd`; ``others``: the association's tracks not kept, where a lost person is
     looked for); ``figures`` gets ``crowd`` (crops run, people taken up and given up, detections replaced and
@@ -310,7 +310,6 @@ def _refine_people(session: Session, sources: dict[str, Path], config: Detection
                                      "masks": False,
                                      "min_detection_confidence": min(config.min_detection_confidence, 0.3),
                                      "min_presence_confidence": min(config.min_presence_confidence, 0.3)})
-    association = session.stage_config("associate", AssociationConfig)
     flip = association.crop_flip_test
     figures["crop_flip_test"] = flip
     mirror = get_format(next(iter(people.values())).skeleton).flip_permutation

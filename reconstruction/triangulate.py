@@ -76,8 +76,9 @@ class TriangulationConfig:
     offer candidates. A several-people take's people use ``crowd_weak_view_weight`` instead."""
     crowd_weak_view_weight: float = 0.5
     """``weak_view_weight`` for the people of a several-people take (``[associate] people`` other than 1), whose
-    hidden views stay as weak views (``[associate] crop_hidden_confidence``): on the studio's crowd takes
-    (README, "Several people in one take") ..."""
+    hidden views stay as weak views (``[associate] crop_hidden_confidence``). On the studio's crowd takes, body
+    MPJPE per take (seeds 0 / 11 / 7, mean of three performers) 27.7 / 23.5 / 24.9 mm at 0, 27.4 / 23.2 / 24.8 at
+    0.3, 26.7 / 23.4 / 24.8 at 0.5, 27.3 / 23.6 at 1 (README, "Several people in one take")."""
     max_reprojection_error_px: float = 0.0
     """Upper bound of the inlier threshold (px): a view farther than this from the point is an outlier. 0: 1 %
     of the largest camera's image diagonal (14.7 px at 1280x720, 22 px on 1080x1920 phones), since detectors'
