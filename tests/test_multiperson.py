@@ -8,6 +8,7 @@ reach, a third walking round the edge seen by two cameras only, occlusions, a mi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,15 @@ def test_report_section_lists_every_person(three):
     assert section.id == "people" and all(f"<td>{p}</td>" in html for p in ("p0", "p1", "p2"))
     assert 'id="people-paths"' in html  # the paths over the floor (no videos here: no frame to draw on)
     assert section_people(session.person("p0")) is None
+    # each person's own report is linked from the take's page, report/index.html
+    page = session.person("p1").report_dir / "index.html"
+    page.write_text("<html></html>")
+    try:
+        html = "".join(section_people(session).body)
+    finally:
+        page.unlink()
+    href = re.search(r'<a href="([^"]+)">p1</a>', html).group(1)
+    assert (session.report_dir / href).resolve() == page.resolve(), href
 
 
 def test_a_rerun_skips_every_person(three):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,11 @@ def _row(person: PersonSession, listed: dict[str, Any]) -> list[object]:
             figures.get("mean_reprojection_error_px"), height, "yes" if fit else "no"]
 
 
+def _link(session: Session, target) -> str:
+    """``target``'s address relative to the take report's page (``report/index.html``), with forward slashes."""
+    return os.path.relpath(target, session.report_dir).replace(os.sep, "/")
+
+
 def section_people(session: Session) -> H.Section | None:
     """The People section, or None for a single-performer take (no ``people.json``)."""
     if isinstance(session, PersonSession) or not session.people_path.exists():
@@ -133,7 +139,8 @@ def section_people(session: Session) -> H.Section | None:
     rows = [_row(p, listed.get(p.person_id, {})) for p in people]
     s.add(H.table(["person", "frames found (2+ cameras)", "joints triangulated", "reprojection error (px)",
                    "height (m)", "body fitted"], rows))
-    links = [f'<a href="{H.esc((p.report_dir / "index.html").relative_to(session.root))}">{H.esc(p.person_id)}</a>'
+    # the page is report/index.html: a person's own report is ../people/<id>/report/index.html from it
+    links = [f'<a href="{H.esc(_link(session, p.report_dir / "index.html"))}">{H.esc(p.person_id)}</a>'
              for p in people if (p.report_dir / "index.html").exists()]
     if links:
         s.add(f"<p>Each person's own report: {', '.join(links)}.</p>")
