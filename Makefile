@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # python3.13 on PATH. `make test-newest` runs the tests on it in its own venv (.venv-3.13).
 PY_NEWEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13 2>/dev/null))
 
-.PHONY: test test-newest demo lint bench bench-setup clean-venv blender-check system-deps pose-models
+.PHONY: test test-newest demo lint bench bench-setup real-check clean-venv blender-check system-deps pose-models
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null || \
@@ -89,6 +89,14 @@ bench-setup: $(STAMP)
 	$(BIN)/pip install --quiet "numpy>=2.2,<2.5" "opencv-contrib-python==5.1.0.95" "torch==2.13.0" -e ".[bench]"
 	$(BIN)/pip install --quiet --no-deps "pose2sim==0.10.49"
 	$(BIN)/python benchmarks/check_peers.py
+
+# make real-check: the real-footage checks that need Pose2Sim's demo videos, which come in the pose2sim wheel
+# (bench-setup installs it; make test does not, so CI skips them): tests/test_real_people.py runs Pose2Sim's
+# multi-person demo end to end with two people (about 12 min on 2 cores), and test_real_footage.py's
+# test_pose2sim_multi_person_demo_runs_end_to_end the same demo as one performer's take.
+real-check: bench-setup pose-models
+	MOCAP_DEMO_CHECK=1 $(BIN)/python -m pytest -q tests/test_real_people.py \
+		tests/test_real_footage.py::test_pose2sim_multi_person_demo_runs_end_to_end
 
 demo: $(STAMP) pose-models
 	@$(BIN)/python -m mocap_studio.export.blender_preview --install || echo "(continuing without Blender: the report says why)"
