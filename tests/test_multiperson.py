@@ -86,7 +86,7 @@ def test_every_person_is_triangulated_in_a_folder_of_their_own(three):
 
 
 def test_report_section_lists_every_person(three):
-    from mocap_studio.report.people import section_people
+    from mocap_studio.report.people import section_people, section_person
 
     session, _ = three
     section = section_people(session)
@@ -103,6 +103,11 @@ def test_report_section_lists_every_person(three):
         page.unlink()
     href = re.search(r'<a href="([^"]+)">p1</a>', html).group(1)
     assert (session.report_dir / href).resolve() == page.resolve(), href
+    # and a person's own page links back to the take's
+    person = session.person("p1")
+    assert section_person(session) is None
+    back = re.search(r'<a href="([^"]+)">', "".join(section_person(person).body)).group(1)
+    assert (person.report_dir / back).resolve() == (session.report_dir / "index.html").resolve(), back
 
 
 def test_a_rerun_skips_every_person(three):

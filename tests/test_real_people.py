@@ -76,3 +76,6 @@ def test_both_people_each_with_one_identity(tmp_path):
     for pid in ("p0", "p1"):
         href = re.search(rf'<a href="([^"]+)">{pid}</a>', people).group(1)
         assert (session.report_dir / href).resolve() == (session.person(pid).report_dir / "index.html").resolve()
+        own = (session.person(pid).report_dir / "index.html").read_text()  # and each person's page links back
+        back = re.search(r'<section id="person">.*?<a href="([^"]+)">', own, re.S).group(1)
+        assert (session.person(pid).report_dir / back).resolve() == (session.report_dir / "index.html").resolve()

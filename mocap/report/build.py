@@ -736,9 +736,10 @@ def build_page(session: Session, config, progress=None) -> tuple[str, dict, list
     truth = section_truth(take)
     if truth is not None:
         sections.append(truth)
-    from mocap_studio.report.people import section_people
+    from mocap_studio.report.people import section_people, section_person
 
-    people = section_people(session)  # several people only (people.json)
+    # several people only: the take's page lists them (people.json), each person's page says whose it is
+    people = section_people(session) or section_person(session)
     if people is not None:
         sections.insert(0, people)
     warnings = section_warnings(take)

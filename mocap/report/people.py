@@ -120,8 +120,20 @@ def _row(person: PersonSession, listed: dict[str, Any]) -> list[object]:
 
 
 def _link(session: Session, target) -> str:
-    """``target``'s address relative to the take report's page (``report/index.html``), with forward slashes."""
+    """``target``'s address relative to ``session``'s report page (``report/index.html``), with forward slashes."""
     return os.path.relpath(target, session.report_dir).replace(os.sep, "/")
+
+
+def section_person(session: Session) -> H.Section | None:
+    """A person's own report (``people/<id>/report/``): whose it is, with a link back to the take's report; None
+    for a take's report."""
+    if not isinstance(session, PersonSession):
+        return None
+    # linked even before the take's page exists: `mocap run` writes the people's pages first, then the take's
+    back = f'<a href="{H.esc(_link(session, session.take.report_dir / "index.html"))}">the take\'s report</a>'
+    return H.Section("person", f"Person {session.person_id}").add(
+        f"<p>Person {H.esc(session.person_id)} of the take {H.esc(str(session.take.root))}, one of the people followed "
+        f"over it; who is who, and the others, are in {back}.</p>")
 
 
 def section_people(session: Session) -> H.Section | None:
