@@ -95,7 +95,8 @@ def test_report_section_lists_every_person(three):
     assert 'id="people-paths"' in html  # the paths over the floor (no videos here: no frame to draw on)
     assert section_people(session.person("p0")) is None
     # each person's own report is linked from the take's page, report/index.html
-    page = session.person("p1").report_dir / "index.html"
+    person = session.person("p1")
+    page = person.report_dir / "index.html"
     page.write_text("<html></html>")
     try:
         html = "".join(section_people(session).body)
@@ -104,7 +105,6 @@ def test_report_section_lists_every_person(three):
     href = re.search(r'<a href="([^"]+)">p1</a>', html).group(1)
     assert (session.report_dir / href).resolve() == page.resolve(), href
     # and a person's own page links back to the take's
-    person = session.person("p1")
     assert section_person(session) is None
     back = re.search(r'<a href="([^"]+)">', "".join(section_person(person).body)).group(1)
     assert (person.report_dir / back).resolve() == (session.report_dir / "index.html").resolve(), back

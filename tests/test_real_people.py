@@ -67,15 +67,15 @@ def test_both_people_each_with_one_identity(tmp_path):
     # end to end for each person, and the take's report shows both, with who is who and links to their reports
     run = {o["stage"]: o["status"] for o in json.loads(session.stage_report_path("run").read_text())["outcomes"]}
     assert all(run[f"{stage} {pid}"] == "ran" for stage in ("fit", "export", "report") for pid in ("p0", "p1")), run
+    take_page = session.report_dir / "index.html"
+    people = take_page.read_text()
+    people = people[people.index('id="people"'):]
+    assert all(f"<td>{pid}</td>" in people for pid in ("p0", "p1")) and 'id="people-who-is-who"' in people
     for pid in ("p0", "p1"):
         person = session.person(pid)
         assert person.body_path.exists() and any(person.export_dir.glob("*.fbx")), pid
-    page = (session.report_dir / "index.html").read_text()
-    people = page[page.index('id="people"'):]
-    assert all(f"<td>{pid}</td>" in people for pid in ("p0", "p1")) and 'id="people-who-is-who"' in people
-    for pid in ("p0", "p1"):
+        own = person.report_dir / "index.html"
         href = re.search(rf'<a href="([^"]+)">{pid}</a>', people).group(1)
-        assert (session.report_dir / href).resolve() == (session.person(pid).report_dir / "index.html").resolve()
-        own = (session.person(pid).report_dir / "index.html").read_text()  # and each person's page links back
-        back = re.search(r'<section id="person">.*?<a href="([^"]+)">', own, re.S).group(1)
-        assert (session.person(pid).report_dir / back).resolve() == (session.report_dir / "index.html").resolve()
+        assert (session.report_dir / href).resolve() == own.resolve()
+        back = re.search(r'<section id="person">.*?<a href="([^"]+)">', own.read_text(), re.S).group(1)
+        assert (person.report_dir / back).resolve() == take_page.resolve()  # and each person's page links back
